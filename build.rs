@@ -1,0 +1,30 @@
+//! Compiles `proto/` with protox (no protoc needed) into OUT_DIR, and writes the
+//! encoded descriptor set that server reflection serves.
+
+use std::{env, fs, path::PathBuf};
+
+use prost::Message as _;
+
+const PROTOS: &[&str] = &[
+    "vpnregistry/v1/institution.proto",
+    "vpnregistry/v1/institution_service.proto",
+    "vpnregistry/v1/registration.proto",
+    "vpnregistry/v1/registration_service.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    // sqlx::migrate!() embeds migrations/ at compile time.
+    println!("cargo:rerun-if-changed=migrations");
+
+    let fds = protox::compile(PROTOS, ["proto"])?;
+    let out = PathBuf::from(env::var("OUT_DIR")?);
+    fs::write(out.join("vpnregistry_descriptor.bin"), fds.encode_to_vec())?;
+
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .include_file("protos.rs")
+        .compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! Assembles the service: health, reflection, authentication and the API
+//! services on one tonic server, and runs it until shutdown.
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{codegen::http, transport::Server};
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::auth::AuthLayer;
+use crate::grpc::{institutions::InstitutionApi, registrations::RegistrationApi};
+use crate::pb::{
+    self, institution_service_server::InstitutionServiceServer,
+    registration_service_server::RegistrationServiceServer,
+};
+
+/// How often the health task checks that PostgreSQL still answers.
+const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Names under which health is reported: the whole server ("") and each API.
+const HEALTH_NAMES: &[&str] = &[
+    "",
+    "vpnregistry.v1.InstitutionService",
+    "vpnregistry.v1.RegistrationService",
+];
+
+/// Options of a running server that tests and `serve` choose.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long in-flight calls may run on after shutdown begins.
+    pub shutdown_grace: Duration,
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then lets
+/// in-flight calls finish for at most `shutdown_grace`. Health reports
+/// NOT_SERVING from the moment shutdown begins.
+pub async fn serve(
+    listener: TcpListener,
+    pool: PgPool,
+    options: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    set_health(&reporter, ServingStatus::NotServing).await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    let probe = tokio::spawn(probe_database(
+        pool.clone(),
+        reporter.clone(),
+        stopping_tx.subscribe(),
+    ));
+
+    let shutdown_reporter = reporter.clone();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
+        let _ = stopping_tx.send(true);
+        set_health(&shutdown_reporter, ServingStatus::NotServing).await;
+    };
+
+    let server = Server::builder()
+        .trace_fn(request_span)
+        .layer(AuthLayer::new(pool.clone()))
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(InstitutionServiceServer::new(InstitutionApi::new(
+            pool.clone(),
+        )))
+        .add_service(RegistrationServiceServer::new(RegistrationApi::new(pool)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+
+    let grace = options.shutdown_grace;
+    let deadline = async move {
+        let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+        tokio::time::sleep(grace).await;
+    };
+    let result = tokio::select! {
+        result = server => result.map_err(anyhow::Error::from),
+        () = deadline => {
+            tracing::warn!(?grace, "grace period over; abandoning calls still in flight");
+            Ok(())
+        }
+    };
+    probe.abort();
+    result
+}
+
+/// Reports SERVING while PostgreSQL answers and NOT_SERVING while it does
+/// not, until shutdown begins.
+async fn probe_database(
+    pool: PgPool,
+    reporter: HealthReporter,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut last = None;
+    loop {
+        let status = match sqlx::query("SELECT 1").execute(&pool).await {
+            Ok(_) => ServingStatus::Serving,
+            Err(e) => {
+                tracing::warn!(error = %e, "database unreachable");
+                ServingStatus::NotServing
+            }
+        };
+        if *stopping.borrow() {
+            return;
+        }
+        if last != Some(status) {
+            set_health(&reporter, status).await;
+            last = Some(status);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(HEALTH_PROBE_INTERVAL) => {}
+            _ = stopping.changed() => return,
+        }
+    }
+}
+
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    for name in HEALTH_NAMES {
+        reporter.set_service_status(*name, status).await;
+    }
+}
+
+/// One span per call, carrying the caller's `x-request-id` or a fresh one.
+fn request_span(req: &http::Request<()>) -> tracing::Span {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    tracing::info_span!("rpc", method = %req.uri().path(), %request_id)
+}
+
+/// Binds the listen address; separate so callers can log the bound port.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

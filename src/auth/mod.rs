@@ -1,0 +1,18 @@
+//! Authentication: bearer tokens in `authorization` metadata, resolved to a
+//! [`Principal`] that handlers find in the request extensions.
+
+mod layer;
+pub mod token;
+
+pub use layer::AuthLayer;
+
+use tonic::Status;
+
+use crate::domain::principal::Principal;
+
+/// The principal the auth layer attached to a request.
+pub fn principal<T>(req: &tonic::Request<T>) -> Result<&Principal, Status> {
+    req.extensions()
+        .get::<Principal>()
+        .ok_or_else(|| Status::unauthenticated("missing credentials"))
+}

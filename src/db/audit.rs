@@ -1,0 +1,102 @@
+//! The append-only audit trail, written in the same transaction as the change
+//! it records.
+
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::domain::principal::Actor;
+
+/// One audit event about to be written.
+pub struct Entry<'a> {
+    pub subject_type: &'static str,
+    pub subject_id: Uuid,
+    pub action: &'a str,
+    pub actor: &'a Actor,
+    pub from_state: Option<&'a str>,
+    pub to_state: Option<&'a str>,
+    pub reason_code: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub changes: Value,
+}
+
+/// Appends an entry inside the caller's transaction.
+pub async fn append(conn: &mut PgConnection, e: Entry<'_>) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_events (subject_type, subject_id, action, actor_principal_id, actor_name,
+                                   actor_role, request_id, from_state, to_state, reason_code, reason, changes)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(e.subject_type)
+    .bind(e.subject_id)
+    .bind(e.action)
+    .bind(e.actor.principal_id)
+    .bind(&e.actor.name)
+    .bind(e.actor.role)
+    .bind(e.actor.request_id.as_deref())
+    .bind(e.from_state)
+    .bind(e.to_state)
+    .bind(e.reason_code)
+    .bind(e.reason)
+    .bind(&e.changes)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The fields whose value differs between two snapshots, as
+/// `[{"field", "before", "after"}]`. A missing `before` records a creation.
+pub fn diff(before: Option<&[(&'static str, Value)]>, after: &[(&'static str, Value)]) -> Value {
+    let changes: Vec<Value> = after
+        .iter()
+        .filter_map(|(field, new)| {
+            let old = before
+                .and_then(|b| b.iter().find(|(f, _)| f == field))
+                .map_or(&Value::Null, |(_, v)| v);
+            (old != new).then(|| json!({ "field": field, "before": old, "after": new }))
+        })
+        .collect();
+    Value::Array(changes)
+}
+
+/// One stored audit event.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Event {
+    pub sequence: i64,
+    pub subject_id: Uuid,
+    pub action: String,
+    pub actor_principal_id: Option<Uuid>,
+    pub actor_name: String,
+    pub actor_role: String,
+    pub request_id: Option<String>,
+    pub from_state: Option<String>,
+    pub to_state: Option<String>,
+    pub reason_code: Option<String>,
+    pub reason: Option<String>,
+    pub changes: Value,
+    pub create_time: OffsetDateTime,
+}
+
+/// A subject's events after `after`, oldest first.
+pub async fn list(
+    conn: &mut PgConnection,
+    subject_id: Uuid,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Event>, StoreError> {
+    Ok(sqlx::query_as::<_, Event>(
+        "SELECT sequence, subject_id, action, actor_principal_id, actor_name, actor_role, request_id,
+                from_state, to_state, reason_code, reason, changes, create_time
+           FROM audit_events
+          WHERE subject_id = $1 AND sequence > $2
+          ORDER BY sequence
+          LIMIT $3",
+    )
+    .bind(subject_id)
+    .bind(after.unwrap_or(0))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}

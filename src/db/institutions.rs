@@ -1,0 +1,281 @@
+//! Institutions: every statement that reads or writes the `institutions` table.
+
+use sqlx::{PgConnection, PgPool};
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use super::{StoreError, audit, decode, idempotency, reparse};
+use crate::domain::{
+    Violations,
+    institution::{Category, Institution, Profile, Pseb},
+    principal::{Actor, Visibility},
+    request::Etag,
+};
+
+/// The columns every query returns, in `Row`'s order (a macro so that SQL
+/// strings stay `&'static str`).
+macro_rules! columns {
+    () => {
+        "id, category, legal_name, cnic, ntn, secp_number, pseb_number, pseb_expiry,
+    sbp_licence, accreditation_ref, country, contact_email, contact_phone, version, create_time, update_time"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    category: String,
+    legal_name: String,
+    cnic: Option<String>,
+    ntn: Option<String>,
+    secp_number: Option<String>,
+    pseb_number: Option<String>,
+    pseb_expiry: Option<Date>,
+    sbp_licence: Option<String>,
+    accreditation_ref: Option<String>,
+    country: Option<String>,
+    contact_email: String,
+    contact_phone: String,
+    version: i64,
+    create_time: OffsetDateTime,
+    update_time: OffsetDateTime,
+}
+
+fn opt<T: std::str::FromStr>(v: Option<String>, what: &str) -> Result<Option<T>, StoreError>
+where
+    T::Err: std::fmt::Display,
+{
+    v.map(|s| reparse(&s, what)).transpose()
+}
+
+impl TryFrom<Row> for Institution {
+    type Error = StoreError;
+    fn try_from(r: Row) -> Result<Self, StoreError> {
+        let pseb = match (r.pseb_number, r.pseb_expiry) {
+            (Some(n), Some(expiry)) => Some(Pseb {
+                number: reparse(&n, "pseb_number")?,
+                expiry,
+            }),
+            _ => None,
+        };
+        Ok(Institution {
+            id: r.id,
+            category: decode(&r.category, Category::from_db, "category")?,
+            profile: Profile {
+                legal_name: reparse(&r.legal_name, "legal_name")?,
+                cnic: opt(r.cnic, "cnic")?,
+                ntn: opt(r.ntn, "ntn")?,
+                secp_number: opt(r.secp_number, "secp_number")?,
+                pseb,
+                sbp_licence: opt(r.sbp_licence, "sbp_licence")?,
+                accreditation_ref: opt(r.accreditation_ref, "accreditation_ref")?,
+                country: opt(r.country, "country")?,
+                contact_email: reparse(&r.contact_email, "contact_email")?,
+                contact_phone: reparse(&r.contact_phone, "contact_phone")?,
+            },
+            version: r.version,
+            create_time: r.create_time,
+            update_time: r.update_time,
+        })
+    }
+}
+
+/// Enrols an institution, or returns the one an earlier call with the same
+/// idempotency key enrolled.
+pub async fn create(
+    pool: &PgPool,
+    category: Category,
+    profile: &Profile,
+    actor: &Actor,
+    key: Option<&idempotency::Key>,
+) -> Result<Institution, StoreError> {
+    let id = Uuid::now_v7();
+    let mut tx = pool.begin().await?;
+    if let Some(key) = key
+        && let Some(original) = idempotency::claim(&mut tx, key, id).await?
+    {
+        tx.rollback().await?;
+        return get(pool, original, Visibility::All).await;
+    }
+    let p = profile;
+    let (pseb_number, pseb_expiry) = pseb_columns(p);
+    let row: Row = sqlx::query_as(concat!("INSERT INTO institutions (id, category, legal_name, cnic, ntn, secp_number, pseb_number, pseb_expiry,
+                                   sbp_licence, accreditation_ref, country, contact_email, contact_phone)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+         RETURNING ", columns!(), ""))
+    .bind(id)
+    .bind(category.as_str())
+    .bind(p.legal_name.as_str())
+    .bind(p.cnic.as_ref().map(|c| c.as_str()))
+    .bind(p.ntn.as_ref().map(|n| n.as_str()))
+    .bind(p.secp_number.as_ref().map(|d| d.as_str()))
+    .bind(pseb_number)
+    .bind(pseb_expiry)
+    .bind(p.sbp_licence.as_ref().map(|d| d.as_str()))
+    .bind(p.accreditation_ref.as_ref().map(|d| d.as_str()))
+    .bind(p.country.map(|c| c.as_str()))
+    .bind(p.contact_email.as_str())
+    .bind(p.contact_phone.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut values = vec![("category", serde_json::json!(category.as_str()))];
+    values.extend(profile.audit_values());
+    audit::append(
+        &mut tx,
+        audit::Entry {
+            subject_type: "institution",
+            subject_id: id,
+            action: "CREATED",
+            actor,
+            from_state: None,
+            to_state: None,
+            reason_code: None,
+            reason: None,
+            changes: audit::diff(None, &values),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    row.try_into()
+}
+
+fn pseb_columns(p: &Profile) -> (Option<&str>, Option<Date>) {
+    match &p.pseb {
+        Some(Pseb { number, expiry }) => (Some(number.as_str()), Some(*expiry)),
+        None => (None, None),
+    }
+}
+
+/// Reads one institution the caller may see.
+pub async fn get(pool: &PgPool, id: Uuid, vis: Visibility) -> Result<Institution, StoreError> {
+    let mut conn = pool.acquire().await?;
+    fetch(&mut conn, id, vis, false).await
+}
+
+/// Reads (and with `lock`, locks for update) one institution the caller may see.
+pub(crate) async fn fetch(
+    conn: &mut PgConnection,
+    id: Uuid,
+    vis: Visibility,
+    lock: bool,
+) -> Result<Institution, StoreError> {
+    if let Visibility::Institution(own) = vis
+        && own != id
+    {
+        return Err(StoreError::NotFound("institution"));
+    }
+    let sql = if lock {
+        concat!(
+            "SELECT ",
+            columns!(),
+            " FROM institutions WHERE id = $1 FOR UPDATE"
+        )
+    } else {
+        concat!("SELECT ", columns!(), " FROM institutions WHERE id = $1")
+    };
+    let row: Option<Row> = sqlx::query_as(sql).bind(id).fetch_optional(conn).await?;
+    row.ok_or(StoreError::NotFound("institution"))?.try_into()
+}
+
+/// One page of institutions the caller may see, oldest first.
+pub async fn list(
+    pool: &PgPool,
+    vis: Visibility,
+    category: Option<Category>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Institution>, StoreError> {
+    let only = match vis {
+        Visibility::All => None,
+        Visibility::Institution(id) => Some(id),
+    };
+    let rows: Vec<Row> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM institutions
+          WHERE ($1::uuid IS NULL OR id = $1)
+            AND ($2::text IS NULL OR category = $2)
+            AND ($3::uuid IS NULL OR id > $3)
+          ORDER BY id
+          LIMIT $4"
+    ))
+    .bind(only)
+    .bind(category.map(Category::as_str))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(TryInto::try_into).collect()
+}
+
+/// Applies `change` to the current profile under a row lock and stores the
+/// result, refusing a stale etag. The audit event lists the changed fields.
+pub async fn update(
+    pool: &PgPool,
+    id: Uuid,
+    vis: Visibility,
+    etag: Option<Etag>,
+    actor: &Actor,
+    key: Option<&idempotency::Key>,
+    change: impl FnOnce(&Institution) -> Result<Profile, Violations>,
+) -> Result<Institution, StoreError> {
+    let mut tx = pool.begin().await?;
+    let current = fetch(&mut tx, id, vis, true).await?;
+    if let Some(key) = key
+        && idempotency::claim(&mut tx, key, id).await?.is_some()
+    {
+        tx.rollback().await?;
+        return get(pool, id, vis).await;
+    }
+    if let Some(Etag(v)) = etag
+        && v != current.version
+    {
+        return Err(StoreError::StaleEtag {
+            current: Etag::render(current.version),
+        });
+    }
+    let profile = change(&current)?;
+    let changes = audit::diff(
+        Some(&current.profile.audit_values()),
+        &profile.audit_values(),
+    );
+    let p = &profile;
+    let (pseb_number, pseb_expiry) = pseb_columns(p);
+    let row: Row = sqlx::query_as(concat!("UPDATE institutions
+            SET legal_name = $2, cnic = $3, ntn = $4, secp_number = $5, pseb_number = $6, pseb_expiry = $7,
+                sbp_licence = $8, accreditation_ref = $9, country = $10, contact_email = $11,
+                contact_phone = $12, version = version + 1, update_time = now()
+          WHERE id = $1
+         RETURNING ", columns!(), ""))
+    .bind(id)
+    .bind(p.legal_name.as_str())
+    .bind(p.cnic.as_ref().map(|c| c.as_str()))
+    .bind(p.ntn.as_ref().map(|n| n.as_str()))
+    .bind(p.secp_number.as_ref().map(|d| d.as_str()))
+    .bind(pseb_number)
+    .bind(pseb_expiry)
+    .bind(p.sbp_licence.as_ref().map(|d| d.as_str()))
+    .bind(p.accreditation_ref.as_ref().map(|d| d.as_str()))
+    .bind(p.country.map(|c| c.as_str()))
+    .bind(p.contact_email.as_str())
+    .bind(p.contact_phone.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    audit::append(
+        &mut tx,
+        audit::Entry {
+            subject_type: "institution",
+            subject_id: id,
+            action: "UPDATED",
+            actor,
+            from_state: None,
+            to_state: None,
+            reason_code: None,
+            reason: None,
+            changes,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    row.try_into()
+}

@@ -1,0 +1,140 @@
+//! API credentials: only SHA-256 hashes are stored.
+
+use serde_json::json;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{StoreError, audit, reparse};
+use crate::domain::principal::{Actor, Principal, Role};
+
+/// A credential as `token list` shows it (never the secret).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TokenInfo {
+    pub id: Uuid,
+    pub role: String,
+    pub institution_id: Option<Uuid>,
+    pub isp_code: Option<String>,
+    pub name: String,
+    pub create_time: OffsetDateTime,
+    pub revoke_time: Option<OffsetDateTime>,
+}
+
+/// Stores a new credential's hash and audits its issue.
+pub async fn insert(
+    pool: &PgPool,
+    id: Uuid,
+    role: &Role,
+    name: &str,
+    hash: &[u8; 32],
+    actor: &Actor,
+) -> Result<(), StoreError> {
+    let (institution_id, isp_code) = match role {
+        Role::Institution(id) => (Some(*id), None),
+        Role::Isp(code) => (None, Some(code.as_str())),
+        _ => (None, None),
+    };
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO api_tokens (id, token_hash, role, institution_id, isp_code, name)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(&hash[..])
+    .bind(role.as_str())
+    .bind(institution_id)
+    .bind(isp_code)
+    .bind(name)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| match super::violated_constraint(&e) {
+        Some("api_tokens_institution_id_fkey") => StoreError::NotFound("institution"),
+        _ => e.into(),
+    })?;
+    audit::append(
+        &mut tx,
+        audit::Entry {
+            subject_type: "token",
+            subject_id: id,
+            action: "ISSUED",
+            actor,
+            from_state: None,
+            to_state: None,
+            reason_code: None,
+            reason: None,
+            changes: json!([{ "field": "role", "before": null, "after": role.as_str() },
+                            { "field": "name", "before": null, "after": name }]),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// An unrevoked credential: id, role, institution, ISP code, label.
+type ActiveRow = (Uuid, String, Option<Uuid>, Option<String>, String);
+
+/// The principal an unrevoked token hash stands for.
+pub async fn find_active(pool: &PgPool, hash: &[u8; 32]) -> Result<Option<Principal>, StoreError> {
+    let row: Option<ActiveRow> = sqlx::query_as(
+        "SELECT id, role, institution_id, isp_code, name FROM api_tokens
+          WHERE token_hash = $1 AND revoke_time IS NULL",
+    )
+    .bind(&hash[..])
+    .fetch_optional(pool)
+    .await?;
+    row.map(|(id, role, institution_id, isp_code, name)| {
+        let role = match (role.as_str(), institution_id, isp_code) {
+            ("admin", ..) => Role::Admin,
+            ("reviewer", ..) => Role::Reviewer,
+            ("lookup", ..) => Role::Lookup,
+            ("institution", Some(inst), _) => Role::Institution(inst),
+            ("isp", _, Some(code)) => Role::Isp(reparse(&code, "isp code")?),
+            _ => return Err(StoreError::Corrupt(format!("token {id} has role {role:?}"))),
+        };
+        Ok(Principal { id, name, role })
+    })
+    .transpose()
+}
+
+/// Revokes a credential; false when no unrevoked credential has that id.
+pub async fn revoke(pool: &PgPool, id: Uuid, actor: &Actor) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await?;
+    let revoked = sqlx::query(
+        "UPDATE api_tokens SET revoke_time = now() WHERE id = $1 AND revoke_time IS NULL",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if revoked {
+        audit::append(
+            &mut tx,
+            audit::Entry {
+                subject_type: "token",
+                subject_id: id,
+                action: "REVOKED",
+                actor,
+                from_state: None,
+                to_state: None,
+                reason_code: None,
+                reason: None,
+                changes: json!([]),
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(revoked)
+}
+
+/// Every credential, oldest first.
+pub async fn list(pool: &PgPool) -> Result<Vec<TokenInfo>, StoreError> {
+    Ok(sqlx::query_as::<_, TokenInfo>(
+        "SELECT id, role, institution_id, isp_code, name, create_time, revoke_time
+           FROM api_tokens ORDER BY create_time, id",
+    )
+    .fetch_all(pool)
+    .await?)
+}

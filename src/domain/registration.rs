@@ -1,0 +1,332 @@
+//! Registrations: what an institution declares it tunnels, from where,
+//! through which ISP, towards which peers, for how long.
+
+use std::str::FromStr;
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::identifiers::Msisdn;
+use super::institution::Category;
+use super::prefix::{MIN_V4_LEN, MIN_V6_LEN, PublicPrefix};
+use super::state::State;
+use super::text::{Invalid, Purpose, bounded_text};
+use super::violations::Violations;
+
+/// At most this many source (and, separately, peer) prefixes per registration.
+pub const MAX_PREFIXES: usize = 64;
+
+macro_rules! db_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &[$name] = &[$($name::$variant),+];
+
+            /// The name stored in the database.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn from_db(s: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use db_enum;
+
+db_enum!(
+    /// What is being registered.
+    Kind {
+        Vpn => "VPN",
+        CallCenterVoip => "CALL_CENTER_VOIP",
+        VideoConferencing => "VIDEO_CONFERENCING",
+    }
+);
+
+db_enum!(
+    /// The tunnel protocol of a VPN.
+    Protocol {
+        IpsecIkev2 => "IPSEC_IKEV2",
+        OpenVpn => "OPENVPN",
+        WireGuard => "WIREGUARD",
+        SslTls => "SSL_TLS",
+        L2tp => "L2TP",
+        Other => "OTHER",
+    }
+);
+
+/// Code of a licensed ISP (`ptcl`, `nayatel`): lower-case letters, digits, '-'.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IspCode(String);
+
+impl FromStr for IspCode {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Invalid> {
+        let s = s.trim().to_ascii_lowercase();
+        let ok = (2..=32).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && s.as_bytes()[0].is_ascii_alphanumeric();
+        if ok {
+            Ok(Self(s))
+        } else {
+            Err(Invalid::new(
+                "must be an ISP code of 2 to 32 letters, digits or '-'",
+            ))
+        }
+    }
+}
+
+impl IspCode {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The ISP's own identifier for the subscriber's connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberId(String);
+
+impl FromStr for SubscriberId {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Invalid> {
+        bounded_text(s, 64).map(Self)
+    }
+}
+
+impl SubscriberId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The declared content of a registration, complete and consistent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    pub kind: Kind,
+    pub protocol: Option<Protocol>,
+    pub source_prefixes: Vec<PublicPrefix>,
+    pub msisdn: Option<Msisdn>,
+    pub peer_prefixes: Vec<PublicPrefix>,
+    pub isp: IspCode,
+    pub isp_subscriber_id: SubscriberId,
+    pub purpose: Purpose,
+    pub valid_from: OffsetDateTime,
+    pub valid_until: OffsetDateTime,
+}
+
+/// Spec fields parsed one by one from a request, before the cross-field
+/// rules have been checked.
+#[derive(Debug, Clone, Default)]
+pub struct SpecDraft {
+    pub kind: Option<Kind>,
+    pub protocol: Option<Protocol>,
+    pub source_prefixes: Vec<PublicPrefix>,
+    pub msisdn: Option<Msisdn>,
+    pub peer_prefixes: Vec<PublicPrefix>,
+    pub isp: Option<IspCode>,
+    pub isp_subscriber_id: Option<SubscriberId>,
+    pub purpose: Option<Purpose>,
+    pub valid_from: Option<OffsetDateTime>,
+    pub valid_until: Option<OffsetDateTime>,
+}
+
+/// Fields an amendment may name in its update mask.
+pub const AMENDABLE_FIELDS: &[&str] = &[
+    "protocol",
+    "source_prefixes",
+    "msisdn",
+    "peer_prefixes",
+    "isp",
+    "isp_subscriber_id",
+    "purpose",
+    "valid_from",
+    "valid_until",
+];
+
+impl SpecDraft {
+    /// Applies the rules that span fields. `valid_from` defaults to `now`.
+    pub fn finish(self, category: Category, now: OffsetDateTime) -> Result<Spec, Violations> {
+        let mut v = Violations::default();
+        if self.kind.is_none() {
+            v.add("kind", "is required");
+        }
+        match (self.kind, self.protocol) {
+            (Some(Kind::Vpn), None) => v.add("protocol", "is required for a VPN"),
+            (Some(k), Some(_)) if k != Kind::Vpn => {
+                v.add("protocol", format!("applies only to VPNs, not {k}"))
+            }
+            _ => {}
+        }
+        if self.source_prefixes.is_empty() && self.msisdn.is_none() {
+            v.add(
+                "source_prefixes",
+                if category == Category::Freelancer {
+                    "at least one source prefix (or an msisdn) is required"
+                } else {
+                    "at least one source prefix is required"
+                },
+            );
+        }
+        if self.msisdn.is_some() && category != Category::Freelancer {
+            v.add(
+                "msisdn",
+                "only freelancers may register a mobile number instead of a prefix",
+            );
+        }
+        if self.isp.is_none() {
+            v.add("isp", "is required");
+        }
+        if self.isp_subscriber_id.is_none() {
+            v.add("isp_subscriber_id", "is required");
+        }
+        if self.purpose.is_none() {
+            v.add("purpose", "is required");
+        }
+        let valid_from = self.valid_from.unwrap_or(now);
+        match self.valid_until {
+            None => v.add("valid_until", "is required"),
+            Some(until) if until <= valid_from => v.add("valid_until", "must be after valid_from"),
+            Some(until) if until <= now => v.add("valid_until", "must be in the future"),
+            Some(_) => {}
+        }
+        let (Some(kind), Some(isp), Some(isp_subscriber_id), Some(purpose), Some(valid_until)) = (
+            self.kind,
+            self.isp,
+            self.isp_subscriber_id,
+            self.purpose,
+            self.valid_until,
+        ) else {
+            return Err(v);
+        };
+        v.into_result(|| Spec {
+            kind,
+            protocol: self.protocol,
+            source_prefixes: self.source_prefixes,
+            msisdn: self.msisdn,
+            peer_prefixes: self.peer_prefixes,
+            isp,
+            isp_subscriber_id,
+            purpose,
+            valid_from,
+            valid_until,
+        })
+    }
+}
+
+/// Which list a prefix list is: sources are held to the default size limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrefixList {
+    Source,
+    Peer,
+}
+
+impl PrefixList {
+    /// Parses a list as sent, checking each entry, the count, the size limit
+    /// (sources) and that no two entries overlap. Violations name entries by
+    /// their index in `raw`.
+    pub fn parse(self, field: &str, raw: &[String], v: &mut Violations) -> Vec<PublicPrefix> {
+        if raw.len() > MAX_PREFIXES {
+            v.add(
+                field,
+                format!("at most {MAX_PREFIXES} prefixes (got {})", raw.len()),
+            );
+            return Vec::new();
+        }
+        let mut parsed: Vec<(usize, PublicPrefix)> = Vec::with_capacity(raw.len());
+        for (i, s) in raw.iter().enumerate() {
+            let entry = format!("{field}[{i}]");
+            let Some(p) = v.check(&entry, s.parse::<PublicPrefix>()) else {
+                continue;
+            };
+            if self == Self::Source && !p.within_default_size() {
+                v.add(
+                    &entry,
+                    format!("{p} is larger than allowed (IPv4 /{MIN_V4_LEN} or longer, IPv6 /{MIN_V6_LEN} or longer)"),
+                );
+                continue;
+            }
+            if let Some((j, q)) = parsed.iter().find(|(_, q)| q.overlaps(&p)) {
+                v.add(&entry, format!("{p} overlaps {field}[{j}] ({q})"));
+                continue;
+            }
+            parsed.push((i, p));
+        }
+        parsed.into_iter().map(|(_, p)| p).collect()
+    }
+}
+
+impl From<Spec> for SpecDraft {
+    fn from(s: Spec) -> Self {
+        Self {
+            kind: Some(s.kind),
+            protocol: s.protocol,
+            source_prefixes: s.source_prefixes,
+            msisdn: s.msisdn,
+            peer_prefixes: s.peer_prefixes,
+            isp: Some(s.isp),
+            isp_subscriber_id: Some(s.isp_subscriber_id),
+            purpose: Some(s.purpose),
+            valid_from: Some(s.valid_from),
+            valid_until: Some(s.valid_until),
+        }
+    }
+}
+
+impl Spec {
+    /// Field values as the audit trail records them.
+    pub fn audit_values(&self) -> Vec<(&'static str, Value)> {
+        let prefixes =
+            |ps: &[PublicPrefix]| json!(ps.iter().map(ToString::to_string).collect::<Vec<_>>());
+        let ts = |t: OffsetDateTime| {
+            json!(
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default()
+            )
+        };
+        vec![
+            ("kind", json!(self.kind.as_str())),
+            (
+                "protocol",
+                self.protocol.map_or(Value::Null, |p| json!(p.as_str())),
+            ),
+            ("source_prefixes", prefixes(&self.source_prefixes)),
+            (
+                "msisdn",
+                self.msisdn
+                    .as_ref()
+                    .map_or(Value::Null, |m| json!(m.as_str())),
+            ),
+            ("peer_prefixes", prefixes(&self.peer_prefixes)),
+            ("isp", json!(self.isp.as_str())),
+            ("isp_subscriber_id", json!(self.isp_subscriber_id.as_str())),
+            ("purpose", json!(self.purpose.as_str())),
+            ("valid_from", ts(self.valid_from)),
+            ("valid_until", ts(self.valid_until)),
+        ]
+    }
+}
+
+/// A registration as stored.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub id: Uuid,
+    pub reference: String,
+    pub institution_id: Uuid,
+    pub spec: Spec,
+    pub state: State,
+    pub version: i64,
+    pub create_time: OffsetDateTime,
+    pub update_time: OffsetDateTime,
+}

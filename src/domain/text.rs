@@ -1,0 +1,109 @@
+//! Bounded free text and document references, as people type them.
+
+use std::{fmt, str::FromStr};
+
+/// Why a single value was refused; becomes a field violation's description.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    pub fn new(msg: impl Into<String>) -> Self {
+        Self(msg.into())
+    }
+}
+
+/// Trims `raw` and checks it is 1..=max characters without control characters.
+pub fn bounded_text(raw: &str, max: usize) -> Result<String, Invalid> {
+    let s = raw.trim();
+    if s.is_empty() {
+        return Err(Invalid::new("must not be empty"));
+    }
+    let len = s.chars().count();
+    if len > max {
+        return Err(Invalid(format!(
+            "must be at most {max} characters (got {len})"
+        )));
+    }
+    if s.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(Invalid::new("must not contain control characters"));
+    }
+    Ok(s.to_owned())
+}
+
+macro_rules! text_type {
+    ($(#[$doc:meta])* $name:ident, $max:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name(String);
+
+        impl FromStr for $name {
+            type Err = Invalid;
+            fn from_str(s: &str) -> Result<Self, Invalid> {
+                bounded_text(s, $max).map(Self)
+            }
+        }
+
+        impl $name {
+            pub const MAX_CHARS: usize = $max;
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+text_type!(
+    /// An institution's registered name (or a freelancer's full name).
+    LegalName,
+    200
+);
+text_type!(
+    /// Why a registration is needed.
+    Purpose,
+    1000
+);
+text_type!(
+    /// A reason given with a state change, recorded in the history.
+    Reason,
+    1000
+);
+
+/// A registry reference issued by another authority (SECP, PSEB, SBP, the
+/// foreign ministry): loosely checked, stored upper-case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentRef(String);
+
+impl FromStr for DocumentRef {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Invalid> {
+        let s = s.trim();
+        if s.is_empty() || s.len() > 40 {
+            return Err(Invalid::new("must be 1 to 40 characters"));
+        }
+        if !s.bytes().any(|b| b.is_ascii_alphanumeric()) {
+            return Err(Invalid::new("must contain letters or digits"));
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '/' | '.')))
+        {
+            return Err(Invalid(format!(
+                "may contain only letters, digits, '-', '/' and '.' (found {c:?})"
+            )));
+        }
+        Ok(Self(s.to_ascii_uppercase()))
+    }
+}
+
+impl DocumentRef {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}

@@ -1,0 +1,16 @@
+//! vpn-registry: the national registry of VPNs.
+//!
+//! Institutions register the tunnels they use (`grpc::registrations`),
+//! administrators enrol institutions (`grpc::institutions`), and every record
+//! lives in PostgreSQL (`db`). Domain rules live in `domain`, credentials in
+//! `auth`; `app` wires it all into one tonic server.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod grpc;
+pub mod pb;
+pub mod telemetry;

@@ -1,0 +1,157 @@
+//! The binary as an operator runs it: token management and serve/shutdown.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use sqlx::PgPool;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use vpn_registry::pb;
+
+use crate::helpers::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_vpn-registry");
+
+fn database_url(pool: &PgPool) -> String {
+    let o = pool.connect_options();
+    format!(
+        "postgres://{}@{}:{}/{}",
+        o.get_username(),
+        o.get_host(),
+        o.get_port(),
+        o.get_database().expect("test database name")
+    )
+}
+
+fn run(args: &[&str], url: &str) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn token_issue_prints_one_usable_token_and_list_never_shows_secrets(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let url = database_url(&app.pool);
+    let out = run(
+        &["token", "issue", "--role", "admin", "--name", "ops-desk"],
+        &url,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1);
+    let token = stdout.trim();
+    assert!(token.starts_with("vpr_"));
+
+    app.institutions(Some(token))
+        .list_institutions(pb::ListInstitutionsRequest::default())
+        .await
+        .unwrap();
+
+    let listed = run(&["token", "list"], &url);
+    let listing = String::from_utf8(listed.stdout).unwrap();
+    assert!(listing.contains("ops-desk") && listing.contains("admin"));
+    assert!(!listing.contains(token), "secrets are never listed");
+
+    let bad = run(&["token", "issue", "--role", "institution"], &url);
+    assert!(!bad.status.success());
+    let unknown = run(
+        &[
+            "token",
+            "issue",
+            "--role",
+            "institution",
+            "--institution",
+            &uuid::Uuid::now_v7().to_string(),
+        ],
+        &url,
+    );
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no such institution"));
+}
+
+#[sqlx::test]
+async fn serve_reports_serving_and_stops_cleanly_on_sigterm(pool: PgPool) {
+    let url = database_url(&pool);
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--shutdown-grace-secs",
+            "2",
+        ])
+        .env("DATABASE_URL", &url)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut logs = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line
+                .split("addr=")
+                .nth(1)
+                .filter(|_| line.contains("listening"))
+            {
+                let _ = addr_tx.send(addr.trim().to_owned());
+            }
+            logs.push(line);
+        }
+        logs
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("serve logs its address");
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    while watch.message().await.unwrap().unwrap().status != ServingStatus::Serving as i32 {}
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // The watch sees NOT_SERVING (or the stream ends) as shutdown begins.
+    let seen = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("shutdown is announced");
+    if let Ok(Some(update)) = seen {
+        assert_eq!(update.status, ServingStatus::NotServing as i32);
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    let logs = reader.join().unwrap().join("\n");
+    assert!(
+        logs.contains("database_url=postgres://postgres"),
+        "effective config is logged: {logs}"
+    );
+    assert!(logs.contains("shutting down"), "{logs}");
+}

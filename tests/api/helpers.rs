@@ -1,0 +1,236 @@
+//! Test harness: a real server on a random port over a fresh database, real
+//! gRPC clients, and credentials issued the way the CLI issues them.
+
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use tonic::{
+    Request, Status,
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Channel,
+};
+use uuid::Uuid;
+use vpn_registry::{
+    app,
+    auth::token,
+    db::tokens,
+    domain::principal::{Actor, Role},
+    pb::{
+        self, institution_service_client::InstitutionServiceClient,
+        registration_service_client::RegistrationServiceClient,
+    },
+};
+
+pub struct TestApp {
+    pub pool: PgPool,
+    pub channel: Channel,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+/// Starts the service on 127.0.0.1:0 over `pool` (a fresh, migrated database).
+pub async fn spawn_app(pool: PgPool) -> TestApp {
+    let listener = app::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel();
+    let options = app::Options {
+        shutdown_grace: std::time::Duration::from_secs(5),
+    };
+    tokio::spawn(app::serve(listener, pool.clone(), options, async {
+        let _ = rx.await;
+    }));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy();
+    TestApp {
+        pool,
+        channel,
+        shutdown: Some(tx),
+    }
+}
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+pub type Institutions = InstitutionServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Registrations = RegistrationServiceClient<InterceptedService<Channel, Bearer>>;
+
+fn bearer(token: Option<&str>) -> Bearer {
+    Bearer(token.map(|t| format!("Bearer {t}").parse().unwrap()))
+}
+
+impl TestApp {
+    pub fn institutions(&self, token: Option<&str>) -> Institutions {
+        InstitutionServiceClient::with_interceptor(self.channel.clone(), bearer(token))
+    }
+
+    pub fn registrations(&self, token: Option<&str>) -> Registrations {
+        RegistrationServiceClient::with_interceptor(self.channel.clone(), bearer(token))
+    }
+
+    /// Issues a credential straight into the store, as `vpn-registry token issue` does.
+    pub async fn token(&self, role: Role) -> String {
+        let (secret, hash) = token::generate().unwrap();
+        let name = format!("test-{}", role.as_str());
+        tokens::insert(
+            &self.pool,
+            Uuid::now_v7(),
+            &role,
+            &name,
+            &hash,
+            &Actor::operator(None),
+        )
+        .await
+        .unwrap();
+        secret
+    }
+
+    pub async fn admin(&self) -> String {
+        self.token(Role::Admin).await
+    }
+
+    /// Enrols an institution of `category` and returns it with a token for it.
+    pub async fn enrol(&self, category: pb::InstitutionCategory) -> (pb::Institution, String) {
+        let admin = self.admin().await;
+        let created = self
+            .institutions(Some(&admin))
+            .create_institution(pb::CreateInstitutionRequest {
+                institution: Some(valid_institution(category)),
+                request_id: Uuid::new_v4().to_string(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let token = self
+            .token(Role::Institution(created.id.parse().unwrap()))
+            .await;
+        (created, token)
+    }
+
+    /// Makes a registration ACTIVE the way the review workflow will: state and
+    /// active prefixes in one transaction.
+    pub async fn activate(&self, registration_id: &str) -> Result<(), sqlx::Error> {
+        let id: Uuid = registration_id.parse().unwrap();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE registrations SET state = 'ACTIVE', version = version + 1 WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO active_prefixes (registration_id, institution_id, prefix)
+             SELECT id, institution_id, unnest(source_prefixes) FROM registrations WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A PSEB expiry a year from now.
+pub fn future_date() -> pb::google::r#type::Date {
+    let d = time::OffsetDateTime::now_utc().date() + time::Duration::days(365);
+    pb::google::r#type::Date {
+        year: d.year(),
+        month: u8::from(d.month()).into(),
+        day: d.day().into(),
+    }
+}
+
+/// A complete, valid institution of `category`.
+pub fn valid_institution(category: pb::InstitutionCategory) -> pb::Institution {
+    use pb::InstitutionCategory as C;
+    let mut i = pb::Institution {
+        category: category as i32,
+        legal_name: "Example Institution (Pvt) Ltd".into(),
+        cnic: "35202-1234567-1".into(),
+        contact_email: "ops@example.pk".into(),
+        contact_phone: "0300 1234567".into(),
+        ..Default::default()
+    };
+    match category {
+        C::Bank => {
+            i.ntn = "1234567-8".into();
+            i.sbp_licence = "SBP/BPRD/123".into();
+        }
+        C::ItCompany | C::CallCenterBpo => {
+            i.ntn = "7654321".into();
+            i.pseb_number = "PSEB-2024-0042".into();
+            i.pseb_expiry = Some(future_date());
+        }
+        C::Company => i.ntn = "1111111".into(),
+        C::ForeignMission => {
+            i.cnic.clear();
+            i.accreditation_ref = "MOFA-DPL-77".into();
+            i.country = "GB".into();
+        }
+        _ => {}
+    }
+    i
+}
+
+pub fn ts(t: time::OffsetDateTime) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.unix_timestamp(),
+        nanos: 0,
+    }
+}
+
+/// A valid VPN registration from `prefixes`, valid for a year.
+pub fn valid_registration(prefixes: &[&str]) -> pb::Registration {
+    pb::Registration {
+        kind: pb::RegistrationKind::Vpn as i32,
+        protocol: pb::VpnProtocol::Wireguard as i32,
+        source_prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+        peer_prefixes: vec!["185.60.216.0/24".into()],
+        isp: "ptcl".into(),
+        isp_subscriber_id: "SUB-0001".into(),
+        purpose: "Remote access to head office".into(),
+        valid_until: Some(ts(
+            time::OffsetDateTime::now_utc() + time::Duration::days(365)
+        )),
+        ..Default::default()
+    }
+}
+
+pub fn submit_request(prefixes: &[&str]) -> pb::SubmitRegistrationRequest {
+    pb::SubmitRegistrationRequest {
+        registration: Some(valid_registration(prefixes)),
+        request_id: Uuid::new_v4().to_string(),
+    }
+}
+
+/// The field names of a status's BadRequest details.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
