@@ -10,6 +10,8 @@ const PROTOS: &[&str] = &[
     "vpnregistry/v1/institution_service.proto",
     "vpnregistry/v1/registration.proto",
     "vpnregistry/v1/registration_service.proto",
+    "vpnregistry/v1/review_service.proto",
+    "vpnregistry/v1/isp_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -10,10 +10,14 @@ use tonic::{codegen::http, transport::Server};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::auth::AuthLayer;
-use crate::grpc::{institutions::InstitutionApi, registrations::RegistrationApi};
+use crate::db::review;
+use crate::domain::principal::Actor;
+use crate::grpc::{
+    convert::today, institutions::InstitutionApi, isps::IspApi, registrations::RegistrationApi, review::ReviewApi,
+};
 use crate::pb::{
-    self, institution_service_server::InstitutionServiceServer,
-    registration_service_server::RegistrationServiceServer,
+    self, institution_service_server::InstitutionServiceServer, isp_service_server::IspServiceServer,
+    registration_service_server::RegistrationServiceServer, review_service_server::ReviewServiceServer,
 };
 
 /// How often the health task checks that PostgreSQL still answers.
@@ -24,13 +28,21 @@ const HEALTH_NAMES: &[&str] = &[
     "",
     "vpnregistry.v1.InstitutionService",
     "vpnregistry.v1.RegistrationService",
+    "vpnregistry.v1.ReviewService",
+    "vpnregistry.v1.IspService",
 ];
+
+/// Registrations the expiry task moves per transaction.
+const EXPIRY_BATCH: i64 = 500;
 
 /// Options of a running server that tests and `serve` choose.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// How long in-flight calls may run on after shutdown begins.
     pub shutdown_grace: Duration,
+    /// How often the expiry task looks for registrations past their validity
+    /// (or whose institution's PSEB registration lapsed); `None` disables it.
+    pub expiry_interval: Option<Duration>,
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then lets
@@ -54,11 +66,10 @@ pub async fn serve(
         .build_v1alpha()?;
 
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-    let probe = tokio::spawn(probe_database(
-        pool.clone(),
-        reporter.clone(),
-        stopping_tx.subscribe(),
-    ));
+    let probe = tokio::spawn(probe_database(pool.clone(), reporter.clone(), stopping_tx.subscribe()));
+    let expiry = options
+        .expiry_interval
+        .map(|every| tokio::spawn(expire_periodically(pool.clone(), every, stopping_tx.subscribe())));
 
     let shutdown_reporter = reporter.clone();
     let signal = async move {
@@ -74,10 +85,10 @@ pub async fn serve(
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(InstitutionServiceServer::new(InstitutionApi::new(
-            pool.clone(),
-        )))
-        .add_service(RegistrationServiceServer::new(RegistrationApi::new(pool)))
+        .add_service(InstitutionServiceServer::new(InstitutionApi::new(pool.clone())))
+        .add_service(RegistrationServiceServer::new(RegistrationApi::new(pool.clone())))
+        .add_service(ReviewServiceServer::new(ReviewApi::new(pool.clone())))
+        .add_service(IspServiceServer::new(IspApi::new(pool)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
 
     let grace = options.shutdown_grace;
@@ -93,16 +104,40 @@ pub async fn serve(
         }
     };
     probe.abort();
+    if let Some(expiry) = expiry {
+        expiry.abort();
+    }
     result
+}
+
+/// Expires due registrations every `every` until shutdown. Several servers
+/// may run this against one database: each batch claims rows with SKIP LOCKED.
+async fn expire_periodically(pool: PgPool, every: Duration, mut stopping: tokio::sync::watch::Receiver<bool>) {
+    let actor = Actor::system("expiry-task");
+    loop {
+        loop {
+            match review::expire_due(&pool, today(), EXPIRY_BATCH, &actor).await {
+                Ok(n) if n > 0 => tracing::info!(expired = n, "registrations expired"),
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "expiry pass failed; retrying next interval");
+                    break;
+                }
+            }
+            if *stopping.borrow() {
+                return;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stopping.changed() => return,
+        }
+    }
 }
 
 /// Reports SERVING while PostgreSQL answers and NOT_SERVING while it does
 /// not, until shutdown begins.
-async fn probe_database(
-    pool: PgPool,
-    reporter: HealthReporter,
-    mut stopping: tokio::sync::watch::Receiver<bool>,
-) {
+async fn probe_database(pool: PgPool, reporter: HealthReporter, mut stopping: tokio::sync::watch::Receiver<bool>) {
     let mut last = None;
     loop {
         let status = match sqlx::query("SELECT 1").execute(&pool).await {

@@ -9,17 +9,17 @@ use uuid::Uuid;
 
 use crate::auth::token;
 use crate::config::{IssueArgs, RoleArg};
-use crate::db::{StoreError, tokens};
+use crate::db::{StoreError, isps, tokens};
 use crate::domain::principal::{Actor, Role};
+use crate::domain::registration::IspCode;
+use crate::domain::text::LegalName;
 
 /// Issues a token and returns it; only its hash is stored.
 pub async fn issue(pool: &PgPool, args: &IssueArgs) -> anyhow::Result<String> {
     let role = match (args.role, args.institution, args.isp.as_deref()) {
         (RoleArg::Institution, Some(id), None) => Role::Institution(id),
         (RoleArg::Institution, None, _) => bail!("--role institution needs --institution ID"),
-        (RoleArg::Isp, None, Some(code)) => {
-            Role::Isp(code.parse().map_err(|e| anyhow::anyhow!("--isp: {e}"))?)
-        }
+        (RoleArg::Isp, None, Some(code)) => Role::Isp(code.parse().map_err(|e| anyhow::anyhow!("--isp: {e}"))?),
         (RoleArg::Isp, _, None) => bail!("--role isp needs --isp CODE"),
         (_, Some(_), _) => bail!("--institution applies only to --role institution"),
         (_, _, Some(_)) => bail!("--isp applies only to --role isp"),
@@ -27,15 +27,15 @@ pub async fn issue(pool: &PgPool, args: &IssueArgs) -> anyhow::Result<String> {
         (RoleArg::Reviewer, None, None) => Role::Reviewer,
         (RoleArg::Lookup, None, None) => Role::Lookup,
     };
-    let name = args
-        .name
-        .clone()
-        .unwrap_or_else(|| role.as_str().to_owned());
-    let (secret, hash) =
-        token::generate().map_err(|e| anyhow::anyhow!("no randomness for a token: {e}"))?;
+    let name = args.name.clone().unwrap_or_else(|| role.as_str().to_owned());
+    let (secret, hash) = token::generate().map_err(|e| anyhow::anyhow!("no randomness for a token: {e}"))?;
     let id = Uuid::now_v7();
     match tokens::insert(pool, id, &role, &name, &hash, &Actor::operator(None)).await {
         Ok(()) => Ok(secret),
+        Err(StoreError::NotFound("isp")) => bail!(
+            "no such ISP: {:?} (add it with `vpn-registry isp add`)",
+            args.isp.as_deref().unwrap_or_default()
+        ),
         Err(StoreError::NotFound(what)) => bail!("no such {what}: {:?}", args.institution),
         Err(e) => Err(e.into()),
     }
@@ -62,9 +62,7 @@ pub async fn list(pool: &PgPool, out: &mut impl Write) -> anyhow::Result<()> {
             .map(|i| i.to_string())
             .or(t.isp_code.clone())
             .unwrap_or_else(|| "-".to_owned());
-        let revoked = t
-            .revoke_time
-            .map_or_else(|| "-".to_owned(), |r| r.to_string());
+        let revoked = t.revoke_time.map_or_else(|| "-".to_owned(), |r| r.to_string());
         writeln!(
             out,
             "{:<36}  {:<11}  {:<36}  {:<20}  {:<25}  {revoked}",
@@ -76,4 +74,28 @@ pub async fn list(pool: &PgPool, out: &mut impl Write) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// Adds a licensed ISP.
+pub async fn add_isp(pool: &PgPool, code: &str, name: &str) -> anyhow::Result<()> {
+    let code: IspCode = code.parse().map_err(|e| anyhow::anyhow!("ISP code: {e}"))?;
+    let name: LegalName = name.parse().map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+    isps::create(pool, &code, name.as_str()).await?;
+    Ok(())
+}
+
+/// Writes the ISP list to `out`.
+pub async fn list_isps(pool: &PgPool, out: &mut impl Write) -> anyhow::Result<()> {
+    writeln!(out, "{:<32}  NAME", "CODE")?;
+    let mut after: Option<String> = None;
+    loop {
+        let page = isps::list(pool, after.as_deref(), 500).await?;
+        for isp in &page {
+            writeln!(out, "{:<32}  {}", isp.code, isp.name)?;
+        }
+        match page.last() {
+            Some(last) if page.len() == 500 => after = Some(last.code.clone()),
+            _ => return Ok(()),
+        }
+    }
 }

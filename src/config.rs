@@ -12,6 +12,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/vpn_registry";
 /// How long in-flight calls may run on after a shutdown signal.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
+/// Seconds between expiry passes.
+pub const DEFAULT_EXPIRY_INTERVAL_SECS: u64 = 60;
 /// Connections in the pool; small on purpose (few cores, see shared/bench/postgres).
 pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 8;
 
@@ -35,6 +37,28 @@ pub enum Command {
     /// Manage API credentials.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage the list of licensed ISPs.
+    #[command(subcommand)]
+    Isp(IspCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IspCommand {
+    /// Add a licensed ISP.
+    Add {
+        /// Short lower-case code registrations name (`ptcl`).
+        code: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List licensed ISPs.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -57,11 +81,19 @@ pub struct ServeArgs {
     /// Seconds in-flight calls may take to finish after SIGINT/SIGTERM.
     #[arg(long, env = "VPN_REGISTRY_SHUTDOWN_GRACE_SECS", default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS)]
     pub shutdown_grace_secs: u64,
+    /// Seconds between passes of the task that expires registrations past
+    /// their validity (0 disables it on this process).
+    #[arg(long, env = "VPN_REGISTRY_EXPIRY_INTERVAL_SECS", default_value_t = DEFAULT_EXPIRY_INTERVAL_SECS)]
+    pub expiry_interval_secs: u64,
 }
 
 impl ServeArgs {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn expiry_interval(&self) -> Option<Duration> {
+        (self.expiry_interval_secs > 0).then(|| Duration::from_secs(self.expiry_interval_secs))
     }
 }
 
@@ -130,10 +162,7 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted_from_logged_urls() {
-        assert_eq!(
-            redact_url("postgres://u:secret@h/db"),
-            "postgres://u:***@h/db"
-        );
+        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
     }
 }

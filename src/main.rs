@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::Parser;
 use vpn_registry::{
     app, cli,
-    config::{Cli, Command, DbArgs, TokenCommand, redact_url},
+    config::{Cli, Command, DbArgs, IspCommand, TokenCommand, redact_url},
     db, telemetry,
 };
 
@@ -19,6 +19,7 @@ async fn main() -> anyhow::Result<()> {
                 database_url = %redact_url(&args.db.database_url),
                 db_max_connections = args.db_max_connections,
                 shutdown_grace_secs = args.shutdown_grace_secs,
+                expiry_interval_secs = args.expiry_interval_secs,
                 "starting vpn-registry {}", env!("CARGO_PKG_VERSION")
             );
             let pool = prepare(&args.db, args.db_max_connections).await?;
@@ -28,6 +29,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(addr = %listener.local_addr()?, "listening");
             let options = app::Options {
                 shutdown_grace: args.shutdown_grace(),
+                expiry_interval: args.expiry_interval(),
             };
             app::serve(listener, pool, options, shutdown_signal()).await?;
             tracing::info!("stopped");
@@ -46,9 +48,11 @@ async fn main() -> anyhow::Result<()> {
                 cli::revoke(&connect(&db).await?, id).await?;
                 tracing::info!(%id, "token revoked");
             }
-            TokenCommand::List { db } => {
-                cli::list(&connect(&db).await?, &mut std::io::stdout()).await?
-            }
+            TokenCommand::List { db } => cli::list(&connect(&db).await?, &mut std::io::stdout()).await?,
+        },
+        Command::Isp(cmd) => match cmd {
+            IspCommand::Add { code, name, db } => cli::add_isp(&connect(&db).await?, &code, &name).await?,
+            IspCommand::List { db } => cli::list_isps(&connect(&db).await?, &mut std::io::stdout()).await?,
         },
     }
     Ok(())
@@ -62,10 +66,7 @@ async fn prepare(args: &DbArgs, max_connections: u32) -> anyhow::Result<sqlx::Pg
     let pool = db::connect(&args.database_url, max_connections)
         .await
         .context("connecting to PostgreSQL")?;
-    db::MIGRATOR
-        .run(&pool)
-        .await
-        .context("applying migrations")?;
+    db::MIGRATOR.run(&pool).await.context("applying migrations")?;
     Ok(pool)
 }
 

@@ -7,5 +7,4 @@ include!(concat!(env!("OUT_DIR"), "/protos.rs"));
 pub use vpnregistry::v1::*;
 
 /// Encoded `FileDescriptorSet` of `proto/`, for tonic-reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/vpnregistry_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vpnregistry_descriptor.bin"));

@@ -73,8 +73,7 @@ where
             }
             match authenticate(&pool, req.headers()).await {
                 Ok(principal) => {
-                    tracing::Span::current()
-                        .record("principal", tracing::field::display(&principal.id));
+                    tracing::Span::current().record("principal", tracing::field::display(&principal.id));
                     req.extensions_mut().insert(principal);
                     inner.call(req).await
                 }
@@ -84,20 +83,14 @@ where
     }
 }
 
-async fn authenticate(
-    pool: &PgPool,
-    headers: &http::HeaderMap,
-) -> Result<crate::domain::principal::Principal, Status> {
+async fn authenticate(pool: &PgPool, headers: &http::HeaderMap) -> Result<crate::domain::principal::Principal, Status> {
     let value = headers
         .get(http::header::AUTHORIZATION)
         .ok_or_else(|| Status::unauthenticated("missing authorization metadata (Bearer token)"))?;
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;

@@ -13,6 +13,7 @@ use crate::domain::principal::Actor;
 pub struct Entry<'a> {
     pub subject_type: &'static str,
     pub subject_id: Uuid,
+    pub revision_id: Option<Uuid>,
     pub action: &'a str,
     pub actor: &'a Actor,
     pub from_state: Option<&'a str>,
@@ -26,8 +27,9 @@ pub struct Entry<'a> {
 pub async fn append(conn: &mut PgConnection, e: Entry<'_>) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO audit_events (subject_type, subject_id, action, actor_principal_id, actor_name,
-                                   actor_role, request_id, from_state, to_state, reason_code, reason, changes)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                                   actor_role, request_id, from_state, to_state, reason_code, reason, changes,
+                                   revision_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(e.subject_type)
     .bind(e.subject_id)
@@ -41,6 +43,7 @@ pub async fn append(conn: &mut PgConnection, e: Entry<'_>) -> Result<(), StoreEr
     .bind(e.reason_code)
     .bind(e.reason)
     .bind(&e.changes)
+    .bind(e.revision_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -66,6 +69,7 @@ pub fn diff(before: Option<&[(&'static str, Value)]>, after: &[(&'static str, Va
 pub struct Event {
     pub sequence: i64,
     pub subject_id: Uuid,
+    pub revision_id: Option<Uuid>,
     pub action: String,
     pub actor_principal_id: Option<Uuid>,
     pub actor_name: String,
@@ -87,7 +91,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<Event>, StoreError> {
     Ok(sqlx::query_as::<_, Event>(
-        "SELECT sequence, subject_id, action, actor_principal_id, actor_name, actor_role, request_id,
+        "SELECT sequence, subject_id, revision_id, action, actor_principal_id, actor_name, actor_role, request_id,
                 from_state, to_state, reason_code, reason, changes, create_time
            FROM audit_events
           WHERE subject_id = $1 AND sequence > $2

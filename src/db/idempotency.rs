@@ -19,11 +19,7 @@ pub struct Key {
 /// (go on and write), or the id the first call produced when this is a retry
 /// of it. A racing duplicate waits on the primary key until the first
 /// transaction ends, then sees its row.
-pub async fn claim(
-    conn: &mut PgConnection,
-    key: &Key,
-    resource_id: Uuid,
-) -> Result<Option<Uuid>, StoreError> {
+pub async fn claim(conn: &mut PgConnection, key: &Key, resource_id: Uuid) -> Result<Option<Uuid>, StoreError> {
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (scope, request_id, operation, request_hash, resource_id)
          VALUES ($1, $2, $3, $4, $5)

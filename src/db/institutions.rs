@@ -99,10 +99,14 @@ pub async fn create(
     }
     let p = profile;
     let (pseb_number, pseb_expiry) = pseb_columns(p);
-    let row: Row = sqlx::query_as(concat!("INSERT INTO institutions (id, category, legal_name, cnic, ntn, secp_number, pseb_number, pseb_expiry,
+    let row: Row = sqlx::query_as(concat!(
+        "INSERT INTO institutions (id, category, legal_name, cnic, ntn, secp_number, pseb_number, pseb_expiry,
                                    sbp_licence, accreditation_ref, country, contact_email, contact_phone)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-         RETURNING ", columns!(), ""))
+         RETURNING ",
+        columns!(),
+        ""
+    ))
     .bind(id)
     .bind(category.as_str())
     .bind(p.legal_name.as_str())
@@ -125,6 +129,7 @@ pub async fn create(
         audit::Entry {
             subject_type: "institution",
             subject_id: id,
+            revision_id: None,
             action: "CREATED",
             actor,
             from_state: None,
@@ -165,11 +170,7 @@ pub(crate) async fn fetch(
         return Err(StoreError::NotFound("institution"));
     }
     let sql = if lock {
-        concat!(
-            "SELECT ",
-            columns!(),
-            " FROM institutions WHERE id = $1 FOR UPDATE"
-        )
+        concat!("SELECT ", columns!(), " FROM institutions WHERE id = $1 FOR UPDATE")
     } else {
         concat!("SELECT ", columns!(), " FROM institutions WHERE id = $1")
     };
@@ -235,18 +236,19 @@ pub async fn update(
         });
     }
     let profile = change(&current)?;
-    let changes = audit::diff(
-        Some(&current.profile.audit_values()),
-        &profile.audit_values(),
-    );
+    let changes = audit::diff(Some(&current.profile.audit_values()), &profile.audit_values());
     let p = &profile;
     let (pseb_number, pseb_expiry) = pseb_columns(p);
-    let row: Row = sqlx::query_as(concat!("UPDATE institutions
+    let row: Row = sqlx::query_as(concat!(
+        "UPDATE institutions
             SET legal_name = $2, cnic = $3, ntn = $4, secp_number = $5, pseb_number = $6, pseb_expiry = $7,
                 sbp_licence = $8, accreditation_ref = $9, country = $10, contact_email = $11,
                 contact_phone = $12, version = version + 1, update_time = now()
           WHERE id = $1
-         RETURNING ", columns!(), ""))
+         RETURNING ",
+        columns!(),
+        ""
+    ))
     .bind(id)
     .bind(p.legal_name.as_str())
     .bind(p.cnic.as_ref().map(|c| c.as_str()))
@@ -266,6 +268,7 @@ pub async fn update(
         audit::Entry {
             subject_type: "institution",
             subject_id: id,
+            revision_id: None,
             action: "UPDATED",
             actor,
             from_state: None,

@@ -4,7 +4,9 @@
 pub mod audit;
 pub mod idempotency;
 pub mod institutions;
+pub mod isps;
 pub mod registrations;
+pub mod review;
 pub mod tokens;
 
 use sqlx::{PgPool, postgres::PgPoolOptions};
@@ -20,14 +22,19 @@ pub enum StoreError {
     StaleEtag { current: String },
     #[error("request_id was already used for a different request")]
     RequestIdReused,
-    #[error(
-        "source prefix {prefix} overlaps an active registration of another institution ({active})"
-    )]
+    #[error("source prefix {prefix} overlaps an active registration of another institution ({active})")]
     Overlap { prefix: String, active: String },
     #[error("a registration in state {current} cannot be {action}")]
-    WrongState {
-        current: State,
-        action: &'static str,
+    WrongState { current: State, action: &'static str },
+    #[error("a revision of this registration is already pending; amend or withdraw it first")]
+    RevisionPending,
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{message}")]
+    Precondition {
+        kind: &'static str,
+        subject: String,
+        message: String,
     },
     #[error("invalid input: {0}")]
     Invalid(Violations),
@@ -35,6 +42,15 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("stored data unreadable: {0}")]
     Corrupt(String),
+}
+
+impl From<crate::domain::lifecycle::Illegal> for StoreError {
+    fn from(e: crate::domain::lifecycle::Illegal) -> Self {
+        Self::WrongState {
+            current: e.current,
+            action: e.event.verb(),
+        }
+    }
 }
 
 impl From<Violations> for StoreError {
@@ -71,11 +87,7 @@ pub async fn ensure_database(url: &str) -> Result<(), sqlx::Error> {
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Decodes a stored enum name, or reports the row as corrupt.
-pub(crate) fn decode<T>(
-    value: &str,
-    parse: impl Fn(&str) -> Option<T>,
-    what: &str,
-) -> Result<T, StoreError> {
+pub(crate) fn decode<T>(value: &str, parse: impl Fn(&str) -> Option<T>, what: &str) -> Result<T, StoreError> {
     parse(value).ok_or_else(|| StoreError::Corrupt(format!("unknown {what} {value:?}")))
 }
 

@@ -1,7 +1,10 @@
-//! Registrations: every statement that reads or writes the `registrations` table.
+//! Registrations and their pending revisions: every statement that reads or
+//! writes `registrations` and `registration_revisions`. The lifecycle rules
+//! come from `domain::lifecycle`; the change feed follows from the database
+//! trigger on `registrations`.
 
 use ipnet::IpNet;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -9,26 +12,44 @@ use super::{StoreError, audit, decode, idempotency, institutions, reparse};
 use crate::domain::{
     Violations,
     institution::Category,
+    lifecycle::{self, Event},
     prefix::PublicPrefix,
     principal::{Actor, Visibility},
-    registration::{Kind, Protocol, Registration, Spec},
+    registration::{Kind, Protocol, Registration, Revision, Spec},
     request::Etag,
-    state::{Action, State},
+    state::{Action, ReasonCode, State},
     text::Reason,
 };
 
-/// The columns every query returns, in `Row`'s order (a macro so that SQL
-/// strings stay `&'static str`).
+/// The columns every registration query returns, in `Row`'s order, with the
+/// pending revision (if any) joined as `v`. A macro so SQL stays `&'static str`.
 macro_rules! columns {
     () => {
         "r.id, r.reference, r.institution_id, r.kind, r.protocol, r.source_prefixes, r.msisdn,
-    r.peer_prefixes, r.isp, r.isp_subscriber_id, r.purpose, r.valid_from, r.valid_until, r.state, r.version,
-    r.create_time, r.update_time"
+         r.peer_prefixes, r.isp, r.isp_subscriber_id, r.purpose, r.valid_from, r.valid_until,
+         r.large_prefix_justification, r.state, r.state_time, r.version, r.create_time, r.update_time,
+         v.id AS v_id, v.is_renewal AS v_is_renewal, v.protocol AS v_protocol,
+         v.source_prefixes AS v_source_prefixes, v.msisdn AS v_msisdn, v.peer_prefixes AS v_peer_prefixes,
+         v.isp AS v_isp, v.isp_subscriber_id AS v_isp_subscriber_id, v.purpose AS v_purpose,
+         v.valid_from AS v_valid_from, v.valid_until AS v_valid_until,
+         v.large_prefix_justification AS v_large_prefix_justification, v.state AS v_state,
+         v.state_time AS v_state_time, v.create_time AS v_create_time"
     };
 }
+pub(crate) use columns;
+
+/// `registrations r` with its undecided revision `v`.
+macro_rules! from_clause {
+    () => {
+        " FROM registrations r
+          LEFT JOIN registration_revisions v
+                 ON v.registration_id = r.id AND v.state IN ('ISP_VERIFICATION', 'UNDER_REVIEW', 'NEEDS_INFO')"
+    };
+}
+pub(crate) use from_clause;
 
 #[derive(sqlx::FromRow)]
-struct Row {
+pub(crate) struct Row {
     id: Uuid,
     reference: String,
     institution_id: Uuid,
@@ -42,10 +63,27 @@ struct Row {
     purpose: String,
     valid_from: OffsetDateTime,
     valid_until: OffsetDateTime,
+    large_prefix_justification: Option<String>,
     state: String,
+    state_time: OffsetDateTime,
     version: i64,
     create_time: OffsetDateTime,
     update_time: OffsetDateTime,
+    v_id: Option<Uuid>,
+    v_is_renewal: Option<bool>,
+    v_protocol: Option<String>,
+    v_source_prefixes: Option<Vec<IpNet>>,
+    v_msisdn: Option<String>,
+    v_peer_prefixes: Option<Vec<IpNet>>,
+    v_isp: Option<String>,
+    v_isp_subscriber_id: Option<String>,
+    v_purpose: Option<String>,
+    v_valid_from: Option<OffsetDateTime>,
+    v_valid_until: Option<OffsetDateTime>,
+    v_large_prefix_justification: Option<String>,
+    v_state: Option<String>,
+    v_state_time: Option<OffsetDateTime>,
+    v_create_time: Option<OffsetDateTime>,
 }
 
 fn prefixes(nets: Vec<IpNet>) -> Result<Vec<PublicPrefix>, StoreError> {
@@ -54,29 +92,104 @@ fn prefixes(nets: Vec<IpNet>) -> Result<Vec<PublicPrefix>, StoreError> {
         .collect()
 }
 
+/// Stored spec columns, shared by registrations and revisions.
+struct SpecColumns {
+    kind: Kind,
+    protocol: Option<String>,
+    source_prefixes: Vec<IpNet>,
+    msisdn: Option<String>,
+    peer_prefixes: Vec<IpNet>,
+    isp: String,
+    isp_subscriber_id: String,
+    purpose: String,
+    valid_from: OffsetDateTime,
+    valid_until: OffsetDateTime,
+    large_prefix_justification: Option<String>,
+}
+
+impl TryFrom<SpecColumns> for Spec {
+    type Error = StoreError;
+    fn try_from(c: SpecColumns) -> Result<Self, StoreError> {
+        Ok(Spec {
+            kind: c.kind,
+            protocol: c
+                .protocol
+                .map(|p| decode(&p, Protocol::from_db, "protocol"))
+                .transpose()?,
+            source_prefixes: prefixes(c.source_prefixes)?,
+            msisdn: c.msisdn.map(|m| reparse(&m, "msisdn")).transpose()?,
+            peer_prefixes: prefixes(c.peer_prefixes)?,
+            isp: reparse(&c.isp, "isp")?,
+            isp_subscriber_id: reparse(&c.isp_subscriber_id, "isp_subscriber_id")?,
+            purpose: reparse(&c.purpose, "purpose")?,
+            valid_from: c.valid_from,
+            valid_until: c.valid_until,
+            large_prefix_justification: c
+                .large_prefix_justification
+                .map(|j| reparse(&j, "large_prefix_justification"))
+                .transpose()?,
+        })
+    }
+}
+
 impl TryFrom<Row> for Registration {
     type Error = StoreError;
     fn try_from(r: Row) -> Result<Self, StoreError> {
+        let kind = decode(&r.kind, Kind::from_db, "kind")?;
+        let pending_revision = match (
+            r.v_id,
+            r.v_source_prefixes,
+            r.v_peer_prefixes,
+            r.v_isp,
+            r.v_isp_subscriber_id,
+        ) {
+            (Some(id), Some(source_prefixes), Some(peer_prefixes), Some(isp), Some(isp_subscriber_id)) => {
+                let missing = || StoreError::Corrupt(format!("revision {id} incomplete"));
+                Some(Revision {
+                    id,
+                    is_renewal: r.v_is_renewal.ok_or_else(missing)?,
+                    spec: SpecColumns {
+                        kind,
+                        protocol: r.v_protocol,
+                        source_prefixes,
+                        msisdn: r.v_msisdn,
+                        peer_prefixes,
+                        isp,
+                        isp_subscriber_id,
+                        purpose: r.v_purpose.ok_or_else(missing)?,
+                        valid_from: r.v_valid_from.ok_or_else(missing)?,
+                        valid_until: r.v_valid_until.ok_or_else(missing)?,
+                        large_prefix_justification: r.v_large_prefix_justification,
+                    }
+                    .try_into()?,
+                    state: decode(&r.v_state.ok_or_else(missing)?, State::from_db, "state")?,
+                    state_time: r.v_state_time.ok_or_else(missing)?,
+                    create_time: r.v_create_time.ok_or_else(missing)?,
+                })
+            }
+            _ => None,
+        };
         Ok(Registration {
             id: r.id,
             reference: r.reference,
             institution_id: r.institution_id,
-            spec: Spec {
-                kind: decode(&r.kind, Kind::from_db, "kind")?,
-                protocol: r
-                    .protocol
-                    .map(|p| decode(&p, Protocol::from_db, "protocol"))
-                    .transpose()?,
-                source_prefixes: prefixes(r.source_prefixes)?,
-                msisdn: r.msisdn.map(|m| reparse(&m, "msisdn")).transpose()?,
-                peer_prefixes: prefixes(r.peer_prefixes)?,
-                isp: reparse(&r.isp, "isp")?,
-                isp_subscriber_id: reparse(&r.isp_subscriber_id, "isp_subscriber_id")?,
-                purpose: reparse(&r.purpose, "purpose")?,
+            spec: SpecColumns {
+                kind,
+                protocol: r.protocol,
+                source_prefixes: r.source_prefixes,
+                msisdn: r.msisdn,
+                peer_prefixes: r.peer_prefixes,
+                isp: r.isp,
+                isp_subscriber_id: r.isp_subscriber_id,
+                purpose: r.purpose,
                 valid_from: r.valid_from,
                 valid_until: r.valid_until,
-            },
+                large_prefix_justification: r.large_prefix_justification,
+            }
+            .try_into()?,
             state: decode(&r.state, State::from_db, "state")?,
+            state_time: r.state_time,
+            pending_revision,
             version: r.version,
             create_time: r.create_time,
             update_time: r.update_time,
@@ -84,7 +197,7 @@ impl TryFrom<Row> for Registration {
     }
 }
 
-fn nets(ps: &[PublicPrefix]) -> Vec<IpNet> {
+pub(crate) fn nets(ps: &[PublicPrefix]) -> Vec<IpNet> {
     ps.iter().map(PublicPrefix::net).collect()
 }
 
@@ -92,11 +205,7 @@ fn nets(ps: &[PublicPrefix]) -> Vec<IpNet> {
 /// The exclusion constraint on `active_prefixes` enforces the rule whenever a
 /// registration becomes active; this check gives the applicant an early,
 /// precise answer. The other institution is not named.
-async fn check_overlap(
-    conn: &mut PgConnection,
-    institution_id: Uuid,
-    spec: &Spec,
-) -> Result<(), StoreError> {
+async fn check_overlap(conn: &mut PgConnection, institution_id: Uuid, spec: &Spec) -> Result<(), StoreError> {
     let hit: Option<(IpNet, IpNet)> = sqlx::query_as(
         "SELECT s.p, a.prefix
            FROM unnest($1::cidr[]) AS s(p)
@@ -117,8 +226,55 @@ async fn check_overlap(
     }
 }
 
+/// Fails unless `spec.isp` names a licensed ISP.
+async fn check_isp(conn: &mut PgConnection, spec: &Spec, field: &str) -> Result<(), StoreError> {
+    let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM isps WHERE code = $1)")
+        .bind(spec.isp.as_str())
+        .fetch_one(conn)
+        .await?;
+    if known {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(Violations::one(
+            field,
+            format!("{:?} is not a licensed ISP", spec.isp.as_str()),
+        )))
+    }
+}
+
+/// The serial of the change feed this transaction wrote last, 0 if none.
+async fn feed_serial(conn: &mut PgConnection) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar(
+            "SELECT coalesce(nullif(current_setting('vpnregistry.feed_serial', true), ''), '0')::bigint",
+        )
+        .fetch_one(conn)
+        .await?,
+    )
+}
+
+/// Maps the exclusion constraint to the overlap error (our prefix, never the other owner).
+fn overlap_from_constraint(e: sqlx::Error) -> StoreError {
+    if super::violated_constraint(&e) == Some("active_prefixes_no_overlap") {
+        let prefix = e
+            .as_database_error()
+            .and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
+            .and_then(|d| d.detail())
+            .and_then(|detail| detail.split("=(").nth(1))
+            .and_then(|rest| rest.split(',').next())
+            .unwrap_or("a source prefix")
+            .to_owned();
+        return StoreError::Overlap {
+            prefix,
+            active: "an active prefix".into(),
+        };
+    }
+    e.into()
+}
+
 /// Submits a registration for `institution_id`, or returns the one an
-/// earlier call with the same idempotency key submitted.
+/// earlier call with the same idempotency key submitted. It goes straight to
+/// the ISP for attestation.
 pub async fn submit(
     pool: &PgPool,
     institution_id: Uuid,
@@ -135,15 +291,18 @@ pub async fn submit(
         tx.rollback().await?;
         return get(pool, original, vis).await;
     }
+    check_isp(&mut tx, spec, "registration.isp").await?;
     check_overlap(&mut tx, institution_id, spec).await?;
-    let state = State::Submitted;
+    let state = lifecycle::INITIAL;
     let s = spec;
-    let row: Row = sqlx::query_as(concat!("INSERT INTO registrations AS r (id, reference, institution_id, kind, protocol, source_prefixes, msisdn,
-                                         peer_prefixes, isp, isp_subscriber_id, purpose, valid_from, valid_until, state)
+    sqlx::query(
+        "INSERT INTO registrations (id, reference, institution_id, kind, protocol, source_prefixes, msisdn,
+                                    peer_prefixes, isp, isp_subscriber_id, purpose, valid_from, valid_until,
+                                    large_prefix_justification, state)
          VALUES ($1, 'VPN-' || to_char(now() AT TIME ZONE 'Asia/Karachi', 'YYYY') || '-'
                      || lpad(nextval('registration_reference_seq')::text, 6, '0'),
-                 $2, $3, $4, $5::cidr[], $6, $7::cidr[], $8, $9, $10, $11, $12, $13)
-         RETURNING ", columns!(), ""))
+                 $2, $3, $4, $5::cidr[], $6, $7::cidr[], $8, $9, $10, $11, $12, $13, $14)",
+    )
     .bind(id)
     .bind(institution_id)
     .bind(s.kind.as_str())
@@ -156,26 +315,23 @@ pub async fn submit(
     .bind(s.purpose.as_str())
     .bind(s.valid_from)
     .bind(s.valid_until)
+    .bind(s.large_prefix_justification.as_ref().map(Reason::as_str))
     .bind(state.as_str())
-    .fetch_one(&mut *tx)
+    .execute(&mut *tx)
     .await?;
-    audit::append(
-        &mut tx,
-        audit::Entry {
-            subject_type: "registration",
-            subject_id: id,
-            action: Action::Submitted.as_str(),
-            actor,
-            from_state: None,
-            to_state: Some(state.as_str()),
-            reason_code: None,
-            reason: None,
-            changes: audit::diff(None, &spec.audit_values()),
-        },
-    )
-    .await?;
+    let entry = Audit {
+        action: Action::Submitted,
+        from: Some(State::Submitted),
+        to: state,
+        revision_id: None,
+        reason_code: None,
+        reason: None,
+        changes: audit::diff(None, &spec.audit_values()),
+    };
+    entry.append(&mut tx, id, actor).await?;
+    let created = fetch(&mut tx, id, vis, false).await?;
     tx.commit().await?;
-    row.try_into()
+    Ok(created)
 }
 
 /// Reads one registration the caller may see.
@@ -184,12 +340,7 @@ pub async fn get(pool: &PgPool, id: Uuid, vis: Visibility) -> Result<Registratio
     fetch(&mut conn, id, vis, false).await
 }
 
-async fn fetch(
-    conn: &mut PgConnection,
-    id: Uuid,
-    vis: Visibility,
-    lock: bool,
-) -> Result<Registration, StoreError> {
+async fn fetch(conn: &mut PgConnection, id: Uuid, vis: Visibility, lock: bool) -> Result<Registration, StoreError> {
     let only = match vis {
         Visibility::All => None,
         Visibility::Institution(own) => Some(own),
@@ -198,22 +349,19 @@ async fn fetch(
         concat!(
             "SELECT ",
             columns!(),
-            " FROM registrations r
-          WHERE r.id = $1 AND ($2::uuid IS NULL OR r.institution_id = $2) FOR UPDATE"
+            from_clause!(),
+            " WHERE r.id = $1 AND ($2::uuid IS NULL OR r.institution_id = $2)
+                 FOR UPDATE OF r"
         )
     } else {
         concat!(
             "SELECT ",
             columns!(),
-            " FROM registrations r
-          WHERE r.id = $1 AND ($2::uuid IS NULL OR r.institution_id = $2)"
+            from_clause!(),
+            " WHERE r.id = $1 AND ($2::uuid IS NULL OR r.institution_id = $2)"
         )
     };
-    let row: Option<Row> = sqlx::query_as(sql)
-        .bind(id)
-        .bind(only)
-        .fetch_optional(conn)
-        .await?;
+    let row: Option<Row> = sqlx::query_as(sql).bind(id).bind(only).fetch_optional(conn).await?;
     row.ok_or(StoreError::NotFound("registration"))?.try_into()
 }
 
@@ -224,6 +372,8 @@ pub struct Filter {
     pub state: Option<State>,
     pub category: Option<Category>,
     pub kind: Option<Kind>,
+    /// Only ACTIVE registrations whose validity ends before this instant.
+    pub expiring_before: Option<OffsetDateTime>,
 }
 
 /// One page of registrations the caller may see, oldest first.
@@ -241,18 +391,24 @@ pub async fn list(
         }
         (Visibility::Institution(own), _) => Some(own),
     };
-    let rows: Vec<Row> = sqlx::query_as(concat!("SELECT ", columns!(), " FROM registrations r
-          WHERE ($1::uuid IS NULL OR r.institution_id = $1)
+    let rows: Vec<Row> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        from_clause!(),
+        " WHERE ($1::uuid IS NULL OR r.institution_id = $1)
             AND ($2::text IS NULL OR r.state = $2)
             AND ($3::text IS NULL OR r.institution_id IN (SELECT id FROM institutions WHERE category = $3))
             AND ($4::text IS NULL OR r.kind = $4)
-            AND ($5::uuid IS NULL OR r.id > $5)
+            AND ($5::timestamptz IS NULL OR (r.state = 'ACTIVE' AND r.valid_until < $5))
+            AND ($6::uuid IS NULL OR r.id > $6)
           ORDER BY r.id
-          LIMIT $6"))
+          LIMIT $7"
+    ))
     .bind(institution_id)
     .bind(filter.state.map(State::as_str))
     .bind(filter.category.map(Category::as_str))
     .bind(filter.kind.map(Kind::as_str))
+    .bind(filter.expiring_before)
     .bind(after)
     .bind(limit)
     .fetch_all(pool)
@@ -260,16 +416,54 @@ pub async fn list(
     rows.into_iter().map(TryInto::try_into).collect()
 }
 
-/// Locks the registration, replays an idempotent retry, and checks the etag:
-/// the common start of every write to an existing registration.
-async fn begin_write<'c>(
+/// One audit event about a registration (or its revision).
+pub(crate) struct Audit<'a> {
+    pub action: Action,
+    pub from: Option<State>,
+    pub to: State,
+    pub revision_id: Option<Uuid>,
+    pub reason_code: Option<ReasonCode>,
+    pub reason: Option<&'a Reason>,
+    pub changes: serde_json::Value,
+}
+
+impl Audit<'_> {
+    pub(crate) async fn append(self, conn: &mut PgConnection, id: Uuid, actor: &Actor) -> Result<(), StoreError> {
+        audit::append(
+            conn,
+            audit::Entry {
+                subject_type: "registration",
+                subject_id: id,
+                revision_id: self.revision_id,
+                action: self.action.as_str(),
+                actor,
+                from_state: self.from.map(State::as_str),
+                to_state: Some(self.to.as_str()),
+                reason_code: self.reason_code.map(ReasonCode::as_str),
+                reason: self.reason.map(Reason::as_str),
+                changes: self.changes,
+            },
+        )
+        .await
+    }
+}
+
+/// A write in progress: the registration locked, the etag checked.
+pub(crate) struct Write<'c> {
+    pub tx: Transaction<'c, Postgres>,
+    pub current: Registration,
+}
+
+/// Locks the registration, replays an idempotent retry (`Err` with the
+/// registration as it is now), and checks the etag: the common start of every
+/// write to an existing registration.
+pub(crate) async fn begin_write<'c>(
     pool: &'c PgPool,
     id: Uuid,
     vis: Visibility,
     etag: Option<Etag>,
     key: Option<&idempotency::Key>,
-) -> Result<Result<(sqlx::Transaction<'c, sqlx::Postgres>, Registration), Registration>, StoreError>
-{
+) -> Result<Result<Write<'c>, Registration>, StoreError> {
     let mut tx = pool.begin().await?;
     let current = fetch(&mut tx, id, vis, true).await?;
     if let Some(key) = key
@@ -284,10 +478,133 @@ async fn begin_write<'c>(
             current: Etag::render(current.version),
         });
     }
-    Ok(Ok((tx, current)))
+    Ok(Ok(Write { tx, current }))
 }
 
-/// Replaces the spec of an undecided registration with `change`'s result.
+impl Write<'_> {
+    /// Stores `spec` and `state` on the registration (the trigger keeps the
+    /// active set and the change feed in step) and bumps its version.
+    pub(crate) async fn store(&mut self, spec: &Spec, state: State) -> Result<(), StoreError> {
+        let s = spec;
+        sqlx::query(
+            "UPDATE registrations
+                SET protocol = $2, source_prefixes = $3::cidr[], msisdn = $4, peer_prefixes = $5::cidr[], isp = $6,
+                    isp_subscriber_id = $7, purpose = $8, valid_from = $9, valid_until = $10,
+                    large_prefix_justification = $11, state = $12,
+                    state_time = CASE WHEN state = $12 THEN state_time ELSE now() END,
+                    version = version + 1, update_time = now()
+              WHERE id = $1",
+        )
+        .bind(self.current.id)
+        .bind(s.protocol.map(Protocol::as_str))
+        .bind(nets(&s.source_prefixes))
+        .bind(s.msisdn.as_ref().map(|m| m.as_str()))
+        .bind(nets(&s.peer_prefixes))
+        .bind(s.isp.as_str())
+        .bind(s.isp_subscriber_id.as_str())
+        .bind(s.purpose.as_str())
+        .bind(s.valid_from)
+        .bind(s.valid_until)
+        .bind(s.large_prefix_justification.as_ref().map(Reason::as_str))
+        .bind(state.as_str())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(overlap_from_constraint)?;
+        Ok(())
+    }
+
+    /// Bumps the version only (the change was to the pending revision).
+    pub(crate) async fn touch(&mut self) -> Result<(), StoreError> {
+        sqlx::query("UPDATE registrations SET version = version + 1, update_time = now() WHERE id = $1")
+            .bind(self.current.id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a pending revision's spec and state.
+    pub(crate) async fn store_revision(
+        &mut self,
+        revision_id: Uuid,
+        spec: &Spec,
+        state: State,
+    ) -> Result<(), StoreError> {
+        let s = spec;
+        sqlx::query(
+            "UPDATE registration_revisions
+                SET protocol = $2, source_prefixes = $3::cidr[], msisdn = $4, peer_prefixes = $5::cidr[], isp = $6,
+                    isp_subscriber_id = $7, purpose = $8, valid_from = $9, valid_until = $10,
+                    large_prefix_justification = $11, state = $12,
+                    state_time = CASE WHEN state = $12 THEN state_time ELSE now() END
+              WHERE id = $1",
+        )
+        .bind(revision_id)
+        .bind(s.protocol.map(Protocol::as_str))
+        .bind(nets(&s.source_prefixes))
+        .bind(s.msisdn.as_ref().map(|m| m.as_str()))
+        .bind(nets(&s.peer_prefixes))
+        .bind(s.isp.as_str())
+        .bind(s.isp_subscriber_id.as_str())
+        .bind(s.purpose.as_str())
+        .bind(s.valid_from)
+        .bind(s.valid_until)
+        .bind(s.large_prefix_justification.as_ref().map(Reason::as_str))
+        .bind(state.as_str())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Opens a revision (amendment or renewal) waiting for the ISP.
+    async fn insert_revision(&mut self, spec: &Spec, is_renewal: bool) -> Result<Uuid, StoreError> {
+        let id = Uuid::now_v7();
+        let s = spec;
+        sqlx::query(
+            "INSERT INTO registration_revisions (id, registration_id, is_renewal, protocol, source_prefixes, msisdn,
+                                                 peer_prefixes, isp, isp_subscriber_id, purpose, valid_from,
+                                                 valid_until, large_prefix_justification, state)
+             VALUES ($1, $2, $3, $4, $5::cidr[], $6, $7::cidr[], $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(id)
+        .bind(self.current.id)
+        .bind(is_renewal)
+        .bind(s.protocol.map(Protocol::as_str))
+        .bind(nets(&s.source_prefixes))
+        .bind(s.msisdn.as_ref().map(|m| m.as_str()))
+        .bind(nets(&s.peer_prefixes))
+        .bind(s.isp.as_str())
+        .bind(s.isp_subscriber_id.as_str())
+        .bind(s.purpose.as_str())
+        .bind(s.valid_from)
+        .bind(s.valid_until)
+        .bind(s.large_prefix_justification.as_ref().map(Reason::as_str))
+        .bind(State::IspVerification.as_str())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(id)
+    }
+
+    pub(crate) async fn check_overlap(&mut self, spec: &Spec) -> Result<(), StoreError> {
+        check_overlap(&mut self.tx, self.current.institution_id, spec).await
+    }
+
+    pub(crate) async fn audit(&mut self, entry: Audit<'_>, actor: &Actor) -> Result<(), StoreError> {
+        entry.append(&mut self.tx, self.current.id, actor).await
+    }
+
+    /// Commits and returns the registration as stored, with the feed serial
+    /// this write produced (0 when it did not touch the active set).
+    pub(crate) async fn commit(mut self, vis: Visibility) -> Result<(Registration, i64), StoreError> {
+        let serial = feed_serial(&mut self.tx).await?;
+        let stored = fetch(&mut self.tx, self.current.id, vis, false).await?;
+        self.tx.commit().await?;
+        Ok((stored, serial))
+    }
+}
+
+/// Changes what an applicant declared. An undecided registration changes in
+/// place (and goes back to the ISP when attested fields changed); an ACTIVE
+/// one gets (or updates) a pending revision while it stays in force.
 pub async fn amend(
     pool: &PgPool,
     id: Uuid,
@@ -295,62 +612,77 @@ pub async fn amend(
     etag: Option<Etag>,
     actor: &Actor,
     key: Option<&idempotency::Key>,
-    change: impl FnOnce(&Registration, Category) -> Result<Spec, Violations>,
-) -> Result<Registration, StoreError> {
-    let (mut tx, current) = match begin_write(pool, id, vis, etag, key).await? {
-        Ok(started) => started,
-        Err(replayed) => return Ok(replayed),
+    change: impl FnOnce(&Spec, Category) -> Result<Spec, Violations>,
+) -> Result<(Registration, i64), StoreError> {
+    let mut w = match begin_write(pool, id, vis, etag, key).await? {
+        Ok(w) => w,
+        Err(replayed) => return Ok((replayed, 0)),
     };
-    if !current.state.is_undecided() {
-        return Err(StoreError::WrongState {
+    let current = w.current.clone();
+    let category = institutions::fetch(&mut w.tx, current.institution_id, Visibility::All, false)
+        .await?
+        .category;
+    let pending = current.pending_revision.as_ref().filter(|_| current.state.is_live());
+    let base = pending.map_or(&current.spec, |r| &r.spec);
+    let revision_allowed = current.state == State::Active || pending.is_some();
+    if !current.state.is_undecided() && !revision_allowed {
+        return Err(lifecycle::Illegal {
             current: current.state,
-            action: "amended",
-        });
+            event: Event::Amend { reattest: false },
+        }
+        .into());
     }
-    let institution =
-        institutions::fetch(&mut tx, current.institution_id, Visibility::All, false).await?;
-    let spec = change(&current, institution.category)?;
-    check_overlap(&mut tx, current.institution_id, &spec).await?;
-    let changes = audit::diff(Some(&current.spec.audit_values()), &spec.audit_values());
-    let s = &spec;
-    let row: Row = sqlx::query_as(concat!("UPDATE registrations AS r
-            SET protocol = $2, source_prefixes = $3::cidr[], msisdn = $4, peer_prefixes = $5::cidr[], isp = $6,
-                isp_subscriber_id = $7, purpose = $8, valid_from = $9, valid_until = $10,
-                version = version + 1, update_time = now()
-          WHERE r.id = $1
-         RETURNING ", columns!(), ""))
-    .bind(id)
-    .bind(s.protocol.map(Protocol::as_str))
-    .bind(nets(&s.source_prefixes))
-    .bind(s.msisdn.as_ref().map(|m| m.as_str()))
-    .bind(nets(&s.peer_prefixes))
-    .bind(s.isp.as_str())
-    .bind(s.isp_subscriber_id.as_str())
-    .bind(s.purpose.as_str())
-    .bind(s.valid_from)
-    .bind(s.valid_until)
-    .fetch_one(&mut *tx)
-    .await?;
-    audit::append(
-        &mut tx,
-        audit::Entry {
-            subject_type: "registration",
-            subject_id: id,
-            action: Action::Amended.as_str(),
-            actor,
-            from_state: Some(current.state.as_str()),
-            to_state: Some(current.state.as_str()),
+    let spec = change(base, category)?;
+    check_isp(&mut w.tx, &spec, "registration.isp").await?;
+    w.check_overlap(&spec).await?;
+    let reattest = base.needs_reattestation(&spec);
+    let changes = audit::diff(Some(&base.audit_values()), &spec.audit_values());
+    if let Some(revision) = pending {
+        let to = lifecycle::next(revision.state, Event::Amend { reattest })?;
+        w.store_revision(revision.id, &spec, to).await?;
+        w.touch().await?;
+        let entry = Audit {
+            action: Action::Amended,
+            from: Some(revision.state),
+            to,
+            revision_id: Some(revision.id),
             reason_code: None,
             reason: None,
             changes,
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    row.try_into()
+        };
+        w.audit(entry, actor).await?;
+    } else if current.state == State::Active {
+        let revision_id = w.insert_revision(&spec, false).await?;
+        w.touch().await?;
+        let entry = Audit {
+            action: Action::RevisionProposed,
+            from: None,
+            to: State::IspVerification,
+            revision_id: Some(revision_id),
+            reason_code: None,
+            reason: None,
+            changes,
+        };
+        w.audit(entry, actor).await?;
+    } else {
+        let to = lifecycle::next(current.state, Event::Amend { reattest })?;
+        w.store(&spec, to).await?;
+        let entry = Audit {
+            action: Action::Amended,
+            from: Some(current.state),
+            to,
+            revision_id: None,
+            reason_code: None,
+            reason: None,
+            changes,
+        };
+        w.audit(entry, actor).await?;
+    }
+    w.commit(vis).await
 }
 
-/// Withdraws an undecided registration at the applicant's request.
+/// Withdraws an undecided registration, or the pending revision of an ACTIVE
+/// or EXPIRED one, at the applicant's request.
 pub async fn withdraw(
     pool: &PgPool,
     id: Uuid,
@@ -359,46 +691,93 @@ pub async fn withdraw(
     actor: &Actor,
     key: Option<&idempotency::Key>,
     reason: Option<&Reason>,
-) -> Result<Registration, StoreError> {
-    let (mut tx, current) = match begin_write(pool, id, vis, etag, key).await? {
-        Ok(started) => started,
-        Err(replayed) => return Ok(replayed),
+) -> Result<(Registration, i64), StoreError> {
+    let mut w = match begin_write(pool, id, vis, etag, key).await? {
+        Ok(w) => w,
+        Err(replayed) => return Ok((replayed, 0)),
     };
-    if !current.state.is_undecided() {
+    let current = w.current.clone();
+    let entry = match current.pending_revision.as_ref().filter(|_| current.state.is_live()) {
+        Some(revision) => {
+            let to = lifecycle::next(revision.state, Event::Withdraw)?;
+            w.store_revision(revision.id, &revision.spec, to).await?;
+            w.touch().await?;
+            Audit {
+                action: Action::Withdrawn,
+                from: Some(revision.state),
+                to,
+                revision_id: Some(revision.id),
+                reason_code: None,
+                reason,
+                changes: serde_json::json!([]),
+            }
+        }
+        None => {
+            let to = lifecycle::next(current.state, Event::Withdraw)?;
+            w.store(&current.spec, to).await?;
+            Audit {
+                action: Action::Withdrawn,
+                from: Some(current.state),
+                to,
+                revision_id: None,
+                reason_code: None,
+                reason,
+                changes: serde_json::json!([]),
+            }
+        }
+    };
+    w.audit(entry, actor).await?;
+    w.commit(vis).await
+}
+
+/// Asks to extend an ACTIVE or EXPIRED registration to `valid_until`; the
+/// renewal is a revision, attested and reviewed like a submission.
+pub async fn renew(
+    pool: &PgPool,
+    id: Uuid,
+    vis: Visibility,
+    etag: Option<Etag>,
+    actor: &Actor,
+    key: Option<&idempotency::Key>,
+    valid_until: OffsetDateTime,
+) -> Result<(Registration, i64), StoreError> {
+    let mut w = match begin_write(pool, id, vis, etag, key).await? {
+        Ok(w) => w,
+        Err(replayed) => return Ok((replayed, 0)),
+    };
+    let current = w.current.clone();
+    if !current.state.is_live() {
         return Err(StoreError::WrongState {
             current: current.state,
-            action: "withdrawn",
+            action: "renewed",
         });
     }
-    let to = State::Withdrawn;
-    let row: Row = sqlx::query_as(concat!(
-        "UPDATE registrations AS r SET state = $2, version = version + 1, update_time = now()
-          WHERE r.id = $1
-         RETURNING ",
-        columns!(),
-        ""
-    ))
-    .bind(id)
-    .bind(to.as_str())
-    .fetch_one(&mut *tx)
-    .await?;
-    audit::append(
-        &mut tx,
-        audit::Entry {
-            subject_type: "registration",
-            subject_id: id,
-            action: Action::Withdrawn.as_str(),
-            actor,
-            from_state: Some(current.state.as_str()),
-            to_state: Some(to.as_str()),
-            reason_code: None,
-            reason: reason.map(Reason::as_str),
-            changes: serde_json::json!([]),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    row.try_into()
+    if current.pending_revision.is_some() {
+        return Err(StoreError::RevisionPending);
+    }
+    if valid_until <= current.spec.valid_until || valid_until <= OffsetDateTime::now_utc() {
+        return Err(Violations::one(
+            "valid_until",
+            "must be later than the current valid_until and in the future",
+        )
+        .into());
+    }
+    let mut spec = current.spec.clone();
+    spec.valid_until = valid_until;
+    let changes = audit::diff(Some(&current.spec.audit_values()), &spec.audit_values());
+    let revision_id = w.insert_revision(&spec, true).await?;
+    w.touch().await?;
+    let entry = Audit {
+        action: Action::RenewalRequested,
+        from: None,
+        to: State::IspVerification,
+        revision_id: Some(revision_id),
+        reason_code: None,
+        reason: None,
+        changes,
+    };
+    w.audit(entry, actor).await?;
+    w.commit(vis).await
 }
 
 /// One page of a registration's history, if the caller may see it.

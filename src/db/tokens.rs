@@ -49,6 +49,7 @@ pub async fn insert(
     .await
     .map_err(|e| match super::violated_constraint(&e) {
         Some("api_tokens_institution_id_fkey") => StoreError::NotFound("institution"),
+        Some("api_tokens_isp_fkey") => StoreError::NotFound("isp"),
         _ => e.into(),
     })?;
     audit::append(
@@ -56,6 +57,7 @@ pub async fn insert(
         audit::Entry {
             subject_type: "token",
             subject_id: id,
+            revision_id: None,
             action: "ISSUED",
             actor,
             from_state: None,
@@ -100,13 +102,11 @@ pub async fn find_active(pool: &PgPool, hash: &[u8; 32]) -> Result<Option<Princi
 /// Revokes a credential; false when no unrevoked credential has that id.
 pub async fn revoke(pool: &PgPool, id: Uuid, actor: &Actor) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await?;
-    let revoked = sqlx::query(
-        "UPDATE api_tokens SET revoke_time = now() WHERE id = $1 AND revoke_time IS NULL",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
+    let revoked = sqlx::query("UPDATE api_tokens SET revoke_time = now() WHERE id = $1 AND revoke_time IS NULL")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
         == 1;
     if revoked {
         audit::append(
@@ -114,6 +114,7 @@ pub async fn revoke(pool: &PgPool, id: Uuid, actor: &Actor) -> Result<bool, Stor
             audit::Entry {
                 subject_type: "token",
                 subject_id: id,
+                revision_id: None,
                 action: "REVOKED",
                 actor,
                 from_state: None,

@@ -50,10 +50,7 @@ impl Category {
     }
 
     fn is_company(self) -> bool {
-        matches!(
-            self,
-            Self::Bank | Self::ItCompany | Self::CallCenterBpo | Self::Company
-        )
+        matches!(self, Self::Bank | Self::ItCompany | Self::CallCenterBpo | Self::Company)
     }
 
     fn needs_pseb(self) -> bool {
@@ -103,12 +100,7 @@ pub struct ProfileDraft {
 
 /// Profile fields an institution may change about itself; the rest are the
 /// administrators' (identity documents are not self-service).
-pub const SELF_SERVICE_FIELDS: &[&str] = &[
-    "contact_email",
-    "contact_phone",
-    "pseb_number",
-    "pseb_expiry",
-];
+pub const SELF_SERVICE_FIELDS: &[&str] = &["contact_email", "contact_phone", "pseb_number", "pseb_expiry"];
 
 /// Every profile field an update mask may name.
 pub const PROFILE_FIELDS: &[&str] = &[
@@ -143,16 +135,10 @@ impl ProfileDraft {
             v.add("contact_phone", required);
         }
         if category != Category::ForeignMission && self.cnic.is_none() {
-            v.add(
-                "cnic",
-                format!("is required for category {}", category.as_str()),
-            );
+            v.add("cnic", format!("is required for category {}", category.as_str()));
         }
         if category.is_company() && self.ntn.is_none() {
-            v.add(
-                "ntn",
-                format!("is required for category {}", category.as_str()),
-            );
+            v.add("ntn", format!("is required for category {}", category.as_str()));
         }
         if !category.is_company() && self.secp_number.is_some() {
             v.add("secp_number", not_applicable.clone());
@@ -161,14 +147,8 @@ impl ProfileDraft {
             (Some(_), None) => v.add("pseb_expiry", "is required with pseb_number"),
             (None, Some(_)) => v.add("pseb_number", "is required with pseb_expiry"),
             (None, None) if category.needs_pseb() => {
-                v.add(
-                    "pseb_number",
-                    format!("is required for category {}", category.as_str()),
-                );
-                v.add(
-                    "pseb_expiry",
-                    format!("is required for category {}", category.as_str()),
-                );
+                v.add("pseb_number", format!("is required for category {}", category.as_str()));
+                v.add("pseb_expiry", format!("is required for category {}", category.as_str()));
             }
             (Some(_), Some(_)) if !(category.needs_pseb() || category == Category::Freelancer) => {
                 v.add("pseb_number", not_applicable.clone());
@@ -250,19 +230,10 @@ impl Profile {
             ("legal_name", json!(self.legal_name.as_str())),
             ("cnic", opt(&self.cnic, |c| c.as_str().to_owned())),
             ("ntn", opt(&self.ntn, |n| n.as_str().to_owned())),
-            (
-                "secp_number",
-                opt(&self.secp_number, |d| d.as_str().to_owned()),
-            ),
-            (
-                "pseb_number",
-                opt(&self.pseb, |p| p.number.as_str().to_owned()),
-            ),
+            ("secp_number", opt(&self.secp_number, |d| d.as_str().to_owned())),
+            ("pseb_number", opt(&self.pseb, |p| p.number.as_str().to_owned())),
             ("pseb_expiry", opt(&self.pseb, |p| p.expiry.to_string())),
-            (
-                "sbp_licence",
-                opt(&self.sbp_licence, |d| d.as_str().to_owned()),
-            ),
+            ("sbp_licence", opt(&self.sbp_licence, |d| d.as_str().to_owned())),
             (
                 "accreditation_ref",
                 opt(&self.accreditation_ref, |d| d.as_str().to_owned()),

@@ -3,6 +3,7 @@
 
 pub mod identifiers;
 pub mod institution;
+pub mod lifecycle;
 pub mod prefix;
 pub mod principal;
 pub mod registration;

@@ -76,20 +76,12 @@ impl TryFrom<IpNet> for PublicPrefix {
     fn try_from(net: IpNet) -> Result<Self, Invalid> {
         let net = net.trunc();
         let reserved = match net {
-            IpNet::V4(v4) => V4_RESERVED
-                .iter()
-                .find(|r| overlaps_v4(r, &v4))
-                .map(|r| r.to_string()),
+            IpNet::V4(v4) => V4_RESERVED.iter().find(|r| overlaps_v4(r, &v4)).map(|r| r.to_string()),
             IpNet::V6(v6) if !V6_GLOBAL.contains(&v6) => Some("outside 2000::/3".to_owned()),
-            IpNet::V6(v6) => V6_RESERVED
-                .iter()
-                .find(|r| overlaps_v6(r, &v6))
-                .map(|r| r.to_string()),
+            IpNet::V6(v6) => V6_RESERVED.iter().find(|r| overlaps_v6(r, &v6)).map(|r| r.to_string()),
         };
         match reserved {
-            Some(block) => Err(Invalid(format!(
-                "{net} is not public unicast space (overlaps {block})"
-            ))),
+            Some(block) => Err(Invalid(format!("{net} is not public unicast space (overlaps {block})"))),
             None => Ok(Self(net)),
         }
     }
@@ -139,10 +131,7 @@ mod tests {
     fn accepts_public_space_and_bare_hosts() {
         assert_eq!(parse("8.8.8.0/24").unwrap().to_string(), "8.8.8.0/24");
         assert_eq!(parse("8.8.8.8").unwrap().to_string(), "8.8.8.8/32");
-        assert_eq!(
-            parse("2a00:1450::/48").unwrap().to_string(),
-            "2a00:1450::/48"
-        );
+        assert_eq!(parse("2a00:1450::/48").unwrap().to_string(), "2a00:1450::/48");
     }
 
     #[test]

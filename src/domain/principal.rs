@@ -81,6 +81,16 @@ impl Actor {
         }
     }
 
+    /// The service itself, acting on a schedule.
+    pub fn system(task: &str) -> Self {
+        Self {
+            principal_id: None,
+            name: task.to_owned(),
+            role: "system",
+            request_id: None,
+        }
+    }
+
     /// The operator at the command line (token management).
     pub fn operator(request_id: Option<String>) -> Self {
         let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());

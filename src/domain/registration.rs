@@ -11,7 +11,7 @@ use super::identifiers::Msisdn;
 use super::institution::Category;
 use super::prefix::{MIN_V4_LEN, MIN_V6_LEN, PublicPrefix};
 use super::state::State;
-use super::text::{Invalid, Purpose, bounded_text};
+use super::text::{Invalid, Purpose, Reason, bounded_text};
 use super::violations::Violations;
 
 /// At most this many source (and, separately, peer) prefixes per registration.
@@ -81,9 +81,7 @@ impl FromStr for IspCode {
         if ok {
             Ok(Self(s))
         } else {
-            Err(Invalid::new(
-                "must be an ISP code of 2 to 32 letters, digits or '-'",
-            ))
+            Err(Invalid::new("must be an ISP code of 2 to 32 letters, digits or '-'"))
         }
     }
 }
@@ -124,6 +122,7 @@ pub struct Spec {
     pub purpose: Purpose,
     pub valid_from: OffsetDateTime,
     pub valid_until: OffsetDateTime,
+    pub large_prefix_justification: Option<Reason>,
 }
 
 /// Spec fields parsed one by one from a request, before the cross-field
@@ -140,6 +139,7 @@ pub struct SpecDraft {
     pub purpose: Option<Purpose>,
     pub valid_from: Option<OffsetDateTime>,
     pub valid_until: Option<OffsetDateTime>,
+    pub large_prefix_justification: Option<Reason>,
 }
 
 /// Fields an amendment may name in its update mask.
@@ -153,6 +153,7 @@ pub const AMENDABLE_FIELDS: &[&str] = &[
     "purpose",
     "valid_from",
     "valid_until",
+    "large_prefix_justification",
 ];
 
 impl SpecDraft {
@@ -164,9 +165,7 @@ impl SpecDraft {
         }
         match (self.kind, self.protocol) {
             (Some(Kind::Vpn), None) => v.add("protocol", "is required for a VPN"),
-            (Some(k), Some(_)) if k != Kind::Vpn => {
-                v.add("protocol", format!("applies only to VPNs, not {k}"))
-            }
+            (Some(k), Some(_)) if k != Kind::Vpn => v.add("protocol", format!("applies only to VPNs, not {k}")),
             _ => {}
         }
         if self.source_prefixes.is_empty() && self.msisdn.is_none() {
@@ -183,6 +182,14 @@ impl SpecDraft {
             v.add(
                 "msisdn",
                 "only freelancers may register a mobile number instead of a prefix",
+            );
+        }
+        if self.large_prefix_justification.is_none()
+            && let Some(large) = self.source_prefixes.iter().find(|p| !p.within_default_size())
+        {
+            v.add(
+                "large_prefix_justification",
+                format!("is required for {large}, larger than IPv4 /{MIN_V4_LEN} or IPv6 /{MIN_V6_LEN}"),
             );
         }
         if self.isp.is_none() {
@@ -221,6 +228,7 @@ impl SpecDraft {
             purpose,
             valid_from,
             valid_until,
+            large_prefix_justification: self.large_prefix_justification,
         })
     }
 }
@@ -234,14 +242,12 @@ pub enum PrefixList {
 
 impl PrefixList {
     /// Parses a list as sent, checking each entry, the count, the size limit
-    /// (sources) and that no two entries overlap. Violations name entries by
+    /// (sources, unless `allow_large` because the applicant justified large
+    /// prefixes) and that no two entries overlap. Violations name entries by
     /// their index in `raw`.
-    pub fn parse(self, field: &str, raw: &[String], v: &mut Violations) -> Vec<PublicPrefix> {
+    pub fn parse(self, field: &str, raw: &[String], allow_large: bool, v: &mut Violations) -> Vec<PublicPrefix> {
         if raw.len() > MAX_PREFIXES {
-            v.add(
-                field,
-                format!("at most {MAX_PREFIXES} prefixes (got {})", raw.len()),
-            );
+            v.add(field, format!("at most {MAX_PREFIXES} prefixes (got {})", raw.len()));
             return Vec::new();
         }
         let mut parsed: Vec<(usize, PublicPrefix)> = Vec::with_capacity(raw.len());
@@ -250,7 +256,7 @@ impl PrefixList {
             let Some(p) = v.check(&entry, s.parse::<PublicPrefix>()) else {
                 continue;
             };
-            if self == Self::Source && !p.within_default_size() {
+            if self == Self::Source && !allow_large && !p.within_default_size() {
                 v.add(
                     &entry,
                     format!("{p} is larger than allowed (IPv4 /{MIN_V4_LEN} or longer, IPv6 /{MIN_V6_LEN} or longer)"),
@@ -280,6 +286,7 @@ impl From<Spec> for SpecDraft {
             purpose: Some(s.purpose),
             valid_from: Some(s.valid_from),
             valid_until: Some(s.valid_until),
+            large_prefix_justification: s.large_prefix_justification,
         }
     }
 }
@@ -287,8 +294,7 @@ impl From<Spec> for SpecDraft {
 impl Spec {
     /// Field values as the audit trail records them.
     pub fn audit_values(&self) -> Vec<(&'static str, Value)> {
-        let prefixes =
-            |ps: &[PublicPrefix]| json!(ps.iter().map(ToString::to_string).collect::<Vec<_>>());
+        let prefixes = |ps: &[PublicPrefix]| json!(ps.iter().map(ToString::to_string).collect::<Vec<_>>());
         let ts = |t: OffsetDateTime| {
             json!(
                 t.format(&time::format_description::well_known::Rfc3339)
@@ -297,16 +303,11 @@ impl Spec {
         };
         vec![
             ("kind", json!(self.kind.as_str())),
-            (
-                "protocol",
-                self.protocol.map_or(Value::Null, |p| json!(p.as_str())),
-            ),
+            ("protocol", self.protocol.map_or(Value::Null, |p| json!(p.as_str()))),
             ("source_prefixes", prefixes(&self.source_prefixes)),
             (
                 "msisdn",
-                self.msisdn
-                    .as_ref()
-                    .map_or(Value::Null, |m| json!(m.as_str())),
+                self.msisdn.as_ref().map_or(Value::Null, |m| json!(m.as_str())),
             ),
             ("peer_prefixes", prefixes(&self.peer_prefixes)),
             ("isp", json!(self.isp.as_str())),
@@ -314,8 +315,40 @@ impl Spec {
             ("purpose", json!(self.purpose.as_str())),
             ("valid_from", ts(self.valid_from)),
             ("valid_until", ts(self.valid_until)),
+            (
+                "large_prefix_justification",
+                self.large_prefix_justification
+                    .as_ref()
+                    .map_or(Value::Null, |j| json!(j.as_str())),
+            ),
         ]
     }
+
+    /// Whether a change from `self` to `other` touches what the ISP vouched
+    /// for (addresses, ISP, subscriber), so that it must attest again.
+    pub fn needs_reattestation(&self, other: &Spec) -> bool {
+        self.source_prefixes != other.source_prefixes
+            || self.msisdn != other.msisdn
+            || self.isp != other.isp
+            || self.isp_subscriber_id != other.isp_subscriber_id
+    }
+
+    /// The first source prefix beyond the default size limits, if any.
+    pub fn oversized_prefix(&self) -> Option<&PublicPrefix> {
+        self.source_prefixes.iter().find(|p| !p.within_default_size())
+    }
+}
+
+/// A proposed change to an ACTIVE or EXPIRED registration, attested and
+/// reviewed while the approved version stays in force.
+#[derive(Debug, Clone)]
+pub struct Revision {
+    pub id: Uuid,
+    pub is_renewal: bool,
+    pub spec: Spec,
+    pub state: State,
+    pub state_time: OffsetDateTime,
+    pub create_time: OffsetDateTime,
 }
 
 /// A registration as stored.
@@ -326,6 +359,8 @@ pub struct Registration {
     pub institution_id: Uuid,
     pub spec: Spec,
     pub state: State,
+    pub state_time: OffsetDateTime,
+    pub pending_revision: Option<Revision>,
     pub version: i64,
     pub create_time: OffsetDateTime,
     pub update_time: OffsetDateTime,

@@ -29,12 +29,47 @@ impl State {
     }
 }
 
+impl State {
+    /// Decided and in (or just past) force: changes come as revisions.
+    pub fn is_live(self) -> bool {
+        matches!(self, Self::Active | Self::Expired)
+    }
+}
+
 db_enum!(
     /// What a recorded write did to a registration.
     Action {
         Submitted => "SUBMITTED",
         Amended => "AMENDED",
         Withdrawn => "WITHDRAWN",
+        Attested => "ATTESTED",
+        AttestationDenied => "ATTESTATION_DENIED",
+        Approved => "APPROVED",
+        Rejected => "REJECTED",
+        InformationRequested => "INFORMATION_REQUESTED",
+        Suspended => "SUSPENDED",
+        Reinstated => "REINSTATED",
+        Revoked => "REVOKED",
+        Expired => "EXPIRED",
+        RevisionProposed => "REVISION_PROPOSED",
+        RenewalRequested => "RENEWAL_REQUESTED",
+        RevisionDiscarded => "REVISION_DISCARDED",
+    }
+);
+
+db_enum!(
+    /// Why a decision was taken (the free-text reason gives the detail).
+    ReasonCode {
+        Compliant => "COMPLIANT",
+        IncompleteInformation => "INCOMPLETE_INFORMATION",
+        IspNotConfirmed => "ISP_NOT_CONFIRMED",
+        InvalidDocuments => "INVALID_DOCUMENTS",
+        PolicyViolation => "POLICY_VIOLATION",
+        SecurityConcern => "SECURITY_CONCERN",
+        LicenceExpired => "LICENCE_EXPIRED",
+        InstitutionRequest => "INSTITUTION_REQUEST",
+        ValidityEnded => "VALIDITY_ENDED",
+        Other => "OTHER",
     }
 );
 

@@ -21,9 +21,7 @@ pub fn bounded_text(raw: &str, max: usize) -> Result<String, Invalid> {
     }
     let len = s.chars().count();
     if len > max {
-        return Err(Invalid(format!(
-            "must be at most {max} characters (got {len})"
-        )));
+        return Err(Invalid(format!("must be at most {max} characters (got {len})")));
     }
     if s.chars().any(|c| c.is_control() && c != '\n') {
         return Err(Invalid::new("must not contain control characters"));

@@ -10,9 +10,9 @@ use crate::db::audit::Event;
 use crate::domain::{
     Violations,
     institution::{Category, Institution, PROFILE_FIELDS, ProfileDraft},
-    registration::{Kind, PrefixList, Protocol, Registration, SpecDraft},
+    registration::{Kind, PrefixList, Protocol, Registration, Revision, SpecDraft},
     request::Etag,
-    state::State,
+    state::{ReasonCode, State},
     text::Invalid,
 };
 use crate::pb;
@@ -29,11 +29,7 @@ pub fn today() -> Date {
 }
 
 /// Parses a text field that may be left empty.
-pub fn optional<T: FromStr<Err = Invalid>>(
-    field: &str,
-    raw: &str,
-    v: &mut Violations,
-) -> Option<T> {
+pub fn optional<T: FromStr<Err = Invalid>>(field: &str, raw: &str, v: &mut Violations) -> Option<T> {
     if raw.trim().is_empty() {
         None
     } else {
@@ -42,11 +38,7 @@ pub fn optional<T: FromStr<Err = Invalid>>(
 }
 
 /// Parses a text field that must be present.
-pub fn required<T: FromStr<Err = Invalid>>(
-    field: &str,
-    raw: &str,
-    v: &mut Violations,
-) -> Option<T> {
+pub fn required<T: FromStr<Err = Invalid>>(field: &str, raw: &str, v: &mut Violations) -> Option<T> {
     if raw.trim().is_empty() {
         v.add(field, "is required");
         None
@@ -86,21 +78,13 @@ fn from_date(d: &pb::google::r#type::Date) -> Result<Date, Invalid> {
         .and_then(|m| Month::try_from(m).ok())
         .ok_or_else(|| Invalid::new("month must be 1 to 12"))?;
     let day = u8::try_from(d.day).map_err(|_| Invalid::new("day is out of range"))?;
-    Date::from_calendar_date(d.year, month, day)
-        .map_err(|e| Invalid(format!("is not a calendar date: {e}")))
+    Date::from_calendar_date(d.year, month, day).map_err(|e| Invalid(format!("is not a calendar date: {e}")))
 }
 
 /// Checks an update mask against the fields it may name.
-pub fn mask_paths<'m>(
-    mask: Option<&'m FieldMask>,
-    allowed: &[&str],
-    v: &mut Violations,
-) -> Vec<&'m str> {
+pub fn mask_paths<'m>(mask: Option<&'m FieldMask>, allowed: &[&str], v: &mut Violations) -> Vec<&'m str> {
     let Some(mask) = mask.filter(|m| !m.paths.is_empty()) else {
-        v.add(
-            "update_mask",
-            "is required and must name the fields to change",
-        );
+        v.add("update_mask", "is required and must name the fields to change");
         return Vec::new();
     };
     let mut paths = Vec::new();
@@ -110,10 +94,7 @@ pub fn mask_paths<'m>(
         } else {
             v.add(
                 format!("update_mask.paths[{i}]"),
-                format!(
-                    "{path:?} cannot be updated (allowed: {})",
-                    allowed.join(", ")
-                ),
+                format!("{path:?} cannot be updated (allowed: {})", allowed.join(", ")),
             );
         }
     }
@@ -158,12 +139,7 @@ fn category_to_pb(c: Category) -> pb::InstitutionCategory {
 }
 
 /// Sets one profile field of `draft` from the message (an empty value clears it).
-pub fn set_profile_field(
-    draft: &mut ProfileDraft,
-    field: &str,
-    m: &pb::Institution,
-    v: &mut Violations,
-) {
+pub fn set_profile_field(draft: &mut ProfileDraft, field: &str, m: &pb::Institution, v: &mut Violations) {
     match field {
         "legal_name" => draft.legal_name = optional(field, &m.legal_name, v),
         "cnic" => draft.cnic = optional(field, &m.cnic, v),
@@ -179,9 +155,7 @@ pub fn set_profile_field(
                     Ok(d) if d < today() => {
                         v.add(
                             field,
-                            format!(
-                                "{d} is in the past; an expired PSEB registration is not accepted"
-                            ),
+                            format!("{d} is in the past; an expired PSEB registration is not accepted"),
                         );
                         None
                     }
@@ -198,9 +172,7 @@ pub fn set_profile_field(
 }
 
 /// Parses a new institution's category and every profile field.
-pub fn new_institution(
-    m: &pb::Institution,
-) -> Result<(Category, crate::domain::institution::Profile), Violations> {
+pub fn new_institution(m: &pb::Institution) -> Result<(Category, crate::domain::institution::Profile), Violations> {
     let mut v = Violations::default();
     let category = category_from_pb(m.category);
     if category.is_none() {
@@ -213,8 +185,7 @@ pub fn new_institution(
     let Some(category) = category else {
         return Err(v);
     };
-    v.and(draft.finish(category))
-        .map(|profile| (category, profile))
+    v.and(draft.finish(category)).map(|profile| (category, profile))
 }
 
 pub fn institution_to_pb(i: Institution) -> pb::Institution {
@@ -327,12 +298,7 @@ pub fn state_to_pb(s: State) -> pb::RegistrationState {
 }
 
 /// Sets one spec field of `draft` from the message.
-pub fn set_spec_field(
-    draft: &mut SpecDraft,
-    field: &str,
-    m: &pb::Registration,
-    v: &mut Violations,
-) {
+pub fn set_spec_field(draft: &mut SpecDraft, field: &str, m: &pb::Registration, v: &mut Violations) {
     match field {
         "kind" => {
             draft.kind = kind_from_pb(m.kind);
@@ -342,25 +308,20 @@ pub fn set_spec_field(
         }
         "protocol" => draft.protocol = v.check(field, protocol_from_pb(m.protocol)).flatten(),
         "source_prefixes" => {
-            draft.source_prefixes = PrefixList::Source.parse(field, &m.source_prefixes, v)
+            let allow_large =
+                draft.large_prefix_justification.is_some() || !m.large_prefix_justification.trim().is_empty();
+            draft.source_prefixes = PrefixList::Source.parse(field, &m.source_prefixes, allow_large, v)
         }
         "msisdn" => draft.msisdn = optional(field, &m.msisdn, v),
-        "peer_prefixes" => draft.peer_prefixes = PrefixList::Peer.parse(field, &m.peer_prefixes, v),
+        "peer_prefixes" => draft.peer_prefixes = PrefixList::Peer.parse(field, &m.peer_prefixes, false, v),
+        "large_prefix_justification" => {
+            draft.large_prefix_justification = optional(field, &m.large_prefix_justification, v)
+        }
         "isp" => draft.isp = optional(field, &m.isp, v),
         "isp_subscriber_id" => draft.isp_subscriber_id = optional(field, &m.isp_subscriber_id, v),
         "purpose" => draft.purpose = optional(field, &m.purpose, v),
-        "valid_from" => {
-            draft.valid_from = m
-                .valid_from
-                .as_ref()
-                .and_then(|t| v.check(field, from_timestamp(t)))
-        }
-        "valid_until" => {
-            draft.valid_until = m
-                .valid_until
-                .as_ref()
-                .and_then(|t| v.check(field, from_timestamp(t)))
-        }
+        "valid_from" => draft.valid_from = m.valid_from.as_ref().and_then(|t| v.check(field, from_timestamp(t))),
+        "valid_until" => draft.valid_until = m.valid_until.as_ref().and_then(|t| v.check(field, from_timestamp(t))),
         _ => {}
     }
 }
@@ -377,9 +338,12 @@ pub const SPEC_FIELDS: &[&str] = &[
     "purpose",
     "valid_from",
     "valid_until",
+    "large_prefix_justification",
 ];
 
-pub fn registration_to_pb(r: Registration) -> pb::Registration {
+/// A registration as the API returns it; `feed_serial` is what the write
+/// that produced it committed at (0 for reads and writes outside the active set).
+pub fn registration_to_pb(r: Registration, feed_serial: i64) -> pb::Registration {
     let s = r.spec;
     pb::Registration {
         id: r.id.to_string(),
@@ -399,6 +363,91 @@ pub fn registration_to_pb(r: Registration) -> pb::Registration {
         etag: Etag::render(r.version),
         create_time: Some(timestamp(r.create_time)),
         update_time: Some(timestamp(r.update_time)),
+        large_prefix_justification: s
+            .large_prefix_justification
+            .map(|j| j.as_str().to_owned())
+            .unwrap_or_default(),
+        pending_revision: r.pending_revision.map(revision_to_pb),
+        state_time: Some(timestamp(r.state_time)),
+        feed_serial,
+    }
+}
+
+fn revision_to_pb(v: Revision) -> pb::RegistrationRevision {
+    let s = v.spec;
+    pb::RegistrationRevision {
+        id: v.id.to_string(),
+        is_renewal: v.is_renewal,
+        protocol: protocol_to_pb(s.protocol) as i32,
+        source_prefixes: s.source_prefixes.iter().map(ToString::to_string).collect(),
+        msisdn: s.msisdn.map(|m| m.as_str().to_owned()).unwrap_or_default(),
+        peer_prefixes: s.peer_prefixes.iter().map(ToString::to_string).collect(),
+        isp: s.isp.as_str().to_owned(),
+        isp_subscriber_id: s.isp_subscriber_id.as_str().to_owned(),
+        purpose: s.purpose.as_str().to_owned(),
+        valid_from: Some(timestamp(s.valid_from)),
+        valid_until: Some(timestamp(s.valid_until)),
+        large_prefix_justification: s
+            .large_prefix_justification
+            .map(|j| j.as_str().to_owned())
+            .unwrap_or_default(),
+        state: state_to_pb(v.state) as i32,
+        create_time: Some(timestamp(v.create_time)),
+    }
+}
+
+/// What an ISP sees of a registration it attests: the attested revision's
+/// addresses when there is one, the institution's name, no identity documents.
+pub fn attestation_to_pb(r: Registration, institution_name: String, category: Category) -> pb::Attestation {
+    let (revision_id, spec, state, state_time) = match r.pending_revision.filter(|_| r.state.is_live()) {
+        Some(v) => (v.id.to_string(), v.spec, v.state, v.state_time),
+        None => (String::new(), r.spec, r.state, r.state_time),
+    };
+    pb::Attestation {
+        registration_id: r.id.to_string(),
+        revision_id,
+        reference: r.reference,
+        etag: Etag::render(r.version),
+        state: state_to_pb(state) as i32,
+        institution_name,
+        institution_category: category_to_pb(category) as i32,
+        isp_subscriber_id: spec.isp_subscriber_id.as_str().to_owned(),
+        source_prefixes: spec.source_prefixes.iter().map(ToString::to_string).collect(),
+        msisdn: spec.msisdn.map(|m| m.as_str().to_owned()).unwrap_or_default(),
+        peer_prefixes: spec.peer_prefixes.iter().map(ToString::to_string).collect(),
+        valid_from: Some(timestamp(spec.valid_from)),
+        valid_until: Some(timestamp(spec.valid_until)),
+        state_time: Some(timestamp(state_time)),
+    }
+}
+
+pub fn reason_code_from_pb(value: i32) -> Option<ReasonCode> {
+    use pb::ReasonCode as R;
+    match R::try_from(value).ok()? {
+        R::Unspecified => None,
+        R::Compliant => Some(ReasonCode::Compliant),
+        R::IncompleteInformation => Some(ReasonCode::IncompleteInformation),
+        R::IspNotConfirmed => Some(ReasonCode::IspNotConfirmed),
+        R::InvalidDocuments => Some(ReasonCode::InvalidDocuments),
+        R::PolicyViolation => Some(ReasonCode::PolicyViolation),
+        R::SecurityConcern => Some(ReasonCode::SecurityConcern),
+        R::LicenceExpired => Some(ReasonCode::LicenceExpired),
+        R::InstitutionRequest => Some(ReasonCode::InstitutionRequest),
+        R::ValidityEnded => Some(ReasonCode::ValidityEnded),
+        R::Other => Some(ReasonCode::Other),
+    }
+}
+
+fn reason_code_name_to_pb(code: Option<&str>) -> i32 {
+    code.and_then(|c| pb::ReasonCode::from_str_name(&format!("REASON_CODE_{c}")))
+        .unwrap_or(pb::ReasonCode::Unspecified) as i32
+}
+
+pub fn isp_to_pb(i: crate::db::isps::Isp) -> pb::Isp {
+    pb::Isp {
+        code: i.code,
+        name: i.name,
+        create_time: Some(timestamp(i.create_time)),
     }
 }
 
@@ -460,10 +509,7 @@ pub fn event_to_pb(e: Event) -> pb::RegistrationEvent {
         registration_id: e.subject_id.to_string(),
         action: action_to_pb(&e.action) as i32,
         actor: Some(pb::Actor {
-            principal_id: e
-                .actor_principal_id
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
+            principal_id: e.actor_principal_id.map(|id| id.to_string()).unwrap_or_default(),
             name: e.actor_name,
             role: role_to_pb(&e.actor_role) as i32,
         }),
@@ -473,5 +519,7 @@ pub fn event_to_pb(e: Event) -> pb::RegistrationEvent {
         to_state: state_name_to_pb(e.to_state.as_deref()),
         reason: e.reason.unwrap_or_default(),
         changes,
+        reason_code: reason_code_name_to_pb(e.reason_code.as_deref()),
+        revision_id: e.revision_id.map(|id| id.to_string()).unwrap_or_default(),
     }
 }

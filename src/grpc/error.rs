@@ -69,6 +69,17 @@ fn store(e: StoreError) -> Status {
             msg.clone(),
             ErrorDetails::with_precondition_failure_violation("STATE", current.as_str(), msg),
         ),
+        StoreError::RevisionPending => Status::with_error_details(
+            Code::FailedPrecondition,
+            msg.clone(),
+            ErrorDetails::with_precondition_failure_violation("REVISION_PENDING", "pending_revision", msg),
+        ),
+        StoreError::Precondition { kind, subject, message } => Status::with_error_details(
+            Code::FailedPrecondition,
+            message.clone(),
+            ErrorDetails::with_precondition_failure_violation(kind, subject, message),
+        ),
+        StoreError::AlreadyExists(_) => Status::already_exists(msg),
         StoreError::Invalid(v) => invalid(&v),
         StoreError::Database(sqlx::Error::PoolTimedOut) => {
             tracing::error!("database pool exhausted");

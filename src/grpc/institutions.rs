@@ -74,8 +74,7 @@ impl InstitutionService for InstitutionApi {
     ) -> Result<Response<pb::Institution>, Status> {
         let p = principal(&req)?.clone();
         require_role(&p, READERS, "read institutions")?;
-        let id = parse_id(&req.get_ref().id)
-            .map_err(|e| ApiError::Invalid(Violations::one("id", e.0)))?;
+        let id = parse_id(&req.get_ref().id).map_err(|e| ApiError::Invalid(Violations::one("id", e.0)))?;
         let found = store::get(&self.pool, id, p.visibility())
             .await
             .map_err(ApiError::from)?;
@@ -94,10 +93,7 @@ impl InstitutionService for InstitutionApi {
         let after = v.check("page_token", parse_id_cursor(&msg.page_token));
         let category = convert::category_from_pb(msg.category);
         if category.is_none() && msg.category != 0 {
-            v.add(
-                "category",
-                format!("{} is not an InstitutionCategory", msg.category),
-            );
+            v.add("category", format!("{} is not an InstitutionCategory", msg.category));
         }
         let (Some(limit), Some(after)) = (limit, after) else {
             return Err(ApiError::Invalid(v).into());
@@ -164,27 +160,16 @@ impl InstitutionService for InstitutionApi {
         let Some(id) = id.filter(|_| v.is_empty()) else {
             return Err(ApiError::Invalid(v).into());
         };
-        let actor = Actor::new(
-            &p,
-            (!msg.request_id.is_empty()).then(|| msg.request_id.clone()),
-        );
-        let updated = store::update(
-            &self.pool,
-            id,
-            p.visibility(),
-            etag,
-            &actor,
-            key.as_ref(),
-            |current| {
-                let mut draft = ProfileDraft::from(current.profile.clone());
-                let mut v = Violations::default();
-                for path in &paths {
-                    convert::set_profile_field(&mut draft, path, inst, &mut v);
-                }
-                v.and(draft.finish(current.category))
-                    .map_err(|v| v.nested("institution"))
-            },
-        )
+        let actor = Actor::new(&p, (!msg.request_id.is_empty()).then(|| msg.request_id.clone()));
+        let updated = store::update(&self.pool, id, p.visibility(), etag, &actor, key.as_ref(), |current| {
+            let mut draft = ProfileDraft::from(current.profile.clone());
+            let mut v = Violations::default();
+            for path in &paths {
+                convert::set_profile_field(&mut draft, path, inst, &mut v);
+            }
+            v.and(draft.finish(current.category))
+                .map_err(|v| v.nested("institution"))
+        })
         .await
         .map_err(ApiError::from)?;
         Ok(Response::new(institution_to_pb(updated)))
@@ -192,16 +177,10 @@ impl InstitutionService for InstitutionApi {
 }
 
 /// Trims a page fetched with one extra row and returns the next page token.
-pub(crate) fn next_token<T>(
-    page: &mut Vec<T>,
-    limit: i64,
-    id: impl Fn(&T) -> uuid::Uuid,
-) -> String {
+pub(crate) fn next_token<T>(page: &mut Vec<T>, limit: i64, id: impl Fn(&T) -> uuid::Uuid) -> String {
     if page.len() as i64 > limit {
         page.truncate(limit as usize);
-        page.last()
-            .map(|last| render_id_cursor(id(last)))
-            .unwrap_or_default()
+        page.last().map(|last| render_id_cursor(id(last))).unwrap_or_default()
     } else {
         String::new()
     }

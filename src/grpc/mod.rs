@@ -3,7 +3,9 @@
 pub mod convert;
 pub mod error;
 pub mod institutions;
+pub mod isps;
 pub mod registrations;
+pub mod review;
 
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -52,10 +54,7 @@ pub(crate) fn idempotency_key<M: Message + Clone>(
 ) -> Option<idempotency::Key> {
     if request_id.is_empty() {
         if required {
-            v.add(
-                "request_id",
-                "is required (an idempotency key, a UUID is best)",
-            );
+            v.add("request_id", "is required (an idempotency key, a UUID is best)");
         }
         return None;
     }

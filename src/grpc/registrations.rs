@@ -36,8 +36,7 @@ impl RegistrationApi {
 /// The institution an applicant acts for; only institutions apply.
 fn applicant(p: &Principal, what: &str) -> Result<uuid::Uuid, ApiError> {
     require_role(p, &["institution"], what)?;
-    own_institution(p)
-        .ok_or_else(|| ApiError::PermissionDenied(format!("only institutions may {what}")))
+    own_institution(p).ok_or_else(|| ApiError::PermissionDenied(format!("only institutions may {what}")))
 }
 
 fn actor(p: &Principal, request_id: &str) -> Actor {
@@ -88,17 +87,11 @@ impl RegistrationService for RegistrationApi {
             .and(draft.finish(category, OffsetDateTime::now_utc()))
             .map_err(|e| e.nested("registration"));
         let spec = v.and(spec).map_err(ApiError::Invalid)?;
-        let created = store::submit(
-            &self.pool,
-            own,
-            &spec,
-            &actor(&p, &msg.request_id),
-            key.as_ref(),
-        )
-        .await
-        .map_err(ApiError::from)?;
+        let created = store::submit(&self.pool, own, &spec, &actor(&p, &msg.request_id), key.as_ref())
+            .await
+            .map_err(ApiError::from)?;
         tracing::info!(registration = %created.id, reference = %created.reference, "registration submitted");
-        Ok(Response::new(registration_to_pb(created)))
+        Ok(Response::new(registration_to_pb(created, 0)))
     }
 
     async fn get_registration(
@@ -107,12 +100,11 @@ impl RegistrationService for RegistrationApi {
     ) -> Result<Response<pb::Registration>, Status> {
         let p = principal(&req)?.clone();
         require_role(&p, READERS, "read registrations")?;
-        let id = parse_id(&req.get_ref().id)
-            .map_err(|e| ApiError::Invalid(Violations::one("id", e.0)))?;
+        let id = parse_id(&req.get_ref().id).map_err(|e| ApiError::Invalid(Violations::one("id", e.0)))?;
         let found = store::get(&self.pool, id, p.visibility())
             .await
             .map_err(ApiError::from)?;
-        Ok(Response::new(registration_to_pb(found)))
+        Ok(Response::new(registration_to_pb(found, 0)))
     }
 
     async fn list_registrations(
@@ -135,14 +127,18 @@ impl RegistrationService for RegistrationApi {
         }
         filter.category = convert::category_from_pb(msg.category);
         if filter.category.is_none() && msg.category != 0 {
-            v.add(
-                "category",
-                format!("{} is not an InstitutionCategory", msg.category),
-            );
+            v.add("category", format!("{} is not an InstitutionCategory", msg.category));
         }
         filter.kind = convert::kind_from_pb(msg.kind);
         if filter.kind.is_none() && msg.kind != 0 {
             v.add("kind", format!("{} is not a RegistrationKind", msg.kind));
+        }
+        match msg.expiring_within_days {
+            0 => {}
+            days @ 1..=3660 => {
+                filter.expiring_before = Some(OffsetDateTime::now_utc() + time::Duration::days(days.into()))
+            }
+            _ => v.add("expiring_within_days", "must be between 1 and 3660"),
         }
         let (Some(limit), Some(after), true) = (limit, after, v.is_empty()) else {
             return Err(ApiError::Invalid(v).into());
@@ -152,7 +148,7 @@ impl RegistrationService for RegistrationApi {
             .map_err(ApiError::from)?;
         let next_page_token = next_token(&mut page, limit, |r| r.id);
         Ok(Response::new(pb::ListRegistrationsResponse {
-            registrations: page.into_iter().map(registration_to_pb).collect(),
+            registrations: page.into_iter().map(|r| registration_to_pb(r, 0)).collect(),
             next_page_token,
         }))
     }
@@ -197,19 +193,18 @@ impl RegistrationService for RegistrationApi {
             etag,
             &actor(&p, &msg.request_id),
             key.as_ref(),
-            |current, category| {
-                let mut draft = SpecDraft::from(current.spec.clone());
+            |base, category| {
+                let mut draft = SpecDraft::from(base.clone());
                 let mut v = Violations::default();
                 for path in &paths {
                     convert::set_spec_field(&mut draft, path, reg, &mut v);
                 }
-                v.and(draft.finish(category, now))
-                    .map_err(|v| v.nested("registration"))
+                v.and(draft.finish(category, now)).map_err(|v| v.nested("registration"))
             },
         )
         .await
         .map_err(ApiError::from)?;
-        Ok(Response::new(registration_to_pb(amended)))
+        Ok(Response::new(registration_to_pb(amended.0, amended.1)))
     }
 
     async fn withdraw_registration(
@@ -246,7 +241,50 @@ impl RegistrationService for RegistrationApi {
         )
         .await
         .map_err(ApiError::from)?;
-        Ok(Response::new(registration_to_pb(withdrawn)))
+        Ok(Response::new(registration_to_pb(withdrawn.0, withdrawn.1)))
+    }
+
+    async fn renew_registration(
+        &self,
+        req: Request<pb::RenewRegistrationRequest>,
+    ) -> Result<Response<pb::Registration>, Status> {
+        let p = principal(&req)?.clone();
+        applicant(&p, "renew registrations")?;
+        let msg = req.into_inner();
+        let mut v = Violations::default();
+        let key = idempotency_key(
+            &p,
+            "RenewRegistration",
+            &msg.request_id,
+            false,
+            &msg,
+            |m| m.request_id.clear(),
+            &mut v,
+        );
+        let id = v.check("id", parse_id(&msg.id));
+        let etag = convert::parse_etag(&msg.etag, "etag", &mut v);
+        let valid_until = match &msg.valid_until {
+            Some(t) => v.check("valid_until", convert::from_timestamp(t)),
+            None => {
+                v.add("valid_until", "is required");
+                None
+            }
+        };
+        let (Some(id), Some(valid_until), true) = (id, valid_until, v.is_empty()) else {
+            return Err(ApiError::Invalid(v).into());
+        };
+        let (renewed, serial) = store::renew(
+            &self.pool,
+            id,
+            p.visibility(),
+            etag,
+            &actor(&p, &msg.request_id),
+            key.as_ref(),
+            valid_until,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        Ok(Response::new(registration_to_pb(renewed, serial)))
     }
 
     async fn list_registration_events(
@@ -268,10 +306,7 @@ impl RegistrationService for RegistrationApi {
             .map_err(ApiError::from)?;
         let next_page_token = if events.len() as i64 > limit {
             events.truncate(limit as usize);
-            events
-                .last()
-                .map(|e| render_seq_cursor(e.sequence))
-                .unwrap_or_default()
+            events.last().map(|e| render_seq_cursor(e.sequence)).unwrap_or_default()
         } else {
             String::new()
         };

@@ -1,8 +1,6 @@
 use sqlx::PgPool;
 use tonic::Code;
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 use vpn_registry::domain::principal::Role;
 use vpn_registry::pb;
 
@@ -71,9 +69,7 @@ async fn health_reports_serving_without_credentials(pool: PgPool) {
         }
     }
     let overall = health
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
+        .check(HealthCheckRequest { service: String::new() })
         .await
         .unwrap()
         .into_inner();
@@ -107,10 +103,7 @@ async fn reflection_lists_the_services_without_credentials(pool: PgPool) {
         "vpnregistry.v1.RegistrationService",
         "grpc.health.v1.Health",
     ] {
-        assert!(
-            names.iter().any(|n| n == expected),
-            "{expected} missing from {names:?}"
-        );
+        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
     }
 }
 

@@ -7,9 +7,7 @@ use std::{
 };
 
 use sqlx::PgPool;
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 use vpn_registry::pb;
 
 use crate::helpers::*;
@@ -40,15 +38,8 @@ fn run(args: &[&str], url: &str) -> std::process::Output {
 async fn token_issue_prints_one_usable_token_and_list_never_shows_secrets(pool: PgPool) {
     let app = spawn_app(pool).await;
     let url = database_url(&app.pool);
-    let out = run(
-        &["token", "issue", "--role", "admin", "--name", "ops-desk"],
-        &url,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run(&["token", "issue", "--role", "admin", "--name", "ops-desk"], &url);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1);
     let token = stdout.trim();
@@ -85,13 +76,7 @@ async fn token_issue_prints_one_usable_token_and_list_never_shows_secrets(pool: 
 async fn serve_reports_serving_and_stops_cleanly_on_sigterm(pool: PgPool) {
     let url = database_url(&pool);
     let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--shutdown-grace-secs",
-            "2",
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--shutdown-grace-secs", "2"])
         .env("DATABASE_URL", &url)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
@@ -102,11 +87,7 @@ async fn serve_reports_serving_and_stops_cleanly_on_sigterm(pool: PgPool) {
     let reader = std::thread::spawn(move || {
         let mut logs = Vec::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line
-                .split("addr=")
-                .nth(1)
-                .filter(|_| line.contains("listening"))
-            {
+            if let Some(addr) = line.split("addr=").nth(1).filter(|_| line.contains("listening")) {
                 let _ = addr_tx.send(addr.trim().to_owned());
             }
             logs.push(line);
@@ -123,9 +104,7 @@ async fn serve_reports_serving_and_stops_cleanly_on_sigterm(pool: PgPool) {
         .unwrap();
     let mut health = HealthClient::new(channel);
     let mut watch = health
-        .watch(HealthCheckRequest {
-            service: String::new(),
-        })
+        .watch(HealthCheckRequest { service: String::new() })
         .await
         .unwrap()
         .into_inner();

@@ -16,8 +16,8 @@ use vpn_registry::{
     db::tokens,
     domain::principal::{Actor, Role},
     pb::{
-        self, institution_service_client::InstitutionServiceClient,
-        registration_service_client::RegistrationServiceClient,
+        self, institution_service_client::InstitutionServiceClient, isp_service_client::IspServiceClient,
+        registration_service_client::RegistrationServiceClient, review_service_client::ReviewServiceClient,
     },
 };
 
@@ -34,13 +34,19 @@ pub async fn spawn_app(pool: PgPool) -> TestApp {
     let (tx, rx) = oneshot::channel();
     let options = app::Options {
         shutdown_grace: std::time::Duration::from_secs(5),
+        expiry_interval: None,
     };
+    vpn_registry::db::isps::create(
+        &pool,
+        &"ptcl".parse().unwrap(),
+        "Pakistan Telecommunication Company Ltd",
+    )
+    .await
+    .unwrap();
     tokio::spawn(app::serve(listener, pool.clone(), options, async {
         let _ = rx.await;
     }));
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_lazy();
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
     TestApp {
         pool,
         channel,
@@ -63,6 +69,8 @@ impl Interceptor for Bearer {
 
 pub type Institutions = InstitutionServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Registrations = RegistrationServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Reviews = ReviewServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Isps = IspServiceClient<InterceptedService<Channel, Bearer>>;
 
 fn bearer(token: Option<&str>) -> Bearer {
     Bearer(token.map(|t| format!("Bearer {t}").parse().unwrap()))
@@ -77,20 +85,21 @@ impl TestApp {
         RegistrationServiceClient::with_interceptor(self.channel.clone(), bearer(token))
     }
 
+    pub fn review(&self, token: Option<&str>) -> Reviews {
+        ReviewServiceClient::with_interceptor(self.channel.clone(), bearer(token))
+    }
+
+    pub fn isps(&self, token: Option<&str>) -> Isps {
+        IspServiceClient::with_interceptor(self.channel.clone(), bearer(token))
+    }
+
     /// Issues a credential straight into the store, as `vpn-registry token issue` does.
     pub async fn token(&self, role: Role) -> String {
         let (secret, hash) = token::generate().unwrap();
         let name = format!("test-{}", role.as_str());
-        tokens::insert(
-            &self.pool,
-            Uuid::now_v7(),
-            &role,
-            &name,
-            &hash,
-            &Actor::operator(None),
-        )
-        .await
-        .unwrap();
+        tokens::insert(&self.pool, Uuid::now_v7(), &role, &name, &hash, &Actor::operator(None))
+            .await
+            .unwrap();
         secret
     }
 
@@ -110,31 +119,35 @@ impl TestApp {
             .await
             .unwrap()
             .into_inner();
-        let token = self
-            .token(Role::Institution(created.id.parse().unwrap()))
-            .await;
+        let token = self.token(Role::Institution(created.id.parse().unwrap())).await;
         (created, token)
     }
 
-    /// Makes a registration ACTIVE the way the review workflow will: state and
-    /// active prefixes in one transaction.
-    pub async fn activate(&self, registration_id: &str) -> Result<(), sqlx::Error> {
-        let id: Uuid = registration_id.parse().unwrap();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE registrations SET state = 'ACTIVE', version = version + 1 WHERE id = $1",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO active_prefixes (registration_id, institution_id, prefix)
-             SELECT id, institution_id, unnest(source_prefixes) FROM registrations WHERE id = $1",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await
+    /// Takes a submitted registration through ISP attestation (as `ptcl`) and
+    /// approval by a reviewer, returning the approval's answer.
+    pub async fn approve(&self, registration: &pb::Registration) -> Result<pb::Registration, Status> {
+        let isp = self.token(Role::Isp("ptcl".parse().unwrap())).await;
+        let attested = self
+            .isps(Some(&isp))
+            .attest_registration(pb::AttestRegistrationRequest {
+                id: registration.id.clone(),
+                etag: registration.etag.clone(),
+                confirmed: true,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let reviewer = self.token(Role::Reviewer).await;
+        self.review(Some(&reviewer))
+            .approve_registration(pb::ApproveRegistrationRequest {
+                id: registration.id.clone(),
+                etag: attested.etag,
+                reason_code: pb::ReasonCode::Compliant as i32,
+                reason: "Documents in order".into(),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner())
     }
 
     pub async fn count(&self, table: &str) -> i64 {
@@ -212,9 +225,7 @@ pub fn valid_registration(prefixes: &[&str]) -> pb::Registration {
         isp: "ptcl".into(),
         isp_subscriber_id: "SUB-0001".into(),
         purpose: "Remote access to head office".into(),
-        valid_until: Some(ts(
-            time::OffsetDateTime::now_utc() + time::Duration::days(365)
-        )),
+        valid_until: Some(ts(time::OffsetDateTime::now_utc() + time::Duration::days(365))),
         ..Default::default()
     }
 }

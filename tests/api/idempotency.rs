@@ -10,23 +10,11 @@ async fn a_retried_submission_returns_the_original_and_writes_once(pool: PgPool)
     let (_, token) = app.enrol(C::Bank).await;
     let mut client = app.registrations(Some(&token));
     let req = submit_request(&["8.8.8.0/24"]);
-    let first = client
-        .submit_registration(req.clone())
-        .await
-        .unwrap()
-        .into_inner();
-    let again = client
-        .submit_registration(req.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    let first = client.submit_registration(req.clone()).await.unwrap().into_inner();
+    let again = client.submit_registration(req.clone()).await.unwrap().into_inner();
     assert_eq!(first, again);
     assert_eq!(app.count("registrations").await, 1);
-    assert_eq!(
-        app.count("audit_events WHERE subject_type = 'registration'")
-            .await,
-        1
-    );
+    assert_eq!(app.count("audit_events WHERE subject_type = 'registration'").await, 1);
 
     let mut different = req.clone();
     different.registration.as_mut().unwrap().purpose = "Something else".into();
@@ -44,23 +32,14 @@ async fn racing_duplicates_create_one_registration(pool: PgPool) {
     let calls = (0..8).map(|_| {
         let mut client = app.registrations(Some(&token));
         let req = req.clone();
-        tokio::spawn(async move {
-            client
-                .submit_registration(req)
-                .await
-                .map(|r| r.into_inner().id)
-        })
+        tokio::spawn(async move { client.submit_registration(req).await.map(|r| r.into_inner().id) })
     });
     let mut ids = Vec::new();
     for call in calls {
         ids.push(call.await.unwrap().unwrap());
     }
     ids.dedup();
-    assert_eq!(
-        ids.len(),
-        1,
-        "all eight calls answer with the same registration"
-    );
+    assert_eq!(ids.len(), 1, "all eight calls answer with the same registration");
     assert_eq!(app.count("registrations").await, 1);
 }
 
@@ -75,12 +54,7 @@ async fn racing_duplicate_enrolments_create_one_institution(pool: PgPool) {
     let calls = (0..8).map(|_| {
         let mut client = app.institutions(Some(&admin));
         let req = req.clone();
-        tokio::spawn(async move {
-            client
-                .create_institution(req)
-                .await
-                .map(|r| r.into_inner().id)
-        })
+        tokio::spawn(async move { client.create_institution(req).await.map(|r| r.into_inner().id) })
     });
     let mut ids = Vec::new();
     for call in calls {

@@ -46,9 +46,7 @@ async fn admin_enrols_institutions_of_every_category_with_normalised_identifiers
             assert_eq!(created.cnic, "3520212345671");
         }
         let fetched = client
-            .get_institution(pb::GetInstitutionRequest {
-                id: created.id.clone(),
-            })
+            .get_institution(pb::GetInstitutionRequest { id: created.id.clone() })
             .await
             .unwrap()
             .into_inner();
@@ -97,11 +95,7 @@ async fn enrolment_names_every_invalid_field_and_writes_nothing(pool: PgPool) {
         ]
     );
     assert_eq!(app.count("institutions").await, 0);
-    assert_eq!(
-        app.count("audit_events WHERE subject_type = 'institution'")
-            .await,
-        0
-    );
+    assert_eq!(app.count("audit_events WHERE subject_type = 'institution'").await, 0);
 }
 
 #[sqlx::test]
@@ -113,16 +107,10 @@ async fn category_rules_apply_to_missions_and_pseb(pool: PgPool) {
     let mut mission = valid_institution(C::ForeignMission);
     mission.accreditation_ref.clear();
     mission.country = "XX".into();
-    let err = client
-        .create_institution(create(mission))
-        .await
-        .unwrap_err();
+    let err = client.create_institution(create(mission)).await.unwrap_err();
     let mut fields = violated_fields(&err);
     fields.sort();
-    assert_eq!(
-        fields,
-        ["institution.accreditation_ref", "institution.country"]
-    );
+    assert_eq!(fields, ["institution.accreditation_ref", "institution.country"]);
 
     let mut it = valid_institution(C::ItCompany);
     it.pseb_expiry = Some(pb::google::r#type::Date {
@@ -139,10 +127,7 @@ async fn category_rules_apply_to_missions_and_pseb(pool: PgPool) {
     let err = client.create_institution(create(bpo)).await.unwrap_err();
     let mut fields = violated_fields(&err);
     fields.sort();
-    assert_eq!(
-        fields,
-        ["institution.pseb_expiry", "institution.pseb_number"]
-    );
+    assert_eq!(fields, ["institution.pseb_expiry", "institution.pseb_number"]);
 
     let err = client
         .create_institution(create(pb::Institution::default()))
@@ -175,25 +160,14 @@ async fn institutions_see_only_themselves(pool: PgPool) {
         })
         .await
         .unwrap_err();
-    assert_eq!(
-        err.code(),
-        Code::NotFound,
-        "unknown and foreign ids answer alike"
-    );
+    assert_eq!(err.code(), Code::NotFound, "unknown and foreign ids answer alike");
 
     let listed = as_a
         .list_institutions(pb::ListInstitutionsRequest::default())
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(
-        listed
-            .institutions
-            .iter()
-            .map(|i| &i.id)
-            .collect::<Vec<_>>(),
-        [&a.id]
-    );
+    assert_eq!(listed.institutions.iter().map(|i| &i.id).collect::<Vec<_>>(), [&a.id]);
 
     let err = as_a
         .get_institution(pb::GetInstitutionRequest { id: "nope".into() })
@@ -316,13 +290,12 @@ async fn updates_apply_the_mask_check_the_etag_and_are_audited(pool: PgPool) {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(violated_fields(&err), ["update_mask.paths[1]"]);
 
-    let change: serde_json::Value = sqlx::query_scalar(
-        "SELECT changes FROM audit_events WHERE subject_id = $1 AND action = 'UPDATED'",
-    )
-    .bind(uuid::Uuid::parse_str(&inst.id).unwrap())
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
+    let change: serde_json::Value =
+        sqlx::query_scalar("SELECT changes FROM audit_events WHERE subject_id = $1 AND action = 'UPDATED'")
+            .bind(uuid::Uuid::parse_str(&inst.id).unwrap())
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(
         change,
         serde_json::json!([{ "field": "legal_name", "before": inst.legal_name, "after": "Renamed Bank Ltd" }])

@@ -22,22 +22,20 @@ async fn an_institution_submits_a_registration_and_its_history_records_it(pool: 
     req.request_id = "submit-1".into();
     let reg = client.submit_registration(req).await.unwrap().into_inner();
 
-    assert_eq!(reg.state, S::Submitted as i32);
-    assert_eq!(reg.institution_id, inst.id);
     assert_eq!(
-        reg.source_prefixes,
-        ["8.8.8.0/24", "2a00:1450:4000::/48", "9.9.9.9/32"]
+        reg.state,
+        S::IspVerification as i32,
+        "a submission goes straight to the ISP"
     );
+    assert_eq!(reg.institution_id, inst.id);
+    assert_eq!(reg.source_prefixes, ["8.8.8.0/24", "2a00:1450:4000::/48", "9.9.9.9/32"]);
     let year = time::OffsetDateTime::now_utc().year();
     assert!(
         reg.reference.starts_with(&format!("VPN-{year}-")) && reg.reference.len() == 15,
         "{}",
         reg.reference
     );
-    assert!(
-        reg.valid_from.is_some(),
-        "valid_from defaults to the submission time"
-    );
+    assert!(reg.valid_from.is_some(), "valid_from defaults to the submission time");
 
     let fetched = client
         .get_registration(pb::GetRegistrationRequest { id: reg.id.clone() })
@@ -58,7 +56,10 @@ async fn an_institution_submits_a_registration_and_its_history_records_it(pool: 
     assert_eq!(events.len(), 1);
     let e = &events[0];
     assert_eq!(e.action, pb::RegistrationAction::Submitted as i32);
-    assert_eq!(e.to_state, S::Submitted as i32);
+    assert_eq!(
+        (e.from_state, e.to_state),
+        (S::Submitted as i32, S::IspVerification as i32)
+    );
     assert_eq!(e.request_id, "submit-1");
     let actor = e.actor.as_ref().unwrap();
     assert_eq!(actor.role, pb::Role::Institution as i32);
@@ -84,12 +85,8 @@ async fn submission_names_every_invalid_field_and_writes_nothing(pool: PgPool) {
     reg.isp = "P T C L".into();
     reg.purpose = "x".repeat(1001);
     reg.peer_prefixes = vec!["192.168.0.0/16".into()];
-    reg.valid_from = Some(ts(
-        time::OffsetDateTime::now_utc() + time::Duration::days(30)
-    ));
-    reg.valid_until = Some(ts(
-        time::OffsetDateTime::now_utc() + time::Duration::days(10)
-    ));
+    reg.valid_from = Some(ts(time::OffsetDateTime::now_utc() + time::Duration::days(30)));
+    reg.valid_until = Some(ts(time::OffsetDateTime::now_utc() + time::Duration::days(10)));
     let err = app
         .registrations(Some(&token))
         .submit_registration(pb::SubmitRegistrationRequest {
@@ -126,11 +123,7 @@ async fn submission_names_every_invalid_field_and_writes_nothing(pool: PgPool) {
         "names the canonical form: {host_bits}"
     );
     assert_eq!(app.count("registrations").await, 0);
-    assert_eq!(
-        app.count("audit_events WHERE subject_type = 'registration'")
-            .await,
-        0
-    );
+    assert_eq!(app.count("audit_events WHERE subject_type = 'registration'").await, 0);
 }
 
 #[sqlx::test]
@@ -173,7 +166,7 @@ async fn a_prefix_overlapping_another_institutions_active_registration_is_refuse
         .await
         .unwrap()
         .into_inner();
-    app.activate(&active.id).await.unwrap();
+    app.approve(&active).await.unwrap();
 
     let err = app
         .registrations(Some(&b))
@@ -214,12 +207,49 @@ async fn the_database_refuses_overlapping_active_prefixes_of_two_institutions(po
         .await
         .unwrap()
         .into_inner();
-    app.activate(&ra.id).await.unwrap();
-    let err = app.activate(&rb.id).await.unwrap_err();
+    // Straight SQL, bypassing the service: the database still holds the line.
+    let activate = |id: String| {
+        let pool = app.pool.clone();
+        async move {
+            let id: uuid::Uuid = id.parse().unwrap();
+            for state in ["UNDER_REVIEW", "ACTIVE"] {
+                sqlx::query("UPDATE registrations SET state = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(state)
+                    .execute(&pool)
+                    .await?;
+            }
+            Ok::<_, sqlx::Error>(())
+        }
+    };
+    activate(ra.id.clone()).await.unwrap();
+    let err = activate(rb.id.clone()).await.unwrap_err();
     let db = err.as_database_error().unwrap();
     assert_eq!(db.code().as_deref(), Some("23P01"));
     assert_eq!(db.constraint(), Some("active_prefixes_no_overlap"));
     assert_eq!(app.count("active_prefixes").await, 1);
+}
+
+#[sqlx::test]
+async fn the_database_refuses_illegal_state_transitions(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, a) = app.enrol(C::Bank).await;
+    let r = app
+        .registrations(Some(&a))
+        .submit_registration(submit_request(&["8.8.8.0/24"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let err = sqlx::query("UPDATE registrations SET state = 'ACTIVE' WHERE id = $1")
+        .bind(uuid::Uuid::parse_str(&r.id).unwrap())
+        .execute(&app.pool)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_database_error().unwrap().constraint(),
+        Some("legal_state_transition")
+    );
+    assert_eq!(app.count("active_prefixes").await, 0);
 }
 
 #[sqlx::test]
@@ -526,7 +556,7 @@ async fn a_withdrawn_registration_cannot_change_again(pool: PgPool) {
     let w = &second.events[0];
     assert_eq!(
         (w.from_state, w.to_state),
-        (S::Submitted as i32, S::Withdrawn as i32)
+        (S::IspVerification as i32, S::Withdrawn as i32)
     );
     assert_eq!(w.reason, "Project cancelled");
     assert_eq!(w.request_id, "w-1");
