@@ -259,7 +259,10 @@ impl PrefixList {
             if self == Self::Source && !allow_large && !p.within_default_size() {
                 v.add(
                     &entry,
-                    format!("{p} is larger than allowed (IPv4 /{MIN_V4_LEN} or longer, IPv6 /{MIN_V6_LEN} or longer)"),
+                    format!(
+                        "{p} is larger than the default limit (IPv4 /{MIN_V4_LEN}, IPv6 /{MIN_V6_LEN}); \
+                         give large_prefix_justification to ask a reviewer for an exception"
+                    ),
                 );
                 continue;
             }

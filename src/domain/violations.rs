@@ -80,15 +80,22 @@ impl Violations {
     }
 
     /// Joins these violations with the outcome of a later check: `Ok` only
-    /// when neither found anything. A field already reported keeps its first
-    /// (more specific) description.
+    /// when neither found anything. A field already reported (itself or one
+    /// of its list entries) keeps its first, more specific, description.
     pub fn and<T>(mut self, result: Result<T, Violations>) -> Result<T, Violations> {
         match result {
             Ok(value) if self.is_empty() => Ok(value),
             Ok(_) => Err(self),
             Err(more) => {
                 for v in more.0 {
-                    if !self.0.iter().any(|known| known.field == v.field) {
+                    let covered = self.0.iter().any(|known| {
+                        known.field == v.field
+                            || known
+                                .field
+                                .strip_prefix(v.field.as_str())
+                                .is_some_and(|rest| rest.starts_with('['))
+                    });
+                    if !covered {
                         self.0.push(v);
                     }
                 }

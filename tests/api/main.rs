@@ -6,4 +6,5 @@ mod cli;
 mod helpers;
 mod idempotency;
 mod institutions;
+mod lifecycle;
 mod registrations;

@@ -1,0 +1,935 @@
+//! The registration lifecycle through the public API, as the right (and the
+//! wrong) principals drive it.
+
+use prost_types::FieldMask;
+use sqlx::PgPool;
+use tonic::Code;
+use tonic_types::StatusExt;
+use uuid::Uuid;
+use vpn_registry::domain::principal::Role;
+use vpn_registry::pb::{self, InstitutionCategory as C, RegistrationState as S};
+
+use crate::helpers::*;
+
+fn mask(paths: &[&str]) -> Option<FieldMask> {
+    Some(FieldMask {
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+    })
+}
+
+fn approve_req(r: &pb::Registration) -> pb::ApproveRegistrationRequest {
+    pb::ApproveRegistrationRequest {
+        id: r.id.clone(),
+        etag: r.etag.clone(),
+        reason_code: pb::ReasonCode::Compliant as i32,
+        reason: "In order".into(),
+        ..Default::default()
+    }
+}
+
+async fn attest(app: &TestApp, r: &pb::Registration, confirmed: bool) -> Result<pb::Attestation, tonic::Status> {
+    let isp = app.token(Role::Isp("ptcl".parse().unwrap())).await;
+    app.isps(Some(&isp))
+        .attest_registration(pb::AttestRegistrationRequest {
+            id: r.id.clone(),
+            etag: r.etag.clone(),
+            confirmed,
+            reason: if confirmed {
+                String::new()
+            } else {
+                "Subscriber unknown".into()
+            },
+            request_id: String::new(),
+        })
+        .await
+        .map(|a| a.into_inner())
+}
+
+async fn get(app: &TestApp, id: &str) -> pb::Registration {
+    let reviewer = app.token(Role::Reviewer).await;
+    app.registrations(Some(&reviewer))
+        .get_registration(pb::GetRegistrationRequest { id: id.into() })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn events(app: &TestApp, id: &str) -> Vec<pb::RegistrationEvent> {
+    let reviewer = app.token(Role::Reviewer).await;
+    app.registrations(Some(&reviewer))
+        .list_registration_events(pb::ListRegistrationEventsRequest {
+            id: id.into(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+}
+
+/// (op, prefix) of the change feed for one registration, in serial order.
+async fn feed(app: &TestApp, id: &str) -> Vec<(String, String)> {
+    sqlx::query_as("SELECT op, prefix::text FROM change_feed WHERE registration_id = $1 ORDER BY serial")
+        .bind(Uuid::parse_str(id).unwrap())
+        .fetch_all(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn a_registration_is_attested_reviewed_and_approved_on_the_record(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (inst, token) = app.enrol(C::Bank).await;
+    let submitted = app
+        .registrations(Some(&token))
+        .submit_registration(submit_request(&["8.8.8.0/24"]))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let isp = app.token(Role::Isp("ptcl".parse().unwrap())).await;
+    let pending = app
+        .isps(Some(&isp))
+        .list_pending_attestations(pb::ListPendingAttestationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .attestations;
+    assert_eq!(pending.len(), 1);
+    let a = &pending[0];
+    assert_eq!(
+        (a.registration_id.as_str(), a.institution_name.as_str()),
+        (submitted.id.as_str(), inst.legal_name.as_str())
+    );
+    assert_eq!(a.isp_subscriber_id, "SUB-0001");
+    assert_eq!(a.source_prefixes, ["8.8.8.0/24"]);
+
+    let attested = attest(&app, &submitted, true).await.unwrap();
+    assert_eq!(attested.state, S::UnderReview as i32);
+
+    let reviewer = app.token(Role::Reviewer).await;
+    let mut review = app.review(Some(&reviewer));
+    let queue = review
+        .list_review_queue(pb::ListReviewQueueRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        queue.registrations.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        [submitted.id.as_str()]
+    );
+
+    let approved = review
+        .approve_registration(approve_req(&queue.registrations[0]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(approved.state, S::Active as i32);
+    assert!(approved.feed_serial > 0, "approval changed the active set");
+    assert_eq!(
+        feed(&app, &approved.id).await,
+        [("ANNOUNCE".to_owned(), "8.8.8.0/24".to_owned())]
+    );
+    assert_eq!(app.count("active_prefixes").await, 1);
+
+    let history = events(&app, &approved.id).await;
+    let steps: Vec<_> = history.iter().map(|e| (e.action, e.from_state, e.to_state)).collect();
+    use pb::RegistrationAction as A;
+    assert_eq!(
+        steps,
+        [
+            (A::Submitted as i32, S::Submitted as i32, S::IspVerification as i32),
+            (A::Attested as i32, S::IspVerification as i32, S::UnderReview as i32),
+            (A::Approved as i32, S::UnderReview as i32, S::Active as i32),
+        ]
+    );
+    let approval = &history[2];
+    assert_eq!(approval.reason_code, pb::ReasonCode::Compliant as i32);
+    assert_eq!(approval.reason, "In order");
+    assert_eq!(approval.actor.as_ref().unwrap().role, pb::Role::Reviewer as i32);
+    assert_eq!(history[1].actor.as_ref().unwrap().role, pb::Role::Isp as i32);
+}
+
+#[sqlx::test]
+async fn an_isp_sees_and_attests_only_what_names_it(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, token) = app.enrol(C::Bank).await;
+    let r = app
+        .registrations(Some(&token))
+        .submit_registration(submit_request(&["8.8.8.0/24"]))
+        .await
+        .unwrap()
+        .into_inner();
+    vpn_registry::db::isps::create(&app.pool, &"nayatel".parse().unwrap(), "Nayatel")
+        .await
+        .unwrap();
+    let other = app.token(Role::Isp("nayatel".parse().unwrap())).await;
+    let mut isps = app.isps(Some(&other));
+    let pending = isps
+        .list_pending_attestations(pb::ListPendingAttestationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(pending.attestations.is_empty());
+    let err = isps
+        .attest_registration(pb::AttestRegistrationRequest {
+            id: r.id.clone(),
+            etag: r.etag.clone(),
+            confirmed: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert_eq!(get(&app, &r.id).await.state, S::IspVerification as i32);
+}
+
+#[sqlx::test]
+async fn a_denied_attestation_rejects_with_the_isps_reason(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, token) = app.enrol(C::Bank).await;
+    let r = app
+        .registrations(Some(&token))
+        .submit_registration(submit_request(&["8.8.8.0/24"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let isp = app.token(Role::Isp("ptcl".parse().unwrap())).await;
+    let err = app
+        .isps(Some(&isp))
+        .attest_registration(pb::AttestRegistrationRequest {
+            id: r.id.clone(),
+            etag: r.etag.clone(),
+            confirmed: false,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&err), ["reason"]);
+
+    let denied = attest(&app, &r, false).await.unwrap();
+    assert_eq!(denied.state, S::Rejected as i32);
+    let last = events(&app, &r.id).await.pop().unwrap();
+    assert_eq!(last.action, pb::RegistrationAction::AttestationDenied as i32);
+    assert_eq!(last.reason, "Subscriber unknown");
+    assert_eq!(last.reason_code, pb::ReasonCode::IspNotConfirmed as i32);
+}
+
+#[sqlx::test]
+async fn information_requests_return_to_review_after_an_amendment(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, token) = app.enrol(C::Bank).await;
+    let mut mine = app.registrations(Some(&token));
+    let r = mine
+        .submit_registration(submit_request(&["8.8.8.0/24"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let r = {
+        attest(&app, &r, true).await.unwrap();
+        get(&app, &r.id).await
+    };
+    let reviewer = app.token(Role::Reviewer).await;
+    let asked = app
+        .review(Some(&reviewer))
+        .request_information(pb::RequestInformationRequest {
+            id: r.id.clone(),
+            etag: r.etag.clone(),
+            reason_code: pb::ReasonCode::IncompleteInformation as i32,
+            reason: "Describe the peer".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(asked.state, S::NeedsInfo as i32);
+
+    let mut changed = asked.clone();
+    changed.purpose = "Remote access to the head office in Karachi for the treasury team".into();
+    let amended = mine
+        .amend_registration(pb::AmendRegistrationRequest {
+            registration: Some(changed),
+            update_mask: mask(&["purpose"]),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(amended.state, S::UnderReview as i32, "back to the reviewer");
+
+    // Changing what the ISP vouched for sends it back to the ISP.
+    let mut moved = amended.clone();
+    moved.source_prefixes = vec!["8.8.4.0/24".into()];
+    let reattest = mine
+        .amend_registration(pb::AmendRegistrationRequest {
+            registration: Some(moved),
+            update_mask: mask(&["source_prefixes"]),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reattest.state, S::IspVerification as i32);
+}
+
+#[sqlx::test]
+async fn suspension_reinstatement_and_revocation_move_the_active_set(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, token) = app.enrol(C::Bank).await;
+    let r = app
+        .registrations(Some(&token))
+        .submit_registration(submit_request(&["8.8.8.0/24"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let active = app.approve(&r).await.unwrap();
+    let reviewer = app.token(Role::Reviewer).await;
+    let mut review = app.review(Some(&reviewer));
+
+    let suspended = review
+        .suspend_registration(pb::SuspendRegistrationRequest {
+            id: r.id.clone(),
+            etag: active.etag.clone(),
+            reason_code: pb::ReasonCode::SecurityConcern as i32,
+            reason: "Abuse report".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(suspended.state, S::Suspended as i32);
+    assert!(suspended.feed_serial > active.feed_serial);
+    assert_eq!(app.count("active_prefixes").await, 0);
+
+    let err = review
+        .suspend_registration(pb::SuspendRegistrationRequest {
+            id: r.id.clone(),
+            etag: suspended.etag.clone(),
+            reason_code: pb::ReasonCode::SecurityConcern as i32,
+            reason: "Again".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("SUSPENDED"), "{}", err.message());
+
+    let reinstated = review
+        .reinstate_registration(pb::ReinstateRegistrationRequest {
+            id: r.id.clone(),
+            etag: suspended.etag.clone(),
+            reason_code: pb::ReasonCode::Compliant as i32,
+            reason: "Resolved".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reinstated.state, S::Active as i32);
+    assert_eq!(app.count("active_prefixes").await, 1);
+
+    let revoked = review
+        .revoke_registration(pb::RevokeRegistrationRequest {
+            id: r.id.clone(),
+            etag: reinstated.etag.clone(),
+            reason_code: pb::ReasonCode::PolicyViolation as i32,
+            reason: "Misuse".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(revoked.state, S::Revoked as i32);
+    let ops: Vec<_> = feed(&app, &r.id).await.into_iter().map(|(op, _)| op).collect();
+    assert_eq!(ops, ["ANNOUNCE", "WITHDRAW", "ANNOUNCE", "WITHDRAW"]);
+}
+
+#[sqlx::test]
+async fn illegal_decisions_answer_failed_precondition_naming_the_state(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, token) = app.enrol(C::Bank).await;
+    let r = app
+        .registrations(Some(&token))
+        .submit_registration(submit_request(&["8.8.8.0/24"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let reviewer = app.token(Role::Reviewer).await;
+    let mut review = app.review(Some(&reviewer));
+
+    let err = review.approve_registration(approve_req(&r)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("ISP_VERIFICATION"), "{}", err.message());
+    assert_eq!(
+        err.get_details_precondition_failure().unwrap().violations[0].subject,
+        "ISP_VERIFICATION"
+    );
+
+    let err = review
+        .reinstate_registration(pb::ReinstateRegistrationRequest {
+            id: r.id.clone(),
+            etag: r.etag.clone(),
+            reason_code: pb::ReasonCode::Other as i32,
+            reason: "x".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+
+    let active = app.approve(&r).await.unwrap();
+    let err = attest(&app, &active, true).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("ACTIVE"));
+    let err = app
+        .registrations(Some(&token))
+        .withdraw_registration(pb::WithdrawRegistrationRequest {
+            id: r.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+
+    let err = review
+        .reject_registration(pb::RejectRegistrationRequest {
+            id: r.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let mut fields = violated_fields(&err);
+    fields.sort();
+    assert_eq!(
+        fields,
+        ["etag", "reason", "reason_code"],
+        "decisions need etag, reason code and reason"
+    );
+}
+
+#[sqlx::test]
+async fn only_reviewers_decide_and_only_isps_attest(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, token) = app.enrol(C::Bank).await;
+    let r = app
+        .registrations(Some(&token))
+        .submit_registration(submit_request(&["8.8.8.0/24"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let admin = app.admin().await;
+    let isp = app.token(Role::Isp("ptcl".parse().unwrap())).await;
+    for who in [&admin, &token, &isp] {
+        let err = app
+            .review(Some(who))
+            .approve_registration(approve_req(&r))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "separation of duties");
+        let err = app
+            .review(Some(who))
+            .list_review_queue(pb::ListReviewQueueRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied);
+    }
+    let reviewer = app.token(Role::Reviewer).await;
+    for who in [&admin, &reviewer, &token] {
+        let err = app
+            .isps(Some(who))
+            .attest_registration(pb::AttestRegistrationRequest {
+                id: r.id.clone(),
+                etag: r.etag.clone(),
+                confirmed: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied);
+    }
+    assert_eq!(get(&app, &r.id).await.state, S::IspVerification as i32);
+}
+
+#[sqlx::test]
+async fn of_two_reviewers_deciding_at_once_exactly_one_wins(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, token) = app.enrol(C::Bank).await;
+    let r = app
+        .registrations(Some(&token))
+        .submit_registration(submit_request(&["8.8.8.0/24"]))
+        .await
+        .unwrap()
+        .into_inner();
+    attest(&app, &r, true).await.unwrap();
+    let r = get(&app, &r.id).await;
+    let (first, second) = (app.token(Role::Reviewer).await, app.token(Role::Reviewer).await);
+    let mut approve = app.review(Some(&first));
+    let mut reject = app.review(Some(&second));
+    let reject_req = pb::RejectRegistrationRequest {
+        id: r.id.clone(),
+        etag: r.etag.clone(),
+        reason_code: pb::ReasonCode::PolicyViolation as i32,
+        reason: "No".into(),
+        request_id: String::new(),
+    };
+    let (a, b) = tokio::join!(
+        approve.approve_registration(approve_req(&r)),
+        reject.reject_registration(reject_req)
+    );
+    let outcomes = [a.map(|r| r.into_inner().state), b.map(|r| r.into_inner().state)];
+    let wins: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+    let losses: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    assert_eq!(wins.len(), 1, "{outcomes:?}");
+    assert_eq!(losses[0].code(), Code::Aborted, "{:?}", losses[0]);
+    let decided = events(&app, &r.id)
+        .await
+        .into_iter()
+        .filter(|e| e.from_state == S::UnderReview as i32)
+        .count();
+    assert_eq!(decided, 1);
+}
+
+#[sqlx::test]
+async fn approval_refuses_a_prefix_another_institution_got_first(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, a) = app.enrol(C::Bank).await;
+    let (_, b) = app.enrol(C::Company).await;
+    let ra = app
+        .registrations(Some(&a))
+        .submit_registration(submit_request(&["8.8.8.0/24"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let rb = app
+        .registrations(Some(&b))
+        .submit_registration(submit_request(&["8.8.8.64/26"]))
+        .await
+        .unwrap()
+        .into_inner();
+    app.approve(&ra).await.unwrap();
+    let err = app.approve(&rb).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("8.8.8.64/26"));
+    assert_eq!(get(&app, &rb.id).await.state, S::UnderReview as i32, "nothing changed");
+}
+
+#[sqlx::test]
+async fn an_amended_active_registration_stays_in_force_until_the_revision_is_approved(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, token) = app.enrol(C::Bank).await;
+    let mut mine = app.registrations(Some(&token));
+    let r = mine
+        .submit_registration(submit_request(&["8.8.8.0/24"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let active = app.approve(&r).await.unwrap();
+
+    let mut changed = active.clone();
+    changed.source_prefixes = vec!["8.8.4.0/24".into()];
+    let proposed = mine
+        .amend_registration(pb::AmendRegistrationRequest {
+            registration: Some(changed),
+            update_mask: mask(&["source_prefixes"]),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(proposed.state, S::Active as i32);
+    assert_eq!(
+        proposed.source_prefixes,
+        ["8.8.8.0/24"],
+        "the approved version stays in force"
+    );
+    assert_eq!(proposed.feed_serial, 0);
+    let revision = proposed.pending_revision.clone().unwrap();
+    assert_eq!(
+        (revision.state, revision.source_prefixes.clone()),
+        (S::IspVerification as i32, vec!["8.8.4.0/24".to_owned()])
+    );
+
+    let approved = app.approve(&proposed).await.unwrap();
+    assert_eq!(approved.state, S::Active as i32);
+    assert_eq!(approved.source_prefixes, ["8.8.4.0/24"]);
+    assert!(approved.pending_revision.is_none());
+    let prefixes: Vec<String> = sqlx::query_scalar("SELECT prefix::text FROM active_prefixes")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(prefixes, ["8.8.4.0/24"]);
+    let ops = feed(&app, &r.id).await;
+    assert_eq!(
+        ops[1..],
+        [
+            ("WITHDRAW".to_owned(), "8.8.8.0/24".to_owned()),
+            ("ANNOUNCE".to_owned(), "8.8.4.0/24".to_owned())
+        ]
+    );
+
+    // A rejected revision is discarded and changes nothing.
+    let mut again = approved.clone();
+    again.purpose = "Something new".into();
+    let proposed = mine
+        .amend_registration(pb::AmendRegistrationRequest {
+            registration: Some(again),
+            update_mask: mask(&["purpose"]),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    attest(&app, &proposed, true).await.unwrap();
+    let current = get(&app, &r.id).await;
+    let reviewer = app.token(Role::Reviewer).await;
+    let rejected = app
+        .review(Some(&reviewer))
+        .reject_registration(pb::RejectRegistrationRequest {
+            id: r.id.clone(),
+            etag: current.etag.clone(),
+            reason_code: pb::ReasonCode::PolicyViolation as i32,
+            reason: "Not needed".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rejected.state, S::Active as i32);
+    assert_eq!(rejected.purpose, approved.purpose);
+    assert!(rejected.pending_revision.is_none());
+}
+
+#[sqlx::test]
+async fn an_expired_registration_comes_back_only_through_a_reviewed_renewal(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, token) = app.enrol(C::Bank).await;
+    let mut mine = app.registrations(Some(&token));
+    let r = mine
+        .submit_registration(submit_request(&["8.8.8.0/24"]))
+        .await
+        .unwrap()
+        .into_inner();
+    app.approve(&r).await.unwrap();
+    sqlx::query("UPDATE registrations SET valid_from = now() - interval '2 days', valid_until = now() - interval '1 day' WHERE id = $1")
+        .bind(Uuid::parse_str(&r.id).unwrap())
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let system = vpn_registry::domain::principal::Actor::system("test");
+    let expired = vpn_registry::db::review::expire_due(&app.pool, time::OffsetDateTime::now_utc().date(), 100, &system)
+        .await
+        .unwrap();
+    assert_eq!(expired, 1);
+    let current = get(&app, &r.id).await;
+    assert_eq!(current.state, S::Expired as i32);
+    assert_eq!(app.count("active_prefixes").await, 0);
+
+    let renewal_end = time::OffsetDateTime::now_utc() + time::Duration::days(400);
+    let renewing = mine
+        .renew_registration(pb::RenewRegistrationRequest {
+            id: r.id.clone(),
+            etag: current.etag.clone(),
+            valid_until: Some(ts(renewal_end)),
+            request_id: "renew-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(renewing.state, S::Expired as i32);
+    assert!(renewing.pending_revision.as_ref().unwrap().is_renewal);
+    let err = mine
+        .renew_registration(pb::RenewRegistrationRequest {
+            id: r.id.clone(),
+            etag: renewing.etag.clone(),
+            valid_until: Some(ts(renewal_end)),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "one pending revision at a time");
+
+    let renewed = app.approve(&renewing).await.unwrap();
+    assert_eq!(renewed.state, S::Active as i32);
+    assert_eq!(renewed.valid_until.unwrap().seconds, renewal_end.unix_timestamp());
+    assert_eq!(app.count("active_prefixes").await, 1);
+}
+
+#[sqlx::test]
+async fn two_expiry_workers_expire_each_registration_exactly_once(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, token) = app.enrol(C::Bank).await;
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let r = app
+            .registrations(Some(&token))
+            .submit_registration(submit_request(&[&format!("8.8.{i}.0/24")]))
+            .await
+            .unwrap()
+            .into_inner();
+        app.approve(&r).await.unwrap();
+        ids.push(Uuid::parse_str(&r.id).unwrap());
+    }
+    sqlx::query(
+        "UPDATE registrations SET valid_from = now() - interval '2 days', valid_until = now() - interval '1 second'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let withdrawn_before = app.count("change_feed WHERE op = 'WITHDRAW'").await;
+    let worker = |pool: PgPool| async move {
+        let system = vpn_registry::domain::principal::Actor::system("expiry-test");
+        let mut total = 0;
+        loop {
+            let n = vpn_registry::db::review::expire_due(&pool, time::OffsetDateTime::now_utc().date(), 2, &system)
+                .await
+                .unwrap();
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
+    };
+    let (a, b) = tokio::join!(
+        tokio::spawn(worker(app.pool.clone())),
+        tokio::spawn(worker(app.pool.clone()))
+    );
+    assert_eq!(a.unwrap() + b.unwrap(), 12);
+    let per_registration: Vec<i64> = sqlx::query_scalar(
+        "SELECT count(e.*) FROM registrations r LEFT JOIN audit_events e ON e.subject_id = r.id AND e.action = 'EXPIRED'
+          GROUP BY r.id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(per_registration, vec![1; 12]);
+    assert_eq!(app.count("registrations WHERE state = 'EXPIRED'").await, 12);
+    assert_eq!(
+        app.count("change_feed WHERE op = 'WITHDRAW'").await - withdrawn_before,
+        12
+    );
+}
+
+#[sqlx::test]
+async fn a_lapsed_pseb_registration_expires_the_institutions_registrations(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (inst, token) = app.enrol(C::ItCompany).await;
+    let r = app
+        .registrations(Some(&token))
+        .submit_registration(submit_request(&["8.8.8.0/24"]))
+        .await
+        .unwrap()
+        .into_inner();
+    app.approve(&r).await.unwrap();
+    sqlx::query("UPDATE institutions SET pseb_expiry = current_date - 1 WHERE id = $1")
+        .bind(Uuid::parse_str(&inst.id).unwrap())
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let system = vpn_registry::domain::principal::Actor::system("test");
+    vpn_registry::db::review::expire_due(&app.pool, time::OffsetDateTime::now_utc().date(), 100, &system)
+        .await
+        .unwrap();
+    let last = events(&app, &r.id).await.pop().unwrap();
+    assert_eq!(last.to_state, S::Expired as i32);
+    assert_eq!(last.reason_code, pb::ReasonCode::LicenceExpired as i32);
+}
+
+#[sqlx::test]
+async fn large_prefixes_need_a_justification_and_the_reviewers_override(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, token) = app.enrol(C::Bank).await;
+    let mut mine = app.registrations(Some(&token));
+    let err = mine
+        .submit_registration(submit_request(&["8.8.8.0/22"]))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&err), ["registration.source_prefixes[0]"]);
+
+    let mut req = submit_request(&["8.8.8.0/22"]);
+    req.registration.as_mut().unwrap().large_prefix_justification = "Data centre uplink block".into();
+    let r = mine.submit_registration(req).await.unwrap().into_inner();
+    attest(&app, &r, true).await.unwrap();
+    let r = get(&app, &r.id).await;
+    let reviewer = app.token(Role::Reviewer).await;
+    let mut review = app.review(Some(&reviewer));
+    let err = review.approve_registration(approve_req(&r)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("override_size_limits"));
+
+    let later = r.valid_until.clone().map(|mut t| {
+        t.seconds += 86_400;
+        t
+    });
+    let err = review
+        .approve_registration(pb::ApproveRegistrationRequest {
+            valid_until: later,
+            override_size_limits: true,
+            ..approve_req(&r)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violated_fields(&err),
+        ["valid_until"],
+        "approval may not extend validity"
+    );
+
+    let shorter = ts(time::OffsetDateTime::now_utc() + time::Duration::days(90));
+    let approved = review
+        .approve_registration(pb::ApproveRegistrationRequest {
+            valid_until: Some(shorter),
+            override_size_limits: true,
+            ..approve_req(&r)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(approved.state, S::Active as i32);
+    assert_eq!(approved.valid_until.unwrap().seconds, shorter.seconds);
+}
+
+#[sqlx::test]
+async fn administrators_manage_isps_and_registrations_must_name_one(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let admin = app.admin().await;
+    let created = app
+        .isps(Some(&admin))
+        .create_isp(pb::CreateIspRequest {
+            isp: Some(pb::Isp {
+                code: "Nayatel".into(),
+                name: "Nayatel (Pvt) Ltd".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.code, "nayatel");
+    let err = app
+        .isps(Some(&admin))
+        .create_isp(pb::CreateIspRequest {
+            isp: Some(pb::Isp {
+                code: "nayatel".into(),
+                name: "Again".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    let (_, token) = app.enrol(C::Bank).await;
+    let err = app
+        .isps(Some(&token))
+        .create_isp(pb::CreateIspRequest {
+            isp: Some(pb::Isp {
+                code: "rogue".into(),
+                name: "Rogue".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let listed = app
+        .isps(Some(&token))
+        .list_isps(pb::ListIspsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        listed.isps.iter().map(|i| i.code.as_str()).collect::<Vec<_>>(),
+        ["nayatel", "ptcl"]
+    );
+
+    let mut req = submit_request(&["8.8.8.0/24"]);
+    req.registration.as_mut().unwrap().isp = "unknown-isp".into();
+    let err = app
+        .registrations(Some(&token))
+        .submit_registration(req)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&err), ["registration.isp"]);
+}
+
+#[sqlx::test]
+async fn institutions_list_what_expires_soon(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, token) = app.enrol(C::Bank).await;
+    let mut mine = app.registrations(Some(&token));
+    let mut soon = submit_request(&["8.8.8.0/24"]);
+    soon.registration.as_mut().unwrap().valid_until =
+        Some(ts(time::OffsetDateTime::now_utc() + time::Duration::days(10)));
+    let soon = mine.submit_registration(soon).await.unwrap().into_inner();
+    let late = mine
+        .submit_registration(submit_request(&["8.8.9.0/24"]))
+        .await
+        .unwrap()
+        .into_inner();
+    app.approve(&soon).await.unwrap();
+    app.approve(&late).await.unwrap();
+    let listed = mine
+        .list_registrations(pb::ListRegistrationsRequest {
+            expiring_within_days: 30,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        listed.registrations.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        [soon.id.as_str()]
+    );
+}
+
+#[sqlx::test]
+async fn feed_serials_never_show_a_gap_while_approvals_commit_concurrently(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mut submitted = Vec::new();
+    for i in 0..16 {
+        let (_, token) = app.enrol(C::Company).await;
+        let r = app
+            .registrations(Some(&token))
+            .submit_registration(submit_request(&[&format!("9.{i}.0.0/24"), &format!("9.{i}.1.0/24")]))
+            .await
+            .unwrap()
+            .into_inner();
+        attest(&app, &r, true).await.unwrap();
+        submitted.push(get(&app, &r.id).await);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (pool, stop) = (app.pool.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut looks = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (count, max): (i64, Option<i64>) = sqlx::query_as("SELECT count(*), max(serial) FROM change_feed")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                assert_eq!(count, max.unwrap_or(0), "a reader saw a gap in the feed");
+                looks += 1;
+            }
+            looks
+        })
+    };
+    let reviewer = app.token(Role::Reviewer).await;
+    let approvals = submitted.iter().map(|r| {
+        let mut review = app.review(Some(&reviewer));
+        let req = approve_req(r);
+        tokio::spawn(async move { review.approve_registration(req).await.unwrap().into_inner().feed_serial })
+    });
+    let mut serials = Vec::new();
+    for a in approvals {
+        serials.push(a.await.unwrap());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(watcher.await.unwrap() > 0);
+    serials.sort();
+    assert_eq!(
+        serials,
+        (1..=16).map(|i| i * 2).collect::<Vec<i64>>(),
+        "each approval announced two prefixes"
+    );
+}
