@@ -757,7 +757,7 @@ async fn large_prefixes_need_a_justification_and_the_reviewers_override(pool: Pg
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains("override_size_limits"));
 
-    let later = r.valid_until.clone().map(|mut t| {
+    let later = r.valid_until.map(|mut t| {
         t.seconds += 86_400;
         t
     });
