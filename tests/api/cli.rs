@@ -73,6 +73,34 @@ async fn token_issue_prints_one_usable_token_and_list_never_shows_secrets(pool: 
 }
 
 #[sqlx::test]
+async fn isps_are_added_and_listed_from_the_command_line(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let url = database_url(&app.pool);
+    let added = run(&["isp", "add", "nayatel", "--name", "Nayatel (Pvt) Ltd"], &url);
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let again = run(&["isp", "add", "nayatel", "--name", "Twice"], &url);
+    assert!(!again.status.success());
+    let listed = String::from_utf8(run(&["isp", "list"], &url).stdout).unwrap();
+    assert!(
+        listed.contains("nayatel") && listed.contains("Nayatel (Pvt) Ltd") && listed.contains("ptcl"),
+        "{listed}"
+    );
+
+    let unknown = run(&["token", "issue", "--role", "isp", "--isp", "nope"], &url);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no such ISP"));
+    let isp_token = run(&["token", "issue", "--role", "isp", "--isp", "nayatel"], &url);
+    let token = String::from_utf8(isp_token.stdout).unwrap();
+    let pending = app
+        .isps(Some(token.trim()))
+        .list_pending_attestations(pb::ListPendingAttestationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(pending.attestations.is_empty());
+}
+
+#[sqlx::test]
 async fn serve_reports_serving_and_stops_cleanly_on_sigterm(pool: PgPool) {
     let url = database_url(&pool);
     let mut child = Command::new(BIN)

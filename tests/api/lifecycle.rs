@@ -933,3 +933,19 @@ async fn feed_serials_never_show_a_gap_while_approvals_commit_concurrently(pool:
         "each approval announced two prefixes"
     );
 }
+
+#[sqlx::test]
+async fn the_database_trigger_knows_exactly_the_domains_transitions(pool: PgPool) {
+    let in_db: std::collections::BTreeSet<(String, String)> =
+        sqlx::query_as("SELECT from_state, to_state FROM lifecycle_transitions")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    let in_code: std::collections::BTreeSet<(String, String)> = vpn_registry::domain::lifecycle::TRANSITIONS
+        .iter()
+        .map(|(from, to)| (from.as_str().to_owned(), to.as_str().to_owned()))
+        .collect();
+    assert_eq!(in_db, in_code);
+}

@@ -7,4 +7,5 @@ mod helpers;
 mod idempotency;
 mod institutions;
 mod lifecycle;
+mod properties;
 mod registrations;
