@@ -40,8 +40,7 @@ pub struct Etag(pub i64);
 impl FromStr for Etag {
     type Err = Invalid;
     fn from_str(s: &str) -> Result<Self, Invalid> {
-        s.strip_prefix('"')
-            .and_then(|s| s.strip_suffix('"'))
+        s.strip_prefix('v')
             .and_then(|v| v.parse::<i64>().ok())
             .filter(|v| *v > 0)
             .map(Self)
@@ -50,9 +49,9 @@ impl FromStr for Etag {
 }
 
 impl Etag {
-    /// The wire form, quoted like an HTTP entity tag.
+    /// The wire form: `v` and the version (`v3`), easy to pass around in JSON and shells.
     pub fn render(version: i64) -> String {
-        format!("\"{version}\"")
+        format!("v{version}")
     }
 }
 

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The README walk-through as a script: enrol, submit, attest, approve, read the
+# history. Run it against a fresh `scripts/run` (it adds the ISP ptcl).
+# Needs `buf` (npm i -g @bufbuild/buf) and python3 for picking fields from JSON.
+cd "$(dirname "$0")/.."
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/vpn_registry}"
+cargo build -q --release --locked --bin vpn-registry
+set -euo pipefail
+vr() { ./target/release/vpn-registry "$@"; }
+api() { buf curl --protocol grpc --http2-prior-knowledge -H "authorization: Bearer $1" -d "$3" "http://127.0.0.1:50051/vpnregistry.v1.$2"; }
+field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval('d'+sys.argv[1]))" "$1"; }
+vr isp add ptcl --name "Pakistan Telecommunication Company Ltd"
+ADMIN=$(vr token issue --role admin --name "registry desk")
+REVIEWER=$(vr token issue --role reviewer --name "reviewer 1")
+PTCL=$(vr token issue --role isp --isp ptcl --name "PTCL attestation desk")
+INST=$(api $ADMIN InstitutionService/CreateInstitution '{"request_id":"enrol-0001","institution":{"category":"INSTITUTION_CATEGORY_BANK","legal_name":"Demo Bank Ltd","cnic":"35202-1234567-1","ntn":"1234567-8","sbp_licence":"SBP/123","contact_email":"ops@demo.pk","contact_phone":"0300 1234567"}}' | field '["id"]')
+BANK=$(vr token issue --role institution --institution $INST --name "Demo Bank back office")
+REG=$(api $BANK RegistrationService/SubmitRegistration '{"request_id":"sub-0001","registration":{"kind":"REGISTRATION_KIND_VPN","protocol":"VPN_PROTOCOL_WIREGUARD","source_prefixes":["203.0.114.0/24"],"peer_prefixes":["185.60.216.0/24"],"isp":"ptcl","isp_subscriber_id":"PTCL-778812","purpose":"Branch-to-head-office VPN","valid_until":"2027-12-31T00:00:00Z"}}' | field '["id"]')
+api $PTCL IspService/ListPendingAttestations '{}'
+ETAG=$(api $PTCL IspService/ListPendingAttestations '{}' | field '["attestations"][0]["etag"]')
+api $PTCL IspService/AttestRegistration "{\"id\":\"$REG\",\"etag\":\"$ETAG\",\"confirmed\":true}" | field '["state"]'
+ETAG=$(api $REVIEWER ReviewService/ListReviewQueue '{}' | field '["registrations"][0]["etag"]')
+api $REVIEWER ReviewService/ApproveRegistration "{\"id\":\"$REG\",\"etag\":\"$ETAG\",\"reason_code\":\"REASON_CODE_COMPLIANT\",\"reason\":\"Documents verified\"}" | field '["state"], d["feedSerial"]'
+api $BANK RegistrationService/ListRegistrationEvents "{\"id\":\"$REG\"}" | python3 -c 'import json,sys; [print(e["action"], e.get("fromState"), "->", e.get("toState"), e["actor"]["name"]) for e in json.load(sys.stdin)["events"]]'
