@@ -1,7 +1,7 @@
 //! Assembles the service: health, reflection, authentication and the API
 //! services on one tonic server, and runs it until shutdown.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -13,11 +13,18 @@ use crate::auth::AuthLayer;
 use crate::db::review;
 use crate::domain::principal::Actor;
 use crate::grpc::{
-    convert::today, institutions::InstitutionApi, isps::IspApi, registrations::RegistrationApi, review::ReviewApi,
+    convert::today,
+    institutions::InstitutionApi,
+    isps::IspApi,
+    lookup::{LookupApi, ReplicaSlot},
+    registrations::RegistrationApi,
+    review::ReviewApi,
 };
+use crate::lookup::Replica;
 use crate::pb::{
     self, institution_service_server::InstitutionServiceServer, isp_service_server::IspServiceServer,
-    registration_service_server::RegistrationServiceServer, review_service_server::ReviewServiceServer,
+    lookup_service_server::LookupServiceServer, registration_service_server::RegistrationServiceServer,
+    review_service_server::ReviewServiceServer,
 };
 
 /// How often the health task checks that PostgreSQL still answers.
@@ -30,6 +37,7 @@ const HEALTH_NAMES: &[&str] = &[
     "vpnregistry.v1.RegistrationService",
     "vpnregistry.v1.ReviewService",
     "vpnregistry.v1.IspService",
+    "vpnregistry.v1.LookupService",
 ];
 
 /// Registrations the expiry task moves per transaction.
@@ -43,6 +51,9 @@ pub struct Options {
     /// How often the expiry task looks for registrations past their validity
     /// (or whose institution's PSEB registration lapsed); `None` disables it.
     pub expiry_interval: Option<Duration>,
+    /// How often the lookup replica reads the change feed even without a
+    /// notification (a lost NOTIFY delays a change by at most this).
+    pub feed_poll_interval: Duration,
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then lets
@@ -66,11 +77,24 @@ pub async fn serve(
         .build_v1alpha()?;
 
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-    let probe = tokio::spawn(probe_database(pool.clone(), reporter.clone(), stopping_tx.subscribe()));
+    let replica: ReplicaSlot = Arc::default();
+    let follower = tokio::spawn(load_and_follow(
+        pool.clone(),
+        replica.clone(),
+        options.feed_poll_interval,
+        stopping_tx.subscribe(),
+    ));
+    let probe = tokio::spawn(probe_database(
+        pool.clone(),
+        replica.clone(),
+        reporter.clone(),
+        stopping_tx.subscribe(),
+    ));
     let expiry = options
         .expiry_interval
         .map(|every| tokio::spawn(expire_periodically(pool.clone(), every, stopping_tx.subscribe())));
 
+    let lookup = LookupApi::new(pool.clone(), replica, stopping_tx.subscribe());
     let shutdown_reporter = reporter.clone();
     let signal = async move {
         shutdown.await;
@@ -88,7 +112,8 @@ pub async fn serve(
         .add_service(InstitutionServiceServer::new(InstitutionApi::new(pool.clone())))
         .add_service(RegistrationServiceServer::new(RegistrationApi::new(pool.clone())))
         .add_service(ReviewServiceServer::new(ReviewApi::new(pool.clone())))
-        .add_service(IspServiceServer::new(IspApi::new(pool)))
+        .add_service(IspServiceServer::new(IspApi::new(pool.clone())))
+        .add_service(LookupServiceServer::new(lookup))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
 
     let grace = options.shutdown_grace;
@@ -104,6 +129,7 @@ pub async fn serve(
         }
     };
     probe.abort();
+    follower.abort();
     if let Some(expiry) = expiry {
         expiry.abort();
     }
@@ -135,13 +161,40 @@ async fn expire_periodically(pool: PgPool, every: Duration, mut stopping: tokio:
     }
 }
 
-/// Reports SERVING while PostgreSQL answers and NOT_SERVING while it does
-/// not, until shutdown begins.
-async fn probe_database(pool: PgPool, reporter: HealthReporter, mut stopping: tokio::sync::watch::Receiver<bool>) {
+/// Loads the lookup replica (retrying until PostgreSQL answers), publishes it
+/// in `slot`, and keeps it following the change feed until shutdown.
+async fn load_and_follow(
+    pool: PgPool,
+    slot: ReplicaSlot,
+    poll: Duration,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let replica = loop {
+        match Replica::load(&pool).await {
+            Ok(replica) => break replica,
+            Err(e) => {
+                tracing::warn!(error = %e, "loading the lookup index failed; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    };
+    let _ = slot.set(replica.clone());
+    replica.follow(pool, poll, stopping).await;
+}
+
+/// Reports SERVING while PostgreSQL answers and the lookup index is loaded,
+/// NOT_SERVING otherwise, until shutdown begins.
+async fn probe_database(
+    pool: PgPool,
+    replica: ReplicaSlot,
+    reporter: HealthReporter,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
     let mut last = None;
     loop {
         let status = match sqlx::query("SELECT 1").execute(&pool).await {
-            Ok(_) => ServingStatus::Serving,
+            Ok(_) if replica.get().is_some() => ServingStatus::Serving,
+            Ok(_) => ServingStatus::NotServing,
             Err(e) => {
                 tracing::warn!(error = %e, "database unreachable");
                 ServingStatus::NotServing
@@ -154,8 +207,14 @@ async fn probe_database(pool: PgPool, reporter: HealthReporter, mut stopping: to
             set_health(&reporter, status).await;
             last = Some(status);
         }
+        // Probe quickly until the index is loaded, then at the normal pace.
+        let pause = if replica.get().is_some() {
+            HEALTH_PROBE_INTERVAL
+        } else {
+            Duration::from_millis(50)
+        };
         tokio::select! {
-            () = tokio::time::sleep(HEALTH_PROBE_INTERVAL) => {}
+            () = tokio::time::sleep(pause) => {}
             _ = stopping.changed() => return,
         }
     }

@@ -12,6 +12,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/vpn_registry";
 /// How long in-flight calls may run on after a shutdown signal.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
+/// Milliseconds between change-feed reads without a notification.
+pub const DEFAULT_FEED_POLL_INTERVAL_MS: u64 = 1000;
 /// Seconds between expiry passes.
 pub const DEFAULT_EXPIRY_INTERVAL_SECS: u64 = 60;
 /// Connections in the pool; small on purpose (few cores, see shared/bench/postgres).
@@ -85,11 +87,19 @@ pub struct ServeArgs {
     /// their validity (0 disables it on this process).
     #[arg(long, env = "VPN_REGISTRY_EXPIRY_INTERVAL_SECS", default_value_t = DEFAULT_EXPIRY_INTERVAL_SECS)]
     pub expiry_interval_secs: u64,
+    /// Milliseconds between reads of the change feed when no notification
+    /// arrived (bounds the delay a lost NOTIFY can cause).
+    #[arg(long, env = "VPN_REGISTRY_FEED_POLL_INTERVAL_MS", default_value_t = DEFAULT_FEED_POLL_INTERVAL_MS)]
+    pub feed_poll_interval_ms: u64,
 }
 
 impl ServeArgs {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn feed_poll_interval(&self) -> Duration {
+        Duration::from_millis(self.feed_poll_interval_ms.max(10))
     }
 
     pub fn expiry_interval(&self) -> Option<Duration> {

@@ -12,5 +12,6 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod grpc;
+pub mod lookup;
 pub mod pb;
 pub mod telemetry;

@@ -20,6 +20,7 @@ async fn main() -> anyhow::Result<()> {
                 db_max_connections = args.db_max_connections,
                 shutdown_grace_secs = args.shutdown_grace_secs,
                 expiry_interval_secs = args.expiry_interval_secs,
+                feed_poll_interval_ms = args.feed_poll_interval_ms,
                 "starting vpn-registry {}", env!("CARGO_PKG_VERSION")
             );
             let pool = prepare(&args.db, args.db_max_connections).await?;
@@ -30,6 +31,7 @@ async fn main() -> anyhow::Result<()> {
             let options = app::Options {
                 shutdown_grace: args.shutdown_grace(),
                 expiry_interval: args.expiry_interval(),
+                feed_poll_interval: args.feed_poll_interval(),
             };
             app::serve(listener, pool, options, shutdown_signal()).await?;
             tracing::info!("stopped");

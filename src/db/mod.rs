@@ -2,6 +2,7 @@
 //! service lives under this module.
 
 pub mod audit;
+pub mod feed;
 pub mod idempotency;
 pub mod institutions;
 pub mod isps;

@@ -125,7 +125,7 @@ pub fn category_from_pb(value: i32) -> Option<Category> {
     }
 }
 
-fn category_to_pb(c: Category) -> pb::InstitutionCategory {
+pub fn category_to_pb(c: Category) -> pb::InstitutionCategory {
     use pb::InstitutionCategory as C;
     match c {
         Category::Bank => C::Bank,
@@ -227,7 +227,7 @@ pub fn kind_from_pb(value: i32) -> Option<Kind> {
     }
 }
 
-fn kind_to_pb(k: Kind) -> pb::RegistrationKind {
+pub fn kind_to_pb(k: Kind) -> pb::RegistrationKind {
     use pb::RegistrationKind as K;
     match k {
         Kind::Vpn => K::Vpn,

@@ -17,7 +17,8 @@ use vpn_registry::{
     domain::principal::{Actor, Role},
     pb::{
         self, institution_service_client::InstitutionServiceClient, isp_service_client::IspServiceClient,
-        registration_service_client::RegistrationServiceClient, review_service_client::ReviewServiceClient,
+        lookup_service_client::LookupServiceClient, registration_service_client::RegistrationServiceClient,
+        review_service_client::ReviewServiceClient,
     },
 };
 
@@ -35,14 +36,13 @@ pub async fn spawn_app(pool: PgPool) -> TestApp {
     let options = app::Options {
         shutdown_grace: std::time::Duration::from_secs(5),
         expiry_interval: None,
+        feed_poll_interval: std::time::Duration::from_millis(200),
     };
-    vpn_registry::db::isps::create(
-        &pool,
-        &"ptcl".parse().unwrap(),
-        "Pakistan Telecommunication Company Ltd",
-    )
-    .await
-    .unwrap();
+    // A second server on the same database finds the ISP already there.
+    sqlx::query("INSERT INTO isps (code, name) VALUES ('ptcl', 'Pakistan Telecommunication Company Ltd') ON CONFLICT DO NOTHING")
+        .execute(&pool)
+        .await
+        .unwrap();
     tokio::spawn(app::serve(listener, pool.clone(), options, async {
         let _ = rx.await;
     }));
@@ -71,6 +71,7 @@ pub type Institutions = InstitutionServiceClient<InterceptedService<Channel, Bea
 pub type Registrations = RegistrationServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Reviews = ReviewServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Isps = IspServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Lookups = LookupServiceClient<InterceptedService<Channel, Bearer>>;
 
 fn bearer(token: Option<&str>) -> Bearer {
     Bearer(token.map(|t| format!("Bearer {t}").parse().unwrap()))
@@ -91,6 +92,21 @@ impl TestApp {
 
     pub fn isps(&self, token: Option<&str>) -> Isps {
         IspServiceClient::with_interceptor(self.channel.clone(), bearer(token))
+    }
+
+    pub fn lookups(&self, token: Option<&str>) -> Lookups {
+        LookupServiceClient::with_interceptor(self.channel.clone(), bearer(token))
+    }
+
+    /// Submits `prefixes` for the institution behind `token` and approves them.
+    pub async fn active(&self, token: &str, prefixes: &[&str]) -> pb::Registration {
+        let r = self
+            .registrations(Some(token))
+            .submit_registration(submit_request(prefixes))
+            .await
+            .unwrap()
+            .into_inner();
+        self.approve(&r).await.unwrap()
     }
 
     /// Issues a credential straight into the store, as `vpn-registry token issue` does.
@@ -211,7 +227,7 @@ pub fn valid_institution(category: pb::InstitutionCategory) -> pb::Institution {
 pub fn ts(t: time::OffsetDateTime) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: t.unix_timestamp(),
-        nanos: 0,
+        nanos: t.nanosecond() as i32,
     }
 }
 

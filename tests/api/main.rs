@@ -7,5 +7,6 @@ mod helpers;
 mod idempotency;
 mod institutions;
 mod lifecycle;
+mod lookup;
 mod properties;
 mod registrations;

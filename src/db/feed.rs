@@ -1,0 +1,135 @@
+//! The change feed as the lookup replicas read it: a consistent snapshot of
+//! the active set with its serial, the rows after a serial, and history.
+
+use ipnet::IpNet;
+use sqlx::{PgPool, Row as _};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{StoreError, decode};
+use crate::domain::{institution::Category, registration::Kind};
+
+/// One active (prefix, registration) pair with what lookups report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveRow {
+    pub prefix: IpNet,
+    pub registration_id: Uuid,
+    pub institution_id: Uuid,
+    pub reference: String,
+    pub kind: Kind,
+    pub category: Category,
+    pub peers: Vec<IpNet>,
+    pub valid_from: OffsetDateTime,
+    pub valid_until: OffsetDateTime,
+}
+
+/// Whether a feed row adds or removes its entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Announce,
+    Withdraw,
+}
+
+/// One row of the change feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedRow {
+    pub serial: i64,
+    pub op: Op,
+    pub entry: ActiveRow,
+}
+
+fn active_row(r: &sqlx::postgres::PgRow) -> Result<ActiveRow, StoreError> {
+    Ok(ActiveRow {
+        prefix: r.try_get("prefix")?,
+        registration_id: r.try_get("registration_id")?,
+        institution_id: r.try_get("institution_id")?,
+        reference: r.try_get("reference")?,
+        kind: decode(r.try_get::<&str, _>("kind")?, Kind::from_db, "kind")?,
+        category: decode(r.try_get::<&str, _>("category")?, Category::from_db, "category")?,
+        peers: r.try_get("peer_prefixes")?,
+        valid_from: r.try_get("valid_from")?,
+        valid_until: r.try_get("valid_until")?,
+    })
+}
+
+fn feed_row(r: &sqlx::postgres::PgRow) -> Result<FeedRow, StoreError> {
+    let op = match r.try_get::<&str, _>("op")? {
+        "ANNOUNCE" => Op::Announce,
+        "WITHDRAW" => Op::Withdraw,
+        other => return Err(StoreError::Corrupt(format!("feed op {other:?}"))),
+    };
+    Ok(FeedRow {
+        serial: r.try_get("serial")?,
+        op,
+        entry: active_row(r)?,
+    })
+}
+
+/// The feed's session and the active set at one serial, read in a single
+/// repeatable-read transaction so the two agree.
+pub async fn snapshot(pool: &PgPool) -> Result<(Uuid, i64, Vec<ActiveRow>), StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let (session, serial): (Uuid, i64) = sqlx::query_as("SELECT session_id, last_serial FROM feed_state")
+        .fetch_one(&mut *tx)
+        .await?;
+    let rows = sqlx::query(
+        "SELECT a.prefix, r.id AS registration_id, r.institution_id, r.reference, r.kind, i.category,
+                r.peer_prefixes, r.valid_from, r.valid_until
+           FROM active_prefixes a
+           JOIN registrations r ON r.id = a.registration_id
+           JOIN institutions i ON i.id = r.institution_id",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let entries = rows.iter().map(active_row).collect::<Result<_, _>>()?;
+    Ok((session, serial, entries))
+}
+
+const FEED_COLUMNS: &str = "serial, op, prefix, registration_id, institution_id, reference, kind,
+    institution_category AS category, peer_prefixes, valid_from, valid_until";
+
+/// Up to `limit` feed rows after `serial`, in serial order.
+pub async fn since(pool: &PgPool, serial: i64, limit: i64) -> Result<Vec<FeedRow>, StoreError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {FEED_COLUMNS} FROM change_feed WHERE serial > $1 ORDER BY serial LIMIT $2"
+    )))
+    .bind(serial)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(feed_row).collect()
+}
+
+/// The entries that were active at `at` and whose prefix contains `addr`:
+/// for each (registration, prefix) the last feed row committed by then, if it
+/// was an announcement.
+pub async fn active_at(
+    pool: &PgPool,
+    addr: std::net::IpAddr,
+    at: OffsetDateTime,
+) -> Result<Vec<ActiveRow>, StoreError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT * FROM (
+            SELECT DISTINCT ON (registration_id, prefix) {FEED_COLUMNS}
+              FROM change_feed
+             WHERE prefix >>= $1 AND commit_time <= $2
+             ORDER BY registration_id, prefix, serial DESC
+         ) last WHERE op = 'ANNOUNCE'"
+    )))
+    .bind(IpNet::from(addr))
+    .bind(at)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(|r| feed_row(r).map(|f| f.entry)).collect()
+}
+
+/// The feed's current session and last serial.
+pub async fn head(pool: &PgPool) -> Result<(Uuid, i64), StoreError> {
+    Ok(sqlx::query_as("SELECT session_id, last_serial FROM feed_state")
+        .fetch_one(pool)
+        .await?)
+}

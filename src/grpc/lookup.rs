@@ -1,0 +1,419 @@
+//! LookupService: checks answered from this process's replica of the active
+//! set, and the change stream for gateways that keep their own copy.
+
+use std::{
+    net::IpAddr,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use ipnet::IpNet;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tokio::sync::{broadcast::error::RecvError, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::convert::{category_to_pb, from_timestamp, kind_to_pb, timestamp};
+use super::error::ApiError;
+use crate::auth::principal;
+use crate::db::feed::{self, Op};
+use crate::domain::{
+    Violations,
+    principal::{Principal, Role},
+};
+use crate::lookup::{
+    Replica,
+    index::{Entry, Query},
+    replica::{check_history, is_past, parse_addr},
+};
+use crate::pb::{self, lookup_service_server::LookupService};
+
+/// Most addresses one CheckAddresses call may carry.
+pub const MAX_BATCH: usize = 100_000;
+/// How long a call waits for its `min_serial` before answering UNAVAILABLE.
+const MIN_SERIAL_WAIT: Duration = Duration::from_secs(5);
+/// Entries per snapshot message.
+const SNAPSHOT_CHUNK: usize = 2_000;
+/// Messages buffered per watcher before it counts as slow.
+const WATCH_BUFFER: usize = 32;
+
+/// The replica, once loaded: until then lookups answer UNAVAILABLE.
+pub type ReplicaSlot = Arc<OnceLock<Arc<Replica>>>;
+
+pub struct LookupApi {
+    pool: PgPool,
+    replica: ReplicaSlot,
+    stopping: watch::Receiver<bool>,
+}
+
+impl LookupApi {
+    pub fn new(pool: PgPool, replica: ReplicaSlot, stopping: watch::Receiver<bool>) -> Self {
+        Self {
+            pool,
+            replica,
+            stopping,
+        }
+    }
+
+    fn replica(&self) -> Result<Arc<Replica>, Status> {
+        self.replica
+            .get()
+            .cloned()
+            .ok_or_else(|| Status::unavailable("lookup index still loading; retry shortly"))
+    }
+
+    /// Waits for `min_serial` when asked to, at most MIN_SERIAL_WAIT or the
+    /// caller's deadline.
+    async fn ready(&self, min_serial: i64, deadline: Option<Duration>) -> Result<Arc<Replica>, Status> {
+        let replica = self.replica()?;
+        let wait = deadline.map_or(MIN_SERIAL_WAIT, |d| d.min(MIN_SERIAL_WAIT));
+        if min_serial > 0 && !replica.wait_for(min_serial, wait).await {
+            return Err(Status::unavailable(format!(
+                "this replica has applied serial {}, not yet {min_serial}; retry",
+                replica.serial()
+            )));
+        }
+        Ok(replica)
+    }
+
+    /// One check, from the index (now or later) or from history (the past).
+    async fn check(&self, q: Query, min_serial: i64, deadline: Option<Duration>) -> Result<pb::CheckResult, Status> {
+        let replica = self.ready(min_serial, deadline).await?;
+        if is_past(q.at) {
+            let serial = replica.serial();
+            let found = check_history(&self.pool, &q).await.map_err(ApiError::from)?;
+            return Ok(result(found.as_ref().map(|m| (m.prefix, &m.entry)), serial));
+        }
+        let (found, serial) = replica.check(&q);
+        Ok(result(found.as_ref().map(|m| (m.prefix, &m.entry)), serial))
+    }
+}
+
+/// Who may look up what: lookup clients, ISPs and reviewers everything, an
+/// institution only its own addresses.
+fn scope(p: &Principal) -> Result<Option<Uuid>, ApiError> {
+    match p.role {
+        Role::Lookup | Role::Isp(_) | Role::Reviewer => Ok(None),
+        Role::Institution(id) => Ok(Some(id)),
+        Role::Admin => Err(ApiError::PermissionDenied("role admin may not use lookups".into())),
+    }
+}
+
+/// The caller's deadline (`grpc-timeout`), so a min_serial wait answers
+/// before the client gives up.
+fn deadline<T>(req: &Request<T>) -> Option<Duration> {
+    let raw = req.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (value, unit) = raw.split_at(raw.len().checked_sub(1)?);
+    let value: u64 = value.parse().ok()?;
+    let full = match unit {
+        "H" => Duration::from_secs(value * 3600),
+        "M" => Duration::from_secs(value * 60),
+        "S" => Duration::from_secs(value),
+        "m" => Duration::from_millis(value),
+        "u" => Duration::from_micros(value),
+        "n" => Duration::from_nanos(value),
+        _ => return None,
+    };
+    // Leave the answer time to travel.
+    Some(full.mul_f64(0.8))
+}
+
+fn at(ts: Option<&prost_types::Timestamp>, v: &mut Violations) -> OffsetDateTime {
+    ts.and_then(|t| v.check("at", from_timestamp(t)))
+        .unwrap_or_else(OffsetDateTime::now_utc)
+}
+
+fn addr(field: &str, raw: &str, v: &mut Violations) -> Option<IpAddr> {
+    let parsed = parse_addr(raw);
+    if parsed.is_none() {
+        v.add(field, format!("{raw:?} is not an IPv4 or IPv6 address"));
+    }
+    parsed
+}
+
+fn result(found: Option<(IpNet, &Entry)>, serial: i64) -> pb::CheckResult {
+    match found {
+        Some((prefix, e)) => pb::CheckResult {
+            registered: true,
+            reference: e.reference.to_string(),
+            kind: kind_to_pb(e.kind) as i32,
+            institution_category: category_to_pb(e.category) as i32,
+            matched_prefix: prefix.to_string(),
+            valid_until: Some(timestamp(e.valid_until)),
+            serial,
+        },
+        None => pb::CheckResult {
+            serial,
+            ..Default::default()
+        },
+    }
+}
+
+fn active_entry(prefix: IpNet, e: &Entry) -> pb::ActiveEntry {
+    pb::ActiveEntry {
+        prefix: prefix.to_string(),
+        peer_prefixes: e.peers.iter().map(ToString::to_string).collect(),
+        reference: e.reference.to_string(),
+        kind: kind_to_pb(e.kind) as i32,
+        institution_category: category_to_pb(e.category) as i32,
+        valid_from: Some(timestamp(e.valid_from)),
+        valid_until: Some(timestamp(e.valid_until)),
+    }
+}
+
+fn delta(serial: i64, op: Op, prefix: IpNet, e: &Entry) -> pb::Delta {
+    pb::Delta {
+        serial,
+        operation: match op {
+            Op::Announce => pb::ChangeOperation::Announce,
+            Op::Withdraw => pb::ChangeOperation::Withdraw,
+        } as i32,
+        entry: Some(active_entry(prefix, e)),
+    }
+}
+
+fn event(e: pb::watch_changes_response::Event) -> Result<pb::WatchChangesResponse, Status> {
+    Ok(pb::WatchChangesResponse { event: Some(e) })
+}
+
+#[tonic::async_trait]
+impl LookupService for LookupApi {
+    async fn check_address(&self, req: Request<pb::CheckAddressRequest>) -> Result<Response<pb::CheckResult>, Status> {
+        let only_institution = scope(principal(&req)?)?;
+        let deadline = deadline(&req);
+        let msg = req.into_inner();
+        let mut v = Violations::default();
+        let address = addr("address", &msg.address, &mut v);
+        let at = at(msg.at.as_ref(), &mut v);
+        let (Some(addr), true) = (address, v.is_empty()) else {
+            return Err(ApiError::Invalid(v).into());
+        };
+        let q = Query {
+            addr,
+            peer: None,
+            at,
+            only_institution,
+        };
+        Ok(Response::new(self.check(q, msg.min_serial, deadline).await?))
+    }
+
+    async fn check_flow(&self, req: Request<pb::CheckFlowRequest>) -> Result<Response<pb::CheckResult>, Status> {
+        let only_institution = scope(principal(&req)?)?;
+        let deadline = deadline(&req);
+        let msg = req.into_inner();
+        let mut v = Violations::default();
+        let source = addr("source", &msg.source, &mut v);
+        let peer = addr("peer", &msg.peer, &mut v);
+        let at = at(msg.at.as_ref(), &mut v);
+        let (Some(addr), Some(peer), true) = (source, peer, v.is_empty()) else {
+            return Err(ApiError::Invalid(v).into());
+        };
+        let q = Query {
+            addr,
+            peer: Some(peer),
+            at,
+            only_institution,
+        };
+        Ok(Response::new(self.check(q, msg.min_serial, deadline).await?))
+    }
+
+    async fn check_addresses(
+        &self,
+        req: Request<pb::CheckAddressesRequest>,
+    ) -> Result<Response<pb::CheckAddressesResponse>, Status> {
+        let only_institution = scope(principal(&req)?)?;
+        let deadline = deadline(&req);
+        let msg = req.into_inner();
+        let mut v = Violations::default();
+        if msg.addresses.len() > MAX_BATCH {
+            v.add(
+                "addresses",
+                format!(
+                    "at most {MAX_BATCH} addresses per call (got {}); split the batch",
+                    msg.addresses.len()
+                ),
+            );
+            return Err(ApiError::Invalid(v).into());
+        }
+        let at = at(msg.at.as_ref(), &mut v);
+        let mut addrs = Vec::with_capacity(msg.addresses.len());
+        for (i, raw) in msg.addresses.iter().enumerate() {
+            if let Some(a) = addr(&format!("addresses[{i}]"), raw, &mut v) {
+                addrs.push(a);
+            }
+        }
+        if !v.is_empty() {
+            return Err(ApiError::Invalid(v).into());
+        }
+        let replica = self.ready(msg.min_serial, deadline).await?;
+        let mut results = Vec::with_capacity(addrs.len());
+        let serial = if is_past(at) {
+            let mut results_past = Vec::with_capacity(addrs.len());
+            for addr in addrs {
+                let q = Query {
+                    addr,
+                    peer: None,
+                    at,
+                    only_institution,
+                };
+                let found = check_history(&self.pool, &q).await.map_err(ApiError::from)?;
+                results_past.push(result(found.as_ref().map(|m| (m.prefix, &m.entry)), 0));
+            }
+            results = results_past;
+            replica.serial()
+        } else {
+            let queries = addrs.into_iter().map(|addr| Query {
+                addr,
+                peer: None,
+                at,
+                only_institution,
+            });
+            replica.check_each(queries, |found| results.push(result(found, 0)))
+        };
+        Ok(Response::new(pb::CheckAddressesResponse { results, serial }))
+    }
+
+    type WatchChangesStream = ReceiverStream<Result<pb::WatchChangesResponse, Status>>;
+
+    async fn watch_changes(
+        &self,
+        req: Request<pb::WatchChangesRequest>,
+    ) -> Result<Response<Self::WatchChangesStream>, Status> {
+        if scope(principal(&req)?)?.is_some() {
+            return Err(ApiError::PermissionDenied("institutions may not watch the whole active set".into()).into());
+        }
+        let msg = req.into_inner();
+        let replica = self.replica()?;
+        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+        let resume = Uuid::try_parse(&msg.session_id).ok() == Some(replica.session_id())
+            && (0..=replica.serial()).contains(&msg.since_serial);
+        tokio::spawn(stream_changes(
+            self.pool.clone(),
+            replica,
+            resume.then_some(msg.since_serial),
+            tx,
+            self.stopping.clone(),
+        ));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Feeds one watcher: history or a snapshot, then live changes, until the
+/// client goes away, falls behind, or the server stops.
+async fn stream_changes(
+    pool: PgPool,
+    replica: Arc<Replica>,
+    since: Option<i64>,
+    tx: mpsc::Sender<Result<pb::WatchChangesResponse, Status>>,
+    mut stopping: watch::Receiver<bool>,
+) {
+    use pb::watch_changes_response::Event;
+    // Subscribe first: whatever is applied after this point reaches us live.
+    let mut live = replica.subscribe();
+    let mut last = match since {
+        Some(since) => {
+            let upto = replica.serial();
+            let mut last = since;
+            while last < upto {
+                let rows = match feed::since(&pool, last, 5_000).await {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        let _ = tx.send(Err(ApiError::from(e).into())).await;
+                        return;
+                    }
+                };
+                let Some(end) = rows.last().map(|r| r.serial) else {
+                    break;
+                };
+                let deltas = rows
+                    .into_iter()
+                    .map(|r| {
+                        let (prefix, entry) = r.entry.into();
+                        delta(r.serial, r.op, prefix, &entry)
+                    })
+                    .collect();
+                if tx.send(event(Event::Deltas(pb::DeltaBatch { deltas }))).await.is_err() {
+                    return;
+                }
+                last = end;
+            }
+            last
+        }
+        None => {
+            let (serial, entries) = replica.snapshot();
+            let reset = pb::Reset {
+                session_id: replica.session_id().to_string(),
+                serial,
+            };
+            if tx.send(event(Event::Reset(reset))).await.is_err() {
+                return;
+            }
+            for chunk in entries.chunks(SNAPSHOT_CHUNK) {
+                let entries = chunk.iter().map(|(p, e)| active_entry(*p, e)).collect();
+                if tx
+                    .send(event(Event::Snapshot(pb::SnapshotChunk { entries })))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            if tx
+                .send(event(Event::SnapshotEnd(pb::SnapshotEnd { serial })))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            serial
+        }
+    };
+    loop {
+        let batch = tokio::select! {
+            batch = live.recv() => batch,
+            _ = stopping.changed() => {
+                let _ = tx.send(Err(Status::unavailable(format!("server shutting down; resume with since_serial={last}")))).await;
+                return;
+            }
+            () = tx.closed() => return,
+        };
+        match batch {
+            Ok(changes) => {
+                let deltas: Vec<_> = changes
+                    .iter()
+                    .filter(|c| c.serial > last)
+                    .map(|c| delta(c.serial, c.op, c.prefix, &c.entry))
+                    .collect();
+                let Some(end) = deltas.last().map(|d| d.serial) else {
+                    continue;
+                };
+                let sent = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    tx.send(event(Event::Deltas(pb::DeltaBatch { deltas }))),
+                );
+                match sent.await {
+                    Ok(Ok(())) => last = end,
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        let _ = tx.try_send(Err(slow(last)));
+                        return;
+                    }
+                }
+            }
+            Err(RecvError::Lagged(_)) => {
+                let _ = tx.send(Err(slow(last))).await;
+                return;
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// The status a watcher gets when it fell too far behind.
+fn slow(last: i64) -> Status {
+    Status::resource_exhausted(format!(
+        "consumer too slow; reconnect with since_serial={last} and the same session_id"
+    ))
+}

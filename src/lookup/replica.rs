@@ -1,0 +1,246 @@
+//! A replica of the active set inside one `serve` process: loaded from a
+//! consistent snapshot, then kept current from the change feed (LISTEN/NOTIFY
+//! wakes it, the feed table is the truth, a periodic catch-up covers missed
+//! notifications).
+
+use std::{
+    net::IpAddr,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use ipnet::IpNet;
+use sqlx::{PgPool, postgres::PgListener};
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, broadcast, watch};
+use uuid::Uuid;
+
+use super::index::{Entry, Index, Query, best};
+use crate::db::{
+    StoreError,
+    feed::{self, FeedRow, Op},
+};
+
+/// Feed rows read per catch-up query.
+const CATCH_UP_BATCH: i64 = 10_000;
+/// Applied batches kept for live watchers; a watcher further behind is dropped.
+const WATCH_BACKLOG: usize = 1024;
+/// The channel NOTIFY uses (see the lookup feed migration).
+pub const FEED_CHANNEL: &str = "vpnregistry_feed";
+
+/// One applied change, as watchers receive it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub serial: i64,
+    pub op: Op,
+    pub prefix: IpNet,
+    pub entry: Entry,
+}
+
+/// What a check found.
+#[derive(Debug, Clone)]
+pub struct Match {
+    pub prefix: IpNet,
+    pub entry: Entry,
+}
+
+/// The active set of this process.
+pub struct Replica {
+    session_id: Uuid,
+    index: RwLock<Index>,
+    applied: watch::Sender<i64>,
+    changes: broadcast::Sender<Arc<Vec<Change>>>,
+    /// Serialises catch-ups (the follower and explicit calls).
+    catching_up: Mutex<()>,
+}
+
+impl Replica {
+    /// Loads the active set as of the feed's current serial.
+    pub async fn load(pool: &PgPool) -> Result<Arc<Self>, StoreError> {
+        let started = Instant::now();
+        let (session_id, serial, rows) = feed::snapshot(pool).await?;
+        let mut index = Index::default();
+        for row in rows {
+            let (prefix, entry) = row.into();
+            index.insert(prefix, entry);
+        }
+        tracing::info!(entries = index.len(), serial, elapsed = ?started.elapsed(), "lookup index loaded");
+        Ok(Arc::new(Self {
+            session_id,
+            index: RwLock::new(index),
+            applied: watch::channel(serial).0,
+            changes: broadcast::channel(WATCH_BACKLOG).0,
+            catching_up: Mutex::new(()),
+        }))
+    }
+
+    pub fn session_id(&self) -> Uuid {
+        self.session_id
+    }
+
+    /// The last feed serial applied here.
+    pub fn serial(&self) -> i64 {
+        *self.applied.borrow()
+    }
+
+    /// Waits until `serial` is applied; false if `timeout` passes first.
+    pub async fn wait_for(&self, serial: i64, timeout: Duration) -> bool {
+        let mut rx = self.applied.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= serial))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Answers one query, with the serial it was answered at.
+    pub fn check(&self, q: &Query) -> (Option<Match>, i64) {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        let serial = self.serial();
+        let found = index.lookup(q).map(|(prefix, entry)| Match {
+            prefix,
+            entry: entry.clone(),
+        });
+        (found, serial)
+    }
+
+    /// Answers many queries under one read lock, calling `out` for each.
+    pub fn check_each(
+        &self,
+        queries: impl Iterator<Item = Query>,
+        mut out: impl FnMut(Option<(IpNet, &Entry)>),
+    ) -> i64 {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        let serial = self.serial();
+        for q in queries {
+            out(index.lookup(&q));
+        }
+        serial
+    }
+
+    /// Subscribes to applied changes (subscribe before taking a snapshot, so
+    /// that nothing after the snapshot is missed).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Vec<Change>>> {
+        self.changes.subscribe()
+    }
+
+    /// Every entry with the serial they are current at.
+    pub fn snapshot(&self) -> (i64, Vec<(IpNet, Entry)>) {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        let serial = self.serial();
+        (serial, index.iter().map(|(p, e)| (p, e.clone())).collect())
+    }
+
+    /// Applies every feed row committed after the applied serial. Serials are
+    /// handed out in commit order, so nothing below the last one read can
+    /// still appear. Returns how many rows were applied.
+    pub async fn catch_up(&self, pool: &PgPool) -> Result<usize, StoreError> {
+        let _one_at_a_time = self.catching_up.lock().await;
+        let mut total = 0;
+        loop {
+            let rows = feed::since(pool, self.serial(), CATCH_UP_BATCH).await?;
+            let Some(last) = rows.last().map(|r| r.serial) else {
+                return Ok(total);
+            };
+            let full_batch = rows.len() as i64 == CATCH_UP_BATCH;
+            total += rows.len();
+            let changes: Vec<Change> = rows.into_iter().map(change).collect();
+            {
+                let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+                for c in &changes {
+                    match c.op {
+                        Op::Announce => index.insert(c.prefix, c.entry.clone()),
+                        Op::Withdraw => {
+                            index.remove(c.prefix, c.entry.registration_id);
+                        }
+                    }
+                }
+                self.applied.send_replace(last);
+            }
+            // Nobody listening is fine.
+            let _ = self.changes.send(Arc::new(changes));
+            if !full_batch {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Keeps the replica current until `stopping`: wakes on NOTIFY, and every
+    /// `interval` regardless, so a lost notification only delays a change.
+    pub async fn follow(self: Arc<Self>, pool: PgPool, interval: Duration, mut stopping: watch::Receiver<bool>) {
+        let mut listener = None;
+        loop {
+            if listener.is_none() {
+                listener = match PgListener::connect_with(&pool).await {
+                    Ok(mut l) => match l.listen(FEED_CHANNEL).await {
+                        Ok(()) => Some(l),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "LISTEN failed; polling the feed");
+                            None
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no LISTEN connection; polling the feed");
+                        None
+                    }
+                };
+            }
+            // Catch up after (re)subscribing, so nothing between is missed.
+            if let Err(e) = self.catch_up(&pool).await {
+                tracing::warn!(error = %e, "feed catch-up failed; retrying");
+            }
+            let woke = async {
+                match listener.as_mut() {
+                    Some(l) => l.try_recv().await.map(|n| n.is_some()).unwrap_or(false),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                alive = woke => if !alive { listener = None },
+                () = tokio::time::sleep(interval) => {}
+                _ = stopping.changed() => return,
+            }
+        }
+    }
+
+    /// Number of entries held.
+    pub fn len(&self) -> usize {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn change(r: FeedRow) -> Change {
+    let (prefix, entry) = r.entry.into();
+    Change {
+        serial: r.serial,
+        op: r.op,
+        prefix,
+        entry,
+    }
+}
+
+/// Answers a query about the past from the feed's history in PostgreSQL.
+pub async fn check_history(pool: &PgPool, q: &Query) -> Result<Option<Match>, StoreError> {
+    let rows = feed::active_at(pool, q.addr, q.at).await?;
+    let mut candidates: Vec<(IpNet, Entry)> = rows.into_iter().map(Into::into).collect();
+    candidates.sort_by_key(|(p, _)| std::cmp::Reverse(p.prefix_len()));
+    Ok(
+        best(candidates.iter().map(|(p, e)| (*p, e)), q).map(|(prefix, entry)| Match {
+            prefix,
+            entry: entry.clone(),
+        }),
+    )
+}
+
+/// Whether `at` asks about the past (answered from history) rather than now
+/// or the future (answered from the index, which holds validity windows).
+pub fn is_past(at: OffsetDateTime) -> bool {
+    at < OffsetDateTime::now_utc()
+}
+
+/// Parses an address as a lookup client sends it.
+pub fn parse_addr(s: &str) -> Option<IpAddr> {
+    s.trim().parse().ok()
+}
