@@ -9,7 +9,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{codegen::http, transport::Server};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-use crate::auth::AuthLayer;
+use crate::auth::{AuthLayer, Credentials};
 use crate::db::review;
 use crate::domain::principal::Actor;
 use crate::grpc::{
@@ -39,6 +39,9 @@ const HEALTH_NAMES: &[&str] = &[
     "vpnregistry.v1.IspService",
     "vpnregistry.v1.LookupService",
 ];
+
+/// How often credentials are reloaded even without a change notification.
+const CREDENTIAL_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Registrations the expiry task moves per transaction.
 const EXPIRY_BATCH: i64 = 500;
@@ -77,6 +80,12 @@ pub async fn serve(
         .build_v1alpha()?;
 
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    let credentials = Credentials::load(pool.clone()).await?;
+    let credential_follower = tokio::spawn(
+        credentials
+            .clone()
+            .follow(CREDENTIAL_RELOAD_INTERVAL, stopping_tx.subscribe()),
+    );
     let replica: ReplicaSlot = Arc::default();
     let follower = tokio::spawn(load_and_follow(
         pool.clone(),
@@ -105,7 +114,7 @@ pub async fn serve(
 
     let server = Server::builder()
         .trace_fn(request_span)
-        .layer(AuthLayer::new(pool.clone()))
+        .layer(AuthLayer::new(credentials))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -130,6 +139,7 @@ pub async fn serve(
     };
     probe.abort();
     follower.abort();
+    credential_follower.abort();
     if let Some(expiry) = expiry {
         expiry.abort();
     }
@@ -227,13 +237,15 @@ async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
 }
 
 /// One span per call, carrying the caller's `x-request-id` or a fresh one.
+/// Lookups, the hot path, get theirs at debug level only.
 fn request_span(req: &http::Request<()>) -> tracing::Span {
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-    tracing::info_span!("rpc", method = %req.uri().path(), %request_id)
+    let path = req.uri().path();
+    let caller_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok());
+    if path.starts_with("/vpnregistry.v1.LookupService/") {
+        return tracing::debug_span!("rpc", method = %path, request_id = caller_id.unwrap_or_default());
+    }
+    let request_id = caller_id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    tracing::info_span!("rpc", method = %path, %request_id)
 }
 
 /// Binds the listen address; separate so callers can log the bound port.

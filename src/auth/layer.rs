@@ -6,25 +6,24 @@ use std::{
     task::{Context, Poll},
 };
 
-use sqlx::PgPool;
 use tonic::{Status, body::Body, codegen::http};
 use tower::{Layer, Service};
 
-use super::token;
-use crate::db::tokens;
+use super::{credentials::Credentials, token};
+use std::sync::Arc;
 
 /// Paths that answer without credentials.
 const PUBLIC_PREFIXES: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection."];
 
-/// Resolves `authorization: Bearer <token>` against the credential store.
+/// Resolves `authorization: Bearer <token>` against the credentials held in memory.
 #[derive(Clone)]
 pub struct AuthLayer {
-    pool: PgPool,
+    credentials: Arc<Credentials>,
 }
 
 impl AuthLayer {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(credentials: Arc<Credentials>) -> Self {
+        Self { credentials }
     }
 }
 
@@ -33,7 +32,7 @@ impl<S> Layer<S> for AuthLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Auth {
             inner,
-            pool: self.pool.clone(),
+            credentials: self.credentials.clone(),
         }
     }
 }
@@ -42,7 +41,7 @@ impl<S> Layer<S> for AuthLayer {
 #[derive(Clone)]
 pub struct Auth<S> {
     inner: S,
-    pool: PgPool,
+    credentials: Arc<Credentials>,
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -65,15 +64,14 @@ where
         // The clone is not ready yet; take the one that is (tower's usual dance).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let pool = self.pool.clone();
+        let credentials = self.credentials.clone();
         Box::pin(async move {
             let path = req.uri().path();
             if PUBLIC_PREFIXES.iter().any(|p| path.starts_with(p)) {
                 return inner.call(req).await;
             }
-            match authenticate(&pool, req.headers()).await {
+            match authenticate(&credentials, req.headers()).await {
                 Ok(principal) => {
-                    tracing::Span::current().record("principal", tracing::field::display(&principal.id));
                     req.extensions_mut().insert(principal);
                     inner.call(req).await
                 }
@@ -83,7 +81,10 @@ where
     }
 }
 
-async fn authenticate(pool: &PgPool, headers: &http::HeaderMap) -> Result<crate::domain::principal::Principal, Status> {
+async fn authenticate(
+    credentials: &Credentials,
+    headers: &http::HeaderMap,
+) -> Result<Arc<crate::domain::principal::Principal>, Status> {
     let value = headers
         .get(http::header::AUTHORIZATION)
         .ok_or_else(|| Status::unauthenticated("missing authorization metadata (Bearer token)"))?;
@@ -94,7 +95,7 @@ async fn authenticate(pool: &PgPool, headers: &http::HeaderMap) -> Result<crate:
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;
-    match tokens::find_active(pool, &token::hash(token)).await {
+    match credentials.principal(&token::hash(token)).await {
         Ok(Some(principal)) => Ok(principal),
         Ok(None) => Err(Status::unauthenticated("unknown or revoked token")),
         Err(e) => {

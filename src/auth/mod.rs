@@ -1,9 +1,11 @@
 //! Authentication: bearer tokens in `authorization` metadata, resolved to a
 //! [`Principal`] that handlers find in the request extensions.
 
+pub mod credentials;
 mod layer;
 pub mod token;
 
+pub use credentials::Credentials;
 pub use layer::AuthLayer;
 
 use tonic::Status;
@@ -13,6 +15,7 @@ use crate::domain::principal::Principal;
 /// The principal the auth layer attached to a request.
 pub fn principal<T>(req: &tonic::Request<T>) -> Result<&Principal, Status> {
     req.extensions()
-        .get::<Principal>()
+        .get::<std::sync::Arc<Principal>>()
+        .map(|p| &**p)
         .ok_or_else(|| Status::unauthenticated("missing credentials"))
 }

@@ -76,6 +76,38 @@ pub async fn insert(
 /// An unrevoked credential: id, role, institution, ISP code, label.
 type ActiveRow = (Uuid, String, Option<Uuid>, Option<String>, String);
 
+/// An unrevoked credential with its hash.
+type HashedRow = (Vec<u8>, Uuid, String, Option<Uuid>, Option<String>, String);
+
+/// Every unrevoked credential with its hash, for the in-memory cache.
+pub async fn all_active(pool: &PgPool) -> Result<Vec<([u8; 32], Principal)>, StoreError> {
+    let rows: Vec<HashedRow> = sqlx::query_as(
+        "SELECT token_hash, id, role, institution_id, isp_code, name FROM api_tokens WHERE revoke_time IS NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|(hash, id, role, institution_id, isp_code, name): HashedRow| {
+            let hash: [u8; 32] = hash
+                .try_into()
+                .map_err(|_| StoreError::Corrupt(format!("token {id} hash is not 32 bytes")))?;
+            Ok((hash, principal((id, role, institution_id, isp_code, name))?))
+        })
+        .collect()
+}
+
+fn principal((id, role, institution_id, isp_code, name): ActiveRow) -> Result<Principal, StoreError> {
+    let role = match (role.as_str(), institution_id, isp_code) {
+        ("admin", ..) => Role::Admin,
+        ("reviewer", ..) => Role::Reviewer,
+        ("lookup", ..) => Role::Lookup,
+        ("institution", Some(inst), _) => Role::Institution(inst),
+        ("isp", _, Some(code)) => Role::Isp(reparse(&code, "isp code")?),
+        _ => return Err(StoreError::Corrupt(format!("token {id} has role {role:?}"))),
+    };
+    Ok(Principal { id, name, role })
+}
+
 /// The principal an unrevoked token hash stands for.
 pub async fn find_active(pool: &PgPool, hash: &[u8; 32]) -> Result<Option<Principal>, StoreError> {
     let row: Option<ActiveRow> = sqlx::query_as(
@@ -85,18 +117,7 @@ pub async fn find_active(pool: &PgPool, hash: &[u8; 32]) -> Result<Option<Princi
     .bind(&hash[..])
     .fetch_optional(pool)
     .await?;
-    row.map(|(id, role, institution_id, isp_code, name)| {
-        let role = match (role.as_str(), institution_id, isp_code) {
-            ("admin", ..) => Role::Admin,
-            ("reviewer", ..) => Role::Reviewer,
-            ("lookup", ..) => Role::Lookup,
-            ("institution", Some(inst), _) => Role::Institution(inst),
-            ("isp", _, Some(code)) => Role::Isp(reparse(&code, "isp code")?),
-            _ => return Err(StoreError::Corrupt(format!("token {id} has role {role:?}"))),
-        };
-        Ok(Principal { id, name, role })
-    })
-    .transpose()
+    row.map(principal).transpose()
 }
 
 /// Revokes a credential; false when no unrevoked credential has that id.
