@@ -79,9 +79,15 @@ impl LookupApi {
     }
 
     /// One check, from the index (now or later) or from history (the past).
-    async fn check(&self, q: Query, min_serial: i64, deadline: Option<Duration>) -> Result<pb::CheckResult, Status> {
+    async fn check(
+        &self,
+        q: Query,
+        past: bool,
+        min_serial: i64,
+        deadline: Option<Duration>,
+    ) -> Result<pb::CheckResult, Status> {
         let replica = self.ready(min_serial, deadline).await?;
-        if is_past(q.at) {
+        if past {
             let serial = replica.serial();
             let found = check_history(&self.pool, &q).await.map_err(ApiError::from)?;
             return Ok(result(found.as_ref().map(|m| (m.prefix, &m.entry)), serial));
@@ -120,9 +126,13 @@ fn deadline<T>(req: &Request<T>) -> Option<Duration> {
     Some(full.mul_f64(0.8))
 }
 
-fn at(ts: Option<&prost_types::Timestamp>, v: &mut Violations) -> OffsetDateTime {
-    ts.and_then(|t| v.check("at", from_timestamp(t)))
-        .unwrap_or_else(OffsetDateTime::now_utc)
+/// The instant asked about, and whether it lies in the past (answered from
+/// history). Without `at` the answer is for now, from the index.
+fn at(ts: Option<&prost_types::Timestamp>, v: &mut Violations) -> (OffsetDateTime, bool) {
+    match ts.and_then(|t| v.check("at", from_timestamp(t))) {
+        Some(at) => (at, is_past(at)),
+        None => (OffsetDateTime::now_utc(), false),
+    }
 }
 
 fn addr(field: &str, raw: &str, v: &mut Violations) -> Option<IpAddr> {
@@ -186,7 +196,7 @@ impl LookupService for LookupApi {
         let msg = req.into_inner();
         let mut v = Violations::default();
         let address = addr("address", &msg.address, &mut v);
-        let at = at(msg.at.as_ref(), &mut v);
+        let (at, past) = at(msg.at.as_ref(), &mut v);
         let (Some(addr), true) = (address, v.is_empty()) else {
             return Err(ApiError::Invalid(v).into());
         };
@@ -196,7 +206,7 @@ impl LookupService for LookupApi {
             at,
             only_institution,
         };
-        Ok(Response::new(self.check(q, msg.min_serial, deadline).await?))
+        Ok(Response::new(self.check(q, past, msg.min_serial, deadline).await?))
     }
 
     async fn check_flow(&self, req: Request<pb::CheckFlowRequest>) -> Result<Response<pb::CheckResult>, Status> {
@@ -206,7 +216,7 @@ impl LookupService for LookupApi {
         let mut v = Violations::default();
         let source = addr("source", &msg.source, &mut v);
         let peer = addr("peer", &msg.peer, &mut v);
-        let at = at(msg.at.as_ref(), &mut v);
+        let (at, past) = at(msg.at.as_ref(), &mut v);
         let (Some(addr), Some(peer), true) = (source, peer, v.is_empty()) else {
             return Err(ApiError::Invalid(v).into());
         };
@@ -216,7 +226,7 @@ impl LookupService for LookupApi {
             at,
             only_institution,
         };
-        Ok(Response::new(self.check(q, msg.min_serial, deadline).await?))
+        Ok(Response::new(self.check(q, past, msg.min_serial, deadline).await?))
     }
 
     async fn check_addresses(
@@ -237,11 +247,15 @@ impl LookupService for LookupApi {
             );
             return Err(ApiError::Invalid(v).into());
         }
-        let at = at(msg.at.as_ref(), &mut v);
+        let (at, past) = at(msg.at.as_ref(), &mut v);
         let mut addrs = Vec::with_capacity(msg.addresses.len());
         for (i, raw) in msg.addresses.iter().enumerate() {
-            if let Some(a) = addr(&format!("addresses[{i}]"), raw, &mut v) {
-                addrs.push(a);
+            match parse_addr(raw) {
+                Some(a) => addrs.push(a),
+                None => v.add(
+                    format!("addresses[{i}]"),
+                    format!("{raw:?} is not an IPv4 or IPv6 address"),
+                ),
             }
         }
         if !v.is_empty() {
@@ -249,7 +263,7 @@ impl LookupService for LookupApi {
         }
         let replica = self.ready(msg.min_serial, deadline).await?;
         let mut results = Vec::with_capacity(addrs.len());
-        let serial = if is_past(at) {
+        let serial = if past {
             let mut results_past = Vec::with_capacity(addrs.len());
             for addr in addrs {
                 let q = Query {

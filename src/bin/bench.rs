@@ -1,0 +1,655 @@
+//! Benchmark of the lookup path and the submit path, each against a baseline
+//! measured in the same run (this machine is shared and noisy, so ratios are
+//! what to read). Starts everything it needs: a fresh database (seeded with
+//! N active prefixes), the real server, an empty tonic server with the same
+//! request and response shapes, and a second replica for feed latency.
+//!
+//!     cargo run --release --bin bench -- --prefixes 1000000 --seconds 5
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use clap::Parser;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status, transport::Channel};
+use vpn_registry::{
+    app, auth, db,
+    domain::principal::{Actor, Role},
+    lookup::Replica,
+    pb::{
+        self,
+        lookup_service_client::LookupServiceClient,
+        lookup_service_server::{LookupService, LookupServiceServer},
+        registration_service_client::RegistrationServiceClient,
+    },
+};
+
+#[derive(Debug, Parser)]
+#[command(about = "Benchmark vpn-registry lookups and submissions against same-run baselines")]
+struct Args {
+    /// Server URL of PostgreSQL (a database `vpn_registry_bench` is created and dropped there).
+    #[arg(
+        long,
+        env = "BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432"
+    )]
+    postgres: String,
+    /// Active prefixes to seed.
+    #[arg(long, default_value_t = 1_000_000)]
+    prefixes: u64,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Concurrency levels for unary lookups.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 64, 256])]
+    concurrency: Vec<usize>,
+    /// Keep the database afterwards.
+    #[arg(long)]
+    keep: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let url = format!("{}/vpn_registry_bench", args.postgres);
+    sqlx::query("DROP DATABASE IF EXISTS vpn_registry_bench")
+        .execute(&db::connect(&format!("{}/postgres", args.postgres), 1).await?)
+        .await?;
+    db::ensure_database(&url).await?;
+    let pool = db::connect(&url, 32).await?;
+    db::MIGRATOR.run(&pool).await?;
+
+    let t = Instant::now();
+    seed(&pool, args.prefixes).await.context("seeding")?;
+    println!("# vpn-registry benchmark\n");
+    println!(
+        "seeded {} active prefixes in {:.1} s\n",
+        args.prefixes,
+        t.elapsed().as_secs_f64()
+    );
+
+    // Index load time and resident memory of one replica.
+    let before = rss_bytes();
+    let t = Instant::now();
+    let replica = Replica::load(&pool).await?;
+    let load = t.elapsed();
+    let grown = rss_bytes().saturating_sub(before);
+    println!("| index | value |\n|---|---:|");
+    println!("| entries | {} |", replica.len());
+    println!("| load from PostgreSQL | {:.2} s |", load.as_secs_f64());
+    println!("| resident memory growth | {:.0} MB |\n", grown as f64 / 1e6);
+    drop(replica);
+
+    let (server, _stop) = start_server(pool.clone()).await?;
+    let (empty, _stop_empty) = start_empty().await?;
+    let token = issue(&pool, Role::Lookup).await?;
+    wait_ready(server, &token).await?;
+    let duration = Duration::from_secs(args.seconds);
+    let addresses = Arc::new(addresses(args.prefixes, 100_000));
+
+    println!("## CheckAddress (unary, 50% hits)\n");
+    println!("| concurrency | ours req/s | p50 ms | p99 ms | empty RPC req/s | SQL req/s | ours/empty | ours/SQL |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &c in &args.concurrency {
+        let ours = unary(server, Some(&token), c, duration, addresses.clone()).await?;
+        let base = unary(empty, None, c, duration, addresses.clone()).await?;
+        let sql = sql_lookups(&pool, c, duration, addresses.clone()).await?;
+        println!(
+            "| {c} | {:.0} | {:.3} | {:.3} | {:.0} | {:.0} | {:.2} | {:.1} |",
+            ours.rate,
+            ours.p50_ms,
+            ours.p99_ms,
+            base.rate,
+            sql.rate,
+            ours.rate / base.rate,
+            ours.rate / sql.rate
+        );
+    }
+
+    println!("\n## CheckAddresses (batches)\n");
+    println!("| per request | ours addresses/s | empty RPC addresses/s | ours/empty |");
+    println!("|---:|---:|---:|---:|");
+    for size in [1_000usize, 10_000] {
+        let ours = batches(server, Some(&token), size, duration, addresses.clone()).await?;
+        let base = batches(empty, None, size, duration, addresses.clone()).await?;
+        println!("| {size} | {ours:.0} | {base:.0} | {:.2} |", ours / base);
+    }
+
+    println!("\n## WatchChanges\n");
+    let (entries, secs) = snapshot(server, &token).await?;
+    println!("| measure | value |\n|---|---:|");
+    println!(
+        "| full snapshot | {entries} entries in {secs:.2} s = {:.0} entries/s |",
+        entries as f64 / secs
+    );
+    let (second, _stop_second) = start_server(pool.clone()).await?;
+    wait_ready(second, &token).await?;
+    let (p50, p99) = feed_latency(&pool, second, &token, 200).await?;
+    println!("| commit -> delta received on another replica | p50 {p50:.1} ms, p99 {p99:.1} ms |");
+
+    println!("\n## SubmitRegistration (concurrency 16)\n");
+    let ours = submits(&pool, server, 16, duration).await?;
+    let raw = raw_submits(&pool, 16, duration).await?;
+    println!("| ours registrations/s | raw SQL transaction/s | ours/raw |\n|---:|---:|---:|");
+    println!("| {ours:.0} | {raw:.0} | {:.2} |", ours / raw);
+
+    drop(pool);
+    if !args.keep {
+        let admin = db::connect(&format!("{}/postgres", args.postgres), 1).await?;
+        sqlx::query("DROP DATABASE IF EXISTS vpn_registry_bench WITH (FORCE)")
+            .execute(&admin)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Seeds `n` active registrations of one prefix each, straight into the
+/// tables (triggers off, as a bulk load would), laid out so none overlap:
+/// 50% IPv4 /32, 35% IPv4 /24../29 (each in its own /24 of 64.0.0.0/2), 15%
+/// IPv6 /48../64 (each in its own /48 of 2a00::/16).
+async fn seed(pool: &PgPool, n: u64) -> anyhow::Result<()> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SET session_replication_role = replica")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO institutions (id, category, legal_name, cnic, ntn, contact_email, contact_phone)
+         SELECT gen_random_uuid(), 'COMPANY', 'Bench Co ' || g, '3520212345671', '1234567', 'ops@bench.pk', '+923001234567'
+           FROM generate_series(1, 1000) g",
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("INSERT INTO isps (code, name) VALUES ('ptcl', 'PTCL') ON CONFLICT DO NOTHING")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "CREATE TEMP TABLE seed AS
+         SELECT k, (SELECT array_agg(id) FROM institutions) AS ids,
+                CASE WHEN k % 20 < 10 THEN ('64.0.0.0'::inet + (k * 256 + 1))::cidr
+                     WHEN k % 20 < 17 THEN set_masklen('64.0.0.0'::inet + k * 256, 24 + (k % 6)::int)::cidr
+                     ELSE format('2a00:%s:%s::/%s', to_hex(k >> 16), to_hex(k & 65535), 48 + (k % 17))::cidr
+                END AS prefix
+           FROM generate_series(0::bigint, $1 - 1) k",
+    )
+    .bind(n as i64)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO registrations (id, reference, institution_id, kind, protocol, source_prefixes, isp,
+                                    isp_subscriber_id, purpose, valid_from, valid_until, state)
+         SELECT gen_random_uuid(), 'VPN-2026-' || lpad(k::text, 7, '0'), ids[1 + k % 1000], 'VPN', 'WIREGUARD',
+                ARRAY[prefix], 'ptcl', 'SUB-' || k, 'Bench', now() - interval '1 day', now() + interval '1 year', 'ACTIVE'
+           FROM seed",
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO active_prefixes (registration_id, institution_id, prefix)
+         SELECT id, institution_id, source_prefixes[1] FROM registrations WHERE state = 'ACTIVE'",
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("SET session_replication_role = DEFAULT")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("ANALYZE").execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Query addresses: alternately inside a seeded prefix and in unused space.
+fn addresses(n: u64, count: usize) -> Vec<String> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..count)
+        .map(|i| {
+            let k = next() % n;
+            let addr: IpAddr = if i % 2 == 0 {
+                match k % 20 {
+                    0..10 => Ipv4Addr::from(0x4000_0000u32 + (k as u32) * 256 + 1).into(),
+                    10..17 => Ipv4Addr::from(0x4000_0000u32 + (k as u32) * 256 + (next() % 4) as u32).into(),
+                    _ => Ipv6Addr::new(0x2a00, (k >> 16) as u16, (k & 0xffff) as u16, 0, 0, 0, 0, 1).into(),
+                }
+            } else if k.is_multiple_of(7) {
+                Ipv6Addr::new(0x2a01, (k >> 16) as u16, (k & 0xffff) as u16, 0, 0, 0, 0, 1).into()
+            } else {
+                Ipv4Addr::from(0x8000_0000u32 + (next() as u32 >> 2)).into()
+            };
+            addr.to_string()
+        })
+        .collect()
+}
+
+async fn start_server(pool: PgPool) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let options = app::Options {
+        shutdown_grace: Duration::from_secs(1),
+        expiry_interval: None,
+        feed_poll_interval: Duration::from_secs(1),
+    };
+    tokio::spawn(app::serve(listener, pool, options, async {
+        let _ = rx.await;
+    }));
+    Ok((addr, tx))
+}
+
+/// The baseline: the same service shapes, no work at all.
+struct Empty;
+
+#[tonic::async_trait]
+impl LookupService for Empty {
+    async fn check_address(&self, _: Request<pb::CheckAddressRequest>) -> Result<Response<pb::CheckResult>, Status> {
+        Ok(Response::new(pb::CheckResult::default()))
+    }
+    async fn check_flow(&self, _: Request<pb::CheckFlowRequest>) -> Result<Response<pb::CheckResult>, Status> {
+        Ok(Response::new(pb::CheckResult::default()))
+    }
+    async fn check_addresses(
+        &self,
+        req: Request<pb::CheckAddressesRequest>,
+    ) -> Result<Response<pb::CheckAddressesResponse>, Status> {
+        let n = req.into_inner().addresses.len();
+        Ok(Response::new(pb::CheckAddressesResponse {
+            results: vec![pb::CheckResult::default(); n],
+            serial: 0,
+        }))
+    }
+    type WatchChangesStream = tokio_stream::Empty<Result<pb::WatchChangesResponse, Status>>;
+    async fn watch_changes(
+        &self,
+        _: Request<pb::WatchChangesRequest>,
+    ) -> Result<Response<Self::WatchChangesStream>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
+}
+
+async fn start_empty() -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(LookupServiceServer::new(Empty))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = rx.await;
+            }),
+    );
+    Ok((addr, tx))
+}
+
+async fn issue(pool: &PgPool, role: Role) -> anyhow::Result<String> {
+    let (secret, hash) = auth::token::generate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    db::tokens::insert(
+        pool,
+        uuid::Uuid::now_v7(),
+        &role,
+        "bench",
+        &hash,
+        &Actor::operator(None),
+    )
+    .await?;
+    Ok(secret)
+}
+
+async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
+    Ok(Channel::from_shared(format!("http://{addr}"))?
+        .tcp_nodelay(true)
+        .connect()
+        .await?)
+}
+
+fn authed<T>(msg: T, token: Option<&str>) -> Request<T> {
+    let mut req = Request::new(msg);
+    if let Some(t) = token {
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().expect("ascii token"));
+    }
+    req
+}
+
+/// Waits until the server's index is loaded.
+async fn wait_ready(addr: SocketAddr, token: &str) -> anyhow::Result<()> {
+    let mut client = LookupServiceClient::new(channel(addr).await?);
+    for _ in 0..600 {
+        let req = authed(
+            pb::CheckAddressRequest {
+                address: "8.8.8.8".into(),
+                ..Default::default()
+            },
+            Some(token),
+        );
+        match client.check_address(req).await {
+            Ok(_) => return Ok(()),
+            Err(s) if s.code() == tonic::Code::Unavailable => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(s) => return Err(s.into()),
+        }
+    }
+    anyhow::bail!("server index did not load in a minute")
+}
+
+struct Rate {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e3
+}
+
+/// Runs `c` workers doing `op` until `duration` passes; returns completions/s and latencies.
+async fn drive<F, Fut>(c: usize, duration: Duration, op: F) -> anyhow::Result<Rate>
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let op = Arc::new(op);
+    let start = Instant::now();
+    let end = start + duration;
+    let workers: Vec<_> = (0..c)
+        .map(|w| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut i = 0u64;
+                while Instant::now() < end {
+                    let t = Instant::now();
+                    op(w, i).await?;
+                    lat.push(t.elapsed());
+                    i += 1;
+                }
+                anyhow::Ok(lat)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await??);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    all.sort();
+    Ok(Rate {
+        rate: all.len() as f64 / secs,
+        p50_ms: percentile(&all, 0.5),
+        p99_ms: percentile(&all, 0.99),
+    })
+}
+
+/// Unary CheckAddress load over a few HTTP/2 connections.
+async fn unary(
+    addr: SocketAddr,
+    token: Option<&str>,
+    c: usize,
+    duration: Duration,
+    addresses: Arc<Vec<String>>,
+) -> anyhow::Result<Rate> {
+    let mut clients = Vec::new();
+    for _ in 0..c.clamp(1, 4) {
+        clients.push(LookupServiceClient::new(channel(addr).await?));
+    }
+    let clients = Arc::new(clients);
+    let token = token.map(str::to_owned);
+    drive(c, duration, move |w, i| {
+        let mut client = clients[w % clients.len()].clone();
+        let address = addresses[(w * 7919 + i as usize) % addresses.len()].clone();
+        let req = authed(
+            pb::CheckAddressRequest {
+                address,
+                ..Default::default()
+            },
+            token.as_deref(),
+        );
+        async move {
+            client.check_address(req).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// The same lookup as SQL straight to PostgreSQL (prepared, like sqlx does).
+async fn sql_lookups(pool: &PgPool, c: usize, duration: Duration, addresses: Arc<Vec<String>>) -> anyhow::Result<Rate> {
+    let sql_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(c.min(16) as u32)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query("SET jit = off").execute(conn).await?;
+                Ok(())
+            })
+        })
+        .connect_with((*pool.connect_options()).clone())
+        .await?;
+    drive(c, duration, move |w, i| {
+        let pool = sql_pool.clone();
+        let address = addresses[(w * 7919 + i as usize) % addresses.len()].clone();
+        async move {
+            let _: Option<(String, String)> = sqlx::query_as(
+                "SELECT r.reference, a.prefix::text FROM active_prefixes a JOIN registrations r ON r.id = a.registration_id
+                  WHERE a.prefix >>= $1::inet AND r.valid_from <= now() AND r.valid_until > now()
+                  ORDER BY masklen(a.prefix) DESC LIMIT 1",
+            )
+            .bind(address)
+            .fetch_optional(&pool)
+            .await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// CheckAddresses load with `size` addresses per call (concurrency 2, one per core).
+async fn batches(
+    addr: SocketAddr,
+    token: Option<&str>,
+    size: usize,
+    duration: Duration,
+    addresses: Arc<Vec<String>>,
+) -> anyhow::Result<f64> {
+    let client = LookupServiceClient::new(channel(addr).await?)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+    let token = token.map(str::to_owned);
+    let rate = drive(2, duration, move |w, i| {
+        let mut client = client.clone();
+        let start = ((w * 31 + i as usize) * size) % (addresses.len() - size);
+        let req = authed(
+            pb::CheckAddressesRequest {
+                addresses: addresses[start..start + size].to_vec(),
+                ..Default::default()
+            },
+            token.as_deref(),
+        );
+        async move {
+            client.check_addresses(req).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(rate.rate * size as f64)
+}
+
+/// A full snapshot through WatchChanges: entries and seconds.
+async fn snapshot(addr: SocketAddr, token: &str) -> anyhow::Result<(usize, f64)> {
+    use pb::watch_changes_response::Event;
+    let mut client = LookupServiceClient::new(channel(addr).await?).max_decoding_message_size(64 << 20);
+    let t = Instant::now();
+    let mut stream = client
+        .watch_changes(authed(pb::WatchChangesRequest::default(), Some(token)))
+        .await?
+        .into_inner();
+    let mut entries = 0;
+    while let Some(msg) = stream.message().await? {
+        match msg.event {
+            Some(Event::Snapshot(chunk)) => entries += chunk.entries.len(),
+            Some(Event::SnapshotEnd(_)) => break,
+            _ => {}
+        }
+    }
+    Ok((entries, t.elapsed().as_secs_f64()))
+}
+
+/// Commits `n` changes (suspend / reinstate of one registration, straight in
+/// SQL) and times each until its delta arrives from another replica.
+async fn feed_latency(pool: &PgPool, replica: SocketAddr, token: &str, n: usize) -> anyhow::Result<(f64, f64)> {
+    use pb::watch_changes_response::Event;
+    let mut client = LookupServiceClient::new(channel(replica).await?).max_decoding_message_size(64 << 20);
+    let mut stream = client
+        .watch_changes(authed(pb::WatchChangesRequest::default(), Some(token)))
+        .await?
+        .into_inner();
+    while let Some(msg) = stream.message().await? {
+        if matches!(msg.event, Some(Event::SnapshotEnd(_))) {
+            break;
+        }
+    }
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT registration_id FROM active_prefixes LIMIT 1")
+        .fetch_one(pool)
+        .await?;
+    let mut latencies = Vec::new();
+    for i in 0..n {
+        let state = if i % 2 == 0 { "SUSPENDED" } else { "ACTIVE" };
+        sqlx::query("UPDATE registrations SET state = $2 WHERE id = $1")
+            .bind(id)
+            .bind(state)
+            .execute(pool)
+            .await?;
+        let committed = Instant::now();
+        loop {
+            let msg = stream.message().await?.context("stream ended")?;
+            if matches!(msg.event, Some(Event::Deltas(_))) {
+                break;
+            }
+        }
+        latencies.push(committed.elapsed());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    latencies.sort();
+    Ok((percentile(&latencies, 0.5), percentile(&latencies, 0.99)))
+}
+
+/// Submits through the API from 16 institutions, distinct prefixes each.
+async fn submits(pool: &PgPool, server: SocketAddr, c: usize, duration: Duration) -> anyhow::Result<f64> {
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM institutions ORDER BY id LIMIT $1")
+        .bind(c as i64)
+        .fetch_all(pool)
+        .await?;
+    let mut clients = Vec::new();
+    for id in ids {
+        let token = issue(pool, Role::Institution(id)).await?;
+        clients.push((RegistrationServiceClient::new(channel(server).await?), token));
+    }
+    let clients = Arc::new(clients);
+    let valid_until = prost_types::Timestamp {
+        seconds: time::OffsetDateTime::now_utc().unix_timestamp() + 86_400 * 365,
+        nanos: 0,
+    };
+    let rate = drive(c, duration, move |w, i| {
+        let (client, token) = &clients[w];
+        let mut client = client.clone();
+        // 192.0.0.0/2 is unused by the seed; every call its own /32.
+        let n = 0xC100_0000u32 + (w as u32) * 0x0010_0000 + i as u32;
+        let registration = pb::Registration {
+            kind: pb::RegistrationKind::Vpn as i32,
+            protocol: pb::VpnProtocol::Wireguard as i32,
+            source_prefixes: vec![Ipv4Addr::from(n).to_string()],
+            isp: "ptcl".into(),
+            isp_subscriber_id: format!("SUB-{w}-{i}"),
+            purpose: "Bench".into(),
+            valid_until: Some(valid_until),
+            ..Default::default()
+        };
+        let req = authed(
+            pb::SubmitRegistrationRequest {
+                registration: Some(registration),
+                request_id: uuid::Uuid::new_v4().to_string(),
+            },
+            Some(token),
+        );
+        async move {
+            client.submit_registration(req).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(rate.rate)
+}
+
+/// The submit transaction as raw SQL: idempotency key, overlap check,
+/// registration row, audit row, commit.
+async fn raw_submits(pool: &PgPool, c: usize, duration: Duration) -> anyhow::Result<f64> {
+    let institution: uuid::Uuid = sqlx::query_scalar("SELECT id FROM institutions LIMIT 1")
+        .fetch_one(pool)
+        .await?;
+    let pool = pool.clone();
+    let rate = drive(c, duration, move |w, i| {
+        let pool = pool.clone();
+        async move {
+            let id = uuid::Uuid::now_v7();
+            let prefix = ipnet::IpNet::from(IpAddr::V4(Ipv4Addr::from(
+                0xD000_0000u32 + (w as u32) * 0x0010_0000 + i as u32,
+            )));
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO idempotency_keys (scope, request_id, operation, request_hash, resource_id)
+                 VALUES ($1, $2, 'raw', '\\x00', $3)",
+            )
+            .bind(format!("raw:{w}"))
+            .bind(id.to_string())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            let _: Option<(ipnet::IpNet,)> = sqlx::query_as(
+                "SELECT prefix FROM active_prefixes WHERE prefix && $1::cidr AND institution_id <> $2 LIMIT 1",
+            )
+            .bind(prefix)
+            .bind(institution)
+            .fetch_optional(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO registrations (id, reference, institution_id, kind, protocol, source_prefixes, isp,
+                                            isp_subscriber_id, purpose, valid_from, valid_until, state)
+                 VALUES ($1, 'RAW-' || $1::text, $2, 'VPN', 'WIREGUARD', ARRAY[$3::cidr], 'ptcl', 'SUB', 'Bench', now(),
+                         now() + interval '1 year', 'ISP_VERIFICATION')",
+            )
+            .bind(id)
+            .bind(institution)
+            .bind(prefix)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO audit_events (subject_type, subject_id, action, actor_name, actor_role, changes)
+                 VALUES ('registration', $1, 'SUBMITTED', 'bench', 'institution', '[]')",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(rate.rate)
+}
+
+/// Resident set size of this process.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}
