@@ -57,6 +57,9 @@ pub struct Options {
     /// How often the lookup replica reads the change feed even without a
     /// notification (a lost NOTIFY delays a change by at most this).
     pub feed_poll_interval: Duration,
+    /// Applied change batches kept for WatchChanges streams; a consumer
+    /// further behind is dropped (RESOURCE_EXHAUSTED) and resumes.
+    pub watch_backlog: usize,
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then lets
@@ -91,6 +94,7 @@ pub async fn serve(
         pool.clone(),
         replica.clone(),
         options.feed_poll_interval,
+        options.watch_backlog,
         stopping_tx.subscribe(),
     ));
     let probe = tokio::spawn(probe_database(
@@ -123,7 +127,7 @@ pub async fn serve(
         .add_service(ReviewServiceServer::new(ReviewApi::new(pool.clone())))
         .add_service(IspServiceServer::new(IspApi::new(pool.clone())))
         .add_service(LookupServiceServer::new(lookup))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        .serve_with_incoming_shutdown(incoming(listener), signal);
 
     let grace = options.shutdown_grace;
     let deadline = async move {
@@ -177,10 +181,11 @@ async fn load_and_follow(
     pool: PgPool,
     slot: ReplicaSlot,
     poll: Duration,
+    backlog: usize,
     stopping: tokio::sync::watch::Receiver<bool>,
 ) {
     let replica = loop {
-        match Replica::load(&pool).await {
+        match Replica::load(&pool, backlog).await {
             Ok(replica) => break replica,
             Err(e) => {
                 tracing::warn!(error = %e, "loading the lookup index failed; retrying");
@@ -246,6 +251,18 @@ fn request_span(req: &http::Request<()>) -> tracing::Span {
     }
     let request_id = caller_id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
     tracing::info_span!("rpc", method = %path, %request_id)
+}
+
+/// Accepted connections with Nagle's algorithm off: responses that span
+/// several segments must not wait for delayed ACKs (tonic sets this only on
+/// listeners it binds itself).
+pub fn incoming(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt as _;
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
 }
 
 /// Binds the listen address; separate so callers can log the bound port.

@@ -32,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
                 shutdown_grace: args.shutdown_grace(),
                 expiry_interval: args.expiry_interval(),
                 feed_poll_interval: args.feed_poll_interval(),
+                watch_backlog: vpn_registry::lookup::replica::DEFAULT_WATCH_BACKLOG,
             };
             app::serve(listener, pool, options, shutdown_signal()).await?;
             tracing::info!("stopped");

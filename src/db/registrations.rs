@@ -4,7 +4,7 @@
 //! trigger on `registrations`.
 
 use ipnet::IpNet;
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Row as _, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -291,17 +291,17 @@ pub async fn submit(
         tx.rollback().await?;
         return get(pool, original, vis).await;
     }
-    check_isp(&mut tx, spec, "registration.isp").await?;
     check_overlap(&mut tx, institution_id, spec).await?;
     let state = lifecycle::INITIAL;
     let s = spec;
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO registrations (id, reference, institution_id, kind, protocol, source_prefixes, msisdn,
                                     peer_prefixes, isp, isp_subscriber_id, purpose, valid_from, valid_until,
                                     large_prefix_justification, state)
          VALUES ($1, 'VPN-' || to_char(now() AT TIME ZONE 'Asia/Karachi', 'YYYY') || '-'
                      || lpad(nextval('registration_reference_seq')::text, 6, '0'),
-                 $2, $3, $4, $5::cidr[], $6, $7::cidr[], $8, $9, $10, $11, $12, $13, $14)",
+                 $2, $3, $4, $5::cidr[], $6, $7::cidr[], $8, $9, $10, $11, $12, $13, $14)
+         RETURNING reference, valid_from, valid_until, state_time, create_time",
     )
     .bind(id)
     .bind(institution_id)
@@ -317,8 +317,26 @@ pub async fn submit(
     .bind(s.valid_until)
     .bind(s.large_prefix_justification.as_ref().map(Reason::as_str))
     .bind(state.as_str())
-    .execute(&mut *tx)
-    .await?;
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| match super::violated_constraint(&e) {
+        // Unknown ISP: the foreign key answers, saving a query per submission.
+        Some("registrations_isp_fkey") => Violations::one(
+            "registration.isp",
+            format!("{:?} is not a licensed ISP", spec.isp.as_str()),
+        )
+        .into(),
+        _ => StoreError::from(e),
+    })?;
+    // As stored (PostgreSQL keeps microseconds), so a replay reads the same.
+    let mut stored = spec.clone();
+    stored.valid_from = inserted.try_get("valid_from")?;
+    stored.valid_until = inserted.try_get("valid_until")?;
+    let (reference, state_time, create_time): (String, OffsetDateTime, OffsetDateTime) = (
+        inserted.try_get("reference")?,
+        inserted.try_get("state_time")?,
+        inserted.try_get("create_time")?,
+    );
     let entry = Audit {
         action: Action::Submitted,
         from: Some(State::Submitted),
@@ -329,9 +347,19 @@ pub async fn submit(
         changes: audit::diff(None, &spec.audit_values()),
     };
     entry.append(&mut tx, id, actor).await?;
-    let created = fetch(&mut tx, id, vis, false).await?;
     tx.commit().await?;
-    Ok(created)
+    Ok(Registration {
+        id,
+        reference,
+        institution_id,
+        spec: stored,
+        state,
+        state_time,
+        pending_revision: None,
+        version: 1,
+        create_time,
+        update_time: create_time,
+    })
 }
 
 /// Reads one registration the caller may see.

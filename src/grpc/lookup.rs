@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::sync::{broadcast::error::RecvError, mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{StreamExt as _, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -184,10 +184,6 @@ fn delta(serial: i64, op: Op, prefix: IpNet, e: &Entry) -> pb::Delta {
     }
 }
 
-fn event(e: pb::watch_changes_response::Event) -> Result<pb::WatchChangesResponse, Status> {
-    Ok(pb::WatchChangesResponse { event: Some(e) })
-}
-
 #[tonic::async_trait]
 impl LookupService for LookupApi {
     async fn check_address(&self, req: Request<pb::CheckAddressRequest>) -> Result<Response<pb::CheckResult>, Status> {
@@ -289,7 +285,7 @@ impl LookupService for LookupApi {
         Ok(Response::new(pb::CheckAddressesResponse { results, serial }))
     }
 
-    type WatchChangesStream = ReceiverStream<Result<pb::WatchChangesResponse, Status>>;
+    type WatchChangesStream = WatchStream;
 
     async fn watch_changes(
         &self,
@@ -301,26 +297,61 @@ impl LookupService for LookupApi {
         let msg = req.into_inner();
         let replica = self.replica()?;
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+        let (end_tx, end_rx) = mpsc::channel(1);
         let resume = Uuid::try_parse(&msg.session_id).ok() == Some(replica.session_id())
             && (0..=replica.serial()).contains(&msg.since_serial);
+        let out = Output { data: tx, end: end_tx };
         tokio::spawn(stream_changes(
             self.pool.clone(),
             replica,
             resume.then_some(msg.since_serial),
-            tx,
+            out,
             self.stopping.clone(),
         ));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        // The terminal status has its own channel, so it reaches a watcher
+        // whose data buffer is full; merged, it ends the stream.
+        Ok(Response::new(
+            ReceiverStream::new(end_rx).merge(ReceiverStream::new(rx)),
+        ))
+    }
+}
+
+/// The stream WatchChanges returns: data, with the terminal status merged in.
+pub type WatchStream = tokio_stream::adapters::Merge<
+    ReceiverStream<Result<pb::WatchChangesResponse, Status>>,
+    ReceiverStream<Result<pb::WatchChangesResponse, Status>>,
+>;
+
+/// Where a watcher's messages go: data in order, and one terminal status.
+struct Output {
+    data: mpsc::Sender<Result<pb::WatchChangesResponse, Status>>,
+    end: mpsc::Sender<Result<pb::WatchChangesResponse, Status>>,
+}
+
+impl Output {
+    /// Sends one message; false when the client went away.
+    async fn send(&self, e: pb::watch_changes_response::Event) -> bool {
+        self.data
+            .send(Ok(pb::WatchChangesResponse { event: Some(e) }))
+            .await
+            .is_ok()
+    }
+
+    /// Ends the stream with `status`.
+    fn fail(&self, status: Status) {
+        let _ = self.end.try_send(Err(status));
     }
 }
 
 /// Feeds one watcher: history or a snapshot, then live changes, until the
-/// client goes away, falls behind, or the server stops.
+/// client goes away, falls behind, or the server stops. Memory per watcher is
+/// bounded by its buffer; the shared backlog of applied changes is bounded
+/// too, and a watcher that falls out of it is dropped.
 async fn stream_changes(
     pool: PgPool,
     replica: Arc<Replica>,
     since: Option<i64>,
-    tx: mpsc::Sender<Result<pb::WatchChangesResponse, Status>>,
+    out: Output,
     mut stopping: watch::Receiver<bool>,
 ) {
     use pb::watch_changes_response::Event;
@@ -333,10 +364,7 @@ async fn stream_changes(
             while last < upto {
                 let rows = match feed::since(&pool, last, 5_000).await {
                     Ok(rows) => rows,
-                    Err(e) => {
-                        let _ = tx.send(Err(ApiError::from(e).into())).await;
-                        return;
-                    }
+                    Err(e) => return out.fail(ApiError::from(e).into()),
                 };
                 let Some(end) = rows.last().map(|r| r.serial) else {
                     break;
@@ -348,7 +376,7 @@ async fn stream_changes(
                         delta(r.serial, r.op, prefix, &entry)
                     })
                     .collect();
-                if tx.send(event(Event::Deltas(pb::DeltaBatch { deltas }))).await.is_err() {
+                if !out.send(Event::Deltas(pb::DeltaBatch { deltas })).await {
                     return;
                 }
                 last = end;
@@ -361,24 +389,16 @@ async fn stream_changes(
                 session_id: replica.session_id().to_string(),
                 serial,
             };
-            if tx.send(event(Event::Reset(reset))).await.is_err() {
+            if !out.send(Event::Reset(reset)).await {
                 return;
             }
             for chunk in entries.chunks(SNAPSHOT_CHUNK) {
                 let entries = chunk.iter().map(|(p, e)| active_entry(*p, e)).collect();
-                if tx
-                    .send(event(Event::Snapshot(pb::SnapshotChunk { entries })))
-                    .await
-                    .is_err()
-                {
+                if !out.send(Event::Snapshot(pb::SnapshotChunk { entries })).await {
                     return;
                 }
             }
-            if tx
-                .send(event(Event::SnapshotEnd(pb::SnapshotEnd { serial })))
-                .await
-                .is_err()
-            {
+            if !out.send(Event::SnapshotEnd(pb::SnapshotEnd { serial })).await {
                 return;
             }
             serial
@@ -388,10 +408,11 @@ async fn stream_changes(
         let batch = tokio::select! {
             batch = live.recv() => batch,
             _ = stopping.changed() => {
-                let _ = tx.send(Err(Status::unavailable(format!("server shutting down; resume with since_serial={last}")))).await;
-                return;
+                return out.fail(Status::unavailable(
+                    "server shutting down; resume elsewhere with the same session_id and the last serial you applied",
+                ));
             }
-            () = tx.closed() => return,
+            () = out.data.closed() => return,
         };
         match batch {
             Ok(changes) => {
@@ -403,31 +424,21 @@ async fn stream_changes(
                 let Some(end) = deltas.last().map(|d| d.serial) else {
                     continue;
                 };
-                let sent = tokio::time::timeout(
-                    Duration::from_secs(10),
-                    tx.send(event(Event::Deltas(pb::DeltaBatch { deltas }))),
-                );
-                match sent.await {
-                    Ok(Ok(())) => last = end,
-                    Ok(Err(_)) => return,
-                    Err(_) => {
-                        let _ = tx.try_send(Err(slow(last)));
-                        return;
-                    }
+                if !out.send(Event::Deltas(pb::DeltaBatch { deltas })).await {
+                    return;
                 }
+                last = end;
             }
-            Err(RecvError::Lagged(_)) => {
-                let _ = tx.send(Err(slow(last))).await;
-                return;
-            }
+            Err(RecvError::Lagged(_)) => return out.fail(slow()),
             Err(RecvError::Closed) => return,
         }
     }
 }
 
-/// The status a watcher gets when it fell too far behind.
-fn slow(last: i64) -> Status {
-    Status::resource_exhausted(format!(
-        "consumer too slow; reconnect with since_serial={last} and the same session_id"
-    ))
+/// The status a watcher gets when it fell too far behind. (Buffered deltas
+/// may not have reached it, so it resumes from what it applied.)
+fn slow() -> Status {
+    Status::resource_exhausted(
+        "consumer too slow; reconnect with the same session_id and since_serial = the last serial you applied",
+    )
 }

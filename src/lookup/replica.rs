@@ -23,8 +23,9 @@ use crate::db::{
 
 /// Feed rows read per catch-up query.
 const CATCH_UP_BATCH: i64 = 10_000;
-/// Applied batches kept for live watchers; a watcher further behind is dropped.
-const WATCH_BACKLOG: usize = 1024;
+/// Applied batches kept for live watchers by default; a watcher further
+/// behind is dropped.
+pub const DEFAULT_WATCH_BACKLOG: usize = 1024;
 /// The channel NOTIFY uses (see the lookup feed migration).
 pub const FEED_CHANNEL: &str = "vpnregistry_feed";
 
@@ -55,8 +56,9 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// Loads the active set as of the feed's current serial.
-    pub async fn load(pool: &PgPool) -> Result<Arc<Self>, StoreError> {
+    /// Loads the active set as of the feed's current serial. Watchers more
+    /// than `backlog` applied batches behind are dropped.
+    pub async fn load(pool: &PgPool, backlog: usize) -> Result<Arc<Self>, StoreError> {
         let started = Instant::now();
         let (session_id, serial, rows) = feed::snapshot(pool).await?;
         let mut index = Index::default();
@@ -69,7 +71,7 @@ impl Replica {
             session_id,
             index: RwLock::new(index),
             applied: watch::channel(serial).0,
-            changes: broadcast::channel(WATCH_BACKLOG).0,
+            changes: broadcast::channel(backlog.max(1)).0,
             catching_up: Mutex::new(()),
         }))
     }

@@ -23,6 +23,7 @@ use vpn_registry::{
 };
 
 pub struct TestApp {
+    pub addr: std::net::SocketAddr,
     pub pool: PgPool,
     pub channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
@@ -37,6 +38,7 @@ pub async fn spawn_app(pool: PgPool) -> TestApp {
         shutdown_grace: std::time::Duration::from_secs(5),
         expiry_interval: None,
         feed_poll_interval: std::time::Duration::from_millis(200),
+        watch_backlog: 8,
     };
     // A second server on the same database finds the ISP already there.
     sqlx::query("INSERT INTO isps (code, name) VALUES ('ptcl', 'Pakistan Telecommunication Company Ltd') ON CONFLICT DO NOTHING")
@@ -48,6 +50,7 @@ pub async fn spawn_app(pool: PgPool) -> TestApp {
     }));
     let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
     TestApp {
+        addr,
         pool,
         channel,
         shutdown: Some(tx),
@@ -96,6 +99,15 @@ impl TestApp {
 
     pub fn lookups(&self, token: Option<&str>) -> Lookups {
         LookupServiceClient::with_interceptor(self.channel.clone(), bearer(token))
+    }
+
+    /// A lookup client on its own connection (HTTP/2 flow control is per
+    /// connection: an unread stream must not stall other calls).
+    pub fn lookups_on_new_connection(&self, token: Option<&str>) -> Lookups {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect_lazy();
+        LookupServiceClient::with_interceptor(channel, bearer(token))
     }
 
     /// Submits `prefixes` for the institution behind `token` and approves them.

@@ -660,3 +660,107 @@ async fn fresh_entries_at_mid(app: &TestApp, serial: i64) -> BTreeSet<(String, S
     }
     set
 }
+
+#[sqlx::test]
+async fn a_watcher_that_falls_behind_is_dropped_with_a_status_it_can_resume_from(pool: PgPool) {
+    use pb::watch_changes_response::Event;
+    let app = spawn_app(pool).await; // keeps 8 applied batches for watchers
+    let (_, bank) = app.enrol(C::Bank).await;
+    // 60 prefixes, so every change is a large batch and an unread stream
+    // soon exhausts HTTP/2 flow control and the server's buffer.
+    let hosts: Vec<String> = (1..=60).map(|i| format!("8.8.8.{i}")).collect();
+    let r = app
+        .active(&bank, &hosts.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    let lookup = app.token(Role::Lookup).await;
+    let mut client = app.lookups(Some(&lookup));
+    let mut stream = client
+        .watch_changes(pb::WatchChangesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut session = String::new();
+    let mut applied;
+    loop {
+        match stream.message().await.unwrap().unwrap().event.unwrap() {
+            Event::Reset(reset) => session = reset.session_id,
+            Event::SnapshotEnd(end) => {
+                applied = end.serial;
+                break;
+            }
+            _ => {}
+        }
+    }
+    // 600 separately applied changes (about 4 MB of deltas, beyond HTTP/2
+    // windows and the server buffer) while the watcher
+    // does not read.
+    let id = uuid::Uuid::parse_str(&r.id).unwrap();
+    let mut checker = app.lookups_on_new_connection(Some(&lookup));
+    for i in 0..600 {
+        let state = if i % 2 == 0 { "SUSPENDED" } else { "ACTIVE" };
+        sqlx::query("UPDATE registrations SET state = $2 WHERE id = $1")
+            .bind(id)
+            .bind(state)
+            .execute(&app.pool)
+            .await
+            .unwrap();
+        let serial: i64 = sqlx::query_scalar("SELECT last_serial FROM feed_state")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        checker
+            .check_address(pb::CheckAddressRequest {
+                address: "8.8.8.8".into(),
+                min_serial: serial,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let status = loop {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message());
+        let Ok(next) = next.await else {
+            let last: i64 = sqlx::query_scalar("SELECT last_serial FROM feed_state")
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+            panic!("no status after applying {applied} of {last}");
+        };
+        match next {
+            Ok(Some(msg)) => {
+                if let Some(Event::Deltas(batch)) = msg.event {
+                    applied = batch.deltas.last().map_or(applied, |d| d.serial);
+                }
+            }
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("since_serial"), "{}", status.message());
+
+    // Resuming from what it applied brings it up to date.
+    let last: i64 = sqlx::query_scalar("SELECT last_serial FROM feed_state")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let mut resumed = client
+        .watch_changes(pb::WatchChangesRequest {
+            session_id: session,
+            since_serial: applied,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    while applied < last {
+        match resumed.message().await.unwrap().unwrap().event.unwrap() {
+            Event::Deltas(batch) => {
+                for d in batch.deltas {
+                    assert_eq!(d.serial, applied + 1, "no gap on resume");
+                    applied = d.serial;
+                }
+            }
+            other => panic!("a resume needs no reset: {other:?}"),
+        }
+    }
+}
