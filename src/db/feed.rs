@@ -66,8 +66,10 @@ fn feed_row(r: &sqlx::postgres::PgRow) -> Result<FeedRow, StoreError> {
 }
 
 /// The feed's session and the active set at one serial, read in a single
-/// repeatable-read transaction so the two agree.
-pub async fn snapshot(pool: &PgPool) -> Result<(Uuid, i64, Vec<ActiveRow>), StoreError> {
+/// repeatable-read transaction so the two agree. Rows are streamed into
+/// `each`, so a million of them are never all in memory at once.
+pub async fn snapshot(pool: &PgPool, mut each: impl FnMut(ActiveRow)) -> Result<(Uuid, i64), StoreError> {
+    use tokio_stream::StreamExt as _;
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
@@ -75,18 +77,21 @@ pub async fn snapshot(pool: &PgPool) -> Result<(Uuid, i64, Vec<ActiveRow>), Stor
     let (session, serial): (Uuid, i64) = sqlx::query_as("SELECT session_id, last_serial FROM feed_state")
         .fetch_one(&mut *tx)
         .await?;
-    let rows = sqlx::query(
-        "SELECT a.prefix, r.id AS registration_id, r.institution_id, r.reference, r.kind, i.category,
-                r.peer_prefixes, r.valid_from, r.valid_until
-           FROM active_prefixes a
-           JOIN registrations r ON r.id = a.registration_id
-           JOIN institutions i ON i.id = r.institution_id",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+    {
+        let mut rows = sqlx::query(
+            "SELECT a.prefix, r.id AS registration_id, r.institution_id, r.reference, r.kind, i.category,
+                    r.peer_prefixes, r.valid_from, r.valid_until
+               FROM active_prefixes a
+               JOIN registrations r ON r.id = a.registration_id
+               JOIN institutions i ON i.id = r.institution_id",
+        )
+        .fetch(&mut *tx);
+        while let Some(row) = rows.next().await {
+            each(active_row(&row?)?);
+        }
+    }
     tx.commit().await?;
-    let entries = rows.iter().map(active_row).collect::<Result<_, _>>()?;
-    Ok((session, serial, entries))
+    Ok((session, serial))
 }
 
 const FEED_COLUMNS: &str = "serial, op, prefix, registration_id, institution_id, reference, kind,

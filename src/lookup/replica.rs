@@ -60,12 +60,12 @@ impl Replica {
     /// than `backlog` applied batches behind are dropped.
     pub async fn load(pool: &PgPool, backlog: usize) -> Result<Arc<Self>, StoreError> {
         let started = Instant::now();
-        let (session_id, serial, rows) = feed::snapshot(pool).await?;
         let mut index = Index::default();
-        for row in rows {
+        let (session_id, serial) = feed::snapshot(pool, |row| {
             let (prefix, entry) = row.into();
             index.insert(prefix, entry);
-        }
+        })
+        .await?;
         tracing::info!(entries = index.len(), serial, elapsed = ?started.elapsed(), "lookup index loaded");
         Ok(Arc::new(Self {
             session_id,
