@@ -197,6 +197,28 @@ impl TryFrom<Row> for Registration {
     }
 }
 
+/// Binds the spec columns in their usual order: protocol, source_prefixes,
+/// msisdn, peer_prefixes, isp, isp_subscriber_id, purpose, valid_from,
+/// valid_until, large_prefix_justification.
+trait BindSpec {
+    fn bind_spec(self, s: &Spec) -> Self;
+}
+
+impl BindSpec for sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments> {
+    fn bind_spec(self, s: &Spec) -> Self {
+        self.bind(s.protocol.map(Protocol::as_str))
+            .bind(nets(&s.source_prefixes))
+            .bind(s.msisdn.as_ref().map(|m| m.as_str().to_owned()))
+            .bind(nets(&s.peer_prefixes))
+            .bind(s.isp.as_str().to_owned())
+            .bind(s.isp_subscriber_id.as_str().to_owned())
+            .bind(s.purpose.as_str().to_owned())
+            .bind(s.valid_from)
+            .bind(s.valid_until)
+            .bind(s.large_prefix_justification.as_ref().map(|j| j.as_str().to_owned()))
+    }
+}
+
 pub(crate) fn nets(ps: &[PublicPrefix]) -> Vec<IpNet> {
     ps.iter().map(PublicPrefix::net).collect()
 }
@@ -306,16 +328,7 @@ pub async fn submit(
     .bind(id)
     .bind(institution_id)
     .bind(s.kind.as_str())
-    .bind(s.protocol.map(Protocol::as_str))
-    .bind(nets(&s.source_prefixes))
-    .bind(s.msisdn.as_ref().map(|m| m.as_str()))
-    .bind(nets(&s.peer_prefixes))
-    .bind(s.isp.as_str())
-    .bind(s.isp_subscriber_id.as_str())
-    .bind(s.purpose.as_str())
-    .bind(s.valid_from)
-    .bind(s.valid_until)
-    .bind(s.large_prefix_justification.as_ref().map(Reason::as_str))
+    .bind_spec(s)
     .bind(state.as_str())
     .fetch_one(&mut *tx)
     .await
@@ -524,16 +537,7 @@ impl Write<'_> {
               WHERE id = $1",
         )
         .bind(self.current.id)
-        .bind(s.protocol.map(Protocol::as_str))
-        .bind(nets(&s.source_prefixes))
-        .bind(s.msisdn.as_ref().map(|m| m.as_str()))
-        .bind(nets(&s.peer_prefixes))
-        .bind(s.isp.as_str())
-        .bind(s.isp_subscriber_id.as_str())
-        .bind(s.purpose.as_str())
-        .bind(s.valid_from)
-        .bind(s.valid_until)
-        .bind(s.large_prefix_justification.as_ref().map(Reason::as_str))
+        .bind_spec(s)
         .bind(state.as_str())
         .execute(&mut *self.tx)
         .await
@@ -567,16 +571,7 @@ impl Write<'_> {
               WHERE id = $1",
         )
         .bind(revision_id)
-        .bind(s.protocol.map(Protocol::as_str))
-        .bind(nets(&s.source_prefixes))
-        .bind(s.msisdn.as_ref().map(|m| m.as_str()))
-        .bind(nets(&s.peer_prefixes))
-        .bind(s.isp.as_str())
-        .bind(s.isp_subscriber_id.as_str())
-        .bind(s.purpose.as_str())
-        .bind(s.valid_from)
-        .bind(s.valid_until)
-        .bind(s.large_prefix_justification.as_ref().map(Reason::as_str))
+        .bind_spec(s)
         .bind(state.as_str())
         .execute(&mut *self.tx)
         .await?;
@@ -596,16 +591,7 @@ impl Write<'_> {
         .bind(id)
         .bind(self.current.id)
         .bind(is_renewal)
-        .bind(s.protocol.map(Protocol::as_str))
-        .bind(nets(&s.source_prefixes))
-        .bind(s.msisdn.as_ref().map(|m| m.as_str()))
-        .bind(nets(&s.peer_prefixes))
-        .bind(s.isp.as_str())
-        .bind(s.isp_subscriber_id.as_str())
-        .bind(s.purpose.as_str())
-        .bind(s.valid_from)
-        .bind(s.valid_until)
-        .bind(s.large_prefix_justification.as_ref().map(Reason::as_str))
+        .bind_spec(s)
         .bind(State::IspVerification.as_str())
         .execute(&mut *self.tx)
         .await?;
