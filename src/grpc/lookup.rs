@@ -151,7 +151,7 @@ fn result(found: Option<(IpNet, &Entry)>, serial: i64) -> pb::CheckResult {
             kind: kind_to_pb(e.kind) as i32,
             institution_category: category_to_pb(e.category) as i32,
             matched_prefix: prefix.to_string(),
-            valid_until: Some(timestamp(e.valid_until)),
+            valid_until: Some(timestamp(e.valid_until())),
             serial,
         },
         None => pb::CheckResult {
@@ -164,12 +164,12 @@ fn result(found: Option<(IpNet, &Entry)>, serial: i64) -> pb::CheckResult {
 fn active_entry(prefix: IpNet, e: &Entry) -> pb::ActiveEntry {
     pb::ActiveEntry {
         prefix: prefix.to_string(),
-        peer_prefixes: e.peers.iter().map(ToString::to_string).collect(),
+        peer_prefixes: e.peers().iter().map(ToString::to_string).collect(),
         reference: e.reference.to_string(),
         kind: kind_to_pb(e.kind) as i32,
         institution_category: category_to_pb(e.category) as i32,
-        valid_from: Some(timestamp(e.valid_from)),
-        valid_until: Some(timestamp(e.valid_until)),
+        valid_from: Some(timestamp(e.valid_from())),
+        valid_until: Some(timestamp(e.valid_until())),
     }
 }
 

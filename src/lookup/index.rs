@@ -20,25 +20,52 @@ pub struct Entry {
     pub reference: Arc<str>,
     pub kind: Kind,
     pub category: Category,
-    /// Empty: any peer.
-    pub peers: Arc<[IpNet]>,
-    pub valid_from: OffsetDateTime,
+    /// None: any peer. (No allocation for the common case.)
+    peers: Option<Arc<[IpNet]>>,
+    /// Microseconds since the epoch (PostgreSQL's precision; half the size).
+    valid_from_us: i64,
     /// Exclusive.
-    pub valid_until: OffsetDateTime,
+    valid_until_us: i64,
+}
+
+/// Microseconds since the epoch.
+fn micros(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1000) as i64
+}
+
+fn from_micros(us: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 impl Entry {
     /// Inside its validity window at `at` (from inclusive, until exclusive),
     /// whether or not the expiry task has run.
     pub fn in_force(&self, at: OffsetDateTime) -> bool {
-        self.valid_from <= at && at < self.valid_until
+        let at = micros(at);
+        self.valid_from_us <= at && at < self.valid_until_us
+    }
+
+    pub fn valid_from(&self) -> OffsetDateTime {
+        from_micros(self.valid_from_us)
+    }
+
+    pub fn valid_until(&self) -> OffsetDateTime {
+        from_micros(self.valid_until_us)
+    }
+
+    /// The peer prefixes (empty: any peer).
+    pub fn peers(&self) -> &[IpNet] {
+        self.peers.as_deref().unwrap_or_default()
     }
 
     /// Whether a flow towards `peer` is covered (no peer list: any peer).
     pub fn admits(&self, peer: Option<IpAddr>) -> bool {
         match peer {
             None => true,
-            Some(peer) => self.peers.is_empty() || self.peers.iter().any(|p| p.contains(&peer)),
+            Some(peer) => self
+                .peers
+                .as_ref()
+                .is_none_or(|ps| ps.iter().any(|p| p.contains(&peer))),
         }
     }
 }
@@ -53,9 +80,9 @@ impl From<ActiveRow> for (IpNet, Entry) {
                 reference: r.reference.into(),
                 kind: r.kind,
                 category: r.category,
-                peers: r.peers.into(),
-                valid_from: r.valid_from,
-                valid_until: r.valid_until,
+                peers: (!r.peers.is_empty()).then(|| r.peers.into()),
+                valid_from_us: micros(r.valid_from),
+                valid_until_us: micros(r.valid_until),
             },
         )
     }
@@ -192,9 +219,9 @@ mod tests {
             reference: format!("VPN-2026-{id:06}").into(),
             kind: Kind::Vpn,
             category: Category::Bank,
-            peers: peers.iter().map(|p| p.parse().unwrap()).collect::<Vec<_>>().into(),
-            valid_from: OffsetDateTime::from_unix_timestamp(from).unwrap(),
-            valid_until: OffsetDateTime::from_unix_timestamp(until).unwrap(),
+            peers: (!peers.is_empty()).then(|| peers.iter().map(|p| p.parse().unwrap()).collect::<Vec<_>>().into()),
+            valid_from_us: from * 1_000_000,
+            valid_until_us: until * 1_000_000,
         }
     }
 
