@@ -131,10 +131,3 @@ pub async fn active_at(
     .await?;
     rows.iter().map(|r| feed_row(r).map(|f| f.entry)).collect()
 }
-
-/// The feed's current session and last serial.
-pub async fn head(pool: &PgPool) -> Result<(Uuid, i64), StoreError> {
-    Ok(sqlx::query_as("SELECT session_id, last_serial FROM feed_state")
-        .fetch_one(pool)
-        .await?)
-}

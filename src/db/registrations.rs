@@ -248,22 +248,6 @@ async fn check_overlap(conn: &mut PgConnection, institution_id: Uuid, spec: &Spe
     }
 }
 
-/// Fails unless `spec.isp` names a licensed ISP.
-async fn check_isp(conn: &mut PgConnection, spec: &Spec, field: &str) -> Result<(), StoreError> {
-    let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM isps WHERE code = $1)")
-        .bind(spec.isp.as_str())
-        .fetch_one(conn)
-        .await?;
-    if known {
-        Ok(())
-    } else {
-        Err(StoreError::Invalid(Violations::one(
-            field,
-            format!("{:?} is not a licensed ISP", spec.isp.as_str()),
-        )))
-    }
-}
-
 /// The serial of the change feed this transaction wrote last, 0 if none.
 async fn feed_serial(conn: &mut PgConnection) -> Result<i64, StoreError> {
     Ok(
@@ -275,23 +259,31 @@ async fn feed_serial(conn: &mut PgConnection) -> Result<i64, StoreError> {
     )
 }
 
-/// Maps the exclusion constraint to the overlap error (our prefix, never the other owner).
-fn overlap_from_constraint(e: sqlx::Error) -> StoreError {
-    if super::violated_constraint(&e) == Some("active_prefixes_no_overlap") {
-        let prefix = e
-            .as_database_error()
-            .and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
-            .and_then(|d| d.detail())
-            .and_then(|detail| detail.split("=(").nth(1))
-            .and_then(|rest| rest.split(',').next())
-            .unwrap_or("a source prefix")
-            .to_owned();
-        return StoreError::Overlap {
-            prefix,
-            active: "an active prefix".into(),
-        };
+/// Maps the constraints a registration write can hit: the exclusion
+/// constraint to the overlap error (our prefix, never the other owner), the
+/// ISP foreign keys to a field violation.
+fn write_error(e: sqlx::Error) -> StoreError {
+    match super::violated_constraint(&e) {
+        Some("active_prefixes_no_overlap") => {
+            let prefix = e
+                .as_database_error()
+                .and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
+                .and_then(|d| d.detail())
+                .and_then(|detail| detail.split("=(").nth(1))
+                .and_then(|rest| rest.split(',').next())
+                .unwrap_or("a source prefix")
+                .to_owned();
+            StoreError::Overlap {
+                prefix,
+                active: "an active prefix".into(),
+            }
+        }
+        // An unknown ISP: the foreign key answers, saving a query per write.
+        Some("registrations_isp_fkey" | "registration_revisions_isp_fkey") => {
+            Violations::one("registration.isp", "is not a licensed ISP").into()
+        }
+        _ => e.into(),
     }
-    e.into()
 }
 
 /// Submits a registration for `institution_id`, or returns the one an
@@ -332,15 +324,7 @@ pub async fn submit(
     .bind(state.as_str())
     .fetch_one(&mut *tx)
     .await
-    .map_err(|e| match super::violated_constraint(&e) {
-        // Unknown ISP: the foreign key answers, saving a query per submission.
-        Some("registrations_isp_fkey") => Violations::one(
-            "registration.isp",
-            format!("{:?} is not a licensed ISP", spec.isp.as_str()),
-        )
-        .into(),
-        _ => StoreError::from(e),
-    })?;
+    .map_err(write_error)?;
     // As stored (PostgreSQL keeps microseconds), so a replay reads the same.
     let mut stored = spec.clone();
     stored.valid_from = inserted.try_get("valid_from")?;
@@ -541,7 +525,7 @@ impl Write<'_> {
         .bind(state.as_str())
         .execute(&mut *self.tx)
         .await
-        .map_err(overlap_from_constraint)?;
+        .map_err(write_error)?;
         Ok(())
     }
 
@@ -574,7 +558,8 @@ impl Write<'_> {
         .bind_spec(s)
         .bind(state.as_str())
         .execute(&mut *self.tx)
-        .await?;
+        .await
+        .map_err(write_error)?;
         Ok(())
     }
 
@@ -594,7 +579,8 @@ impl Write<'_> {
         .bind_spec(s)
         .bind(State::IspVerification.as_str())
         .execute(&mut *self.tx)
-        .await?;
+        .await
+        .map_err(write_error)?;
         Ok(id)
     }
 
@@ -647,7 +633,6 @@ pub async fn amend(
         .into());
     }
     let spec = change(base, category)?;
-    check_isp(&mut w.tx, &spec, "registration.isp").await?;
     w.check_overlap(&spec).await?;
     let reattest = base.needs_reattestation(&spec);
     let changes = audit::diff(Some(&base.audit_values()), &spec.audit_values());

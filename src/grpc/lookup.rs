@@ -260,7 +260,6 @@ impl LookupService for LookupApi {
         let replica = self.ready(msg.min_serial, deadline).await?;
         let mut results = Vec::with_capacity(addrs.len());
         let serial = if past {
-            let mut results_past = Vec::with_capacity(addrs.len());
             for addr in addrs {
                 let q = Query {
                     addr,
@@ -269,9 +268,8 @@ impl LookupService for LookupApi {
                     only_institution,
                 };
                 let found = check_history(&self.pool, &q).await.map_err(ApiError::from)?;
-                results_past.push(result(found.as_ref().map(|m| (m.prefix, &m.entry)), 0));
+                results.push(result(found.as_ref().map(|m| (m.prefix, &m.entry)), 0));
             }
-            results = results_past;
             replica.serial()
         } else {
             let queries = addrs.into_iter().map(|addr| Query {

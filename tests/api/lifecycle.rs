@@ -851,6 +851,30 @@ async fn administrators_manage_isps_and_registrations_must_name_one(pool: PgPool
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(violated_fields(&err), ["registration.isp"]);
+
+    // The same answer when an amendment (of a pending or of an active
+    // registration) names an unknown ISP.
+    let pending = app
+        .registrations(Some(&token))
+        .submit_registration(submit_request(&["8.8.9.0/24"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let active = app.active(&token, &["8.8.10.0/24"]).await;
+    for r in [pending, active] {
+        let mut changed = r.clone();
+        changed.isp = "unknown-isp".into();
+        let err = app
+            .registrations(Some(&token))
+            .amend_registration(pb::AmendRegistrationRequest {
+                registration: Some(changed),
+                update_mask: mask(&["isp"]),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(violated_fields(&err), ["registration.isp"], "{err:?}");
+    }
 }
 
 #[sqlx::test]
