@@ -54,6 +54,24 @@ struct Args {
     /// Reuse a database kept by an earlier `--keep` run instead of seeding.
     #[arg(long)]
     reuse: bool,
+    /// Which measurements to run.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Section::all())]
+    only: Vec<Section>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Section {
+    Load,
+    Unary,
+    Batches,
+    Watch,
+    Submit,
+}
+
+impl Section {
+    fn all() -> Vec<Section> {
+        vec![Self::Load, Self::Unary, Self::Batches, Self::Watch, Self::Submit]
+    }
 }
 
 #[tokio::main]
@@ -80,17 +98,19 @@ async fn main() -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
 
-    // Index load time and resident memory of one replica.
-    let before = rss_bytes();
-    let t = Instant::now();
-    let replica = Replica::load(&pool, 1).await?;
-    let load = t.elapsed();
-    let grown = rss_bytes().saturating_sub(before);
-    println!("| index | value |\n|---|---:|");
-    println!("| entries | {} |", replica.len());
-    println!("| load from PostgreSQL | {:.2} s |", load.as_secs_f64());
-    println!("| resident memory growth | {:.0} MB |\n", grown as f64 / 1e6);
-    drop(replica);
+    let run = |section| args.only.contains(&section);
+    if run(Section::Load) {
+        // Index load time and resident memory of one replica.
+        let before = rss_bytes();
+        let t = Instant::now();
+        let replica = Replica::load(&pool, 1).await?;
+        let load = t.elapsed();
+        let grown = rss_bytes().saturating_sub(before);
+        println!("| index | value |\n|---|---:|");
+        println!("| entries | {} |", replica.len());
+        println!("| load from PostgreSQL | {:.2} s |", load.as_secs_f64());
+        println!("| resident memory growth | {:.0} MB |\n", grown as f64 / 1e6);
+    }
 
     let (server, _stop) = start_server(pool.clone()).await?;
     let (empty, _stop_empty) = start_empty().await?;
@@ -99,51 +119,63 @@ async fn main() -> anyhow::Result<()> {
     let duration = Duration::from_secs(args.seconds);
     let addresses = Arc::new(addresses(args.prefixes, 100_000));
 
-    println!("## CheckAddress (unary, 50% hits)\n");
-    println!("| concurrency | ours req/s | p50 ms | p99 ms | empty RPC req/s | SQL req/s | ours/empty | ours/SQL |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for &c in &args.concurrency {
-        let ours = unary(server, Some(&token), c, duration, addresses.clone()).await?;
-        let base = unary(empty, None, c, duration, addresses.clone()).await?;
-        let sql = sql_lookups(&pool, c, duration, addresses.clone()).await?;
+    if run(Section::Unary) {
+        println!("## CheckAddress (unary, 50% hits)\n");
         println!(
-            "| {c} | {:.0} | {:.3} | {:.3} | {:.0} | {:.0} | {:.2} | {:.1} |",
-            ours.rate,
-            ours.p50_ms,
-            ours.p99_ms,
-            base.rate,
-            sql.rate,
-            ours.rate / base.rate,
-            ours.rate / sql.rate
+            "| concurrency | ours req/s | p50 ms | p99 ms | empty RPC req/s | SQL req/s | ours/empty | ours/SQL |"
         );
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for &c in &args.concurrency {
+            let ours = unary(server, Some(&token), c, duration, addresses.clone()).await?;
+            let base = unary(empty, None, c, duration, addresses.clone()).await?;
+            let sql = sql_lookups(&pool, c, duration, addresses.clone()).await?;
+            println!(
+                "| {c} | {:.0} | {:.3} | {:.3} | {:.0} | {:.0} | {:.2} | {:.1} |",
+                ours.rate,
+                ours.p50_ms,
+                ours.p99_ms,
+                base.rate,
+                sql.rate,
+                ours.rate / base.rate,
+                ours.rate / sql.rate
+            );
+        }
+        println!();
     }
 
-    println!("\n## CheckAddresses (batches)\n");
-    println!("| per request | ours addresses/s | empty RPC addresses/s | ours/empty |");
-    println!("|---:|---:|---:|---:|");
-    for size in [1_000usize, 10_000] {
-        let ours = batches(server, Some(&token), size, duration, addresses.clone()).await?;
-        let base = batches(empty, None, size, duration, addresses.clone()).await?;
-        println!("| {size} | {ours:.0} | {base:.0} | {:.2} |", ours / base);
+    if run(Section::Batches) {
+        println!("## CheckAddresses (batches)\n");
+        println!("| per request | ours addresses/s | empty RPC addresses/s | ours/empty |");
+        println!("|---:|---:|---:|---:|");
+        for size in [1_000usize, 10_000] {
+            let ours = batches(server, Some(&token), size, duration, addresses.clone()).await?;
+            let base = batches(empty, None, size, duration, addresses.clone()).await?;
+            println!("| {size} | {ours:.0} | {base:.0} | {:.2} |", ours / base);
+        }
+        println!();
     }
 
-    println!("\n## WatchChanges\n");
-    let (entries, secs) = snapshot(server, &token).await?;
-    println!("| measure | value |\n|---|---:|");
-    println!(
-        "| full snapshot | {entries} entries in {secs:.2} s = {:.0} entries/s |",
-        entries as f64 / secs
-    );
-    let (second, _stop_second) = start_server(pool.clone()).await?;
-    wait_ready(second, &token).await?;
-    let (p50, p99) = feed_latency(&pool, second, &token, 200).await?;
-    println!("| commit -> delta received on another replica | p50 {p50:.1} ms, p99 {p99:.1} ms |");
+    if run(Section::Watch) {
+        println!("## WatchChanges\n");
+        let (entries, secs) = snapshot(server, &token).await?;
+        println!("| measure | value |\n|---|---:|");
+        println!(
+            "| full snapshot | {entries} entries in {secs:.2} s = {:.0} entries/s |",
+            entries as f64 / secs
+        );
+        let (second, _stop_second) = start_server(pool.clone()).await?;
+        wait_ready(second, &token).await?;
+        let (p50, p99) = feed_latency(&pool, second, &token, 200).await?;
+        println!("| commit -> delta received on another replica | p50 {p50:.1} ms, p99 {p99:.1} ms |\n");
+    }
 
-    println!("\n## SubmitRegistration (concurrency 16)\n");
-    let ours = submits(&pool, server, 16, duration).await?;
-    let raw = raw_submits(&pool, 16, duration).await?;
-    println!("| ours registrations/s | raw SQL transaction/s | ours/raw |\n|---:|---:|---:|");
-    println!("| {ours:.0} | {raw:.0} | {:.2} |", ours / raw);
+    if run(Section::Submit) {
+        println!("## SubmitRegistration (concurrency 16)\n");
+        let ours = submits(&pool, server, 16, duration).await?;
+        let raw = raw_submits(&pool, 16, duration).await?;
+        println!("| ours registrations/s | raw SQL transaction/s | ours/raw |\n|---:|---:|---:|");
+        println!("| {ours:.0} | {raw:.0} | {:.2} |", ours / raw);
+    }
 
     drop(pool);
     if !args.keep {

@@ -2,6 +2,7 @@
 //! set, and the change stream for gateways that keep their own copy.
 
 use std::{
+    fmt::Write as _,
     net::IpAddr,
     sync::{Arc, OnceLock},
     time::Duration,
@@ -145,15 +146,21 @@ fn addr(field: &str, raw: &str, v: &mut Violations) -> Option<IpAddr> {
 
 fn result(found: Option<(IpNet, &Entry)>, serial: i64) -> pb::CheckResult {
     match found {
-        Some((prefix, e)) => pb::CheckResult {
-            registered: true,
-            reference: e.reference.to_string(),
-            kind: kind_to_pb(e.kind) as i32,
-            institution_category: category_to_pb(e.category) as i32,
-            matched_prefix: prefix.to_string(),
-            valid_until: Some(timestamp(e.valid_until())),
-            serial,
-        },
+        Some((prefix, e)) => {
+            let (seconds, nanos) = e.valid_until_parts();
+            // The longest prefix text ("ffff:...:ffff/128") fits, so no regrowth.
+            let mut matched_prefix = String::with_capacity(43);
+            let _ = write!(matched_prefix, "{prefix}");
+            pb::CheckResult {
+                registered: true,
+                reference: e.reference.to_string(),
+                kind: kind_to_pb(e.kind) as i32,
+                institution_category: category_to_pb(e.category) as i32,
+                matched_prefix,
+                valid_until: Some(prost_types::Timestamp { seconds, nanos }),
+                serial,
+            }
+        }
         None => pb::CheckResult {
             serial,
             ..Default::default()

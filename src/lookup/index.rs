@@ -1,11 +1,14 @@
 //! The in-memory longest-prefix-match index of the active set: one prefix
-//! trie per address family (prefix-trie), each prefix holding the entries of
-//! the registrations that declare it.
+//! trie per address family (prefix-trie) whose values are slots in one slab
+//! of entries, chained when several registrations declare the same prefix.
+//! Small trie values and inline references keep a million prefixes in well
+//! under the memory budget and make lookups touch fewer cache lines.
 
 use std::{net::IpAddr, sync::Arc};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
+use smol_str::SmolStr;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -17,7 +20,8 @@ use crate::domain::{institution::Category, registration::Kind};
 pub struct Entry {
     pub registration_id: Uuid,
     pub institution_id: Uuid,
-    pub reference: Arc<str>,
+    /// Inline up to 23 bytes (every reference we issue), so no allocation.
+    pub reference: SmolStr,
     pub kind: Kind,
     pub category: Category,
     /// None: any peer. (No allocation for the common case.)
@@ -29,7 +33,7 @@ pub struct Entry {
 }
 
 /// Microseconds since the epoch.
-fn micros(t: OffsetDateTime) -> i64 {
+pub fn micros(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1000) as i64
 }
 
@@ -38,11 +42,10 @@ fn from_micros(us: i64) -> OffsetDateTime {
 }
 
 impl Entry {
-    /// Inside its validity window at `at` (from inclusive, until exclusive),
-    /// whether or not the expiry task has run.
-    pub fn in_force(&self, at: OffsetDateTime) -> bool {
-        let at = micros(at);
-        self.valid_from_us <= at && at < self.valid_until_us
+    /// Inside its validity window at `at_us` (from inclusive, until
+    /// exclusive), whether or not the expiry task has run.
+    pub fn in_force(&self, at_us: i64) -> bool {
+        self.valid_from_us <= at_us && at_us < self.valid_until_us
     }
 
     pub fn valid_from(&self) -> OffsetDateTime {
@@ -51,6 +54,13 @@ impl Entry {
 
     pub fn valid_until(&self) -> OffsetDateTime {
         from_micros(self.valid_until_us)
+    }
+
+    /// `valid_until` as (seconds, nanoseconds) since the epoch, without a
+    /// calendar conversion: the hot path's timestamp.
+    pub fn valid_until_parts(&self) -> (i64, i32) {
+        let us = self.valid_until_us;
+        (us.div_euclid(1_000_000), (us.rem_euclid(1_000_000) * 1000) as i32)
     }
 
     /// The peer prefixes (empty: any peer).
@@ -100,112 +110,166 @@ pub struct Query {
 }
 
 impl Query {
+    fn filter(&self) -> Filter {
+        Filter {
+            at_us: micros(self.at),
+            peer: self.peer,
+            only_institution: self.only_institution,
+        }
+    }
+}
+
+/// A query's conditions on an entry, with the instant converted once.
+struct Filter {
+    at_us: i64,
+    peer: Option<IpAddr>,
+    only_institution: Option<Uuid>,
+}
+
+impl Filter {
     fn accepts(&self, e: &Entry) -> bool {
-        e.in_force(self.at) && e.admits(self.peer) && self.only_institution.is_none_or(|own| own == e.institution_id)
+        e.in_force(self.at_us) && e.admits(self.peer) && self.only_institution.is_none_or(|own| own == e.institution_id)
     }
 }
 
 /// The first acceptable entry among candidates ordered most specific first.
 pub fn best<'a>(candidates: impl IntoIterator<Item = (IpNet, &'a Entry)>, q: &Query) -> Option<(IpNet, &'a Entry)> {
-    candidates.into_iter().find(|(_, e)| q.accepts(e))
+    let f = q.filter();
+    candidates.into_iter().find(|(_, e)| f.accepts(e))
+}
+
+/// End of a chain of slots.
+const NONE: u32 = u32::MAX;
+
+/// An entry and the next slot declaring the same prefix.
+struct Slot {
+    entry: Entry,
+    next: u32,
 }
 
 /// The active set, searchable by longest prefix.
 #[derive(Default)]
 pub struct Index {
-    v4: PrefixMap<Ipv4Net, Vec<Entry>>,
-    v6: PrefixMap<Ipv6Net, Vec<Entry>>,
-    entries: usize,
+    /// Prefix -> first slot of its chain.
+    v4: PrefixMap<Ipv4Net, u32>,
+    v6: PrefixMap<Ipv6Net, u32>,
+    slots: slab::Slab<Slot>,
 }
 
 impl Index {
     /// Number of (prefix, registration) entries.
     pub fn len(&self) -> usize {
-        self.entries
+        self.slots.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries == 0
+        self.slots.is_empty()
+    }
+
+    /// The chain starting at `head`.
+    fn chain(&self, head: u32) -> impl Iterator<Item = (u32, &Entry)> {
+        std::iter::successors((head != NONE).then_some(head), |&i| {
+            let next = self.slots[i as usize].next;
+            (next != NONE).then_some(next)
+        })
+        .map(|i| (i, &self.slots[i as usize].entry))
     }
 
     /// Adds (or replaces) the entry of `entry.registration_id` at `prefix`.
     pub fn insert(&mut self, prefix: IpNet, entry: Entry) {
-        let slot = match prefix {
-            IpNet::V4(p) => self.v4.entry(p).or_default(),
-            IpNet::V6(p) => self.v6.entry(p).or_default(),
-        };
-        match slot.iter_mut().find(|e| e.registration_id == entry.registration_id) {
-            Some(existing) => *existing = entry,
-            None => {
-                slot.push(entry);
-                self.entries += 1;
-            }
+        let head = match prefix {
+            IpNet::V4(p) => self.v4.get(&p),
+            IpNet::V6(p) => self.v6.get(&p),
         }
+        .copied()
+        .unwrap_or(NONE);
+        let existing = self
+            .chain(head)
+            .find(|(_, e)| e.registration_id == entry.registration_id)
+            .map(|(i, _)| i);
+        if let Some(i) = existing {
+            self.slots[i as usize].entry = entry;
+            return;
+        }
+        let slot = self.slots.insert(Slot { entry, next: head });
+        let slot = u32::try_from(slot).expect("fewer than 4 billion active entries");
+        match prefix {
+            IpNet::V4(p) => self.v4.insert(p, slot),
+            IpNet::V6(p) => self.v6.insert(p, slot),
+        };
     }
 
     /// Removes the entry of `registration_id` at `prefix`; false if absent.
     pub fn remove(&mut self, prefix: IpNet, registration_id: Uuid) -> bool {
-        fn take<P: prefix_trie::Prefix>(map: &mut PrefixMap<P, Vec<Entry>>, p: &P, id: Uuid) -> bool {
-            let Some(slot) = map.get_mut(p) else { return false };
-            let before = slot.len();
-            slot.retain(|e| e.registration_id != id);
-            let removed = slot.len() < before;
-            if slot.is_empty() {
-                map.remove(p);
+        let head = match prefix {
+            IpNet::V4(p) => self.v4.get(&p),
+            IpNet::V6(p) => self.v6.get(&p),
+        }
+        .copied()
+        .unwrap_or(NONE);
+        let mut before = NONE;
+        let mut found = NONE;
+        for (i, e) in self.chain(head) {
+            if e.registration_id == registration_id {
+                found = i;
+                break;
             }
-            removed
+            before = i;
         }
-        let removed = match prefix {
-            IpNet::V4(p) => take(&mut self.v4, &p, registration_id),
-            IpNet::V6(p) => take(&mut self.v6, &p, registration_id),
-        };
-        if removed {
-            self.entries -= 1;
+        if found == NONE {
+            return false;
         }
-        removed
+        let next = self.slots.remove(found as usize).next;
+        if before != NONE {
+            self.slots[before as usize].next = next;
+        } else if next != NONE {
+            match prefix {
+                IpNet::V4(p) => self.v4.insert(p, next),
+                IpNet::V6(p) => self.v6.insert(p, next),
+            };
+        } else {
+            match prefix {
+                IpNet::V4(p) => self.v4.remove(&p),
+                IpNet::V6(p) => self.v6.remove(&p),
+            };
+        }
+        true
     }
 
     /// The most specific entry that answers `q`.
     pub fn lookup(&self, q: &Query) -> Option<(IpNet, &Entry)> {
+        let f = q.filter();
         match q.addr {
-            IpAddr::V4(a) => search(&self.v4, Ipv4Net::from(a), q),
-            IpAddr::V6(a) => search(&self.v6, Ipv6Net::from(a), q),
+            IpAddr::V4(a) => self.search(&self.v4, Ipv4Net::from(a), &f),
+            IpAddr::V6(a) => self.search(&self.v6, Ipv6Net::from(a), &f),
         }
     }
 
     /// Every entry, for snapshots.
     pub fn iter(&self) -> impl Iterator<Item = (IpNet, &Entry)> {
-        let v4 = self
-            .v4
-            .iter()
-            .flat_map(|(p, es)| es.iter().map(move |e| (IpNet::V4(p), e)));
-        let v6 = self
-            .v6
-            .iter()
-            .flat_map(|(p, es)| es.iter().map(move |e| (IpNet::V6(p), e)));
+        let v4 = self.v4.iter().map(|(p, &head)| (IpNet::V4(p), head));
+        let v6 = self.v6.iter().map(|(p, &head)| (IpNet::V6(p), head));
         v4.chain(v6)
+            .flat_map(move |(p, head)| self.chain(head).map(move |(_, e)| (p, e)))
     }
-}
 
-/// Longest match first (the common case), then the covering prefixes from
-/// the most specific up, for when the longest match is out of force.
-fn search<'a, P>(map: &'a PrefixMap<P, Vec<Entry>>, host: P, q: &Query) -> Option<(IpNet, &'a Entry)>
-where
-    P: prefix_trie::Prefix + Copy + Into<IpNet>,
-{
-    let (lpm, entries) = map.get_lpm(&host)?;
-    if let Some(e) = entries.iter().find(|e| q.accepts(e)) {
-        return Some((lpm.into(), e));
-    }
-    let mut covering: Vec<(P, &Vec<Entry>)> = map.cover(&host).collect();
-    covering.pop();
-    best(
+    /// Longest match first (the common case), then the covering prefixes
+    /// from the most specific up, for when the longest match is out of force.
+    fn search<'a, P>(&'a self, map: &'a PrefixMap<P, u32>, host: P, f: &Filter) -> Option<(IpNet, &'a Entry)>
+    where
+        P: prefix_trie::Prefix + Copy + Into<IpNet>,
+    {
+        let (lpm, &head) = map.get_lpm(&host)?;
+        if let Some((_, e)) = self.chain(head).find(|(_, e)| f.accepts(e)) {
+            return Some((lpm.into(), e));
+        }
+        let mut covering: Vec<(P, u32)> = map.cover(&host).map(|(p, &head)| (p, head)).collect();
+        covering.pop();
         covering
             .into_iter()
             .rev()
-            .flat_map(|(p, es)| es.iter().map(move |e| (p.into(), e))),
-        q,
-    )
+            .find_map(|(p, head)| self.chain(head).find(|(_, e)| f.accepts(e)).map(|(_, e)| (p.into(), e)))
+    }
 }
 
 #[cfg(test)]
@@ -269,5 +333,32 @@ mod tests {
         assert!(index.remove(p, Uuid::from_u128(1)));
         assert!(!index.remove(p, Uuid::from_u128(1)));
         assert!(index.is_empty() && index.lookup(&q("2a00:1450::1", 1)).is_none());
+    }
+
+    #[test]
+    fn registrations_sharing_a_prefix_are_chained() {
+        let mut index = Index::default();
+        let p: IpNet = "10.1.0.0/16".parse().unwrap();
+        for id in 1..=3 {
+            index.insert(p, entry(id, 0, 100, &[]));
+        }
+        index.insert(p, entry(2, 0, 200, &[]));
+        assert_eq!(index.len(), 3, "re-announcing replaces, not adds");
+        let ids = |index: &Index| {
+            let mut ids: Vec<u128> = index.iter().map(|(_, e)| e.registration_id.as_u128()).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids(&index), [1, 2, 3]);
+        assert!(index.remove(p, Uuid::from_u128(2)), "middle of the chain");
+        assert_eq!(ids(&index), [1, 3]);
+        assert!(index.remove(p, Uuid::from_u128(3)), "head of the chain");
+        assert_eq!(ids(&index), [1]);
+        assert!(index.lookup(&q("10.1.2.3", 150)).is_none(), "1 ends at 100");
+        assert!(index.lookup(&q("10.1.2.3", 50)).is_some());
+        assert!(index.remove(p, Uuid::from_u128(1)));
+        assert!(index.is_empty() && index.lookup(&q("10.1.2.3", 50)).is_none());
+        index.insert(p, entry(4, 0, 100, &[]));
+        assert_eq!(ids(&index), [4], "the prefix is reusable after its chain emptied");
     }
 }
