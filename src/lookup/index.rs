@@ -4,7 +4,10 @@
 //! Small trie values and inline references keep a million prefixes in well
 //! under the memory budget and make lookups touch fewer cache lines.
 
-use std::{net::IpAddr, sync::Arc};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
@@ -148,11 +151,18 @@ struct Slot {
 }
 
 /// The active set, searchable by longest prefix.
+///
+/// Host routes (/32, /128) sit in hash maps in front of the tries: they are
+/// the most specific match possible, so a hit there that is in force ends
+/// the search with one probe instead of a walk down the trie (half of the
+/// registered prefixes are single addresses).
 #[derive(Default)]
 pub struct Index {
     /// Prefix -> first slot of its chain.
     v4: PrefixMap<Ipv4Net, u32>,
     v6: PrefixMap<Ipv6Net, u32>,
+    v4_hosts: hashbrown::HashMap<Ipv4Addr, u32>,
+    v6_hosts: hashbrown::HashMap<Ipv6Addr, u32>,
     slots: slab::Slab<Slot>,
 }
 
@@ -175,14 +185,51 @@ impl Index {
         .map(|i| (i, &self.slots[i as usize].entry))
     }
 
-    /// Adds (or replaces) the entry of `entry.registration_id` at `prefix`.
-    pub fn insert(&mut self, prefix: IpNet, entry: Entry) {
-        let head = match prefix {
+    /// The first slot declaring `prefix`, or NONE.
+    fn head(&self, prefix: IpNet) -> u32 {
+        match prefix {
+            IpNet::V4(p) if p.prefix_len() == 32 => self.v4_hosts.get(&p.addr()),
+            IpNet::V6(p) if p.prefix_len() == 128 => self.v6_hosts.get(&p.addr()),
             IpNet::V4(p) => self.v4.get(&p),
             IpNet::V6(p) => self.v6.get(&p),
         }
         .copied()
-        .unwrap_or(NONE);
+        .unwrap_or(NONE)
+    }
+
+    /// Points `prefix` at `head`; NONE forgets the prefix.
+    fn set_head(&mut self, prefix: IpNet, head: u32) {
+        match (prefix, head) {
+            (IpNet::V4(p), NONE) if p.prefix_len() == 32 => {
+                self.v4_hosts.remove(&p.addr());
+            }
+            (IpNet::V6(p), NONE) if p.prefix_len() == 128 => {
+                self.v6_hosts.remove(&p.addr());
+            }
+            (IpNet::V4(p), NONE) => {
+                self.v4.remove(&p);
+            }
+            (IpNet::V6(p), NONE) => {
+                self.v6.remove(&p);
+            }
+            (IpNet::V4(p), _) if p.prefix_len() == 32 => {
+                self.v4_hosts.insert(p.addr(), head);
+            }
+            (IpNet::V6(p), _) if p.prefix_len() == 128 => {
+                self.v6_hosts.insert(p.addr(), head);
+            }
+            (IpNet::V4(p), _) => {
+                self.v4.insert(p, head);
+            }
+            (IpNet::V6(p), _) => {
+                self.v6.insert(p, head);
+            }
+        }
+    }
+
+    /// Adds (or replaces) the entry of `entry.registration_id` at `prefix`.
+    pub fn insert(&mut self, prefix: IpNet, entry: Entry) {
+        let head = self.head(prefix);
         let existing = self
             .chain(head)
             .find(|(_, e)| e.registration_id == entry.registration_id)
@@ -193,20 +240,12 @@ impl Index {
         }
         let slot = self.slots.insert(Slot { entry, next: head });
         let slot = u32::try_from(slot).expect("fewer than 4 billion active entries");
-        match prefix {
-            IpNet::V4(p) => self.v4.insert(p, slot),
-            IpNet::V6(p) => self.v6.insert(p, slot),
-        };
+        self.set_head(prefix, slot);
     }
 
     /// Removes the entry of `registration_id` at `prefix`; false if absent.
     pub fn remove(&mut self, prefix: IpNet, registration_id: Uuid) -> bool {
-        let head = match prefix {
-            IpNet::V4(p) => self.v4.get(&p),
-            IpNet::V6(p) => self.v6.get(&p),
-        }
-        .copied()
-        .unwrap_or(NONE);
+        let head = self.head(prefix);
         let mut before = NONE;
         let mut found = NONE;
         for (i, e) in self.chain(head) {
@@ -220,18 +259,10 @@ impl Index {
             return false;
         }
         let next = self.slots.remove(found as usize).next;
-        if before != NONE {
-            self.slots[before as usize].next = next;
-        } else if next != NONE {
-            match prefix {
-                IpNet::V4(p) => self.v4.insert(p, next),
-                IpNet::V6(p) => self.v6.insert(p, next),
-            };
+        if before == NONE {
+            self.set_head(prefix, next);
         } else {
-            match prefix {
-                IpNet::V4(p) => self.v4.remove(&p),
-                IpNet::V6(p) => self.v6.remove(&p),
-            };
+            self.slots[before as usize].next = next;
         }
         true
     }
@@ -239,6 +270,13 @@ impl Index {
     /// The most specific entry that answers `q`.
     pub fn lookup(&self, q: &Query) -> Option<(IpNet, &Entry)> {
         let f = q.filter();
+        let host = match q.addr {
+            IpAddr::V4(a) => self.v4_hosts.get(&a),
+            IpAddr::V6(a) => self.v6_hosts.get(&a),
+        };
+        if let Some(e) = host.and_then(|&head| self.chain(head).find(|(_, e)| f.accepts(e))) {
+            return Some((IpNet::from(q.addr), e.1));
+        }
         match q.addr {
             IpAddr::V4(a) => self.search(&self.v4, Ipv4Net::from(a), &f),
             IpAddr::V6(a) => self.search(&self.v6, Ipv6Net::from(a), &f),
@@ -249,7 +287,17 @@ impl Index {
     pub fn iter(&self) -> impl Iterator<Item = (IpNet, &Entry)> {
         let v4 = self.v4.iter().map(|(p, &head)| (IpNet::V4(p), head));
         let v6 = self.v6.iter().map(|(p, &head)| (IpNet::V6(p), head));
+        let v4_hosts = self
+            .v4_hosts
+            .iter()
+            .map(|(&a, &head)| (IpNet::from(IpAddr::V4(a)), head));
+        let v6_hosts = self
+            .v6_hosts
+            .iter()
+            .map(|(&a, &head)| (IpNet::from(IpAddr::V6(a)), head));
         v4.chain(v6)
+            .chain(v4_hosts)
+            .chain(v6_hosts)
             .flat_map(move |(p, head)| self.chain(head).map(move |(_, e)| (p, e)))
     }
 
@@ -360,5 +408,42 @@ mod tests {
         assert!(index.is_empty() && index.lookup(&q("10.1.2.3", 50)).is_none());
         index.insert(p, entry(4, 0, 100, &[]));
         assert_eq!(ids(&index), [4], "the prefix is reusable after its chain emptied");
+    }
+
+    #[test]
+    fn host_routes_answer_first_and_fall_back_to_covering_prefixes() {
+        let mut index = Index::default();
+        index.insert("8.8.8.0/24".parse().unwrap(), entry(1, 0, 100, &[]));
+        index.insert("8.8.8.8/32".parse().unwrap(), entry(2, 0, 50, &[]));
+        index.insert("2001:db8::/48".parse().unwrap(), entry(3, 0, 100, &[]));
+        index.insert("2001:db8::1/128".parse().unwrap(), entry(4, 0, 100, &["10.0.0.0/8"]));
+        let hit = |index: &Index, addr: &str, at, peer: Option<&str>| {
+            let mut query = q(addr, at);
+            query.peer = peer.map(|p| p.parse().unwrap());
+            index
+                .lookup(&query)
+                .map(|(p, e)| (p.to_string(), e.registration_id.as_u128()))
+        };
+        assert_eq!(hit(&index, "8.8.8.8", 10, None), Some(("8.8.8.8/32".into(), 2)));
+        assert_eq!(
+            hit(&index, "8.8.8.8", 60, None),
+            Some(("8.8.8.0/24".into(), 1)),
+            "host out of force"
+        );
+        assert_eq!(hit(&index, "8.8.8.9", 10, None), Some(("8.8.8.0/24".into(), 1)));
+        assert_eq!(
+            hit(&index, "2001:db8::1", 10, Some("10.1.1.1")),
+            Some(("2001:db8::1/128".into(), 4))
+        );
+        assert_eq!(
+            hit(&index, "2001:db8::1", 10, Some("192.0.2.1")),
+            Some(("2001:db8::/48".into(), 3)),
+            "the host's peers do not admit the flow"
+        );
+        assert_eq!(index.len(), 4);
+        assert_eq!(index.iter().count(), 4);
+        assert!(index.remove("8.8.8.8/32".parse().unwrap(), Uuid::from_u128(2)));
+        assert_eq!(hit(&index, "8.8.8.8", 10, None), Some(("8.8.8.0/24".into(), 1)));
+        assert!(!index.remove("8.8.8.8/32".parse().unwrap(), Uuid::from_u128(2)));
     }
 }
