@@ -706,13 +706,11 @@ async fn raw_submits(pool: &PgPool, c: usize, duration: Duration) -> anyhow::Res
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            let _: Option<(ipnet::IpNet,)> = sqlx::query_as(
-                "SELECT prefix FROM active_prefixes WHERE prefix && $1::cidr AND institution_id <> $2 LIMIT 1",
-            )
-            .bind(prefix)
-            .bind(institution)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let _: Option<(ipnet::IpNet, ipnet::IpNet)> = sqlx::query_as(db::registrations::OVERLAP_SQL)
+                .bind(vec![prefix])
+                .bind(institution)
+                .fetch_optional(&mut *tx)
+                .await?;
             sqlx::query(
                 "INSERT INTO registrations (id, reference, institution_id, kind, protocol, source_prefixes, isp,
                                             isp_subscriber_id, purpose, valid_from, valid_until, state)

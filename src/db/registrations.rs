@@ -223,22 +223,32 @@ pub(crate) fn nets(ps: &[PublicPrefix]) -> Vec<IpNet> {
     ps.iter().map(PublicPrefix::net).collect()
 }
 
+/// First overlap of the prefixes `$1` with another institution's (not `$2`)
+/// active prefixes: (submitted prefix, active prefix).
+pub const OVERLAP_SQL: &str = "WITH hits AS MATERIALIZED (
+        SELECT s.p, a.prefix
+          FROM unnest($1::cidr[]) AS s(p)
+          JOIN active_prefixes a ON a.prefix && s.p
+         WHERE a.institution_id <> $2
+     )
+     SELECT * FROM hits LIMIT 1";
+
 /// Refuses source prefixes that overlap another institution's ACTIVE ones.
 /// The exclusion constraint on `active_prefixes` enforces the rule whenever a
 /// registration becomes active; this check gives the applicant an early,
 /// precise answer. The other institution is not named.
+///
+/// The search sits in a materialised CTE so that the LIMIT cannot reach it:
+/// with a LIMIT in the same query level, the (prepared, generic) plan
+/// expects 1% of a million rows to match and prefers a sequential scan that
+/// stops early, which really reads the whole table (120-260 ms at 1M active
+/// prefixes instead of 0.1 ms through the SP-GiST index).
 async fn check_overlap(conn: &mut PgConnection, institution_id: Uuid, spec: &Spec) -> Result<(), StoreError> {
-    let hit: Option<(IpNet, IpNet)> = sqlx::query_as(
-        "SELECT s.p, a.prefix
-           FROM unnest($1::cidr[]) AS s(p)
-           JOIN active_prefixes a ON a.prefix && s.p
-          WHERE a.institution_id <> $2
-          LIMIT 1",
-    )
-    .bind(nets(&spec.source_prefixes))
-    .bind(institution_id)
-    .fetch_optional(conn)
-    .await?;
+    let hit: Option<(IpNet, IpNet)> = sqlx::query_as(OVERLAP_SQL)
+        .bind(nets(&spec.source_prefixes))
+        .bind(institution_id)
+        .fetch_optional(conn)
+        .await?;
     match hit {
         Some((prefix, active)) => Err(StoreError::Overlap {
             prefix: prefix.to_string(),
