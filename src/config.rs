@@ -42,6 +42,20 @@ pub enum Command {
     /// Manage the list of licensed ISPs.
     #[command(subcommand)]
     Isp(IspCommand),
+    /// Operate the change feed that lookup replicas and gateways follow.
+    #[command(subcommand)]
+    Feed(FeedCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FeedCommand {
+    /// Start a new feed session after restoring the database from a backup:
+    /// serials already handed out may now name different changes, so every
+    /// replica reloads and every WatchChanges client gets a fresh snapshot.
+    NewSession {
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

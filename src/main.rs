@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::Parser;
 use vpn_registry::{
     app, cli,
-    config::{Cli, Command, DbArgs, IspCommand, TokenCommand, redact_url},
+    config::{Cli, Command, DbArgs, FeedCommand, IspCommand, TokenCommand, redact_url},
     db, telemetry,
 };
 
@@ -57,6 +57,11 @@ async fn main() -> anyhow::Result<()> {
             IspCommand::Add { code, name, db } => cli::add_isp(&connect(&db).await?, &code, &name).await?,
             IspCommand::List { db } => cli::list_isps(&connect(&db).await?, &mut std::io::stdout()).await?,
         },
+        Command::Feed(FeedCommand::NewSession { db }) => {
+            let session = db::feed::new_session(&connect(&db).await?).await?;
+            tracing::warn!(%session, "change feed: new session started; replicas reload, watchers resynchronise");
+            writeln!(std::io::stdout(), "{session}")?;
+        }
     }
     Ok(())
 }

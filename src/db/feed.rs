@@ -97,16 +97,48 @@ pub async fn snapshot(pool: &PgPool, mut each: impl FnMut(ActiveRow)) -> Result<
 const FEED_COLUMNS: &str = "serial, op, prefix, registration_id, institution_id, reference, kind,
     institution_category AS category, peer_prefixes, valid_from, valid_until";
 
-/// Up to `limit` feed rows after `serial`, in serial order.
-pub async fn since(pool: &PgPool, serial: i64, limit: i64) -> Result<Vec<FeedRow>, StoreError> {
+/// The feed's current session and up to `limit` of its rows after `serial`,
+/// in serial order, read by one statement so the two agree.
+pub async fn since(pool: &PgPool, serial: i64, limit: i64) -> Result<(Uuid, Vec<FeedRow>), StoreError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {FEED_COLUMNS} FROM change_feed WHERE serial > $1 ORDER BY serial LIMIT $2"
+        "SELECT s.session_id, f.*
+           FROM feed_state s
+           LEFT JOIN LATERAL (
+               SELECT {FEED_COLUMNS} FROM change_feed WHERE serial > $1 ORDER BY serial LIMIT $2
+           ) f ON true
+          ORDER BY f.serial"
     )))
     .bind(serial)
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    rows.iter().map(feed_row).collect()
+    let session = match rows.first() {
+        Some(r) => r.try_get("session_id")?,
+        None => return Err(StoreError::Corrupt("feed_state has no row".into())),
+    };
+    let mut feed = Vec::with_capacity(rows.len());
+    for r in &rows {
+        if r.try_get::<Option<i64>, _>("serial")?.is_some() {
+            feed.push(feed_row(r)?);
+        }
+    }
+    Ok((session, feed))
+}
+
+/// Starts a new feed session, for when serials already handed out can no
+/// longer be trusted (the database was restored from a backup): every
+/// replica reloads and every watcher gets a fresh snapshot. Returns the new
+/// session.
+pub async fn new_session(pool: &PgPool) -> Result<Uuid, StoreError> {
+    let mut tx = pool.begin().await?;
+    let session = sqlx::query_scalar("UPDATE feed_state SET session_id = gen_random_uuid() RETURNING session_id")
+        .fetch_one(&mut *tx)
+        .await?;
+    sqlx::query("SELECT pg_notify('vpnregistry_feed', 'session')")
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(session)
 }
 
 /// The entries that were active at `at` and whose prefix contains `addr`:

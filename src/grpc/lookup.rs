@@ -27,7 +27,7 @@ use crate::domain::{
 use crate::lookup::{
     Replica,
     index::{Entry, Query},
-    replica::{check_history, is_past, parse_addr},
+    replica::{Applied, check_history, is_past, parse_addr},
 };
 use crate::pb::{self, lookup_service_server::LookupService};
 
@@ -303,13 +303,14 @@ impl LookupService for LookupApi {
         let replica = self.replica()?;
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
         let (end_tx, end_rx) = mpsc::channel(1);
-        let resume = Uuid::try_parse(&msg.session_id).ok() == Some(replica.session_id())
+        let session = replica.session_id();
+        let resume = Uuid::try_parse(&msg.session_id).ok() == Some(session)
             && (0..=replica.serial()).contains(&msg.since_serial);
         let out = Output { data: tx, end: end_tx };
         tokio::spawn(stream_changes(
             self.pool.clone(),
             replica,
-            resume.then_some(msg.since_serial),
+            resume.then_some((session, msg.since_serial)),
             out,
             self.stopping.clone(),
         ));
@@ -349,26 +350,28 @@ impl Output {
 }
 
 /// Feeds one watcher: history or a snapshot, then live changes, until the
-/// client goes away, falls behind, or the server stops. Memory per watcher is
+/// client goes away, falls behind, the feed starts a new session, or the
+/// server stops. Memory per watcher is
 /// bounded by its buffer; the shared backlog of applied changes is bounded
 /// too, and a watcher that falls out of it is dropped.
 async fn stream_changes(
     pool: PgPool,
     replica: Arc<Replica>,
-    since: Option<i64>,
+    resume: Option<(Uuid, i64)>,
     out: Output,
     mut stopping: watch::Receiver<bool>,
 ) {
     use pb::watch_changes_response::Event;
     // Subscribe first: whatever is applied after this point reaches us live.
     let mut live = replica.subscribe();
-    let mut last = match since {
-        Some(since) => {
+    let mut last = match resume {
+        Some((session, since)) => {
             let upto = replica.serial();
             let mut last = since;
             while last < upto {
                 let rows = match feed::since(&pool, last, 5_000).await {
-                    Ok(rows) => rows,
+                    Ok((now, _)) if now != session => return out.fail(new_session()),
+                    Ok((_, rows)) => rows,
                     Err(e) => return out.fail(ApiError::from(e).into()),
                 };
                 let Some(end) = rows.last().map(|r| r.serial) else {
@@ -389,9 +392,9 @@ async fn stream_changes(
             last
         }
         None => {
-            let (serial, entries) = replica.snapshot();
+            let (session, serial, entries) = replica.snapshot();
             let reset = pb::Reset {
-                session_id: replica.session_id().to_string(),
+                session_id: session.to_string(),
                 serial,
             };
             if !out.send(Event::Reset(reset)).await {
@@ -420,7 +423,8 @@ async fn stream_changes(
             () = out.data.closed() => return,
         };
         match batch {
-            Ok(changes) => {
+            Ok(Applied::NewSession(_)) => return out.fail(new_session()),
+            Ok(Applied::Changes(changes)) => {
                 let deltas: Vec<_> = changes
                     .iter()
                     .filter(|c| c.serial > last)
@@ -438,6 +442,14 @@ async fn stream_changes(
             Err(RecvError::Closed) => return,
         }
     }
+}
+
+/// The status a watcher gets when the feed's serials were restarted (the
+/// registry was restored): its copy must be rebuilt from a snapshot.
+fn new_session() -> Status {
+    Status::aborted(
+        "the change feed started a new session; reconnect (with your old session_id) to receive a reset and a fresh snapshot",
+    )
 }
 
 /// The status a watcher gets when it fell too far behind. (Buffered deltas

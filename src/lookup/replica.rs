@@ -38,6 +38,16 @@ pub struct Change {
     pub entry: Entry,
 }
 
+/// What watchers are told after each catch-up.
+#[derive(Debug, Clone)]
+pub enum Applied {
+    /// These changes, in serial order.
+    Changes(Arc<Vec<Change>>),
+    /// The feed started a new session and the replica reloaded: serials of
+    /// the old session mean nothing any more.
+    NewSession(Uuid),
+}
+
 /// What a check found.
 #[derive(Debug, Clone)]
 pub struct Match {
@@ -47,10 +57,12 @@ pub struct Match {
 
 /// The active set of this process.
 pub struct Replica {
-    session_id: Uuid,
+    /// Changed only while `index` is write-locked, so a reader holding the
+    /// index lock sees the session its entries belong to.
+    session_id: RwLock<Uuid>,
     index: RwLock<Index>,
     applied: watch::Sender<i64>,
-    changes: broadcast::Sender<Arc<Vec<Change>>>,
+    changes: broadcast::Sender<Applied>,
     /// Serialises catch-ups (the follower and explicit calls).
     catching_up: Mutex<()>,
 }
@@ -59,16 +71,9 @@ impl Replica {
     /// Loads the active set as of the feed's current serial. Watchers more
     /// than `backlog` applied batches behind are dropped.
     pub async fn load(pool: &PgPool, backlog: usize) -> Result<Arc<Self>, StoreError> {
-        let started = Instant::now();
-        let mut index = Index::default();
-        let (session_id, serial) = feed::snapshot(pool, |row| {
-            let (prefix, entry) = row.into();
-            index.insert(prefix, entry);
-        })
-        .await?;
-        tracing::info!(entries = index.len(), serial, elapsed = ?started.elapsed(), "lookup index loaded");
+        let (session_id, serial, index) = read_snapshot(pool).await?;
         Ok(Arc::new(Self {
-            session_id,
+            session_id: RwLock::new(session_id),
             index: RwLock::new(index),
             applied: watch::channel(serial).0,
             changes: broadcast::channel(backlog.max(1)).0,
@@ -77,7 +82,23 @@ impl Replica {
     }
 
     pub fn session_id(&self) -> Uuid {
-        self.session_id
+        *self.session_id.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the whole index with a fresh snapshot of a new feed session.
+    async fn reload(&self, pool: &PgPool) -> Result<(), StoreError> {
+        let (session_id, serial, fresh) = read_snapshot(pool).await?;
+        let old = {
+            let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+            *self.session_id.write().unwrap_or_else(|e| e.into_inner()) = session_id;
+            self.applied.send_replace(serial);
+            std::mem::replace(&mut *index, fresh)
+        };
+        // Freed outside the lock: a million entries take a while.
+        drop(old);
+        tracing::warn!(%session_id, serial, "the change feed started a new session; index reloaded");
+        let _ = self.changes.send(Applied::NewSession(session_id));
+        Ok(())
     }
 
     /// The last feed serial applied here.
@@ -120,25 +141,31 @@ impl Replica {
 
     /// Subscribes to applied changes (subscribe before taking a snapshot, so
     /// that nothing after the snapshot is missed).
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Vec<Change>>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Applied> {
         self.changes.subscribe()
     }
 
-    /// Every entry with the serial they are current at.
-    pub fn snapshot(&self) -> (i64, Vec<(IpNet, Entry)>) {
+    /// Every entry with the session and serial they are current at.
+    pub fn snapshot(&self) -> (Uuid, i64, Vec<(IpNet, Entry)>) {
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
         let serial = self.serial();
-        (serial, index.iter().map(|(p, e)| (p, e.clone())).collect())
+        let entries = index.iter().map(|(p, e)| (p, e.clone())).collect();
+        (self.session_id(), serial, entries)
     }
 
     /// Applies every feed row committed after the applied serial. Serials are
     /// handed out in commit order, so nothing below the last one read can
-    /// still appear. Returns how many rows were applied.
+    /// still appear. When the feed has started a new session, reloads
+    /// instead. Returns how many rows were applied.
     pub async fn catch_up(&self, pool: &PgPool) -> Result<usize, StoreError> {
         let _one_at_a_time = self.catching_up.lock().await;
         let mut total = 0;
         loop {
-            let rows = feed::since(pool, self.serial(), CATCH_UP_BATCH).await?;
+            let (session, rows) = feed::since(pool, self.serial(), CATCH_UP_BATCH).await?;
+            if session != self.session_id() {
+                self.reload(pool).await?;
+                return Ok(total);
+            }
             let Some(last) = rows.last().map(|r| r.serial) else {
                 return Ok(total);
             };
@@ -158,7 +185,7 @@ impl Replica {
                 self.applied.send_replace(last);
             }
             // Nobody listening is fine.
-            let _ = self.changes.send(Arc::new(changes));
+            let _ = self.changes.send(Applied::Changes(Arc::new(changes)));
             if !full_batch {
                 return Ok(total);
             }
@@ -211,6 +238,20 @@ impl Replica {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The feed's session, its serial and the index of the active set at that
+/// serial.
+async fn read_snapshot(pool: &PgPool) -> Result<(Uuid, i64, Index), StoreError> {
+    let started = Instant::now();
+    let mut index = Index::default();
+    let (session_id, serial) = feed::snapshot(pool, |row| {
+        let (prefix, entry) = row.into();
+        index.insert(prefix, entry);
+    })
+    .await?;
+    tracing::info!(entries = index.len(), serial, elapsed = ?started.elapsed(), "lookup index loaded");
+    Ok((session_id, serial, index))
 }
 
 fn change(r: FeedRow) -> Change {

@@ -101,6 +101,45 @@ async fn isps_are_added_and_listed_from_the_command_line(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn feed_new_session_prints_the_session_watchers_are_reset_to(pool: PgPool) {
+    use pb::watch_changes_response::Event;
+    let app = spawn_app(pool).await;
+    let url = database_url(&app.pool);
+    let before: uuid::Uuid = sqlx::query_scalar("SELECT session_id FROM feed_state")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let out = run(&["feed", "new-session"], &url);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: uuid::Uuid = String::from_utf8(out.stdout).unwrap().trim().parse().unwrap();
+    let stored: uuid::Uuid = sqlx::query_scalar("SELECT session_id FROM feed_state")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(printed, stored);
+    assert_ne!(printed, before);
+    // The server follows without a restart: a watcher is reset to it.
+    let token = app.token(vpn_registry::domain::principal::Role::Lookup).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut stream = app
+            .lookups(Some(&token))
+            .watch_changes(pb::WatchChangesRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(Event::Reset(reset)) = stream.message().await.unwrap().unwrap().event else {
+            panic!("a fresh watcher starts with a reset");
+        };
+        if reset.session_id == printed.to_string() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the server kept the old session");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[sqlx::test]
 async fn serve_reports_serving_and_stops_cleanly_on_sigterm(pool: PgPool) {
     let url = database_url(&pool);
     let mut child = Command::new(BIN)

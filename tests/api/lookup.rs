@@ -764,3 +764,90 @@ async fn a_watcher_that_falls_behind_is_dropped_with_a_status_it_can_resume_from
         }
     }
 }
+
+#[sqlx::test]
+async fn a_new_feed_session_after_a_restore_reloads_replicas_and_resets_watchers(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, bank) = app.enrol(C::Bank).await;
+    let (_, company) = app.enrol(C::Company).await;
+    let lost = app.active(&bank, &["8.8.8.0/24"]).await;
+    let watcher = app.token(Role::Lookup).await;
+    let mut lookups = app.lookups(Some(&watcher));
+    let mut copy = Copy::default();
+    let mut stream = lookups
+        .watch_changes(pb::WatchChangesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    copy.follow(&mut stream, lost.feed_serial).await;
+    assert!(check(&mut lookups, "8.8.8.8").await.registered);
+
+    // A restore from a backup taken before the approval: the registration
+    // is not active in the restored database, and the serials the approval
+    // used will be handed out again for other changes.
+    let mut tx = app.pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL session_replication_role = replica")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let id = uuid::Uuid::parse_str(&lost.id).unwrap();
+    sqlx::query("DELETE FROM active_prefixes WHERE registration_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE registrations SET state = 'SUSPENDED' WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM change_feed WHERE serial >= $1")
+        .bind(lost.feed_serial)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE feed_state SET last_serial = $1 - 1")
+        .bind(lost.feed_serial)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let session = vpn_registry::db::feed::new_session(&app.pool).await.unwrap();
+
+    // The watcher is told to resynchronise ...
+    let status = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+            .await
+            .expect("the watcher hears of the new session")
+        {
+            Ok(Some(msg)) => copy.apply(msg),
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    assert!(status.message().contains("new session"), "{}", status.message());
+    // ... the replica reloads (no restart) ...
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while check(&mut lookups, "8.8.8.8").await.registered {
+        assert!(std::time::Instant::now() < deadline, "the replica never reloaded");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // ... and resuming with the old session gets a reset and a snapshot of
+    // the restored set, then live changes of the new session.
+    let mut stream = lookups
+        .watch_changes(pb::WatchChangesRequest {
+            session_id: copy.session.clone(),
+            since_serial: copy.serial,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let after = app.active(&company, &["9.9.9.0/24"]).await;
+    copy.serial = 0;
+    copy.follow(&mut stream, after.feed_serial).await;
+    assert_eq!(copy.session, session.to_string());
+    assert_eq!(copy.entries, db_active_set(&app.pool).await);
+    assert!(!copy.entries.iter().any(|(r, _)| *r == lost.reference));
+    assert!(check(&mut lookups, "9.9.9.9").await.registered);
+}
