@@ -109,7 +109,9 @@ async fn main() -> anyhow::Result<()> {
         println!("| index | value |\n|---|---:|");
         println!("| entries | {} |", replica.len());
         println!("| load from PostgreSQL | {:.2} s |", load.as_secs_f64());
-        println!("| resident memory growth | {:.0} MB |\n", grown as f64 / 1e6);
+        println!("| resident memory growth | {:.0} MB |", grown as f64 / 1e6);
+        let rate = index_alone(&replica, args.prefixes);
+        println!("| lookups in the index alone (one core, no gRPC) | {rate:.0}/s |\n");
     }
 
     let (server, _stop) = start_server(pool.clone()).await?;
@@ -260,6 +262,28 @@ async fn seed(pool: &PgPool, n: u64) -> anyhow::Result<()> {
         .await?;
     sqlx::query("ANALYZE").execute(&mut *conn).await?;
     Ok(())
+}
+
+/// Lookups per second straight against the index (one thread, the bench's
+/// address mix, 10k per batch as CheckAddresses does them).
+fn index_alone(replica: &Replica, prefixes: u64) -> f64 {
+    use vpn_registry::lookup::index::Query;
+    let at = time::OffsetDateTime::now_utc();
+    let queries: Vec<Query> = addresses(prefixes, 200_000)
+        .iter()
+        .map(|a| Query {
+            addr: a.parse().expect("bench addresses parse"),
+            peer: None,
+            at,
+            only_institution: None,
+        })
+        .collect();
+    let mut hits = 0usize;
+    let t = Instant::now();
+    for chunk in queries.chunks(10_000) {
+        replica.check_batch(chunk, |_, found| hits += usize::from(found.is_some()));
+    }
+    queries.len() as f64 / t.elapsed().as_secs_f64()
 }
 
 /// Query addresses: alternately inside a seeded prefix and in unused space.

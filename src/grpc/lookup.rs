@@ -279,13 +279,21 @@ impl LookupService for LookupApi {
             }
             replica.serial()
         } else {
-            let queries = addrs.into_iter().map(|addr| Query {
-                addr,
-                peer: None,
-                at,
-                only_institution,
-            });
-            replica.check_each(queries, |found| results.push(result(found, 0)))
+            let queries: Vec<Query> = addrs
+                .into_iter()
+                .map(|addr| Query {
+                    addr,
+                    peer: None,
+                    at,
+                    only_institution,
+                })
+                .collect();
+            results.resize(queries.len(), pb::CheckResult::default());
+            replica.check_batch(&queries, |i, found| {
+                if found.is_some() {
+                    results[i] = result(found, 0);
+                }
+            })
         };
         Ok(Response::new(pb::CheckAddressesResponse { results, serial }))
     }

