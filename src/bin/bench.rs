@@ -54,6 +54,12 @@ struct Args {
     /// Reuse a database kept by an earlier `--keep` run instead of seeding.
     #[arg(long)]
     reuse: bool,
+    /// Rounds per comparison: each round measures ours and its baselines
+    /// back to back; the table shows the medians (ratios per round), so a
+    /// burst of load from elsewhere on this shared machine skews one round,
+    /// not the result.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Which measurements to run.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = Section::all())]
     only: Vec<Section>,
@@ -129,19 +135,23 @@ async fn main() -> anyhow::Result<()> {
         );
         println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
         for &c in &args.concurrency {
-            let ours = unary(server, Some(&token), c, duration, addresses.clone()).await?;
-            let base = unary(empty, None, c, duration, addresses.clone()).await?;
-            let sql = sql_lookups(&pool, c, duration, addresses.clone()).await?;
-            println!(
-                "| {c} | {:.0} | {:.3} | {:.3} | {:.0} | {:.0} | {:.2} | {:.1} |",
-                ours.rate,
-                ours.p50_ms,
-                ours.p99_ms,
-                base.rate,
-                sql.rate,
-                ours.rate / base.rate,
-                ours.rate / sql.rate
-            );
+            let mut cells = Vec::new();
+            for _ in 0..args.rounds {
+                let ours = unary(server, Some(&token), c, duration, addresses.clone()).await?;
+                let base = unary(empty, None, c, duration, addresses.clone()).await?;
+                let sql = sql_lookups(&pool, c, duration, addresses.clone()).await?;
+                cells.push([
+                    ours.rate,
+                    ours.p50_ms,
+                    ours.p99_ms,
+                    base.rate,
+                    sql.rate,
+                    ours.rate / base.rate,
+                    ours.rate / sql.rate,
+                ]);
+            }
+            let [ours, p50, p99, base, sql, vs_base, vs_sql] = medians(&cells);
+            println!("| {c} | {ours:.0} | {p50:.3} | {p99:.3} | {base:.0} | {sql:.0} | {vs_base:.2} | {vs_sql:.1} |");
         }
         println!();
     }
@@ -153,14 +163,15 @@ async fn main() -> anyhow::Result<()> {
         );
         println!("|---:|---:|---:|---:|---:|---:|");
         for size in [1_000usize, 10_000] {
-            let ours = batches(server, Some(&token), size, duration, addresses.clone()).await?;
-            let same = batches(canned, None, size, duration, addresses.clone()).await?;
-            let misses = batches(empty, None, size, duration, addresses.clone()).await?;
-            println!(
-                "| {size} | {ours:.0} | {same:.0} | {:.2} | {misses:.0} | {:.2} |",
-                ours / same,
-                ours / misses
-            );
+            let mut cells = Vec::new();
+            for _ in 0..args.rounds {
+                let ours = batches(server, Some(&token), size, duration, addresses.clone()).await?;
+                let same = batches(canned, None, size, duration, addresses.clone()).await?;
+                let misses = batches(empty, None, size, duration, addresses.clone()).await?;
+                cells.push([ours, same, ours / same, misses, ours / misses]);
+            }
+            let [ours, same, vs_same, misses, vs_misses] = medians(&cells);
+            println!("| {size} | {ours:.0} | {same:.0} | {vs_same:.2} | {misses:.0} | {vs_misses:.2} |");
         }
         println!();
     }
@@ -460,6 +471,15 @@ struct Rate {
     rate: f64,
     p50_ms: f64,
     p99_ms: f64,
+}
+
+/// The median of each column.
+fn medians<const N: usize>(rows: &[[f64; N]]) -> [f64; N] {
+    std::array::from_fn(|col| {
+        let mut values: Vec<f64> = rows.iter().map(|r| r[col]).collect();
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied().unwrap_or(0.0)
+    })
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
