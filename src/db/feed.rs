@@ -9,6 +9,9 @@ use uuid::Uuid;
 use super::{StoreError, decode};
 use crate::domain::{institution::Category, registration::Kind};
 
+/// The channel every feed commit NOTIFYs (see the lookup feed migration).
+pub const CHANNEL: &str = "vpnregistry_feed";
+
 /// One active (prefix, registration) pair with what lookups report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActiveRow {
@@ -134,7 +137,8 @@ pub async fn new_session(pool: &PgPool) -> Result<Uuid, StoreError> {
     let session = sqlx::query_scalar("UPDATE feed_state SET session_id = gen_random_uuid() RETURNING session_id")
         .fetch_one(&mut *tx)
         .await?;
-    sqlx::query("SELECT pg_notify('vpnregistry_feed', 'session')")
+    sqlx::query("SELECT pg_notify($1, 'session')")
+        .bind(CHANNEL)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;

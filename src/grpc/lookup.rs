@@ -359,9 +359,9 @@ impl Output {
 
 /// Feeds one watcher: history or a snapshot, then live changes, until the
 /// client goes away, falls behind, the feed starts a new session, or the
-/// server stops. Memory per watcher is
-/// bounded by its buffer; the shared backlog of applied changes is bounded
-/// too, and a watcher that falls out of it is dropped.
+/// server stops. Memory per watcher is bounded by its buffer; the shared
+/// backlog of applied changes is bounded too, and a watcher that falls out
+/// of it is dropped.
 async fn stream_changes(
     pool: PgPool,
     replica: Arc<Replica>,
@@ -374,6 +374,10 @@ async fn stream_changes(
     let mut live = replica.subscribe();
     let mut last = match resume {
         Some((session, since)) => {
+            // A reload before the subscription would not reach us as news.
+            if replica.session_id() != session {
+                return out.fail(new_session());
+            }
             let upto = replica.serial();
             let mut last = since;
             while last < upto {

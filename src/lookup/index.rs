@@ -36,7 +36,7 @@ pub struct Entry {
 }
 
 /// Microseconds since the epoch.
-pub fn micros(t: OffsetDateTime) -> i64 {
+fn micros(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1000) as i64
 }
 

@@ -26,8 +26,6 @@ const CATCH_UP_BATCH: i64 = 10_000;
 /// Applied batches kept for live watchers by default; a watcher further
 /// behind is dropped.
 pub const DEFAULT_WATCH_BACKLOG: usize = 1024;
-/// The channel NOTIFY uses (see the lookup feed migration).
-pub const FEED_CHANNEL: &str = "vpnregistry_feed";
 
 /// One applied change, as watchers receive it.
 #[derive(Debug, Clone)]
@@ -202,7 +200,7 @@ impl Replica {
         loop {
             if listener.is_none() {
                 listener = match PgListener::connect_with(&pool).await {
-                    Ok(mut l) => match l.listen(FEED_CHANNEL).await {
+                    Ok(mut l) => match l.listen(feed::CHANNEL).await {
                         Ok(()) => Some(l),
                         Err(e) => {
                             tracing::warn!(error = %e, "LISTEN failed; polling the feed");

@@ -49,11 +49,31 @@ pub async fn spawn_app(pool: PgPool) -> TestApp {
         let _ = rx.await;
     }));
     let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
+    wait_until_serving(channel.clone()).await;
     TestApp {
         addr,
         pool,
         channel,
         shutdown: Some(tx),
+    }
+}
+
+/// Health turns SERVING once the database is reachable and the lookup index
+/// is loaded; tests start from there, as a load balancer would.
+async fn wait_until_serving(channel: Channel) {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    let mut health = HealthClient::new(channel);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = health.check(HealthCheckRequest::default()).await;
+        if status.is_ok_and(|s| s.into_inner().status == ServingStatus::Serving as i32) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never reported SERVING"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
 
