@@ -292,23 +292,18 @@ async fn seed(pool: &PgPool, n: u64) -> anyhow::Result<()> {
 /// Lookups per second straight against the index (one thread, the bench's
 /// address mix, 10k per batch as CheckAddresses does them).
 fn index_alone(replica: &Replica, prefixes: u64) -> f64 {
-    use vpn_registry::lookup::index::Query;
-    let at = time::OffsetDateTime::now_utc();
-    let queries: Vec<Query> = addresses(prefixes, 200_000)
+    use vpn_registry::lookup::index::Filter;
+    let filter = Filter::new(time::OffsetDateTime::now_utc(), None, None);
+    let addrs: Vec<IpAddr> = addresses(prefixes, 200_000)
         .iter()
-        .map(|a| Query {
-            addr: a.parse().expect("bench addresses parse"),
-            peer: None,
-            at,
-            only_institution: None,
-        })
+        .map(|a| a.parse().expect("bench addresses parse"))
         .collect();
     let mut hits = 0usize;
     let t = Instant::now();
-    for chunk in queries.chunks(10_000) {
-        replica.check_batch(chunk, |_, found| hits += usize::from(found.is_some()));
+    for chunk in addrs.chunks(10_000) {
+        replica.check_batch(chunk, &filter, |_, found| hits += usize::from(found.is_some()));
     }
-    queries.len() as f64 / t.elapsed().as_secs_f64()
+    addrs.len() as f64 / t.elapsed().as_secs_f64()
 }
 
 /// Query addresses: alternately inside a seeded prefix and in unused space.

@@ -26,7 +26,7 @@ use crate::domain::{
 };
 use crate::lookup::{
     Replica,
-    index::{Entry, Query},
+    index::{Entry, Filter, Query},
     replica::{Applied, check_history, is_past, parse_addr},
 };
 use crate::pb::{self, lookup_service_server::LookupService};
@@ -153,7 +153,8 @@ fn result(found: Option<(IpNet, &Entry)>, serial: i64) -> pb::CheckResult {
             let _ = write!(matched_prefix, "{prefix}");
             pb::CheckResult {
                 registered: true,
-                reference: e.reference.to_string(),
+                // Not to_string(): that goes through the formatting machinery.
+                reference: String::from(e.reference.as_str()),
                 kind: kind_to_pb(e.kind) as i32,
                 institution_category: category_to_pb(e.category) as i32,
                 matched_prefix,
@@ -172,7 +173,7 @@ fn active_entry(prefix: IpNet, e: &Entry) -> pb::ActiveEntry {
     pb::ActiveEntry {
         prefix: prefix.to_string(),
         peer_prefixes: e.peers().iter().map(ToString::to_string).collect(),
-        reference: e.reference.to_string(),
+        reference: String::from(e.reference.as_str()),
         kind: kind_to_pb(e.kind) as i32,
         institution_category: category_to_pb(e.category) as i32,
         valid_from: Some(timestamp(e.valid_from())),
@@ -279,17 +280,9 @@ impl LookupService for LookupApi {
             }
             replica.serial()
         } else {
-            let queries: Vec<Query> = addrs
-                .into_iter()
-                .map(|addr| Query {
-                    addr,
-                    peer: None,
-                    at,
-                    only_institution,
-                })
-                .collect();
-            results.resize(queries.len(), pb::CheckResult::default());
-            replica.check_batch(&queries, |i, found| {
+            results.resize(addrs.len(), pb::CheckResult::default());
+            let filter = Filter::new(at, None, only_institution);
+            replica.check_batch(&addrs, &filter, |i, found| {
                 if found.is_some() {
                     results[i] = result(found, 0);
                 }

@@ -113,23 +113,29 @@ pub struct Query {
 }
 
 impl Query {
-    fn filter(&self) -> Filter {
-        Filter {
-            at_us: micros(self.at),
-            peer: self.peer,
-            only_institution: self.only_institution,
-        }
+    pub fn filter(&self) -> Filter {
+        Filter::new(self.at, self.peer, self.only_institution)
     }
 }
 
-/// A query's conditions on an entry, with the instant converted once.
-struct Filter {
+/// A query's conditions on an entry, with the instant converted once (and
+/// shared by every address of a batch).
+#[derive(Debug, Clone, Copy)]
+pub struct Filter {
     at_us: i64,
     peer: Option<IpAddr>,
     only_institution: Option<Uuid>,
 }
 
 impl Filter {
+    pub fn new(at: OffsetDateTime, peer: Option<IpAddr>, only_institution: Option<Uuid>) -> Self {
+        Self {
+            at_us: micros(at),
+            peer,
+            only_institution,
+        }
+    }
+
     fn accepts(&self, e: &Entry) -> bool {
         e.in_force(self.at_us) && e.admits(self.peer) && self.only_institution.is_none_or(|own| own == e.institution_id)
     }
@@ -269,17 +275,21 @@ impl Index {
 
     /// The most specific entry that answers `q`.
     pub fn lookup(&self, q: &Query) -> Option<(IpNet, &Entry)> {
-        let f = q.filter();
-        let host = match q.addr {
+        self.find(q.addr, &q.filter())
+    }
+
+    /// The most specific entry for `addr` that `f` accepts.
+    pub fn find(&self, addr: IpAddr, f: &Filter) -> Option<(IpNet, &Entry)> {
+        let host = match addr {
             IpAddr::V4(a) => self.v4_hosts.get(&a),
             IpAddr::V6(a) => self.v6_hosts.get(&a),
         };
         if let Some(e) = host.and_then(|&head| self.chain(head).find(|(_, e)| f.accepts(e))) {
-            return Some((IpNet::from(q.addr), e.1));
+            return Some((IpNet::from(addr), e.1));
         }
-        match q.addr {
-            IpAddr::V4(a) => self.search(&self.v4, Ipv4Net::from(a), &f),
-            IpAddr::V6(a) => self.search(&self.v6, Ipv6Net::from(a), &f),
+        match addr {
+            IpAddr::V4(a) => self.search(&self.v4, Ipv4Net::from(a), f),
+            IpAddr::V6(a) => self.search(&self.v6, Ipv6Net::from(a), f),
         }
     }
 

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Mutex, broadcast, watch};
 use uuid::Uuid;
 
-use super::index::{Entry, Index, Query, best};
+use super::index::{Entry, Filter, Index, Query, best};
 use crate::db::{
     StoreError,
     feed::{self, FeedRow, Op},
@@ -123,19 +123,23 @@ impl Replica {
         (found, serial)
     }
 
-    /// Answers many queries under one read lock, calling `out` with each
-    /// query's position and answer. They are looked up in address order:
-    /// neighbouring addresses share the upper trie levels, so a sorted batch
-    /// takes fewer cache misses (about a fifth more lookups per second at a
-    /// million random prefixes, sorting included).
-    pub fn check_batch(&self, queries: &[Query], mut out: impl FnMut(usize, Option<(IpNet, &Entry)>)) -> i64 {
-        let mut order: Vec<(IpAddr, u32)> = queries.iter().zip(0..).map(|(q, i)| (q.addr, i)).collect();
-        order.sort_unstable();
+    /// Answers many addresses under one read lock and one filter, calling
+    /// `out` with each address's position and answer. They are looked up in
+    /// address order: neighbouring addresses share the upper trie levels, so
+    /// a sorted batch takes fewer cache misses (about a fifth more lookups
+    /// per second at a million random prefixes, sorting included).
+    pub fn check_batch(
+        &self,
+        addrs: &[IpAddr],
+        filter: &Filter,
+        mut out: impl FnMut(usize, Option<(IpNet, &Entry)>),
+    ) -> i64 {
+        let mut order: Vec<(IpAddr, u32)> = addrs.iter().copied().zip(0..).collect();
+        order.sort_unstable_by_key(|(addr, _)| locality_key(*addr));
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
         let serial = self.serial();
-        for (_, i) in order {
-            let i = i as usize;
-            out(i, index.lookup(&queries[i]));
+        for (addr, i) in order {
+            out(i as usize, index.find(addr, filter));
         }
         serial
     }
@@ -238,6 +242,15 @@ impl Replica {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// A cheap sort key that keeps neighbouring addresses together (IPv4 below
+/// every global IPv6 address; IPv6 by its first 64 bits).
+fn locality_key(addr: IpAddr) -> u64 {
+    match addr {
+        IpAddr::V4(a) => u64::from(a.to_bits()),
+        IpAddr::V6(a) => (a.to_bits() >> 64) as u64,
     }
 }
 
