@@ -10,10 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sqlx::{PgPool, postgres::PgListener};
+use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::db::{StoreError, tokens};
+use crate::db::{StoreError, notify, tokens};
 use crate::domain::principal::Principal;
 
 /// The channel the api_tokens trigger notifies.
@@ -90,36 +90,12 @@ impl Credentials {
     }
 
     /// Reloads on every change notification and every `interval`, until `stopping`.
-    pub async fn follow(self: Arc<Self>, interval: Duration, mut stopping: watch::Receiver<bool>) {
-        let mut listener: Option<PgListener> = None;
-        loop {
-            if listener.is_none() {
-                listener = match PgListener::connect_with(&self.pool).await {
-                    Ok(mut l) => l.listen(TOKENS_CHANNEL).await.ok().map(|()| l),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "no LISTEN connection for credentials; reloading periodically");
-                        None
-                    }
-                };
-                // Changes made while not listening are picked up here.
-                if let Err(e) = self.reload().await {
-                    tracing::warn!(error = %e, "credential reload failed");
-                }
-            }
-            let notified = async {
-                match listener.as_mut() {
-                    Some(l) => l.try_recv().await.map(|n| n.is_some()).unwrap_or(false),
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                alive = notified => if !alive { listener = None; continue },
-                () = tokio::time::sleep(interval) => {}
-                _ = stopping.changed() => return,
-            }
+    pub async fn follow(self: Arc<Self>, interval: Duration, stopping: watch::Receiver<bool>) {
+        notify::follow(&self.pool, TOKENS_CHANNEL, interval, stopping, || async {
             if let Err(e) = self.reload().await {
                 tracing::warn!(error = %e, "credential reload failed");
             }
-        }
+        })
+        .await;
     }
 }

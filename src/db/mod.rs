@@ -6,6 +6,7 @@ pub mod feed;
 pub mod idempotency;
 pub mod institutions;
 pub mod isps;
+pub mod notify;
 pub mod registrations;
 pub mod review;
 pub mod tokens;

@@ -10,7 +10,7 @@ use std::{
 };
 
 use ipnet::IpNet;
-use sqlx::{PgPool, postgres::PgListener};
+use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, broadcast, watch};
 use uuid::Uuid;
@@ -19,6 +19,7 @@ use super::index::{Entry, Filter, Index, Query, best};
 use crate::db::{
     StoreError,
     feed::{self, FeedRow, Op},
+    notify,
 };
 
 /// Feed rows read per catch-up query.
@@ -199,40 +200,13 @@ impl Replica {
 
     /// Keeps the replica current until `stopping`: wakes on NOTIFY, and every
     /// `interval` regardless, so a lost notification only delays a change.
-    pub async fn follow(self: Arc<Self>, pool: PgPool, interval: Duration, mut stopping: watch::Receiver<bool>) {
-        let mut listener = None;
-        loop {
-            if listener.is_none() {
-                listener = match PgListener::connect_with(&pool).await {
-                    Ok(mut l) => match l.listen(feed::CHANNEL).await {
-                        Ok(()) => Some(l),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "LISTEN failed; polling the feed");
-                            None
-                        }
-                    },
-                    Err(e) => {
-                        tracing::warn!(error = %e, "no LISTEN connection; polling the feed");
-                        None
-                    }
-                };
-            }
-            // Catch up after (re)subscribing, so nothing between is missed.
+    pub async fn follow(self: Arc<Self>, pool: PgPool, interval: Duration, stopping: watch::Receiver<bool>) {
+        notify::follow(&pool, feed::CHANNEL, interval, stopping, || async {
             if let Err(e) = self.catch_up(&pool).await {
                 tracing::warn!(error = %e, "feed catch-up failed; retrying");
             }
-            let woke = async {
-                match listener.as_mut() {
-                    Some(l) => l.try_recv().await.map(|n| n.is_some()).unwrap_or(false),
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                alive = woke => if !alive { listener = None },
-                () = tokio::time::sleep(interval) => {}
-                _ = stopping.changed() => return,
-            }
-        }
+        })
+        .await;
     }
 
     /// Number of entries held.
