@@ -77,6 +77,13 @@ async fn wait_until_serving(channel: Channel) {
     }
 }
 
+/// An update mask of `paths`.
+pub fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+    })
+}
+
 /// Adds `authorization: Bearer <token>` to every call.
 #[derive(Clone)]
 pub struct Bearer(Option<MetadataValue<Ascii>>);
@@ -130,14 +137,18 @@ impl TestApp {
         LookupServiceClient::with_interceptor(channel, bearer(token))
     }
 
-    /// Submits `prefixes` for the institution behind `token` and approves them.
-    pub async fn active(&self, token: &str, prefixes: &[&str]) -> pb::Registration {
-        let r = self
-            .registrations(Some(token))
+    /// Submits `prefixes` for the institution behind `token`.
+    pub async fn submit(&self, token: &str, prefixes: &[&str]) -> pb::Registration {
+        self.registrations(Some(token))
             .submit_registration(submit_request(prefixes))
             .await
             .unwrap()
-            .into_inner();
+            .into_inner()
+    }
+
+    /// Submits `prefixes` for the institution behind `token` and approves them.
+    pub async fn active(&self, token: &str, prefixes: &[&str]) -> pb::Registration {
+        let r = self.submit(token, prefixes).await;
         self.approve(&r).await.unwrap()
     }
 

@@ -1,4 +1,3 @@
-use prost_types::FieldMask;
 use sqlx::PgPool;
 use tonic::Code;
 use vpn_registry::domain::principal::Role;
@@ -11,12 +10,6 @@ fn create(i: pb::Institution) -> pb::CreateInstitutionRequest {
         institution: Some(i),
         request_id: uuid::Uuid::new_v4().to_string(),
     }
-}
-
-fn mask(paths: &[&str]) -> Option<FieldMask> {
-    Some(FieldMask {
-        paths: paths.iter().map(|p| p.to_string()).collect(),
-    })
 }
 
 #[sqlx::test]

@@ -1,7 +1,6 @@
 //! The registration lifecycle through the public API, as the right (and the
 //! wrong) principals drive it.
 
-use prost_types::FieldMask;
 use sqlx::PgPool;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -10,12 +9,6 @@ use vpn_registry::domain::principal::Role;
 use vpn_registry::pb::{self, InstitutionCategory as C, RegistrationState as S};
 
 use crate::helpers::*;
-
-fn mask(paths: &[&str]) -> Option<FieldMask> {
-    Some(FieldMask {
-        paths: paths.iter().map(|p| p.to_string()).collect(),
-    })
-}
 
 fn approve_req(r: &pb::Registration) -> pb::ApproveRegistrationRequest {
     pb::ApproveRegistrationRequest {
@@ -81,12 +74,7 @@ async fn feed(app: &TestApp, id: &str) -> Vec<(String, String)> {
 async fn a_registration_is_attested_reviewed_and_approved_on_the_record(pool: PgPool) {
     let app = spawn_app(pool).await;
     let (inst, token) = app.enrol(C::Bank).await;
-    let submitted = app
-        .registrations(Some(&token))
-        .submit_registration(submit_request(&["8.8.8.0/24"]))
-        .await
-        .unwrap()
-        .into_inner();
+    let submitted = app.submit(&token, &["8.8.8.0/24"]).await;
 
     let isp = app.token(Role::Isp("ptcl".parse().unwrap())).await;
     let pending = app
@@ -155,12 +143,7 @@ async fn a_registration_is_attested_reviewed_and_approved_on_the_record(pool: Pg
 async fn an_isp_sees_and_attests_only_what_names_it(pool: PgPool) {
     let app = spawn_app(pool).await;
     let (_, token) = app.enrol(C::Bank).await;
-    let r = app
-        .registrations(Some(&token))
-        .submit_registration(submit_request(&["8.8.8.0/24"]))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = app.submit(&token, &["8.8.8.0/24"]).await;
     vpn_registry::db::isps::create(&app.pool, &"nayatel".parse().unwrap(), "Nayatel")
         .await
         .unwrap();
@@ -189,12 +172,7 @@ async fn an_isp_sees_and_attests_only_what_names_it(pool: PgPool) {
 async fn a_denied_attestation_rejects_with_the_isps_reason(pool: PgPool) {
     let app = spawn_app(pool).await;
     let (_, token) = app.enrol(C::Bank).await;
-    let r = app
-        .registrations(Some(&token))
-        .submit_registration(submit_request(&["8.8.8.0/24"]))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = app.submit(&token, &["8.8.8.0/24"]).await;
     let isp = app.token(Role::Isp("ptcl".parse().unwrap())).await;
     let err = app
         .isps(Some(&isp))
@@ -277,12 +255,7 @@ async fn information_requests_return_to_review_after_an_amendment(pool: PgPool) 
 async fn suspension_reinstatement_and_revocation_move_the_active_set(pool: PgPool) {
     let app = spawn_app(pool).await;
     let (_, token) = app.enrol(C::Bank).await;
-    let r = app
-        .registrations(Some(&token))
-        .submit_registration(submit_request(&["8.8.8.0/24"]))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = app.submit(&token, &["8.8.8.0/24"]).await;
     let active = app.approve(&r).await.unwrap();
     let reviewer = app.token(Role::Reviewer).await;
     let mut review = app.review(Some(&reviewer));
@@ -349,12 +322,7 @@ async fn suspension_reinstatement_and_revocation_move_the_active_set(pool: PgPoo
 async fn illegal_decisions_answer_failed_precondition_naming_the_state(pool: PgPool) {
     let app = spawn_app(pool).await;
     let (_, token) = app.enrol(C::Bank).await;
-    let r = app
-        .registrations(Some(&token))
-        .submit_registration(submit_request(&["8.8.8.0/24"]))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = app.submit(&token, &["8.8.8.0/24"]).await;
     let reviewer = app.token(Role::Reviewer).await;
     let mut review = app.review(Some(&reviewer));
 
@@ -412,12 +380,7 @@ async fn illegal_decisions_answer_failed_precondition_naming_the_state(pool: PgP
 async fn only_reviewers_decide_and_only_isps_attest(pool: PgPool) {
     let app = spawn_app(pool).await;
     let (_, token) = app.enrol(C::Bank).await;
-    let r = app
-        .registrations(Some(&token))
-        .submit_registration(submit_request(&["8.8.8.0/24"]))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = app.submit(&token, &["8.8.8.0/24"]).await;
     let admin = app.admin().await;
     let isp = app.token(Role::Isp("ptcl".parse().unwrap())).await;
     for who in [&admin, &token, &isp] {
@@ -455,12 +418,7 @@ async fn only_reviewers_decide_and_only_isps_attest(pool: PgPool) {
 async fn of_two_reviewers_deciding_at_once_exactly_one_wins(pool: PgPool) {
     let app = spawn_app(pool).await;
     let (_, token) = app.enrol(C::Bank).await;
-    let r = app
-        .registrations(Some(&token))
-        .submit_registration(submit_request(&["8.8.8.0/24"]))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = app.submit(&token, &["8.8.8.0/24"]).await;
     attest(&app, &r, true).await.unwrap();
     let r = get(&app, &r.id).await;
     let (first, second) = (app.token(Role::Reviewer).await, app.token(Role::Reviewer).await);
@@ -495,18 +453,8 @@ async fn approval_refuses_a_prefix_another_institution_got_first(pool: PgPool) {
     let app = spawn_app(pool).await;
     let (_, a) = app.enrol(C::Bank).await;
     let (_, b) = app.enrol(C::Company).await;
-    let ra = app
-        .registrations(Some(&a))
-        .submit_registration(submit_request(&["8.8.8.0/24"]))
-        .await
-        .unwrap()
-        .into_inner();
-    let rb = app
-        .registrations(Some(&b))
-        .submit_registration(submit_request(&["8.8.8.64/26"]))
-        .await
-        .unwrap()
-        .into_inner();
+    let ra = app.submit(&a, &["8.8.8.0/24"]).await;
+    let rb = app.submit(&b, &["8.8.8.64/26"]).await;
     app.approve(&ra).await.unwrap();
     let err = app.approve(&rb).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
@@ -661,12 +609,7 @@ async fn two_expiry_workers_expire_each_registration_exactly_once(pool: PgPool) 
     let (_, token) = app.enrol(C::Bank).await;
     let mut ids = Vec::new();
     for i in 0..12 {
-        let r = app
-            .registrations(Some(&token))
-            .submit_registration(submit_request(&[&format!("8.8.{i}.0/24")]))
-            .await
-            .unwrap()
-            .into_inner();
+        let r = app.submit(&token, &[&format!("8.8.{i}.0/24")]).await;
         app.approve(&r).await.unwrap();
         ids.push(Uuid::parse_str(&r.id).unwrap());
     }
@@ -714,12 +657,7 @@ async fn two_expiry_workers_expire_each_registration_exactly_once(pool: PgPool) 
 async fn a_lapsed_pseb_registration_expires_the_institutions_registrations(pool: PgPool) {
     let app = spawn_app(pool).await;
     let (inst, token) = app.enrol(C::ItCompany).await;
-    let r = app
-        .registrations(Some(&token))
-        .submit_registration(submit_request(&["8.8.8.0/24"]))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = app.submit(&token, &["8.8.8.0/24"]).await;
     app.approve(&r).await.unwrap();
     sqlx::query("UPDATE institutions SET pseb_expiry = current_date - 1 WHERE id = $1")
         .bind(Uuid::parse_str(&inst.id).unwrap())
@@ -854,12 +792,7 @@ async fn administrators_manage_isps_and_registrations_must_name_one(pool: PgPool
 
     // The same answer when an amendment (of a pending or of an active
     // registration) names an unknown ISP.
-    let pending = app
-        .registrations(Some(&token))
-        .submit_registration(submit_request(&["8.8.9.0/24"]))
-        .await
-        .unwrap()
-        .into_inner();
+    let pending = app.submit(&token, &["8.8.9.0/24"]).await;
     let active = app.active(&token, &["8.8.10.0/24"]).await;
     for r in [pending, active] {
         let mut changed = r.clone();
@@ -914,11 +847,8 @@ async fn feed_serials_never_show_a_gap_while_approvals_commit_concurrently(pool:
     for i in 0..16 {
         let (_, token) = app.enrol(C::Company).await;
         let r = app
-            .registrations(Some(&token))
-            .submit_registration(submit_request(&[&format!("9.{i}.0.0/24"), &format!("9.{i}.1.0/24")]))
-            .await
-            .unwrap()
-            .into_inner();
+            .submit(&token, &[&format!("9.{i}.0.0/24"), &format!("9.{i}.1.0/24")])
+            .await;
         attest(&app, &r, true).await.unwrap();
         submitted.push(get(&app, &r.id).await);
     }

@@ -1,4 +1,3 @@
-use prost_types::FieldMask;
 use sqlx::PgPool;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -6,12 +5,6 @@ use vpn_registry::domain::principal::Role;
 use vpn_registry::pb::{self, InstitutionCategory as C, RegistrationState as S};
 
 use crate::helpers::*;
-
-fn mask(paths: &[&str]) -> Option<FieldMask> {
-    Some(FieldMask {
-        paths: paths.iter().map(|p| p.to_string()).collect(),
-    })
-}
 
 #[sqlx::test]
 async fn an_institution_submits_a_registration_and_its_history_records_it(pool: PgPool) {
@@ -160,12 +153,7 @@ async fn a_prefix_overlapping_another_institutions_active_registration_is_refuse
     let app = spawn_app(pool).await;
     let (_, a) = app.enrol(C::Bank).await;
     let (_, b) = app.enrol(C::Company).await;
-    let active = app
-        .registrations(Some(&a))
-        .submit_registration(submit_request(&["8.8.8.0/24"]))
-        .await
-        .unwrap()
-        .into_inner();
+    let active = app.submit(&a, &["8.8.8.0/24"]).await;
     app.approve(&active).await.unwrap();
 
     let err = app
@@ -195,18 +183,8 @@ async fn the_database_refuses_overlapping_active_prefixes_of_two_institutions(po
     let app = spawn_app(pool).await;
     let (_, a) = app.enrol(C::Bank).await;
     let (_, b) = app.enrol(C::Company).await;
-    let ra = app
-        .registrations(Some(&a))
-        .submit_registration(submit_request(&["8.8.8.0/24"]))
-        .await
-        .unwrap()
-        .into_inner();
-    let rb = app
-        .registrations(Some(&b))
-        .submit_registration(submit_request(&["8.8.8.8"]))
-        .await
-        .unwrap()
-        .into_inner();
+    let ra = app.submit(&a, &["8.8.8.0/24"]).await;
+    let rb = app.submit(&b, &["8.8.8.8"]).await;
     // Straight SQL, bypassing the service: the database still holds the line.
     let activate = |id: String| {
         let pool = app.pool.clone();
@@ -234,12 +212,7 @@ async fn the_database_refuses_overlapping_active_prefixes_of_two_institutions(po
 async fn the_database_refuses_illegal_state_transitions(pool: PgPool) {
     let app = spawn_app(pool).await;
     let (_, a) = app.enrol(C::Bank).await;
-    let r = app
-        .registrations(Some(&a))
-        .submit_registration(submit_request(&["8.8.8.0/24"]))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = app.submit(&a, &["8.8.8.0/24"]).await;
     let err = sqlx::query("UPDATE registrations SET state = 'ACTIVE' WHERE id = $1")
         .bind(uuid::Uuid::parse_str(&r.id).unwrap())
         .execute(&app.pool)
@@ -257,12 +230,7 @@ async fn institutions_cannot_see_or_touch_each_others_registrations(pool: PgPool
     let app = spawn_app(pool).await;
     let (a_inst, a) = app.enrol(C::Bank).await;
     let (_, b) = app.enrol(C::Company).await;
-    let reg = app
-        .registrations(Some(&a))
-        .submit_registration(submit_request(&["8.8.8.0/24"]))
-        .await
-        .unwrap()
-        .into_inner();
+    let reg = app.submit(&a, &["8.8.8.0/24"]).await;
     let mut as_b = app.registrations(Some(&b));
 
     let err = as_b
@@ -336,12 +304,7 @@ async fn listing_filters_by_state_kind_and_category(pool: PgPool) {
     let app = spawn_app(pool).await;
     let (_, bank) = app.enrol(C::Bank).await;
     let (_, company) = app.enrol(C::Company).await;
-    let r1 = app
-        .registrations(Some(&bank))
-        .submit_registration(submit_request(&["8.8.8.0/24"]))
-        .await
-        .unwrap()
-        .into_inner();
+    let r1 = app.submit(&bank, &["8.8.8.0/24"]).await;
     app.registrations(Some(&bank))
         .submit_registration(submit_request(&["8.8.9.0/24"]))
         .await
