@@ -145,25 +145,35 @@ pub async fn new_session(pool: &PgPool) -> Result<Uuid, StoreError> {
     Ok(session)
 }
 
-/// The entries that were active at `at` and whose prefix contains `addr`:
-/// for each (registration, prefix) the last feed row committed by then, if it
-/// was an announcement.
+/// For each of `addrs`, the entries that were active at `at` and whose
+/// prefix contains it: for each (registration, prefix) the last feed row
+/// committed by then, if it was an announcement. One query for the whole
+/// batch; rows come as (position in `addrs`, entry).
 pub async fn active_at(
     pool: &PgPool,
-    addr: std::net::IpAddr,
+    addrs: &[std::net::IpAddr],
     at: OffsetDateTime,
-) -> Result<Vec<ActiveRow>, StoreError> {
+) -> Result<Vec<(usize, ActiveRow)>, StoreError> {
+    let nets: Vec<IpNet> = addrs.iter().map(|&a| IpNet::from(a)).collect();
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT * FROM (
-            SELECT DISTINCT ON (registration_id, prefix) {FEED_COLUMNS}
-              FROM change_feed
-             WHERE prefix >>= $1 AND commit_time <= $2
-             ORDER BY registration_id, prefix, serial DESC
-         ) last WHERE op = 'ANNOUNCE'"
+        "SELECT q.i, last.*
+           FROM unnest($1::inet[]) WITH ORDINALITY AS q(addr, i)
+          CROSS JOIN LATERAL (
+              SELECT DISTINCT ON (registration_id, prefix) {FEED_COLUMNS}
+                FROM change_feed
+               WHERE prefix >>= q.addr AND commit_time <= $2
+               ORDER BY registration_id, prefix, serial DESC
+          ) last
+          WHERE last.op = 'ANNOUNCE'"
     )))
-    .bind(IpNet::from(addr))
+    .bind(nets)
     .bind(at)
     .fetch_all(pool)
     .await?;
-    rows.iter().map(|r| feed_row(r).map(|f| f.entry)).collect()
+    rows.iter()
+        .map(|r| {
+            let i: i64 = r.try_get("i")?;
+            Ok((i as usize - 1, feed_row(r)?.entry))
+        })
+        .collect()
 }

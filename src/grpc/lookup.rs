@@ -27,7 +27,7 @@ use crate::domain::{
 use crate::lookup::{
     Replica,
     index::{Entry, Filter, Query},
-    replica::{Applied, check_history, is_past, parse_addr},
+    replica::{Applied, check_history, check_history_batch, is_past, parse_addr},
 };
 use crate::pb::{self, lookup_service_server::LookupService};
 
@@ -266,22 +266,21 @@ impl LookupService for LookupApi {
             return Err(ApiError::Invalid(v).into());
         }
         let replica = self.ready(msg.min_serial, deadline).await?;
+        let filter = Filter::new(at, None, only_institution);
         let mut results = Vec::with_capacity(addrs.len());
         let serial = if past {
-            for addr in addrs {
-                let q = Query {
-                    addr,
-                    peer: None,
-                    at,
-                    only_institution,
-                };
-                let found = check_history(&self.pool, &q).await.map_err(ApiError::from)?;
-                results.push(result(found.as_ref().map(|m| (m.prefix, &m.entry)), 0));
-            }
-            replica.serial()
+            let serial = replica.serial();
+            let found = check_history_batch(&self.pool, &addrs, &filter, at)
+                .await
+                .map_err(ApiError::from)?;
+            results.extend(
+                found
+                    .iter()
+                    .map(|m| result(m.as_ref().map(|m| (m.prefix, &m.entry)), 0)),
+            );
+            serial
         } else {
             results.resize(addrs.len(), pb::CheckResult::default());
-            let filter = Filter::new(at, None, only_institution);
             replica.check_batch(&addrs, &filter, |i, found| {
                 if found.is_some() {
                     results[i] = result(found, 0);

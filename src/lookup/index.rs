@@ -136,15 +136,10 @@ impl Filter {
         }
     }
 
-    fn accepts(&self, e: &Entry) -> bool {
+    /// Whether `e` answers: in force, admitting the peer, visible to the caller.
+    pub fn accepts(&self, e: &Entry) -> bool {
         e.in_force(self.at_us) && e.admits(self.peer) && self.only_institution.is_none_or(|own| own == e.institution_id)
     }
-}
-
-/// The first acceptable entry among candidates ordered most specific first.
-pub fn best<'a>(candidates: impl IntoIterator<Item = (IpNet, &'a Entry)>, q: &Query) -> Option<(IpNet, &'a Entry)> {
-    let f = q.filter();
-    candidates.into_iter().find(|(_, e)| f.accepts(e))
 }
 
 /// End of a chain of slots.

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Mutex, broadcast, watch};
 use uuid::Uuid;
 
-use super::index::{Entry, Filter, Index, Query, best};
+use super::index::{Entry, Filter, Index, Query};
 use crate::db::{
     StoreError,
     feed::{self, FeedRow, Op},
@@ -254,15 +254,31 @@ fn change(r: FeedRow) -> Change {
 
 /// Answers a query about the past from the feed's history in PostgreSQL.
 pub async fn check_history(pool: &PgPool, q: &Query) -> Result<Option<Match>, StoreError> {
-    let rows = feed::active_at(pool, q.addr, q.at).await?;
-    let mut candidates: Vec<(IpNet, Entry)> = rows.into_iter().map(Into::into).collect();
-    candidates.sort_by_key(|(p, _)| std::cmp::Reverse(p.prefix_len()));
-    Ok(
-        best(candidates.iter().map(|(p, e)| (*p, e)), q).map(|(prefix, entry)| Match {
-            prefix,
-            entry: entry.clone(),
-        }),
-    )
+    let mut found = check_history_batch(pool, &[q.addr], &q.filter(), q.at).await?;
+    Ok(found.pop().flatten())
+}
+
+/// Answers many addresses about the same past instant with one query, in
+/// order.
+pub async fn check_history_batch(
+    pool: &PgPool,
+    addrs: &[IpAddr],
+    filter: &Filter,
+    at: OffsetDateTime,
+) -> Result<Vec<Option<Match>>, StoreError> {
+    let mut candidates: Vec<Vec<(IpNet, Entry)>> = vec![Vec::new(); addrs.len()];
+    for (i, row) in feed::active_at(pool, addrs, at).await? {
+        candidates[i].push(row.into());
+    }
+    Ok(candidates
+        .into_iter()
+        .map(|mut c| {
+            c.sort_by_key(|(p, _)| std::cmp::Reverse(p.prefix_len()));
+            c.into_iter()
+                .find(|(_, e)| filter.accepts(e))
+                .map(|(prefix, entry)| Match { prefix, entry })
+        })
+        .collect())
 }
 
 /// Whether `at` asks about the past (answered from history) rather than now

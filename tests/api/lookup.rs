@@ -207,6 +207,21 @@ async fn a_past_instant_is_answered_from_history_across_a_revoke(pool: PgPool) {
         .into_inner();
     assert!(then.registered, "it was active then");
     assert_eq!(then.reference, active.reference);
+    let batch = client
+        .check_addresses(pb::CheckAddressesRequest {
+            addresses: vec!["1.1.1.1".into(), "8.8.8.8".into(), "9.9.9.9".into(), "8.8.8.200".into()],
+            at: Some(while_active),
+            min_serial: revoked.feed_serial,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        batch.results.iter().map(|r| r.registered).collect::<Vec<_>>(),
+        [false, true, false, true],
+        "a batch about the past answers each address from history, in order"
+    );
+    assert_eq!(batch.results[3].matched_prefix, "8.8.8.0/24");
     let now = client
         .check_address(pb::CheckAddressRequest {
             address: "8.8.8.8".into(),
