@@ -7,44 +7,23 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{codegen::http, transport::Server};
-use tonic_health::{ServingStatus, server::HealthReporter};
+use tonic_health::ServingStatus;
 
 use crate::auth::{AuthLayer, Credentials};
-use crate::db::review;
-use crate::domain::principal::Actor;
 use crate::grpc::{
-    convert::today,
-    institutions::InstitutionApi,
-    isps::IspApi,
-    lookup::{LookupApi, ReplicaSlot},
-    registrations::RegistrationApi,
-    review::ReviewApi,
+    institutions::InstitutionApi, isps::IspApi, lookup::LookupApi, registrations::RegistrationApi, review::ReviewApi,
 };
-use crate::lookup::Replica;
+use crate::lookup::{Lookups, ReplicaSlot, replica::load_and_follow};
 use crate::pb::{
     self, institution_service_server::InstitutionServiceServer, isp_service_server::IspServiceServer,
     lookup_service_server::LookupServiceServer, registration_service_server::RegistrationServiceServer,
     review_service_server::ReviewServiceServer,
 };
-
-/// How often the health task checks that PostgreSQL still answers.
-const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(5);
-
-/// Names under which health is reported: the whole server ("") and each API.
-const HEALTH_NAMES: &[&str] = &[
-    "",
-    "vpnregistry.v1.InstitutionService",
-    "vpnregistry.v1.RegistrationService",
-    "vpnregistry.v1.ReviewService",
-    "vpnregistry.v1.IspService",
-    "vpnregistry.v1.LookupService",
-];
+use crate::registry::Registry;
+use crate::tasks::{expiry, health};
 
 /// How often credentials are reloaded even without a change notification.
 const CREDENTIAL_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
-
-/// Registrations the expiry task moves per transaction.
-const EXPIRY_BATCH: i64 = 500;
 
 /// Options of a running server that tests and `serve` choose.
 #[derive(Debug, Clone)]
@@ -72,7 +51,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    set_health(&reporter, ServingStatus::NotServing).await;
+    health::set(&reporter, ServingStatus::NotServing).await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -97,23 +76,24 @@ pub async fn serve(
         options.watch_backlog,
         stopping_tx.subscribe(),
     ));
-    let probe = tokio::spawn(probe_database(
+    let probe = tokio::spawn(health::probe(
         pool.clone(),
         replica.clone(),
         reporter.clone(),
         stopping_tx.subscribe(),
     ));
+    let registry = Registry::new(pool.clone());
     let expiry = options
         .expiry_interval
-        .map(|every| tokio::spawn(expire_periodically(pool.clone(), every, stopping_tx.subscribe())));
+        .map(|every| tokio::spawn(expiry::run(registry.clone(), every, stopping_tx.subscribe())));
 
-    let lookup = LookupApi::new(pool.clone(), replica, stopping_tx.subscribe());
+    let lookups = Lookups::new(pool.clone(), replica, stopping_tx.subscribe());
     let shutdown_reporter = reporter.clone();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
         let _ = stopping_tx.send(true);
-        set_health(&shutdown_reporter, ServingStatus::NotServing).await;
+        health::set(&shutdown_reporter, ServingStatus::NotServing).await;
     };
 
     let server = Server::builder()
@@ -122,11 +102,11 @@ pub async fn serve(
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(InstitutionServiceServer::new(InstitutionApi::new(pool.clone())))
-        .add_service(RegistrationServiceServer::new(RegistrationApi::new(pool.clone())))
-        .add_service(ReviewServiceServer::new(ReviewApi::new(pool.clone())))
-        .add_service(IspServiceServer::new(IspApi::new(pool.clone())))
-        .add_service(LookupServiceServer::new(lookup))
+        .add_service(InstitutionServiceServer::new(InstitutionApi::new(registry.clone())))
+        .add_service(RegistrationServiceServer::new(RegistrationApi::new(registry.clone())))
+        .add_service(ReviewServiceServer::new(ReviewApi::new(registry.clone())))
+        .add_service(IspServiceServer::new(IspApi::new(registry)))
+        .add_service(LookupServiceServer::new(LookupApi::new(lookups)))
         .serve_with_incoming_shutdown(incoming(listener), signal);
 
     let grace = options.shutdown_grace;
@@ -148,97 +128,6 @@ pub async fn serve(
         expiry.abort();
     }
     result
-}
-
-/// Expires due registrations every `every` until shutdown. Several servers
-/// may run this against one database: each batch claims rows with SKIP LOCKED.
-async fn expire_periodically(pool: PgPool, every: Duration, mut stopping: tokio::sync::watch::Receiver<bool>) {
-    let actor = Actor::system("expiry-task");
-    loop {
-        loop {
-            match review::expire_due(&pool, today(), EXPIRY_BATCH, &actor).await {
-                Ok(n) if n > 0 => tracing::info!(expired = n, "registrations expired"),
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "expiry pass failed; retrying next interval");
-                    break;
-                }
-            }
-            if *stopping.borrow() {
-                return;
-            }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            _ = stopping.changed() => return,
-        }
-    }
-}
-
-/// Loads the lookup replica (retrying until PostgreSQL answers), publishes it
-/// in `slot`, and keeps it following the change feed until shutdown.
-async fn load_and_follow(
-    pool: PgPool,
-    slot: ReplicaSlot,
-    poll: Duration,
-    backlog: usize,
-    stopping: tokio::sync::watch::Receiver<bool>,
-) {
-    let replica = loop {
-        match Replica::load(&pool, backlog).await {
-            Ok(replica) => break replica,
-            Err(e) => {
-                tracing::warn!(error = %e, "loading the lookup index failed; retrying");
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-        }
-    };
-    let _ = slot.set(replica.clone());
-    replica.follow(pool, poll, stopping).await;
-}
-
-/// Reports SERVING while PostgreSQL answers and the lookup index is loaded,
-/// NOT_SERVING otherwise, until shutdown begins.
-async fn probe_database(
-    pool: PgPool,
-    replica: ReplicaSlot,
-    reporter: HealthReporter,
-    mut stopping: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut last = None;
-    loop {
-        let status = match sqlx::query("SELECT 1").execute(&pool).await {
-            Ok(_) if replica.get().is_some() => ServingStatus::Serving,
-            Ok(_) => ServingStatus::NotServing,
-            Err(e) => {
-                tracing::warn!(error = %e, "database unreachable");
-                ServingStatus::NotServing
-            }
-        };
-        if *stopping.borrow() {
-            return;
-        }
-        if last != Some(status) {
-            set_health(&reporter, status).await;
-            last = Some(status);
-        }
-        // Probe quickly until the index is loaded, then at the normal pace.
-        let pause = if replica.get().is_some() {
-            HEALTH_PROBE_INTERVAL
-        } else {
-            Duration::from_millis(50)
-        };
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            _ = stopping.changed() => return,
-        }
-    }
-}
-
-async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
-    for name in HEALTH_NAMES {
-        reporter.set_service_status(*name, status).await;
-    }
 }
 
 /// One span per call, carrying the caller's `x-request-id` or a fresh one.

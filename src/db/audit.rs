@@ -1,7 +1,7 @@
 //! The append-only audit trail, written in the same transaction as the change
 //! it records.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -47,21 +47,6 @@ pub async fn append(conn: &mut PgConnection, e: Entry<'_>) -> Result<(), StoreEr
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// The fields whose value differs between two snapshots, as
-/// `[{"field", "before", "after"}]`. A missing `before` records a creation.
-pub fn diff(before: Option<&[(&'static str, Value)]>, after: &[(&'static str, Value)]) -> Value {
-    let changes: Vec<Value> = after
-        .iter()
-        .filter_map(|(field, new)| {
-            let old = before
-                .and_then(|b| b.iter().find(|(f, _)| f == field))
-                .map_or(&Value::Null, |(_, v)| v);
-            (old != new).then(|| json!({ "field": field, "before": old, "after": new }))
-        })
-        .collect();
-    Value::Array(changes)
 }
 
 /// One stored audit event.

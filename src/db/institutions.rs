@@ -1,15 +1,14 @@
 //! Institutions: every statement that reads or writes the `institutions` table.
 
-use sqlx::{PgConnection, PgPool};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use super::{StoreError, audit, decode, idempotency, reparse};
 use crate::domain::{
-    Violations,
     institution::{Category, Institution, Profile, Pseb},
     principal::{Actor, Visibility},
-    request::Etag,
 };
 
 /// The columns every query returns, in `Row`'s order (a macro so that SQL
@@ -86,6 +85,7 @@ pub async fn create(
     pool: &PgPool,
     category: Category,
     profile: &Profile,
+    changes: Value,
     actor: &Actor,
     key: Option<&idempotency::Key>,
 ) -> Result<Institution, StoreError> {
@@ -122,8 +122,6 @@ pub async fn create(
     .bind(p.contact_phone.as_str())
     .fetch_one(&mut *tx)
     .await?;
-    let mut values = vec![("category", serde_json::json!(category.as_str()))];
-    values.extend(profile.audit_values());
     audit::append(
         &mut tx,
         audit::Entry {
@@ -136,7 +134,7 @@ pub async fn create(
             to_state: None,
             reason_code: None,
             reason: None,
-            changes: audit::diff(None, &values),
+            changes,
         },
     )
     .await?;
@@ -209,76 +207,96 @@ pub async fn list(
     rows.into_iter().map(TryInto::try_into).collect()
 }
 
-/// Applies `change` to the current profile under a row lock and stores the
-/// result, refusing a stale etag. The audit event lists the changed fields.
-pub async fn update(
-    pool: &PgPool,
+/// An institution locked for an update, or the answer to a retry.
+pub enum Locked<'c> {
+    /// An idempotent retry: the institution as it is now.
+    Replay(Institution),
+    Current(Write<'c>),
+}
+
+/// Locks the institution the caller may see and claims the idempotency key.
+pub async fn lock<'c>(
+    pool: &'c PgPool,
     id: Uuid,
     vis: Visibility,
-    etag: Option<Etag>,
-    actor: &Actor,
     key: Option<&idempotency::Key>,
-    change: impl FnOnce(&Institution) -> Result<Profile, Violations>,
-) -> Result<Institution, StoreError> {
+) -> Result<Locked<'c>, StoreError> {
     let mut tx = pool.begin().await?;
     let current = fetch(&mut tx, id, vis, true).await?;
     if let Some(key) = key
         && idempotency::claim(&mut tx, key, id).await?.is_some()
     {
         tx.rollback().await?;
-        return get(pool, id, vis).await;
+        return Ok(Locked::Replay(get(pool, id, vis).await?));
     }
-    if let Some(Etag(v)) = etag
-        && v != current.version
-    {
-        return Err(StoreError::StaleEtag {
-            current: Etag::render(current.version),
-        });
+    Ok(Locked::Current(Write { tx, current }))
+}
+
+/// An update in progress: the institution locked, as it was read.
+pub struct Write<'c> {
+    tx: Transaction<'c, Postgres>,
+    pub current: Institution,
+}
+
+impl Write<'_> {
+    /// Stores `profile` with the audit event listing `changes`, and commits.
+    pub async fn store(mut self, profile: &Profile, changes: Value, actor: &Actor) -> Result<Institution, StoreError> {
+        let id = self.current.id;
+        let p = profile;
+        let (pseb_number, pseb_expiry) = pseb_columns(p);
+        let row: Row = sqlx::query_as(concat!(
+            "UPDATE institutions
+                SET legal_name = $2, cnic = $3, ntn = $4, secp_number = $5, pseb_number = $6, pseb_expiry = $7,
+                    sbp_licence = $8, accreditation_ref = $9, country = $10, contact_email = $11,
+                    contact_phone = $12, version = version + 1, update_time = now()
+              WHERE id = $1
+             RETURNING ",
+            columns!(),
+            ""
+        ))
+        .bind(id)
+        .bind(p.legal_name.as_str())
+        .bind(p.cnic.as_ref().map(|c| c.as_str()))
+        .bind(p.ntn.as_ref().map(|n| n.as_str()))
+        .bind(p.secp_number.as_ref().map(|d| d.as_str()))
+        .bind(pseb_number)
+        .bind(pseb_expiry)
+        .bind(p.sbp_licence.as_ref().map(|d| d.as_str()))
+        .bind(p.accreditation_ref.as_ref().map(|d| d.as_str()))
+        .bind(p.country.map(|c| c.as_str()))
+        .bind(p.contact_email.as_str())
+        .bind(p.contact_phone.as_str())
+        .fetch_one(&mut *self.tx)
+        .await?;
+        audit::append(
+            &mut self.tx,
+            audit::Entry {
+                subject_type: "institution",
+                subject_id: id,
+                revision_id: None,
+                action: "UPDATED",
+                actor,
+                from_state: None,
+                to_state: None,
+                reason_code: None,
+                reason: None,
+                changes,
+            },
+        )
+        .await?;
+        self.tx.commit().await?;
+        row.try_into()
     }
-    let profile = change(&current)?;
-    let changes = audit::diff(Some(&current.profile.audit_values()), &profile.audit_values());
-    let p = &profile;
-    let (pseb_number, pseb_expiry) = pseb_columns(p);
-    let row: Row = sqlx::query_as(concat!(
-        "UPDATE institutions
-            SET legal_name = $2, cnic = $3, ntn = $4, secp_number = $5, pseb_number = $6, pseb_expiry = $7,
-                sbp_licence = $8, accreditation_ref = $9, country = $10, contact_email = $11,
-                contact_phone = $12, version = version + 1, update_time = now()
-          WHERE id = $1
-         RETURNING ",
-        columns!(),
-        ""
-    ))
-    .bind(id)
-    .bind(p.legal_name.as_str())
-    .bind(p.cnic.as_ref().map(|c| c.as_str()))
-    .bind(p.ntn.as_ref().map(|n| n.as_str()))
-    .bind(p.secp_number.as_ref().map(|d| d.as_str()))
-    .bind(pseb_number)
-    .bind(pseb_expiry)
-    .bind(p.sbp_licence.as_ref().map(|d| d.as_str()))
-    .bind(p.accreditation_ref.as_ref().map(|d| d.as_str()))
-    .bind(p.country.map(|c| c.as_str()))
-    .bind(p.contact_email.as_str())
-    .bind(p.contact_phone.as_str())
-    .fetch_one(&mut *tx)
-    .await?;
-    audit::append(
-        &mut tx,
-        audit::Entry {
-            subject_type: "institution",
-            subject_id: id,
-            revision_id: None,
-            action: "UPDATED",
-            actor,
-            from_state: None,
-            to_state: None,
-            reason_code: None,
-            reason: None,
-            changes,
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    row.try_into()
+}
+
+/// The names and categories of institutions, for a page of attestations.
+pub async fn names(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<(Uuid, String, Category)>, StoreError> {
+    let rows: Vec<(Uuid, String, String)> =
+        sqlx::query_as("SELECT id, legal_name, category FROM institutions WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(pool)
+            .await?;
+    rows.into_iter()
+        .map(|(id, name, category)| Ok((id, name, decode(&category, Category::from_db, "category")?)))
+        .collect()
 }

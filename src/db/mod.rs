@@ -8,57 +8,29 @@ pub mod institutions;
 pub mod isps;
 pub mod notify;
 pub mod registrations;
-pub mod review;
 pub mod tokens;
 
 use sqlx::{PgPool, postgres::PgPoolOptions};
 
-use crate::domain::{Violations, state::State};
+use crate::domain::refusal::Refusal;
 
-/// Everything that can go wrong in a store call, in terms the API maps to a status.
+/// Everything that can go wrong in a store call.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0} not found")]
     NotFound(&'static str),
-    #[error("the etag is stale; the current one is {current}")]
-    StaleEtag { current: String },
     #[error("request_id was already used for a different request")]
     RequestIdReused,
-    #[error("source prefix {prefix} overlaps an active registration of another institution ({active})")]
-    Overlap { prefix: String, active: String },
-    #[error("a registration in state {current} cannot be {action}")]
-    WrongState { current: State, action: &'static str },
-    #[error("a revision of this registration is already pending; amend or withdraw it first")]
-    RevisionPending,
     #[error("{0}")]
     AlreadyExists(String),
-    #[error("{message}")]
-    Precondition {
-        kind: &'static str,
-        subject: String,
-        message: String,
-    },
-    #[error("invalid input: {0}")]
-    Invalid(Violations),
+    /// The database's own constraints refused the write: the rules of
+    /// `domain`, enforced a second time where no race can slip past them.
+    #[error(transparent)]
+    Refused(Refusal),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("stored data unreadable: {0}")]
     Corrupt(String),
-}
-
-impl From<crate::domain::lifecycle::Illegal> for StoreError {
-    fn from(e: crate::domain::lifecycle::Illegal) -> Self {
-        Self::WrongState {
-            current: e.current,
-            action: e.event.verb(),
-        }
-    }
-}
-
-impl From<Violations> for StoreError {
-    fn from(v: Violations) -> Self {
-        Self::Invalid(v)
-    }
 }
 
 /// The name of the constraint a database error violated, if any.
@@ -101,4 +73,9 @@ where
     value
         .parse()
         .map_err(|e| StoreError::Corrupt(format!("{what} {value:?}: {e}")))
+}
+
+/// Whether PostgreSQL answers (the health probe).
+pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1").execute(pool).await.map(drop)
 }

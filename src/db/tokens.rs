@@ -5,7 +5,8 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{StoreError, audit, reparse};
+use super::{StoreError, audit, decode, reparse};
+use crate::domain::institution::Category;
 use crate::domain::principal::{Actor, Principal, Role};
 
 /// A credential as `token list` shows it (never the secret).
@@ -73,30 +74,49 @@ pub async fn insert(
     Ok(())
 }
 
-/// An unrevoked credential: id, role, institution, ISP code, label.
-type ActiveRow = (Uuid, String, Option<Uuid>, Option<String>, String);
+/// An unrevoked credential: id, role, institution, ISP code, label, and
+/// the institution's category.
+type ActiveRow = (Uuid, String, Option<Uuid>, Option<String>, String, Option<String>);
 
 /// An unrevoked credential with its hash.
-type HashedRow = (Vec<u8>, Uuid, String, Option<Uuid>, Option<String>, String);
+type HashedRow = (
+    Vec<u8>,
+    Uuid,
+    String,
+    Option<Uuid>,
+    Option<String>,
+    String,
+    Option<String>,
+);
+
+/// The columns of [`HashedRow`] (an institution's category comes along: it
+/// never changes, and every submission needs it).
+macro_rules! active_columns {
+    () => {
+        "t.token_hash, t.id, t.role, t.institution_id, t.isp_code, t.name, i.category
+           FROM api_tokens t LEFT JOIN institutions i ON i.id = t.institution_id
+          WHERE t.revoke_time IS NULL"
+    };
+}
 
 /// Every unrevoked credential with its hash, for the in-memory cache.
 pub async fn all_active(pool: &PgPool) -> Result<Vec<([u8; 32], Principal)>, StoreError> {
-    let rows: Vec<HashedRow> = sqlx::query_as(
-        "SELECT token_hash, id, role, institution_id, isp_code, name FROM api_tokens WHERE revoke_time IS NULL",
-    )
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<HashedRow> = sqlx::query_as(concat!("SELECT ", active_columns!()))
+        .fetch_all(pool)
+        .await?;
     rows.into_iter()
-        .map(|(hash, id, role, institution_id, isp_code, name): HashedRow| {
-            let hash: [u8; 32] = hash
-                .try_into()
-                .map_err(|_| StoreError::Corrupt(format!("token {id} hash is not 32 bytes")))?;
-            Ok((hash, principal((id, role, institution_id, isp_code, name))?))
-        })
+        .map(
+            |(hash, id, role, institution_id, isp_code, name, category): HashedRow| {
+                let hash: [u8; 32] = hash
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt(format!("token {id} hash is not 32 bytes")))?;
+                Ok((hash, principal((id, role, institution_id, isp_code, name, category))?))
+            },
+        )
         .collect()
 }
 
-fn principal((id, role, institution_id, isp_code, name): ActiveRow) -> Result<Principal, StoreError> {
+fn principal((id, role, institution_id, isp_code, name, category): ActiveRow) -> Result<Principal, StoreError> {
     let role = match (role.as_str(), institution_id, isp_code) {
         ("admin", ..) => Role::Admin,
         ("reviewer", ..) => Role::Reviewer,
@@ -105,19 +125,27 @@ fn principal((id, role, institution_id, isp_code, name): ActiveRow) -> Result<Pr
         ("isp", _, Some(code)) => Role::Isp(reparse(&code, "isp code")?),
         _ => return Err(StoreError::Corrupt(format!("token {id} has role {role:?}"))),
     };
-    Ok(Principal { id, name, role })
+    let institution_category = category
+        .map(|c| decode(&c, Category::from_db, "category"))
+        .transpose()?;
+    Ok(Principal {
+        id,
+        name,
+        role,
+        institution_category,
+    })
 }
 
 /// The principal an unrevoked token hash stands for.
 pub async fn find_active(pool: &PgPool, hash: &[u8; 32]) -> Result<Option<Principal>, StoreError> {
-    let row: Option<ActiveRow> = sqlx::query_as(
-        "SELECT id, role, institution_id, isp_code, name FROM api_tokens
-          WHERE token_hash = $1 AND revoke_time IS NULL",
-    )
-    .bind(&hash[..])
-    .fetch_optional(pool)
-    .await?;
-    row.map(principal).transpose()
+    let row: Option<HashedRow> = sqlx::query_as(concat!("SELECT ", active_columns!(), " AND t.token_hash = $1"))
+        .bind(&hash[..])
+        .fetch_optional(pool)
+        .await?;
+    row.map(|(_, id, role, institution_id, isp_code, name, category)| {
+        principal((id, role, institution_id, isp_code, name, category))
+    })
+    .transpose()
 }
 
 /// Revokes a credential; false when no unrevoked credential has that id.

@@ -5,8 +5,11 @@ use serde_json::{Value, json};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
+use super::audit::diff;
+use super::calendar;
 use super::identifiers::{Cnic, Country, Email, Ntn, Phone};
-use super::text::{DocumentRef, LegalName};
+use super::refusal::Refusal;
+use super::text::{DocumentRef, Invalid, LegalName};
 use super::violations::Violations;
 
 /// What kind of organisation (or person) an institution is.
@@ -98,26 +101,102 @@ pub struct ProfileDraft {
     pub contact_phone: Option<Phone>,
 }
 
-/// Profile fields an institution may change about itself; the rest are the
-/// administrators' (identity documents are not self-service).
-pub const SELF_SERVICE_FIELDS: &[&str] = &["contact_email", "contact_phone", "pseb_number", "pseb_expiry"];
+crate::domain::registration::db_enum!(
+    /// A profile field, as update masks name it.
+    ProfileField {
+        LegalName => "legal_name",
+        Cnic => "cnic",
+        Ntn => "ntn",
+        SecpNumber => "secp_number",
+        PsebNumber => "pseb_number",
+        PsebExpiry => "pseb_expiry",
+        SbpLicence => "sbp_licence",
+        AccreditationRef => "accreditation_ref",
+        Country => "country",
+        ContactEmail => "contact_email",
+        ContactPhone => "contact_phone",
+    }
+);
 
-/// Every profile field an update mask may name.
-pub const PROFILE_FIELDS: &[&str] = &[
-    "legal_name",
-    "cnic",
-    "ntn",
-    "secp_number",
-    "pseb_number",
-    "pseb_expiry",
-    "sbp_licence",
-    "accreditation_ref",
-    "country",
-    "contact_email",
-    "contact_phone",
-];
+impl ProfileField {
+    /// What an institution may change about itself; the rest (its identity
+    /// documents) are the administrators'.
+    pub const SELF_SERVICE: &[ProfileField] = &[
+        Self::ContactEmail,
+        Self::ContactPhone,
+        Self::PsebNumber,
+        Self::PsebExpiry,
+    ];
+}
+
+/// A PSEB expiry as given: an expired registration is not accepted (the
+/// registrations depending on it would expire at once).
+pub fn pseb_expiry(expiry: Date) -> Result<Date, Invalid> {
+    if expiry < calendar::today() {
+        Err(Invalid(format!(
+            "{expiry} is in the past; an expired PSEB registration is not accepted"
+        )))
+    } else {
+        Ok(expiry)
+    }
+}
+
+/// An update as parsed: new values for the fields its update mask names.
+#[derive(Debug, Clone, Default)]
+pub struct ProfilePatch {
+    pub fields: Vec<ProfileField>,
+    pub values: ProfileDraft,
+}
+
+/// Refuses an institution changing what only administrators may.
+pub fn check_self_service(fields: &[ProfileField]) -> Result<(), Refusal> {
+    let denied: Vec<&str> = fields
+        .iter()
+        .filter(|f| !ProfileField::SELF_SERVICE.contains(f))
+        .map(|f| f.as_str())
+        .collect();
+    if denied.is_empty() {
+        return Ok(());
+    }
+    let allowed: Vec<&str> = ProfileField::SELF_SERVICE.iter().map(|f| f.as_str()).collect();
+    Err(Refusal::PermissionDenied(format!(
+        "an institution may change only {}; ask the registry to change {}",
+        allowed.join(", "),
+        denied.join(", ")
+    )))
+}
+
+impl ProfilePatch {
+    /// The profile `current` becomes, checked against its category. Violations
+    /// name fields of the Institution message.
+    pub fn apply(&self, current: &Institution) -> Result<Profile, Violations> {
+        let mut draft = ProfileDraft::from(current.profile.clone());
+        for &field in &self.fields {
+            draft.take(field, &self.values);
+        }
+        draft.finish(current.category)
+    }
+}
 
 impl ProfileDraft {
+    /// Replaces `field` with its value in `other`.
+    fn take(&mut self, field: ProfileField, other: &ProfileDraft) {
+        use ProfileField as F;
+        match field {
+            F::LegalName => self.legal_name.clone_from(&other.legal_name),
+            F::Cnic => self.cnic.clone_from(&other.cnic),
+            F::Ntn => self.ntn.clone_from(&other.ntn),
+            F::SecpNumber => self.secp_number.clone_from(&other.secp_number),
+            F::PsebNumber => self.pseb_number.clone_from(&other.pseb_number),
+            F::PsebExpiry => self.pseb_expiry = other.pseb_expiry,
+            F::SbpLicence => self.sbp_licence.clone_from(&other.sbp_licence),
+            F::AccreditationRef => self.accreditation_ref.clone_from(&other.accreditation_ref),
+            F::Country => self.country = other.country,
+            F::ContactEmail => self.contact_email.clone_from(&other.contact_email),
+            F::ContactPhone => self.contact_phone.clone_from(&other.contact_phone),
+        }
+    }
+
     /// Applies the category's rules; field names in violations are the
     /// Institution message's.
     pub fn finish(self, category: Category) -> Result<Profile, Violations> {
@@ -243,6 +322,21 @@ impl Profile {
             ("contact_phone", json!(self.contact_phone.as_str())),
         ]
     }
+}
+
+/// What the audit trail records of an enrolment: every field, as created.
+pub fn enrolment_changes(category: Category, profile: &Profile) -> Value {
+    let mut values = vec![("category", json!(category.as_str()))];
+    values.extend(profile.audit_values());
+    diff(None, &values)
+}
+
+/// The profile an update leaves `current` with, and the changes the audit
+/// trail records.
+pub fn update(current: &Institution, patch: &ProfilePatch) -> Result<(Profile, Value), Refusal> {
+    let profile = patch.apply(current).map_err(|v| v.nested("institution"))?;
+    let changes = diff(Some(&current.profile.audit_values()), &profile.audit_values());
+    Ok((profile, changes))
 }
 
 /// An enrolled institution as stored.

@@ -1,15 +1,19 @@
 //! Domain types, validated once at the edge: a value of these types is valid
 //! by construction, so inner code need not check again.
 
+pub mod audit;
+pub mod calendar;
 pub mod identifiers;
 pub mod institution;
 pub mod lifecycle;
 pub mod prefix;
 pub mod principal;
+pub mod refusal;
 pub mod registration;
 pub mod request;
 pub mod state;
 pub mod text;
 pub mod violations;
+pub mod workflow;
 
 pub use violations::{Violation, Violations};

@@ -3,7 +3,9 @@
 
 use uuid::Uuid;
 
-use super::registration::IspCode;
+use super::institution::Category;
+use super::refusal::Refusal;
+use super::registration::{IspCode, db_enum};
 
 /// The role a credential acts in, with the scope it is bound to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,16 +17,36 @@ pub enum Role {
     Institution(Uuid),
 }
 
+db_enum!(
+    /// A role without its scope: what permissions are written in terms of.
+    RoleKind {
+        Admin => "admin",
+        Reviewer => "reviewer",
+        Isp => "isp",
+        Lookup => "lookup",
+        Institution => "institution",
+    }
+);
+
+impl RoleKind {
+    /// Who may read institutions and registrations (institutions only their own).
+    pub const RECORD_READERS: &[RoleKind] = &[Self::Admin, Self::Reviewer, Self::Institution];
+}
+
 impl Role {
+    pub fn kind(&self) -> RoleKind {
+        match self {
+            Self::Admin => RoleKind::Admin,
+            Self::Reviewer => RoleKind::Reviewer,
+            Self::Isp(_) => RoleKind::Isp,
+            Self::Lookup => RoleKind::Lookup,
+            Self::Institution(_) => RoleKind::Institution,
+        }
+    }
+
     /// The name stored in the database and the audit trail.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Admin => "admin",
-            Self::Reviewer => "reviewer",
-            Self::Isp(_) => "isp",
-            Self::Lookup => "lookup",
-            Self::Institution(_) => "institution",
-        }
+        self.kind().as_str()
     }
 }
 
@@ -34,6 +56,16 @@ pub struct Principal {
     pub id: Uuid,
     pub name: String,
     pub role: Role,
+    /// The category of an institution principal's institution (immutable,
+    /// so it is loaded with the credential).
+    pub institution_category: Option<Category>,
+}
+
+/// The institution an applicant (an institution principal) acts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applicant {
+    pub institution_id: Uuid,
+    pub category: Category,
 }
 
 /// Which institutions' records a query may return.
@@ -44,6 +76,45 @@ pub enum Visibility {
 }
 
 impl Principal {
+    /// Refuses the call unless the principal acts in one of `allowed` roles.
+    pub fn require(&self, allowed: &[RoleKind], what: &str) -> Result<(), Refusal> {
+        let kind = self.role.kind();
+        if allowed.contains(&kind) {
+            return Ok(());
+        }
+        let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
+        Err(Refusal::PermissionDenied(format!(
+            "role {kind} may not {what} (allowed: {})",
+            names.join(", ")
+        )))
+    }
+
+    /// The institution this principal applies for; only institutions apply.
+    pub fn applicant(&self, what: &str) -> Result<Applicant, Refusal> {
+        self.require(&[RoleKind::Institution], what)?;
+        match (&self.role, self.institution_category) {
+            (Role::Institution(id), Some(category)) => Ok(Applicant {
+                institution_id: *id,
+                category,
+            }),
+            _ => Err(Refusal::PermissionDenied(format!("only institutions may {what}"))),
+        }
+    }
+
+    /// The ISP an ISP principal acts for.
+    pub fn isp(&self, what: &str) -> Result<&IspCode, Refusal> {
+        self.require(&[RoleKind::Isp], what)?;
+        match &self.role {
+            Role::Isp(code) => Ok(code),
+            _ => Err(Refusal::PermissionDenied(format!("only ISPs may {what}"))),
+        }
+    }
+
+    /// The actor the audit trail records for a write by this principal.
+    pub fn actor(&self, request_id: &str) -> Actor {
+        Actor::new(self, (!request_id.is_empty()).then(|| request_id.to_owned()))
+    }
+
     /// Institution principals see only their own records; staff see all.
     pub fn visibility(&self) -> Visibility {
         match self.role {

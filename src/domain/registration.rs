@@ -142,21 +142,67 @@ pub struct SpecDraft {
     pub large_prefix_justification: Option<Reason>,
 }
 
-/// Fields an amendment may name in its update mask.
-pub const AMENDABLE_FIELDS: &[&str] = &[
-    "protocol",
-    "source_prefixes",
-    "msisdn",
-    "peer_prefixes",
-    "isp",
-    "isp_subscriber_id",
-    "purpose",
-    "valid_from",
-    "valid_until",
-    "large_prefix_justification",
-];
+db_enum!(
+    /// A field of a registration's declaration, as update masks name it.
+    SpecField {
+        Kind => "kind",
+        Protocol => "protocol",
+        SourcePrefixes => "source_prefixes",
+        Msisdn => "msisdn",
+        PeerPrefixes => "peer_prefixes",
+        Isp => "isp",
+        IspSubscriberId => "isp_subscriber_id",
+        Purpose => "purpose",
+        ValidFrom => "valid_from",
+        ValidUntil => "valid_until",
+        LargePrefixJustification => "large_prefix_justification",
+    }
+);
+
+impl SpecField {
+    /// What an amendment may change: everything but the kind, fixed at submission.
+    pub const AMENDABLE: &[SpecField] = Self::ALL.split_at(1).1;
+}
+
+/// An amendment as parsed: new values for the fields its update mask names.
+#[derive(Debug, Clone, Default)]
+pub struct SpecPatch {
+    pub fields: Vec<SpecField>,
+    pub values: SpecDraft,
+}
+
+impl SpecPatch {
+    /// The declaration `base` becomes: the named fields replaced (an empty
+    /// value clears an optional field), then the cross-field rules checked.
+    pub fn apply(&self, base: &Spec, category: Category, now: OffsetDateTime) -> Result<Spec, Violations> {
+        let mut draft = SpecDraft::from(base.clone());
+        for &field in &self.fields {
+            draft.take(field, &self.values);
+        }
+        draft.finish(category, now)
+    }
+}
 
 impl SpecDraft {
+    /// Replaces `field` with its value in `other`.
+    fn take(&mut self, field: SpecField, other: &SpecDraft) {
+        match field {
+            SpecField::Kind => self.kind = other.kind,
+            SpecField::Protocol => self.protocol = other.protocol,
+            SpecField::SourcePrefixes => self.source_prefixes.clone_from(&other.source_prefixes),
+            SpecField::Msisdn => self.msisdn.clone_from(&other.msisdn),
+            SpecField::PeerPrefixes => self.peer_prefixes.clone_from(&other.peer_prefixes),
+            SpecField::Isp => self.isp.clone_from(&other.isp),
+            SpecField::IspSubscriberId => self.isp_subscriber_id.clone_from(&other.isp_subscriber_id),
+            SpecField::Purpose => self.purpose.clone_from(&other.purpose),
+            SpecField::ValidFrom => self.valid_from = other.valid_from,
+            SpecField::ValidUntil => self.valid_until = other.valid_until,
+            SpecField::LargePrefixJustification => self
+                .large_prefix_justification
+                .clone_from(&other.large_prefix_justification),
+        }
+    }
+
     /// Applies the rules that span fields. `valid_from` defaults to `now`.
     pub fn finish(self, category: Category, now: OffsetDateTime) -> Result<Spec, Violations> {
         let mut v = Violations::default();

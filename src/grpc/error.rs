@@ -1,39 +1,29 @@
-//! The one mapping from everything a handler can fail with to a gRPC status.
+//! The one mapping from everything a call can fail with to a gRPC status.
 //! Internal causes are logged here and never sent to the caller.
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::db::StoreError;
-use crate::domain::Violations;
+use crate::domain::{Violations, refusal::Refusal};
+use crate::error::Error;
+use crate::lookup::{LookupError, watch::WatchEnd};
 
 /// Domain of the `google.rpc.ErrorInfo` details this service sends.
 pub const ERROR_DOMAIN: &str = "vpnregistry.v1";
 
-/// Why a call failed, before it becomes a status.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("invalid argument: {0}")]
-    Invalid(Violations),
-    #[error("permission denied: {0}")]
-    PermissionDenied(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl From<Violations> for ApiError {
-    fn from(v: Violations) -> Self {
-        Self::Invalid(v)
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Refused(r) => refusal(r),
+            Error::Store(e) => store(e),
+        }
     }
 }
 
-impl From<ApiError> for Status {
-    fn from(e: ApiError) -> Self {
-        match e {
-            ApiError::Invalid(v) => invalid(&v),
-            ApiError::PermissionDenied(msg) => Status::permission_denied(msg),
-            ApiError::Store(e) => store(e),
-        }
+impl From<Refusal> for Status {
+    fn from(r: Refusal) -> Self {
+        refusal(r)
     }
 }
 
@@ -45,11 +35,32 @@ fn invalid(v: &Violations) -> Status {
     Status::with_error_details(Code::InvalidArgument, v.to_string(), details)
 }
 
+fn precondition(kind: &str, subject: impl Into<String>, message: String) -> Status {
+    Status::with_error_details(
+        Code::FailedPrecondition,
+        message.clone(),
+        ErrorDetails::with_precondition_failure_violation(kind, subject, message),
+    )
+}
+
+fn refusal(r: Refusal) -> Status {
+    let msg = r.to_string();
+    match r {
+        Refusal::Invalid(v) => invalid(&v),
+        Refusal::PermissionDenied(msg) => Status::permission_denied(msg),
+        Refusal::NotFound(_) => Status::not_found(msg),
+        Refusal::StaleEtag { .. } => Status::aborted(msg),
+        Refusal::Overlap { prefix, .. } => precondition("PREFIX_OVERLAP", prefix, msg),
+        Refusal::WrongState { current, .. } => precondition("STATE", current.as_str(), msg),
+        Refusal::RevisionPending => precondition("REVISION_PENDING", "pending_revision", msg),
+        Refusal::Precondition { kind, subject, message } => precondition(kind, subject, message),
+    }
+}
+
 fn store(e: StoreError) -> Status {
     let msg = e.to_string();
     match e {
         StoreError::NotFound(_) => Status::not_found(msg),
-        StoreError::StaleEtag { .. } => Status::aborted(msg),
         StoreError::RequestIdReused => Status::with_error_details(
             Code::AlreadyExists,
             msg,
@@ -59,28 +70,8 @@ fn store(e: StoreError) -> Status {
                 [("field".to_owned(), "request_id".to_owned())],
             ),
         ),
-        StoreError::Overlap { prefix, .. } => Status::with_error_details(
-            Code::FailedPrecondition,
-            msg.clone(),
-            ErrorDetails::with_precondition_failure_violation("PREFIX_OVERLAP", prefix, msg),
-        ),
-        StoreError::WrongState { current, .. } => Status::with_error_details(
-            Code::FailedPrecondition,
-            msg.clone(),
-            ErrorDetails::with_precondition_failure_violation("STATE", current.as_str(), msg),
-        ),
-        StoreError::RevisionPending => Status::with_error_details(
-            Code::FailedPrecondition,
-            msg.clone(),
-            ErrorDetails::with_precondition_failure_violation("REVISION_PENDING", "pending_revision", msg),
-        ),
-        StoreError::Precondition { kind, subject, message } => Status::with_error_details(
-            Code::FailedPrecondition,
-            message.clone(),
-            ErrorDetails::with_precondition_failure_violation(kind, subject, message),
-        ),
         StoreError::AlreadyExists(_) => Status::already_exists(msg),
-        StoreError::Invalid(v) => invalid(&v),
+        StoreError::Refused(r) => refusal(r),
         StoreError::Database(sqlx::Error::PoolTimedOut) => {
             tracing::error!("database pool exhausted");
             Status::unavailable("database busy; retry with backoff")
@@ -92,6 +83,34 @@ fn store(e: StoreError) -> Status {
         StoreError::Corrupt(detail) => {
             tracing::error!(%detail, "unreadable stored data");
             Status::internal("internal error")
+        }
+    }
+}
+
+impl From<Violations> for Status {
+    fn from(v: Violations) -> Self {
+        invalid(&v)
+    }
+}
+
+impl From<LookupError> for Status {
+    fn from(e: LookupError) -> Self {
+        match e {
+            LookupError::Loading | LookupError::Behind { .. } => Status::unavailable(e.to_string()),
+            LookupError::Refused(r) => refusal(r),
+            LookupError::Store(e) => store(e),
+        }
+    }
+}
+
+impl From<WatchEnd> for Status {
+    fn from(e: WatchEnd) -> Self {
+        let msg = e.to_string();
+        match e {
+            WatchEnd::ShuttingDown => Status::unavailable(msg),
+            WatchEnd::NewSession => Status::aborted(msg),
+            WatchEnd::TooSlow => Status::resource_exhausted(msg),
+            WatchEnd::Store(e) => store(e),
         }
     }
 }

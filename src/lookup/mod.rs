@@ -1,7 +1,12 @@
 //! Lookups: the in-memory replica of the active set that answers "is this
-//! address (or flow) registered?", and follows the change feed.
+//! address (or flow) registered?" and follows the change feed, the history
+//! that answers about the past, and the change stream for gateways.
 
+pub mod history;
 pub mod index;
 pub mod replica;
+mod service;
+pub mod watch;
 
 pub use replica::Replica;
+pub use service::{LookupError, Lookups, MAX_BATCH, ReplicaSlot, Terms, scope};

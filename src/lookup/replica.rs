@@ -11,7 +11,6 @@ use std::{
 
 use ipnet::IpNet;
 use sqlx::PgPool;
-use time::OffsetDateTime;
 use tokio::sync::{Mutex, broadcast, watch};
 use uuid::Uuid;
 
@@ -242,7 +241,7 @@ async fn read_snapshot(pool: &PgPool) -> Result<(Uuid, i64, Index), StoreError> 
     Ok((session_id, serial, index))
 }
 
-fn change(r: FeedRow) -> Change {
+pub(super) fn change(r: FeedRow) -> Change {
     let (prefix, entry) = r.entry.into();
     Change {
         serial: r.serial,
@@ -252,42 +251,24 @@ fn change(r: FeedRow) -> Change {
     }
 }
 
-/// Answers a query about the past from the feed's history in PostgreSQL.
-pub async fn check_history(pool: &PgPool, q: &Query) -> Result<Option<Match>, StoreError> {
-    let mut found = check_history_batch(pool, &[q.addr], &q.filter(), q.at).await?;
-    Ok(found.pop().flatten())
-}
-
-/// Answers many addresses about the same past instant with one query, in
-/// order.
-pub async fn check_history_batch(
-    pool: &PgPool,
-    addrs: &[IpAddr],
-    filter: &Filter,
-    at: OffsetDateTime,
-) -> Result<Vec<Option<Match>>, StoreError> {
-    let mut candidates: Vec<Vec<(IpNet, Entry)>> = vec![Vec::new(); addrs.len()];
-    for (i, row) in feed::active_at(pool, addrs, at).await? {
-        candidates[i].push(row.into());
-    }
-    Ok(candidates
-        .into_iter()
-        .map(|mut c| {
-            c.sort_by_key(|(p, _)| std::cmp::Reverse(p.prefix_len()));
-            c.into_iter()
-                .find(|(_, e)| filter.accepts(e))
-                .map(|(prefix, entry)| Match { prefix, entry })
-        })
-        .collect())
-}
-
-/// Whether `at` asks about the past (answered from history) rather than now
-/// or the future (answered from the index, which holds validity windows).
-pub fn is_past(at: OffsetDateTime) -> bool {
-    at < OffsetDateTime::now_utc()
-}
-
-/// Parses an address as a lookup client sends it.
-pub fn parse_addr(s: &str) -> Option<IpAddr> {
-    s.trim().parse().ok()
+/// Loads the replica (retrying until PostgreSQL answers), publishes it in
+/// `slot`, and keeps it following the change feed until `stopping`.
+pub async fn load_and_follow(
+    pool: PgPool,
+    slot: super::ReplicaSlot,
+    poll: Duration,
+    backlog: usize,
+    stopping: watch::Receiver<bool>,
+) {
+    let replica = loop {
+        match Replica::load(&pool, backlog).await {
+            Ok(replica) => break replica,
+            Err(e) => {
+                tracing::warn!(error = %e, "loading the lookup index failed; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    };
+    let _ = slot.set(replica.clone());
+    replica.follow(pool, poll, stopping).await;
 }

@@ -565,7 +565,8 @@ async fn an_expired_registration_comes_back_only_through_a_reviewed_renewal(pool
         .await
         .unwrap();
     let system = vpn_registry::domain::principal::Actor::system("test");
-    let expired = vpn_registry::db::review::expire_due(&app.pool, time::OffsetDateTime::now_utc().date(), 100, &system)
+    let expired = vpn_registry::registry::Registry::new(app.pool.clone())
+        .expire_due(time::OffsetDateTime::now_utc().date(), 100, &system)
         .await
         .unwrap();
     assert_eq!(expired, 1);
@@ -624,7 +625,8 @@ async fn two_expiry_workers_expire_each_registration_exactly_once(pool: PgPool) 
         let system = vpn_registry::domain::principal::Actor::system("expiry-test");
         let mut total = 0;
         loop {
-            let n = vpn_registry::db::review::expire_due(&pool, time::OffsetDateTime::now_utc().date(), 2, &system)
+            let n = vpn_registry::registry::Registry::new(pool.clone())
+                .expire_due(time::OffsetDateTime::now_utc().date(), 2, &system)
                 .await
                 .unwrap();
             if n == 0 {
@@ -665,7 +667,8 @@ async fn a_lapsed_pseb_registration_expires_the_institutions_registrations(pool:
         .await
         .unwrap();
     let system = vpn_registry::domain::principal::Actor::system("test");
-    vpn_registry::db::review::expire_due(&app.pool, time::OffsetDateTime::now_utc().date(), 100, &system)
+    vpn_registry::registry::Registry::new(app.pool.clone())
+        .expire_due(time::OffsetDateTime::now_utc().date(), 100, &system)
         .await
         .unwrap();
     let last = events(&app, &r.id).await.pop().unwrap();

@@ -584,7 +584,8 @@ async fn watchers_from_zero_from_a_serial_and_from_a_stale_session_all_converge(
         .await
         .unwrap();
         let system = vpn_registry::domain::principal::Actor::system("test");
-        vpn_registry::db::review::expire_due(&app.pool, time::OffsetDateTime::now_utc().date(), 100, &system)
+        vpn_registry::registry::Registry::new(app.pool.clone())
+            .expire_due(time::OffsetDateTime::now_utc().date(), 100, &system)
             .await
             .unwrap();
         let last: i64 = sqlx::query_scalar("SELECT last_serial FROM feed_state")

@@ -105,7 +105,8 @@ async fn apply(app: &TestApp, actors: &Actors, regs: &mut Vec<(usize, String)>, 
                 .await
                 .map_err(|e| tonic::Status::internal(e.to_string()))?;
                 let system = vpn_registry::domain::principal::Actor::system("proptest");
-                vpn_registry::db::review::expire_due(&app.pool, time::OffsetDateTime::now_utc().date(), 100, &system)
+                vpn_registry::registry::Registry::new(app.pool.clone())
+                    .expire_due(time::OffsetDateTime::now_utc().date(), 100, &system)
                     .await
                     .map_err(|e| tonic::Status::internal(e.to_string()))?;
                 return Ok(());

@@ -1,0 +1,57 @@
+//! Why the registry refuses a command: the business answers, as opposed to
+//! storage failures. One mapping (`grpc::error`) turns each into a status.
+
+use super::{Violations, lifecycle::Illegal, request::Etag, state::State};
+
+/// A command the rules do not allow, as the caller should learn it.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("invalid argument: {0}")]
+    Invalid(Violations),
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// Missing, or not the caller's to see (the two look the same).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("the etag is stale; the current one is {current}")]
+    StaleEtag { current: String },
+    #[error("source prefix {prefix} overlaps an active registration of another institution ({active})")]
+    Overlap { prefix: String, active: String },
+    #[error("a registration in state {current} cannot be {action}")]
+    WrongState { current: State, action: &'static str },
+    #[error("a revision of this registration is already pending; amend or withdraw it first")]
+    RevisionPending,
+    /// Any other unmet precondition, named by kind (`PREFIX_SIZE`) and subject.
+    #[error("{message}")]
+    Precondition {
+        kind: &'static str,
+        subject: String,
+        message: String,
+    },
+}
+
+impl From<Violations> for Refusal {
+    fn from(v: Violations) -> Self {
+        Self::Invalid(v)
+    }
+}
+
+impl From<Illegal> for Refusal {
+    fn from(e: Illegal) -> Self {
+        Self::WrongState {
+            current: e.current,
+            action: e.event.verb(),
+        }
+    }
+}
+
+/// Refuses a write based on an older version than `version` (optimistic
+/// concurrency); no etag means "whatever is current".
+pub fn check_etag(etag: Option<Etag>, version: i64) -> Result<(), Refusal> {
+    match etag {
+        Some(Etag(v)) if v != version => Err(Refusal::StaleEtag {
+            current: Etag::render(version),
+        }),
+        _ => Ok(()),
+    }
+}

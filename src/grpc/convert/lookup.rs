@@ -1,0 +1,138 @@
+//! Lookups and the change stream on the wire.
+
+use std::{fmt::Write as _, net::IpAddr, time::Duration};
+
+use ipnet::IpNet;
+
+use super::{category_to_pb, from_timestamp, kind_to_pb, timestamp};
+use crate::db::feed::Op;
+use crate::domain::Violations;
+use crate::lookup::{Terms, index::Entry, replica::Change, watch::WatchEvent};
+use crate::pb;
+
+/// Parses an address as a lookup client sends it.
+pub fn addr(field: &str, raw: &str, v: &mut Violations) -> Option<IpAddr> {
+    let parsed = raw.trim().parse().ok();
+    if parsed.is_none() {
+        v.add(field, format!("{raw:?} is not an IPv4 or IPv6 address"));
+    }
+    parsed
+}
+
+/// The terms every check carries: `at`, `min_serial` and the caller's
+/// deadline (`grpc-timeout`, so a min_serial wait answers before the client
+/// gives up).
+pub fn terms(
+    at: Option<&prost_types::Timestamp>,
+    min_serial: i64,
+    metadata: &tonic::metadata::MetadataMap,
+    only_institution: Option<uuid::Uuid>,
+    v: &mut Violations,
+) -> Terms {
+    Terms {
+        at: at.and_then(|t| v.check("at", from_timestamp(t))),
+        only_institution,
+        min_serial,
+        deadline: deadline(metadata),
+    }
+}
+
+fn deadline(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> {
+    let raw = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (value, unit) = raw.split_at(raw.len().checked_sub(1)?);
+    let value: u64 = value.parse().ok()?;
+    let full = match unit {
+        "H" => Duration::from_secs(value * 3600),
+        "M" => Duration::from_secs(value * 60),
+        "S" => Duration::from_secs(value),
+        "m" => Duration::from_millis(value),
+        "u" => Duration::from_micros(value),
+        "n" => Duration::from_nanos(value),
+        _ => return None,
+    };
+    // Leave the answer time to travel.
+    Some(full.mul_f64(0.8))
+}
+
+/// A check's answer; `serial` is 0 inside a batch (the batch carries it).
+pub fn check_result(found: Option<(IpNet, &Entry)>, serial: i64) -> pb::CheckResult {
+    match found {
+        Some((prefix, e)) => {
+            let (seconds, nanos) = e.valid_until_parts();
+            // The longest prefix text ("ffff:...:ffff/128") fits, so no regrowth.
+            let mut matched_prefix = String::with_capacity(43);
+            let _ = write!(matched_prefix, "{prefix}");
+            pb::CheckResult {
+                registered: true,
+                // Not to_string(): that goes through the formatting machinery.
+                reference: String::from(e.reference.as_str()),
+                kind: kind_to_pb(e.kind) as i32,
+                institution_category: category_to_pb(e.category) as i32,
+                matched_prefix,
+                valid_until: Some(prost_types::Timestamp { seconds, nanos }),
+                serial,
+            }
+        }
+        None => pb::CheckResult {
+            serial,
+            ..Default::default()
+        },
+    }
+}
+
+fn active_entry(prefix: IpNet, e: &Entry) -> pb::ActiveEntry {
+    pb::ActiveEntry {
+        prefix: prefix.to_string(),
+        peer_prefixes: e.peers().iter().map(ToString::to_string).collect(),
+        reference: String::from(e.reference.as_str()),
+        kind: kind_to_pb(e.kind) as i32,
+        institution_category: category_to_pb(e.category) as i32,
+        valid_from: Some(timestamp(e.valid_from())),
+        valid_until: Some(timestamp(e.valid_until())),
+    }
+}
+
+fn delta(c: &Change) -> pb::Delta {
+    pb::Delta {
+        serial: c.serial,
+        operation: match c.op {
+            Op::Announce => pb::ChangeOperation::Announce,
+            Op::Withdraw => pb::ChangeOperation::Withdraw,
+        } as i32,
+        entry: Some(active_entry(c.prefix, &c.entry)),
+    }
+}
+
+/// One message of a change stream.
+pub fn watch_event_to_pb(e: WatchEvent) -> pb::WatchChangesResponse {
+    use pb::watch_changes_response::Event;
+    let event = match e {
+        WatchEvent::Reset { session, serial } => Event::Reset(pb::Reset {
+            session_id: session.to_string(),
+            serial,
+        }),
+        WatchEvent::Snapshot { entries, range } => Event::Snapshot(pb::SnapshotChunk {
+            entries: entries[range].iter().map(|(p, e)| active_entry(*p, e)).collect(),
+        }),
+        WatchEvent::SnapshotEnd { serial } => Event::SnapshotEnd(pb::SnapshotEnd { serial }),
+        WatchEvent::Deltas { changes, after } => Event::Deltas(pb::DeltaBatch {
+            deltas: changes.iter().filter(|c| c.serial > after).map(delta).collect(),
+        }),
+    };
+    pb::WatchChangesResponse { event: Some(event) }
+}
+
+/// Parses a batch of addresses, naming each bad one by its position.
+pub fn addrs(raw: &[String], v: &mut Violations) -> Vec<IpAddr> {
+    let mut parsed = Vec::with_capacity(raw.len());
+    for (i, a) in raw.iter().enumerate() {
+        match a.trim().parse() {
+            Ok(a) => parsed.push(a),
+            Err(_) => v.add(
+                format!("addresses[{i}]"),
+                format!("{a:?} is not an IPv4 or IPv6 address"),
+            ),
+        }
+    }
+    parsed
+}

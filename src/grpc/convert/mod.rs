@@ -1,0 +1,251 @@
+//! Conversions between protobuf messages and domain types. Parsing collects
+//! every violation (named by its field path) instead of stopping at the first.
+
+mod event;
+mod institution;
+mod lookup;
+mod registration;
+
+use std::str::FromStr;
+
+use prost::Message;
+use prost_types::{FieldMask, Timestamp};
+use sha2::{Digest, Sha256};
+use time::{Date, Month, OffsetDateTime};
+
+use crate::db::{idempotency, registrations::QueueCursor};
+use crate::domain::{
+    Violations,
+    principal::Principal,
+    request::{Etag, RequestId, render_id_cursor},
+    text::Invalid,
+};
+use crate::pb;
+use crate::registry::{Page, WriteContext};
+
+pub use event::event_to_pb;
+pub use institution::*;
+pub use lookup::*;
+pub use registration::*;
+
+/// Parses `request_id` (required or optional) into the context of a write
+/// by `principal`: the actor the audit trail names and the idempotency key
+/// for `operation`. The key's payload hash covers the whole request except
+/// the key itself, so a retry must resend the same payload.
+pub fn write_context<M: Message + Clone>(
+    principal: &Principal,
+    operation: &'static str,
+    request_id: &str,
+    required: bool,
+    request: &M,
+    clear_request_id: impl FnOnce(&mut M),
+    v: &mut Violations,
+) -> WriteContext {
+    let actor = principal.actor(request_id);
+    if request_id.is_empty() {
+        if required {
+            v.add("request_id", "is required (an idempotency key, a UUID is best)");
+        }
+        return WriteContext { actor, key: None };
+    }
+    let Some(id) = v.check("request_id", RequestId::from_str(request_id)) else {
+        return WriteContext { actor, key: None };
+    };
+    let mut payload = request.clone();
+    clear_request_id(&mut payload);
+    let key = idempotency::Key {
+        scope: principal.idempotency_scope(),
+        request_id: id.into_string(),
+        operation,
+        request_hash: Sha256::digest(payload.encode_to_vec()).into(),
+    };
+    WriteContext { actor, key: Some(key) }
+}
+
+/// The next page token of a page keyed by UUID (empty on the last page).
+pub fn id_page_token<T>(page: &Page<T>, id: impl Fn(&T) -> uuid::Uuid) -> String {
+    page.resume_after()
+        .map(|last| render_id_cursor(id(last)))
+        .unwrap_or_default()
+}
+
+/// Parses a value that must be present (an enum's UNSPECIFIED counts as
+/// absent); `parse` gives `None` for absent values.
+pub fn required_enum<T>(
+    field: &str,
+    raw: i32,
+    parse: fn(i32) -> Option<T>,
+    what: &str,
+    v: &mut Violations,
+) -> Option<T> {
+    let parsed = parse(raw);
+    if parsed.is_none() {
+        if raw == 0 {
+            v.add(field, "is required");
+        } else {
+            v.add(field, format!("{raw} is not a {what}"));
+        }
+    }
+    parsed
+}
+
+/// Parses a filter on an enum: UNSPECIFIED means any.
+pub fn enum_filter<T>(field: &str, raw: i32, parse: fn(i32) -> Option<T>, what: &str, v: &mut Violations) -> Option<T> {
+    let parsed = parse(raw);
+    if parsed.is_none() && raw != 0 {
+        v.add(field, format!("{raw} is not {what}"));
+    }
+    parsed
+}
+
+/// Parses a text field that may be left empty.
+pub fn optional<T: FromStr<Err = Invalid>>(field: &str, raw: &str, v: &mut Violations) -> Option<T> {
+    if raw.trim().is_empty() {
+        None
+    } else {
+        v.check(field, T::from_str(raw))
+    }
+}
+
+/// Parses a text field that must be present.
+pub fn required<T: FromStr<Err = Invalid>>(field: &str, raw: &str, v: &mut Violations) -> Option<T> {
+    if raw.trim().is_empty() {
+        v.add(field, "is required");
+        None
+    } else {
+        v.check(field, T::from_str(raw))
+    }
+}
+
+pub fn timestamp(t: OffsetDateTime) -> Timestamp {
+    Timestamp {
+        seconds: t.unix_timestamp(),
+        nanos: t.nanosecond() as i32,
+    }
+}
+
+pub fn from_timestamp(t: &Timestamp) -> Result<OffsetDateTime, Invalid> {
+    let nanos = u32::try_from(t.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000)
+        .ok_or_else(|| Invalid::new("nanos must be in 0..1e9"))?;
+    OffsetDateTime::from_unix_timestamp(t.seconds)
+        .map(|d| d.replace_nanosecond(nanos).unwrap_or(d))
+        .map_err(|_| Invalid::new("is out of range"))
+}
+
+pub fn date(d: Date) -> pb::google::r#type::Date {
+    pb::google::r#type::Date {
+        year: d.year(),
+        month: i32::from(u8::from(d.month())),
+        day: i32::from(d.day()),
+    }
+}
+
+pub fn from_date(d: &pb::google::r#type::Date) -> Result<Date, Invalid> {
+    let month = u8::try_from(d.month)
+        .ok()
+        .and_then(|m| Month::try_from(m).ok())
+        .ok_or_else(|| Invalid::new("month must be 1 to 12"))?;
+    let day = u8::try_from(d.day).map_err(|_| Invalid::new("day is out of range"))?;
+    Date::from_calendar_date(d.year, month, day).map_err(|e| Invalid(format!("is not a calendar date: {e}")))
+}
+
+/// Checks an update mask against the fields it may name (`name` gives a
+/// field's name in the mask).
+pub fn mask_fields<F: Copy>(
+    mask: Option<&FieldMask>,
+    allowed: &[F],
+    name: fn(F) -> &'static str,
+    v: &mut Violations,
+) -> Vec<F> {
+    let Some(mask) = mask.filter(|m| !m.paths.is_empty()) else {
+        v.add("update_mask", "is required and must name the fields to change");
+        return Vec::new();
+    };
+    let mut fields = Vec::new();
+    for (i, path) in mask.paths.iter().enumerate() {
+        match allowed.iter().find(|f| name(**f) == path) {
+            Some(f) => fields.push(*f),
+            None => {
+                let names: Vec<&str> = allowed.iter().map(|f| name(*f)).collect();
+                v.add(
+                    format!("update_mask.paths[{i}]"),
+                    format!("{path:?} cannot be updated (allowed: {})", names.join(", ")),
+                );
+            }
+        }
+    }
+    fields
+}
+
+pub fn parse_etag(raw: &str, field: &str, v: &mut Violations) -> Option<Etag> {
+    if raw.is_empty() {
+        None
+    } else {
+        v.check(field, Etag::from_str(raw))
+    }
+}
+
+/// Parses a timestamp that must be present.
+pub fn required_timestamp(field: &str, t: Option<&Timestamp>, v: &mut Violations) -> Option<OffsetDateTime> {
+    match t {
+        Some(t) => v.check(field, from_timestamp(t)),
+        None => {
+            v.add(field, "is required");
+            None
+        }
+    }
+}
+
+/// Parses an etag that must be present (`missing` says why).
+pub fn required_etag(raw: &str, field: &str, missing: &str, v: &mut Violations) -> Option<Etag> {
+    if raw.is_empty() {
+        v.add(field, missing);
+        None
+    } else {
+        parse_etag(raw, field, v)
+    }
+}
+
+/// Queue page tokens: `q:<unix nanos>:<uuid>` of the last item.
+pub fn parse_queue_cursor(token: &str) -> Result<Option<QueueCursor>, Invalid> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || Invalid::new("is not a page token from a previous response");
+    let mut parts = token.strip_prefix("q:").ok_or_else(bad)?.splitn(2, ':');
+    let nanos: i128 = parts.next().and_then(|n| n.parse().ok()).ok_or_else(bad)?;
+    let id = parts
+        .next()
+        .and_then(|i| uuid::Uuid::try_parse(i).ok())
+        .ok_or_else(bad)?;
+    let at = OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| bad())?;
+    Ok(Some((at, id)))
+}
+
+/// The token of the queue page after `last` (empty on the last page).
+pub fn queue_page_token<R: QueueItem>(last: Option<&R>) -> String {
+    last.map(|item| {
+        let (at, id) = item.cursor();
+        format!("q:{}:{}", at.unix_timestamp_nanos(), id.simple())
+    })
+    .unwrap_or_default()
+}
+
+/// Something a queue page token can point after.
+pub trait QueueItem {
+    fn cursor(&self) -> QueueCursor;
+}
+
+impl QueueItem for (crate::domain::registration::Registration, OffsetDateTime) {
+    fn cursor(&self) -> QueueCursor {
+        (self.1, self.0.id)
+    }
+}
+
+impl QueueItem for QueueCursor {
+    fn cursor(&self) -> QueueCursor {
+        *self
+    }
+}

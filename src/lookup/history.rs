@@ -1,0 +1,41 @@
+//! Lookups about the past, answered from the change feed's history in
+//! PostgreSQL (what was announced and not withdrawn by then).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+
+use super::index::{Entry, Filter};
+use super::replica::Match;
+use crate::db::{StoreError, feed};
+
+/// Whether `at` asks about the past (answered from history) rather than now
+/// or the future (answered from the index, which holds validity windows).
+pub fn is_past(at: OffsetDateTime) -> bool {
+    at < OffsetDateTime::now_utc()
+}
+
+/// Answers many addresses about the same past instant with one query, in
+/// order: for each, the most specific entry active then that `filter` accepts.
+pub async fn check_batch(
+    pool: &PgPool,
+    addrs: &[IpAddr],
+    filter: &Filter,
+    at: OffsetDateTime,
+) -> Result<Vec<Option<Match>>, StoreError> {
+    let mut candidates: Vec<Vec<(IpNet, Entry)>> = vec![Vec::new(); addrs.len()];
+    for (i, row) in feed::active_at(pool, addrs, at).await? {
+        candidates[i].push(row.into());
+    }
+    Ok(candidates
+        .into_iter()
+        .map(|mut c| {
+            c.sort_by_key(|(p, _)| std::cmp::Reverse(p.prefix_len()));
+            c.into_iter()
+                .find(|(_, e)| filter.accepts(e))
+                .map(|(prefix, entry)| Match { prefix, entry })
+        })
+        .collect())
+}

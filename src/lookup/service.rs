@@ -1,0 +1,168 @@
+//! The lookup facade that handlers call: who may look up what, the
+//! `min_serial` wait, and the route of each question (now or later: the
+//! in-memory index; the past: history in PostgreSQL).
+
+use std::{
+    net::IpAddr,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use ipnet::IpNet;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::history::{self, is_past};
+use super::index::{Entry, Filter, Query};
+use super::replica::{Match, Replica};
+use super::watch::{self as watcher, Watch};
+use crate::db::StoreError;
+use crate::domain::{
+    principal::{Principal, Role},
+    refusal::Refusal,
+};
+
+/// Most addresses one CheckAddresses call may carry.
+pub const MAX_BATCH: usize = 100_000;
+/// How long a call waits for its `min_serial` at most.
+const MIN_SERIAL_WAIT: Duration = Duration::from_secs(5);
+
+/// The replica, once loaded: until then lookups answer UNAVAILABLE.
+pub type ReplicaSlot = Arc<OnceLock<Arc<Replica>>>;
+
+/// Why a lookup could not be answered (yet).
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("lookup index still loading; retry shortly")]
+    Loading,
+    #[error("this replica has applied serial {applied}, not yet {wanted}; retry")]
+    Behind { applied: i64, wanted: i64 },
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What every check carries besides its addresses.
+#[derive(Debug, Clone, Copy)]
+pub struct Terms {
+    /// The instant asked about; `None` is now.
+    pub at: Option<OffsetDateTime>,
+    /// Institution principals see only their own registrations.
+    pub only_institution: Option<Uuid>,
+    /// Wait until this replica has applied this serial (read your writes).
+    pub min_serial: i64,
+    /// The caller's remaining time: a wait ends before it does.
+    pub deadline: Option<Duration>,
+}
+
+/// Who may look up what: lookup clients, ISPs and reviewers everything, an
+/// institution only its own addresses (the result is the institution to
+/// restrict to), administrators nothing.
+pub fn scope(p: &Principal) -> Result<Option<Uuid>, Refusal> {
+    match p.role {
+        Role::Lookup | Role::Isp(_) | Role::Reviewer => Ok(None),
+        Role::Institution(id) => Ok(Some(id)),
+        Role::Admin => Err(Refusal::PermissionDenied("role admin may not use lookups".into())),
+    }
+}
+
+/// The lookups of this process.
+#[derive(Clone)]
+pub struct Lookups {
+    pool: PgPool,
+    replica: ReplicaSlot,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Lookups {
+    pub fn new(pool: PgPool, replica: ReplicaSlot, stopping: watch::Receiver<bool>) -> Self {
+        Self {
+            pool,
+            replica,
+            stopping,
+        }
+    }
+
+    fn replica(&self) -> Result<Arc<Replica>, LookupError> {
+        self.replica.get().cloned().ok_or(LookupError::Loading)
+    }
+
+    /// The replica once it has applied `min_serial` (if asked), waiting at
+    /// most MIN_SERIAL_WAIT or the caller's deadline.
+    async fn ready(&self, terms: &Terms) -> Result<Arc<Replica>, LookupError> {
+        let replica = self.replica()?;
+        let wait = terms.deadline.map_or(MIN_SERIAL_WAIT, |d| d.min(MIN_SERIAL_WAIT));
+        if terms.min_serial > 0 && !replica.wait_for(terms.min_serial, wait).await {
+            return Err(LookupError::Behind {
+                applied: replica.serial(),
+                wanted: terms.min_serial,
+            });
+        }
+        Ok(replica)
+    }
+
+    /// The most specific entry for `addr` (and `peer`, for a flow) on the
+    /// terms given, with the serial it was answered at.
+    pub async fn check(
+        &self,
+        addr: IpAddr,
+        peer: Option<IpAddr>,
+        terms: &Terms,
+    ) -> Result<(Option<Match>, i64), LookupError> {
+        let replica = self.ready(terms).await?;
+        match terms.at.filter(|at| is_past(*at)) {
+            Some(at) => {
+                let serial = replica.serial();
+                let filter = Filter::new(at, peer, terms.only_institution);
+                let mut found = history::check_batch(&self.pool, &[addr], &filter, at).await?;
+                Ok((found.pop().flatten(), serial))
+            }
+            None => Ok(replica.check(&Query {
+                addr,
+                peer,
+                at: terms.at.unwrap_or_else(OffsetDateTime::now_utc),
+                only_institution: terms.only_institution,
+            })),
+        }
+    }
+
+    /// Answers every address, calling `out` with its position and answer
+    /// (in no particular order). Returns the serial the batch was answered at.
+    pub async fn check_batch(
+        &self,
+        addrs: &[IpAddr],
+        terms: &Terms,
+        mut out: impl FnMut(usize, Option<(IpNet, &Entry)>),
+    ) -> Result<i64, LookupError> {
+        let replica = self.ready(terms).await?;
+        let at = terms.at.unwrap_or_else(OffsetDateTime::now_utc);
+        let filter = Filter::new(at, None, terms.only_institution);
+        if !terms.at.is_some_and(is_past) {
+            return Ok(replica.check_batch(addrs, &filter, out));
+        }
+        let serial = replica.serial();
+        let found = history::check_batch(&self.pool, addrs, &filter, at).await?;
+        for (i, m) in found.iter().enumerate() {
+            out(i, m.as_ref().map(|m| (m.prefix, &m.entry)));
+        }
+        Ok(serial)
+    }
+
+    /// Starts a change stream for `p`: resumed from `since` in `session`
+    /// when this replica can, else from a snapshot.
+    pub fn watch(&self, p: &Principal, session: Option<Uuid>, since: i64) -> Result<Watch, LookupError> {
+        if scope(p)?.is_some() {
+            return Err(Refusal::PermissionDenied("institutions may not watch the whole active set".into()).into());
+        }
+        let replica = self.replica()?;
+        Ok(watcher::start(
+            self.pool.clone(),
+            replica,
+            session.map(|s| (s, since)),
+            self.stopping.clone(),
+        ))
+    }
+}

@@ -1,0 +1,57 @@
+//! The registry's use cases, one method per command: read what the rules
+//! need (under a lock, for writes), let `domain` decide, let `db` carry out
+//! the plan in one transaction. Nothing is decided here; handlers in `grpc`
+//! call these after parsing, and convert what they return.
+
+mod institutions;
+mod isps;
+mod registrations;
+mod review;
+
+use sqlx::PgPool;
+
+use crate::db::idempotency;
+use crate::domain::principal::Actor;
+
+pub use review::Attestation;
+
+/// The registry over its database; cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    pool: PgPool,
+}
+
+impl Registry {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+/// Who writes, and the idempotency key of the write (if the caller sent one).
+#[derive(Debug, Clone)]
+pub struct WriteContext {
+    pub actor: Actor,
+    pub key: Option<idempotency::Key>,
+}
+
+/// One page of a list, fetched with one extra item to tell whether more follow.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// The last item of this page when another page follows.
+    pub more: bool,
+}
+
+impl<T> Page<T> {
+    /// Trims `fetched` (up to `limit + 1` items) to a page of `limit`.
+    pub fn of(mut fetched: Vec<T>, limit: i64) -> Self {
+        let more = fetched.len() as i64 > limit;
+        fetched.truncate(limit as usize);
+        Self { items: fetched, more }
+    }
+
+    /// The item the next page resumes after, when there is one.
+    pub fn resume_after(&self) -> Option<&T> {
+        self.items.last().filter(|_| self.more)
+    }
+}

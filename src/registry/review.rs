@@ -1,0 +1,143 @@
+//! Decisions on registrations, by the ISP (attestation) and the regulator's
+//! reviewers, and the queues they take them from.
+
+use std::collections::HashMap;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::registrations::Written;
+use super::{Page, Registry, WriteContext};
+use crate::db::{
+    StoreError, institutions,
+    registrations::{self as store, QueueCursor, QueueFilter},
+};
+use crate::domain::{
+    institution::Category,
+    principal::Visibility,
+    refusal::check_etag,
+    registration::{IspCode, Registration},
+    request::Etag,
+    state::State,
+    workflow::{self, Decision},
+};
+use crate::error::Result;
+
+/// A registration as its ISP attests it, with the applicant's name.
+#[derive(Debug)]
+pub struct Attestation {
+    pub registration: Registration,
+    pub institution_name: String,
+    pub category: Category,
+}
+
+impl Registry {
+    /// Takes `decision` on a registration (or its pending revision). `by_isp`
+    /// is the ISP an ISP principal acts for.
+    #[tracing::instrument(skip_all, fields(registration = %id, event = ?decision.event))]
+    pub async fn decide(
+        &self,
+        id: Uuid,
+        etag: Etag,
+        decision: &Decision,
+        by_isp: Option<&IspCode>,
+        ctx: WriteContext,
+    ) -> Result<Written> {
+        let vis = Visibility::All;
+        let mut w = match store::lock(&self.pool, id, vis, ctx.key.as_ref()).await? {
+            store::Locked::Replay(current) => return Ok((current, 0)),
+            store::Locked::Current(w) => w,
+        };
+        check_etag(Some(etag), w.current.version)?;
+        let plan = workflow::decide(&w.current, decision, by_isp, OffsetDateTime::now_utc())?;
+        w.execute(&plan, &ctx.actor).await?;
+        let (registration, serial) = w.commit(vis).await?;
+        tracing::info!(state = %registration.state, "decision recorded");
+        Ok((registration, serial))
+    }
+
+    /// An ISP's attestation: a decision limited to what names its ISP.
+    pub async fn attest(
+        &self,
+        isp: &IspCode,
+        id: Uuid,
+        etag: Etag,
+        decision: &Decision,
+        ctx: WriteContext,
+    ) -> Result<Attestation> {
+        let (registration, _) = self.decide(id, etag, decision, Some(isp), ctx).await?;
+        let mut named = self.with_names(vec![registration]).await?;
+        named.pop().ok_or_else(|| StoreError::NotFound("institution").into())
+    }
+
+    /// Registrations (or revisions) waiting in `state`, oldest first.
+    pub async fn queue(
+        &self,
+        state: State,
+        filter: &QueueFilter,
+        after: Option<QueueCursor>,
+        limit: i64,
+    ) -> Result<Page<(Registration, OffsetDateTime)>> {
+        let fetched = store::queue(&self.pool, state, filter, after, limit + 1).await?;
+        Ok(Page::of(fetched, limit))
+    }
+
+    /// What waits for `isp`'s attestation, oldest first, with the applicants' names.
+    pub async fn pending_attestations(
+        &self,
+        isp: &IspCode,
+        after: Option<QueueCursor>,
+        limit: i64,
+    ) -> Result<(Vec<Attestation>, Option<QueueCursor>)> {
+        let filter = QueueFilter {
+            isp: Some(isp.clone()),
+            ..QueueFilter::default()
+        };
+        let page = self.queue(State::IspVerification, &filter, after, limit).await?;
+        let resume = page.resume_after().map(|(r, at)| (*at, r.id));
+        let named = self
+            .with_names(page.items.into_iter().map(|(r, _)| r).collect())
+            .await?;
+        Ok((named, resume))
+    }
+
+    async fn with_names(&self, registrations: Vec<Registration>) -> Result<Vec<Attestation>> {
+        let ids: Vec<Uuid> = registrations.iter().map(|r| r.institution_id).collect();
+        let names: HashMap<Uuid, (String, Category)> = institutions::names(&self.pool, &ids)
+            .await?
+            .into_iter()
+            .map(|(id, name, category)| (id, (name, category)))
+            .collect();
+        Ok(registrations
+            .into_iter()
+            .filter_map(|registration| {
+                let (institution_name, category) = names.get(&registration.institution_id)?.clone();
+                Some(Attestation {
+                    registration,
+                    institution_name,
+                    category,
+                })
+            })
+            .collect())
+    }
+}
+
+impl Registry {
+    /// Expires up to `limit` ACTIVE registrations whose validity ended (or
+    /// whose institution's required PSEB registration lapsed before `today`),
+    /// each with its record, in one transaction. Returns how many expired.
+    pub async fn expire_due(
+        &self,
+        today: time::Date,
+        limit: i64,
+        actor: &crate::domain::principal::Actor,
+    ) -> Result<usize> {
+        let mut batch = store::claim_expiring(&self.pool, today, limit).await?;
+        let due = std::mem::take(&mut batch.due);
+        for &(id, validity_ended) in &due {
+            batch.expire(id, &workflow::expiry(validity_ended), actor).await?;
+        }
+        batch.commit().await?;
+        Ok(due.len())
+    }
+}

@@ -1,0 +1,38 @@
+//! The expiry worker: registrations past `valid_until` (or whose
+//! institution's required PSEB registration lapsed) become EXPIRED. Several
+//! servers may run it against one database: batches claim rows with SKIP
+//! LOCKED.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::domain::{calendar, principal::Actor};
+use crate::registry::Registry;
+
+/// Registrations expired per transaction.
+const BATCH: i64 = 500;
+
+/// Expires due registrations every `every` until `stopping`.
+pub async fn run(registry: Registry, every: Duration, mut stopping: watch::Receiver<bool>) {
+    let actor = Actor::system("expiry-task");
+    loop {
+        loop {
+            match registry.expire_due(calendar::today(), BATCH, &actor).await {
+                Ok(n) if n > 0 => tracing::info!(expired = n, "registrations expired"),
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "expiry pass failed; retrying next interval");
+                    break;
+                }
+            }
+            if *stopping.borrow() {
+                return;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stopping.changed() => return,
+        }
+    }
+}
