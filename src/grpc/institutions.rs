@@ -4,14 +4,16 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{self, institution_to_pb};
 use crate::auth::principal;
+use uuid::Uuid;
+
 use crate::domain::{
     Violations,
-    institution::{ProfileField, check_self_service},
-    principal::{Role, RoleKind},
-    request::{page_size, parse_id, parse_id_cursor},
+    institution::{ProfileField, ProfilePatch, check_self_service},
+    principal::{Principal, Role, RoleKind},
+    request::{Etag, page_size, parse_id, parse_id_cursor},
 };
 use crate::pb::{self, institution_service_server::InstitutionService};
-use crate::registry::Registry;
+use crate::registry::{Registry, WriteContext};
 
 pub struct InstitutionApi {
     registry: Registry,
@@ -33,15 +35,7 @@ impl InstitutionService for InstitutionApi {
         p.require(&[RoleKind::Admin], "enrol institutions")?;
         let msg = req.get_ref();
         let mut v = Violations::default();
-        let ctx = convert::write_context(
-            p,
-            "CreateInstitution",
-            &msg.request_id,
-            true,
-            msg,
-            |m| m.request_id.clear(),
-            &mut v,
-        );
+        let ctx = convert::write_context(p, msg, true, &mut v);
         let parsed = match &msg.institution {
             Some(i) => convert::new_institution(i)
                 .map_err(|e| v.extend(e.nested("institution")))
@@ -79,13 +73,7 @@ impl InstitutionService for InstitutionApi {
         let mut v = Violations::default();
         let limit = v.check("page_size", page_size(msg.page_size));
         let after = v.check("page_token", parse_id_cursor(&msg.page_token));
-        let category = convert::enum_filter(
-            "category",
-            msg.category,
-            convert::category_from_pb,
-            "an InstitutionCategory",
-            &mut v,
-        );
+        let category = convert::category_filter(msg.category, &mut v);
         let (Some(limit), Some(after), true) = (limit, after, v.is_empty()) else {
             return Err(v.into());
         };
@@ -106,42 +94,44 @@ impl InstitutionService for InstitutionApi {
     ) -> Result<Response<pb::Institution>, Status> {
         let p = principal(&req)?;
         p.require(&[RoleKind::Admin, RoleKind::Institution], "update institutions")?;
-        let msg = req.get_ref();
-        let mut v = Violations::default();
-        let ctx = convert::write_context(
-            p,
-            "UpdateInstitution",
-            &msg.request_id,
-            false,
-            msg,
-            |m| m.request_id.clear(),
-            &mut v,
-        );
-        let fields = convert::mask_fields(
-            msg.update_mask.as_ref(),
-            ProfileField::ALL,
-            ProfileField::as_str,
-            &mut v,
-        );
-        if let Role::Institution(_) = p.role {
-            check_self_service(&fields)?;
-        }
-        let Some(inst) = msg.institution.as_ref() else {
-            v.add("institution", "is required");
-            return Err(v.into());
-        };
-        let id = v.check("institution.id", parse_id(&inst.id));
-        let etag = convert::parse_etag(&inst.etag, "institution.etag", &mut v);
-        let patch = convert::profile_patch(fields, inst)
-            .map_err(|e| v.extend(e.nested("institution")))
-            .ok();
-        let (Some(id), Some(patch), true) = (id, patch, v.is_empty()) else {
-            return Err(v.into());
-        };
+        let (id, etag, patch, ctx) = parse_update(p, req.get_ref())?;
         let updated = self
             .registry
             .update_institution(p.visibility(), id, etag, patch, ctx)
             .await?;
         Ok(Response::new(institution_to_pb(updated)))
+    }
+}
+
+/// An UpdateInstitution request: id, etag, the patch and the write context.
+/// An institution naming fields only administrators may change is refused
+/// before its values are looked at.
+fn parse_update(
+    p: &Principal,
+    msg: &pb::UpdateInstitutionRequest,
+) -> Result<(Uuid, Option<Etag>, ProfilePatch, WriteContext), Status> {
+    let mut v = Violations::default();
+    let ctx = convert::write_context(p, msg, false, &mut v);
+    let fields = convert::mask_fields(
+        msg.update_mask.as_ref(),
+        ProfileField::ALL,
+        ProfileField::as_str,
+        &mut v,
+    );
+    if let Role::Institution(_) = p.role {
+        check_self_service(&fields)?;
+    }
+    let Some(inst) = msg.institution.as_ref() else {
+        v.add("institution", "is required");
+        return Err(v.into());
+    };
+    let id = v.check("institution.id", parse_id(&inst.id));
+    let etag = convert::parse_etag(&inst.etag, "institution.etag", &mut v);
+    let patch = convert::profile_patch(fields, inst)
+        .map_err(|e| v.extend(e.nested("institution")))
+        .ok();
+    match (id, patch, v.is_empty()) {
+        (Some(id), Some(patch), true) => Ok((id, etag, patch, ctx)),
+        _ => Err(v.into()),
     }
 }

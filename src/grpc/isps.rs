@@ -7,15 +7,17 @@ use crate::auth::principal;
 use crate::domain::{
     Violations,
     lifecycle::Event,
-    principal::RoleKind,
+    principal::{Principal, RoleKind},
     registration::IspCode,
-    request::{page_size, parse_id},
+    request::{Etag, page_size, parse_id},
     state::ReasonCode,
     text::{LegalName, Reason},
     workflow::{ApproveOptions, Decision},
 };
 use crate::pb::{self, isp_service_server::IspService};
-use crate::registry::Registry;
+use uuid::Uuid;
+
+use crate::registry::{Registry, WriteContext};
 
 /// What the attestation RPCs say when the caller is no ISP.
 const ATTEST: &str = "attest registrations";
@@ -89,37 +91,37 @@ impl IspService for IspApi {
     ) -> Result<Response<pb::Attestation>, Status> {
         let p = principal(&req)?;
         let isp = p.isp(ATTEST)?;
-        let msg = req.get_ref();
-        let mut v = Violations::default();
-        let ctx = convert::write_context(
-            p,
-            "AttestRegistration",
-            &msg.request_id,
-            false,
-            msg,
-            |m| m.request_id.clear(),
-            &mut v,
-        );
-        let id = v.check("id", parse_id(&msg.id));
-        let etag = convert::required_etag(&msg.etag, "etag", "is required: attest the version you checked", &mut v);
-        // A denial must say why.
-        let reason: Option<Reason> = if msg.confirmed {
-            convert::optional("reason", &msg.reason, &mut v)
-        } else {
-            convert::required("reason", &msg.reason, &mut v)
-        };
-        let (Some(id), Some(etag), true) = (id, etag, v.is_empty()) else {
-            return Err(v.into());
-        };
-        let decision = Decision {
-            event: Event::Attest {
-                confirmed: msg.confirmed,
-            },
-            reason_code: (!msg.confirmed).then_some(ReasonCode::IspNotConfirmed),
-            reason,
-            approve: ApproveOptions::default(),
-        };
+        let (id, etag, decision, ctx) = parse_attest(p, req.get_ref())?;
         let attestation = self.registry.attest(isp, id, etag, &decision, ctx).await?;
         Ok(Response::new(attestation_to_pb(attestation)))
     }
+}
+
+/// An AttestRegistration request: id, etag, the decision (a denial must say
+/// why) and the write context.
+fn parse_attest(
+    p: &Principal,
+    msg: &pb::AttestRegistrationRequest,
+) -> Result<(Uuid, Etag, Decision, WriteContext), Status> {
+    let mut v = Violations::default();
+    let ctx = convert::write_context(p, msg, false, &mut v);
+    let id = v.check("id", parse_id(&msg.id));
+    let etag = convert::required_etag(&msg.etag, "etag", "is required: attest the version you checked", &mut v);
+    let reason: Option<Reason> = if msg.confirmed {
+        convert::optional("reason", &msg.reason, &mut v)
+    } else {
+        convert::required("reason", &msg.reason, &mut v)
+    };
+    let (Some(id), Some(etag), true) = (id, etag, v.is_empty()) else {
+        return Err(v.into());
+    };
+    let decision = Decision {
+        event: Event::Attest {
+            confirmed: msg.confirmed,
+        },
+        reason_code: (!msg.confirmed).then_some(ReasonCode::IspNotConfirmed),
+        reason,
+        approve: ApproveOptions::default(),
+    };
+    Ok((id, etag, decision, ctx))
 }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::convert::{self, check_result, watch_event_to_pb};
 use crate::auth::principal;
 use crate::domain::Violations;
-use crate::lookup::{Lookups, MAX_BATCH, scope};
+use crate::lookup::{Lookups, scope};
 use crate::pb::{self, lookup_service_server::LookupService};
 
 pub struct LookupApi {
@@ -79,27 +79,7 @@ impl LookupService for LookupApi {
         req: Request<pb::CheckAddressesRequest>,
     ) -> Result<Response<pb::CheckAddressesResponse>, Status> {
         let only_institution = scope(principal(&req)?)?;
-        let msg = req.get_ref();
-        let mut v = Violations::default();
-        if msg.addresses.len() > MAX_BATCH {
-            let got = msg.addresses.len();
-            v.add(
-                "addresses",
-                format!("at most {MAX_BATCH} addresses per call (got {got}); split the batch"),
-            );
-            return Err(v.into());
-        }
-        let terms = convert::terms(
-            msg.at.as_ref(),
-            msg.min_serial,
-            req.metadata(),
-            only_institution,
-            &mut v,
-        );
-        let addrs = convert::addrs(&msg.addresses, &mut v);
-        if !v.is_empty() {
-            return Err(v.into());
-        }
+        let (addrs, terms) = convert::batch(req.get_ref(), req.metadata(), only_institution)?;
         let mut results = vec![pb::CheckResult::default(); addrs.len()];
         let serial = self
             .lookups

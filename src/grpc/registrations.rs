@@ -7,16 +7,18 @@ use tonic::{Request, Response, Status};
 use super::convert::{self, registration_to_pb};
 use crate::auth::principal;
 use crate::db::registrations::Filter;
+use uuid::Uuid;
+
 use crate::domain::{
     Violations,
-    principal::RoleKind,
+    principal::{Applicant, Principal, RoleKind},
     refusal::Refusal,
-    registration::SpecField,
-    request::{page_size, parse_id, parse_id_cursor, parse_seq_cursor, render_seq_cursor},
+    registration::{Spec, SpecField, SpecPatch},
+    request::{Etag, page_size, parse_id, parse_id_cursor, parse_seq_cursor, render_seq_cursor},
     text::Reason,
 };
 use crate::pb::{self, registration_service_server::RegistrationService};
-use crate::registry::Registry;
+use crate::registry::{Registry, WriteContext};
 
 pub struct RegistrationApi {
     registry: Registry,
@@ -39,31 +41,7 @@ impl RegistrationService for RegistrationApi {
     ) -> Result<Response<pb::Registration>, Status> {
         let p = principal(&req)?;
         let applicant = p.applicant("submit registrations")?;
-        let msg = req.get_ref();
-        let mut v = Violations::default();
-        let ctx = convert::write_context(
-            p,
-            "SubmitRegistration",
-            &msg.request_id,
-            true,
-            msg,
-            |m| m.request_id.clear(),
-            &mut v,
-        );
-        let Some(reg) = msg.registration.as_ref() else {
-            v.add("registration", "is required");
-            return Err(v.into());
-        };
-        if !reg.institution_id.is_empty() {
-            match parse_id(&reg.institution_id) {
-                Ok(id) if id == applicant.institution_id => {}
-                Ok(_) => return Err(Refusal::NotFound("institution").into()),
-                Err(e) => v.add("registration.institution_id", e.0),
-            }
-        }
-        let spec =
-            convert::new_spec(reg, applicant.category, OffsetDateTime::now_utc()).map_err(|e| e.nested("registration"));
-        let spec = v.and(spec)?;
+        let (spec, ctx) = parse_submit(p, applicant, req.get_ref())?;
         let created = self.registry.submit(applicant, spec, ctx).await?;
         Ok(Response::new(registration_to_pb(created, 0)))
     }
@@ -110,35 +88,7 @@ impl RegistrationService for RegistrationApi {
     ) -> Result<Response<pb::Registration>, Status> {
         let p = principal(&req)?;
         let applicant = p.applicant("amend registrations")?;
-        let msg = req.get_ref();
-        let mut v = Violations::default();
-        let ctx = convert::write_context(
-            p,
-            "AmendRegistration",
-            &msg.request_id,
-            false,
-            msg,
-            |m| m.request_id.clear(),
-            &mut v,
-        );
-        let fields = convert::mask_fields(
-            msg.update_mask.as_ref(),
-            SpecField::AMENDABLE,
-            SpecField::as_str,
-            &mut v,
-        );
-        let Some(reg) = msg.registration.as_ref() else {
-            v.add("registration", "is required");
-            return Err(v.into());
-        };
-        let id = v.check("registration.id", parse_id(&reg.id));
-        let etag = convert::parse_etag(&reg.etag, "registration.etag", &mut v);
-        let patch = convert::spec_patch(fields, reg)
-            .map_err(|e| v.extend(e.nested("registration")))
-            .ok();
-        let (Some(id), Some(patch), true) = (id, patch, v.is_empty()) else {
-            return Err(v.into());
-        };
+        let (id, etag, patch, ctx) = parse_amend(p, req.get_ref())?;
         let (amended, serial) = self.registry.amend(applicant, id, etag, patch, ctx).await?;
         Ok(Response::new(registration_to_pb(amended, serial)))
     }
@@ -151,15 +101,7 @@ impl RegistrationService for RegistrationApi {
         let applicant = p.applicant("withdraw registrations")?;
         let msg = req.get_ref();
         let mut v = Violations::default();
-        let ctx = convert::write_context(
-            p,
-            "WithdrawRegistration",
-            &msg.request_id,
-            false,
-            msg,
-            |m| m.request_id.clear(),
-            &mut v,
-        );
+        let ctx = convert::write_context(p, msg, false, &mut v);
         let id = v.check("id", parse_id(&msg.id));
         let etag = convert::parse_etag(&msg.etag, "etag", &mut v);
         let reason: Option<Reason> = convert::optional("reason", &msg.reason, &mut v);
@@ -178,15 +120,7 @@ impl RegistrationService for RegistrationApi {
         let applicant = p.applicant("renew registrations")?;
         let msg = req.get_ref();
         let mut v = Violations::default();
-        let ctx = convert::write_context(
-            p,
-            "RenewRegistration",
-            &msg.request_id,
-            false,
-            msg,
-            |m| m.request_id.clear(),
-            &mut v,
-        );
+        let ctx = convert::write_context(p, msg, false, &mut v);
         let id = v.check("id", parse_id(&msg.id));
         let etag = convert::parse_etag(&msg.etag, "etag", &mut v);
         let valid_until = convert::required_timestamp("valid_until", msg.valid_until.as_ref(), &mut v);
@@ -233,14 +167,8 @@ fn list_filter(msg: &pb::ListRegistrationsRequest, v: &mut Violations) -> Filter
         filter.institution_id = v.check("institution_id", parse_id(&msg.institution_id));
     }
     filter.state = convert::enum_filter("state", msg.state, convert::state_from_pb, "a RegistrationState", v);
-    filter.category = convert::enum_filter(
-        "category",
-        msg.category,
-        convert::category_from_pb,
-        "an InstitutionCategory",
-        v,
-    );
-    filter.kind = convert::enum_filter("kind", msg.kind, convert::kind_from_pb, "a RegistrationKind", v);
+    filter.category = convert::category_filter(msg.category, v);
+    filter.kind = convert::kind_filter(msg.kind, v);
     match msg.expiring_within_days {
         0 => {}
         days @ 1..=MAX_EXPIRING_WITHIN_DAYS => {
@@ -249,4 +177,57 @@ fn list_filter(msg: &pb::ListRegistrationsRequest, v: &mut Violations) -> Filter
         _ => v.add("expiring_within_days", "must be between 1 and 3660"),
     }
     filter
+}
+
+/// A SubmitRegistration request: the declaration, checked for `applicant`,
+/// and the write context. Naming another institution answers NOT_FOUND.
+fn parse_submit(
+    p: &Principal,
+    applicant: Applicant,
+    msg: &pb::SubmitRegistrationRequest,
+) -> Result<(Spec, WriteContext), Status> {
+    let mut v = Violations::default();
+    let ctx = convert::write_context(p, msg, true, &mut v);
+    let Some(reg) = msg.registration.as_ref() else {
+        v.add("registration", "is required");
+        return Err(v.into());
+    };
+    if !reg.institution_id.is_empty() {
+        match parse_id(&reg.institution_id) {
+            Ok(id) if id == applicant.institution_id => {}
+            Ok(_) => return Err(Refusal::NotFound("institution").into()),
+            Err(e) => v.add("registration.institution_id", e.0),
+        }
+    }
+    let spec =
+        convert::new_spec(reg, applicant.category, OffsetDateTime::now_utc()).map_err(|e| e.nested("registration"));
+    Ok((v.and(spec)?, ctx))
+}
+
+/// An AmendRegistration request: id, etag, the patch and the write context.
+fn parse_amend(
+    p: &Principal,
+    msg: &pb::AmendRegistrationRequest,
+) -> Result<(Uuid, Option<Etag>, SpecPatch, WriteContext), Status> {
+    let mut v = Violations::default();
+    let ctx = convert::write_context(p, msg, false, &mut v);
+    let fields = convert::mask_fields(
+        msg.update_mask.as_ref(),
+        SpecField::AMENDABLE,
+        SpecField::as_str,
+        &mut v,
+    );
+    let Some(reg) = msg.registration.as_ref() else {
+        v.add("registration", "is required");
+        return Err(v.into());
+    };
+    let id = v.check("registration.id", parse_id(&reg.id));
+    let etag = convert::parse_etag(&reg.etag, "registration.etag", &mut v);
+    let patch = convert::spec_patch(fields, reg)
+        .map_err(|e| v.extend(e.nested("registration")))
+        .ok();
+    match (id, patch, v.is_empty()) {
+        (Some(id), Some(patch), true) => Ok((id, etag, patch, ctx)),
+        _ => Err(v.into()),
+    }
 }

@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{self, registration_to_pb};
+use super::convert::{self, WriteRequest, registration_to_pb};
 use crate::auth::principal;
 use crate::db::registrations::QueueFilter;
 use crate::domain::{
@@ -29,36 +29,30 @@ impl ReviewApi {
 
 /// A decision request: each RPC has its own message (buf's naming rules),
 /// all carrying the same fields.
-trait DecisionRequest: prost::Message + Clone {
-    const OPERATION: &'static str;
+trait DecisionRequest: WriteRequest {
     const EVENT: Event;
-    /// id, etag, reason code, reason, request id.
-    fn fields(&self) -> (&str, &str, i32, &str, &str);
-    fn clear_request_id(&mut self);
+    /// id, etag, reason code, reason.
+    fn fields(&self) -> (&str, &str, i32, &str);
 }
 
 macro_rules! decision_requests {
-    ($($req:ty => $event:expr, $op:literal;)+) => {$(
+    ($($req:ty => $event:expr;)+) => {$(
         impl DecisionRequest for $req {
-            const OPERATION: &'static str = $op;
             const EVENT: Event = $event;
-            fn fields(&self) -> (&str, &str, i32, &str, &str) {
-                (&self.id, &self.etag, self.reason_code, &self.reason, &self.request_id)
-            }
-            fn clear_request_id(&mut self) {
-                self.request_id.clear();
+            fn fields(&self) -> (&str, &str, i32, &str) {
+                (&self.id, &self.etag, self.reason_code, &self.reason)
             }
         }
     )+};
 }
 
 decision_requests! {
-    pb::ApproveRegistrationRequest => Event::Approve, "ApproveRegistration";
-    pb::RejectRegistrationRequest => Event::Reject, "RejectRegistration";
-    pb::RequestInformationRequest => Event::RequestInformation, "RequestInformation";
-    pb::SuspendRegistrationRequest => Event::Suspend, "SuspendRegistration";
-    pb::ReinstateRegistrationRequest => Event::Reinstate, "ReinstateRegistration";
-    pb::RevokeRegistrationRequest => Event::Revoke, "RevokeRegistration";
+    pb::ApproveRegistrationRequest => Event::Approve;
+    pb::RejectRegistrationRequest => Event::Reject;
+    pb::RequestInformationRequest => Event::RequestInformation;
+    pb::SuspendRegistrationRequest => Event::Suspend;
+    pb::ReinstateRegistrationRequest => Event::Reinstate;
+    pb::RevokeRegistrationRequest => Event::Revoke;
 }
 
 impl ReviewApi {
@@ -72,9 +66,9 @@ impl ReviewApi {
         let p = principal(&req)?;
         p.require(&[RoleKind::Reviewer], "take review decisions")?;
         let msg = req.get_ref();
-        let (id, etag, reason_code, reason, request_id) = msg.fields();
+        let (id, etag, reason_code, reason) = msg.fields();
         let mut v = Violations::default();
-        let ctx = convert::write_context(p, M::OPERATION, request_id, false, msg, M::clear_request_id, &mut v);
+        let ctx = convert::write_context(p, msg, false, &mut v);
         let approve = approve(msg, &mut v);
         let id = v.check("id", parse_id(id));
         let etag = convert::required_etag(etag, "etag", "is required: decisions are taken on a version", &mut v);
@@ -115,14 +109,8 @@ impl ReviewService for ReviewApi {
         let after = v.check("page_token", convert::parse_queue_cursor(&msg.page_token));
         let filter = QueueFilter {
             isp: None,
-            kind: convert::enum_filter("kind", msg.kind, convert::kind_from_pb, "a RegistrationKind", &mut v),
-            category: convert::enum_filter(
-                "category",
-                msg.category,
-                convert::category_from_pb,
-                "an InstitutionCategory",
-                &mut v,
-            ),
+            kind: convert::kind_filter(msg.kind, &mut v),
+            category: convert::category_filter(msg.category, &mut v),
         };
         let (Some(limit), Some(after), true) = (limit, after, v.is_empty()) else {
             return Err(v.into());

@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use super::{category_to_pb, from_timestamp, kind_to_pb, timestamp};
 use crate::db::feed::Op;
 use crate::domain::Violations;
-use crate::lookup::{Terms, index::Entry, replica::Change, watch::WatchEvent};
+use crate::lookup::{MAX_BATCH, Terms, index::Entry, replica::Change, watch::WatchEvent};
 use crate::pb;
 
 /// Parses an address as a lookup client sends it.
@@ -122,8 +122,28 @@ pub fn watch_event_to_pb(e: WatchEvent) -> pb::WatchChangesResponse {
     pb::WatchChangesResponse { event: Some(event) }
 }
 
+/// A CheckAddresses request: its addresses (at most MAX_BATCH) and terms.
+pub fn batch(
+    msg: &pb::CheckAddressesRequest,
+    metadata: &tonic::metadata::MetadataMap,
+    only_institution: Option<uuid::Uuid>,
+) -> Result<(Vec<IpAddr>, Terms), Violations> {
+    let mut v = Violations::default();
+    if msg.addresses.len() > MAX_BATCH {
+        let got = msg.addresses.len();
+        v.add(
+            "addresses",
+            format!("at most {MAX_BATCH} addresses per call (got {got}); split the batch"),
+        );
+        return Err(v);
+    }
+    let terms = terms(msg.at.as_ref(), msg.min_serial, metadata, only_institution, &mut v);
+    let addrs = addrs(&msg.addresses, &mut v);
+    v.into_result(|| (addrs, terms))
+}
+
 /// Parses a batch of addresses, naming each bad one by its position.
-pub fn addrs(raw: &[String], v: &mut Violations) -> Vec<IpAddr> {
+fn addrs(raw: &[String], v: &mut Violations) -> Vec<IpAddr> {
     let mut parsed = Vec::with_capacity(raw.len());
     for (i, a) in raw.iter().enumerate() {
         match a.trim().parse() {

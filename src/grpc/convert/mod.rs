@@ -28,19 +28,55 @@ pub use institution::*;
 pub use lookup::*;
 pub use registration::*;
 
-/// Parses `request_id` (required or optional) into the context of a write
-/// by `principal`: the actor the audit trail names and the idempotency key
-/// for `operation`. The key's payload hash covers the whole request except
-/// the key itself, so a retry must resend the same payload.
-pub fn write_context<M: Message + Clone>(
+/// A write request: it carries an idempotency key (`request_id`).
+pub trait WriteRequest: Message + Clone {
+    /// The RPC's name, part of the key: a key reused for another RPC is refused.
+    const OPERATION: &'static str;
+    fn request_id(&self) -> &str;
+    fn clear_request_id(&mut self);
+}
+
+macro_rules! write_requests {
+    ($($req:ty => $op:literal,)+) => {$(
+        impl WriteRequest for $req {
+            const OPERATION: &'static str = $op;
+            fn request_id(&self) -> &str {
+                &self.request_id
+            }
+            fn clear_request_id(&mut self) {
+                self.request_id.clear();
+            }
+        }
+    )+};
+}
+
+write_requests! {
+    pb::CreateInstitutionRequest => "CreateInstitution",
+    pb::UpdateInstitutionRequest => "UpdateInstitution",
+    pb::SubmitRegistrationRequest => "SubmitRegistration",
+    pb::AmendRegistrationRequest => "AmendRegistration",
+    pb::WithdrawRegistrationRequest => "WithdrawRegistration",
+    pb::RenewRegistrationRequest => "RenewRegistration",
+    pb::AttestRegistrationRequest => "AttestRegistration",
+    pb::ApproveRegistrationRequest => "ApproveRegistration",
+    pb::RejectRegistrationRequest => "RejectRegistration",
+    pb::RequestInformationRequest => "RequestInformation",
+    pb::SuspendRegistrationRequest => "SuspendRegistration",
+    pb::ReinstateRegistrationRequest => "ReinstateRegistration",
+    pb::RevokeRegistrationRequest => "RevokeRegistration",
+}
+
+/// Parses `request_id` (required on creations) into the context of a write
+/// by `principal`: the actor the audit trail names and the idempotency key.
+/// The key's payload hash covers the whole request except the key itself,
+/// so a retry must resend the same payload.
+pub fn write_context<M: WriteRequest>(
     principal: &Principal,
-    operation: &'static str,
-    request_id: &str,
-    required: bool,
     request: &M,
-    clear_request_id: impl FnOnce(&mut M),
+    required: bool,
     v: &mut Violations,
 ) -> WriteContext {
+    let request_id = request.request_id();
     let actor = principal.actor(request_id);
     if request_id.is_empty() {
         if required {
@@ -52,11 +88,11 @@ pub fn write_context<M: Message + Clone>(
         return WriteContext { actor, key: None };
     };
     let mut payload = request.clone();
-    clear_request_id(&mut payload);
+    payload.clear_request_id();
     let key = idempotency::Key {
         scope: principal.idempotency_scope(),
         request_id: id.into_string(),
-        operation,
+        operation: M::OPERATION,
         request_hash: Sha256::digest(payload.encode_to_vec()).into(),
     };
     WriteContext { actor, key: Some(key) }
@@ -67,26 +103,6 @@ pub fn id_page_token<T>(page: &Page<T>, id: impl Fn(&T) -> uuid::Uuid) -> String
     page.resume_after()
         .map(|last| render_id_cursor(id(last)))
         .unwrap_or_default()
-}
-
-/// Parses a value that must be present (an enum's UNSPECIFIED counts as
-/// absent); `parse` gives `None` for absent values.
-pub fn required_enum<T>(
-    field: &str,
-    raw: i32,
-    parse: fn(i32) -> Option<T>,
-    what: &str,
-    v: &mut Violations,
-) -> Option<T> {
-    let parsed = parse(raw);
-    if parsed.is_none() {
-        if raw == 0 {
-            v.add(field, "is required");
-        } else {
-            v.add(field, format!("{raw} is not a {what}"));
-        }
-    }
-    parsed
 }
 
 /// Parses a filter on an enum: UNSPECIFIED means any.
@@ -248,4 +264,14 @@ impl QueueItem for QueueCursor {
     fn cursor(&self) -> QueueCursor {
         *self
     }
+}
+
+/// The `category` filter of a list: UNSPECIFIED means any.
+pub fn category_filter(raw: i32, v: &mut Violations) -> Option<crate::domain::institution::Category> {
+    enum_filter("category", raw, category_from_pb, "an InstitutionCategory", v)
+}
+
+/// The `kind` filter of a list: UNSPECIFIED means any.
+pub fn kind_filter(raw: i32, v: &mut Violations) -> Option<crate::domain::registration::Kind> {
+    enum_filter("kind", raw, kind_from_pb, "a RegistrationKind", v)
 }
