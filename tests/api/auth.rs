@@ -145,7 +145,7 @@ async fn lookup_and_isp_principals_may_not_call_registry_services(pool: PgPool) 
 async fn institutions_and_reviewers_may_not_enrol_institutions(pool: PgPool) {
     let app = spawn_app(pool).await;
     let (_, inst_token) = app.enrol(pb::InstitutionCategory::Bank).await;
-    let reviewer = app.token(Role::Reviewer).await;
+    let reviewer = app.reviewer_token().await.to_owned();
     for token in [inst_token, reviewer] {
         let err = app
             .institutions(Some(&token))

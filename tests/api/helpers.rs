@@ -2,7 +2,7 @@
 //! gRPC clients, and credentials issued the way the CLI issues them.
 
 use sqlx::PgPool;
-use tokio::sync::oneshot;
+use tokio::sync::{OnceCell, oneshot};
 use tonic::{
     Request, Status,
     metadata::{Ascii, MetadataValue},
@@ -20,6 +20,7 @@ use vpn_registry::{
         lookup_service_client::LookupServiceClient, registration_service_client::RegistrationServiceClient,
         review_service_client::ReviewServiceClient,
     },
+    registry::Registry,
 };
 
 pub struct TestApp {
@@ -27,6 +28,9 @@ pub struct TestApp {
     pub pool: PgPool,
     pub channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
+    /// The app's reviewer and ISP desk (`ptcl`), issued on first use.
+    reviewer_token: OnceCell<String>,
+    isp_token: OnceCell<String>,
 }
 
 /// Starts the service on 127.0.0.1:0 over `pool` (a fresh, migrated database).
@@ -55,6 +59,8 @@ pub async fn spawn_app(pool: PgPool) -> TestApp {
         pool,
         channel,
         shutdown: Some(tx),
+        reviewer_token: OnceCell::new(),
+        isp_token: OnceCell::new(),
     }
 }
 
@@ -182,31 +188,95 @@ impl TestApp {
         (created, token)
     }
 
+    /// The app's reviewer token (one principal per app).
+    pub async fn reviewer_token(&self) -> &str {
+        self.reviewer_token.get_or_init(|| self.token(Role::Reviewer)).await
+    }
+
+    /// The app's `ptcl` attestation desk token.
+    pub async fn isp_token(&self) -> &str {
+        self.isp_token
+            .get_or_init(|| self.token(Role::Isp("ptcl".parse().unwrap())))
+            .await
+    }
+
+    /// The review service as the app's reviewer.
+    pub async fn reviewer(&self) -> Reviews {
+        self.review(Some(self.reviewer_token().await))
+    }
+
+    /// The ISP service as the app's `ptcl` desk.
+    pub async fn isp_desk(&self) -> Isps {
+        self.isps(Some(self.isp_token().await))
+    }
+
+    /// The ISP confirms (or, saying "Subscriber unknown", denies) what it was
+    /// asked to attest about `on`.
+    pub async fn attest(&self, on: &impl Versioned, confirmed: bool) -> Result<pb::Attestation, Status> {
+        let reason = if confirmed { "" } else { "Subscriber unknown" };
+        self.isp_desk()
+            .await
+            .attest_registration(pb::AttestRegistrationRequest {
+                reason: reason.into(),
+                ..attest_request(on, confirmed)
+            })
+            .await
+            .map(|a| a.into_inner())
+    }
+
+    /// The app's reviewer takes decision `d` on the version `on` names.
+    pub async fn decide(
+        &self,
+        d: Decide,
+        on: &impl Versioned,
+        code: pb::ReasonCode,
+        reason: &str,
+    ) -> Result<pb::Registration, Status> {
+        decide(&mut self.reviewer().await, d, on, code, reason).await
+    }
+
     /// Takes a submitted registration through ISP attestation (as `ptcl`) and
     /// approval by a reviewer, returning the approval's answer.
     pub async fn approve(&self, registration: &pb::Registration) -> Result<pb::Registration, Status> {
-        let isp = self.token(Role::Isp("ptcl".parse().unwrap())).await;
-        let attested = self
-            .isps(Some(&isp))
-            .attest_registration(pb::AttestRegistrationRequest {
-                id: registration.id.clone(),
-                etag: registration.etag.clone(),
-                confirmed: true,
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        let reviewer = self.token(Role::Reviewer).await;
-        self.review(Some(&reviewer))
-            .approve_registration(pb::ApproveRegistrationRequest {
-                id: registration.id.clone(),
-                etag: attested.etag,
-                reason_code: pb::ReasonCode::Compliant as i32,
-                reason: "Documents in order".into(),
+        let attested = self.attest(registration, true).await?;
+        self.decide(
+            Decide::Approve,
+            &attested,
+            pb::ReasonCode::Compliant,
+            "Documents in order",
+        )
+        .await
+    }
+
+    /// A registration as the app's reviewer reads it.
+    pub async fn get(&self, id: &str) -> pb::Registration {
+        self.registrations(Some(self.reviewer_token().await))
+            .get_registration(pb::GetRegistrationRequest { id: id.into() })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// A registration's whole history, as the app's reviewer reads it.
+    pub async fn events(&self, id: &str) -> Vec<pb::RegistrationEvent> {
+        self.registrations(Some(self.reviewer_token().await))
+            .list_registration_events(pb::ListRegistrationEventsRequest {
+                id: id.into(),
+                page_size: 1000,
                 ..Default::default()
             })
             .await
-            .map(|r| r.into_inner())
+            .unwrap()
+            .into_inner()
+            .events
+    }
+
+    /// One pass of the expiry task (as the `test` system actor).
+    pub async fn expire_due(&self) -> usize {
+        Registry::new(self.pool.clone())
+            .expire_due(time::OffsetDateTime::now_utc().date(), 100, &Actor::system("test"))
+            .await
+            .unwrap()
     }
 
     pub async fn count(&self, table: &str) -> i64 {
@@ -303,4 +373,149 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
         .get_details_bad_request()
         .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
         .unwrap_or_default()
+}
+
+/// A review decision.
+#[derive(Debug, Clone, Copy)]
+pub enum Decide {
+    Approve,
+    Reject,
+    RequestInformation,
+    Suspend,
+    Reinstate,
+    Revoke,
+}
+
+/// What a decision names: a registration and the version decided on.
+pub trait Versioned {
+    fn id(&self) -> &str;
+    fn etag(&self) -> &str;
+}
+
+impl Versioned for pb::Registration {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn etag(&self) -> &str {
+        &self.etag
+    }
+}
+
+impl Versioned for pb::Attestation {
+    fn id(&self) -> &str {
+        &self.registration_id
+    }
+    fn etag(&self) -> &str {
+        &self.etag
+    }
+}
+
+/// An amendment of the fields `paths` names to their values in `changed`.
+pub fn amend_request(changed: pb::Registration, paths: &[&str]) -> pb::AmendRegistrationRequest {
+    pb::AmendRegistrationRequest {
+        registration: Some(changed),
+        update_mask: mask(paths),
+        request_id: String::new(),
+    }
+}
+
+/// An attestation of the version `on` names, without a reason.
+pub fn attest_request(on: &impl Versioned, confirmed: bool) -> pb::AttestRegistrationRequest {
+    pb::AttestRegistrationRequest {
+        id: on.id().into(),
+        etag: on.etag().into(),
+        confirmed,
+        ..Default::default()
+    }
+}
+
+/// An approval of the version `on` names, without options.
+pub fn approve_request(on: &impl Versioned) -> pb::ApproveRegistrationRequest {
+    pb::ApproveRegistrationRequest {
+        id: on.id().into(),
+        etag: on.etag().into(),
+        reason_code: pb::ReasonCode::Compliant as i32,
+        reason: "In order".into(),
+        ..Default::default()
+    }
+}
+
+/// Decision `d` on the version `on` names, sent through `client` (any
+/// principal's review client).
+pub async fn decide(
+    client: &mut Reviews,
+    d: Decide,
+    on: &impl Versioned,
+    code: pb::ReasonCode,
+    reason: &str,
+) -> Result<pb::Registration, Status> {
+    let (id, etag, reason_code, reason) = (on.id().to_owned(), on.etag().to_owned(), code as i32, reason.to_owned());
+    let request_id = String::new();
+    match d {
+        Decide::Approve => {
+            client
+                .approve_registration(pb::ApproveRegistrationRequest {
+                    reason_code,
+                    reason,
+                    ..approve_request(on)
+                })
+                .await
+        }
+        Decide::Reject => {
+            client
+                .reject_registration(pb::RejectRegistrationRequest {
+                    id,
+                    etag,
+                    reason_code,
+                    reason,
+                    request_id,
+                })
+                .await
+        }
+        Decide::RequestInformation => {
+            client
+                .request_information(pb::RequestInformationRequest {
+                    id,
+                    etag,
+                    reason_code,
+                    reason,
+                    request_id,
+                })
+                .await
+        }
+        Decide::Suspend => {
+            client
+                .suspend_registration(pb::SuspendRegistrationRequest {
+                    id,
+                    etag,
+                    reason_code,
+                    reason,
+                    request_id,
+                })
+                .await
+        }
+        Decide::Reinstate => {
+            client
+                .reinstate_registration(pb::ReinstateRegistrationRequest {
+                    id,
+                    etag,
+                    reason_code,
+                    reason,
+                    request_id,
+                })
+                .await
+        }
+        Decide::Revoke => {
+            client
+                .revoke_registration(pb::RevokeRegistrationRequest {
+                    id,
+                    etag,
+                    reason_code,
+                    reason,
+                    request_id,
+                })
+                .await
+        }
+    }
+    .map(|r| r.into_inner())
 }

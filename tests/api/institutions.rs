@@ -1,6 +1,5 @@
 use sqlx::PgPool;
 use tonic::Code;
-use vpn_registry::domain::principal::Role;
 use vpn_registry::pb::{self, InstitutionCategory as C};
 
 use crate::helpers::*;
@@ -186,8 +185,7 @@ async fn listing_pages_through_everything_and_filters_by_category(pool: PgPool) 
                 .id,
         );
     }
-    let reviewer = app.token(Role::Reviewer).await;
-    let mut as_reviewer = app.institutions(Some(&reviewer));
+    let mut as_reviewer = app.institutions(Some(app.reviewer_token().await));
     let mut seen = Vec::new();
     let mut token = String::new();
     loop {
@@ -326,9 +324,8 @@ async fn institutions_may_change_only_their_contact_details_and_pseb(pool: PgPoo
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
 
-    let reviewer = app.token(Role::Reviewer).await;
     let err = app
-        .institutions(Some(&reviewer))
+        .institutions(Some(app.reviewer_token().await))
         .update_institution(pb::UpdateInstitutionRequest {
             institution: Some(updated),
             update_mask: mask(&["contact_phone"]),

@@ -10,57 +10,6 @@ use vpn_registry::pb::{self, InstitutionCategory as C, RegistrationState as S};
 
 use crate::helpers::*;
 
-fn approve_req(r: &pb::Registration) -> pb::ApproveRegistrationRequest {
-    pb::ApproveRegistrationRequest {
-        id: r.id.clone(),
-        etag: r.etag.clone(),
-        reason_code: pb::ReasonCode::Compliant as i32,
-        reason: "In order".into(),
-        ..Default::default()
-    }
-}
-
-async fn attest(app: &TestApp, r: &pb::Registration, confirmed: bool) -> Result<pb::Attestation, tonic::Status> {
-    let isp = app.token(Role::Isp("ptcl".parse().unwrap())).await;
-    app.isps(Some(&isp))
-        .attest_registration(pb::AttestRegistrationRequest {
-            id: r.id.clone(),
-            etag: r.etag.clone(),
-            confirmed,
-            reason: if confirmed {
-                String::new()
-            } else {
-                "Subscriber unknown".into()
-            },
-            request_id: String::new(),
-        })
-        .await
-        .map(|a| a.into_inner())
-}
-
-async fn get(app: &TestApp, id: &str) -> pb::Registration {
-    let reviewer = app.token(Role::Reviewer).await;
-    app.registrations(Some(&reviewer))
-        .get_registration(pb::GetRegistrationRequest { id: id.into() })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-async fn events(app: &TestApp, id: &str) -> Vec<pb::RegistrationEvent> {
-    let reviewer = app.token(Role::Reviewer).await;
-    app.registrations(Some(&reviewer))
-        .list_registration_events(pb::ListRegistrationEventsRequest {
-            id: id.into(),
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events
-}
-
 /// (op, prefix) of the change feed for one registration, in serial order.
 async fn feed(app: &TestApp, id: &str) -> Vec<(String, String)> {
     sqlx::query_as("SELECT op, prefix::text FROM change_feed WHERE registration_id = $1 ORDER BY serial")
@@ -76,9 +25,9 @@ async fn a_registration_is_attested_reviewed_and_approved_on_the_record(pool: Pg
     let (inst, token) = app.enrol(C::Bank).await;
     let submitted = app.submit(&token, &["8.8.8.0/24"]).await;
 
-    let isp = app.token(Role::Isp("ptcl".parse().unwrap())).await;
     let pending = app
-        .isps(Some(&isp))
+        .isp_desk()
+        .await
         .list_pending_attestations(pb::ListPendingAttestationsRequest::default())
         .await
         .unwrap()
@@ -93,12 +42,12 @@ async fn a_registration_is_attested_reviewed_and_approved_on_the_record(pool: Pg
     assert_eq!(a.isp_subscriber_id, "SUB-0001");
     assert_eq!(a.source_prefixes, ["8.8.8.0/24"]);
 
-    let attested = attest(&app, &submitted, true).await.unwrap();
+    let attested = app.attest(&submitted, true).await.unwrap();
     assert_eq!(attested.state, S::UnderReview as i32);
 
-    let reviewer = app.token(Role::Reviewer).await;
-    let mut review = app.review(Some(&reviewer));
-    let queue = review
+    let queue = app
+        .reviewer()
+        .await
         .list_review_queue(pb::ListReviewQueueRequest::default())
         .await
         .unwrap()
@@ -108,11 +57,15 @@ async fn a_registration_is_attested_reviewed_and_approved_on_the_record(pool: Pg
         [submitted.id.as_str()]
     );
 
-    let approved = review
-        .approve_registration(approve_req(&queue.registrations[0]))
+    let approved = app
+        .decide(
+            Decide::Approve,
+            &queue.registrations[0],
+            pb::ReasonCode::Compliant,
+            "In order",
+        )
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(approved.state, S::Active as i32);
     assert!(approved.feed_serial > 0, "approval changed the active set");
     assert_eq!(
@@ -121,7 +74,7 @@ async fn a_registration_is_attested_reviewed_and_approved_on_the_record(pool: Pg
     );
     assert_eq!(app.count("active_prefixes").await, 1);
 
-    let history = events(&app, &approved.id).await;
+    let history = app.events(&approved.id).await;
     let steps: Vec<_> = history.iter().map(|e| (e.action, e.from_state, e.to_state)).collect();
     use pb::RegistrationAction as A;
     assert_eq!(
@@ -155,17 +108,9 @@ async fn an_isp_sees_and_attests_only_what_names_it(pool: PgPool) {
         .unwrap()
         .into_inner();
     assert!(pending.attestations.is_empty());
-    let err = isps
-        .attest_registration(pb::AttestRegistrationRequest {
-            id: r.id.clone(),
-            etag: r.etag.clone(),
-            confirmed: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let err = isps.attest_registration(attest_request(&r, true)).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    assert_eq!(get(&app, &r.id).await.state, S::IspVerification as i32);
+    assert_eq!(app.get(&r.id).await.state, S::IspVerification as i32);
 }
 
 #[sqlx::test]
@@ -173,22 +118,17 @@ async fn a_denied_attestation_rejects_with_the_isps_reason(pool: PgPool) {
     let app = spawn_app(pool).await;
     let (_, token) = app.enrol(C::Bank).await;
     let r = app.submit(&token, &["8.8.8.0/24"]).await;
-    let isp = app.token(Role::Isp("ptcl".parse().unwrap())).await;
     let err = app
-        .isps(Some(&isp))
-        .attest_registration(pb::AttestRegistrationRequest {
-            id: r.id.clone(),
-            etag: r.etag.clone(),
-            confirmed: false,
-            ..Default::default()
-        })
+        .isp_desk()
+        .await
+        .attest_registration(attest_request(&r, false))
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&err), ["reason"]);
 
-    let denied = attest(&app, &r, false).await.unwrap();
+    let denied = app.attest(&r, false).await.unwrap();
     assert_eq!(denied.state, S::Rejected as i32);
-    let last = events(&app, &r.id).await.pop().unwrap();
+    let last = app.events(&r.id).await.pop().unwrap();
     assert_eq!(last.action, pb::RegistrationAction::AttestationDenied as i32);
     assert_eq!(last.reason, "Subscriber unknown");
     assert_eq!(last.reason_code, pb::ReasonCode::IspNotConfirmed as i32);
@@ -205,32 +145,24 @@ async fn information_requests_return_to_review_after_an_amendment(pool: PgPool) 
         .unwrap()
         .into_inner();
     let r = {
-        attest(&app, &r, true).await.unwrap();
-        get(&app, &r.id).await
+        app.attest(&r, true).await.unwrap();
+        app.get(&r.id).await
     };
-    let reviewer = app.token(Role::Reviewer).await;
     let asked = app
-        .review(Some(&reviewer))
-        .request_information(pb::RequestInformationRequest {
-            id: r.id.clone(),
-            etag: r.etag.clone(),
-            reason_code: pb::ReasonCode::IncompleteInformation as i32,
-            reason: "Describe the peer".into(),
-            request_id: String::new(),
-        })
+        .decide(
+            Decide::RequestInformation,
+            &r,
+            pb::ReasonCode::IncompleteInformation,
+            "Describe the peer",
+        )
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(asked.state, S::NeedsInfo as i32);
 
     let mut changed = asked.clone();
     changed.purpose = "Remote access to the head office in Karachi for the treasury team".into();
     let amended = mine
-        .amend_registration(pb::AmendRegistrationRequest {
-            registration: Some(changed),
-            update_mask: mask(&["purpose"]),
-            request_id: String::new(),
-        })
+        .amend_registration(amend_request(changed, &["purpose"]))
         .await
         .unwrap()
         .into_inner();
@@ -240,11 +172,7 @@ async fn information_requests_return_to_review_after_an_amendment(pool: PgPool) 
     let mut moved = amended.clone();
     moved.source_prefixes = vec!["8.8.4.0/24".into()];
     let reattest = mine
-        .amend_registration(pb::AmendRegistrationRequest {
-            registration: Some(moved),
-            update_mask: mask(&["source_prefixes"]),
-            request_id: String::new(),
-        })
+        .amend_registration(amend_request(moved, &["source_prefixes"]))
         .await
         .unwrap()
         .into_inner();
@@ -257,62 +185,37 @@ async fn suspension_reinstatement_and_revocation_move_the_active_set(pool: PgPoo
     let (_, token) = app.enrol(C::Bank).await;
     let r = app.submit(&token, &["8.8.8.0/24"]).await;
     let active = app.approve(&r).await.unwrap();
-    let reviewer = app.token(Role::Reviewer).await;
-    let mut review = app.review(Some(&reviewer));
-
-    let suspended = review
-        .suspend_registration(pb::SuspendRegistrationRequest {
-            id: r.id.clone(),
-            etag: active.etag.clone(),
-            reason_code: pb::ReasonCode::SecurityConcern as i32,
-            reason: "Abuse report".into(),
-            request_id: String::new(),
-        })
+    let suspended = app
+        .decide(
+            Decide::Suspend,
+            &active,
+            pb::ReasonCode::SecurityConcern,
+            "Abuse report",
+        )
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(suspended.state, S::Suspended as i32);
     assert!(suspended.feed_serial > active.feed_serial);
     assert_eq!(app.count("active_prefixes").await, 0);
 
-    let err = review
-        .suspend_registration(pb::SuspendRegistrationRequest {
-            id: r.id.clone(),
-            etag: suspended.etag.clone(),
-            reason_code: pb::ReasonCode::SecurityConcern as i32,
-            reason: "Again".into(),
-            request_id: String::new(),
-        })
+    let err = app
+        .decide(Decide::Suspend, &suspended, pb::ReasonCode::SecurityConcern, "Again")
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains("SUSPENDED"), "{}", err.message());
 
-    let reinstated = review
-        .reinstate_registration(pb::ReinstateRegistrationRequest {
-            id: r.id.clone(),
-            etag: suspended.etag.clone(),
-            reason_code: pb::ReasonCode::Compliant as i32,
-            reason: "Resolved".into(),
-            request_id: String::new(),
-        })
+    let reinstated = app
+        .decide(Decide::Reinstate, &suspended, pb::ReasonCode::Compliant, "Resolved")
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(reinstated.state, S::Active as i32);
     assert_eq!(app.count("active_prefixes").await, 1);
 
-    let revoked = review
-        .revoke_registration(pb::RevokeRegistrationRequest {
-            id: r.id.clone(),
-            etag: reinstated.etag.clone(),
-            reason_code: pb::ReasonCode::PolicyViolation as i32,
-            reason: "Misuse".into(),
-            request_id: String::new(),
-        })
+    let revoked = app
+        .decide(Decide::Revoke, &reinstated, pb::ReasonCode::PolicyViolation, "Misuse")
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(revoked.state, S::Revoked as i32);
     let ops: Vec<_> = feed(&app, &r.id).await.into_iter().map(|(op, _)| op).collect();
     assert_eq!(ops, ["ANNOUNCE", "WITHDRAW", "ANNOUNCE", "WITHDRAW"]);
@@ -323,10 +226,10 @@ async fn illegal_decisions_answer_failed_precondition_naming_the_state(pool: PgP
     let app = spawn_app(pool).await;
     let (_, token) = app.enrol(C::Bank).await;
     let r = app.submit(&token, &["8.8.8.0/24"]).await;
-    let reviewer = app.token(Role::Reviewer).await;
-    let mut review = app.review(Some(&reviewer));
-
-    let err = review.approve_registration(approve_req(&r)).await.unwrap_err();
+    let err = app
+        .decide(Decide::Approve, &r, pb::ReasonCode::Compliant, "In order")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains("ISP_VERIFICATION"), "{}", err.message());
     assert_eq!(
@@ -334,20 +237,14 @@ async fn illegal_decisions_answer_failed_precondition_naming_the_state(pool: PgP
         "ISP_VERIFICATION"
     );
 
-    let err = review
-        .reinstate_registration(pb::ReinstateRegistrationRequest {
-            id: r.id.clone(),
-            etag: r.etag.clone(),
-            reason_code: pb::ReasonCode::Other as i32,
-            reason: "x".into(),
-            request_id: String::new(),
-        })
+    let err = app
+        .decide(Decide::Reinstate, &r, pb::ReasonCode::Other, "x")
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
 
     let active = app.approve(&r).await.unwrap();
-    let err = attest(&app, &active, true).await.unwrap_err();
+    let err = app.attest(&active, true).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains("ACTIVE"));
     let err = app
@@ -360,7 +257,9 @@ async fn illegal_decisions_answer_failed_precondition_naming_the_state(pool: PgP
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
 
-    let err = review
+    let err = app
+        .reviewer()
+        .await
         .reject_registration(pb::RejectRegistrationRequest {
             id: r.id.clone(),
             ..Default::default()
@@ -382,13 +281,17 @@ async fn only_reviewers_decide_and_only_isps_attest(pool: PgPool) {
     let (_, token) = app.enrol(C::Bank).await;
     let r = app.submit(&token, &["8.8.8.0/24"]).await;
     let admin = app.admin().await;
-    let isp = app.token(Role::Isp("ptcl".parse().unwrap())).await;
+    let isp = app.isp_token().await.to_owned();
     for who in [&admin, &token, &isp] {
-        let err = app
-            .review(Some(who))
-            .approve_registration(approve_req(&r))
-            .await
-            .unwrap_err();
+        let err = decide(
+            &mut app.review(Some(who)),
+            Decide::Approve,
+            &r,
+            pb::ReasonCode::Compliant,
+            "In order",
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied, "separation of duties");
         let err = app
             .review(Some(who))
@@ -397,21 +300,16 @@ async fn only_reviewers_decide_and_only_isps_attest(pool: PgPool) {
             .unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied);
     }
-    let reviewer = app.token(Role::Reviewer).await;
+    let reviewer = app.reviewer_token().await.to_owned();
     for who in [&admin, &reviewer, &token] {
         let err = app
             .isps(Some(who))
-            .attest_registration(pb::AttestRegistrationRequest {
-                id: r.id.clone(),
-                etag: r.etag.clone(),
-                confirmed: true,
-                ..Default::default()
-            })
+            .attest_registration(attest_request(&r, true))
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied);
     }
-    assert_eq!(get(&app, &r.id).await.state, S::IspVerification as i32);
+    assert_eq!(app.get(&r.id).await.state, S::IspVerification as i32);
 }
 
 #[sqlx::test]
@@ -419,28 +317,22 @@ async fn of_two_reviewers_deciding_at_once_exactly_one_wins(pool: PgPool) {
     let app = spawn_app(pool).await;
     let (_, token) = app.enrol(C::Bank).await;
     let r = app.submit(&token, &["8.8.8.0/24"]).await;
-    attest(&app, &r, true).await.unwrap();
-    let r = get(&app, &r.id).await;
+    app.attest(&r, true).await.unwrap();
+    let r = app.get(&r.id).await;
     let (first, second) = (app.token(Role::Reviewer).await, app.token(Role::Reviewer).await);
     let mut approve = app.review(Some(&first));
     let mut reject = app.review(Some(&second));
-    let reject_req = pb::RejectRegistrationRequest {
-        id: r.id.clone(),
-        etag: r.etag.clone(),
-        reason_code: pb::ReasonCode::PolicyViolation as i32,
-        reason: "No".into(),
-        request_id: String::new(),
-    };
     let (a, b) = tokio::join!(
-        approve.approve_registration(approve_req(&r)),
-        reject.reject_registration(reject_req)
+        decide(&mut approve, Decide::Approve, &r, pb::ReasonCode::Compliant, "In order"),
+        decide(&mut reject, Decide::Reject, &r, pb::ReasonCode::PolicyViolation, "No")
     );
-    let outcomes = [a.map(|r| r.into_inner().state), b.map(|r| r.into_inner().state)];
+    let outcomes = [a.map(|r| r.state), b.map(|r| r.state)];
     let wins: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
     let losses: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
     assert_eq!(wins.len(), 1, "{outcomes:?}");
     assert_eq!(losses[0].code(), Code::Aborted, "{:?}", losses[0]);
-    let decided = events(&app, &r.id)
+    let decided = app
+        .events(&r.id)
         .await
         .into_iter()
         .filter(|e| e.from_state == S::UnderReview as i32)
@@ -459,7 +351,7 @@ async fn approval_refuses_a_prefix_another_institution_got_first(pool: PgPool) {
     let err = app.approve(&rb).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     assert!(err.message().contains("8.8.8.64/26"));
-    assert_eq!(get(&app, &rb.id).await.state, S::UnderReview as i32, "nothing changed");
+    assert_eq!(app.get(&rb.id).await.state, S::UnderReview as i32, "nothing changed");
 }
 
 #[sqlx::test]
@@ -477,11 +369,7 @@ async fn an_amended_active_registration_stays_in_force_until_the_revision_is_app
     let mut changed = active.clone();
     changed.source_prefixes = vec!["8.8.4.0/24".into()];
     let proposed = mine
-        .amend_registration(pb::AmendRegistrationRequest {
-            registration: Some(changed),
-            update_mask: mask(&["source_prefixes"]),
-            request_id: String::new(),
-        })
+        .amend_registration(amend_request(changed, &["source_prefixes"]))
         .await
         .unwrap()
         .into_inner();
@@ -520,29 +408,16 @@ async fn an_amended_active_registration_stays_in_force_until_the_revision_is_app
     let mut again = approved.clone();
     again.purpose = "Something new".into();
     let proposed = mine
-        .amend_registration(pb::AmendRegistrationRequest {
-            registration: Some(again),
-            update_mask: mask(&["purpose"]),
-            request_id: String::new(),
-        })
+        .amend_registration(amend_request(again, &["purpose"]))
         .await
         .unwrap()
         .into_inner();
-    attest(&app, &proposed, true).await.unwrap();
-    let current = get(&app, &r.id).await;
-    let reviewer = app.token(Role::Reviewer).await;
+    app.attest(&proposed, true).await.unwrap();
+    let current = app.get(&r.id).await;
     let rejected = app
-        .review(Some(&reviewer))
-        .reject_registration(pb::RejectRegistrationRequest {
-            id: r.id.clone(),
-            etag: current.etag.clone(),
-            reason_code: pb::ReasonCode::PolicyViolation as i32,
-            reason: "Not needed".into(),
-            request_id: String::new(),
-        })
+        .decide(Decide::Reject, &current, pb::ReasonCode::PolicyViolation, "Not needed")
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(rejected.state, S::Active as i32);
     assert_eq!(rejected.purpose, approved.purpose);
     assert!(rejected.pending_revision.is_none());
@@ -564,13 +439,9 @@ async fn an_expired_registration_comes_back_only_through_a_reviewed_renewal(pool
         .execute(&app.pool)
         .await
         .unwrap();
-    let system = vpn_registry::domain::principal::Actor::system("test");
-    let expired = vpn_registry::registry::Registry::new(app.pool.clone())
-        .expire_due(time::OffsetDateTime::now_utc().date(), 100, &system)
-        .await
-        .unwrap();
+    let expired = app.expire_due().await;
     assert_eq!(expired, 1);
-    let current = get(&app, &r.id).await;
+    let current = app.get(&r.id).await;
     assert_eq!(current.state, S::Expired as i32);
     assert_eq!(app.count("active_prefixes").await, 0);
 
@@ -666,12 +537,8 @@ async fn a_lapsed_pseb_registration_expires_the_institutions_registrations(pool:
         .execute(&app.pool)
         .await
         .unwrap();
-    let system = vpn_registry::domain::principal::Actor::system("test");
-    vpn_registry::registry::Registry::new(app.pool.clone())
-        .expire_due(time::OffsetDateTime::now_utc().date(), 100, &system)
-        .await
-        .unwrap();
-    let last = events(&app, &r.id).await.pop().unwrap();
+    app.expire_due().await;
+    let last = app.events(&r.id).await.pop().unwrap();
     assert_eq!(last.to_state, S::Expired as i32);
     assert_eq!(last.reason_code, pb::ReasonCode::LicenceExpired as i32);
 }
@@ -690,11 +557,10 @@ async fn large_prefixes_need_a_justification_and_the_reviewers_override(pool: Pg
     let mut req = submit_request(&["8.8.8.0/22"]);
     req.registration.as_mut().unwrap().large_prefix_justification = "Data centre uplink block".into();
     let r = mine.submit_registration(req).await.unwrap().into_inner();
-    attest(&app, &r, true).await.unwrap();
-    let r = get(&app, &r.id).await;
-    let reviewer = app.token(Role::Reviewer).await;
-    let mut review = app.review(Some(&reviewer));
-    let err = review.approve_registration(approve_req(&r)).await.unwrap_err();
+    app.attest(&r, true).await.unwrap();
+    let r = app.get(&r.id).await;
+    let mut review = app.reviewer().await;
+    let err = review.approve_registration(approve_request(&r)).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains("override_size_limits"));
 
@@ -706,7 +572,7 @@ async fn large_prefixes_need_a_justification_and_the_reviewers_override(pool: Pg
         .approve_registration(pb::ApproveRegistrationRequest {
             valid_until: later,
             override_size_limits: true,
-            ..approve_req(&r)
+            ..approve_request(&r)
         })
         .await
         .unwrap_err();
@@ -721,7 +587,7 @@ async fn large_prefixes_need_a_justification_and_the_reviewers_override(pool: Pg
         .approve_registration(pb::ApproveRegistrationRequest {
             valid_until: Some(shorter),
             override_size_limits: true,
-            ..approve_req(&r)
+            ..approve_request(&r)
         })
         .await
         .unwrap()
@@ -802,11 +668,7 @@ async fn administrators_manage_isps_and_registrations_must_name_one(pool: PgPool
         changed.isp = "unknown-isp".into();
         let err = app
             .registrations(Some(&token))
-            .amend_registration(pb::AmendRegistrationRequest {
-                registration: Some(changed),
-                update_mask: mask(&["isp"]),
-                request_id: String::new(),
-            })
+            .amend_registration(amend_request(changed, &["isp"]))
             .await
             .unwrap_err();
         assert_eq!(violated_fields(&err), ["registration.isp"], "{err:?}");
@@ -852,8 +714,8 @@ async fn feed_serials_never_show_a_gap_while_approvals_commit_concurrently(pool:
         let r = app
             .submit(&token, &[&format!("9.{i}.0.0/24"), &format!("9.{i}.1.0/24")])
             .await;
-        attest(&app, &r, true).await.unwrap();
-        submitted.push(get(&app, &r.id).await);
+        app.attest(&r, true).await.unwrap();
+        submitted.push(app.get(&r.id).await);
     }
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = {
@@ -871,10 +733,10 @@ async fn feed_serials_never_show_a_gap_while_approvals_commit_concurrently(pool:
             looks
         })
     };
-    let reviewer = app.token(Role::Reviewer).await;
+    let reviewer = app.reviewer_token().await;
     let approvals = submitted.iter().map(|r| {
-        let mut review = app.review(Some(&reviewer));
-        let req = approve_req(r);
+        let mut review = app.review(Some(reviewer));
+        let req = approve_request(r);
         tokio::spawn(async move { review.approve_registration(req).await.unwrap().into_inner().feed_serial })
     });
     let mut serials = Vec::new();

@@ -181,19 +181,10 @@ async fn a_past_instant_is_answered_from_history_across_a_revoke(pool: PgPool) {
     let (_, bank) = app.enrol(C::Bank).await;
     let active = app.active(&bank, &["8.8.8.0/24"]).await;
     let while_active = ts(time::OffsetDateTime::now_utc());
-    let reviewer = app.token(Role::Reviewer).await;
     let revoked = app
-        .review(Some(&reviewer))
-        .revoke_registration(pb::RevokeRegistrationRequest {
-            id: active.id.clone(),
-            etag: active.etag.clone(),
-            reason_code: pb::ReasonCode::PolicyViolation as i32,
-            reason: "Misuse".into(),
-            request_id: String::new(),
-        })
+        .decide(Decide::Revoke, &active, pb::ReasonCode::PolicyViolation, "Misuse")
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     let lookup = app.token(Role::Lookup).await;
     let mut client = app.lookups(Some(&lookup));
     let then = client
@@ -528,8 +519,7 @@ async fn watchers_from_zero_from_a_serial_and_from_a_stale_session_all_converge(
     let (_, a) = app.enrol(C::Bank).await;
     let (_, b) = app.enrol(C::Company).await;
     let first = app.active(&a, &["8.8.8.0/24", "2a00:1450::/48"]).await;
-    let watcher = app.token(Role::Isp("ptcl".parse().unwrap())).await;
-    let mut lookups = app.lookups(Some(&watcher));
+    let mut lookups = app.lookups(Some(app.isp_token().await));
 
     // From zero: reset, snapshot, then live deltas.
     let mut fresh = Copy::default();
@@ -544,19 +534,11 @@ async fn watchers_from_zero_from_a_serial_and_from_a_stale_session_all_converge(
 
     // Changes land while the watcher reads: approvals, a revocation, an
     // amendment swapped in, an expiry.
-    let reviewer = app.token(Role::Reviewer).await;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<i64>();
     let writes = async {
         app.active(&b, &["9.9.9.0/24"]).await;
         let active = app.active(&b, &["9.9.10.0/24", "9.9.11.0/24"]).await;
-        app.review(Some(&reviewer))
-            .revoke_registration(pb::RevokeRegistrationRequest {
-                id: active.id.clone(),
-                etag: active.etag.clone(),
-                reason_code: pb::ReasonCode::PolicyViolation as i32,
-                reason: "Misuse".into(),
-                request_id: String::new(),
-            })
+        app.decide(Decide::Revoke, &active, pb::ReasonCode::PolicyViolation, "Misuse")
             .await
             .unwrap();
         let mut moved = first.clone();
@@ -583,11 +565,7 @@ async fn watchers_from_zero_from_a_serial_and_from_a_stale_session_all_converge(
         .execute(&app.pool)
         .await
         .unwrap();
-        let system = vpn_registry::domain::principal::Actor::system("test");
-        vpn_registry::registry::Registry::new(app.pool.clone())
-            .expire_due(time::OffsetDateTime::now_utc().date(), 100, &system)
-            .await
-            .unwrap();
+        app.expire_due().await;
         let last: i64 = sqlx::query_scalar("SELECT last_serial FROM feed_state")
             .fetch_one(&app.pool)
             .await

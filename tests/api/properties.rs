@@ -8,7 +8,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRu
 use sqlx::PgPool;
 use tonic::Code;
 use uuid::Uuid;
-use vpn_registry::domain::{lifecycle::TRANSITIONS, principal::Role, state::State};
+use vpn_registry::domain::{lifecycle::TRANSITIONS, state::State};
 use vpn_registry::pb::{self, InstitutionCategory as C};
 
 use crate::helpers::*;
@@ -59,20 +59,10 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// The principals one case acts as.
+/// The institutions one case acts for (the app's reviewer and ISP desk
+/// decide).
 struct Actors {
     institutions: Vec<String>,
-    reviewer: String,
-    isp: String,
-}
-
-fn decision<T>(id: &str, etag: &str, build: impl FnOnce(String, String, i32, String) -> T) -> T {
-    build(
-        id.to_owned(),
-        etag.to_owned(),
-        pb::ReasonCode::Other as i32,
-        "property test".to_owned(),
-    )
 }
 
 /// The registration an op aims at (ops name them modulo how many exist).
@@ -104,11 +94,7 @@ async fn apply(app: &TestApp, actors: &Actors, regs: &mut Vec<(usize, String)>, 
                 .execute(&app.pool)
                 .await
                 .map_err(|e| tonic::Status::internal(e.to_string()))?;
-                let system = vpn_registry::domain::principal::Actor::system("proptest");
-                vpn_registry::registry::Registry::new(app.pool.clone())
-                    .expire_due(time::OffsetDateTime::now_utc().date(), 100, &system)
-                    .await
-                    .map_err(|e| tonic::Status::internal(e.to_string()))?;
+                app.expire_due().await;
                 return Ok(());
             }
             _ => {}
@@ -122,103 +108,29 @@ async fn apply(app: &TestApp, actors: &Actors, regs: &mut Vec<(usize, String)>, 
         let Some((owner, id)) = pick(regs, i) else {
             return Ok(());
         };
-        let current = app
-            .registrations(Some(&actors.reviewer))
-            .get_registration(pb::GetRegistrationRequest { id: id.clone() })
-            .await?
-            .into_inner();
+        let current = app.get(&id).await;
         let etag = current.etag.clone();
-        let mut review = app.review(Some(&actors.reviewer));
+        let mut review = app.reviewer().await;
         let mut mine = app.registrations(Some(&actors.institutions[owner]));
         match *op {
             Op::Attest { confirmed, .. } => {
-                app.isps(Some(&actors.isp))
-                    .attest_registration(pb::AttestRegistrationRequest {
-                        id,
-                        etag,
-                        confirmed,
-                        reason: "checked".into(),
-                        request_id: String::new(),
-                    })
-                    .await?;
+                app.attest(&current, confirmed).await?;
             }
-            Op::Approve(_) => {
-                review
-                    .approve_registration(decision(&id, &etag, |id, etag, reason_code, reason| {
-                        pb::ApproveRegistrationRequest {
-                            id,
-                            etag,
-                            reason_code,
-                            reason,
-                            ..Default::default()
-                        }
-                    }))
-                    .await?;
-            }
-            Op::Reject(_) => {
-                review
-                    .reject_registration(decision(&id, &etag, |id, etag, reason_code, reason| {
-                        pb::RejectRegistrationRequest {
-                            id,
-                            etag,
-                            reason_code,
-                            reason,
-                            request_id: String::new(),
-                        }
-                    }))
-                    .await?;
-            }
-            Op::RequestInformation(_) => {
-                review
-                    .request_information(decision(&id, &etag, |id, etag, reason_code, reason| {
-                        pb::RequestInformationRequest {
-                            id,
-                            etag,
-                            reason_code,
-                            reason,
-                            request_id: String::new(),
-                        }
-                    }))
-                    .await?;
-            }
-            Op::Suspend(_) => {
-                review
-                    .suspend_registration(decision(&id, &etag, |id, etag, reason_code, reason| {
-                        pb::SuspendRegistrationRequest {
-                            id,
-                            etag,
-                            reason_code,
-                            reason,
-                            request_id: String::new(),
-                        }
-                    }))
-                    .await?;
-            }
-            Op::Reinstate(_) => {
-                review
-                    .reinstate_registration(decision(&id, &etag, |id, etag, reason_code, reason| {
-                        pb::ReinstateRegistrationRequest {
-                            id,
-                            etag,
-                            reason_code,
-                            reason,
-                            request_id: String::new(),
-                        }
-                    }))
-                    .await?;
-            }
-            Op::Revoke(_) => {
-                review
-                    .revoke_registration(decision(&id, &etag, |id, etag, reason_code, reason| {
-                        pb::RevokeRegistrationRequest {
-                            id,
-                            etag,
-                            reason_code,
-                            reason,
-                            request_id: String::new(),
-                        }
-                    }))
-                    .await?;
+            Op::Approve(_)
+            | Op::Reject(_)
+            | Op::RequestInformation(_)
+            | Op::Suspend(_)
+            | Op::Reinstate(_)
+            | Op::Revoke(_) => {
+                let d = match *op {
+                    Op::Approve(_) => Decide::Approve,
+                    Op::Reject(_) => Decide::Reject,
+                    Op::RequestInformation(_) => Decide::RequestInformation,
+                    Op::Suspend(_) => Decide::Suspend,
+                    Op::Reinstate(_) => Decide::Reinstate,
+                    _ => Decide::Revoke,
+                };
+                decide(&mut review, d, &current, pb::ReasonCode::Other, "property test").await?;
             }
             Op::Amend { prefix, .. } => {
                 let mut changed = current;
@@ -389,8 +301,6 @@ async fn check_invariants(pool: &PgPool) -> Result<(), TestCaseError> {
 #[sqlx::test]
 async fn random_action_sequences_keep_every_lifecycle_invariant(pool: PgPool) {
     let app = spawn_app(pool).await;
-    let reviewer = app.token(Role::Reviewer).await;
-    let isp = app.token(Role::Isp("ptcl".parse().unwrap())).await;
     let handle = tokio::runtime::Handle::current();
     let cases: u32 = std::env::var("PROPTEST_CASES")
         .ok()
@@ -414,11 +324,7 @@ async fn random_action_sequences_keep_every_lifecycle_invariant(pool: PgPool) {
                     for _ in 0..INSTITUTIONS {
                         institutions.push(app.enrol(C::Company).await.1);
                     }
-                    let actors = Actors {
-                        institutions,
-                        reviewer: reviewer.clone(),
-                        isp: isp.clone(),
-                    };
+                    let actors = Actors { institutions };
                     let mut regs = Vec::new();
                     for op in &ops {
                         apply(&app, &actors, &mut regs, op).await?;

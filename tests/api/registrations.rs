@@ -1,7 +1,6 @@
 use sqlx::PgPool;
 use tonic::Code;
 use tonic_types::StatusExt;
-use vpn_registry::domain::principal::Role;
 use vpn_registry::pb::{self, InstitutionCategory as C, RegistrationState as S};
 
 use crate::helpers::*;
@@ -257,11 +256,7 @@ async fn institutions_cannot_see_or_touch_each_others_registrations(pool: PgPool
     let mut amend = reg.clone();
     amend.purpose = "hijack".into();
     let err = as_b
-        .amend_registration(pb::AmendRegistrationRequest {
-            registration: Some(amend),
-            update_mask: mask(&["purpose"]),
-            request_id: String::new(),
-        })
+        .amend_registration(amend_request(amend, &["purpose"]))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
@@ -280,8 +275,7 @@ async fn institutions_cannot_see_or_touch_each_others_registrations(pool: PgPool
     assert_eq!(err.code(), Code::NotFound);
 
     // Reviewers read everything.
-    let reviewer = app.token(Role::Reviewer).await;
-    let mut as_reviewer = app.registrations(Some(&reviewer));
+    let mut as_reviewer = app.registrations(Some(app.reviewer_token().await));
     as_reviewer
         .get_registration(pb::GetRegistrationRequest { id: reg.id.clone() })
         .await
@@ -325,8 +319,7 @@ async fn listing_filters_by_state_kind_and_category(pool: PgPool) {
         .await
         .unwrap();
 
-    let reviewer = app.token(Role::Reviewer).await;
-    let mut client = app.registrations(Some(&reviewer));
+    let mut client = app.registrations(Some(app.reviewer_token().await));
     let count = |req: pb::ListRegistrationsRequest| {
         let mut client = client.clone();
         async move {
@@ -425,11 +418,7 @@ async fn amendments_change_masked_fields_check_etags_and_record_before_and_after
     let mut kind = amended.clone();
     kind.kind = pb::RegistrationKind::VideoConferencing as i32;
     let err = client
-        .amend_registration(pb::AmendRegistrationRequest {
-            registration: Some(kind),
-            update_mask: mask(&["kind"]),
-            request_id: String::new(),
-        })
+        .amend_registration(amend_request(kind, &["kind"]))
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&err), ["update_mask.paths[0]"]);
@@ -488,11 +477,7 @@ async fn a_withdrawn_registration_cannot_change_again(pool: PgPool) {
     let mut changed = withdrawn.clone();
     changed.purpose = "Revived".into();
     let err = client
-        .amend_registration(pb::AmendRegistrationRequest {
-            registration: Some(changed),
-            update_mask: mask(&["purpose"]),
-            request_id: String::new(),
-        })
+        .amend_registration(amend_request(changed, &["purpose"]))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
