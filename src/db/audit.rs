@@ -23,6 +23,31 @@ pub struct Entry<'a> {
     pub changes: Value,
 }
 
+impl<'a> Entry<'a> {
+    /// An event about a subject without a lifecycle (an institution's
+    /// profile, a credential): no states, no reason.
+    pub fn about(
+        subject_type: &'static str,
+        subject_id: Uuid,
+        action: &'a str,
+        actor: &'a Actor,
+        changes: Value,
+    ) -> Self {
+        Self {
+            subject_type,
+            subject_id,
+            revision_id: None,
+            action,
+            actor,
+            from_state: None,
+            to_state: None,
+            reason_code: None,
+            reason: None,
+            changes,
+        }
+    }
+}
+
 /// Appends an entry inside the caller's transaction.
 pub async fn append(conn: &mut PgConnection, e: Entry<'_>) -> Result<(), StoreError> {
     sqlx::query(

@@ -97,8 +97,6 @@ pub async fn create(
         tx.rollback().await?;
         return get(pool, original, Visibility::All).await;
     }
-    let p = profile;
-    let (pseb_number, pseb_expiry) = pseb_columns(p);
     let row: Row = sqlx::query_as(concat!(
         "INSERT INTO institutions (id, category, legal_name, cnic, ntn, secp_number, pseb_number, pseb_expiry,
                                    sbp_licence, accreditation_ref, country, contact_email, contact_phone)
@@ -109,43 +107,42 @@ pub async fn create(
     ))
     .bind(id)
     .bind(category.as_str())
-    .bind(p.legal_name.as_str())
-    .bind(p.cnic.as_ref().map(|c| c.as_str()))
-    .bind(p.ntn.as_ref().map(|n| n.as_str()))
-    .bind(p.secp_number.as_ref().map(|d| d.as_str()))
-    .bind(pseb_number)
-    .bind(pseb_expiry)
-    .bind(p.sbp_licence.as_ref().map(|d| d.as_str()))
-    .bind(p.accreditation_ref.as_ref().map(|d| d.as_str()))
-    .bind(p.country.map(|c| c.as_str()))
-    .bind(p.contact_email.as_str())
-    .bind(p.contact_phone.as_str())
+    .bind_profile(profile)
     .fetch_one(&mut *tx)
     .await?;
     audit::append(
         &mut tx,
-        audit::Entry {
-            subject_type: "institution",
-            subject_id: id,
-            revision_id: None,
-            action: "CREATED",
-            actor,
-            from_state: None,
-            to_state: None,
-            reason_code: None,
-            reason: None,
-            changes,
-        },
+        audit::Entry::about("institution", id, "CREATED", actor, changes),
     )
     .await?;
     tx.commit().await?;
     row.try_into()
 }
 
-fn pseb_columns(p: &Profile) -> (Option<&str>, Option<Date>) {
-    match &p.pseb {
-        Some(Pseb { number, expiry }) => (Some(number.as_str()), Some(*expiry)),
-        None => (None, None),
+/// Binds the profile columns in their usual order: legal_name, cnic, ntn,
+/// secp_number, pseb_number, pseb_expiry, sbp_licence, accreditation_ref,
+/// country, contact_email, contact_phone.
+trait BindProfile {
+    fn bind_profile(self, p: &Profile) -> Self;
+}
+
+impl<'q, O> BindProfile for sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments> {
+    fn bind_profile(self, p: &Profile) -> Self {
+        let (pseb_number, pseb_expiry) = match &p.pseb {
+            Some(Pseb { number, expiry }) => (Some(number.as_str().to_owned()), Some(*expiry)),
+            None => (None, None),
+        };
+        self.bind(p.legal_name.as_str().to_owned())
+            .bind(p.cnic.as_ref().map(|c| c.as_str().to_owned()))
+            .bind(p.ntn.as_ref().map(|n| n.as_str().to_owned()))
+            .bind(p.secp_number.as_ref().map(|d| d.as_str().to_owned()))
+            .bind(pseb_number)
+            .bind(pseb_expiry)
+            .bind(p.sbp_licence.as_ref().map(|d| d.as_str().to_owned()))
+            .bind(p.accreditation_ref.as_ref().map(|d| d.as_str().to_owned()))
+            .bind(p.country.map(|c| c.as_str().to_owned()))
+            .bind(p.contact_email.as_str().to_owned())
+            .bind(p.contact_phone.as_str().to_owned())
     }
 }
 
@@ -242,8 +239,6 @@ impl Write<'_> {
     /// Stores `profile` with the audit event listing `changes`, and commits.
     pub async fn store(mut self, profile: &Profile, changes: Value, actor: &Actor) -> Result<Institution, StoreError> {
         let id = self.current.id;
-        let p = profile;
-        let (pseb_number, pseb_expiry) = pseb_columns(p);
         let row: Row = sqlx::query_as(concat!(
             "UPDATE institutions
                 SET legal_name = $2, cnic = $3, ntn = $4, secp_number = $5, pseb_number = $6, pseb_expiry = $7,
@@ -255,33 +250,12 @@ impl Write<'_> {
             ""
         ))
         .bind(id)
-        .bind(p.legal_name.as_str())
-        .bind(p.cnic.as_ref().map(|c| c.as_str()))
-        .bind(p.ntn.as_ref().map(|n| n.as_str()))
-        .bind(p.secp_number.as_ref().map(|d| d.as_str()))
-        .bind(pseb_number)
-        .bind(pseb_expiry)
-        .bind(p.sbp_licence.as_ref().map(|d| d.as_str()))
-        .bind(p.accreditation_ref.as_ref().map(|d| d.as_str()))
-        .bind(p.country.map(|c| c.as_str()))
-        .bind(p.contact_email.as_str())
-        .bind(p.contact_phone.as_str())
+        .bind_profile(profile)
         .fetch_one(&mut *self.tx)
         .await?;
         audit::append(
             &mut self.tx,
-            audit::Entry {
-                subject_type: "institution",
-                subject_id: id,
-                revision_id: None,
-                action: "UPDATED",
-                actor,
-                from_state: None,
-                to_state: None,
-                reason_code: None,
-                reason: None,
-                changes,
-            },
+            audit::Entry::about("institution", id, "UPDATED", actor, changes),
         )
         .await?;
         self.tx.commit().await?;

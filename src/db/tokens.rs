@@ -55,19 +55,14 @@ pub async fn insert(
     })?;
     audit::append(
         &mut tx,
-        audit::Entry {
-            subject_type: "token",
-            subject_id: id,
-            revision_id: None,
-            action: "ISSUED",
+        audit::Entry::about(
+            "token",
+            id,
+            "ISSUED",
             actor,
-            from_state: None,
-            to_state: None,
-            reason_code: None,
-            reason: None,
-            changes: json!([{ "field": "role", "before": null, "after": role.as_str() },
-                            { "field": "name", "before": null, "after": name }]),
-        },
+            json!([{ "field": "role", "before": null, "after": role.as_str() },
+                   { "field": "name", "before": null, "after": name }]),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -158,22 +153,7 @@ pub async fn revoke(pool: &PgPool, id: Uuid, actor: &Actor) -> Result<bool, Stor
         .rows_affected()
         == 1;
     if revoked {
-        audit::append(
-            &mut tx,
-            audit::Entry {
-                subject_type: "token",
-                subject_id: id,
-                revision_id: None,
-                action: "REVOKED",
-                actor,
-                from_state: None,
-                to_state: None,
-                reason_code: None,
-                reason: None,
-                changes: json!([]),
-            },
-        )
-        .await?;
+        audit::append(&mut tx, audit::Entry::about("token", id, "REVOKED", actor, json!([]))).await?;
     }
     tx.commit().await?;
     Ok(revoked)
