@@ -1,5 +1,6 @@
-//! Assembles the service: health, reflection, authentication and the API
-//! services on one tonic server, and runs it until shutdown.
+//! Assembles the service: health, reflection, authentication, limits and the
+//! API services on one tonic server (plaintext or TLS), and runs it until
+//! shutdown.
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -8,8 +9,11 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{codegen::http, transport::Server};
 use tonic_health::ServingStatus;
+use tower::{limit::GlobalConcurrencyLimitLayer, load_shed::LoadShedLayer};
 
-use crate::auth::{AuthLayer, Credentials};
+use crate::auth::{AuthLayer, Credentials, credentials::RELOAD_INTERVAL, limits::RateLimits};
+use crate::config::{self, ServeArgs};
+use crate::domain::principal::RoleKind;
 use crate::grpc::{
     institutions::InstitutionApi, isps::IspApi, lookup::LookupApi, registrations::RegistrationApi, review::ReviewApi,
 };
@@ -21,12 +25,23 @@ use crate::pb::{
 };
 use crate::registry::Registry;
 use crate::tasks::{expiry, health};
+use crate::tls::Tls;
 
-/// How often credentials are reloaded even without a change notification.
-const CREDENTIAL_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
+/// Largest request the registry services decode: a registration with 64
+/// prefixes and every text field full is a few kilobytes.
+const MAX_REGISTRY_REQUEST: usize = 256 * 1024;
+/// Largest lookup request: a full CheckAddresses batch of 100,000 IPv6
+/// addresses in their longest text form is about 4.1 MB.
+const MAX_LOOKUP_REQUEST: usize = 6 * 1024 * 1024;
+/// Largest response: a 100,000-address answer with every address registered.
+const MAX_RESPONSE: usize = 16 * 1024 * 1024;
+/// HTTP/2 header block limit (tokens and request ids are short).
+const MAX_HEADER_LIST: u32 = 16 * 1024;
+/// How often rate-limiter state of idle keys is dropped.
+const LIMITER_CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Options of a running server that tests and `serve` choose.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// How long in-flight calls may run on after shutdown begins.
     pub shutdown_grace: Duration,
@@ -39,6 +54,60 @@ pub struct Options {
     /// Applied change batches kept for WatchChanges streams; a consumer
     /// further behind is dropped (RESOURCE_EXHAUSTED) and resumes.
     pub watch_backlog: usize,
+    /// Serve TLS (and require client certificates if it says so).
+    pub tls: Option<Arc<Tls>>,
+    /// Per-role rate overrides (calls per second per principal; 0 = none).
+    pub rate_limits: Vec<(RoleKind, u32)>,
+    pub failed_auth_rate: u32,
+    pub credential_max_staleness: Duration,
+    pub max_concurrent_requests: usize,
+    pub max_concurrent_streams: u32,
+    pub keepalive_interval: Duration,
+    pub max_connection_age: Duration,
+    pub max_connection_age_grace: Duration,
+}
+
+impl Options {
+    /// The options `serve` runs with.
+    pub fn from_args(args: &ServeArgs, tls: Option<Arc<Tls>>) -> Self {
+        Self {
+            shutdown_grace: args.shutdown_grace(),
+            expiry_interval: args.expiry_interval(),
+            feed_poll_interval: args.feed_poll_interval(),
+            watch_backlog: crate::lookup::replica::DEFAULT_WATCH_BACKLOG,
+            tls,
+            rate_limits: args.rate_limits.clone(),
+            failed_auth_rate: args.failed_auth_rate,
+            credential_max_staleness: args.credential_max_staleness,
+            max_concurrent_requests: args.max_concurrent_requests,
+            max_concurrent_streams: args.max_concurrent_streams,
+            keepalive_interval: args.keepalive_interval,
+            max_connection_age: args.max_connection_age,
+            max_connection_age_grace: args.max_connection_age_grace,
+        }
+    }
+}
+
+impl Default for Options {
+    /// The defaults `serve` has, plaintext.
+    fn default() -> Self {
+        let parse = |s: &str| config::duration(s).unwrap_or(Duration::from_secs(60));
+        Self {
+            shutdown_grace: Duration::from_secs(config::DEFAULT_SHUTDOWN_GRACE_SECS),
+            expiry_interval: Some(Duration::from_secs(config::DEFAULT_EXPIRY_INTERVAL_SECS)),
+            feed_poll_interval: Duration::from_millis(config::DEFAULT_FEED_POLL_INTERVAL_MS),
+            watch_backlog: crate::lookup::replica::DEFAULT_WATCH_BACKLOG,
+            tls: None,
+            rate_limits: Vec::new(),
+            failed_auth_rate: crate::auth::limits::DEFAULT_FAILED_AUTH_RATE,
+            credential_max_staleness: parse(config::DEFAULT_CREDENTIAL_MAX_STALENESS),
+            max_concurrent_requests: config::DEFAULT_MAX_CONCURRENT_REQUESTS,
+            max_concurrent_streams: config::DEFAULT_MAX_CONCURRENT_STREAMS,
+            keepalive_interval: parse(config::DEFAULT_KEEPALIVE_INTERVAL),
+            max_connection_age: parse(config::DEFAULT_MAX_CONNECTION_AGE),
+            max_connection_age_grace: parse(config::DEFAULT_MAX_CONNECTION_AGE_GRACE),
+        }
+    }
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then lets
@@ -62,12 +131,10 @@ pub async fn serve(
         .build_v1alpha()?;
 
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-    let credentials = Credentials::load(pool.clone()).await?;
-    let credential_follower = tokio::spawn(
-        credentials
-            .clone()
-            .follow(CREDENTIAL_RELOAD_INTERVAL, stopping_tx.subscribe()),
-    );
+    let credentials = Credentials::load(pool.clone(), options.credential_max_staleness).await?;
+    let credential_follower = tokio::spawn(credentials.clone().follow(RELOAD_INTERVAL, stopping_tx.subscribe()));
+    let limits = Arc::new(RateLimits::new(&options.rate_limits, options.failed_auth_rate));
+    let limiter_cleanup = tokio::spawn(forget_idle_limits(limits.clone()));
     let replica: ReplicaSlot = Arc::default();
     let follower = tokio::spawn(load_and_follow(
         pool.clone(),
@@ -96,18 +163,57 @@ pub async fn serve(
         health::set(&shutdown_reporter, ServingStatus::NotServing).await;
     };
 
-    let server = Server::builder()
+    let router = Server::builder()
         .trace_fn(request_span)
-        .layer(AuthLayer::new(credentials))
+        .max_concurrent_streams(options.max_concurrent_streams)
+        .http2_keepalive_interval(Some(options.keepalive_interval))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .max_connection_age(options.max_connection_age)
+        .max_connection_age_grace(options.max_connection_age_grace)
+        .http2_max_header_list_size(MAX_HEADER_LIST)
+        .tcp_nodelay(true)
+        // Outermost first: beyond the limit, answer at once rather than queue.
+        .layer(LoadShedLayer::new())
+        .layer(GlobalConcurrencyLimitLayer::new(options.max_concurrent_requests))
+        .layer(AuthLayer::new(credentials, limits))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(InstitutionServiceServer::new(InstitutionApi::new(registry.clone())))
-        .add_service(RegistrationServiceServer::new(RegistrationApi::new(registry.clone())))
-        .add_service(ReviewServiceServer::new(ReviewApi::new(registry.clone())))
-        .add_service(IspServiceServer::new(IspApi::new(registry)))
-        .add_service(LookupServiceServer::new(LookupApi::new(lookups)))
-        .serve_with_incoming_shutdown(incoming(listener), signal);
+        .add_service(
+            InstitutionServiceServer::new(InstitutionApi::new(registry.clone()))
+                .max_decoding_message_size(MAX_REGISTRY_REQUEST)
+                .max_encoding_message_size(MAX_RESPONSE),
+        )
+        .add_service(
+            RegistrationServiceServer::new(RegistrationApi::new(registry.clone()))
+                .max_decoding_message_size(MAX_REGISTRY_REQUEST)
+                .max_encoding_message_size(MAX_RESPONSE),
+        )
+        .add_service(
+            ReviewServiceServer::new(ReviewApi::new(registry.clone()))
+                .max_decoding_message_size(MAX_REGISTRY_REQUEST)
+                .max_encoding_message_size(MAX_RESPONSE),
+        )
+        .add_service(
+            IspServiceServer::new(IspApi::new(registry))
+                .max_decoding_message_size(MAX_REGISTRY_REQUEST)
+                .max_encoding_message_size(MAX_RESPONSE),
+        )
+        .add_service(
+            LookupServiceServer::new(LookupApi::new(lookups))
+                .max_decoding_message_size(MAX_LOOKUP_REQUEST)
+                .max_encoding_message_size(MAX_RESPONSE),
+        );
+    let server = async move {
+        match options.tls {
+            Some(tls) => {
+                router
+                    .serve_with_incoming_shutdown(tls.incoming(listener), signal)
+                    .await
+            }
+            None => router.serve_with_incoming_shutdown(incoming(listener), signal).await,
+        }
+    };
 
     let grace = options.shutdown_grace;
     let deadline = async move {
@@ -124,10 +230,18 @@ pub async fn serve(
     probe.abort();
     follower.abort();
     credential_follower.abort();
+    limiter_cleanup.abort();
     if let Some(expiry) = expiry {
         expiry.abort();
     }
     result
+}
+
+async fn forget_idle_limits(limits: Arc<RateLimits>) {
+    loop {
+        tokio::time::sleep(LIMITER_CLEANUP_INTERVAL).await;
+        limits.forget_idle();
+    }
 }
 
 /// One span per call, carrying the caller's `x-request-id` or a fresh one.
@@ -142,9 +256,9 @@ fn request_span(req: &http::Request<()>) -> tracing::Span {
     tracing::info_span!("rpc", method = %path, %request_id)
 }
 
-/// Accepted connections with Nagle's algorithm off: responses that span
-/// several segments must not wait for delayed ACKs (tonic sets this only on
-/// listeners it binds itself).
+/// Accepted plaintext connections with Nagle's algorithm off: responses that
+/// span several segments must not wait for delayed ACKs (tonic sets this
+/// only on listeners it binds itself).
 pub fn incoming(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
     use tokio_stream::StreamExt as _;
     TcpListenerStream::new(listener).map(|accepted| {

@@ -1,18 +1,27 @@
-//! The `token` subcommands: credential management for operators with
-//! database access. Output goes to stdout so scripts can capture it.
+//! Operator commands with database access: credentials, ISPs, development
+//! certificates. Output goes to stdout so scripts can capture it; every
+//! change is audited under the operator's name.
 
 use std::io::Write;
+use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use sqlx::PgPool;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::auth::token;
-use crate::config::{IssueArgs, RoleArg};
+use crate::config::{DevCertsArgs, IssueArgs, RoleArg};
 use crate::db::{StoreError, isps, tokens};
 use crate::domain::principal::{Actor, Role};
 use crate::domain::registration::IspCode;
 use crate::domain::text::LegalName;
+use crate::tls;
+
+/// How long tokens live unless `--expires-in` says otherwise.
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
+/// Administrators' tokens live shorter: they can enrol institutions.
+pub const DEFAULT_ADMIN_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
 
 /// Issues a token and returns it; only its hash is stored.
 pub async fn issue(pool: &PgPool, args: &IssueArgs) -> anyhow::Result<String> {
@@ -28,9 +37,26 @@ pub async fn issue(pool: &PgPool, args: &IssueArgs) -> anyhow::Result<String> {
         (RoleArg::Lookup, None, None) => Role::Lookup,
     };
     let name = args.name.clone().unwrap_or_else(|| role.as_str().to_owned());
+    let lifetime = args.expires_in.unwrap_or(match role {
+        Role::Admin => DEFAULT_ADMIN_TOKEN_LIFETIME,
+        _ => DEFAULT_TOKEN_LIFETIME,
+    });
+    let cert_sha256 = args
+        .bind_cert
+        .as_deref()
+        .map(tls::certificate_file_sha256)
+        .transpose()
+        .context("--bind-cert")?;
     let (secret, hash) = token::generate().map_err(|e| anyhow::anyhow!("no randomness for a token: {e}"))?;
-    let id = Uuid::now_v7();
-    match tokens::insert(pool, id, &role, &name, &hash, &Actor::operator(None)).await {
+    let new = tokens::NewToken {
+        id: Uuid::now_v7(),
+        role: &role,
+        name: &name,
+        hash,
+        expire_time: OffsetDateTime::now_utc() + lifetime,
+        cert_sha256,
+    };
+    match tokens::insert(pool, &new, &Actor::operator(&args.operator.name())).await {
         Ok(()) => Ok(secret),
         Err(StoreError::NotFound("isp")) => bail!(
             "no such ISP: {:?} (add it with `vpn-registry isp add`)",
@@ -41,20 +67,35 @@ pub async fn issue(pool: &PgPool, args: &IssueArgs) -> anyhow::Result<String> {
     }
 }
 
+/// Replaces a token with a new secret, returned; the old one keeps working
+/// for `grace`.
+pub async fn rotate(pool: &PgPool, id: Uuid, grace: Duration, operator: &str) -> anyhow::Result<String> {
+    let (secret, hash) = token::generate().map_err(|e| anyhow::anyhow!("no randomness for a token: {e}"))?;
+    let grace_until = OffsetDateTime::now_utc() + grace;
+    if !tokens::rotate(pool, id, Uuid::now_v7(), hash, grace_until, &Actor::operator(operator)).await? {
+        bail!("no active token with id {id}");
+    }
+    Ok(secret)
+}
+
 /// Revokes a token; an unknown or already revoked id is an error.
-pub async fn revoke(pool: &PgPool, id: Uuid) -> anyhow::Result<()> {
-    if !tokens::revoke(pool, id, &Actor::operator(None)).await? {
+pub async fn revoke(pool: &PgPool, id: Uuid, operator: &str) -> anyhow::Result<()> {
+    if !tokens::revoke(pool, id, &Actor::operator(operator)).await? {
         bail!("no active token with id {id}");
     }
     Ok(())
+}
+
+fn when(t: Option<OffsetDateTime>) -> String {
+    t.map_or_else(|| "-".to_owned(), |t| t.replace_nanosecond(0).unwrap_or(t).to_string())
 }
 
 /// Writes the token table (no secrets) to `out`.
 pub async fn list(pool: &PgPool, out: &mut impl Write) -> anyhow::Result<()> {
     writeln!(
         out,
-        "{:<36}  {:<11}  {:<36}  {:<20}  {:<25}  REVOKED",
-        "ID", "ROLE", "SCOPE", "NAME", "CREATED"
+        "{:<36}  {:<11}  {:<36}  {:<20}  {:<5}  {:<29}  {:<29}  REVOKED",
+        "ID", "ROLE", "SCOPE", "NAME", "BOUND", "EXPIRES", "LAST USED"
     )?;
     for t in tokens::list(pool).await? {
         let scope = t
@@ -62,25 +103,27 @@ pub async fn list(pool: &PgPool, out: &mut impl Write) -> anyhow::Result<()> {
             .map(|i| i.to_string())
             .or(t.isp_code.clone())
             .unwrap_or_else(|| "-".to_owned());
-        let revoked = t.revoke_time.map_or_else(|| "-".to_owned(), |r| r.to_string());
         writeln!(
             out,
-            "{:<36}  {:<11}  {:<36}  {:<20}  {:<25}  {revoked}",
+            "{:<36}  {:<11}  {:<36}  {:<20}  {:<5}  {:<29}  {:<29}  {}",
             t.id,
             t.role,
             scope,
             t.name,
-            t.create_time.to_string()
+            if t.bound { "yes" } else { "no" },
+            when(Some(t.expire_time)),
+            when(t.last_use_time),
+            when(t.revoke_time),
         )?;
     }
     Ok(())
 }
 
 /// Adds a licensed ISP.
-pub async fn add_isp(pool: &PgPool, code: &str, name: &str) -> anyhow::Result<()> {
+pub async fn add_isp(pool: &PgPool, code: &str, name: &str, operator: &str) -> anyhow::Result<()> {
     let code: IspCode = code.parse().map_err(|e| anyhow::anyhow!("ISP code: {e}"))?;
     let name: LegalName = name.parse().map_err(|e| anyhow::anyhow!("--name: {e}"))?;
-    isps::create(pool, &code, name.as_str()).await?;
+    isps::create(pool, &code, name.as_str(), &Actor::operator(operator)).await?;
     Ok(())
 }
 
@@ -98,4 +141,13 @@ pub async fn list_isps(pool: &PgPool, out: &mut impl Write) -> anyhow::Result<()
             _ => return Ok(()),
         }
     }
+}
+
+/// Writes a development CA and a server and a client certificate it signed.
+pub fn dev_certs(args: &DevCertsArgs) -> anyhow::Result<()> {
+    let set = tls::DevCertificates::generate(&args.hosts)?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    set.write_to(&args.out)
+        .with_context(|| format!("writing into {}", args.out.display()))?;
+    Ok(())
 }

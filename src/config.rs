@@ -6,6 +6,8 @@ use std::{net::SocketAddr, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use uuid::Uuid;
 
+use crate::domain::principal::RoleKind;
+
 /// Where `serve` listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 /// The local PostgreSQL the README sets up.
@@ -18,6 +20,23 @@ pub const DEFAULT_FEED_POLL_INTERVAL_MS: u64 = 1000;
 pub const DEFAULT_EXPIRY_INTERVAL_SECS: u64 = 60;
 /// Connections in the pool; small on purpose (few cores, see shared/bench/postgres).
 pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 8;
+/// Longest any SQL statement of `serve` may run.
+pub const DEFAULT_STATEMENT_TIMEOUT: &str = "10s";
+/// How long the in-memory credentials may go without a refresh before
+/// authenticated calls are refused.
+pub const DEFAULT_CREDENTIAL_MAX_STALENESS: &str = "60s";
+/// Calls handled at once by one server; more are shed (RESOURCE_EXHAUSTED).
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
+/// HTTP/2 streams one connection may have open.
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;
+/// HTTP/2 keepalive ping interval (dead peers are found and dropped).
+pub const DEFAULT_KEEPALIVE_INTERVAL: &str = "30s";
+/// Connections are closed after this long (clients reconnect, spreading load
+/// over replicas), with a grace period for calls in flight.
+pub const DEFAULT_MAX_CONNECTION_AGE: &str = "1h";
+pub const DEFAULT_MAX_CONNECTION_AGE_GRACE: &str = "5m";
+/// The PostgreSQL role `serve` runs as, which `migrate` grants what it needs.
+pub const DEFAULT_RUNTIME_ROLE: &str = "vpn_registry_runtime";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,8 +53,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the gRPC service (creates the database and applies migrations first).
     Serve(ServeArgs),
-    /// Apply the embedded migrations and exit.
-    Migrate(DbArgs),
+    /// Apply the embedded migrations (as the schema owner), grant the runtime
+    /// role what `serve` needs, and exit.
+    Migrate(MigrateArgs),
+    /// Write a development CA, a server certificate and a client certificate
+    /// (PEM) for trying TLS and mTLS locally. Not for production.
+    DevCerts(DevCertsArgs),
     /// Manage API credentials.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -55,6 +78,8 @@ pub enum FeedCommand {
     NewSession {
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        operator: OperatorArgs,
     },
 }
 
@@ -69,6 +94,8 @@ pub enum IspCommand {
         name: String,
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        operator: OperatorArgs,
     },
     /// List licensed ISPs.
     List {
@@ -82,6 +109,53 @@ pub struct DbArgs {
     /// PostgreSQL connection URL.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The role `serve` connects as (directly or as a member): it is granted
+    /// reading and writing the data, appending (never rewriting) the audit
+    /// trail and the change feed, and nothing on the schema. Skipped with a
+    /// warning when the role does not exist.
+    #[arg(long, env = "VPN_REGISTRY_RUNTIME_ROLE", default_value = DEFAULT_RUNTIME_ROLE)]
+    pub runtime_role: String,
+}
+
+/// Who runs an operator command, for the audit trail.
+#[derive(Debug, Clone, Args)]
+pub struct OperatorArgs {
+    /// The operator's name in the audit trail (defaults to the login name).
+    #[arg(long, env = "VPN_REGISTRY_OPERATOR")]
+    pub operator: Option<String>,
+}
+
+impl OperatorArgs {
+    pub fn name(&self) -> String {
+        self.operator
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .or_else(|| std::env::var("LOGNAME").ok())
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| "unknown".to_owned())
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DevCertsArgs {
+    /// Directory to write ca.pem, server.pem, server-key.pem, client.pem and
+    /// client-key.pem into.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+    /// Names the server certificate is valid for.
+    #[arg(long, value_delimiter = ',', default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned()])]
+    pub hosts: Vec<String>,
+}
+
+/// Parses durations like `90d`, `12h`, `30s`, `500ms`.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (for example 30s, 12h, 90d)"))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -105,6 +179,44 @@ pub struct ServeArgs {
     /// arrived (bounds the delay a lost NOTIFY can cause).
     #[arg(long, env = "VPN_REGISTRY_FEED_POLL_INTERVAL_MS", default_value_t = DEFAULT_FEED_POLL_INTERVAL_MS)]
     pub feed_poll_interval_ms: u64,
+    /// Server certificate chain (PEM): serve TLS 1.2+ instead of plaintext.
+    #[arg(long, env = "VPN_REGISTRY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// Private key of the server certificate (PEM).
+    #[arg(long, env = "VPN_REGISTRY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// CA (PEM) whose certificates clients must present (mutual TLS).
+    #[arg(long, env = "VPN_REGISTRY_CLIENT_CA", requires = "tls_cert")]
+    pub client_ca: Option<std::path::PathBuf>,
+    /// Longest any SQL statement may run (a runaway query is cancelled).
+    #[arg(long, env = "VPN_REGISTRY_STATEMENT_TIMEOUT", default_value = DEFAULT_STATEMENT_TIMEOUT, value_parser = duration)]
+    pub statement_timeout: Duration,
+    /// Refuse authenticated calls (UNAVAILABLE) when the in-memory
+    /// credentials could not be refreshed for this long.
+    #[arg(long, env = "VPN_REGISTRY_CREDENTIAL_MAX_STALENESS", default_value = DEFAULT_CREDENTIAL_MAX_STALENESS, value_parser = duration)]
+    pub credential_max_staleness: Duration,
+    /// Calls per second per principal of a role, as ROLE=PER_SECOND
+    /// (repeatable; 0 = unlimited; burst of one second's worth).
+    #[arg(long = "rate-limit", env = "VPN_REGISTRY_RATE_LIMITS", value_delimiter = ',', value_parser = crate::auth::limits::parse_rate)]
+    pub rate_limits: Vec<(RoleKind, u32)>,
+    /// Failed authentications per second one peer address may make.
+    #[arg(long, env = "VPN_REGISTRY_FAILED_AUTH_RATE", default_value_t = crate::auth::limits::DEFAULT_FAILED_AUTH_RATE)]
+    pub failed_auth_rate: u32,
+    /// Calls handled at once; more are refused at once (RESOURCE_EXHAUSTED).
+    #[arg(long, env = "VPN_REGISTRY_MAX_CONCURRENT_REQUESTS", default_value_t = DEFAULT_MAX_CONCURRENT_REQUESTS)]
+    pub max_concurrent_requests: usize,
+    /// HTTP/2 streams per connection.
+    #[arg(long, env = "VPN_REGISTRY_MAX_CONCURRENT_STREAMS", default_value_t = DEFAULT_MAX_CONCURRENT_STREAMS)]
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 keepalive ping interval.
+    #[arg(long, env = "VPN_REGISTRY_KEEPALIVE_INTERVAL", default_value = DEFAULT_KEEPALIVE_INTERVAL, value_parser = duration)]
+    pub keepalive_interval: Duration,
+    /// Connections are closed after this long (clients reconnect).
+    #[arg(long, env = "VPN_REGISTRY_MAX_CONNECTION_AGE", default_value = DEFAULT_MAX_CONNECTION_AGE, value_parser = duration)]
+    pub max_connection_age: Duration,
+    /// Calls in flight on a connection past its age may finish within this.
+    #[arg(long, env = "VPN_REGISTRY_MAX_CONNECTION_AGE_GRACE", default_value = DEFAULT_MAX_CONNECTION_AGE_GRACE, value_parser = duration)]
+    pub max_connection_age_grace: Duration,
 }
 
 impl ServeArgs {
@@ -131,6 +243,21 @@ pub enum TokenCommand {
         id: Uuid,
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Replace a token with a new secret (printed once); the old one stays
+    /// valid for the grace period.
+    Rotate {
+        /// The token's id.
+        id: Uuid,
+        /// How long the old secret keeps working.
+        #[arg(long, default_value = "24h", value_parser = duration)]
+        grace: Duration,
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        operator: OperatorArgs,
     },
     /// List tokens (never their secrets).
     List {
@@ -153,8 +280,17 @@ pub struct IssueArgs {
     /// A label to recognise the token by (defaults to the role).
     #[arg(long)]
     pub name: Option<String>,
+    /// How long the token is valid (default 365 days; 30 days for admins).
+    #[arg(long, value_parser = duration)]
+    pub expires_in: Option<Duration>,
+    /// Accept the token only on connections presenting this client
+    /// certificate (PEM): a leaked token is useless without its key.
+    #[arg(long)]
+    pub bind_cert: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub db: DbArgs,
+    #[command(flatten)]
+    pub operator: OperatorArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

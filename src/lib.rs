@@ -8,6 +8,7 @@
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod codec;
 pub mod config;
 pub mod db;
 pub mod domain;
@@ -18,3 +19,4 @@ pub mod pb;
 pub mod registry;
 pub mod tasks;
 pub mod telemetry;
+pub mod tls;

@@ -1,11 +1,14 @@
 use std::io::Write;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Parser;
 use vpn_registry::{
     app, cli,
-    config::{Cli, Command, DbArgs, FeedCommand, IspCommand, TokenCommand, redact_url},
-    db, telemetry,
+    config::{Cli, Command, DbArgs, FeedCommand, IspCommand, ServeArgs, TokenCommand, redact_url},
+    db,
+    domain::principal::Actor,
+    telemetry,
+    tls::{Tls, TlsFiles},
 };
 
 #[tokio::main]
@@ -13,33 +16,23 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init();
     match cli.command {
-        Command::Serve(args) => {
-            tracing::info!(
-                listen = %args.listen,
-                database_url = %redact_url(&args.db.database_url),
-                db_max_connections = args.db_max_connections,
-                shutdown_grace_secs = args.shutdown_grace_secs,
-                expiry_interval_secs = args.expiry_interval_secs,
-                feed_poll_interval_ms = args.feed_poll_interval_ms,
-                "starting vpn-registry {}", env!("CARGO_PKG_VERSION")
-            );
-            let pool = prepare(&args.db, args.db_max_connections).await?;
-            let listener = app::bind(args.listen)
+        Command::Serve(args) => serve(args).await?,
+        Command::Migrate(args) => {
+            db::ensure_database(&args.db.database_url)
                 .await
-                .with_context(|| format!("binding {}", args.listen))?;
-            tracing::info!(addr = %listener.local_addr()?, "listening");
-            let options = app::Options {
-                shutdown_grace: args.shutdown_grace(),
-                expiry_interval: args.expiry_interval(),
-                feed_poll_interval: args.feed_poll_interval(),
-                watch_backlog: vpn_registry::lookup::replica::DEFAULT_WATCH_BACKLOG,
-            };
-            app::serve(listener, pool, options, shutdown_signal()).await?;
-            tracing::info!("stopped");
-        }
-        Command::Migrate(db_args) => {
-            prepare(&db_args, 1).await?;
+                .with_context(|| format!("creating database at {}", redact_url(&args.db.database_url)))?;
+            let pool = connect(&args.db).await?;
+            db::MIGRATOR.run(&pool).await.context("applying migrations")?;
+            if db::grant_runtime(&pool, &args.runtime_role).await? {
+                tracing::info!(role = %args.runtime_role, "runtime role granted");
+            } else {
+                tracing::warn!(role = %args.runtime_role, "runtime role does not exist; nothing granted");
+            }
             tracing::info!("migrations applied");
+        }
+        Command::DevCerts(args) => {
+            cli::dev_certs(&args)?;
+            tracing::info!(dir = %args.out.display(), "development certificates written");
         }
         Command::Token(cmd) => match cmd {
             TokenCommand::Issue(args) => {
@@ -47,18 +40,34 @@ async fn main() -> anyhow::Result<()> {
                 let token = cli::issue(&pool, &args).await?;
                 writeln!(std::io::stdout(), "{token}")?;
             }
-            TokenCommand::Revoke { id, db } => {
-                cli::revoke(&connect(&db).await?, id).await?;
+            TokenCommand::Rotate {
+                id,
+                grace,
+                db,
+                operator,
+            } => {
+                let token = cli::rotate(&connect(&db).await?, id, grace, &operator.name()).await?;
+                tracing::info!(%id, ?grace, "token rotated; the old secret works until the grace period ends");
+                writeln!(std::io::stdout(), "{token}")?;
+            }
+            TokenCommand::Revoke { id, db, operator } => {
+                cli::revoke(&connect(&db).await?, id, &operator.name()).await?;
                 tracing::info!(%id, "token revoked");
             }
             TokenCommand::List { db } => cli::list(&connect(&db).await?, &mut std::io::stdout()).await?,
         },
         Command::Isp(cmd) => match cmd {
-            IspCommand::Add { code, name, db } => cli::add_isp(&connect(&db).await?, &code, &name).await?,
+            IspCommand::Add {
+                code,
+                name,
+                db,
+                operator,
+            } => cli::add_isp(&connect(&db).await?, &code, &name, &operator.name()).await?,
             IspCommand::List { db } => cli::list_isps(&connect(&db).await?, &mut std::io::stdout()).await?,
         },
-        Command::Feed(FeedCommand::NewSession { db }) => {
-            let session = db::feed::new_session(&connect(&db).await?).await?;
+        Command::Feed(FeedCommand::NewSession { db, operator }) => {
+            let actor = Actor::operator(&operator.name());
+            let session = db::feed::new_session(&connect(&db).await?, &actor).await?;
             tracing::warn!(%session, "change feed: new session started; replicas reload, watchers resynchronise");
             writeln!(std::io::stdout(), "{session}")?;
         }
@@ -66,25 +75,98 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates the database if needed, connects and applies migrations.
-async fn prepare(args: &DbArgs, max_connections: u32) -> anyhow::Result<sqlx::PgPool> {
-    db::ensure_database(&args.database_url)
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    tracing::info!(
+        listen = %args.listen,
+        database_url = %redact_url(&args.db.database_url),
+        db_max_connections = args.db_max_connections,
+        shutdown_grace_secs = args.shutdown_grace_secs,
+        expiry_interval_secs = args.expiry_interval_secs,
+        feed_poll_interval_ms = args.feed_poll_interval_ms,
+        tls = args.tls_cert.is_some(),
+        client_certificates_required = args.client_ca.is_some(),
+        statement_timeout = ?args.statement_timeout,
+        credential_max_staleness = ?args.credential_max_staleness,
+        rate_limits = ?args.rate_limits,
+        failed_auth_rate = args.failed_auth_rate,
+        max_concurrent_requests = args.max_concurrent_requests,
+        max_concurrent_streams = args.max_concurrent_streams,
+        keepalive_interval = ?args.keepalive_interval,
+        max_connection_age = ?args.max_connection_age,
+        max_connection_age_grace = ?args.max_connection_age_grace,
+        "starting vpn-registry {}", env!("CARGO_PKG_VERSION")
+    );
+    let pool = db::connect(
+        &args.db.database_url,
+        args.db_max_connections,
+        Some(args.statement_timeout),
+    )
+    .await
+    .with_context(|| format!("connecting to {}", redact_url(&args.db.database_url)))?;
+    let pending = db::pending_migrations(&pool)
         .await
-        .with_context(|| format!("creating database at {}", redact_url(&args.database_url)))?;
-    let pool = db::connect(&args.database_url, max_connections)
+        .context("reading the schema version")?;
+    if !pending.is_empty() {
+        bail!("the database lacks migrations {pending:?}: run `vpn-registry migrate` (as the schema owner) first");
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            Tls::load(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.client_ca.clone(),
+            })
+            .context("loading the TLS certificate and key")?,
+        ),
+        _ => None,
+    };
+    if tls.is_none() && !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %args.listen,
+            "serving PLAINTEXT on a non-loopback address: tokens and personal data cross the network in clear; \
+             configure --tls-cert and --tls-key"
+        );
+    }
+    if let Some(tls) = &tls {
+        tokio::spawn(reload_on_sighup(tls.clone()));
+    }
+    let listener = app::bind(args.listen)
         .await
-        .context("connecting to PostgreSQL")?;
-    db::MIGRATOR.run(&pool).await.context("applying migrations")?;
-    Ok(pool)
+        .with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    let options = app::Options::from_args(&args, tls);
+    app::serve(listener, pool, options, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 async fn connect(args: &DbArgs) -> anyhow::Result<sqlx::PgPool> {
-    db::connect(&args.database_url, 2).await.with_context(|| {
+    db::connect(&args.database_url, 2, None).await.with_context(|| {
         format!(
             "connecting to {} (run `vpn-registry migrate` first?)",
             redact_url(&args.database_url)
         )
     })
+}
+
+/// Re-reads the TLS certificate, key and CA on every SIGHUP; established
+/// connections keep theirs.
+async fn reload_on_sighup(tls: std::sync::Arc<Tls>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; TLS files are not reloaded");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificate, key and CA reloaded"),
+                Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the previous certificate"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tls;
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -1,101 +1,184 @@
 //! Credentials held in memory, so that checking a bearer token costs a hash
-//! and a map lookup, not a query. The map follows the `api_tokens` table: a
-//! NOTIFY on every change reloads it, a periodic reload covers a lost
-//! notification, and an unknown token is looked up once (it may have just
-//! been issued) before it is refused.
+//! and a map lookup, never a query: an unknown, malformed, revoked or expired
+//! token is refused from memory. The map follows the `api_tokens` table: a
+//! NOTIFY on every change reloads it, and it is reloaded every
+//! [`RELOAD_INTERVAL`] regardless, so a revocation reaches every replica
+//! within that even if a notification is lost. When reloads keep failing for
+//! longer than the configured staleness, authenticated calls are refused
+//! (better unavailable than honouring a revoked token).
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicI64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use sqlx::PgPool;
+use time::OffsetDateTime;
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::db::{StoreError, notify, tokens};
 use crate::domain::principal::Principal;
 
 /// The channel the api_tokens trigger notifies.
 pub const TOKENS_CHANNEL: &str = "vpnregistry_tokens";
-/// How long an unknown token is refused without asking the database again.
-const NEGATIVE_TTL: Duration = Duration::from_secs(10);
-/// Remembered unknown tokens at most (then the memory is cleared).
-const NEGATIVE_MAX: usize = 10_000;
+/// How often credentials are reloaded even without a notification: the
+/// bound on how late a revocation takes effect when a NOTIFY is lost.
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+/// How often last-use times are written back (never a write per call).
+const LAST_USE_FLUSH_INTERVAL: Duration = Duration::from_secs(30);
 
 type Hash = [u8; 32];
+
+/// One active credential.
+pub struct Credential {
+    pub principal: Arc<Principal>,
+    /// Microseconds since the epoch after which the token is refused.
+    expire_us: i64,
+    /// SHA-256 of the client certificate the token is bound to, if any.
+    pub cert_sha256: Option<Hash>,
+    /// Last use (microseconds since the epoch), 0 if none since loading.
+    last_use_us: AtomicI64,
+}
+
+impl Credential {
+    pub fn is_expired(&self, now_us: i64) -> bool {
+        now_us >= self.expire_us
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Unknown, revoked or expired (the caller learns no more than that).
+    Unknown,
+    /// The credential set could not be refreshed for too long.
+    Stale,
+}
 
 /// The active credentials of this process.
 pub struct Credentials {
     pool: PgPool,
-    known: RwLock<HashMap<Hash, Arc<Principal>>>,
-    unknown: RwLock<HashMap<Hash, Instant>>,
+    known: RwLock<HashMap<Hash, Arc<Credential>>>,
+    /// When the set was last read successfully.
+    refreshed: RwLock<Instant>,
+    max_staleness: Duration,
+}
+
+pub fn now_us() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
 }
 
 impl Credentials {
-    /// Loads every unrevoked credential.
-    pub async fn load(pool: PgPool) -> Result<Arc<Self>, StoreError> {
+    /// Loads every active credential; fails when the database does not answer.
+    pub async fn load(pool: PgPool, max_staleness: Duration) -> Result<Arc<Self>, StoreError> {
         let this = Arc::new(Self {
             pool,
             known: RwLock::default(),
-            unknown: RwLock::default(),
+            refreshed: RwLock::new(Instant::now()),
+            max_staleness,
         });
         this.reload().await?;
         Ok(this)
     }
 
     async fn reload(&self) -> Result<(), StoreError> {
-        let all: HashMap<Hash, Arc<Principal>> = tokens::all_active(&self.pool)
-            .await?
-            .into_iter()
-            .map(|(h, p)| (h, Arc::new(p)))
-            .collect();
-        *self.known.write().unwrap_or_else(|e| e.into_inner()) = all;
-        self.unknown.write().unwrap_or_else(|e| e.into_inner()).clear();
+        let rows = tokens::all_active(&self.pool).await?;
+        let mut fresh = HashMap::with_capacity(rows.len());
+        {
+            // Carry the last-use times over: they are flushed periodically.
+            let old = self.known.read().unwrap_or_else(|e| e.into_inner());
+            let used: HashMap<Uuid, i64> = old
+                .values()
+                .map(|c| (c.principal.id, c.last_use_us.load(Ordering::Relaxed)))
+                .collect();
+            for row in rows {
+                let last_use = used.get(&row.principal.id).copied().unwrap_or(0);
+                fresh.insert(
+                    row.hash,
+                    Arc::new(Credential {
+                        principal: Arc::new(row.principal),
+                        expire_us: (row.expire_time.unix_timestamp_nanos() / 1000) as i64,
+                        cert_sha256: row.cert_sha256,
+                        last_use_us: AtomicI64::new(last_use),
+                    }),
+                );
+            }
+        }
+        *self.known.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        *self.refreshed.write().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         Ok(())
     }
 
-    /// The principal behind a token hash, if it is active.
-    pub async fn principal(&self, hash: &Hash) -> Result<Option<Arc<Principal>>, StoreError> {
-        if let Some(p) = self.known.read().unwrap_or_else(|e| e.into_inner()).get(hash) {
-            return Ok(Some(p.clone()));
+    /// The credential behind a token hash, if it is active and not expired;
+    /// marks it used.
+    pub fn check(&self, hash: &Hash) -> Result<Arc<Credential>, Refused> {
+        if self.refreshed.read().unwrap_or_else(|e| e.into_inner()).elapsed() > self.max_staleness {
+            return Err(Refused::Stale);
         }
-        let recently_unknown = self
-            .unknown
+        let now = now_us();
+        let found = self
+            .known
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(hash)
-            .is_some_and(|at| at.elapsed() < NEGATIVE_TTL);
-        if recently_unknown {
-            return Ok(None);
-        }
-        match tokens::find_active(&self.pool, hash).await? {
-            Some(p) => {
-                let p = Arc::new(p);
-                self.known
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(*hash, p.clone());
-                Ok(Some(p))
-            }
-            None => {
-                let mut unknown = self.unknown.write().unwrap_or_else(|e| e.into_inner());
-                if unknown.len() >= NEGATIVE_MAX {
-                    unknown.clear();
-                }
-                unknown.insert(*hash, Instant::now());
-                Ok(None)
-            }
-        }
+            .filter(|c| !c.is_expired(now))
+            .cloned()
+            .ok_or(Refused::Unknown)?;
+        found.last_use_us.store(now, Ordering::Relaxed);
+        Ok(found)
     }
 
-    /// Reloads on every change notification and every `interval`, until `stopping`.
+    /// How many credentials are held.
+    pub fn len(&self) -> usize {
+        self.known.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reloads on every change notification and every `interval`, and writes
+    /// last-use times back now and then, until `stopping`.
     pub async fn follow(self: Arc<Self>, interval: Duration, stopping: watch::Receiver<bool>) {
+        let flusher = tokio::spawn(self.clone().flush_last_use(stopping.clone()));
         notify::follow(&self.pool, TOKENS_CHANNEL, interval, stopping, || async {
             if let Err(e) = self.reload().await {
                 tracing::warn!(error = %e, "credential reload failed");
             }
         })
         .await;
+        let _ = flusher.await;
+    }
+
+    async fn flush_last_use(self: Arc<Self>, mut stopping: watch::Receiver<bool>) {
+        let mut flushed: HashMap<Uuid, i64> = HashMap::new();
+        loop {
+            let stop = tokio::select! {
+                () = tokio::time::sleep(LAST_USE_FLUSH_INTERVAL) => false,
+                _ = stopping.changed() => true,
+            };
+            let used: Vec<(Uuid, i64)> = self
+                .known
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .map(|c| (c.principal.id, c.last_use_us.load(Ordering::Relaxed)))
+                .filter(|(id, at)| *at > 0 && flushed.get(id) != Some(at))
+                .collect();
+            if !used.is_empty() {
+                match tokens::record_last_use(&self.pool, &used).await {
+                    Ok(()) => flushed.extend(used),
+                    Err(e) => tracing::warn!(error = %e, "writing token last-use times failed"),
+                }
+            }
+            if stop {
+                return;
+            }
+        }
     }
 }

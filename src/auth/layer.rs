@@ -1,29 +1,50 @@
-//! A tower layer in front of every gRPC service: health checks and reflection
-//! pass freely, everything else needs a valid bearer token.
+//! A tower layer in front of every gRPC service, the one authorisation path:
+//! health checks and reflection pass freely; every other call needs an
+//! active bearer token (bound to the connection's client certificate when it
+//! was issued so), a role the permission table allows for the method, and
+//! room in its principal's rate limit. Failed authentication is rate-limited
+//! per peer address. Nothing here queries the database.
 
 use std::{
+    net::{IpAddr, Ipv4Addr},
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
+    time::Duration,
 };
 
-use tonic::{Status, body::Body, codegen::http};
+use tonic::{
+    Status,
+    body::Body,
+    codegen::http,
+    transport::server::{TcpConnectInfo, TlsConnectInfo},
+};
+use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
 
-use super::{credentials::Credentials, token};
-use std::sync::Arc;
-
-/// Paths that answer without credentials.
-const PUBLIC_PREFIXES: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection."];
+use super::credentials::{Credential, Credentials, Refused};
+use super::limits::RateLimits;
+use super::{permissions, token};
+use crate::domain::principal::Principal;
+use crate::tls::certificate_sha256;
 
 /// Resolves `authorization: Bearer <token>` against the credentials held in memory.
 #[derive(Clone)]
 pub struct AuthLayer {
+    gate: Arc<Gate>,
+}
+
+/// What every call passes through.
+struct Gate {
     credentials: Arc<Credentials>,
+    limits: Arc<RateLimits>,
 }
 
 impl AuthLayer {
-    pub fn new(credentials: Arc<Credentials>) -> Self {
-        Self { credentials }
+    pub fn new(credentials: Arc<Credentials>, limits: Arc<RateLimits>) -> Self {
+        Self {
+            gate: Arc::new(Gate { credentials, limits }),
+        }
     }
 }
 
@@ -32,7 +53,7 @@ impl<S> Layer<S> for AuthLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Auth {
             inner,
-            credentials: self.credentials.clone(),
+            gate: self.gate.clone(),
         }
     }
 }
@@ -41,7 +62,7 @@ impl<S> Layer<S> for AuthLayer {
 #[derive(Clone)]
 pub struct Auth<S> {
     inner: S,
-    credentials: Arc<Credentials>,
+    gate: Arc<Gate>,
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -64,43 +85,120 @@ where
         // The clone is not ready yet; take the one that is (tower's usual dance).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let credentials = self.credentials.clone();
-        Box::pin(async move {
-            let path = req.uri().path();
-            if PUBLIC_PREFIXES.iter().any(|p| path.starts_with(p)) {
-                return inner.call(req).await;
+        if permissions::is_public(req.uri().path()) {
+            return Box::pin(inner.call(req));
+        }
+        match self.gate.admit(&req) {
+            Ok(principal) => {
+                req.extensions_mut().insert(principal);
+                Box::pin(inner.call(req))
             }
-            match authenticate(&credentials, req.headers()).await {
-                Ok(principal) => {
-                    req.extensions_mut().insert(principal);
-                    inner.call(req).await
-                }
-                Err(status) => Ok(status.into_http()),
-            }
-        })
+            Err(status) => Box::pin(async move { Ok(status.into_http()) }),
+        }
     }
 }
 
-async fn authenticate(
-    credentials: &Credentials,
-    headers: &http::HeaderMap,
-) -> Result<Arc<crate::domain::principal::Principal>, Status> {
-    let value = headers
-        .get(http::header::AUTHORIZATION)
-        .ok_or_else(|| Status::unauthenticated("missing authorization metadata (Bearer token)"))?;
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;
-    match credentials.principal(&token::hash(token)).await {
-        Ok(Some(principal)) => Ok(principal),
-        Ok(None) => Err(Status::unauthenticated("unknown or revoked token")),
-        Err(e) => {
-            tracing::error!(error = %e, "credential lookup failed");
-            Err(Status::unavailable("credential store unavailable"))
-        }
+/// The connection a request came on: peer address and client certificate.
+struct Peer<'a> {
+    addr: IpAddr,
+    leaf_certificate: Option<&'a [u8]>,
+}
+
+fn peer<B>(
+    req: &http::Request<B>,
+) -> (
+    IpAddr,
+    Option<Arc<Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>>>,
+) {
+    let unknown = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let ext = req.extensions();
+    if let Some(tls) = ext.get::<TlsConnectInfo<TcpConnectInfo>>() {
+        let addr = tls.get_ref().remote_addr().map_or(unknown, |a| a.ip());
+        return (addr, tls.peer_certs());
     }
+    let addr = ext
+        .get::<TcpConnectInfo>()
+        .and_then(|c| c.remote_addr())
+        .map_or(unknown, |a| a.ip());
+    (addr, None)
+}
+
+impl Gate {
+    /// The principal a call acts as, or the status refusing it.
+    fn admit<B>(&self, req: &http::Request<B>) -> Result<Arc<Principal>, Status> {
+        let path = req.uri().path();
+        let (addr, certs) = peer(req);
+        let peer = Peer {
+            addr,
+            leaf_certificate: certs.as_ref().and_then(|c| c.first()).map(|c| c.as_ref()),
+        };
+        let credential = self.authenticate(req.headers(), &peer)?;
+        let principal = &credential.principal;
+        let role = principal.role.kind();
+        let Some(allowed) = permissions::allowed(path) else {
+            return Err(Status::unimplemented(format!("no method {path}")));
+        };
+        if !allowed.contains(&role) {
+            let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
+            let method = path.rsplit('/').next().unwrap_or(path);
+            return Err(Status::permission_denied(format!(
+                "role {role} may not call {method} (allowed: {})",
+                names.join(", ")
+            )));
+        }
+        if let Err(wait) = self.limits.admit(role, principal.id) {
+            return Err(too_many(
+                &format!("rate limit of role {role} exceeded; retry later"),
+                wait,
+            ));
+        }
+        Ok(principal.clone())
+    }
+
+    fn authenticate(&self, headers: &http::HeaderMap, peer: &Peer<'_>) -> Result<Arc<Credential>, Status> {
+        let refused = |message: &str| -> Status {
+            match self.limits.failed_authentication(peer.addr) {
+                Ok(()) => Status::unauthenticated(message),
+                Err(wait) => too_many("too many failed authentications from this address", wait),
+            }
+        };
+        let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+            return Err(refused("missing authorization metadata (Bearer token)"));
+        };
+        let Some(token) = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        else {
+            return Err(refused("authorization must be `Bearer <token>`"));
+        };
+        let credential = match self.credentials.check(&token::hash(token)) {
+            Ok(c) => c,
+            Err(Refused::Unknown) => return Err(refused("unknown, revoked or expired token")),
+            Err(Refused::Stale) => {
+                return Err(Status::unavailable(
+                    "credentials could not be refreshed recently; refusing calls until they are",
+                ));
+            }
+        };
+        if let Some(bound) = credential.cert_sha256
+            && peer.leaf_certificate.map(certificate_sha256) != Some(bound)
+        {
+            return Err(refused(
+                "this token is bound to a client certificate the connection did not present",
+            ));
+        }
+        Ok(credential)
+    }
+}
+
+/// RESOURCE_EXHAUSTED with `google.rpc.RetryInfo`.
+fn too_many(message: &str, wait: Duration) -> Status {
+    Status::with_error_details(
+        tonic::Code::ResourceExhausted,
+        message,
+        ErrorDetails::with_retry_info(Some(wait)),
+    )
 }

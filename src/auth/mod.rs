@@ -1,8 +1,12 @@
-//! Authentication: bearer tokens in `authorization` metadata, resolved to a
-//! [`Principal`] that handlers find in the request extensions.
+//! Authentication and authorisation: bearer tokens in `authorization`
+//! metadata, resolved from memory to a [`Principal`] that handlers find in
+//! the request extensions, checked against the permission table and the
+//! rate limits.
 
 pub mod credentials;
 mod layer;
+pub mod limits;
+pub mod permissions;
 pub mod token;
 
 pub use credentials::Credentials;

@@ -86,11 +86,11 @@ async fn main() -> anyhow::Result<()> {
     let url = format!("{}/vpn_registry_bench", args.postgres);
     if !args.reuse {
         sqlx::query("DROP DATABASE IF EXISTS vpn_registry_bench WITH (FORCE)")
-            .execute(&db::connect(&format!("{}/postgres", args.postgres), 1).await?)
+            .execute(&db::connect(&format!("{}/postgres", args.postgres), 1, None).await?)
             .await?;
     }
     db::ensure_database(&url).await?;
-    let pool = db::connect(&url, 32).await?;
+    let pool = db::connect(&url, 32, None).await?;
     db::MIGRATOR.run(&pool).await?;
 
     let t = Instant::now();
@@ -205,7 +205,7 @@ async fn main() -> anyhow::Result<()> {
 
     drop(pool);
     if !args.keep {
-        let admin = db::connect(&format!("{}/postgres", args.postgres), 1).await?;
+        let admin = db::connect(&format!("{}/postgres", args.postgres), 1, None).await?;
         sqlx::query("DROP DATABASE IF EXISTS vpn_registry_bench WITH (FORCE)")
             .execute(&admin)
             .await?;
@@ -293,7 +293,7 @@ async fn seed(pool: &PgPool, n: u64) -> anyhow::Result<()> {
 /// address mix, 10k per batch as CheckAddresses does them).
 fn index_alone(replica: &Replica, prefixes: u64) -> f64 {
     use vpn_registry::lookup::index::Filter;
-    let filter = Filter::new(time::OffsetDateTime::now_utc(), None, None);
+    let filter = Filter::new(time::OffsetDateTime::now_utc(), None, vpn_registry::lookup::Scope::All);
     let addrs: Vec<IpAddr> = addresses(prefixes, 200_000)
         .iter()
         .map(|a| a.parse().expect("bench addresses parse"))
@@ -342,7 +342,7 @@ async fn start_server(pool: PgPool) -> anyhow::Result<(SocketAddr, tokio::sync::
         shutdown_grace: Duration::from_secs(1),
         expiry_interval: None,
         feed_poll_interval: Duration::from_secs(1),
-        watch_backlog: vpn_registry::lookup::replica::DEFAULT_WATCH_BACKLOG,
+        ..app::Options::default()
     };
     tokio::spawn(app::serve(listener, pool, options, async {
         let _ = rx.await;
@@ -428,15 +428,15 @@ async fn start_empty(
 
 async fn issue(pool: &PgPool, role: Role) -> anyhow::Result<String> {
     let (secret, hash) = auth::token::generate().map_err(|e| anyhow::anyhow!("{e}"))?;
-    db::tokens::insert(
-        pool,
-        uuid::Uuid::now_v7(),
-        &role,
-        "bench",
-        &hash,
-        &Actor::operator(None),
-    )
-    .await?;
+    let token = db::tokens::NewToken {
+        id: uuid::Uuid::now_v7(),
+        role: &role,
+        name: "bench",
+        hash,
+        expire_time: time::OffsetDateTime::now_utc() + time::Duration::days(1),
+        cert_sha256: None,
+    };
+    db::tokens::insert(pool, &token, &Actor::operator("bench")).await?;
     Ok(secret)
 }
 

@@ -6,8 +6,8 @@ use sqlx::{PgPool, Row as _};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{StoreError, decode};
-use crate::domain::{institution::Category, registration::Kind};
+use super::{StoreError, audit, decode};
+use crate::domain::{institution::Category, principal::Actor, registration::Kind};
 
 /// The channel every feed commit NOTIFYs (see the lookup feed migration).
 pub const CHANNEL: &str = "vpnregistry_feed";
@@ -24,6 +24,8 @@ pub struct ActiveRow {
     pub peers: Vec<IpNet>,
     pub valid_from: OffsetDateTime,
     pub valid_until: OffsetDateTime,
+    /// The ISP the registration names (ISPs look up only their own).
+    pub isp: String,
 }
 
 /// Whether a feed row adds or removes its entry.
@@ -52,6 +54,7 @@ fn active_row(r: &sqlx::postgres::PgRow) -> Result<ActiveRow, StoreError> {
         peers: r.try_get("peer_prefixes")?,
         valid_from: r.try_get("valid_from")?,
         valid_until: r.try_get("valid_until")?,
+        isp: r.try_get("isp")?,
     })
 }
 
@@ -83,7 +86,7 @@ pub async fn snapshot(pool: &PgPool, mut each: impl FnMut(ActiveRow)) -> Result<
     {
         let mut rows = sqlx::query(
             "SELECT a.prefix, r.id AS registration_id, r.institution_id, r.reference, r.kind, i.category,
-                    r.peer_prefixes, r.valid_from, r.valid_until
+                    r.peer_prefixes, r.valid_from, r.valid_until, r.isp
                FROM active_prefixes a
                JOIN registrations r ON r.id = a.registration_id
                JOIN institutions i ON i.id = r.institution_id",
@@ -98,7 +101,7 @@ pub async fn snapshot(pool: &PgPool, mut each: impl FnMut(ActiveRow)) -> Result<
 }
 
 const FEED_COLUMNS: &str = "serial, op, prefix, registration_id, institution_id, reference, kind,
-    institution_category AS category, peer_prefixes, valid_from, valid_until";
+    institution_category AS category, peer_prefixes, valid_from, valid_until, isp";
 
 /// The feed's current session and up to `limit` of its rows after `serial`,
 /// in serial order, read by one statement so the two agree.
@@ -132,11 +135,21 @@ pub async fn since(pool: &PgPool, serial: i64, limit: i64) -> Result<(Uuid, Vec<
 /// longer be trusted (the database was restored from a backup): every
 /// replica reloads and every watcher gets a fresh snapshot. Returns the new
 /// session.
-pub async fn new_session(pool: &PgPool) -> Result<Uuid, StoreError> {
+pub async fn new_session(pool: &PgPool, actor: &Actor) -> Result<Uuid, StoreError> {
     let mut tx = pool.begin().await?;
-    let session = sqlx::query_scalar("UPDATE feed_state SET session_id = gen_random_uuid() RETURNING session_id")
-        .fetch_one(&mut *tx)
-        .await?;
+    let (old, session): (Uuid, Uuid) = sqlx::query_as(
+        "UPDATE feed_state s SET session_id = gen_random_uuid()
+           FROM feed_state old RETURNING old.session_id, s.session_id",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let changes =
+        serde_json::json!([{ "field": "session_id", "before": old.to_string(), "after": session.to_string() }]);
+    audit::append(
+        &mut tx,
+        audit::Entry::about("feed", session, "NEW_SESSION", actor, changes),
+    )
+    .await?;
     sqlx::query("SELECT pg_notify($1, 'session')")
         .bind(CHANNEL)
         .execute(&mut *tx)

@@ -39,13 +39,72 @@ pub(crate) fn violated_constraint(e: &sqlx::Error) -> Option<&str> {
 }
 
 /// Connects a pool sized for this service (a small pool: on few cores more
-/// connections only add contention, see shared/bench/postgres).
-pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+/// connections only add contention, see shared/bench/postgres). With a
+/// `statement_timeout`, every statement on these connections is cancelled
+/// past it. TLS follows the URL (`sslmode=verify-full&sslrootcert=...`).
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    statement_timeout: Option<std::time::Duration>,
+) -> Result<PgPool, sqlx::Error> {
+    use std::str::FromStr;
+    let mut options = sqlx::postgres::PgConnectOptions::from_str(url)?;
+    if let Some(timeout) = statement_timeout {
+        options = options.options([("statement_timeout", timeout.as_millis().to_string())]);
+    }
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(std::time::Duration::from_secs(5))
-        .connect(url)
+        .connect_with(options)
         .await
+}
+
+/// Grants `role` what `serve` needs and no more: reading and writing the
+/// data, appending to (never rewriting) the audit trail and the change feed,
+/// nothing on the schema. Returns false when the role does not exist.
+pub async fn grant_runtime(pool: &PgPool, role: &str) -> Result<bool, sqlx::Error> {
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)")
+        .bind(role)
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        return Ok(false);
+    }
+    let role = quote_ident(role);
+    let mut tx = pool.begin().await?;
+    for statement in [
+        format!("GRANT USAGE ON SCHEMA public TO {role}"),
+        format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"),
+        format!("REVOKE UPDATE, DELETE, TRUNCATE ON audit_events, change_feed, _sqlx_migrations FROM {role}"),
+        format!("REVOKE INSERT ON _sqlx_migrations FROM {role}"),
+        format!("GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// A PostgreSQL identifier, quoted.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The migrations this binary knows that the database has not applied.
+pub async fn pending_migrations(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(pool)
+        .await
+        .or_else(|e| match e.as_database_error().and_then(|d| d.code()).as_deref() {
+            // No migrations table: nothing applied.
+            Some("42P01") => Ok(Vec::new()),
+            _ => Err(e),
+        })?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration() && !applied.contains(&m.version))
+        .map(|m| m.version)
+        .collect())
 }
 
 /// Creates the database named in `url` when it does not exist yet.

@@ -18,129 +18,180 @@ pub struct TokenInfo {
     pub isp_code: Option<String>,
     pub name: String,
     pub create_time: OffsetDateTime,
+    pub expire_time: OffsetDateTime,
+    pub last_use_time: Option<OffsetDateTime>,
     pub revoke_time: Option<OffsetDateTime>,
+    /// Bound to a client certificate.
+    pub bound: bool,
+}
+
+/// A credential to store.
+#[derive(Debug, Clone)]
+pub struct NewToken<'a> {
+    pub id: Uuid,
+    pub role: &'a Role,
+    pub name: &'a str,
+    pub hash: [u8; 32],
+    pub expire_time: OffsetDateTime,
+    /// SHA-256 of the client certificate the token is bound to.
+    pub cert_sha256: Option<[u8; 32]>,
 }
 
 /// Stores a new credential's hash and audits its issue.
-pub async fn insert(
-    pool: &PgPool,
-    id: Uuid,
-    role: &Role,
-    name: &str,
-    hash: &[u8; 32],
-    actor: &Actor,
-) -> Result<(), StoreError> {
-    let (institution_id, isp_code) = match role {
-        Role::Institution(id) => (Some(*id), None),
-        Role::Isp(code) => (None, Some(code.as_str())),
-        _ => (None, None),
-    };
+pub async fn insert(pool: &PgPool, token: &NewToken<'_>, actor: &Actor) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
-    sqlx::query(
-        "INSERT INTO api_tokens (id, token_hash, role, institution_id, isp_code, name)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(id)
-    .bind(&hash[..])
-    .bind(role.as_str())
-    .bind(institution_id)
-    .bind(isp_code)
-    .bind(name)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| match super::violated_constraint(&e) {
-        Some("api_tokens_institution_id_fkey") => StoreError::NotFound("institution"),
-        Some("api_tokens_isp_fkey") => StoreError::NotFound("isp"),
-        _ => e.into(),
-    })?;
+    insert_row(&mut tx, token, None).await?;
+    let changes = json!([{ "field": "role", "before": null, "after": token.role.as_str() },
+                         { "field": "name", "before": null, "after": token.name },
+                         { "field": "expire_time", "before": null, "after": token.expire_time.to_string() },
+                         { "field": "bound_to_certificate", "before": null, "after": token.cert_sha256.is_some() }]);
     audit::append(
         &mut tx,
-        audit::Entry::about(
-            "token",
-            id,
-            "ISSUED",
-            actor,
-            json!([{ "field": "role", "before": null, "after": role.as_str() },
-                   { "field": "name", "before": null, "after": name }]),
-        ),
+        audit::Entry::about("token", token.id, "ISSUED", actor, changes),
     )
     .await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// An unrevoked credential: id, role, institution, ISP code, label, and
-/// the institution's category.
-type ActiveRow = (Uuid, String, Option<Uuid>, Option<String>, String, Option<String>);
-
-/// An unrevoked credential with its hash.
-type HashedRow = (
-    Vec<u8>,
-    Uuid,
-    String,
-    Option<Uuid>,
-    Option<String>,
-    String,
-    Option<String>,
-);
-
-/// The columns of [`HashedRow`] (an institution's category comes along: it
-/// never changes, and every submission needs it).
-macro_rules! active_columns {
-    () => {
-        "t.token_hash, t.id, t.role, t.institution_id, t.isp_code, t.name, i.category
-           FROM api_tokens t LEFT JOIN institutions i ON i.id = t.institution_id
-          WHERE t.revoke_time IS NULL"
+async fn insert_row(
+    conn: &mut sqlx::PgConnection,
+    t: &NewToken<'_>,
+    rotated_from: Option<Uuid>,
+) -> Result<(), StoreError> {
+    let (institution_id, isp_code) = match t.role {
+        Role::Institution(id) => (Some(*id), None),
+        Role::Isp(code) => (None, Some(code.as_str())),
+        _ => (None, None),
     };
+    sqlx::query(
+        "INSERT INTO api_tokens (id, token_hash, role, institution_id, isp_code, name, expire_time, cert_sha256,
+                                 rotated_from)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(t.id)
+    .bind(&t.hash[..])
+    .bind(t.role.as_str())
+    .bind(institution_id)
+    .bind(isp_code)
+    .bind(t.name)
+    .bind(t.expire_time)
+    .bind(t.cert_sha256.as_ref().map(|h| &h[..]))
+    .bind(rotated_from)
+    .execute(conn)
+    .await
+    .map_err(|e| match super::violated_constraint(&e) {
+        Some("api_tokens_institution_id_fkey") => StoreError::NotFound("institution"),
+        Some("api_tokens_isp_fkey") => StoreError::NotFound("isp"),
+        _ => e.into(),
+    })?;
+    Ok(())
 }
 
-/// Every unrevoked credential with its hash, for the in-memory cache.
-pub async fn all_active(pool: &PgPool) -> Result<Vec<([u8; 32], Principal)>, StoreError> {
-    let rows: Vec<HashedRow> = sqlx::query_as(concat!("SELECT ", active_columns!()))
-        .fetch_all(pool)
-        .await?;
+/// An unrevoked, unexpired credential as the in-memory set holds it.
+pub struct ActiveToken {
+    pub hash: [u8; 32],
+    pub principal: Principal,
+    pub expire_time: OffsetDateTime,
+    pub cert_sha256: Option<[u8; 32]>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ActiveRow {
+    token_hash: Vec<u8>,
+    id: Uuid,
+    role: String,
+    institution_id: Option<Uuid>,
+    isp_code: Option<String>,
+    name: String,
+    /// The institution's category: it never changes, and every submission needs it.
+    category: Option<String>,
+    expire_time: OffsetDateTime,
+    cert_sha256: Option<Vec<u8>>,
+}
+
+fn hash32(bytes: Vec<u8>, id: Uuid, what: &str) -> Result<[u8; 32], StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("token {id} {what} is not 32 bytes")))
+}
+
+/// Every unrevoked, unexpired credential with its hash.
+pub async fn all_active(pool: &PgPool) -> Result<Vec<ActiveToken>, StoreError> {
+    let rows: Vec<ActiveRow> = sqlx::query_as(
+        "SELECT t.token_hash, t.id, t.role, t.institution_id, t.isp_code, t.name, i.category, t.expire_time,
+                t.cert_sha256
+           FROM api_tokens t LEFT JOIN institutions i ON i.id = t.institution_id
+          WHERE t.revoke_time IS NULL AND t.expire_time > now()",
+    )
+    .fetch_all(pool)
+    .await?;
     rows.into_iter()
-        .map(
-            |(hash, id, role, institution_id, isp_code, name, category): HashedRow| {
-                let hash: [u8; 32] = hash
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt(format!("token {id} hash is not 32 bytes")))?;
-                Ok((hash, principal((id, role, institution_id, isp_code, name, category))?))
-            },
-        )
+        .map(|r| {
+            let role = match (r.role.as_str(), r.institution_id, r.isp_code) {
+                ("admin", ..) => Role::Admin,
+                ("reviewer", ..) => Role::Reviewer,
+                ("lookup", ..) => Role::Lookup,
+                ("institution", Some(inst), _) => Role::Institution(inst),
+                ("isp", _, Some(code)) => Role::Isp(reparse(&code, "isp code")?),
+                _ => return Err(StoreError::Corrupt(format!("token {} has role {:?}", r.id, r.role))),
+            };
+            let institution_category = r
+                .category
+                .map(|c| decode(&c, Category::from_db, "category"))
+                .transpose()?;
+            Ok(ActiveToken {
+                hash: hash32(r.token_hash, r.id, "hash")?,
+                principal: Principal {
+                    id: r.id,
+                    name: r.name,
+                    role,
+                    institution_category,
+                },
+                expire_time: r.expire_time,
+                cert_sha256: r.cert_sha256.map(|h| hash32(h, r.id, "certificate hash")).transpose()?,
+            })
+        })
         .collect()
 }
 
-fn principal((id, role, institution_id, isp_code, name, category): ActiveRow) -> Result<Principal, StoreError> {
-    let role = match (role.as_str(), institution_id, isp_code) {
-        ("admin", ..) => Role::Admin,
-        ("reviewer", ..) => Role::Reviewer,
-        ("lookup", ..) => Role::Lookup,
-        ("institution", Some(inst), _) => Role::Institution(inst),
-        ("isp", _, Some(code)) => Role::Isp(reparse(&code, "isp code")?),
-        _ => return Err(StoreError::Corrupt(format!("token {id} has role {role:?}"))),
-    };
-    let institution_category = category
-        .map(|c| decode(&c, Category::from_db, "category"))
-        .transpose()?;
-    Ok(Principal {
-        id,
-        name,
-        role,
-        institution_category,
-    })
-}
-
-/// The principal an unrevoked token hash stands for.
-pub async fn find_active(pool: &PgPool, hash: &[u8; 32]) -> Result<Option<Principal>, StoreError> {
-    let row: Option<HashedRow> = sqlx::query_as(concat!("SELECT ", active_columns!(), " AND t.token_hash = $1"))
-        .bind(&hash[..])
-        .fetch_optional(pool)
+/// Replaces credential `id` with a new secret (same role, scope, name,
+/// binding and expiry); the old one stays valid until `grace_until`.
+/// Returns false when no active credential has that id.
+pub async fn rotate(
+    pool: &PgPool,
+    id: Uuid,
+    new_id: Uuid,
+    hash: [u8; 32],
+    grace_until: OffsetDateTime,
+    actor: &Actor,
+) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await?;
+    let copied = sqlx::query(
+        "INSERT INTO api_tokens (id, token_hash, role, institution_id, isp_code, name, expire_time, cert_sha256,
+                                 rotated_from)
+         SELECT $2, $3, role, institution_id, isp_code, name, expire_time, cert_sha256, id
+           FROM api_tokens WHERE id = $1 AND revoke_time IS NULL AND expire_time > now()",
+    )
+    .bind(id)
+    .bind(new_id)
+    .bind(&hash[..])
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if copied == 0 {
+        return Ok(false);
+    }
+    sqlx::query("UPDATE api_tokens SET expire_time = least(expire_time, $2) WHERE id = $1")
+        .bind(id)
+        .bind(grace_until)
+        .execute(&mut *tx)
         .await?;
-    row.map(|(_, id, role, institution_id, isp_code, name, category)| {
-        principal((id, role, institution_id, isp_code, name, category))
-    })
-    .transpose()
+    let changes = json!([{ "field": "rotated_to", "before": null, "after": new_id.to_string() },
+                         { "field": "expire_time", "before": null, "after": grace_until.to_string() }]);
+    audit::append(&mut tx, audit::Entry::about("token", id, "ROTATED", actor, changes)).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Revokes a credential; false when no unrevoked credential has that id.
@@ -159,10 +210,33 @@ pub async fn revoke(pool: &PgPool, id: Uuid, actor: &Actor) -> Result<bool, Stor
     Ok(revoked)
 }
 
+/// Records when credentials were last used: (id, microseconds since the epoch).
+pub async fn record_last_use(pool: &PgPool, used: &[(Uuid, i64)]) -> Result<(), StoreError> {
+    let (ids, times): (Vec<Uuid>, Vec<OffsetDateTime>) = used
+        .iter()
+        .map(|&(id, us)| {
+            let at =
+                OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            (id, at)
+        })
+        .unzip();
+    sqlx::query(
+        "UPDATE api_tokens t SET last_use_time = u.at
+           FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at)
+          WHERE t.id = u.id AND (t.last_use_time IS NULL OR t.last_use_time < u.at)",
+    )
+    .bind(ids)
+    .bind(times)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Every credential, oldest first.
 pub async fn list(pool: &PgPool) -> Result<Vec<TokenInfo>, StoreError> {
     Ok(sqlx::query_as::<_, TokenInfo>(
-        "SELECT id, role, institution_id, isp_code, name, create_time, revoke_time
+        "SELECT id, role, institution_id, isp_code, name, create_time, expire_time, last_use_time, revoke_time,
+                cert_sha256 IS NOT NULL AS bound
            FROM api_tokens ORDER BY create_time, id",
     )
     .fetch_all(pool)

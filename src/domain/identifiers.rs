@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use super::text::Invalid;
+use super::text::{Invalid, echo};
 
 /// Computerised National Identity Card number: 13 digits, the first 1 to 7.
 /// Accepted bare or as `12345-1234567-1`; held bare. It has no checksum.
@@ -199,7 +199,7 @@ impl FromStr for Country {
         }
         isocountry::CountryCode::for_alpha2_caseless(s)
             .map(Self)
-            .map_err(|_| Invalid(format!("{s:?} is not an ISO 3166-1 alpha-2 country code")))
+            .map_err(|_| Invalid(format!("{} is not an ISO 3166-1 alpha-2 country code", echo(s))))
     }
 }
 

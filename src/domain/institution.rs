@@ -119,14 +119,10 @@ crate::domain::registration::db_enum!(
 );
 
 impl ProfileField {
-    /// What an institution may change about itself; the rest (its identity
-    /// documents) are the administrators'.
-    pub const SELF_SERVICE: &[ProfileField] = &[
-        Self::ContactEmail,
-        Self::ContactPhone,
-        Self::PsebNumber,
-        Self::PsebExpiry,
-    ];
+    /// What an institution may change about itself: its contact details.
+    /// The rest (category, identity documents, the PSEB registration and its
+    /// expiry) are the regulator's, changed by administrators.
+    pub const SELF_SERVICE: &[ProfileField] = &[Self::ContactEmail, Self::ContactPhone];
 }
 
 /// A PSEB expiry as given: an expired registration is not accepted (the

@@ -5,7 +5,7 @@ use std::{fmt, net::IpAddr, str::FromStr, sync::LazyLock};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use super::text::Invalid;
+use super::text::{Invalid, echo};
 
 /// Default limit: IPv4 prefixes no shorter than this (a reviewer may override).
 pub const MIN_V4_LEN: u8 = 24;
@@ -55,11 +55,11 @@ impl FromStr for PublicPrefix {
     fn from_str(s: &str) -> Result<Self, Invalid> {
         let s = s.trim();
         let net = if s.contains('/') {
-            IpNet::from_str(s).map_err(|_| Invalid(format!("{s:?} is not a CIDR prefix")))?
+            IpNet::from_str(s).map_err(|_| Invalid(format!("{} is not a CIDR prefix", echo(s))))?
         } else {
             IpAddr::from_str(s)
                 .map(IpNet::from)
-                .map_err(|_| Invalid(format!("{s:?} is not an IP address or CIDR prefix")))?
+                .map_err(|_| Invalid(format!("{} is not an IP address or CIDR prefix", echo(s))))?
         };
         if net.trunc() != net {
             return Err(Invalid(format!(

@@ -28,11 +28,6 @@ db_enum!(
     }
 );
 
-impl RoleKind {
-    /// Who may read institutions and registrations (institutions only their own).
-    pub const RECORD_READERS: &[RoleKind] = &[Self::Admin, Self::Reviewer, Self::Institution];
-}
-
 impl Role {
     pub fn kind(&self) -> RoleKind {
         match self {
@@ -162,14 +157,13 @@ impl Actor {
         }
     }
 
-    /// The operator at the command line (token management).
-    pub fn operator(request_id: Option<String>) -> Self {
-        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+    /// An operator at the command line (token management, reference data).
+    pub fn operator(name: &str) -> Self {
         Self {
             principal_id: None,
-            name: format!("cli:{user}"),
+            name: format!("cli:{name}"),
             role: "system",
-            request_id,
+            request_id: None,
         }
     }
 }

@@ -15,8 +15,9 @@ pub enum Refusal {
     NotFound(&'static str),
     #[error("the etag is stale; the current one is {current}")]
     StaleEtag { current: String },
-    #[error("source prefix {prefix} overlaps an active registration of another institution ({active})")]
-    Overlap { prefix: String, active: String },
+    /// Names the applicant's own prefix, never the other holder's.
+    #[error("source prefix {prefix} overlaps an active registration of another institution")]
+    Overlap { prefix: String },
     #[error("a registration in state {current} cannot be {action}")]
     WrongState { current: State, action: &'static str },
     #[error("a revision of this registration is already pending; amend or withdraw it first")]

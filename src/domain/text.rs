@@ -13,6 +13,20 @@ impl Invalid {
     }
 }
 
+/// Most characters of a caller's input a message repeats back.
+pub const MAX_ECHO: usize = 64;
+
+/// `raw` as a message quotes it: at most [`MAX_ECHO`] characters, quoted.
+pub fn echo(raw: &str) -> String {
+    let mut chars = raw.chars();
+    let head: String = chars.by_ref().take(MAX_ECHO).collect();
+    if chars.next().is_some() {
+        format!("{head:?}...")
+    } else {
+        format!("{head:?}")
+    }
+}
+
 /// Trims `raw` and checks it is 1..=max characters without control characters.
 pub fn bounded_text(raw: &str, max: usize) -> Result<String, Invalid> {
     let s = raw.trim();

@@ -10,9 +10,13 @@ pub struct Violation {
     pub description: String,
 }
 
+/// At most this many violations are listed; the rest are only counted (a
+/// hostile request cannot make the answer large).
+pub const MAX_LISTED: usize = 100;
+
 /// The violations found while parsing one request; empty means valid.
 #[derive(Debug, Default, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct Violations(Vec<Violation>);
+pub struct Violations(Vec<Violation>, usize);
 
 impl fmt::Display for Violations {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -23,6 +27,9 @@ impl fmt::Display for Violations {
             }
             first = false;
             write!(f, "{}: {}", v.field, v.description)?;
+        }
+        if self.1 > 0 {
+            write!(f, "; and {} more", self.1)?;
         }
         Ok(())
     }
@@ -37,10 +44,19 @@ impl Violations {
     }
 
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        if self.0.len() >= MAX_LISTED {
+            self.1 += 1;
+            return;
+        }
         self.0.push(Violation {
             field: field.into(),
             description: description.into(),
         });
+    }
+
+    /// Violations found beyond the [`MAX_LISTED`] listed.
+    pub fn omitted(&self) -> usize {
+        self.1
     }
 
     /// Records the error of `result` under `field` and returns its value, if any.
@@ -64,11 +80,15 @@ impl Violations {
                     description: v.description,
                 })
                 .collect(),
+            self.1,
         )
     }
 
     pub fn extend(&mut self, other: Violations) {
-        self.0.extend(other.0);
+        for v in other.0 {
+            self.add(v.field, v.description);
+        }
+        self.1 += other.1;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -87,6 +107,7 @@ impl Violations {
             Ok(value) if self.is_empty() => Ok(value),
             Ok(_) => Err(self),
             Err(more) => {
+                self.1 += more.1;
                 for v in more.0 {
                     let covered = self.0.iter().any(|known| {
                         known.field == v.field
@@ -96,7 +117,7 @@ impl Violations {
                                 .is_some_and(|rest| rest.starts_with('['))
                     });
                     if !covered {
-                        self.0.push(v);
+                        self.add(v.field, v.description);
                     }
                 }
                 Err(self)

@@ -11,7 +11,7 @@ use super::institution::Category;
 use super::lifecycle::{self, Event};
 use super::prefix::PublicPrefix;
 use super::refusal::Refusal;
-use super::registration::{IspCode, Registration, Spec, SpecPatch};
+use super::registration::{IspCode, Registration, Revision, Spec, SpecPatch};
 use super::state::{Action, ReasonCode, State};
 use super::text::Reason;
 use super::violations::Violations;
@@ -79,7 +79,7 @@ pub fn submit(spec: &Spec) -> Record {
 
 /// The pending revision commands act on: only a live (ACTIVE or EXPIRED)
 /// registration's revision is in play.
-fn live_revision(current: &Registration) -> Option<&super::registration::Revision> {
+fn live_revision(current: &Registration) -> Option<&Revision> {
     current.pending_revision.as_ref().filter(|_| current.state.is_live())
 }
 
@@ -252,20 +252,26 @@ impl Decision {
     }
 }
 
-/// Applies `decision` to a registration, or to its pending revision for
-/// review decisions on an ACTIVE or EXPIRED registration. `by_isp` limits an
-/// ISP to what names its own ISP: anything else does not exist for it.
-pub fn decide(
-    current: &Registration,
-    decision: &Decision,
-    by_isp: Option<&IspCode>,
-    now: OffsetDateTime,
-) -> Result<Plan, Refusal> {
-    let revision = live_revision(current).filter(|_| decision.event.reviews_revision());
-    let target = revision.map_or(&current.spec, |r| &r.spec);
-    if by_isp.is_some_and(|own| own != &target.isp) {
-        return Err(Refusal::NotFound("registration"));
+/// The registration or pending revision `decision` acts on.
+fn decided_revision<'r>(current: &'r Registration, decision: &Decision) -> Option<&'r Revision> {
+    live_revision(current).filter(|_| decision.event.reviews_revision())
+}
+
+/// An ISP decides only on what names it: anything else does not exist for it.
+pub fn check_isp_scope(current: &Registration, decision: &Decision, isp: &IspCode) -> Result<(), Refusal> {
+    let target = decided_revision(current, decision).map_or(&current.spec, |r| &r.spec);
+    if &target.isp == isp {
+        Ok(())
+    } else {
+        Err(Refusal::NotFound("registration"))
     }
+}
+
+/// Applies `decision` to a registration, or to its pending revision for
+/// review decisions on an ACTIVE or EXPIRED registration.
+pub fn decide(current: &Registration, decision: &Decision, now: OffsetDateTime) -> Result<Plan, Refusal> {
+    let revision = decided_revision(current, decision);
+    let target = revision.map_or(&current.spec, |r| &r.spec);
     let from = revision.map_or(current.state, |r| r.state);
     let to = lifecycle::next(from, decision.event)?;
     let mut spec = target.clone();

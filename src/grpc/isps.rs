@@ -7,7 +7,7 @@ use crate::auth::principal;
 use crate::domain::{
     Violations,
     lifecycle::Event,
-    principal::{Principal, RoleKind},
+    principal::Principal,
     registration::IspCode,
     request::{Etag, page_size, parse_id},
     state::ReasonCode,
@@ -35,7 +35,7 @@ impl IspApi {
 #[tonic::async_trait]
 impl IspService for IspApi {
     async fn create_isp(&self, req: Request<pb::CreateIspRequest>) -> Result<Response<pb::Isp>, Status> {
-        principal(&req)?.require(&[RoleKind::Admin], "manage ISPs")?;
+        let actor = principal(&req)?.actor("");
         let isp = req.get_ref().isp.clone().unwrap_or_default();
         let mut v = Violations::default();
         let code: Option<IspCode> = convert::required("isp.code", &isp.code, &mut v);
@@ -43,7 +43,7 @@ impl IspService for IspApi {
         let (Some(code), Some(name)) = (code, name) else {
             return Err(v.into());
         };
-        let created = self.registry.add_isp(&code, &name).await?;
+        let created = self.registry.add_isp(&code, &name, &actor).await?;
         Ok(Response::new(isp_to_pb(created)))
     }
 

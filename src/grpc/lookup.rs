@@ -30,17 +30,11 @@ pub type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchChangesResponse
 #[tonic::async_trait]
 impl LookupService for LookupApi {
     async fn check_address(&self, req: Request<pb::CheckAddressRequest>) -> Result<Response<pb::CheckResult>, Status> {
-        let only_institution = scope(principal(&req)?)?;
+        let scope = scope(principal(&req)?)?;
         let msg = req.get_ref();
         let mut v = Violations::default();
         let address = convert::addr("address", &msg.address, &mut v);
-        let terms = convert::terms(
-            msg.at.as_ref(),
-            msg.min_serial,
-            req.metadata(),
-            only_institution,
-            &mut v,
-        );
+        let terms = convert::terms(msg.at.as_ref(), msg.min_serial, req.metadata(), scope, &mut v);
         let (Some(addr), true) = (address, v.is_empty()) else {
             return Err(v.into());
         };
@@ -52,18 +46,12 @@ impl LookupService for LookupApi {
     }
 
     async fn check_flow(&self, req: Request<pb::CheckFlowRequest>) -> Result<Response<pb::CheckResult>, Status> {
-        let only_institution = scope(principal(&req)?)?;
+        let scope = scope(principal(&req)?)?;
         let msg = req.get_ref();
         let mut v = Violations::default();
         let source = convert::addr("source", &msg.source, &mut v);
         let peer = convert::addr("peer", &msg.peer, &mut v);
-        let terms = convert::terms(
-            msg.at.as_ref(),
-            msg.min_serial,
-            req.metadata(),
-            only_institution,
-            &mut v,
-        );
+        let terms = convert::terms(msg.at.as_ref(), msg.min_serial, req.metadata(), scope, &mut v);
         let (Some(addr), Some(peer), true) = (source, peer, v.is_empty()) else {
             return Err(v.into());
         };
@@ -78,8 +66,8 @@ impl LookupService for LookupApi {
         &self,
         req: Request<pb::CheckAddressesRequest>,
     ) -> Result<Response<pb::CheckAddressesResponse>, Status> {
-        let only_institution = scope(principal(&req)?)?;
-        let (addrs, terms) = convert::batch(req.get_ref(), req.metadata(), only_institution)?;
+        let scope = scope(principal(&req)?)?;
+        let (addrs, terms) = convert::batch(req.get_ref(), req.metadata(), scope)?;
         let mut results = vec![pb::CheckResult::default(); addrs.len()];
         let serial = self
             .lookups
@@ -104,7 +92,8 @@ impl LookupService for LookupApi {
         // The terminal status has its own channel, so it reaches a watcher
         // whose data buffer is full; merged, it ends the stream.
         let end = ReceiverStream::new(watch.end).map(|e| Err(Status::from(e)));
-        let events = ReceiverStream::new(watch.events).map(|e| Ok(watch_event_to_pb(e)));
+        let scope = watch.scope;
+        let events = ReceiverStream::new(watch.events).filter_map(move |e| watch_event_to_pb(e, &scope).map(Ok));
         Ok(Response::new(Box::pin(end.merge(events))))
     }
 }

@@ -8,7 +8,6 @@ use crate::db::registrations::QueueFilter;
 use crate::domain::{
     Violations,
     lifecycle::Event,
-    principal::RoleKind,
     request::{page_size, parse_id},
     state::State,
     text::Reason,
@@ -64,7 +63,6 @@ impl ReviewApi {
         approve: impl FnOnce(&M, &mut Violations) -> ApproveOptions,
     ) -> Result<Response<pb::Registration>, Status> {
         let p = principal(&req)?;
-        p.require(&[RoleKind::Reviewer], "take review decisions")?;
         let msg = req.get_ref();
         let (id, etag, reason_code, reason) = msg.fields();
         let mut v = Violations::default();
@@ -101,8 +99,6 @@ impl ReviewService for ReviewApi {
         &self,
         req: Request<pb::ListReviewQueueRequest>,
     ) -> Result<Response<pb::ListReviewQueueResponse>, Status> {
-        let p = principal(&req)?;
-        p.require(&[RoleKind::Reviewer], "read the review queue")?;
         let msg = req.get_ref();
         let mut v = Violations::default();
         let limit = v.check("page_size", page_size(msg.page_size));

@@ -33,6 +33,8 @@ pub struct Entry {
     valid_from_us: i64,
     /// Exclusive.
     valid_until_us: i64,
+    /// The ISP the registration names (inline: ISP codes are short).
+    pub isp: SmolStr,
 }
 
 /// Microseconds since the epoch.
@@ -96,49 +98,71 @@ impl From<ActiveRow> for (IpNet, Entry) {
                 peers: (!r.peers.is_empty()).then(|| r.peers.into()),
                 valid_from_us: micros(r.valid_from),
                 valid_until_us: micros(r.valid_until),
+                isp: r.isp.into(),
             },
         )
     }
 }
 
+/// Whose registrations a caller may see.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// The regulator's services and reviewers: everything.
+    #[default]
+    All,
+    /// An institution: its own registrations.
+    Institution(Uuid),
+    /// An ISP: the registrations that name it.
+    Isp(SmolStr),
+}
+
+impl Scope {
+    pub fn admits(&self, e: &Entry) -> bool {
+        match self {
+            Self::All => true,
+            Self::Institution(own) => *own == e.institution_id,
+            Self::Isp(own) => *own == e.isp,
+        }
+    }
+}
+
 /// One question asked of the index.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Query {
     pub addr: IpAddr,
     /// For flow checks: the destination.
     pub peer: Option<IpAddr>,
     pub at: OffsetDateTime,
-    /// Institution principals see only their own registrations.
-    pub only_institution: Option<Uuid>,
+    pub scope: Scope,
 }
 
 impl Query {
     pub fn filter(&self) -> Filter {
-        Filter::new(self.at, self.peer, self.only_institution)
+        Filter::new(self.at, self.peer, self.scope.clone())
     }
 }
 
 /// A query's conditions on an entry, with the instant converted once (and
 /// shared by every address of a batch).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Filter {
     at_us: i64,
     peer: Option<IpAddr>,
-    only_institution: Option<Uuid>,
+    scope: Scope,
 }
 
 impl Filter {
-    pub fn new(at: OffsetDateTime, peer: Option<IpAddr>, only_institution: Option<Uuid>) -> Self {
+    pub fn new(at: OffsetDateTime, peer: Option<IpAddr>, scope: Scope) -> Self {
         Self {
             at_us: micros(at),
             peer,
-            only_institution,
+            scope,
         }
     }
 
     /// Whether `e` answers: in force, admitting the peer, visible to the caller.
     pub fn accepts(&self, e: &Entry) -> bool {
-        e.in_force(self.at_us) && e.admits(self.peer) && self.only_institution.is_none_or(|own| own == e.institution_id)
+        e.in_force(self.at_us) && e.admits(self.peer) && self.scope.admits(e)
     }
 }
 
@@ -339,6 +363,7 @@ mod tests {
             peers: (!peers.is_empty()).then(|| peers.iter().map(|p| p.parse().unwrap()).collect::<Vec<_>>().into()),
             valid_from_us: from * 1_000_000,
             valid_until_us: until * 1_000_000,
+            isp: "ptcl".into(),
         }
     }
 
@@ -347,7 +372,7 @@ mod tests {
             addr: addr.parse().unwrap(),
             peer: None,
             at: OffsetDateTime::from_unix_timestamp(at).unwrap(),
-            only_institution: None,
+            scope: Scope::All,
         }
     }
 

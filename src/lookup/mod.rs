@@ -8,5 +8,6 @@ pub mod replica;
 mod service;
 pub mod watch;
 
+pub use index::Scope;
 pub use replica::Replica;
 pub use service::{LookupError, Lookups, MAX_BATCH, ReplicaSlot, Terms, scope};

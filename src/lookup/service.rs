@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::history::{self, is_past};
-use super::index::{Entry, Filter, Query};
+use super::index::{Entry, Filter, Query, Scope};
 use super::replica::{Match, Replica};
 use super::watch::{self as watcher, Watch};
 use crate::db::StoreError;
@@ -46,25 +46,26 @@ pub enum LookupError {
 }
 
 /// What every check carries besides its addresses.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Terms {
     /// The instant asked about; `None` is now.
     pub at: Option<OffsetDateTime>,
-    /// Institution principals see only their own registrations.
-    pub only_institution: Option<Uuid>,
+    /// Whose registrations the caller may see.
+    pub scope: Scope,
     /// Wait until this replica has applied this serial (read your writes).
     pub min_serial: i64,
     /// The caller's remaining time: a wait ends before it does.
     pub deadline: Option<Duration>,
 }
 
-/// Who may look up what: lookup clients, ISPs and reviewers everything, an
-/// institution only its own addresses (the result is the institution to
-/// restrict to), administrators nothing.
-pub fn scope(p: &Principal) -> Result<Option<Uuid>, Refusal> {
-    match p.role {
-        Role::Lookup | Role::Isp(_) | Role::Reviewer => Ok(None),
-        Role::Institution(id) => Ok(Some(id)),
+/// Who may look up what: the regulator's lookup services and reviewers
+/// everything, an ISP the registrations that name it, an institution its
+/// own addresses, administrators nothing.
+pub fn scope(p: &Principal) -> Result<Scope, Refusal> {
+    match &p.role {
+        Role::Lookup | Role::Reviewer => Ok(Scope::All),
+        Role::Isp(code) => Ok(Scope::Isp(code.as_str().into())),
+        Role::Institution(id) => Ok(Scope::Institution(*id)),
         Role::Admin => Err(Refusal::PermissionDenied("role admin may not use lookups".into())),
     }
 }
@@ -116,7 +117,7 @@ impl Lookups {
         match terms.at.filter(|at| is_past(*at)) {
             Some(at) => {
                 let serial = replica.serial();
-                let filter = Filter::new(at, peer, terms.only_institution);
+                let filter = Filter::new(at, peer, terms.scope.clone());
                 let mut found = history::check_batch(&self.pool, &[addr], &filter, at).await?;
                 Ok((found.pop().flatten(), serial))
             }
@@ -124,7 +125,7 @@ impl Lookups {
                 addr,
                 peer,
                 at: terms.at.unwrap_or_else(OffsetDateTime::now_utc),
-                only_institution: terms.only_institution,
+                scope: terms.scope.clone(),
             })),
         }
     }
@@ -139,7 +140,7 @@ impl Lookups {
     ) -> Result<i64, LookupError> {
         let replica = self.ready(terms).await?;
         let at = terms.at.unwrap_or_else(OffsetDateTime::now_utc);
-        let filter = Filter::new(at, None, terms.only_institution);
+        let filter = Filter::new(at, None, terms.scope.clone());
         if !terms.at.is_some_and(is_past) {
             return Ok(replica.check_batch(addrs, &filter, out));
         }
@@ -154,14 +155,16 @@ impl Lookups {
     /// Starts a change stream for `p`: resumed from `since` in `session`
     /// when this replica can, else from a snapshot.
     pub fn watch(&self, p: &Principal, session: Option<Uuid>, since: i64) -> Result<Watch, LookupError> {
-        if scope(p)?.is_some() {
-            return Err(Refusal::PermissionDenied("institutions may not watch the whole active set".into()).into());
+        let scope = scope(p)?;
+        if let Scope::Institution(_) = scope {
+            return Err(Refusal::PermissionDenied("institutions may not watch the active set".into()).into());
         }
         let replica = self.replica()?;
         Ok(watcher::start(
             self.pool.clone(),
             replica,
             session.map(|s| (s, since)),
+            scope,
             self.stopping.clone(),
         ))
     }

@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use tokio::sync::{broadcast::error::RecvError, mpsc, watch};
 use uuid::Uuid;
 
-use super::index::Entry;
+use super::index::{Entry, Scope};
 use super::replica::{Applied, Change, Replica, change};
 use crate::db::{StoreError, feed};
 
@@ -66,10 +66,12 @@ pub enum WatchEnd {
 
 /// The receiving ends of one watcher's stream: data in order, and the
 /// terminal reason on its own channel so that it reaches a watcher whose
-/// data buffer is full.
+/// data buffer is full. Events carry the whole active set's entries, shared
+/// between watchers; only those `scope` admits are the watcher's to see.
 pub struct Watch {
     pub events: mpsc::Receiver<WatchEvent>,
     pub end: mpsc::Receiver<WatchEnd>,
+    pub scope: Scope,
 }
 
 /// Starts feeding one watcher: from `since` in the replica's session when
@@ -78,6 +80,7 @@ pub fn start(
     pool: PgPool,
     replica: Arc<Replica>,
     resume: Option<(Uuid, i64)>,
+    scope: Scope,
     stopping: watch::Receiver<bool>,
 ) -> Watch {
     let (data, events) = mpsc::channel(BUFFER);
@@ -90,7 +93,7 @@ pub fn start(
             let _ = out.end.try_send(reason);
         }
     });
-    Watch { events, end }
+    Watch { events, end, scope }
 }
 
 /// Where a watcher's messages go.

@@ -2,12 +2,12 @@
 
 use super::{Page, Registry};
 use crate::db::isps as store;
-use crate::domain::{registration::IspCode, text::LegalName};
+use crate::domain::{principal::Actor, registration::IspCode, text::LegalName};
 use crate::error::Result;
 
 impl Registry {
-    pub async fn add_isp(&self, code: &IspCode, name: &LegalName) -> Result<store::Isp> {
-        let created = store::create(&self.pool, code, name.as_str()).await?;
+    pub async fn add_isp(&self, code: &IspCode, name: &LegalName, actor: &Actor) -> Result<store::Isp> {
+        let created = store::create(&self.pool, code, name.as_str(), actor).await?;
         tracing::info!(isp = %created.code, "ISP added");
         Ok(created)
     }

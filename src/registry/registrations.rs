@@ -120,7 +120,8 @@ impl Registry {
         plan: impl FnOnce(&Registration) -> Result<Plan, crate::domain::refusal::Refusal>,
     ) -> Result<Written> {
         let vis = Visibility::Institution(applicant.institution_id);
-        let mut w = match store::lock(&self.pool, id, vis, ctx.key.as_ref()).await? {
+        let locked = store::lock(&self.pool, id, vis).await?;
+        let mut w = match locked.claim(ctx.key.as_ref()).await? {
             store::Locked::Replay(current) => return Ok((current, 0)),
             store::Locked::Current(w) => w,
         };

@@ -44,12 +44,18 @@ impl Registry {
         ctx: WriteContext,
     ) -> Result<Written> {
         let vis = Visibility::All;
-        let mut w = match store::lock(&self.pool, id, vis, ctx.key.as_ref()).await? {
+        let locked = store::lock(&self.pool, id, vis).await?;
+        // Scope before state: what an ISP may not see does not exist for it,
+        // whatever the key, etag or state would have said.
+        if let Some(isp) = by_isp {
+            workflow::check_isp_scope(&locked.current, decision, isp)?;
+        }
+        let mut w = match locked.claim(ctx.key.as_ref()).await? {
             store::Locked::Replay(current) => return Ok((current, 0)),
             store::Locked::Current(w) => w,
         };
         check_etag(Some(etag), w.current.version)?;
-        let plan = workflow::decide(&w.current, decision, by_isp, OffsetDateTime::now_utc())?;
+        let plan = workflow::decide(&w.current, decision, OffsetDateTime::now_utc())?;
         w.execute(&plan, &ctx.actor).await?;
         let (registration, serial) = w.commit(vis).await?;
         tracing::info!(state = %registration.state, "decision recorded");

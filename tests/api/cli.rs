@@ -45,6 +45,7 @@ async fn token_issue_prints_one_usable_token_and_list_never_shows_secrets(pool: 
     let token = stdout.trim();
     assert!(token.starts_with("vpr_"));
 
+    app.wait_until_known(token).await;
     app.institutions(Some(token))
         .list_institutions(pb::ListInstitutionsRequest::default())
         .await
@@ -91,6 +92,8 @@ async fn isps_are_added_and_listed_from_the_command_line(pool: PgPool) {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no such ISP"));
     let isp_token = run(&["token", "issue", "--role", "isp", "--isp", "nayatel"], &url);
     let token = String::from_utf8(isp_token.stdout).unwrap();
+    // Servers learn new credentials by notification, a moment after the write.
+    app.wait_until_known(token.trim()).await;
     let pending = app
         .isps(Some(token.trim()))
         .list_pending_attestations(pb::ListPendingAttestationsRequest::default())

@@ -14,7 +14,7 @@ use vpn_registry::{
     app,
     auth::token,
     db::tokens,
-    domain::principal::{Actor, Role},
+    domain::principal::{Actor, Role, RoleKind},
     pb::{
         self, institution_service_client::InstitutionServiceClient, isp_service_client::IspServiceClient,
         lookup_service_client::LookupServiceClient, registration_service_client::RegistrationServiceClient,
@@ -33,26 +33,74 @@ pub struct TestApp {
     isp_token: OnceCell<String>,
 }
 
-/// Starts the service on 127.0.0.1:0 over `pool` (a fresh, migrated database).
-pub async fn spawn_app(pool: PgPool) -> TestApp {
-    let listener = app::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel();
-    let options = app::Options {
+/// Options for test servers: no limit a test reaches by accident (the
+/// tests of the limits set their own).
+pub fn test_options() -> app::Options {
+    app::Options {
         shutdown_grace: std::time::Duration::from_secs(5),
         expiry_interval: None,
         feed_poll_interval: std::time::Duration::from_millis(200),
         watch_backlog: 8,
-    };
+        rate_limits: RoleKind::ALL.iter().map(|r| (*r, 0)).collect(),
+        failed_auth_rate: 1_000_000,
+        ..app::Options::default()
+    }
+}
+
+/// The PostgreSQL role the servers under test run as: what `serve` runs as
+/// in production (no schema changes, no rewriting of audit or feed rows).
+pub const RUNTIME_ROLE: &str = "vpn_registry_runtime";
+
+/// A pool on `pool`'s database acting as [`RUNTIME_ROLE`], granted what
+/// `vpn-registry migrate` grants it.
+pub async fn runtime_pool(pool: &PgPool) -> PgPool {
+    static ROLE: OnceCell<()> = OnceCell::const_new();
+    ROLE.get_or_init(|| async {
+        sqlx::query(
+            "DO $$ BEGIN CREATE ROLE vpn_registry_runtime NOLOGIN;
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+    })
+    .await;
+    assert!(vpn_registry::db::grant_runtime(pool, RUNTIME_ROLE).await.unwrap());
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::Executor::execute(&mut *conn, "SET ROLE vpn_registry_runtime").await?;
+                Ok(())
+            })
+        })
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .unwrap()
+}
+
+/// Starts the service on 127.0.0.1:0 over `pool` (a fresh, migrated database).
+pub async fn spawn_app(pool: PgPool) -> TestApp {
+    spawn_app_with(pool, test_options()).await
+}
+
+/// Starts the service with `options`; the server runs as the runtime role.
+pub async fn spawn_app_with(pool: PgPool, options: app::Options) -> TestApp {
+    let listener = app::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel();
     // A second server on the same database finds the ISP already there.
     sqlx::query("INSERT INTO isps (code, name) VALUES ('ptcl', 'Pakistan Telecommunication Company Ltd') ON CONFLICT DO NOTHING")
         .execute(&pool)
         .await
         .unwrap();
-    tokio::spawn(app::serve(listener, pool.clone(), options, async {
+    let scheme = if options.tls.is_some() { "https" } else { "http" };
+    tokio::spawn(app::serve(listener, runtime_pool(&pool).await, options, async {
         let _ = rx.await;
     }));
-    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
+    let channel = Channel::from_shared(format!("{scheme}://{addr}"))
+        .unwrap()
+        .connect_lazy();
     wait_until_serving(channel.clone()).await;
     TestApp {
         addr,
@@ -158,14 +206,57 @@ impl TestApp {
         self.approve(&r).await.unwrap()
     }
 
-    /// Issues a credential straight into the store, as `vpn-registry token issue` does.
+    /// Issues a credential straight into the store, as `vpn-registry token
+    /// issue` does, and waits until this server knows it.
     pub async fn token(&self, role: Role) -> String {
+        self.token_with(role, std::time::Duration::from_secs(3600), None)
+            .await
+            .1
+    }
+
+    /// Issues a credential valid for `lifetime` (bound to the certificate
+    /// with that SHA-256, if given); returns its id and secret once the
+    /// server knows it (a bound or already expired one: once it is stored).
+    pub async fn token_with(
+        &self,
+        role: Role,
+        lifetime: std::time::Duration,
+        cert_sha256: Option<[u8; 32]>,
+    ) -> (Uuid, String) {
         let (secret, hash) = token::generate().unwrap();
         let name = format!("test-{}", role.as_str());
-        tokens::insert(&self.pool, Uuid::now_v7(), &role, &name, &hash, &Actor::operator(None))
+        let new = tokens::NewToken {
+            id: Uuid::now_v7(),
+            role: &role,
+            name: &name,
+            hash,
+            expire_time: time::OffsetDateTime::now_utc() + lifetime,
+            cert_sha256,
+        };
+        tokens::insert(&self.pool, &new, &Actor::operator("test"))
             .await
             .unwrap();
-        secret
+        if cert_sha256.is_none() && lifetime > std::time::Duration::from_secs(5) {
+            self.wait_until_known(&secret).await;
+        }
+        (new.id, secret)
+    }
+
+    /// Waits until this server accepts `token` (credentials follow the
+    /// database by notification, a moment after the write).
+    pub async fn wait_until_known(&self, token: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let answer = self.isps(Some(token)).list_isps(pb::ListIspsRequest::default()).await;
+            if !matches!(&answer, Err(s) if s.code() == tonic::Code::Unauthenticated) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server never learnt the token"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     pub async fn admin(&self) -> String {

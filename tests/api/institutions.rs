@@ -294,7 +294,7 @@ async fn updates_apply_the_mask_check_the_etag_and_are_audited(pool: PgPool) {
 }
 
 #[sqlx::test]
-async fn institutions_may_change_only_their_contact_details_and_pseb(pool: PgPool) {
+async fn institutions_may_change_only_their_contact_details(pool: PgPool) {
     let app = spawn_app(pool).await;
     let (inst, token) = app.enrol(C::ItCompany).await;
     let mut client = app.institutions(Some(&token));
@@ -323,6 +323,31 @@ async fn institutions_may_change_only_their_contact_details_and_pseb(pool: PgPoo
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
+
+    // The PSEB registration and its expiry are the regulator's to record.
+    let mut renewed = updated.clone();
+    renewed.pseb_expiry = Some(future_date());
+    renewed.pseb_expiry.as_mut().unwrap().year += 1;
+    let err = client
+        .update_institution(pb::UpdateInstitutionRequest {
+            institution: Some(renewed.clone()),
+            update_mask: mask(&["pseb_expiry"]),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let by_admin = app
+        .institutions(Some(&app.admin().await))
+        .update_institution(pb::UpdateInstitutionRequest {
+            institution: Some(renewed.clone()),
+            update_mask: mask(&["pseb_expiry"]),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_admin.pseb_expiry, renewed.pseb_expiry);
 
     let err = app
         .institutions(Some(app.reviewer_token().await))

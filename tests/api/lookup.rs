@@ -806,7 +806,10 @@ async fn a_new_feed_session_after_a_restore_reloads_replicas_and_resets_watchers
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    let session = vpn_registry::db::feed::new_session(&app.pool).await.unwrap();
+    let session =
+        vpn_registry::db::feed::new_session(&app.pool, &vpn_registry::domain::principal::Actor::operator("test"))
+            .await
+            .unwrap();
 
     // The watcher is told to resynchronise ...
     let status = loop {

@@ -78,9 +78,8 @@ async fn check_overlap(
         .fetch_optional(conn)
         .await?;
     match hit {
-        Some((prefix, active)) => Err(StoreError::Refused(Refusal::Overlap {
+        Some((prefix, _)) => Err(StoreError::Refused(Refusal::Overlap {
             prefix: prefix.to_string(),
-            active: active.to_string(),
         })),
         None => Ok(()),
     }
@@ -111,10 +110,7 @@ fn write_error(e: sqlx::Error) -> StoreError {
                 .and_then(|rest| rest.split(',').next())
                 .unwrap_or("a source prefix")
                 .to_owned();
-            StoreError::Refused(Refusal::Overlap {
-                prefix,
-                active: "an active prefix".into(),
-            })
+            StoreError::Refused(Refusal::Overlap { prefix })
         }
         // An unknown ISP: the foreign key answers, saving a query per write.
         Some("registrations_isp_fkey" | "registration_revisions_isp_fkey") => {
@@ -210,22 +206,13 @@ pub enum Locked<'c> {
     Current(Write<'c>),
 }
 
-/// Locks the registration the caller may see and claims the idempotency key:
-/// the common start of every write to an existing registration.
-pub async fn lock<'c>(
-    pool: &'c PgPool,
-    id: Uuid,
-    vis: Visibility,
-    key: Option<&idempotency::Key>,
-) -> Result<Locked<'c>, StoreError> {
+/// Locks the registration the caller may see: the common start of every
+/// write to an existing registration (missing or not visible: NOT_FOUND,
+/// before anything else is looked at).
+pub async fn lock(pool: &PgPool, id: Uuid, vis: Visibility) -> Result<Write<'_>, StoreError> {
     let mut tx = pool.begin().await?;
     let current = fetch(&mut tx, id, vis, true).await?;
-    if let Some(key) = key
-        && idempotency::claim(&mut tx, key, id).await?.is_some()
-    {
-        return Ok(Locked::Replay(current));
-    }
-    Ok(Locked::Current(Write { tx, current }))
+    Ok(Write { tx, current })
 }
 
 /// A write in progress: the registration locked, as it was read.
@@ -234,7 +221,18 @@ pub struct Write<'c> {
     pub current: Registration,
 }
 
-impl Write<'_> {
+impl<'c> Write<'c> {
+    /// Claims the idempotency key; `Replay` with the registration as it is
+    /// when an earlier call with the key already wrote.
+    pub async fn claim(mut self, key: Option<&idempotency::Key>) -> Result<Locked<'c>, StoreError> {
+        if let Some(key) = key
+            && idempotency::claim(&mut self.tx, key, self.current.id).await?.is_some()
+        {
+            return Ok(Locked::Replay(self.current));
+        }
+        Ok(Locked::Current(self))
+    }
+
     /// Carries out `plan` (the trigger on `registrations` keeps the active
     /// set and the change feed in step).
     pub async fn execute(&mut self, plan: &Plan, actor: &Actor) -> Result<(), StoreError> {

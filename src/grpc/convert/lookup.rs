@@ -6,15 +6,15 @@ use ipnet::IpNet;
 
 use super::{category_to_pb, from_timestamp, kind_to_pb, timestamp};
 use crate::db::feed::Op;
-use crate::domain::Violations;
-use crate::lookup::{MAX_BATCH, Terms, index::Entry, replica::Change, watch::WatchEvent};
+use crate::domain::{Violations, text::echo};
+use crate::lookup::{MAX_BATCH, Scope, Terms, index::Entry, replica::Change, watch::WatchEvent};
 use crate::pb;
 
 /// Parses an address as a lookup client sends it.
 pub fn addr(field: &str, raw: &str, v: &mut Violations) -> Option<IpAddr> {
     let parsed = raw.trim().parse().ok();
     if parsed.is_none() {
-        v.add(field, format!("{raw:?} is not an IPv4 or IPv6 address"));
+        v.add(field, format!("{} is not an IPv4 or IPv6 address", echo(raw)));
     }
     parsed
 }
@@ -26,12 +26,12 @@ pub fn terms(
     at: Option<&prost_types::Timestamp>,
     min_serial: i64,
     metadata: &tonic::metadata::MetadataMap,
-    only_institution: Option<uuid::Uuid>,
+    scope: Scope,
     v: &mut Violations,
 ) -> Terms {
     Terms {
         at: at.and_then(|t| v.check("at", from_timestamp(t))),
-        only_institution,
+        scope,
         min_serial,
         deadline: deadline(metadata),
     }
@@ -103,30 +103,47 @@ fn delta(c: &Change) -> pb::Delta {
     }
 }
 
-/// One message of a change stream.
-pub fn watch_event_to_pb(e: WatchEvent) -> pb::WatchChangesResponse {
+/// One message of a change stream, with only the entries `scope` admits; a
+/// chunk or batch none of whose entries it admits is not sent.
+pub fn watch_event_to_pb(e: WatchEvent, scope: &Scope) -> Option<pb::WatchChangesResponse> {
     use pb::watch_changes_response::Event;
     let event = match e {
         WatchEvent::Reset { session, serial } => Event::Reset(pb::Reset {
             session_id: session.to_string(),
             serial,
         }),
-        WatchEvent::Snapshot { entries, range } => Event::Snapshot(pb::SnapshotChunk {
-            entries: entries[range].iter().map(|(p, e)| active_entry(*p, e)).collect(),
-        }),
+        WatchEvent::Snapshot { entries, range } => {
+            let entries: Vec<pb::ActiveEntry> = entries[range]
+                .iter()
+                .filter(|(_, e)| scope.admits(e))
+                .map(|(p, e)| active_entry(*p, e))
+                .collect();
+            if entries.is_empty() {
+                return None;
+            }
+            Event::Snapshot(pb::SnapshotChunk { entries })
+        }
         WatchEvent::SnapshotEnd { serial } => Event::SnapshotEnd(pb::SnapshotEnd { serial }),
-        WatchEvent::Deltas { changes, after } => Event::Deltas(pb::DeltaBatch {
-            deltas: changes.iter().filter(|c| c.serial > after).map(delta).collect(),
-        }),
+        WatchEvent::Deltas { changes, after } => {
+            let deltas: Vec<pb::Delta> = changes
+                .iter()
+                .filter(|c| c.serial > after && scope.admits(&c.entry))
+                .map(delta)
+                .collect();
+            if deltas.is_empty() {
+                return None;
+            }
+            Event::Deltas(pb::DeltaBatch { deltas })
+        }
     };
-    pb::WatchChangesResponse { event: Some(event) }
+    Some(pb::WatchChangesResponse { event: Some(event) })
 }
 
 /// A CheckAddresses request: its addresses (at most MAX_BATCH) and terms.
 pub fn batch(
     msg: &pb::CheckAddressesRequest,
     metadata: &tonic::metadata::MetadataMap,
-    only_institution: Option<uuid::Uuid>,
+    scope: Scope,
 ) -> Result<(Vec<IpAddr>, Terms), Violations> {
     let mut v = Violations::default();
     if msg.addresses.len() > MAX_BATCH {
@@ -137,7 +154,7 @@ pub fn batch(
         );
         return Err(v);
     }
-    let terms = terms(msg.at.as_ref(), msg.min_serial, metadata, only_institution, &mut v);
+    let terms = terms(msg.at.as_ref(), msg.min_serial, metadata, scope, &mut v);
     let addrs = addrs(&msg.addresses, &mut v);
     v.into_result(|| (addrs, terms))
 }
@@ -150,7 +167,7 @@ fn addrs(raw: &[String], v: &mut Violations) -> Vec<IpAddr> {
             Ok(a) => parsed.push(a),
             Err(_) => v.add(
                 format!("addresses[{i}]"),
-                format!("{a:?} is not an IPv4 or IPv6 address"),
+                format!("{} is not an IPv4 or IPv6 address", echo(a)),
             ),
         }
     }

@@ -18,7 +18,7 @@ use crate::domain::{
     Violations,
     principal::Principal,
     request::{Etag, RequestId, render_id_cursor},
-    text::Invalid,
+    text::{Invalid, echo},
 };
 use crate::pb;
 use crate::registry::{Page, WriteContext};
@@ -187,7 +187,7 @@ pub fn mask_fields<F: Copy>(
                 let names: Vec<&str> = allowed.iter().map(|f| name(*f)).collect();
                 v.add(
                     format!("update_mask.paths[{i}]"),
-                    format!("{path:?} cannot be updated (allowed: {})", names.join(", ")),
+                    format!("{} cannot be updated (allowed: {})", echo(path), names.join(", ")),
                 );
             }
         }

@@ -1,0 +1,90 @@
+//! Who may call what: one table, every RPC and the roles allowed to call it.
+//! The auth layer enforces it before any handler runs; handlers only narrow
+//! further by tenant (an institution's own records, an ISP's own subscribers).
+
+use crate::domain::principal::RoleKind::{self, Admin, Institution, Isp, Lookup, Reviewer};
+
+/// Paths that answer without credentials: health checks and reflection.
+pub const PUBLIC_PREFIXES: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection."];
+
+/// Staff and applicants read records (institutions only their own).
+const READERS: &[RoleKind] = &[Admin, Reviewer, Institution];
+/// Lookups: the regulator's services, ISPs (their own subscribers),
+/// reviewers, and institutions (their own addresses).
+const LOOKERS: &[RoleKind] = &[Lookup, Isp, Reviewer, Institution];
+
+/// Every RPC of the API (`/package.Service/Method`) and the roles allowed.
+pub const PERMISSIONS: &[(&str, &[RoleKind])] = &[
+    ("/vpnregistry.v1.InstitutionService/CreateInstitution", &[Admin]),
+    ("/vpnregistry.v1.InstitutionService/GetInstitution", READERS),
+    ("/vpnregistry.v1.InstitutionService/ListInstitutions", READERS),
+    (
+        "/vpnregistry.v1.InstitutionService/UpdateInstitution",
+        &[Admin, Institution],
+    ),
+    ("/vpnregistry.v1.RegistrationService/SubmitRegistration", &[Institution]),
+    ("/vpnregistry.v1.RegistrationService/GetRegistration", READERS),
+    ("/vpnregistry.v1.RegistrationService/ListRegistrations", READERS),
+    ("/vpnregistry.v1.RegistrationService/AmendRegistration", &[Institution]),
+    (
+        "/vpnregistry.v1.RegistrationService/WithdrawRegistration",
+        &[Institution],
+    ),
+    ("/vpnregistry.v1.RegistrationService/RenewRegistration", &[Institution]),
+    ("/vpnregistry.v1.RegistrationService/ListRegistrationEvents", READERS),
+    ("/vpnregistry.v1.IspService/CreateIsp", &[Admin]),
+    (
+        "/vpnregistry.v1.IspService/ListIsps",
+        &[Admin, Reviewer, Isp, Lookup, Institution],
+    ),
+    ("/vpnregistry.v1.IspService/ListPendingAttestations", &[Isp]),
+    ("/vpnregistry.v1.IspService/AttestRegistration", &[Isp]),
+    ("/vpnregistry.v1.ReviewService/ListReviewQueue", &[Reviewer]),
+    ("/vpnregistry.v1.ReviewService/ApproveRegistration", &[Reviewer]),
+    ("/vpnregistry.v1.ReviewService/RejectRegistration", &[Reviewer]),
+    ("/vpnregistry.v1.ReviewService/RequestInformation", &[Reviewer]),
+    ("/vpnregistry.v1.ReviewService/SuspendRegistration", &[Reviewer]),
+    ("/vpnregistry.v1.ReviewService/ReinstateRegistration", &[Reviewer]),
+    ("/vpnregistry.v1.ReviewService/RevokeRegistration", &[Reviewer]),
+    ("/vpnregistry.v1.LookupService/CheckAddress", LOOKERS),
+    ("/vpnregistry.v1.LookupService/CheckFlow", LOOKERS),
+    ("/vpnregistry.v1.LookupService/CheckAddresses", LOOKERS),
+    // The whole active set: not for institutions.
+    ("/vpnregistry.v1.LookupService/WatchChanges", &[Lookup, Isp, Reviewer]),
+];
+
+/// Whether `path` answers without credentials.
+pub fn is_public(path: &str) -> bool {
+    PUBLIC_PREFIXES.iter().any(|p| path.starts_with(p))
+}
+
+/// The roles allowed to call `path`; `None` for a path that is no RPC of ours.
+pub fn allowed(path: &str) -> Option<&'static [RoleKind]> {
+    PERMISSIONS.iter().find(|(p, _)| *p == path).map(|(_, roles)| *roles)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rpc_of_the_api_has_exactly_one_row() {
+        use prost::Message as _;
+        let set = prost_types::FileDescriptorSet::decode(crate::pb::FILE_DESCRIPTOR_SET).unwrap();
+        let mut rpcs: Vec<String> = set
+            .file
+            .iter()
+            .flat_map(|f| {
+                f.service.iter().flat_map(move |s| {
+                    s.method
+                        .iter()
+                        .map(move |m| format!("/{}.{}/{}", f.package(), s.name(), m.name()))
+                })
+            })
+            .collect();
+        rpcs.sort();
+        let mut listed: Vec<String> = PERMISSIONS.iter().map(|(p, _)| (*p).to_owned()).collect();
+        listed.sort();
+        assert_eq!(listed, rpcs);
+    }
+}
