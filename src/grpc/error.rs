@@ -27,12 +27,28 @@ impl From<Refusal> for Status {
     }
 }
 
+/// Violations spelt out in the status message; the details list up to
+/// `MAX_LISTED` (metadata must stay within what clients accept: gRPC's
+/// C core refuses more than 16 KiB).
+const IN_MESSAGE: usize = 3;
+
 fn invalid(v: &Violations) -> Status {
     let mut details = ErrorDetails::new();
-    for violation in v.iter() {
+    let mut message = String::new();
+    for (i, violation) in v.iter().enumerate() {
         details.add_bad_request_violation(&violation.field, &violation.description);
+        if i < IN_MESSAGE {
+            if i > 0 {
+                message.push_str("; ");
+            }
+            message.push_str(&format!("{}: {}", violation.field, violation.description));
+        }
     }
-    Status::with_error_details(Code::InvalidArgument, v.to_string(), details)
+    let unmentioned = v.iter().count().saturating_sub(IN_MESSAGE) + v.omitted();
+    if unmentioned > 0 {
+        message.push_str(&format!("; and {unmentioned} more"));
+    }
+    Status::with_error_details(Code::InvalidArgument, message, details)
 }
 
 fn precondition(kind: &str, subject: impl Into<String>, message: String) -> Status {

@@ -7,7 +7,7 @@ use tonic::{
     Request, Status,
     metadata::{Ascii, MetadataValue},
     service::{Interceptor, interceptor::InterceptedService},
-    transport::Channel,
+    transport::{Channel, ClientTlsConfig},
 };
 use uuid::Uuid;
 use vpn_registry::{
@@ -27,6 +27,8 @@ pub struct TestApp {
     pub addr: std::net::SocketAddr,
     pub pool: PgPool,
     pub channel: Channel,
+    /// How the test's clients speak TLS to a TLS server.
+    pub client_tls: Option<ClientTlsConfig>,
     shutdown: Option<oneshot::Sender<()>>,
     /// The app's reviewer and ISP desk (`ptcl`), issued on first use.
     reviewer_token: OnceCell<String>,
@@ -81,11 +83,12 @@ pub async fn runtime_pool(pool: &PgPool) -> PgPool {
 
 /// Starts the service on 127.0.0.1:0 over `pool` (a fresh, migrated database).
 pub async fn spawn_app(pool: PgPool) -> TestApp {
-    spawn_app_with(pool, test_options()).await
+    spawn_app_with(pool, test_options(), None).await
 }
 
-/// Starts the service with `options`; the server runs as the runtime role.
-pub async fn spawn_app_with(pool: PgPool, options: app::Options) -> TestApp {
+/// Starts the service with `options` (the test's client speaks TLS with
+/// `client_tls` when the server does); the server runs as the runtime role.
+pub async fn spawn_app_with(pool: PgPool, options: app::Options, client_tls: Option<ClientTlsConfig>) -> TestApp {
     let listener = app::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel();
@@ -98,14 +101,17 @@ pub async fn spawn_app_with(pool: PgPool, options: app::Options) -> TestApp {
     tokio::spawn(app::serve(listener, runtime_pool(&pool).await, options, async {
         let _ = rx.await;
     }));
-    let channel = Channel::from_shared(format!("{scheme}://{addr}"))
-        .unwrap()
-        .connect_lazy();
+    let mut endpoint = Channel::from_shared(format!("{scheme}://localhost:{}", addr.port())).unwrap();
+    if let Some(tls) = client_tls.clone() {
+        endpoint = endpoint.tls_config(tls).unwrap();
+    }
+    let channel = endpoint.connect_lazy();
     wait_until_serving(channel.clone()).await;
     TestApp {
         addr,
         pool,
         channel,
+        client_tls,
         shutdown: Some(tx),
         reviewer_token: OnceCell::new(),
         isp_token: OnceCell::new(),
@@ -185,10 +191,17 @@ impl TestApp {
     /// A lookup client on its own connection (HTTP/2 flow control is per
     /// connection: an unread stream must not stall other calls).
     pub fn lookups_on_new_connection(&self, token: Option<&str>) -> Lookups {
-        let channel = Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect_lazy();
-        LookupServiceClient::with_interceptor(channel, bearer(token))
+        LookupServiceClient::with_interceptor(self.new_connection(), bearer(token))
+    }
+
+    /// A channel on a connection of its own (with the app's client TLS).
+    pub fn new_connection(&self) -> Channel {
+        let scheme = if self.client_tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Channel::from_shared(format!("{scheme}://localhost:{}", self.addr.port())).unwrap();
+        if let Some(tls) = self.client_tls.clone() {
+            endpoint = endpoint.tls_config(tls).unwrap();
+        }
+        endpoint.connect_lazy()
     }
 
     /// Submits `prefixes` for the institution behind `token`.

@@ -10,3 +10,4 @@ mod lifecycle;
 mod lookup;
 mod properties;
 mod registrations;
+mod security;

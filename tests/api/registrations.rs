@@ -166,6 +166,11 @@ async fn a_prefix_overlapping_another_institutions_active_registration_is_refuse
         !err.message().contains(&active.institution_id),
         "the owner is not revealed"
     );
+    assert!(
+        !err.message().contains("8.8.8.0/24"),
+        "nor the other holder's prefix: {}",
+        err.message()
+    );
     let pf = err.get_details_precondition_failure().unwrap();
     assert_eq!(pf.violations[0].subject, "8.8.8.128/25");
 
