@@ -3,11 +3,14 @@
 
 mod auth;
 mod cli;
+mod fuzz;
 mod helpers;
 mod idempotency;
 mod institutions;
 mod lifecycle;
 mod lookup;
+mod permissions;
 mod properties;
+mod raw;
 mod registrations;
 mod security;

@@ -1,0 +1,264 @@
+//! The permission table, cell by cell, against the real server: every RPC
+//! as every role (own and another tenant), without a token, and with an
+//! expired one.
+
+use std::time::Duration;
+
+use prost::Message;
+use sqlx::PgPool;
+use tonic::Code;
+use uuid::Uuid;
+use vpn_registry::{
+    auth::permissions::PERMISSIONS,
+    domain::principal::{Actor, Role, RoleKind},
+    pb::{self, InstitutionCategory as C},
+};
+
+use crate::helpers::*;
+use crate::raw;
+
+/// What the sample requests refer to.
+struct World {
+    institution: pb::Institution,
+    active: pb::Registration,
+    pending: pb::Registration,
+}
+
+/// A request for `path` that the right principal may make (it may still be
+/// refused for the state the record is in: only authorisation is checked).
+fn sample(path: &str, w: &World) -> Vec<u8> {
+    let method = path.rsplit('/').next().unwrap();
+    let decision = |id: &str| {
+        (
+            id.to_owned(),
+            "v1".to_owned(),
+            pb::ReasonCode::Other as i32,
+            "walk".to_owned(),
+        )
+    };
+    let (id, etag, reason_code, reason) = decision(&w.active.id);
+    match method {
+        "CreateInstitution" => pb::CreateInstitutionRequest {
+            institution: Some(valid_institution(C::Company)),
+            request_id: Uuid::new_v4().to_string(),
+        }
+        .encode_to_vec(),
+        "GetInstitution" => pb::GetInstitutionRequest {
+            id: w.institution.id.clone(),
+        }
+        .encode_to_vec(),
+        "ListInstitutions" => pb::ListInstitutionsRequest::default().encode_to_vec(),
+        "UpdateInstitution" => {
+            let mut changed = w.institution.clone();
+            changed.contact_phone = "0300 7654321".into();
+            changed.etag.clear();
+            pb::UpdateInstitutionRequest {
+                institution: Some(changed),
+                update_mask: mask(&["contact_phone"]),
+                request_id: String::new(),
+            }
+            .encode_to_vec()
+        }
+        "SubmitRegistration" => submit_request(&["7.7.7.0/24"]).encode_to_vec(),
+        "GetRegistration" => pb::GetRegistrationRequest { id }.encode_to_vec(),
+        "ListRegistrations" => pb::ListRegistrationsRequest::default().encode_to_vec(),
+        "AmendRegistration" => {
+            let mut changed = w.pending.clone();
+            changed.purpose = "Amended during the permission walk".into();
+            changed.etag.clear();
+            amend_request(changed, &["purpose"]).encode_to_vec()
+        }
+        "WithdrawRegistration" => pb::WithdrawRegistrationRequest {
+            id: w.pending.id.clone(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "RenewRegistration" => pb::RenewRegistrationRequest {
+            id,
+            valid_until: Some(ts(time::OffsetDateTime::now_utc() + time::Duration::days(800))),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "ListRegistrationEvents" => pb::ListRegistrationEventsRequest {
+            id,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "CreateIsp" => pb::CreateIspRequest {
+            isp: Some(pb::Isp {
+                code: format!("isp-{}", &Uuid::new_v4().simple().to_string()[..8]),
+                name: "Walk ISP".into(),
+                ..Default::default()
+            }),
+        }
+        .encode_to_vec(),
+        "ListIsps" => pb::ListIspsRequest::default().encode_to_vec(),
+        "ListPendingAttestations" => pb::ListPendingAttestationsRequest::default().encode_to_vec(),
+        "AttestRegistration" => pb::AttestRegistrationRequest {
+            id: w.pending.id.clone(),
+            etag: "v1".into(),
+            confirmed: true,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "ListReviewQueue" => pb::ListReviewQueueRequest::default().encode_to_vec(),
+        "ApproveRegistration" => pb::ApproveRegistrationRequest {
+            id,
+            etag,
+            reason_code,
+            reason,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "RejectRegistration" => pb::RejectRegistrationRequest {
+            id,
+            etag,
+            reason_code,
+            reason,
+            request_id: String::new(),
+        }
+        .encode_to_vec(),
+        "RequestInformation" => pb::RequestInformationRequest {
+            id,
+            etag,
+            reason_code,
+            reason,
+            request_id: String::new(),
+        }
+        .encode_to_vec(),
+        "SuspendRegistration" => pb::SuspendRegistrationRequest {
+            id,
+            etag,
+            reason_code,
+            reason,
+            request_id: String::new(),
+        }
+        .encode_to_vec(),
+        "ReinstateRegistration" => pb::ReinstateRegistrationRequest {
+            id,
+            etag,
+            reason_code,
+            reason,
+            request_id: String::new(),
+        }
+        .encode_to_vec(),
+        "RevokeRegistration" => pb::RevokeRegistrationRequest {
+            id,
+            etag,
+            reason_code,
+            reason,
+            request_id: String::new(),
+        }
+        .encode_to_vec(),
+        "CheckAddress" => pb::CheckAddressRequest {
+            address: "8.8.8.8".into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "CheckFlow" => pb::CheckFlowRequest {
+            source: "8.8.8.8".into(),
+            peer: "185.60.216.1".into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "CheckAddresses" => pb::CheckAddressesRequest {
+            addresses: vec!["8.8.8.8".into()],
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "WatchChanges" => pb::WatchChangesRequest::default().encode_to_vec(),
+        other => panic!("no sample request for {other}: add one"),
+    }
+}
+
+/// RPCs on one record: another tenant must find nothing.
+const TENANT_SCOPED: &[&str] = &[
+    "GetInstitution",
+    "UpdateInstitution",
+    "GetRegistration",
+    "AmendRegistration",
+    "WithdrawRegistration",
+    "RenewRegistration",
+    "ListRegistrationEvents",
+    "AttestRegistration",
+];
+
+#[sqlx::test]
+async fn every_cell_of_the_permission_table_holds(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    vpn_registry::db::isps::create(
+        &app.pool,
+        &"nayatel".parse().unwrap(),
+        "Nayatel",
+        &Actor::operator("test"),
+    )
+    .await
+    .unwrap();
+    let (institution, own) = app.enrol(C::Bank).await;
+    let (_, other) = app.enrol(C::Bank).await;
+    let active = app.active(&own, &["8.8.8.0/24"]).await;
+    let pending = app.submit(&own, &["9.9.9.0/24"]).await;
+    let world = World {
+        institution,
+        active,
+        pending,
+    };
+    let admin = app.admin().await;
+    let reviewer = app.reviewer_token().await.to_owned();
+    let isp = app.isp_token().await.to_owned();
+    let other_isp = app.token(Role::Isp("nayatel".parse().unwrap())).await;
+    let lookup = app.token(Role::Lookup).await;
+    let (_, expired) = app.token_with(Role::Admin, Duration::ZERO, None).await;
+    let principals: [(RoleKind, &str, Option<&str>); 5] = [
+        (RoleKind::Admin, &admin, None),
+        (RoleKind::Reviewer, &reviewer, None),
+        (RoleKind::Isp, &isp, Some(&other_isp)),
+        (RoleKind::Lookup, &lookup, None),
+        (RoleKind::Institution, &own, Some(&other)),
+    ];
+
+    let mut cells = 0;
+    for (path, allowed) in PERMISSIONS {
+        let method = path.rsplit('/').next().unwrap();
+        for (role, token, other_tenant) in principals {
+            let answer = raw::call(&app.channel, path, Some(token), sample(path, &world)).await;
+            cells += 1;
+            if allowed.contains(&role) {
+                if let Err(e) = &answer {
+                    assert!(
+                        !matches!(e.code(), Code::PermissionDenied | Code::Unauthenticated),
+                        "{role} was refused {method}: {e:?}"
+                    );
+                }
+                let Some(other_tenant) = other_tenant else { continue };
+                let theirs = raw::call(&app.channel, path, Some(other_tenant), sample(path, &world)).await;
+                if TENANT_SCOPED.contains(&method) {
+                    assert_eq!(
+                        theirs.as_ref().map_err(|e| e.code()).err(),
+                        Some(Code::NotFound),
+                        "another {role} reached {method}"
+                    );
+                } else if method == "CheckAddress" {
+                    let found = pb::CheckResult::decode(&theirs.unwrap()[..]).unwrap();
+                    assert!(!found.registered, "another {role} saw the registration");
+                }
+            } else {
+                assert_eq!(
+                    answer.map_err(|e| e.code()).err(),
+                    Some(Code::PermissionDenied),
+                    "{role} called {method}"
+                );
+            }
+        }
+        for token in [None, Some(expired.as_str())] {
+            let answer = raw::call(&app.channel, path, token, sample(path, &world)).await;
+            assert_eq!(
+                answer.map_err(|e| e.code()).err(),
+                Some(Code::Unauthenticated),
+                "{method} with {token:?}"
+            );
+            cells += 1;
+        }
+    }
+    assert_eq!(cells, PERMISSIONS.len() * 7);
+}
