@@ -142,19 +142,31 @@ async fn feed_new_session_prints_the_session_watchers_are_reset_to(pool: PgPool)
     }
 }
 
-#[sqlx::test]
-async fn serve_reports_serving_and_stops_cleanly_on_sigterm(pool: PgPool) {
-    let url = database_url(&pool);
+/// A `vpn-registry serve` process, its address and its log lines.
+struct Served {
+    child: std::process::Child,
+    addr: String,
+    logs: std::thread::JoinHandle<Vec<String>>,
+}
+
+fn serve(args: &[&str], url: &str) -> Served {
+    let listen: &[&str] = if args.contains(&"--listen") {
+        &[]
+    } else {
+        &["--listen", "127.0.0.1:0"]
+    };
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--shutdown-grace-secs", "2"])
-        .env("DATABASE_URL", &url)
+        .args(["serve", "--shutdown-grace-secs", "2"])
+        .args(listen)
+        .args(args)
+        .env("DATABASE_URL", url)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
+    let logs = std::thread::spawn(move || {
         let mut logs = Vec::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(addr) = line.split("addr=").nth(1).filter(|_| line.contains("listening")) {
@@ -167,6 +179,25 @@ async fn serve_reports_serving_and_stops_cleanly_on_sigterm(pool: PgPool) {
     let addr = addr_rx
         .recv_timeout(Duration::from_secs(30))
         .expect("serve logs its address");
+    Served { child, addr, logs }
+}
+
+fn signal(child: &std::process::Child, name: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+#[sqlx::test]
+async fn serve_reports_serving_and_stops_cleanly_on_sigterm(pool: PgPool) {
+    let url = database_url(&pool);
+    let Served {
+        mut child,
+        addr,
+        logs: reader,
+    } = serve(&[], &url);
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -180,11 +211,7 @@ async fn serve_reports_serving_and_stops_cleanly_on_sigterm(pool: PgPool) {
         .into_inner();
     while watch.message().await.unwrap().unwrap().status != ServingStatus::Serving as i32 {}
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    signal(&child, "TERM");
     // The watch sees NOT_SERVING (or the stream ends) as shutdown begins.
     let seen = tokio::time::timeout(Duration::from_secs(10), watch.message())
         .await
@@ -203,4 +230,96 @@ async fn serve_reports_serving_and_stops_cleanly_on_sigterm(pool: PgPool) {
         "effective config is logged: {logs}"
     );
     assert!(logs.contains("shutting down"), "{logs}");
+}
+
+#[sqlx::test]
+async fn sighup_rotates_the_tls_certificate_without_dropping_connections(pool: PgPool) {
+    use tonic::transport::{Certificate, ClientTlsConfig};
+    use vpn_registry::tls::DevCertificates;
+
+    let dir = std::env::temp_dir().join(format!("vpn-registry-test-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hosts = ["localhost".to_owned()];
+    let first = DevCertificates::generate(&hosts).unwrap();
+    first.write_to(&dir).unwrap();
+    let (cert, key) = (dir.join("server.pem"), dir.join("server-key.pem"));
+    let served = serve(
+        &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],
+        &database_url(&pool),
+    );
+    let port = served.addr.rsplit(':').next().unwrap().to_owned();
+    let connect = |ca: &str| {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca))
+            .domain_name("localhost");
+        let endpoint = tonic::transport::Channel::from_shared(format!("https://localhost:{port}"))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap();
+        async move { endpoint.connect().await }
+    };
+    let serving = |channel: tonic::transport::Channel| async move {
+        HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+            .is_ok_and(|s| s.into_inner().status == ServingStatus::Serving as i32)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let established = loop {
+        if let Ok(channel) = connect(&first.ca_pem).await
+            && serving(channel.clone()).await
+        {
+            break channel;
+        }
+        assert!(std::time::Instant::now() < deadline, "never served over TLS");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let second = DevCertificates::generate(&hosts).unwrap();
+    second.write_to(&dir).unwrap();
+    signal(&served.child, "HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(channel) = connect(&second.ca_pem).await
+            && serving(channel).await
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        connect(&first.ca_pem).await.is_err(),
+        "new connections get the new certificate"
+    );
+    assert!(
+        serving(established).await,
+        "the connection made before the rotation still works"
+    );
+
+    signal(&served.child, "TERM");
+    let mut child = served.child;
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    let logs = served.logs.join().unwrap().join("\n");
+    assert!(logs.contains("TLS certificate, key and CA reloaded"), "{logs}");
+}
+
+#[sqlx::test]
+async fn serving_plaintext_beyond_loopback_is_warned_about(pool: PgPool) {
+    let served = serve(&["--listen", "0.0.0.0:0"], &database_url(&pool));
+    signal(&served.child, "TERM");
+    let mut child = served.child;
+    tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let logs = served.logs.join().unwrap().join("\n");
+    assert!(logs.contains("WARN") && logs.contains("PLAINTEXT"), "{logs}");
 }

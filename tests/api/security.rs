@@ -596,3 +596,26 @@ async fn beyond_the_concurrency_limit_calls_are_shed_at_once(pool: PgPool) {
     assert!(started.elapsed() < Duration::from_secs(1), "shed, not queued");
     assert_eq!(held.await.unwrap().unwrap_err().code(), Code::Unavailable);
 }
+
+#[sqlx::test]
+async fn connections_to_postgres_use_tls_when_the_url_asks(pool: PgPool) {
+    let ssl_on: String = sqlx::query_scalar("SHOW ssl").fetch_one(&pool).await.unwrap();
+    let o = pool.connect_options();
+    let url = format!(
+        "postgres://{}@{}:{}/{}?sslmode=require",
+        o.get_username(),
+        o.get_host(),
+        o.get_port(),
+        o.get_database().unwrap()
+    );
+    let connected = vpn_registry::db::connect(&url, 1, None).await;
+    if ssl_on != "on" {
+        assert!(connected.is_err(), "sslmode=require cannot be met without TLS");
+        return;
+    }
+    let encrypted: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(&connected.unwrap())
+        .await
+        .unwrap();
+    assert!(encrypted, "the connection is encrypted (rustls)");
+}
