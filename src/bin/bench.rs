@@ -16,11 +16,15 @@ use anyhow::Context;
 use clap::Parser;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
-use tonic::{Request, Response, Status, transport::Channel};
+use tonic::{
+    Request, Response, Status,
+    transport::{Channel, ClientTlsConfig},
+};
 use vpn_registry::{
     app, auth, db,
     domain::principal::{Actor, Role},
     lookup::Replica,
+    tls::{DevCertificates, Tls, TlsFiles},
     pb::{
         self,
         lookup_service_client::LookupServiceClient,
@@ -63,12 +67,38 @@ struct Args {
     /// Which measurements to run.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = Section::all())]
     only: Vec<Section>,
+    /// Serve (ours and the empty baselines) and call over TLS, with
+    /// development certificates made for the run.
+    #[arg(long)]
+    tls: bool,
+}
+
+/// The run's TLS: the servers' settings and the clients'.
+static TLS: std::sync::OnceLock<(Arc<Tls>, ClientTlsConfig)> = std::sync::OnceLock::new();
+
+/// Development certificates in a directory of their own for this run.
+fn set_up_tls() -> anyhow::Result<()> {
+    let certs = DevCertificates::generate(&["localhost".to_owned()])?;
+    let dir = std::env::temp_dir().join(format!("vpn-registry-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    certs.write_to(&dir)?;
+    let server = Tls::load(TlsFiles {
+        cert: dir.join("server.pem"),
+        key: dir.join("server-key.pem"),
+        client_ca: None,
+    })?;
+    let client = ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&certs.ca_pem))
+        .domain_name("localhost");
+    let _ = TLS.set((server, client));
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Section {
     Load,
     Unary,
+    Auth,
     Batches,
     Watch,
     Submit,
@@ -76,13 +106,23 @@ enum Section {
 
 impl Section {
     fn all() -> Vec<Section> {
-        vec![Self::Load, Self::Unary, Self::Batches, Self::Watch, Self::Submit]
+        vec![
+            Self::Load,
+            Self::Unary,
+            Self::Auth,
+            Self::Batches,
+            Self::Watch,
+            Self::Submit,
+        ]
     }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.tls {
+        set_up_tls()?;
+    }
     let url = format!("{}/vpn_registry_bench", args.postgres);
     if !args.reuse {
         sqlx::query("DROP DATABASE IF EXISTS vpn_registry_bench WITH (FORCE)")
@@ -129,7 +169,8 @@ async fn main() -> anyhow::Result<()> {
     let addresses = Arc::new(addresses(args.prefixes, 100_000));
 
     if run(Section::Unary) {
-        println!("## CheckAddress (unary, 50% hits)\n");
+        let over = if args.tls { ", over TLS" } else { "" };
+        println!("## CheckAddress (unary, 50% hits{over})\n");
         println!(
             "| concurrency | ours req/s | p50 ms | p99 ms | empty RPC req/s | SQL GiST join req/s | SQL SP-GiST active set req/s | ours/empty | ours/GiST join | ours/SP-GiST |"
         );
@@ -159,6 +200,15 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         println!();
+    }
+
+    if run(Section::Auth) {
+        println!("## Authentication and rate limiting, per call\n");
+        let (ns, per_call_ns) = auth_cost(&pool, &token, server, duration, addresses.clone()).await?;
+        println!("| measure | value |\n|---|---:|");
+        println!("| token hash, credential, permission table and rate limit (one core) | {ns:.0} ns |");
+        println!("| CPU per CheckAddress at concurrency 64 (2 cores, client included) | {per_call_ns:.0} ns |");
+        println!("| share of a call | {:.1}% |\n", 100.0 * ns / per_call_ns);
     }
 
     if run(Section::Batches) {
@@ -342,6 +392,7 @@ async fn start_server(pool: PgPool) -> anyhow::Result<(SocketAddr, tokio::sync::
         shutdown_grace: Duration::from_secs(1),
         expiry_interval: None,
         feed_poll_interval: Duration::from_secs(1),
+        tls: TLS.get().map(|(server, _)| server.clone()),
         ..app::Options::default()
     };
     tokio::spawn(app::serve(listener, pool, options, async {
@@ -416,13 +467,16 @@ async fn start_empty(
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(LookupServiceServer::new(Empty { canned }))
-            .serve_with_incoming_shutdown(app::incoming(listener), async {
-                let _ = rx.await;
-            }),
-    );
+    let router = tonic::transport::Server::builder().add_service(LookupServiceServer::new(Empty { canned }));
+    let stop = async {
+        let _ = rx.await;
+    };
+    tokio::spawn(async move {
+        match TLS.get() {
+            Some((tls, _)) => router.serve_with_incoming_shutdown(tls.clone().incoming(listener), stop).await,
+            None => router.serve_with_incoming_shutdown(app::incoming(listener), stop).await,
+        }
+    });
     Ok((addr, tx))
 }
 
@@ -441,10 +495,42 @@ async fn issue(pool: &PgPool, role: Role) -> anyhow::Result<String> {
 }
 
 async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
-    Ok(Channel::from_shared(format!("http://{addr}"))?
-        .tcp_nodelay(true)
-        .connect()
-        .await?)
+    let endpoint = match TLS.get() {
+        Some((_, client)) => Channel::from_shared(format!("https://localhost:{}", addr.port()))?.tls_config(client.clone())?,
+        None => Channel::from_shared(format!("http://{addr}"))?,
+    };
+    Ok(endpoint.tcp_nodelay(true).connect().await?)
+}
+
+/// What the auth layer does per call, in a loop on one core (hash the
+/// token, find the credential, check the permission table and the rate
+/// limit), beside the CPU one CheckAddress costs at concurrency 64.
+async fn auth_cost(
+    pool: &PgPool,
+    token: &str,
+    server: SocketAddr,
+    duration: Duration,
+    addresses: Arc<Vec<String>>,
+) -> anyhow::Result<(f64, f64)> {
+    use vpn_registry::auth::{Credentials, limits::RateLimits, permissions};
+    let credentials = Credentials::load(pool.clone(), Duration::from_secs(60)).await?;
+    let limits = RateLimits::new(&[], 20);
+    let path = "/vpnregistry.v1.LookupService/CheckAddress";
+    let n = 1_000_000u32;
+    let t = Instant::now();
+    for _ in 0..n {
+        let credential = credentials
+            .check(&auth::token::hash(std::hint::black_box(token)))
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let role = credential.principal.role.kind();
+        let allowed = permissions::allowed(std::hint::black_box(path)).is_some_and(|r| r.contains(&role));
+        let admitted = limits.admit(role, credential.principal.id).is_ok();
+        std::hint::black_box((allowed, admitted));
+    }
+    let ns = t.elapsed().as_nanos() as f64 / f64::from(n);
+    let calls = unary(server, Some(token), 64, duration, addresses).await?;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
+    Ok((ns, cores * 1e9 / calls.rate))
 }
 
 fn authed<T>(msg: T, token: Option<&str>) -> Request<T> {
