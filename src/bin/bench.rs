@@ -24,13 +24,13 @@ use vpn_registry::{
     app, auth, db,
     domain::principal::{Actor, Role},
     lookup::Replica,
-    tls::{DevCertificates, Tls, TlsFiles},
     pb::{
         self,
         lookup_service_client::LookupServiceClient,
         lookup_service_server::{LookupService, LookupServiceServer},
         registration_service_client::RegistrationServiceClient,
     },
+    tls::{DevCertificates, Tls, TlsFiles},
 };
 
 #[derive(Debug, Parser)]
@@ -473,7 +473,11 @@ async fn start_empty(
     };
     tokio::spawn(async move {
         match TLS.get() {
-            Some((tls, _)) => router.serve_with_incoming_shutdown(tls.clone().incoming(listener), stop).await,
+            Some((tls, _)) => {
+                router
+                    .serve_with_incoming_shutdown(tls.clone().incoming(listener), stop)
+                    .await
+            }
             None => router.serve_with_incoming_shutdown(app::incoming(listener), stop).await,
         }
     });
@@ -496,7 +500,9 @@ async fn issue(pool: &PgPool, role: Role) -> anyhow::Result<String> {
 
 async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
     let endpoint = match TLS.get() {
-        Some((_, client)) => Channel::from_shared(format!("https://localhost:{}", addr.port()))?.tls_config(client.clone())?,
+        Some((_, client)) => {
+            Channel::from_shared(format!("https://localhost:{}", addr.port()))?.tls_config(client.clone())?
+        }
         None => Channel::from_shared(format!("http://{addr}"))?,
     };
     Ok(endpoint.tcp_nodelay(true).connect().await?)
@@ -542,7 +548,8 @@ fn authed<T>(msg: T, token: Option<&str>) -> Request<T> {
     req
 }
 
-/// Waits until the server's index is loaded.
+/// Waits until the server's index is loaded and it knows the token (it
+/// learns of new credentials by notification, a moment after the write).
 async fn wait_ready(addr: SocketAddr, token: &str) -> anyhow::Result<()> {
     let mut client = LookupServiceClient::new(channel(addr).await?);
     for _ in 0..600 {
@@ -555,7 +562,9 @@ async fn wait_ready(addr: SocketAddr, token: &str) -> anyhow::Result<()> {
         );
         match client.check_address(req).await {
             Ok(_) => return Ok(()),
-            Err(s) if s.code() == tonic::Code::Unavailable => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(s) if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unauthenticated) => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
             Err(s) => return Err(s.into()),
         }
     }

@@ -77,8 +77,27 @@ async fn token_issue_prints_one_usable_token_and_list_never_shows_secrets(pool: 
 async fn isps_are_added_and_listed_from_the_command_line(pool: PgPool) {
     let app = spawn_app(pool).await;
     let url = database_url(&app.pool);
-    let added = run(&["isp", "add", "nayatel", "--name", "Nayatel (Pvt) Ltd"], &url);
+    let added = run(
+        &[
+            "isp",
+            "add",
+            "nayatel",
+            "--name",
+            "Nayatel (Pvt) Ltd",
+            "--operator",
+            "alice",
+        ],
+        &url,
+    );
     assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let audited: Vec<(String, serde_json::Value)> =
+        sqlx::query_as("SELECT actor_name, changes FROM audit_events WHERE subject_type = 'isp'")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(audited.len(), 1);
+    assert_eq!(audited[0].0, "cli:alice", "the operator is on the record");
+    assert_eq!(audited[0].1[0]["after"], "nayatel");
     let again = run(&["isp", "add", "nayatel", "--name", "Twice"], &url);
     assert!(!again.status.success());
     let listed = String::from_utf8(run(&["isp", "list"], &url).stdout).unwrap();

@@ -272,6 +272,13 @@ impl TestApp {
         }
     }
 
+    /// Adds a licensed ISP (as `vpn-registry isp add` does).
+    pub async fn add_isp(&self, code: &str) {
+        vpn_registry::db::isps::create(&self.pool, &code.parse().unwrap(), code, &Actor::operator("test"))
+            .await
+            .unwrap();
+    }
+
     pub async fn admin(&self) -> String {
         self.token(Role::Admin).await
     }

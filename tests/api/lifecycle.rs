@@ -97,14 +97,7 @@ async fn an_isp_sees_and_attests_only_what_names_it(pool: PgPool) {
     let app = spawn_app(pool).await;
     let (_, token) = app.enrol(C::Bank).await;
     let r = app.submit(&token, &["8.8.8.0/24"]).await;
-    vpn_registry::db::isps::create(
-        &app.pool,
-        &"nayatel".parse().unwrap(),
-        "Nayatel",
-        &vpn_registry::domain::principal::Actor::operator("test"),
-    )
-    .await
-    .unwrap();
+    app.add_isp("nayatel").await;
     let other = app.token(Role::Isp("nayatel".parse().unwrap())).await;
     let mut isps = app.isps(Some(&other));
     let pending = isps

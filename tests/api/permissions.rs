@@ -10,7 +10,7 @@ use tonic::Code;
 use uuid::Uuid;
 use vpn_registry::{
     auth::permissions::PERMISSIONS,
-    domain::principal::{Actor, Role, RoleKind},
+    domain::principal::{Role, RoleKind},
     pb::{self, InstitutionCategory as C},
 };
 
@@ -186,14 +186,7 @@ const TENANT_SCOPED: &[&str] = &[
 #[sqlx::test]
 async fn every_cell_of_the_permission_table_holds(pool: PgPool) {
     let app = spawn_app(pool).await;
-    vpn_registry::db::isps::create(
-        &app.pool,
-        &"nayatel".parse().unwrap(),
-        "Nayatel",
-        &Actor::operator("test"),
-    )
-    .await
-    .unwrap();
+    app.add_isp("nayatel").await;
     let (institution, own) = app.enrol(C::Bank).await;
     let (_, other) = app.enrol(C::Bank).await;
     let active = app.active(&own, &["8.8.8.0/24"]).await;

@@ -86,6 +86,26 @@ async fn a_tls_server_answers_over_tls_and_refuses_plaintext(pool: PgPool) {
         .list_institutions(pb::ListInstitutionsRequest::default())
         .await
         .unwrap();
+    {
+        use tonic_reflection::pb::v1::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest,
+        };
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = ServerReflectionClient::new(app.channel.clone())
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let listed = answers.message().await.unwrap().unwrap();
+        assert!(
+            format!("{listed:?}").contains("vpnregistry.v1.LookupService"),
+            "reflection over TLS"
+        );
+    }
 
     let plain = match channel(&app, None).await {
         Ok(channel) => HealthClient::new(channel)
@@ -417,14 +437,7 @@ async fn the_runtime_role_cannot_change_the_schema_or_rewrite_history(pool: PgPo
 #[sqlx::test]
 async fn an_isp_looks_up_and_watches_only_what_names_it(pool: PgPool) {
     let app = spawn_app(pool).await;
-    vpn_registry::db::isps::create(
-        &app.pool,
-        &"nayatel".parse().unwrap(),
-        "Nayatel",
-        &vpn_registry::domain::principal::Actor::operator("test"),
-    )
-    .await
-    .unwrap();
+    app.add_isp("nayatel").await;
     let (_, bank) = app.enrol(C::Bank).await;
     let active = app.active(&bank, &["8.8.8.0/24"]).await;
     let other = app.token(Role::Isp("nayatel".parse().unwrap())).await;
@@ -468,14 +481,7 @@ async fn an_isp_looks_up_and_watches_only_what_names_it(pool: PgPool) {
 #[sqlx::test]
 async fn an_isp_learns_nothing_about_a_registration_that_does_not_name_it(pool: PgPool) {
     let app = spawn_app(pool).await;
-    vpn_registry::db::isps::create(
-        &app.pool,
-        &"nayatel".parse().unwrap(),
-        "Nayatel",
-        &vpn_registry::domain::principal::Actor::operator("test"),
-    )
-    .await
-    .unwrap();
+    app.add_isp("nayatel").await;
     let (_, bank) = app.enrol(C::Bank).await;
     let r = app.submit(&bank, &["8.8.8.0/24"]).await;
     let other = app.token(Role::Isp("nayatel".parse().unwrap())).await;
@@ -618,4 +624,31 @@ async fn connections_to_postgres_use_tls_when_the_url_asks(pool: PgPool) {
         .await
         .unwrap();
     assert!(encrypted, "the connection is encrypted (rustls)");
+}
+
+#[sqlx::test]
+async fn last_use_is_written_back_without_a_write_per_call(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let (id, token) = app.token_with(Role::Lookup, Duration::from_secs(3600), None).await;
+    for _ in 0..20 {
+        app.isps(Some(&token))
+            .list_isps(pb::ListIspsRequest::default())
+            .await
+            .unwrap();
+    }
+    let last_use = || async {
+        sqlx::query_scalar::<_, Option<time::OffsetDateTime>>("SELECT last_use_time FROM api_tokens WHERE id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert!(last_use().await.is_none(), "nothing is written per call");
+    // Stopping the server flushes what it holds (it also does so every 30 s).
+    drop(app);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while last_use().await.is_none() {
+        assert!(std::time::Instant::now() < deadline, "last use never written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
