@@ -104,12 +104,12 @@ struct Peer<'a> {
     leaf_certificate: Option<&'a [u8]>,
 }
 
-fn peer<B>(
-    req: &http::Request<B>,
-) -> (
-    IpAddr,
-    Option<Arc<Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>>>,
-) {
+/// The client certificates of a TLS connection (leaf first).
+type PeerCertificates = Arc<Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>>;
+
+/// The address a request came from, and the certificates its connection
+/// presented (none on plaintext).
+fn peer<B>(req: &http::Request<B>) -> (IpAddr, Option<PeerCertificates>) {
     let unknown = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     let ext = req.extensions();
     if let Some(tls) = ext.get::<TlsConnectInfo<TcpConnectInfo>>() {
