@@ -65,6 +65,8 @@ pub struct Options {
     pub keepalive_interval: Duration,
     pub max_connection_age: Duration,
     pub max_connection_age_grace: Duration,
+    /// WatchChanges streams at once; more answer RESOURCE_EXHAUSTED.
+    pub max_watchers: usize,
 }
 
 impl Options {
@@ -84,6 +86,7 @@ impl Options {
             keepalive_interval: args.keepalive_interval,
             max_connection_age: args.max_connection_age,
             max_connection_age_grace: args.max_connection_age_grace,
+            max_watchers: args.max_watchers,
         }
     }
 }
@@ -106,6 +109,7 @@ impl Default for Options {
             keepalive_interval: parse(config::DEFAULT_KEEPALIVE_INTERVAL),
             max_connection_age: parse(config::DEFAULT_MAX_CONNECTION_AGE),
             max_connection_age_grace: parse(config::DEFAULT_MAX_CONNECTION_AGE_GRACE),
+            max_watchers: config::DEFAULT_MAX_WATCHERS,
         }
     }
 }
@@ -154,7 +158,7 @@ pub async fn serve(
         .expiry_interval
         .map(|every| tokio::spawn(expiry::run(registry.clone(), every, stopping_tx.subscribe())));
 
-    let lookups = Lookups::new(pool.clone(), replica, stopping_tx.subscribe());
+    let lookups = Lookups::new(pool.clone(), replica, options.max_watchers, stopping_tx.subscribe());
     let shutdown_reporter = reporter.clone();
     let signal = async move {
         shutdown.await;

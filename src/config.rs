@@ -35,6 +35,8 @@ pub const DEFAULT_KEEPALIVE_INTERVAL: &str = "30s";
 /// over replicas), with a grace period for calls in flight.
 pub const DEFAULT_MAX_CONNECTION_AGE: &str = "1h";
 pub const DEFAULT_MAX_CONNECTION_AGE_GRACE: &str = "5m";
+/// WatchChanges streams one replica serves at once.
+pub const DEFAULT_MAX_WATCHERS: usize = 10_000;
 /// The PostgreSQL role `serve` runs as, which `migrate` grants what it needs.
 pub const DEFAULT_RUNTIME_ROLE: &str = "vpn_registry_runtime";
 
@@ -217,6 +219,9 @@ pub struct ServeArgs {
     /// Calls in flight on a connection past its age may finish within this.
     #[arg(long, env = "VPN_REGISTRY_MAX_CONNECTION_AGE_GRACE", default_value = DEFAULT_MAX_CONNECTION_AGE_GRACE, value_parser = duration)]
     pub max_connection_age_grace: Duration,
+    /// WatchChanges streams served at once; more answer RESOURCE_EXHAUSTED.
+    #[arg(long, env = "VPN_REGISTRY_MAX_WATCHERS", default_value_t = DEFAULT_MAX_WATCHERS)]
+    pub max_watchers: usize,
 }
 
 impl ServeArgs {

@@ -94,6 +94,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         keepalive_interval = ?args.keepalive_interval,
         max_connection_age = ?args.max_connection_age,
         max_connection_age_grace = ?args.max_connection_age_grace,
+        max_watchers = args.max_watchers,
         "starting vpn-registry {}", env!("CARGO_PKG_VERSION")
     );
     let pool = db::connect(

@@ -113,6 +113,7 @@ impl From<LookupError> for Status {
     fn from(e: LookupError) -> Self {
         match e {
             LookupError::Loading | LookupError::Behind { .. } => Status::unavailable(e.to_string()),
+            LookupError::TooManyWatchers(_) => Status::resource_exhausted(e.to_string()),
             LookupError::Refused(r) => refusal(r),
             LookupError::Store(e) => store(e),
         }

@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use arc_swap::ArcSwap;
 use ipnet::IpNet;
 use sqlx::PgPool;
 use tokio::sync::{Mutex, broadcast, watch};
@@ -53,12 +54,27 @@ pub struct Match {
     pub entry: Entry,
 }
 
+/// Where an entry sits in the published set: its prefix, then its registration.
+pub type EntryKey = (IpNet, Uuid);
+
+/// The active set as of one serial, immutable: what snapshots are taken
+/// from. Versions share structure, so publishing or taking one costs a
+/// pointer, and a watcher still reading an old one holds only what changed
+/// since (memory does not grow with the number of watchers).
+pub struct Published {
+    pub session: Uuid,
+    pub serial: i64,
+    pub set: imbl::OrdMap<EntryKey, Entry>,
+}
+
 /// The active set of this process.
 pub struct Replica {
     /// Changed only while `index` is write-locked, so a reader holding the
     /// index lock sees the session its entries belong to.
     session_id: RwLock<Uuid>,
     index: RwLock<Index>,
+    /// Swapped after each applied batch and before watchers hear of it.
+    published: ArcSwap<Published>,
     applied: watch::Sender<i64>,
     changes: broadcast::Sender<Applied>,
     /// Serialises catch-ups (the follower and explicit calls).
@@ -69,11 +85,12 @@ impl Replica {
     /// Loads the active set as of the feed's current serial. Watchers more
     /// than `backlog` applied batches behind are dropped.
     pub async fn load(pool: &PgPool, backlog: usize) -> Result<Arc<Self>, StoreError> {
-        let (session_id, serial, index) = read_snapshot(pool).await?;
+        let (index, published) = read_snapshot(pool).await?;
         Ok(Arc::new(Self {
-            session_id: RwLock::new(session_id),
+            session_id: RwLock::new(published.session),
+            applied: watch::channel(published.serial).0,
             index: RwLock::new(index),
-            applied: watch::channel(serial).0,
+            published: ArcSwap::from_pointee(published),
             changes: broadcast::channel(backlog.max(1)).0,
             catching_up: Mutex::new(()),
         }))
@@ -85,7 +102,9 @@ impl Replica {
 
     /// Replaces the whole index with a fresh snapshot of a new feed session.
     async fn reload(&self, pool: &PgPool) -> Result<(), StoreError> {
-        let (session_id, serial, fresh) = read_snapshot(pool).await?;
+        let (fresh, published) = read_snapshot(pool).await?;
+        let (session_id, serial) = (published.session, published.serial);
+        self.published.store(Arc::new(published));
         let old = {
             let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
             *self.session_id.write().unwrap_or_else(|e| e.into_inner()) = session_id;
@@ -150,12 +169,10 @@ impl Replica {
         self.changes.subscribe()
     }
 
-    /// Every entry with the session and serial they are current at.
-    pub fn snapshot(&self) -> (Uuid, i64, Vec<(IpNet, Entry)>) {
-        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        let serial = self.serial();
-        let entries = index.iter().map(|(p, e)| (p, e.clone())).collect();
-        (self.session_id(), serial, entries)
+    /// The active set as last published: a pointer, shared by every watcher
+    /// taking a snapshot at that serial.
+    pub fn published(&self) -> Arc<Published> {
+        self.published.load_full()
     }
 
     /// Applies every feed row committed after the applied serial. Serials are
@@ -189,6 +206,26 @@ impl Replica {
                 }
                 self.applied.send_replace(last);
             }
+            // Published before watchers hear of the batch: one subscribing
+            // meanwhile finds it either in the published set or in the news.
+            let current = self.published.load_full();
+            let mut set = current.set.clone();
+            for c in &changes {
+                let key = (c.prefix, c.entry.registration_id);
+                match c.op {
+                    Op::Announce => {
+                        set.insert(key, c.entry.clone());
+                    }
+                    Op::Withdraw => {
+                        set.remove(&key);
+                    }
+                }
+            }
+            self.published.store(Arc::new(Published {
+                session: current.session,
+                serial: last,
+                set,
+            }));
             // Nobody listening is fine.
             let _ = self.changes.send(Applied::Changes(Arc::new(changes)));
             if !full_batch {
@@ -227,18 +264,20 @@ fn locality_key(addr: IpAddr) -> u64 {
     }
 }
 
-/// The feed's session, its serial and the index of the active set at that
-/// serial.
-async fn read_snapshot(pool: &PgPool) -> Result<(Uuid, i64, Index), StoreError> {
+/// The index of the active set and the set as published, at the feed's
+/// current serial.
+async fn read_snapshot(pool: &PgPool) -> Result<(Index, Published), StoreError> {
     let started = Instant::now();
     let mut index = Index::default();
-    let (session_id, serial) = feed::snapshot(pool, |row| {
+    let mut set = imbl::OrdMap::new();
+    let (session, serial) = feed::snapshot(pool, |row| {
         let (prefix, entry) = row.into();
+        set.insert((prefix, entry.registration_id), entry.clone());
         index.insert(prefix, entry);
     })
     .await?;
     tracing::info!(entries = index.len(), serial, elapsed = ?started.elapsed(), "lookup index loaded");
-    Ok((session_id, serial, index))
+    Ok((index, Published { session, serial, set }))
 }
 
 pub(super) fn change(r: FeedRow) -> Change {

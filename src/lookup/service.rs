@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::history::{self, is_past};
 use super::index::{Entry, Filter, Query, Scope};
 use super::replica::{Match, Replica};
-use super::watch::{self as watcher, Watch};
+use super::watch::{self as watcher, Watch, Watchers};
 use crate::db::StoreError;
 use crate::domain::{
     principal::{Principal, Role},
@@ -37,6 +37,8 @@ pub type ReplicaSlot = Arc<OnceLock<Arc<Replica>>>;
 pub enum LookupError {
     #[error("lookup index still loading; retry shortly")]
     Loading,
+    #[error("this replica serves {0} change streams already; retry later or elsewhere")]
+    TooManyWatchers(usize),
     #[error("this replica has applied serial {applied}, not yet {wanted}; retry")]
     Behind { applied: i64, wanted: i64 },
     #[error(transparent)]
@@ -75,16 +77,24 @@ pub fn scope(p: &Principal) -> Result<Scope, Refusal> {
 pub struct Lookups {
     pool: PgPool,
     replica: ReplicaSlot,
+    watchers: Watchers,
     stopping: watch::Receiver<bool>,
 }
 
 impl Lookups {
-    pub fn new(pool: PgPool, replica: ReplicaSlot, stopping: watch::Receiver<bool>) -> Self {
+    /// At most `max_watchers` change streams at once.
+    pub fn new(pool: PgPool, replica: ReplicaSlot, max_watchers: usize, stopping: watch::Receiver<bool>) -> Self {
         Self {
             pool,
             replica,
+            watchers: Watchers::new(max_watchers),
             stopping,
         }
+    }
+
+    /// Change streams open now.
+    pub fn watchers(&self) -> usize {
+        self.watchers.open()
     }
 
     fn replica(&self) -> Result<Arc<Replica>, LookupError> {
@@ -160,11 +170,16 @@ impl Lookups {
             return Err(Refusal::PermissionDenied("institutions may not watch the active set".into()).into());
         }
         let replica = self.replica()?;
+        let slot = self
+            .watchers
+            .admit()
+            .ok_or(LookupError::TooManyWatchers(self.watchers.open()))?;
         Ok(watcher::start(
             self.pool.clone(),
             replica,
             session.map(|s| (s, since)),
             scope,
+            slot,
             self.stopping.clone(),
         ))
     }

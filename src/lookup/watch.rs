@@ -3,16 +3,27 @@
 //! deltas after it, or reset with a snapshot; then live deltas, until the
 //! client goes away, falls behind, the feed starts a new session, or the
 //! server stops.
+//!
+//! Watchers share what they send: a snapshot is the replica's published,
+//! immutable set (a pointer per watcher), sent in chunks described by where
+//! they start and materialised only as the client reads them; live deltas
+//! are the replica's applied batches, shared. A watcher holds its position
+//! and at most [`BUFFER`] such descriptions, however large the set.
 
-use std::{ops::Range, sync::Arc};
+use std::{
+    ops::Bound,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
-use ipnet::IpNet;
 use sqlx::PgPool;
 use tokio::sync::{broadcast::error::RecvError, mpsc, watch};
 use uuid::Uuid;
 
-use super::index::{Entry, Scope};
-use super::replica::{Applied, Change, Replica, change};
+use super::index::Scope;
+use super::replica::{Applied, Change, EntryKey, Published, Replica, change};
 use crate::db::{StoreError, feed};
 
 /// Entries per snapshot message.
@@ -23,17 +34,18 @@ const RESUME_BATCH: i64 = 5_000;
 pub const BUFFER: usize = 32;
 
 /// One message of the stream, in order.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum WatchEvent {
     /// Drop your copy: a snapshot of `session` at `serial` follows.
     Reset {
         session: Uuid,
         serial: i64,
     },
-    /// Part of the snapshot: `entries[range]`.
+    /// Part of the snapshot: the `len` entries of `published` from `from` on.
     Snapshot {
-        entries: Arc<Vec<(IpNet, Entry)>>,
-        range: Range<usize>,
+        published: Arc<Published>,
+        from: Bound<EntryKey>,
+        len: usize,
     },
     SnapshotEnd {
         serial: i64,
@@ -43,6 +55,17 @@ pub enum WatchEvent {
         changes: Arc<Vec<Change>>,
         after: i64,
     },
+}
+
+impl WatchEvent {
+    /// The entries of a snapshot chunk.
+    pub fn chunk<'p>(
+        published: &'p Published,
+        from: &Bound<EntryKey>,
+        len: usize,
+    ) -> impl Iterator<Item = (&'p EntryKey, &'p super::index::Entry)> {
+        published.set.range((*from, Bound::Unbounded)).take(len)
+    }
 }
 
 /// Why a stream ended, other than the client leaving.
@@ -74,6 +97,43 @@ pub struct Watch {
     pub scope: Scope,
 }
 
+/// Counts watchers and refuses more than a cap.
+#[derive(Clone)]
+pub struct Watchers {
+    open: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// One watcher's place under the cap, given back when its stream ends.
+pub struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Watchers {
+    pub fn new(max: usize) -> Self {
+        Self {
+            open: Arc::default(),
+            max,
+        }
+    }
+
+    /// A place for one more watcher, if the cap allows.
+    pub fn admit(&self) -> Option<Slot> {
+        let before = self.open.fetch_add(1, Ordering::Relaxed);
+        let slot = Slot(self.open.clone());
+        (before < self.max).then_some(slot)
+    }
+
+    /// Watchers streaming now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
 /// Starts feeding one watcher: from `since` in the replica's session when
 /// `resume` holds one it can serve, else from a snapshot.
 pub fn start(
@@ -81,128 +141,157 @@ pub fn start(
     replica: Arc<Replica>,
     resume: Option<(Uuid, i64)>,
     scope: Scope,
+    slot: Slot,
     stopping: watch::Receiver<bool>,
 ) -> Watch {
     let (data, events) = mpsc::channel(BUFFER);
     let (end_tx, end) = mpsc::channel(1);
     let resume =
         resume.filter(|(session, since)| *session == replica.session_id() && (0..=replica.serial()).contains(since));
-    let out = Output { data, end: end_tx };
+    let mut out = Output {
+        data,
+        end: end_tx,
+        stopping,
+    };
     tokio::spawn(async move {
-        if let Err(reason) = stream(&pool, &replica, resume, &out, stopping).await {
+        let _slot = slot;
+        if let Err(reason) = stream(&pool, &replica, resume, &mut out).await {
             let _ = out.end.try_send(reason);
         }
     });
     Watch { events, end, scope }
 }
 
-/// Where a watcher's messages go.
+/// Where a watcher's messages go, and when to stop sending.
 struct Output {
     data: mpsc::Sender<WatchEvent>,
     end: mpsc::Sender<WatchEnd>,
+    stopping: watch::Receiver<bool>,
 }
 
-/// The client went away: nothing more to send, nobody to tell.
-struct Gone;
+/// Why sending stopped.
+enum Stop {
+    /// The client went away (disconnected, or its deadline passed): nobody to tell.
+    Gone,
+    End(WatchEnd),
+}
 
-impl Output {
-    async fn send(&self, e: WatchEvent) -> Result<(), Gone> {
-        self.data.send(e).await.map_err(|_| Gone)
+impl From<WatchEnd> for Stop {
+    fn from(e: WatchEnd) -> Self {
+        Self::End(e)
     }
 }
 
-/// Ends with `Ok` when the client went away, `Err` with the reason otherwise.
-/// Memory per watcher is bounded by its buffer; the shared backlog of
-/// applied changes is bounded too, and a watcher that falls out of it is
-/// dropped.
-async fn stream(
-    pool: &PgPool,
-    replica: &Replica,
-    resume: Option<(Uuid, i64)>,
-    out: &Output,
-    mut stopping: watch::Receiver<bool>,
-) -> Result<(), WatchEnd> {
-    // Subscribe first: whatever is applied after this point reaches us live.
-    let mut live = replica.subscribe();
-    let sent = match resume {
-        Some((session, since)) => catch_up(pool, replica, session, since, out).await?,
-        None => snapshot(replica, out).await?,
-    };
-    let Some(mut last) = sent else { return Ok(()) };
-    loop {
-        let batch = tokio::select! {
-            batch = live.recv() => batch,
-            _ = stopping.changed() => return Err(WatchEnd::ShuttingDown),
-            () = out.data.closed() => return Ok(()),
-        };
-        match batch {
-            Ok(Applied::NewSession(_)) => return Err(WatchEnd::NewSession),
-            Ok(Applied::Changes(changes)) => {
-                let Some(end) = changes.last().map(|c| c.serial).filter(|end| *end > last) else {
-                    continue;
-                };
-                if out.send(WatchEvent::Deltas { changes, after: last }).await.is_err() {
-                    return Ok(());
-                }
-                last = end;
-            }
-            Err(RecvError::Lagged(_)) => return Err(WatchEnd::TooSlow),
-            Err(RecvError::Closed) => return Ok(()),
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Self {
+        Self::End(e.into())
+    }
+}
+
+impl Output {
+    /// Sends one message, waiting for room; gives up when the client goes
+    /// away or the server stops.
+    async fn send(&mut self, e: WatchEvent) -> Result<(), Stop> {
+        tokio::select! {
+            sent = self.data.send(e) => sent.map_err(|_| Stop::Gone),
+            _ = self.stopping.wait_for(|stopping| *stopping) => Err(WatchEnd::ShuttingDown.into()),
         }
     }
 }
 
-/// Sends the feed's rows after `since` up to what the replica has applied.
-/// Returns the last serial sent, or `None` when the client went away.
-async fn catch_up(
+/// Ends with `Ok` when the client went away, `Err` with the reason otherwise.
+/// The shared backlog of applied changes is bounded, and a watcher that
+/// falls out of it is dropped.
+async fn stream(
     pool: &PgPool,
     replica: &Replica,
-    session: Uuid,
-    since: i64,
-    out: &Output,
-) -> Result<Option<i64>, WatchEnd> {
+    resume: Option<(Uuid, i64)>,
+    out: &mut Output,
+) -> Result<(), WatchEnd> {
+    let result = async {
+        // Subscribe first: whatever is applied after this point reaches us live.
+        let mut live = replica.subscribe();
+        let mut last = match resume {
+            Some((session, since)) => catch_up(pool, replica, session, since, out).await?,
+            None => snapshot(replica, out).await?,
+        };
+        loop {
+            let batch = tokio::select! {
+                batch = live.recv() => batch,
+                _ = out.stopping.wait_for(|stopping| *stopping) => return Err(WatchEnd::ShuttingDown.into()),
+                () = out.data.closed() => return Err(Stop::Gone),
+            };
+            match batch {
+                Ok(Applied::NewSession(_)) => return Err(WatchEnd::NewSession.into()),
+                Ok(Applied::Changes(changes)) => {
+                    let Some(end) = changes.last().map(|c| c.serial).filter(|end| *end > last) else {
+                        continue;
+                    };
+                    out.send(WatchEvent::Deltas { changes, after: last }).await?;
+                    last = end;
+                }
+                Err(RecvError::Lagged(_)) => return Err(WatchEnd::TooSlow.into()),
+                Err(RecvError::Closed) => return Err(Stop::Gone),
+            }
+        }
+    }
+    .await;
+    match result {
+        Ok(()) | Err(Stop::Gone) => Ok(()),
+        Err(Stop::End(reason)) => Err(reason),
+    }
+}
+
+/// Sends the feed's rows after `since` up to what the replica has applied.
+/// Returns the last serial sent.
+async fn catch_up(pool: &PgPool, replica: &Replica, session: Uuid, since: i64, out: &mut Output) -> Result<i64, Stop> {
     // A reload before the subscription would not reach us as news.
     if replica.session_id() != session {
-        return Err(WatchEnd::NewSession);
+        return Err(WatchEnd::NewSession.into());
     }
     let upto = replica.serial();
     let mut last = since;
     while last < upto {
         let (now, rows) = feed::since(pool, last, RESUME_BATCH).await?;
         if now != session {
-            return Err(WatchEnd::NewSession);
+            return Err(WatchEnd::NewSession.into());
         }
         let Some(end) = rows.last().map(|r| r.serial) else {
             break;
         };
         let changes = Arc::new(rows.into_iter().map(change).collect());
-        if out.send(WatchEvent::Deltas { changes, after: last }).await.is_err() {
-            return Ok(None);
-        }
+        out.send(WatchEvent::Deltas { changes, after: last }).await?;
         last = end;
     }
-    Ok(Some(last))
+    Ok(last)
 }
 
-/// Sends a reset and the replica's whole active set. Returns the serial it
-/// is current at, or `None` when the client went away.
-async fn snapshot(replica: &Replica, out: &Output) -> Result<Option<i64>, WatchEnd> {
-    let (session, serial, entries) = replica.snapshot();
-    let entries = Arc::new(entries);
-    let mut events = vec![WatchEvent::Reset { session, serial }];
-    events.extend(
-        (0..entries.len())
-            .step_by(SNAPSHOT_CHUNK)
-            .map(|start| WatchEvent::Snapshot {
-                entries: entries.clone(),
-                range: start..(start + SNAPSHOT_CHUNK).min(entries.len()),
-            }),
-    );
-    events.push(WatchEvent::SnapshotEnd { serial });
-    for e in events {
-        if out.send(e).await.is_err() {
-            return Ok(None);
+/// Sends a reset and the replica's published set, chunk by chunk (each a
+/// position in the shared set, not a copy). Returns the serial it is
+/// current at.
+async fn snapshot(replica: &Replica, out: &mut Output) -> Result<i64, Stop> {
+    let published = replica.published();
+    let (session, serial) = (published.session, published.serial);
+    out.send(WatchEvent::Reset { session, serial }).await?;
+    let mut from = Bound::Unbounded;
+    loop {
+        let mut keys = published.set.range((from, Bound::Unbounded)).map(|(k, _)| k);
+        let Some(mut end) = keys.next().copied() else {
+            break;
+        };
+        let mut len = 1;
+        for key in keys.take(SNAPSHOT_CHUNK - 1) {
+            end = *key;
+            len += 1;
         }
+        let chunk = WatchEvent::Snapshot {
+            published: published.clone(),
+            from,
+            len,
+        };
+        out.send(chunk).await?;
+        from = Bound::Excluded(end);
     }
-    Ok(Some(serial))
+    out.send(WatchEvent::SnapshotEnd { serial }).await?;
+    Ok(serial)
 }

@@ -14,3 +14,4 @@ mod properties;
 mod raw;
 mod registrations;
 mod security;
+mod watchers;

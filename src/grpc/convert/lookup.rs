@@ -112,11 +112,10 @@ pub fn watch_event_to_pb(e: WatchEvent, scope: &Scope) -> Option<pb::WatchChange
             session_id: session.to_string(),
             serial,
         }),
-        WatchEvent::Snapshot { entries, range } => {
-            let entries: Vec<pb::ActiveEntry> = entries[range]
-                .iter()
+        WatchEvent::Snapshot { published, from, len } => {
+            let entries: Vec<pb::ActiveEntry> = WatchEvent::chunk(&published, &from, len)
                 .filter(|(_, e)| scope.admits(e))
-                .map(|(p, e)| active_entry(*p, e))
+                .map(|((p, _), e)| active_entry(*p, e))
                 .collect();
             if entries.is_empty() {
                 return None;
