@@ -9,7 +9,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use arc_swap::ArcSwap;
 use ipnet::IpNet;
 use sqlx::PgPool;
 use tokio::sync::{Mutex, broadcast, watch};
@@ -54,17 +53,17 @@ pub struct Match {
     pub entry: Entry,
 }
 
-/// Where an entry sits in the published set: its prefix, then its registration.
-pub type EntryKey = (IpNet, Uuid);
+/// Snapshots this many serials old are still handed out (the watcher then
+/// catches up from the feed); an older one is rebuilt.
+const SNAPSHOT_REUSE_WITHIN: i64 = 1024;
 
-/// The active set as of one serial, immutable: what snapshots are taken
-/// from. Versions share structure, so publishing or taking one costs a
-/// pointer, and a watcher still reading an old one holds only what changed
-/// since (memory does not grow with the number of watchers).
-pub struct Published {
+/// The active set at one serial, shared read-only by every watcher taking a
+/// snapshot while it is recent: built once (not per watcher), freed when the
+/// last watcher reading it is done.
+pub struct Snapshot {
     pub session: Uuid,
     pub serial: i64,
-    pub set: imbl::OrdMap<EntryKey, Entry>,
+    pub entries: Vec<(IpNet, Entry)>,
 }
 
 /// The active set of this process.
@@ -73,8 +72,8 @@ pub struct Replica {
     /// index lock sees the session its entries belong to.
     session_id: RwLock<Uuid>,
     index: RwLock<Index>,
-    /// Swapped after each applied batch and before watchers hear of it.
-    published: ArcSwap<Published>,
+    /// The snapshot watchers share, while any of them holds it.
+    shared_snapshot: std::sync::Mutex<std::sync::Weak<Snapshot>>,
     applied: watch::Sender<i64>,
     changes: broadcast::Sender<Applied>,
     /// Serialises catch-ups (the follower and explicit calls).
@@ -85,12 +84,12 @@ impl Replica {
     /// Loads the active set as of the feed's current serial. Watchers more
     /// than `backlog` applied batches behind are dropped.
     pub async fn load(pool: &PgPool, backlog: usize) -> Result<Arc<Self>, StoreError> {
-        let (index, published) = read_snapshot(pool).await?;
+        let (session_id, serial, index) = read_snapshot(pool).await?;
         Ok(Arc::new(Self {
-            session_id: RwLock::new(published.session),
-            applied: watch::channel(published.serial).0,
+            session_id: RwLock::new(session_id),
+            applied: watch::channel(serial).0,
             index: RwLock::new(index),
-            published: ArcSwap::from_pointee(published),
+            shared_snapshot: std::sync::Mutex::default(),
             changes: broadcast::channel(backlog.max(1)).0,
             catching_up: Mutex::new(()),
         }))
@@ -102,9 +101,7 @@ impl Replica {
 
     /// Replaces the whole index with a fresh snapshot of a new feed session.
     async fn reload(&self, pool: &PgPool) -> Result<(), StoreError> {
-        let (fresh, published) = read_snapshot(pool).await?;
-        let (session_id, serial) = (published.session, published.serial);
-        self.published.store(Arc::new(published));
+        let (session_id, serial, fresh) = read_snapshot(pool).await?;
         let old = {
             let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
             *self.session_id.write().unwrap_or_else(|e| e.into_inner()) = session_id;
@@ -169,10 +166,27 @@ impl Replica {
         self.changes.subscribe()
     }
 
-    /// The active set as last published: a pointer, shared by every watcher
-    /// taking a snapshot at that serial.
-    pub fn published(&self) -> Arc<Published> {
-        self.published.load_full()
+    /// A snapshot of the active set for a watcher: the one other watchers
+    /// are reading, if it is at most [`SNAPSHOT_REUSE_WITHIN`] serials old,
+    /// else a fresh copy (watchers asking meanwhile wait for it: a reconnect
+    /// storm builds one, not one each).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        let mut shared = self.shared_snapshot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(snapshot) = shared.upgrade()
+            && snapshot.session == self.session_id()
+            && self.serial() - snapshot.serial <= SNAPSHOT_REUSE_WITHIN
+        {
+            return snapshot;
+        }
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        let snapshot = Arc::new(Snapshot {
+            session: self.session_id(),
+            serial: self.serial(),
+            entries: index.iter().map(|(p, e)| (p, e.clone())).collect(),
+        });
+        drop(index);
+        *shared = Arc::downgrade(&snapshot);
+        snapshot
     }
 
     /// Applies every feed row committed after the applied serial. Serials are
@@ -206,26 +220,6 @@ impl Replica {
                 }
                 self.applied.send_replace(last);
             }
-            // Published before watchers hear of the batch: one subscribing
-            // meanwhile finds it either in the published set or in the news.
-            let current = self.published.load_full();
-            let mut set = current.set.clone();
-            for c in &changes {
-                let key = (c.prefix, c.entry.registration_id);
-                match c.op {
-                    Op::Announce => {
-                        set.insert(key, c.entry.clone());
-                    }
-                    Op::Withdraw => {
-                        set.remove(&key);
-                    }
-                }
-            }
-            self.published.store(Arc::new(Published {
-                session: current.session,
-                serial: last,
-                set,
-            }));
             // Nobody listening is fine.
             let _ = self.changes.send(Applied::Changes(Arc::new(changes)));
             if !full_batch {
@@ -264,20 +258,18 @@ fn locality_key(addr: IpAddr) -> u64 {
     }
 }
 
-/// The index of the active set and the set as published, at the feed's
-/// current serial.
-async fn read_snapshot(pool: &PgPool) -> Result<(Index, Published), StoreError> {
+/// The feed's session, its serial and the index of the active set at that
+/// serial.
+async fn read_snapshot(pool: &PgPool) -> Result<(Uuid, i64, Index), StoreError> {
     let started = Instant::now();
     let mut index = Index::default();
-    let mut set = imbl::OrdMap::new();
-    let (session, serial) = feed::snapshot(pool, |row| {
+    let (session_id, serial) = feed::snapshot(pool, |row| {
         let (prefix, entry) = row.into();
-        set.insert((prefix, entry.registration_id), entry.clone());
         index.insert(prefix, entry);
     })
     .await?;
     tracing::info!(entries = index.len(), serial, elapsed = ?started.elapsed(), "lookup index loaded");
-    Ok((index, Published { session, serial, set }))
+    Ok((session_id, serial, index))
 }
 
 pub(super) fn change(r: FeedRow) -> Change {

@@ -4,14 +4,15 @@
 //! client goes away, falls behind, the feed starts a new session, or the
 //! server stops.
 //!
-//! Watchers share what they send: a snapshot is the replica's published,
-//! immutable set (a pointer per watcher), sent in chunks described by where
-//! they start and materialised only as the client reads them; live deltas
-//! are the replica's applied batches, shared. A watcher holds its position
-//! and at most [`BUFFER`] such descriptions, however large the set.
+//! Watchers share what they send: a snapshot is the replica's shared copy
+//! of the active set (built once for all watchers starting about the same
+//! time), sent in chunks described by their range and materialised only as
+//! the client reads them; live deltas are the replica's applied batches,
+//! shared. A watcher holds its position and at most [`BUFFER`] such
+//! descriptions, however large the set.
 
 use std::{
-    ops::Bound,
+    ops::Range,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -23,7 +24,7 @@ use tokio::sync::{broadcast::error::RecvError, mpsc, watch};
 use uuid::Uuid;
 
 use super::index::Scope;
-use super::replica::{Applied, Change, EntryKey, Published, Replica, change};
+use super::replica::{Applied, Change, Replica, Snapshot, change};
 use crate::db::{StoreError, feed};
 
 /// Entries per snapshot message.
@@ -41,11 +42,10 @@ pub enum WatchEvent {
         session: Uuid,
         serial: i64,
     },
-    /// Part of the snapshot: the `len` entries of `published` from `from` on.
+    /// Part of the snapshot: `snapshot.entries[range]`.
     Snapshot {
-        published: Arc<Published>,
-        from: Bound<EntryKey>,
-        len: usize,
+        snapshot: Arc<Snapshot>,
+        range: Range<usize>,
     },
     SnapshotEnd {
         serial: i64,
@@ -55,17 +55,6 @@ pub enum WatchEvent {
         changes: Arc<Vec<Change>>,
         after: i64,
     },
-}
-
-impl WatchEvent {
-    /// The entries of a snapshot chunk.
-    pub fn chunk<'p>(
-        published: &'p Published,
-        from: &Bound<EntryKey>,
-        len: usize,
-    ) -> impl Iterator<Item = (&'p EntryKey, &'p super::index::Entry)> {
-        published.set.range((*from, Bound::Unbounded)).take(len)
-    }
 }
 
 /// Why a stream ended, other than the client leaving.
@@ -213,7 +202,7 @@ async fn stream(
         let mut live = replica.subscribe();
         let mut last = match resume {
             Some((session, since)) => catch_up(pool, replica, session, since, out).await?,
-            None => snapshot(replica, out).await?,
+            None => snapshot(pool, replica, out).await?,
         };
         loop {
             let batch = tokio::select! {
@@ -266,32 +255,23 @@ async fn catch_up(pool: &PgPool, replica: &Replica, session: Uuid, since: i64, o
     Ok(last)
 }
 
-/// Sends a reset and the replica's published set, chunk by chunk (each a
-/// position in the shared set, not a copy). Returns the serial it is
-/// current at.
-async fn snapshot(replica: &Replica, out: &mut Output) -> Result<i64, Stop> {
-    let published = replica.published();
-    let (session, serial) = (published.session, published.serial);
+/// Sends a reset and a snapshot shared with other watchers, chunk by chunk
+/// (each a range of the shared copy, not a copy), then the feed's rows from
+/// the snapshot's serial up to what the replica has applied. Returns the
+/// last serial sent.
+async fn snapshot(pool: &PgPool, replica: &Replica, out: &mut Output) -> Result<i64, Stop> {
+    let snapshot = replica.snapshot();
+    let (session, serial) = (snapshot.session, snapshot.serial);
     out.send(WatchEvent::Reset { session, serial }).await?;
-    let mut from = Bound::Unbounded;
-    loop {
-        let mut keys = published.set.range((from, Bound::Unbounded)).map(|(k, _)| k);
-        let Some(mut end) = keys.next().copied() else {
-            break;
-        };
-        let mut len = 1;
-        for key in keys.take(SNAPSHOT_CHUNK - 1) {
-            end = *key;
-            len += 1;
-        }
+    for start in (0..snapshot.entries.len()).step_by(SNAPSHOT_CHUNK) {
+        let range = start..(start + SNAPSHOT_CHUNK).min(snapshot.entries.len());
         let chunk = WatchEvent::Snapshot {
-            published: published.clone(),
-            from,
-            len,
+            snapshot: snapshot.clone(),
+            range,
         };
         out.send(chunk).await?;
-        from = Bound::Excluded(end);
     }
     out.send(WatchEvent::SnapshotEnd { serial }).await?;
-    Ok(serial)
+    drop(snapshot);
+    catch_up(pool, replica, session, serial, out).await
 }

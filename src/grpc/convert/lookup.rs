@@ -112,10 +112,11 @@ pub fn watch_event_to_pb(e: WatchEvent, scope: &Scope) -> Option<pb::WatchChange
             session_id: session.to_string(),
             serial,
         }),
-        WatchEvent::Snapshot { published, from, len } => {
-            let entries: Vec<pb::ActiveEntry> = WatchEvent::chunk(&published, &from, len)
+        WatchEvent::Snapshot { snapshot, range } => {
+            let entries: Vec<pb::ActiveEntry> = snapshot.entries[range]
+                .iter()
                 .filter(|(_, e)| scope.admits(e))
-                .map(|((p, _), e)| active_entry(*p, e))
+                .map(|(p, e)| active_entry(*p, e))
                 .collect();
             if entries.is_empty() {
                 return None;
