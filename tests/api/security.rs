@@ -294,7 +294,7 @@ async fn a_principal_over_its_rate_limit_waits_while_another_is_unaffected(pool:
 }
 
 #[sqlx::test]
-async fn failed_authentication_is_rate_limited_per_peer_without_touching_the_database(pool: PgPool) {
+async fn failed_authentication_is_rate_limited_per_peer_address(pool: PgPool) {
     let options = app::Options {
         failed_auth_rate: 5,
         ..test_options()
