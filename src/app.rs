@@ -13,6 +13,7 @@ use tower::{limit::GlobalConcurrencyLimitLayer, load_shed::LoadShedLayer};
 
 use crate::auth::{AuthLayer, Credentials, credentials::RELOAD_INTERVAL, limits::RateLimits};
 use crate::config::{self, ServeArgs};
+use crate::db::notify::Following;
 use crate::domain::principal::RoleKind;
 use crate::grpc::{
     institutions::InstitutionApi, isps::IspApi, lookup::LookupApi, registrations::RegistrationApi, review::ReviewApi,
@@ -67,6 +68,11 @@ pub struct Options {
     pub max_connection_age_grace: Duration,
     /// WatchChanges streams at once; more answer RESOURCE_EXHAUSTED.
     pub max_watchers: usize,
+    /// Where the replica, history lookups and credentials read (a hot
+    /// standby will do); `None`: the primary. Writes always go to the primary.
+    pub read_pool: Option<PgPool>,
+    /// LISTEN for changes (else, and on a standby, follow by polling only).
+    pub notifications: bool,
 }
 
 impl Options {
@@ -87,6 +93,8 @@ impl Options {
             max_connection_age: args.max_connection_age,
             max_connection_age_grace: args.max_connection_age_grace,
             max_watchers: args.max_watchers,
+            read_pool: None,
+            notifications: true,
         }
     }
 }
@@ -110,6 +118,8 @@ impl Default for Options {
             max_connection_age: parse(config::DEFAULT_MAX_CONNECTION_AGE),
             max_connection_age_grace: parse(config::DEFAULT_MAX_CONNECTION_AGE_GRACE),
             max_watchers: config::DEFAULT_MAX_WATCHERS,
+            read_pool: None,
+            notifications: true,
         }
     }
 }
@@ -135,14 +145,21 @@ pub async fn serve(
         .build_v1alpha()?;
 
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-    let credentials = Credentials::load(pool.clone(), options.credential_max_staleness).await?;
-    let credential_follower = tokio::spawn(credentials.clone().follow(RELOAD_INTERVAL, stopping_tx.subscribe()));
+    let reads = options.read_pool.clone().unwrap_or_else(|| pool.clone());
+    let following = Following::choose(&reads, options.notifications).await;
+    let credentials = Credentials::load(reads.clone(), pool.clone(), options.credential_max_staleness).await?;
+    let credential_follower = tokio::spawn(credentials.clone().follow(
+        following,
+        RELOAD_INTERVAL,
+        stopping_tx.subscribe(),
+    ));
     let limits = Arc::new(RateLimits::new(&options.rate_limits, options.failed_auth_rate));
     let limiter_cleanup = tokio::spawn(forget_idle_limits(limits.clone()));
     let replica: ReplicaSlot = Arc::default();
     let follower = tokio::spawn(load_and_follow(
-        pool.clone(),
+        reads.clone(),
         replica.clone(),
+        following,
         options.feed_poll_interval,
         options.watch_backlog,
         stopping_tx.subscribe(),
@@ -158,7 +175,7 @@ pub async fn serve(
         .expiry_interval
         .map(|every| tokio::spawn(expiry::run(registry.clone(), every, stopping_tx.subscribe())));
 
-    let lookups = Lookups::new(pool.clone(), replica, options.max_watchers, stopping_tx.subscribe());
+    let lookups = Lookups::new(reads, replica, options.max_watchers, stopping_tx.subscribe());
     let shutdown_reporter = reporter.clone();
     let signal = async move {
         shutdown.await;

@@ -167,6 +167,11 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub db: DbArgs,
+    /// Where the lookup replica, history lookups and credentials read, e.g. a
+    /// hot standby (followed by polling: standbys have no LISTEN). Writes
+    /// always go to --database-url. Defaults to --database-url.
+    #[arg(long, env = "VPN_REGISTRY_READ_DATABASE_URL")]
+    pub read_database_url: Option<String>,
     /// Maximum PostgreSQL connections in the pool.
     #[arg(long, env = "VPN_REGISTRY_DB_MAX_CONNECTIONS", default_value_t = DEFAULT_DB_MAX_CONNECTIONS)]
     pub db_max_connections: u32,

@@ -79,6 +79,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         listen = %args.listen,
         database_url = %redact_url(&args.db.database_url),
+        read_database_url = %args.read_database_url.as_deref().map(redact_url).unwrap_or_else(|| "(the same)".into()),
         db_max_connections = args.db_max_connections,
         shutdown_grace_secs = args.shutdown_grace_secs,
         expiry_interval_secs = args.expiry_interval_secs,
@@ -135,7 +136,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    let options = app::Options::from_args(&args, tls);
+    let read_pool = match &args.read_database_url {
+        Some(url) if url != &args.db.database_url => Some(
+            db::connect(url, args.db_max_connections, Some(args.statement_timeout))
+                .await
+                .with_context(|| format!("connecting to {}", redact_url(url)))?,
+        ),
+        _ => None,
+    };
+    let options = app::Options {
+        read_pool,
+        ..app::Options::from_args(&args, tls)
+    };
     app::serve(listener, pool, options, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())

@@ -62,7 +62,10 @@ pub enum Refused {
 
 /// The active credentials of this process.
 pub struct Credentials {
+    /// Where credentials are read (a standby will do).
     pool: PgPool,
+    /// Where last-use times are written (the primary).
+    writes: PgPool,
     known: RwLock<HashMap<Hash, Arc<Credential>>>,
     /// When the set was last read successfully.
     refreshed: RwLock<Instant>,
@@ -74,10 +77,12 @@ pub fn now_us() -> i64 {
 }
 
 impl Credentials {
-    /// Loads every active credential; fails when the database does not answer.
-    pub async fn load(pool: PgPool, max_staleness: Duration) -> Result<Arc<Self>, StoreError> {
+    /// Loads every active credential from `pool`; fails when the database
+    /// does not answer. Last-use times are written to `writes`.
+    pub async fn load(pool: PgPool, writes: PgPool, max_staleness: Duration) -> Result<Arc<Self>, StoreError> {
         let this = Arc::new(Self {
             pool,
+            writes,
             known: RwLock::default(),
             refreshed: RwLock::new(Instant::now()),
             max_staleness,
@@ -144,9 +149,14 @@ impl Credentials {
 
     /// Reloads on every change notification and every `interval`, and writes
     /// last-use times back now and then, until `stopping`.
-    pub async fn follow(self: Arc<Self>, interval: Duration, stopping: watch::Receiver<bool>) {
+    pub async fn follow(
+        self: Arc<Self>,
+        following: notify::Following,
+        interval: Duration,
+        stopping: watch::Receiver<bool>,
+    ) {
         let flusher = tokio::spawn(self.clone().flush_last_use(stopping.clone()));
-        notify::follow(&self.pool, TOKENS_CHANNEL, interval, stopping, || async {
+        notify::follow(&self.pool, TOKENS_CHANNEL, following, interval, stopping, || async {
             if let Err(e) = self.reload().await {
                 tracing::warn!(error = %e, "credential reload failed");
             }
@@ -171,7 +181,7 @@ impl Credentials {
                 .filter(|(id, at)| *at > 0 && flushed.get(id) != Some(at))
                 .collect();
             if !used.is_empty() {
-                match tokens::record_last_use(&self.pool, &used).await {
+                match tokens::record_last_use(&self.writes, &used).await {
                     Ok(()) => flushed.extend(used),
                     Err(e) => tracing::warn!(error = %e, "writing token last-use times failed"),
                 }

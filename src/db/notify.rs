@@ -6,13 +6,44 @@ use std::time::Duration;
 use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::watch;
 
+/// How a follower learns of changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Following {
+    /// LISTEN, and read every interval regardless.
+    Notified,
+    /// Read every interval only: a hot standby accepts no LISTEN.
+    Polling,
+}
+
+impl Following {
+    /// Notified unless notifications are turned off or `pool` reads a hot
+    /// standby (where LISTEN does not exist).
+    pub async fn choose(pool: &PgPool, notifications: bool) -> Self {
+        if !notifications {
+            return Self::Polling;
+        }
+        match sqlx::query_scalar::<_, bool>("SELECT pg_is_in_recovery()")
+            .fetch_one(pool)
+            .await
+        {
+            Ok(true) => {
+                tracing::info!("reading a hot standby: following the change feed and credentials by polling");
+                Self::Polling
+            }
+            _ => Self::Notified,
+        }
+    }
+}
+
 /// Calls `refresh` after (re)subscribing to `channel`, on every notification,
 /// and every `interval` regardless, until `stopping` changes. A lost
 /// notification or a dropped LISTEN connection therefore only delays a
-/// refresh; the connection is re-opened on the next round.
+/// refresh; the connection is re-opened on the next round. `Polling` never
+/// subscribes.
 pub async fn follow<F, Fut>(
     pool: &PgPool,
     channel: &str,
+    following: Following,
     interval: Duration,
     mut stopping: watch::Receiver<bool>,
     mut refresh: F,
@@ -22,7 +53,7 @@ pub async fn follow<F, Fut>(
 {
     let mut listener: Option<PgListener> = None;
     loop {
-        if listener.is_none() {
+        if listener.is_none() && following == Following::Notified {
             listener = match PgListener::connect_with(pool).await {
                 Ok(mut l) => match l.listen(channel).await {
                     Ok(()) => Some(l),

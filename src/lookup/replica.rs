@@ -230,8 +230,14 @@ impl Replica {
 
     /// Keeps the replica current until `stopping`: wakes on NOTIFY, and every
     /// `interval` regardless, so a lost notification only delays a change.
-    pub async fn follow(self: Arc<Self>, pool: PgPool, interval: Duration, stopping: watch::Receiver<bool>) {
-        notify::follow(&pool, feed::CHANNEL, interval, stopping, || async {
+    pub async fn follow(
+        self: Arc<Self>,
+        pool: PgPool,
+        following: notify::Following,
+        interval: Duration,
+        stopping: watch::Receiver<bool>,
+    ) {
+        notify::follow(&pool, feed::CHANNEL, following, interval, stopping, || async {
             if let Err(e) = self.catch_up(&pool).await {
                 tracing::warn!(error = %e, "feed catch-up failed; retrying");
             }
@@ -287,6 +293,7 @@ pub(super) fn change(r: FeedRow) -> Change {
 pub async fn load_and_follow(
     pool: PgPool,
     slot: super::ReplicaSlot,
+    following: notify::Following,
     poll: Duration,
     backlog: usize,
     stopping: watch::Receiver<bool>,
@@ -301,5 +308,5 @@ pub async fn load_and_follow(
         }
     };
     let _ = slot.set(replica.clone());
-    replica.follow(pool, poll, stopping).await;
+    replica.follow(pool, following, poll, stopping).await;
 }

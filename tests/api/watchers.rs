@@ -188,3 +188,37 @@ async fn a_snapshot_in_progress_ends_on_shutdown_with_unavailable(pool: PgPool) 
     .expect("the stream ends");
     assert_eq!(ended, Some(Code::Unavailable), "told to resume elsewhere");
 }
+
+#[sqlx::test]
+async fn a_replica_reading_without_notifications_converges_by_polling(pool: PgPool) {
+    // As on a hot standby: a separate read pool, no LISTEN.
+    let options = app::Options {
+        read_pool: Some(runtime_pool(&pool).await),
+        notifications: false,
+        feed_poll_interval: Duration::from_millis(100),
+        ..test_options()
+    };
+    let app = spawn_app_with(pool, options, None).await;
+    let listening: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(listening, 0, "nothing LISTENs");
+    // Credentials arrive by polling too (app.token waits for them).
+    let (_, bank) = app.enrol(pb::InstitutionCategory::Bank).await;
+    let active = app.active(&bank, &["8.8.8.0/24"]).await;
+    let lookup = app.token(Role::Lookup).await;
+    let found = app
+        .lookups(Some(&lookup))
+        .check_address(pb::CheckAddressRequest {
+            address: "8.8.8.8".into(),
+            min_serial: active.feed_serial,
+            ..Default::default()
+        })
+        .await
+        .expect("the replica reaches the serial by polling")
+        .into_inner();
+    assert!(found.registered);
+}
