@@ -103,11 +103,11 @@ pub async fn snapshot(pool: &PgPool, mut each: impl FnMut(ActiveRow)) -> Result<
 const FEED_COLUMNS: &str = "serial, op, prefix, registration_id, institution_id, reference, kind,
     institution_category AS category, peer_prefixes, valid_from, valid_until, isp";
 
-/// The feed's current session and up to `limit` of its rows after `serial`,
-/// in serial order, read by one statement so the two agree.
-pub async fn since(pool: &PgPool, serial: i64, limit: i64) -> Result<(Uuid, Vec<FeedRow>), StoreError> {
+/// The feed's current session, its last serial, and up to `limit` of its
+/// rows after `serial`, in serial order, read by one statement so they agree.
+pub async fn since(pool: &PgPool, serial: i64, limit: i64) -> Result<(Uuid, i64, Vec<FeedRow>), StoreError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT s.session_id, f.*
+        "SELECT s.session_id, s.last_serial, f.*
            FROM feed_state s
            LEFT JOIN LATERAL (
                SELECT {FEED_COLUMNS} FROM change_feed WHERE serial > $1 ORDER BY serial LIMIT $2
@@ -118,8 +118,8 @@ pub async fn since(pool: &PgPool, serial: i64, limit: i64) -> Result<(Uuid, Vec<
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    let session = match rows.first() {
-        Some(r) => r.try_get("session_id")?,
+    let (session, last_serial) = match rows.first() {
+        Some(r) => (r.try_get("session_id")?, r.try_get("last_serial")?),
         None => return Err(StoreError::Corrupt("feed_state has no row".into())),
     };
     let mut feed = Vec::with_capacity(rows.len());
@@ -128,7 +128,7 @@ pub async fn since(pool: &PgPool, serial: i64, limit: i64) -> Result<(Uuid, Vec<
             feed.push(feed_row(r)?);
         }
     }
-    Ok((session, feed))
+    Ok((session, last_serial, feed))
 }
 
 /// Starts a new feed session, for when serials already handed out can no

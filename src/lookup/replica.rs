@@ -74,6 +74,9 @@ pub struct Replica {
     index: RwLock<Index>,
     /// The snapshot watchers share, while any of them holds it.
     shared_snapshot: std::sync::Mutex<std::sync::Weak<Snapshot>>,
+    /// Serials applied here that the database lost (session, above, up to):
+    /// a watcher that saw one must start over.
+    forgotten: std::sync::Mutex<Vec<(Uuid, i64, i64)>>,
     applied: watch::Sender<i64>,
     changes: broadcast::Sender<Applied>,
     /// Serialises catch-ups (the follower and explicit calls).
@@ -90,6 +93,7 @@ impl Replica {
             applied: watch::channel(serial).0,
             index: RwLock::new(index),
             shared_snapshot: std::sync::Mutex::default(),
+            forgotten: std::sync::Mutex::default(),
             changes: broadcast::channel(backlog.max(1)).0,
             catching_up: Mutex::new(()),
         }))
@@ -99,7 +103,8 @@ impl Replica {
         *self.session_id.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Replaces the whole index with a fresh snapshot of a new feed session.
+    /// Replaces the whole index with a fresh snapshot: the feed started a new
+    /// session, or the database is behind what was applied here.
     async fn reload(&self, pool: &PgPool) -> Result<(), StoreError> {
         let (session_id, serial, fresh) = read_snapshot(pool).await?;
         let old = {
@@ -110,9 +115,19 @@ impl Replica {
         };
         // Freed outside the lock: a million entries take a while.
         drop(old);
-        tracing::warn!(%session_id, serial, "the change feed started a new session; index reloaded");
+        tracing::warn!(%session_id, serial, "index reloaded from the database");
         let _ = self.changes.send(Applied::NewSession(session_id));
         Ok(())
+    }
+
+    /// Whether `serial` of `session` was applied here and then lost by the
+    /// database (it may since name another change).
+    pub fn forgot(&self, session: Uuid, serial: i64) -> bool {
+        self.forgotten
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|&(s, above, upto)| s == session && above < serial && serial <= upto)
     }
 
     /// The last feed serial applied here.
@@ -197,8 +212,25 @@ impl Replica {
         let _one_at_a_time = self.catching_up.lock().await;
         let mut total = 0;
         loop {
-            let (session, rows) = feed::since(pool, self.serial(), CATCH_UP_BATCH).await?;
+            let (session, last_serial, rows) = feed::since(pool, self.serial(), CATCH_UP_BATCH).await?;
             if session != self.session_id() {
+                self.reload(pool).await?;
+                return Ok(total);
+            }
+            let applied = self.serial();
+            if last_serial < applied {
+                // Restored from a backup, or a standby promoted without our
+                // last commits: serials above the database's may be handed
+                // out again for other changes. Not trusted, not resumed from.
+                tracing::error!(
+                    database = last_serial,
+                    applied,
+                    "the database is behind this replica (restored or failed over); reloading"
+                );
+                self.forgotten
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((session, last_serial, applied));
                 self.reload(pool).await?;
                 return Ok(total);
             }

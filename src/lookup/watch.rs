@@ -65,7 +65,7 @@ pub enum WatchEnd {
     /// The feed's serials were restarted (the registry was restored): the
     /// watcher's copy must be rebuilt from a snapshot.
     #[error(
-        "the change feed started a new session; reconnect (with your old session_id) to receive a reset and a fresh snapshot"
+        "the change feed started a new session (or the database was restored behind this replica); reconnect (with your old session_id) to receive a reset and a fresh snapshot"
     )]
     NewSession,
     /// Fell too far behind. (Buffered deltas may not have reached it, so it
@@ -135,8 +135,11 @@ pub fn start(
 ) -> Watch {
     let (data, events) = mpsc::channel(BUFFER);
     let (end_tx, end) = mpsc::channel(1);
-    let resume =
-        resume.filter(|(session, since)| *session == replica.session_id() && (0..=replica.serial()).contains(since));
+    // A serial this replica applied and the database then lost (a restore)
+    // may name another change by now: such a watcher starts over.
+    let resume = resume.filter(|&(session, since)| {
+        session == replica.session_id() && (0..=replica.serial()).contains(&since) && !replica.forgot(session, since)
+    });
     let mut out = Output {
         data,
         end: end_tx,
@@ -241,7 +244,7 @@ async fn catch_up(pool: &PgPool, replica: &Replica, session: Uuid, since: i64, o
     let upto = replica.serial();
     let mut last = since;
     while last < upto {
-        let (now, rows) = feed::since(pool, last, RESUME_BATCH).await?;
+        let (now, _, rows) = feed::since(pool, last, RESUME_BATCH).await?;
         if now != session {
             return Err(WatchEnd::NewSession.into());
         }

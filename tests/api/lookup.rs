@@ -848,3 +848,87 @@ async fn a_new_feed_session_after_a_restore_reloads_replicas_and_resets_watchers
     assert!(!copy.entries.iter().any(|(r, _)| *r == lost.reference));
     assert!(check(&mut lookups, "9.9.9.9").await.registered);
 }
+
+#[sqlx::test]
+async fn a_database_behind_the_replica_reloads_it_and_resets_watchers_without_a_new_session(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, bank) = app.enrol(C::Bank).await;
+    let (_, company) = app.enrol(C::Company).await;
+    let lost = app.active(&bank, &["8.8.8.0/24"]).await;
+    let watcher = app.token(Role::Lookup).await;
+    let mut lookups = app.lookups(Some(&watcher));
+    let mut copy = Copy::default();
+    let mut stream = lookups
+        .watch_changes(pb::WatchChangesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    copy.follow(&mut stream, lost.feed_serial).await;
+    let old_session = copy.session.clone();
+
+    // A standby promoted without the approval's commit (or a restore), and
+    // nobody ran `feed new-session`: the database's last serial is behind
+    // what the replica applied; the session is the same.
+    let mut tx = app.pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL session_replication_role = replica")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let id = uuid::Uuid::parse_str(&lost.id).unwrap();
+    for statement in [
+        "DELETE FROM active_prefixes WHERE registration_id = $1",
+        "UPDATE registrations SET state = 'SUSPENDED' WHERE id = $1",
+    ] {
+        sqlx::query(statement).bind(id).execute(&mut *tx).await.unwrap();
+    }
+    sqlx::query("DELETE FROM change_feed WHERE serial >= $1")
+        .bind(lost.feed_serial)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE feed_state SET last_serial = $1 - 1")
+        .bind(lost.feed_serial)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    // The watcher is told to start over, the replica reloads ...
+    let status = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+            .await
+            .expect("the watcher hears of the reload")
+        {
+            Ok(Some(msg)) => copy.apply(msg),
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while check(&mut lookups, "8.8.8.8").await.registered {
+        assert!(std::time::Instant::now() < deadline, "the replica never reloaded");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // ... and new changes reuse the lost serials: resuming from a lost one
+    // (same session) gets a reset and the database's set, not stale deltas.
+    let after = app.active(&company, &["9.9.9.0/24"]).await;
+    assert!(
+        after.feed_serial >= lost.feed_serial,
+        "the serials are handed out again"
+    );
+    let mut stream = lookups
+        .watch_changes(pb::WatchChangesRequest {
+            session_id: old_session.clone(),
+            since_serial: copy.serial,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    copy.serial = 0;
+    copy.entries.clear();
+    copy.follow(&mut stream, after.feed_serial).await;
+    assert_eq!(copy.session, old_session, "the same session, started over");
+    assert_eq!(copy.entries, db_active_set(&app.pool).await);
+    assert!(!copy.entries.iter().any(|(r, _)| *r == lost.reference));
+}
