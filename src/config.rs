@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use uuid::Uuid;
 
 use crate::domain::principal::RoleKind;
+use crate::telemetry::LogFormat;
 
 /// Where `serve` listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -47,6 +48,9 @@ pub const DEFAULT_RUNTIME_ROLE: &str = "vpn_registry_runtime";
     about = "National registry of VPNs (gRPC service and admin tools)"
 )]
 pub struct Cli {
+    /// How log lines are written (to stderr).
+    #[arg(long, global = true, env = "VPN_REGISTRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -14,7 +14,7 @@ use vpn_registry::{
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init();
+    telemetry::init(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(args).await?,
         Command::Migrate(args) => {

@@ -191,6 +191,13 @@ fn serve(args: &[&str], url: &str) -> Served {
             if let Some(addr) = line.split("addr=").nth(1).filter(|_| line.contains("listening")) {
                 let _ = addr_tx.send(addr.trim().to_owned());
             }
+            // With --log-format json, the same event as an object.
+            if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
+                && event["fields"]["message"] == "listening"
+                && let Some(addr) = event["fields"]["addr"].as_str()
+            {
+                let _ = addr_tx.send(addr.to_owned());
+            }
             logs.push(line);
         }
         logs
@@ -341,4 +348,26 @@ async fn serving_plaintext_beyond_loopback_is_warned_about(pool: PgPool) {
         .unwrap();
     let logs = served.logs.join().unwrap().join("\n");
     assert!(logs.contains("WARN") && logs.contains("PLAINTEXT"), "{logs}");
+}
+
+#[sqlx::test]
+async fn json_logs_are_one_object_per_line(pool: PgPool) {
+    let served = serve(&["--log-format", "json"], &database_url(&pool));
+    signal(&served.child, "TERM");
+    let mut child = served.child;
+    tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let lines = served.logs.join().unwrap();
+    assert!(lines.len() >= 2, "{lines:?}");
+    for line in &lines {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(event["timestamp"].is_string() && event["level"].is_string(), "{line}");
+        assert!(event["fields"]["message"].is_string(), "{line}");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("\"statement_timeout\"")),
+        "the effective configuration is a structured event"
+    );
 }
