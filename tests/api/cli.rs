@@ -208,6 +208,19 @@ fn serve(args: &[&str], url: &str) -> Served {
     Served { child, addr, logs }
 }
 
+impl Served {
+    /// Sends SIGTERM, waits for the exit, and returns the exit status and log lines.
+    async fn stop(self) -> (std::process::ExitStatus, Vec<String>) {
+        signal(&self.child, "TERM");
+        let mut child = self.child;
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        (status, self.logs.join().unwrap())
+    }
+}
+
 fn signal(child: &std::process::Child, name: &str) {
     let sent = Command::new("kill")
         .args([&format!("-{name}"), &child.id().to_string()])
@@ -339,27 +352,14 @@ async fn sighup_rotates_the_tls_certificate_without_dropping_connections(pool: P
 
 #[sqlx::test]
 async fn serving_plaintext_beyond_loopback_is_warned_about(pool: PgPool) {
-    let served = serve(&["--listen", "0.0.0.0:0"], &database_url(&pool));
-    signal(&served.child, "TERM");
-    let mut child = served.child;
-    tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    let logs = served.logs.join().unwrap().join("\n");
+    let (_, logs) = serve(&["--listen", "0.0.0.0:0"], &database_url(&pool)).stop().await;
+    let logs = logs.join("\n");
     assert!(logs.contains("WARN") && logs.contains("PLAINTEXT"), "{logs}");
 }
 
 #[sqlx::test]
 async fn json_logs_are_one_object_per_line(pool: PgPool) {
-    let served = serve(&["--log-format", "json"], &database_url(&pool));
-    signal(&served.child, "TERM");
-    let mut child = served.child;
-    tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    let lines = served.logs.join().unwrap();
+    let (_, lines) = serve(&["--log-format", "json"], &database_url(&pool)).stop().await;
     assert!(lines.len() >= 2, "{lines:?}");
     for line in &lines {
         let event: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));

@@ -759,6 +759,35 @@ async fn a_watcher_that_falls_behind_is_dropped_with_a_status_it_can_resume_from
     }
 }
 
+/// The database as a backup taken before `lost` was approved would restore
+/// it: not active, its feed rows and serials gone (they will be handed out
+/// again for other changes), the session unchanged.
+async fn rewind_before(app: &TestApp, lost: &pb::Registration) {
+    let mut tx = app.pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL session_replication_role = replica")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let id = uuid::Uuid::parse_str(&lost.id).unwrap();
+    for statement in [
+        "DELETE FROM active_prefixes WHERE registration_id = $1",
+        "UPDATE registrations SET state = 'SUSPENDED' WHERE id = $1",
+    ] {
+        sqlx::query(statement).bind(id).execute(&mut *tx).await.unwrap();
+    }
+    sqlx::query("DELETE FROM change_feed WHERE serial >= $1")
+        .bind(lost.feed_serial)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE feed_state SET last_serial = $1 - 1")
+        .bind(lost.feed_serial)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
 #[sqlx::test]
 async fn a_new_feed_session_after_a_restore_reloads_replicas_and_resets_watchers(pool: PgPool) {
     let app = spawn_app(pool).await;
@@ -779,33 +808,7 @@ async fn a_new_feed_session_after_a_restore_reloads_replicas_and_resets_watchers
     // A restore from a backup taken before the approval: the registration
     // is not active in the restored database, and the serials the approval
     // used will be handed out again for other changes.
-    let mut tx = app.pool.begin().await.unwrap();
-    sqlx::query("SET LOCAL session_replication_role = replica")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    let id = uuid::Uuid::parse_str(&lost.id).unwrap();
-    sqlx::query("DELETE FROM active_prefixes WHERE registration_id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE registrations SET state = 'SUSPENDED' WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    sqlx::query("DELETE FROM change_feed WHERE serial >= $1")
-        .bind(lost.feed_serial)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE feed_state SET last_serial = $1 - 1")
-        .bind(lost.feed_serial)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    rewind_before(&app, &lost).await;
     let session =
         vpn_registry::db::feed::new_session(&app.pool, &vpn_registry::domain::principal::Actor::operator("test"))
             .await
@@ -869,29 +872,7 @@ async fn a_database_behind_the_replica_reloads_it_and_resets_watchers_without_a_
     // A standby promoted without the approval's commit (or a restore), and
     // nobody ran `feed new-session`: the database's last serial is behind
     // what the replica applied; the session is the same.
-    let mut tx = app.pool.begin().await.unwrap();
-    sqlx::query("SET LOCAL session_replication_role = replica")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    let id = uuid::Uuid::parse_str(&lost.id).unwrap();
-    for statement in [
-        "DELETE FROM active_prefixes WHERE registration_id = $1",
-        "UPDATE registrations SET state = 'SUSPENDED' WHERE id = $1",
-    ] {
-        sqlx::query(statement).bind(id).execute(&mut *tx).await.unwrap();
-    }
-    sqlx::query("DELETE FROM change_feed WHERE serial >= $1")
-        .bind(lost.feed_serial)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE feed_state SET last_serial = $1 - 1")
-        .bind(lost.feed_serial)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    rewind_before(&app, &lost).await;
 
     // The watcher is told to start over, the replica reloads ...
     let status = loop {
