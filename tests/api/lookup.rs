@@ -759,6 +759,68 @@ async fn a_watcher_that_falls_behind_is_dropped_with_a_status_it_can_resume_from
     }
 }
 
+/// A replica with a watcher that holds the active set, in which `lost` (the
+/// bank's 8.8.8.0/24) is about to be lost by the database.
+struct Scene {
+    app: TestApp,
+    company: String,
+    lost: pb::Registration,
+    lookups: Lookups,
+    copy: Copy,
+    stream: tonic::Streaming<pb::WatchChangesResponse>,
+}
+
+impl Scene {
+    async fn new(pool: PgPool) -> Self {
+        let app = spawn_app(pool).await;
+        let (_, bank) = app.enrol(C::Bank).await;
+        let (_, company) = app.enrol(C::Company).await;
+        let lost = app.active(&bank, &["8.8.8.0/24"]).await;
+        let watcher = app.token(Role::Lookup).await;
+        let mut lookups = app.lookups(Some(&watcher));
+        let mut copy = Copy::default();
+        let mut stream = lookups
+            .watch_changes(pb::WatchChangesRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        copy.follow(&mut stream, lost.feed_serial).await;
+        Self {
+            app,
+            company,
+            lost,
+            lookups,
+            copy,
+            stream,
+        }
+    }
+}
+
+impl Copy {
+    /// Applies what arrives until the stream ends with a status.
+    async fn until_ended(&mut self, stream: &mut tonic::Streaming<pb::WatchChangesResponse>) -> tonic::Status {
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+                .await
+                .expect("the watcher is told to start over")
+            {
+                Ok(Some(msg)) => self.apply(msg),
+                Ok(None) => panic!("the stream ended without a status"),
+                Err(status) => return status,
+            }
+        }
+    }
+}
+
+/// Waits until `address` is no longer registered (the replica reloaded).
+async fn until_unregistered(lookups: &mut Lookups, address: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while check(lookups, address).await.registered {
+        assert!(std::time::Instant::now() < deadline, "the replica never reloaded");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// The database as a backup taken before `lost` was approved would restore
 /// it: not active, its feed rows and serials gone (they will be handed out
 /// again for other changes), the session unchanged.
@@ -790,19 +852,14 @@ async fn rewind_before(app: &TestApp, lost: &pb::Registration) {
 
 #[sqlx::test]
 async fn a_new_feed_session_after_a_restore_reloads_replicas_and_resets_watchers(pool: PgPool) {
-    let app = spawn_app(pool).await;
-    let (_, bank) = app.enrol(C::Bank).await;
-    let (_, company) = app.enrol(C::Company).await;
-    let lost = app.active(&bank, &["8.8.8.0/24"]).await;
-    let watcher = app.token(Role::Lookup).await;
-    let mut lookups = app.lookups(Some(&watcher));
-    let mut copy = Copy::default();
-    let mut stream = lookups
-        .watch_changes(pb::WatchChangesRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    copy.follow(&mut stream, lost.feed_serial).await;
+    let Scene {
+        app,
+        company,
+        lost,
+        mut lookups,
+        mut copy,
+        mut stream,
+    } = Scene::new(pool).await;
     assert!(check(&mut lookups, "8.8.8.8").await.registered);
 
     // A restore from a backup taken before the approval: the registration
@@ -815,24 +872,11 @@ async fn a_new_feed_session_after_a_restore_reloads_replicas_and_resets_watchers
             .unwrap();
 
     // The watcher is told to resynchronise ...
-    let status = loop {
-        match tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
-            .await
-            .expect("the watcher hears of the new session")
-        {
-            Ok(Some(msg)) => copy.apply(msg),
-            Ok(None) => panic!("the stream ended without a status"),
-            Err(status) => break status,
-        }
-    };
+    let status = copy.until_ended(&mut stream).await;
     assert_eq!(status.code(), Code::Aborted, "{status:?}");
     assert!(status.message().contains("new session"), "{}", status.message());
     // ... the replica reloads (no restart) ...
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while check(&mut lookups, "8.8.8.8").await.registered {
-        assert!(std::time::Instant::now() < deadline, "the replica never reloaded");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    until_unregistered(&mut lookups, "8.8.8.8").await;
     // ... and resuming with the old session gets a reset and a snapshot of
     // the restored set, then live changes of the new session.
     let mut stream = lookups
@@ -854,19 +898,14 @@ async fn a_new_feed_session_after_a_restore_reloads_replicas_and_resets_watchers
 
 #[sqlx::test]
 async fn a_database_behind_the_replica_reloads_it_and_resets_watchers_without_a_new_session(pool: PgPool) {
-    let app = spawn_app(pool).await;
-    let (_, bank) = app.enrol(C::Bank).await;
-    let (_, company) = app.enrol(C::Company).await;
-    let lost = app.active(&bank, &["8.8.8.0/24"]).await;
-    let watcher = app.token(Role::Lookup).await;
-    let mut lookups = app.lookups(Some(&watcher));
-    let mut copy = Copy::default();
-    let mut stream = lookups
-        .watch_changes(pb::WatchChangesRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    copy.follow(&mut stream, lost.feed_serial).await;
+    let Scene {
+        app,
+        company,
+        lost,
+        mut lookups,
+        mut copy,
+        mut stream,
+    } = Scene::new(pool).await;
     let old_session = copy.session.clone();
 
     // A standby promoted without the approval's commit (or a restore), and
@@ -875,22 +914,9 @@ async fn a_database_behind_the_replica_reloads_it_and_resets_watchers_without_a_
     rewind_before(&app, &lost).await;
 
     // The watcher is told to start over, the replica reloads ...
-    let status = loop {
-        match tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
-            .await
-            .expect("the watcher hears of the reload")
-        {
-            Ok(Some(msg)) => copy.apply(msg),
-            Ok(None) => panic!("the stream ended without a status"),
-            Err(status) => break status,
-        }
-    };
+    let status = copy.until_ended(&mut stream).await;
     assert_eq!(status.code(), Code::Aborted, "{status:?}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while check(&mut lookups, "8.8.8.8").await.registered {
-        assert!(std::time::Instant::now() < deadline, "the replica never reloaded");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    until_unregistered(&mut lookups, "8.8.8.8").await;
     // ... and new changes reuse the lost serials: resuming from a lost one
     // (same session) gets a reset and the database's set, not stale deltas.
     let after = app.active(&company, &["9.9.9.0/24"]).await;
