@@ -27,10 +27,43 @@ pub enum StoreError {
     /// `domain`, enforced a second time where no race can slip past them.
     #[error(transparent)]
     Refused(Refusal),
+    /// PostgreSQL could not be reached, or is shutting down, restarting,
+    /// overloaded or cancelled the statement: worth retrying.
+    #[error("database unavailable: {0}")]
+    Unavailable(sqlx::Error),
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("stored data unreadable: {0}")]
     Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_transient(&e) {
+            Self::Unavailable(e)
+        } else {
+            Self::Database(e)
+        }
+    }
+}
+
+/// Whether `e` says the database is (for now) out of reach rather than that
+/// the statement is wrong: connection failures, pool exhaustion, and the
+/// SQLSTATEs of connection exceptions (08), operator intervention such as a
+/// shutdown or a cancelled statement (57), and insufficient resources (53).
+fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57") || c.starts_with("53")),
+        _ => false,
+    }
 }
 
 /// The name of the constraint a database error violated, if any.

@@ -88,9 +88,9 @@ fn store(e: StoreError) -> Status {
         ),
         StoreError::AlreadyExists(_) => Status::already_exists(msg),
         StoreError::Refused(r) => refusal(r),
-        StoreError::Database(sqlx::Error::PoolTimedOut) => {
-            tracing::error!("database pool exhausted");
-            Status::unavailable("database busy; retry with backoff")
+        StoreError::Unavailable(e) => {
+            tracing::warn!(error = %e, "database unavailable");
+            Status::unavailable("database unavailable; retry with backoff")
         }
         StoreError::Database(e) => {
             tracing::error!(error = %e, "database error");
