@@ -7,7 +7,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{codegen::http, transport::Server};
+use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tower::{limit::GlobalConcurrencyLimitLayer, load_shed::LoadShedLayer};
 
@@ -19,6 +19,7 @@ use crate::grpc::{
     institutions::InstitutionApi, isps::IspApi, lookup::LookupApi, registrations::RegistrationApi, review::ReviewApi,
 };
 use crate::lookup::{Lookups, ReplicaSlot, replica::load_and_follow};
+use crate::observe::{self, Metrics, ObserveLayer, Vitals, summary::LookupSummary, vitals};
 use crate::pb::{
     self, institution_service_server::InstitutionServiceServer, isp_service_server::IspServiceServer,
     lookup_service_server::LookupServiceServer, registration_service_server::RegistrationServiceServer,
@@ -73,6 +74,19 @@ pub struct Options {
     pub read_pool: Option<PgPool>,
     /// LISTEN for changes (else, and on a standby, follow by polling only).
     pub notifications: bool,
+    /// Label calls with their token in the metrics (reveals who is connected).
+    pub metrics_per_principal: bool,
+    /// Readiness fails when the index is further behind the feed than this.
+    pub max_feed_lag: Duration,
+    /// How often lookups (logged one by one only at debug) are summarised.
+    pub access_summary_interval: Duration,
+}
+
+/// Where a server listens: gRPC, and optionally the operator's HTTP
+/// listener (metrics and health; without it nothing is recorded).
+pub struct Listeners {
+    pub grpc: TcpListener,
+    pub http: Option<TcpListener>,
 }
 
 impl Options {
@@ -95,6 +109,9 @@ impl Options {
             max_watchers: args.max_watchers,
             read_pool: None,
             notifications: true,
+            metrics_per_principal: args.metrics_per_principal,
+            max_feed_lag: args.max_feed_lag,
+            access_summary_interval: args.access_summary_interval,
         }
     }
 }
@@ -120,6 +137,9 @@ impl Default for Options {
             max_watchers: config::DEFAULT_MAX_WATCHERS,
             read_pool: None,
             notifications: true,
+            metrics_per_principal: false,
+            max_feed_lag: parse(config::DEFAULT_MAX_FEED_LAG),
+            access_summary_interval: parse(config::DEFAULT_ACCESS_SUMMARY_INTERVAL),
         }
     }
 }
@@ -128,7 +148,7 @@ impl Default for Options {
 /// in-flight calls finish for at most `shutdown_grace`. Health reports
 /// NOT_SERVING from the moment shutdown begins.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Listeners,
     pool: PgPool,
     options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -164,18 +184,54 @@ pub async fn serve(
         options.watch_backlog,
         stopping_tx.subscribe(),
     ));
+    let registry = Registry::new(pool.clone());
+    let expiry_stats = Arc::new(expiry::Stats::default());
+    let expiry = options.expiry_interval.map(|every| {
+        tokio::spawn(expiry::run(
+            registry.clone(),
+            every,
+            expiry_stats.clone(),
+            stopping_tx.subscribe(),
+        ))
+    });
+
+    let lookups = Lookups::new(reads.clone(), replica, options.max_watchers, stopping_tx.subscribe());
+    let metrics = Arc::new(match listeners.http {
+        Some(_) => Metrics::enabled(options.metrics_per_principal),
+        None => Metrics::disabled(),
+    });
+    let mut pools = vec![("primary", pool.clone())];
+    if options.read_pool.is_some() {
+        pools.push(("read", reads.clone()));
+    }
+    let vitals = Arc::new(Vitals::new(vitals::Sources {
+        lookups: lookups.clone(),
+        credentials: credentials.clone(),
+        limits: limits.clone(),
+        pools,
+        expiry: expiry_stats,
+        metrics: metrics.clone(),
+        max_feed_lag: options.max_feed_lag,
+        stopping: stopping_tx.subscribe(),
+    }));
     let probe = tokio::spawn(health::probe(
         pool.clone(),
-        replica.clone(),
+        reads,
+        vitals.clone(),
         reporter.clone(),
         stopping_tx.subscribe(),
     ));
-    let registry = Registry::new(pool.clone());
-    let expiry = options
-        .expiry_interval
-        .map(|every| tokio::spawn(expiry::run(registry.clone(), every, stopping_tx.subscribe())));
-
-    let lookups = Lookups::new(reads, replica, options.max_watchers, stopping_tx.subscribe());
+    let http = listeners
+        .http
+        .map(|l| tokio::spawn(observe::http::serve(l, vitals.clone())));
+    let upkeep = tokio::spawn(fold_latencies(metrics.clone()));
+    let summary = Arc::new(LookupSummary::default());
+    let summariser = tokio::spawn({
+        let summary = summary.clone();
+        let every = options.access_summary_interval;
+        let stopping = stopping_tx.subscribe();
+        async move { summary.log_every(every, stopping).await }
+    });
     let shutdown_reporter = reporter.clone();
     let signal = async move {
         shutdown.await;
@@ -185,7 +241,6 @@ pub async fn serve(
     };
 
     let router = Server::builder()
-        .trace_fn(request_span)
         .max_concurrent_streams(options.max_concurrent_streams)
         .http2_keepalive_interval(Some(options.keepalive_interval))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -193,7 +248,9 @@ pub async fn serve(
         .max_connection_age_grace(options.max_connection_age_grace)
         .http2_max_header_list_size(MAX_HEADER_LIST)
         .tcp_nodelay(true)
-        // Outermost first: beyond the limit, answer at once rather than queue.
+        // Outermost first: every call is counted and logged, then beyond
+        // the limit answered at once rather than queued.
+        .layer(ObserveLayer::new(metrics, summary))
         .layer(LoadShedLayer::new())
         .layer(GlobalConcurrencyLimitLayer::new(options.max_concurrent_requests))
         .layer(AuthLayer::new(credentials, limits))
@@ -229,10 +286,14 @@ pub async fn serve(
         match options.tls {
             Some(tls) => {
                 router
-                    .serve_with_incoming_shutdown(tls.incoming(listener), signal)
+                    .serve_with_incoming_shutdown(tls.incoming(listeners.grpc), signal)
                     .await
             }
-            None => router.serve_with_incoming_shutdown(incoming(listener), signal).await,
+            None => {
+                router
+                    .serve_with_incoming_shutdown(incoming(listeners.grpc), signal)
+                    .await
+            }
         }
     };
 
@@ -249,6 +310,11 @@ pub async fn serve(
         }
     };
     probe.abort();
+    upkeep.abort();
+    summariser.abort();
+    if let Some(http) = http {
+        http.abort();
+    }
     follower.abort();
     credential_follower.abort();
     limiter_cleanup.abort();
@@ -265,16 +331,13 @@ async fn forget_idle_limits(limits: Arc<RateLimits>) {
     }
 }
 
-/// One span per call, carrying the caller's `x-request-id` or a fresh one.
-/// Lookups, the hot path, get theirs at debug level only.
-fn request_span(req: &http::Request<()>) -> tracing::Span {
-    let path = req.uri().path();
-    let caller_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok());
-    if path.starts_with("/vpnregistry.v1.LookupService/") {
-        return tracing::debug_span!("rpc", method = %path, request_id = caller_id.unwrap_or_default());
+/// Folds recorded latencies into histogram buckets now and then, so memory
+/// stays bounded when nobody scrapes.
+async fn fold_latencies(metrics: Arc<Metrics>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        metrics.upkeep();
     }
-    let request_id = caller_id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-    tracing::info_span!("rpc", method = %path, %request_id)
 }
 
 /// Accepted plaintext connections with Nagle's algorithm off: responses that

@@ -151,3 +151,23 @@ pub fn dev_certs(args: &DevCertsArgs) -> anyhow::Result<()> {
         .with_context(|| format!("writing into {}", args.out.display()))?;
     Ok(())
 }
+
+/// Asks the local server's /readyz (or /livez): `Err` says why it is not healthy.
+pub async fn healthcheck(args: &crate::config::HealthcheckArgs) -> anyhow::Result<()> {
+    let mut addr = args.metrics_listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let path = if args.live { "/livez" } else { "/readyz" };
+    let (status, body) = tokio::time::timeout(args.timeout, crate::observe::http::fetch(addr, path))
+        .await
+        .with_context(|| format!("no answer from {addr} within {:?}", args.timeout))?
+        .with_context(|| format!("asking http://{addr}{path}"))?;
+    if status != 200 {
+        bail!("{path} answered {status}: {}", body.trim());
+    }
+    Ok(())
+}

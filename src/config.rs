@@ -38,6 +38,13 @@ pub const DEFAULT_MAX_CONNECTION_AGE: &str = "1h";
 pub const DEFAULT_MAX_CONNECTION_AGE_GRACE: &str = "5m";
 /// WatchChanges streams one replica serves at once.
 pub const DEFAULT_MAX_WATCHERS: usize = 10_000;
+/// Where the metrics and health listener binds unless told otherwise
+/// (Prometheus's port for exporters in the 94xx range; loopback only).
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+/// Readiness fails when the lookup index is further behind than this.
+pub const DEFAULT_MAX_FEED_LAG: &str = "30s";
+/// How often lookups are summarised in the log.
+pub const DEFAULT_ACCESS_SUMMARY_INTERVAL: &str = "60s";
 /// The PostgreSQL role `serve` runs as, which `migrate` grants what it needs.
 pub const DEFAULT_RUNTIME_ROLE: &str = "vpn_registry_runtime";
 
@@ -58,7 +65,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gRPC service (creates the database and applies migrations first).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply the embedded migrations (as the schema owner), grant the runtime
     /// role what `serve` needs, and exit.
     Migrate(MigrateArgs),
@@ -74,6 +81,40 @@ pub enum Command {
     /// Operate the change feed that lookup replicas and gateways follow.
     #[command(subcommand)]
     Feed(FeedCommand),
+    /// Exit 0 when the local server is ready (GET /readyz on its metrics
+    /// listener), 1 otherwise: a container HEALTHCHECK without shell or curl.
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// The server's metrics and health listener (as given to `serve`; an
+    /// unspecified address such as 0.0.0.0 is asked on loopback).
+    #[arg(long, env = "VPN_REGISTRY_METRICS_LISTEN", default_value = DEFAULT_METRICS_LISTEN)]
+    pub metrics_listen: SocketAddr,
+    /// Ask /livez (the process answers) instead of /readyz (it can serve).
+    #[arg(long)]
+    pub live: bool,
+    /// How long to wait for an answer.
+    #[arg(long, default_value = "3s", value_parser = duration)]
+    pub timeout: Duration,
+}
+
+/// An address to listen on, or none (an empty value turns the listener off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalListen(pub Option<SocketAddr>);
+
+impl std::str::FromStr for OptionalListen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim().is_empty() {
+            return Ok(Self(None));
+        }
+        s.trim()
+            .parse()
+            .map(|a| Self(Some(a)))
+            .map_err(|e| format!("{s:?}: {e} (host:port, or empty to disable)"))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -231,6 +272,21 @@ pub struct ServeArgs {
     /// WatchChanges streams served at once; more answer RESOURCE_EXHAUSTED.
     #[arg(long, env = "VPN_REGISTRY_MAX_WATCHERS", default_value_t = DEFAULT_MAX_WATCHERS)]
     pub max_watchers: usize,
+    /// HTTP listener for Prometheus (/metrics) and health (/livez, /readyz,
+    /// /status); empty disables it (and metrics recording).
+    #[arg(long, env = "VPN_REGISTRY_METRICS_LISTEN", default_value = DEFAULT_METRICS_LISTEN)]
+    pub metrics_listen: OptionalListen,
+    /// Label per-call metrics with the caller's token id (off: it reveals
+    /// who is connected to anyone who can scrape).
+    #[arg(long, env = "VPN_REGISTRY_METRICS_PER_PRINCIPAL")]
+    pub metrics_per_principal: bool,
+    /// Readiness (and LookupService health) fails when the lookup index is
+    /// further behind the change feed than this.
+    #[arg(long, env = "VPN_REGISTRY_MAX_FEED_LAG", default_value = DEFAULT_MAX_FEED_LAG, value_parser = duration)]
+    pub max_feed_lag: Duration,
+    /// How often the log summarises lookups (each lookup is logged only at debug).
+    #[arg(long, env = "VPN_REGISTRY_ACCESS_SUMMARY_INTERVAL", default_value = DEFAULT_ACCESS_SUMMARY_INTERVAL, value_parser = duration)]
+    pub access_summary_interval: Duration,
 }
 
 impl ServeArgs {

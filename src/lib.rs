@@ -15,6 +15,7 @@ pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod lookup;
+pub mod observe;
 pub mod pb;
 pub mod registry;
 pub mod tasks;

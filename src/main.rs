@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
     match cli.command {
-        Command::Serve(args) => serve(args).await?,
+        Command::Serve(args) => serve(*args).await?,
         Command::Migrate(args) => {
             db::ensure_database(&args.db.database_url)
                 .await
@@ -65,6 +65,12 @@ async fn main() -> anyhow::Result<()> {
             } => cli::add_isp(&connect(&db).await?, &code, &name, &operator.name()).await?,
             IspCommand::List { db } => cli::list_isps(&connect(&db).await?, &mut std::io::stdout()).await?,
         },
+        Command::Healthcheck(args) => {
+            if let Err(why) = cli::healthcheck(&args).await {
+                writeln!(std::io::stderr(), "unhealthy: {why}")?;
+                std::process::exit(1);
+            }
+        }
         Command::Feed(FeedCommand::NewSession { db, operator }) => {
             let actor = Actor::operator(&operator.name());
             let session = db::feed::new_session(&connect(&db).await?, &actor).await?;
@@ -96,6 +102,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_connection_age = ?args.max_connection_age,
         max_connection_age_grace = ?args.max_connection_age_grace,
         max_watchers = args.max_watchers,
+        metrics_listen = ?args.metrics_listen.0,
+        metrics_per_principal = args.metrics_per_principal,
+        max_feed_lag = ?args.max_feed_lag,
+        access_summary_interval = ?args.access_summary_interval,
         "starting vpn-registry {}", env!("CARGO_PKG_VERSION")
     );
     let pool = db::connect(
@@ -136,6 +146,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
+    let http = match args.metrics_listen.0 {
+        Some(addr) => {
+            let l = app::bind(addr).await.with_context(|| {
+                format!("binding the metrics and health listener {addr} (--metrics-listen; empty disables it)")
+            })?;
+            tracing::info!(addr = %l.local_addr()?, "metrics and health listening (/metrics, /livez, /readyz, /status)");
+            Some(l)
+        }
+        None => {
+            tracing::info!("metrics and health listener disabled");
+            None
+        }
+    };
     let read_pool = match &args.read_database_url {
         Some(url) if url != &args.db.database_url => Some(
             db::connect(url, args.db_max_connections, Some(args.statement_timeout))
@@ -148,7 +171,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         read_pool,
         ..app::Options::from_args(&args, tls)
     };
-    app::serve(listener, pool, options, shutdown_signal()).await?;
+    let listeners = app::Listeners { grpc: listener, http };
+    app::serve(listeners, pool, options, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -26,6 +26,7 @@ use super::credentials::{Credential, Credentials, Refused};
 use super::limits::RateLimits;
 use super::{permissions, token};
 use crate::domain::principal::Principal;
+use crate::observe::Caller;
 use crate::tls::certificate_sha256;
 
 /// Resolves `authorization: Bearer <token>` against the credentials held in memory.
@@ -107,6 +108,11 @@ struct Peer<'a> {
 /// The client certificates of a TLS connection (leaf first).
 type PeerCertificates = Arc<Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>>;
 
+/// The address a request came from (for logs).
+pub fn peer_addr<B>(req: &http::Request<B>) -> Option<IpAddr> {
+    Some(peer(req).0).filter(|a| !a.is_unspecified())
+}
+
 /// The address a request came from, and the certificates its connection
 /// presented (none on plaintext).
 fn peer<B>(req: &http::Request<B>) -> (IpAddr, Option<PeerCertificates>) {
@@ -135,6 +141,10 @@ impl Gate {
         let credential = self.authenticate(req.headers(), &peer)?;
         let principal = &credential.principal;
         let role = principal.role.kind();
+        // For the access log and metrics, even if refused below.
+        if let Some(caller) = req.extensions().get::<Caller>() {
+            caller.identify(principal.id, role);
+        }
         let Some(allowed) = permissions::allowed(path) else {
             return Err(Status::unimplemented(format!("no method {path}")));
         };
@@ -147,6 +157,7 @@ impl Gate {
             )));
         }
         if let Err(wait) = self.limits.admit(role, principal.id) {
+            self.limits.count_limited(role);
             return Err(too_many(
                 &format!("rate limit of role {role} exceeded; retry later"),
                 wait,
@@ -157,6 +168,7 @@ impl Gate {
 
     fn authenticate(&self, headers: &http::HeaderMap, peer: &Peer<'_>) -> Result<Arc<Credential>, Status> {
         let refused = |message: &str| -> Status {
+            self.limits.count_auth_failure();
             match self.limits.failed_authentication(peer.addr) {
                 Ok(()) => Status::unauthenticated(message),
                 Err(wait) => too_many("too many failed authentications from this address", wait),

@@ -1,7 +1,13 @@
 //! Rate limits (governor's GCRA): per principal by role, with a burst of one
 //! second's worth, and on failed authentication per peer address.
 
-use std::{collections::HashMap, net::IpAddr, num::NonZeroU32, time::Duration};
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    num::NonZeroU32,
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    time::Duration,
+};
 
 use governor::{
     DefaultKeyedRateLimiter, Quota, RateLimiter,
@@ -29,6 +35,10 @@ pub struct RateLimits {
     per_role: HashMap<RoleKind, DefaultKeyedRateLimiter<Uuid>>,
     failures: DefaultKeyedRateLimiter<IpAddr>,
     clock: DefaultClock,
+    /// Calls refused over a rate limit, by role (in `RoleKind::ALL` order).
+    limited: [AtomicU64; RoleKind::ALL.len()],
+    /// Calls refused for their credentials.
+    auth_failures: AtomicU64,
 }
 
 fn per_second(n: NonZeroU32) -> Quota {
@@ -51,6 +61,8 @@ impl RateLimits {
             per_role,
             failures,
             clock: DefaultClock::default(),
+            limited: Default::default(),
+            auth_failures: AtomicU64::new(0),
         }
     }
 
@@ -70,6 +82,29 @@ impl RateLimits {
         self.failures
             .check_key(&addr)
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+
+    pub fn count_limited(&self, role: RoleKind) {
+        if let Some(i) = RoleKind::ALL.iter().position(|r| *r == role) {
+            self.limited[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn count_auth_failure(&self) {
+        self.auth_failures.fetch_add(1, Relaxed);
+    }
+
+    /// Calls refused over a rate limit so far, per role.
+    pub fn limited(&self) -> impl Iterator<Item = (RoleKind, u64)> + '_ {
+        RoleKind::ALL
+            .iter()
+            .zip(&self.limited)
+            .map(|(r, n)| (*r, n.load(Relaxed)))
+    }
+
+    /// Calls refused for their credentials so far.
+    pub fn auth_failures(&self) -> u64 {
+        self.auth_failures.load(Relaxed)
     }
 
     /// Forgets keys whose limits have fully recovered (bounds the memory an

@@ -10,7 +10,7 @@ pub mod permissions;
 pub mod token;
 
 pub use credentials::Credentials;
-pub use layer::AuthLayer;
+pub use layer::{AuthLayer, peer_addr};
 
 use tonic::Status;
 

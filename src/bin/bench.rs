@@ -99,6 +99,7 @@ enum Section {
     Load,
     Unary,
     Auth,
+    Metrics,
     Batches,
     Watch,
     Submit,
@@ -110,6 +111,7 @@ impl Section {
             Self::Load,
             Self::Unary,
             Self::Auth,
+            Self::Metrics,
             Self::Batches,
             Self::Watch,
             Self::Submit,
@@ -160,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
         println!("| lookups in the index alone (one core, no gRPC) | {rate:.0}/s |\n");
     }
 
-    let (server, _stop) = start_server(pool.clone()).await?;
+    let (server, _stop) = start_server(pool.clone(), true).await?;
     let (empty, _stop_empty) = start_empty(None).await?;
     let (canned, _stop_canned) = start_empty(Some(canned_hit())).await?;
     let token = issue(&pool, Role::Lookup).await?;
@@ -202,6 +204,21 @@ async fn main() -> anyhow::Result<()> {
         println!();
     }
 
+    if run(Section::Metrics) {
+        println!("## Metrics and access logging on vs off (CheckAddress, concurrency 16)\n");
+        let (bare, _stop_bare) = start_server(pool.clone(), false).await?;
+        wait_ready(bare, &token).await?;
+        let mut cells = Vec::new();
+        for _ in 0..args.rounds {
+            let on = unary(server, Some(&token), 16, duration, addresses.clone()).await?;
+            let off = unary(bare, Some(&token), 16, duration, addresses.clone()).await?;
+            cells.push([on.rate, on.p99_ms, off.rate, off.p99_ms, on.rate / off.rate]);
+        }
+        let [on, on_p99, off, off_p99, ratio] = medians(&cells);
+        println!("| metrics on req/s | p99 ms | metrics off req/s | p99 ms | on/off |\n|---:|---:|---:|---:|---:|");
+        println!("| {on:.0} | {on_p99:.3} | {off:.0} | {off_p99:.3} | {ratio:.2} |\n");
+    }
+
     if run(Section::Auth) {
         println!("## Authentication and rate limiting, per call\n");
         let (ns, per_call_ns) = auth_cost(&pool, &token, server, duration, addresses.clone()).await?;
@@ -239,7 +256,7 @@ async fn main() -> anyhow::Result<()> {
             "| full snapshot | {entries} entries in {secs:.2} s = {:.0} entries/s |",
             entries as f64 / secs
         );
-        let (second, _stop_second) = start_server(pool.clone()).await?;
+        let (second, _stop_second) = start_server(pool.clone(), true).await?;
         wait_ready(second, &token).await?;
         let (p50, p99) = feed_latency(&pool, second, &token, 200).await?;
         println!("| commit -> delta received on another replica | p50 {p50:.1} ms, p99 {p99:.1} ms |\n");
@@ -384,8 +401,15 @@ fn addresses(n: u64, count: usize) -> Vec<String> {
         .collect()
 }
 
-async fn start_server(pool: PgPool) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+/// A server as `serve` runs it; `metrics` adds the operator's listener (and
+/// with it the recording of every call), as by default.
+async fn start_server(pool: PgPool, metrics: bool) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let http = if metrics {
+        Some(TcpListener::bind("127.0.0.1:0").await?)
+    } else {
+        None
+    };
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     let options = app::Options {
@@ -398,7 +422,8 @@ async fn start_server(pool: PgPool) -> anyhow::Result<(SocketAddr, tokio::sync::
         rate_limits: vec![(vpn_registry::domain::principal::RoleKind::Institution, 0)],
         ..app::Options::default()
     };
-    tokio::spawn(app::serve(listener, pool, options, async {
+    let listeners = app::Listeners { grpc: listener, http };
+    tokio::spawn(app::serve(listeners, pool, options, async {
         let _ = rx.await;
     }));
     Ok((addr, tx))

@@ -190,3 +190,32 @@ pub async fn active_at(
         })
         .collect()
 }
+
+/// Where the feed stands, seen from a replica that applied `applied`.
+#[derive(Debug, Clone, Copy)]
+pub struct Position {
+    pub session: Uuid,
+    pub last_serial: i64,
+    /// Age of the oldest change after `applied` (by the database's clock),
+    /// if there is one.
+    pub oldest_unapplied_age: Option<std::time::Duration>,
+}
+
+/// The feed's session and last serial, and how old the first change after
+/// `applied` is: one cheap statement (the health probe runs it every second).
+pub async fn position(pool: &PgPool, applied: i64) -> Result<Position, StoreError> {
+    let (session, last_serial, age): (Uuid, i64, Option<f64>) = sqlx::query_as(
+        "SELECT s.session_id, s.last_serial,
+                (SELECT extract(epoch FROM clock_timestamp() - commit_time)::float8
+                   FROM change_feed WHERE serial > $1 ORDER BY serial LIMIT 1)
+           FROM feed_state s",
+    )
+    .bind(applied)
+    .fetch_one(pool)
+    .await?;
+    Ok(Position {
+        session,
+        last_serial,
+        oldest_unapplied_age: age.map(|s| std::time::Duration::from_secs_f64(s.max(0.0))),
+    })
+}

@@ -189,6 +189,8 @@ pub struct Index {
     v4_hosts: hashbrown::HashMap<Ipv4Addr, u32>,
     v6_hosts: hashbrown::HashMap<Ipv6Addr, u32>,
     slots: slab::Slab<Slot>,
+    /// Entries under an IPv6 prefix (the rest are IPv4).
+    v6_entries: usize,
 }
 
 impl Index {
@@ -199,6 +201,11 @@ impl Index {
 
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
+    }
+
+    /// Entries under IPv4 and under IPv6 prefixes.
+    pub fn len_by_family(&self) -> (usize, usize) {
+        (self.slots.len() - self.v6_entries, self.v6_entries)
     }
 
     /// The chain starting at `head`.
@@ -264,6 +271,7 @@ impl Index {
             return;
         }
         let slot = self.slots.insert(Slot { entry, next: head });
+        self.v6_entries += usize::from(matches!(prefix, IpNet::V6(_)));
         let slot = u32::try_from(slot).expect("fewer than 4 billion active entries");
         self.set_head(prefix, slot);
     }
@@ -284,6 +292,7 @@ impl Index {
             return false;
         }
         let next = self.slots.remove(found as usize).next;
+        self.v6_entries -= usize::from(matches!(prefix, IpNet::V6(_)));
         if before == NONE {
             self.set_head(prefix, next);
         } else {

@@ -285,6 +285,11 @@ impl Replica {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Entries under IPv4 and under IPv6 prefixes.
+    pub fn len_by_family(&self) -> (usize, usize) {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).len_by_family()
+    }
 }
 
 /// A cheap sort key that keeps neighbouring addresses together (IPv4 below

@@ -97,6 +97,16 @@ impl Lookups {
         self.watchers.open()
     }
 
+    /// Change streams ended by the server or refused so far, by reason.
+    pub fn dropped_watchers(&self) -> Vec<(&'static str, u64)> {
+        self.watchers.dropped().collect()
+    }
+
+    /// The replica, once loaded.
+    pub fn loaded(&self) -> Option<Arc<Replica>> {
+        self.replica.get().cloned()
+    }
+
     fn replica(&self) -> Result<Arc<Replica>, LookupError> {
         self.replica.get().cloned().ok_or(LookupError::Loading)
     }

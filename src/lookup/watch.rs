@@ -15,7 +15,7 @@ use std::{
     ops::Range,
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
 };
 
@@ -86,40 +86,88 @@ pub struct Watch {
     pub scope: Scope,
 }
 
-/// Counts watchers and refuses more than a cap.
+/// Counts watchers, refuses more than a cap, and counts why streams ended.
 #[derive(Clone)]
 pub struct Watchers {
-    open: Arc<AtomicUsize>,
+    shared: Arc<Counts>,
     max: usize,
 }
 
+#[derive(Default)]
+struct Counts {
+    open: AtomicUsize,
+    /// Streams ended by the server or refused, by [`DROP_REASONS`].
+    dropped: [AtomicU64; DROP_REASONS.len()],
+}
+
+/// Why the server ends or refuses a stream (metric label values).
+pub const DROP_REASONS: [&str; 5] = ["too_slow", "shutting_down", "new_session", "error", "over_capacity"];
+
+impl WatchEnd {
+    /// This end's entry in [`DROP_REASONS`].
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::TooSlow => DROP_REASONS[0],
+            Self::ShuttingDown => DROP_REASONS[1],
+            Self::NewSession => DROP_REASONS[2],
+            Self::Store(_) => DROP_REASONS[3],
+        }
+    }
+}
+
 /// One watcher's place under the cap, given back when its stream ends.
-pub struct Slot(Arc<AtomicUsize>);
+pub struct Slot(Arc<Counts>);
+
+impl Slot {
+    fn ended(&self, reason: &WatchEnd) {
+        self.0.count(reason.reason());
+    }
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Counts {
+    fn count(&self, reason: &str) {
+        if let Some(i) = DROP_REASONS.iter().position(|r| *r == reason) {
+            self.dropped[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
 impl Watchers {
     pub fn new(max: usize) -> Self {
         Self {
-            open: Arc::default(),
+            shared: Arc::default(),
             max,
         }
     }
 
     /// A place for one more watcher, if the cap allows.
     pub fn admit(&self) -> Option<Slot> {
-        let before = self.open.fetch_add(1, Ordering::Relaxed);
-        let slot = Slot(self.open.clone());
-        (before < self.max).then_some(slot)
+        let before = self.shared.open.fetch_add(1, Ordering::Relaxed);
+        let slot = Slot(self.shared.clone());
+        if before >= self.max {
+            self.shared.count("over_capacity");
+            return None;
+        }
+        Some(slot)
     }
 
     /// Watchers streaming now.
     pub fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
+        self.shared.open.load(Ordering::Relaxed)
+    }
+
+    /// Streams ended by the server or refused so far, by reason.
+    pub fn dropped(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DROP_REASONS
+            .iter()
+            .zip(&self.shared.dropped)
+            .map(|(r, n)| (*r, n.load(Ordering::Relaxed)))
     }
 }
 
@@ -146,8 +194,8 @@ pub fn start(
         stopping,
     };
     tokio::spawn(async move {
-        let _slot = slot;
         if let Err(reason) = stream(&pool, &replica, resume, &mut out).await {
+            slot.ended(&reason);
             let _ = out.end.try_send(reason);
         }
     });

@@ -1,49 +1,109 @@
-//! gRPC health: SERVING while PostgreSQL answers and the lookup index is
-//! loaded, NOT_SERVING otherwise and from the moment shutdown begins.
+//! The health probe: every second it asks PostgreSQL (the primary) where
+//! the change feed stands, which tells both whether the database answers and
+//! how far behind the lookup index is, and reports gRPC health per service:
+//! the registry services follow the database, `LookupService` follows the
+//! index (loaded, and current within `--max-feed-lag`), and the whole server
+//! ("") is SERVING only when both are. Everything turns NOT_SERVING from the
+//! moment shutdown begins.
 
-use std::time::Duration;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-use crate::db;
-use crate::lookup::ReplicaSlot;
+use crate::db::{feed, registrations};
+use crate::observe::vitals::{Probed, Vitals};
 
-/// How often the probe checks that PostgreSQL still answers.
-const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the probe asks PostgreSQL; an answer must come within it.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often registrations are counted by state (a scan, so not per scrape).
+const COUNT_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Names under which health is reported: the whole server ("") and each API.
-const NAMES: &[&str] = &[
-    "",
+/// The services that need the database.
+const REGISTRY_SERVICES: &[&str] = &[
     "vpnregistry.v1.InstitutionService",
     "vpnregistry.v1.RegistrationService",
     "vpnregistry.v1.ReviewService",
     "vpnregistry.v1.IspService",
-    "vpnregistry.v1.LookupService",
 ];
+const LOOKUP_SERVICE: &str = "vpnregistry.v1.LookupService";
 
 /// Probes until `stopping`, reporting each change of status.
-pub async fn probe(pool: PgPool, replica: ReplicaSlot, reporter: HealthReporter, mut stopping: watch::Receiver<bool>) {
-    let mut last = None;
+pub async fn probe(
+    primary: PgPool,
+    reads: PgPool,
+    vitals: Arc<Vitals>,
+    reporter: HealthReporter,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let mut reported = None;
+    let mut mismatch_since: Option<Instant> = None;
+    let mut counted: Option<Instant> = None;
     loop {
-        let status = match db::ping(&pool).await {
-            Ok(()) if replica.get().is_some() => ServingStatus::Serving,
-            Ok(()) => ServingStatus::NotServing,
-            Err(e) => {
-                tracing::warn!(error = %e, "database unreachable");
-                ServingStatus::NotServing
+        let applied = vitals.lookups().loaded().map(|r| (r.session_id(), r.serial()));
+        let position = tokio::time::timeout(PROBE_INTERVAL, feed::position(&primary, applied.map_or(0, |a| a.1))).await;
+        let previous = vitals.probed();
+        let probed = match position {
+            Ok(Ok(p)) => {
+                let lag = applied.map(|(session, _)| {
+                    if session == p.session {
+                        mismatch_since = None;
+                        p.oldest_unapplied_age.unwrap_or_default()
+                    } else {
+                        // A new session (or a restore): behind until reloaded.
+                        mismatch_since.get_or_insert_with(Instant::now).elapsed()
+                    }
+                });
+                Probed {
+                    database_up: true,
+                    feed: Some((p.session, p.last_serial)),
+                    lag,
+                }
+            }
+            failed => {
+                if previous.database_up {
+                    let error = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "no answer within the probe interval".to_owned(),
+                    };
+                    tracing::warn!(%error, "database unreachable: registry services NOT_SERVING, lookups answer from memory");
+                }
+                // Nothing commits while the database is away: the index
+                // stays as current as it was.
+                Probed {
+                    database_up: false,
+                    ..previous
+                }
             }
         };
+        if probed.database_up && !previous.database_up && reported.is_some() {
+            tracing::info!("database reachable again");
+        }
+        vitals.set_probed(probed);
+        if probed_due(counted) {
+            match registrations::count_by_state(&reads).await {
+                Ok(counts) => {
+                    vitals.set_registrations(counts);
+                    counted = Some(Instant::now());
+                }
+                Err(e) => tracing::debug!(error = %e, "counting registrations failed"),
+            }
+        }
         if *stopping.borrow() {
             return;
         }
-        if last != Some(status) {
-            set(&reporter, status).await;
-            last = Some(status);
+        let checks = vitals.checks();
+        let now = (checks.ready(), checks.registry_ready(), checks.lookups_ready());
+        if reported != Some(now) {
+            report(&reporter, now).await;
+            reported = Some(now);
         }
-        // Probe quickly until the index is loaded, then at the normal pace.
-        let pause = if replica.get().is_some() {
+        // Quickly until the index is loaded, then at the normal pace.
+        let pause = if checks.index_loaded {
             PROBE_INTERVAL
         } else {
             Duration::from_millis(50)
@@ -55,9 +115,28 @@ pub async fn probe(pool: PgPool, replica: ReplicaSlot, reporter: HealthReporter,
     }
 }
 
+fn probed_due(counted: Option<Instant>) -> bool {
+    counted.is_none_or(|at| at.elapsed() >= COUNT_INTERVAL)
+}
+
+fn serving(up: bool) -> ServingStatus {
+    if up {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    }
+}
+
+async fn report(reporter: &HealthReporter, (all, registry, lookups): (bool, bool, bool)) {
+    reporter.set_service_status("", serving(all)).await;
+    for name in REGISTRY_SERVICES {
+        reporter.set_service_status(*name, serving(registry)).await;
+    }
+    reporter.set_service_status(LOOKUP_SERVICE, serving(lookups)).await;
+}
+
 /// Reports `status` for every name.
 pub async fn set(reporter: &HealthReporter, status: ServingStatus) {
-    for name in NAMES {
-        reporter.set_service_status(*name, status).await;
-    }
+    let up = status == ServingStatus::Serving;
+    report(reporter, (up, up, up)).await;
 }

@@ -165,21 +165,40 @@ async fn feed_new_session_prints_the_session_watchers_are_reset_to(pool: PgPool)
 struct Served {
     child: std::process::Child,
     addr: String,
+    /// The metrics and health listener.
+    http: Option<String>,
     logs: std::thread::JoinHandle<Vec<String>>,
 }
 
 fn serve(args: &[&str], url: &str) -> Served {
+    serve_logging(args, url, "info")
+}
+
+/// [`serve`] with `RUST_LOG=rust_log`.
+fn serve_logging(args: &[&str], url: &str, rust_log: &str) -> Served {
     let listen: &[&str] = if args.contains(&"--listen") {
         &[]
     } else {
         &["--listen", "127.0.0.1:0"]
     };
+    let metrics: &[&str] = if args.contains(&"--metrics-listen") {
+        &[]
+    } else {
+        &["--metrics-listen", "127.0.0.1:0"]
+    };
+    let grace: &[&str] = if args.contains(&"--shutdown-grace-secs") {
+        &[]
+    } else {
+        &["--shutdown-grace-secs", "2"]
+    };
     let mut child = Command::new(BIN)
-        .args(["serve", "--shutdown-grace-secs", "2"])
+        .arg("serve")
+        .args(grace)
         .args(listen)
+        .args(metrics)
         .args(args)
         .env("DATABASE_URL", url)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", rust_log)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -188,30 +207,56 @@ fn serve(args: &[&str], url: &str) -> Served {
     let logs = std::thread::spawn(move || {
         let mut logs = Vec::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("addr=").nth(1).filter(|_| line.contains("listening")) {
-                let _ = addr_tx.send(addr.trim().to_owned());
-            }
-            // With --log-format json, the same event as an object.
-            if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
-                && event["fields"]["message"] == "listening"
-                && let Some(addr) = event["fields"]["addr"].as_str()
-            {
-                let _ = addr_tx.send(addr.to_owned());
+            // "listening" (gRPC) then "metrics and health listening", as
+            // text or (--log-format json) as an object.
+            let json = serde_json::from_str::<serde_json::Value>(&line).ok();
+            let message = json
+                .as_ref()
+                .and_then(|e| e["fields"]["message"].as_str().map(str::to_owned));
+            let addr = match &json {
+                Some(e) => e["fields"]["addr"].as_str().map(str::to_owned),
+                None => line.split("addr=").nth(1).map(|a| a.trim().to_owned()),
+            };
+            if let Some(addr) = addr {
+                if message.as_deref() == Some("listening") || line.contains(" listening") && !line.contains("metrics") {
+                    let _ = addr_tx.send((false, addr));
+                } else if line.contains("metrics and health listening") {
+                    let _ = addr_tx.send((true, addr));
+                }
             }
             logs.push(line);
         }
         logs
     });
-    let addr = addr_rx
+    let (_, addr) = addr_rx
         .recv_timeout(Duration::from_secs(30))
         .expect("serve logs its address");
-    Served { child, addr, logs }
+    // Only the listener this helper asked for is waited for.
+    let http = if metrics.is_empty() {
+        None
+    } else {
+        let (_, http) = addr_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("serve logs its metrics address");
+        Some(http)
+    };
+    Served {
+        child,
+        addr,
+        http,
+        logs,
+    }
 }
 
 impl Served {
     /// Sends SIGTERM, waits for the exit, and returns the exit status and log lines.
     async fn stop(self) -> (std::process::ExitStatus, Vec<String>) {
         signal(&self.child, "TERM");
+        self.wait().await
+    }
+
+    /// Waits for the exit; returns the exit status and log lines.
+    async fn wait(self) -> (std::process::ExitStatus, Vec<String>) {
         let mut child = self.child;
         let status = tokio::task::spawn_blocking(move || child.wait())
             .await
@@ -236,6 +281,7 @@ async fn serve_reports_serving_and_stops_cleanly_on_sigterm(pool: PgPool) {
         mut child,
         addr,
         logs: reader,
+        ..
     } = serve(&[], &url);
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
@@ -370,4 +416,202 @@ async fn json_logs_are_one_object_per_line(pool: PgPool) {
         lines.iter().any(|l| l.contains("\"statement_timeout\"")),
         "the effective configuration is a structured event"
     );
+}
+
+/// Personal data the walk-through below sends; none may reach a log line.
+const PII: &[&str] = &[
+    "Zarmeen Khanzada",
+    "42201-9876543-5",
+    "4220198765435",
+    "zarmeen.pii@example.pk",
+    "0345 9876543",
+    "03459876543",
+    "zarmeen.bad@@example",
+];
+
+#[sqlx::test]
+async fn access_logs_carry_the_call_and_never_personal_data(pool: PgPool) {
+    let served = serve_logging(
+        &["--log-format", "json", "--access-summary-interval", "1s"],
+        &database_url(&pool),
+        "trace",
+    );
+    let app = TestApp::attach(
+        served.addr.parse().unwrap(),
+        served.http.as_deref().unwrap().parse().unwrap(),
+        pool.clone(),
+    )
+    .await;
+    let (admin_id, admin) = app
+        .token_with(
+            vpn_registry::domain::principal::Role::Admin,
+            Duration::from_secs(3600),
+            None,
+        )
+        .await;
+    let person = pb::Institution {
+        legal_name: "Zarmeen Khanzada".into(),
+        cnic: "42201-9876543-5".into(),
+        contact_email: "zarmeen.pii@example.pk".into(),
+        contact_phone: "0345 9876543".into(),
+        ..valid_institution(pb::InstitutionCategory::Freelancer)
+    };
+    let mut create = tonic::Request::new(pb::CreateInstitutionRequest {
+        institution: Some(person),
+        request_id: uuid::Uuid::new_v4().to_string(),
+    });
+    create
+        .metadata_mut()
+        .insert("x-request-id", "walk-through-1".parse().unwrap());
+    let created = app
+        .institutions(Some(&admin))
+        .create_institution(create)
+        .await
+        .unwrap()
+        .into_inner();
+    let id: uuid::Uuid = created.id.parse().unwrap();
+    let token = app.token(vpn_registry::domain::principal::Role::Institution(id)).await;
+    let registration = app.active(&token, &["8.8.12.0/24"]).await;
+    let refused = app
+        .institutions(Some(&token))
+        .update_institution(pb::UpdateInstitutionRequest {
+            institution: Some(pb::Institution {
+                id: created.id.clone(),
+                contact_email: "zarmeen.bad@@example".into(),
+                etag: created.etag.clone(),
+                ..Default::default()
+            }),
+            update_mask: mask(&["contact_email"]),
+            request_id: uuid::Uuid::new_v4().to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let lookup = app.token(vpn_registry::domain::principal::Role::Lookup).await;
+    let hit = app
+        .lookups(Some(&lookup))
+        .check_address(pb::CheckAddressRequest {
+            address: "8.8.12.1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(hit.reference, registration.reference);
+    // One summary interval.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, lines) = served.stop().await;
+
+    let secrets = [admin.as_str(), token.as_str(), lookup.as_str()];
+    for line in &lines {
+        for needle in PII.iter().chain(&secrets) {
+            assert!(!line.contains(needle), "{needle:?} logged: {line}");
+        }
+    }
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let calls: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["target"] == "vpn_registry::access" && e["fields"]["message"] == "call")
+        .collect();
+    let create = calls
+        .iter()
+        .find(|e| e["fields"]["method"] == "/vpnregistry.v1.InstitutionService/CreateInstitution")
+        .expect("an access event for the write");
+    assert_eq!(create["level"], "INFO");
+    assert_eq!(create["fields"]["request_id"], "walk-through-1");
+    assert_eq!(create["fields"]["token_id"], admin_id.to_string());
+    assert_eq!(create["fields"]["role"], "admin");
+    assert_eq!(create["fields"]["peer"], "127.0.0.1");
+    assert_eq!(create["fields"]["code"], "OK");
+    assert!(create["fields"]["latency_ms"].as_f64().unwrap() > 0.0);
+    let update = calls
+        .iter()
+        .find(|e| e["fields"]["method"] == "/vpnregistry.v1.InstitutionService/UpdateInstitution")
+        .unwrap();
+    assert_eq!(update["fields"]["code"], "InvalidArgument");
+    assert!(
+        update["fields"]["request_id"].as_str().is_some_and(|id| !id.is_empty()),
+        "a fresh id when none is sent"
+    );
+    let lookup = calls
+        .iter()
+        .find(|e| e["fields"]["method"] == "/vpnregistry.v1.LookupService/CheckAddress")
+        .unwrap();
+    assert_eq!(lookup["level"], "DEBUG", "lookups one by one only at debug");
+    let summary = events
+        .iter()
+        .find(|e| e["fields"]["message"] == "lookup summary")
+        .expect("lookups are summarised every interval");
+    assert_eq!(summary["level"], "INFO");
+    assert!(summary["fields"]["calls"].as_u64().unwrap() >= 1);
+    assert!(summary["fields"]["p99_le_ms"].as_f64().is_some());
+}
+
+#[sqlx::test]
+async fn on_sigterm_readiness_fails_first_and_watchers_are_told_to_resume_elsewhere(pool: PgPool) {
+    let served = serve(&["--shutdown-grace-secs", "8"], &database_url(&pool));
+    let http: std::net::SocketAddr = served.http.as_deref().unwrap().parse().unwrap();
+    let app = TestApp::attach(served.addr.parse().unwrap(), http, pool.clone()).await;
+    let healthcheck = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["healthcheck", "--metrics-listen", &http.to_string()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    assert!(healthcheck(&[]).status.success());
+    let lookup = app.token(vpn_registry::domain::principal::Role::Lookup).await;
+    let mut watch = app
+        .lookups_on_new_connection(Some(&lookup))
+        .watch_changes(pb::WatchChangesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    // Reset, then the end of the (empty) snapshot.
+    watch.message().await.unwrap().unwrap();
+    watch.message().await.unwrap().unwrap();
+    // A call in flight through the shutdown: a lookup waiting for a serial
+    // that never comes (up to five seconds).
+    let mut waiting = app.lookups_on_new_connection(Some(&lookup));
+    let in_flight = tokio::spawn(async move {
+        waiting
+            .check_address(pb::CheckAddressRequest {
+                address: "8.8.8.8".into(),
+                min_serial: 1_000_000,
+                ..Default::default()
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    signal(&served.child, "TERM");
+    let ended = tokio::time::timeout(Duration::from_secs(5), watch.message())
+        .await
+        .expect("the watcher is told at once")
+        .unwrap_err();
+    assert_eq!(ended.code(), tonic::Code::Unavailable);
+    assert!(ended.message().contains("resume elsewhere"), "{ended:?}");
+    let (ready, body) = vpn_registry::observe::http::fetch(http, "/readyz").await.unwrap();
+    assert_eq!((ready, body.as_str()), (503, "not ready: shutting down\n"));
+    let unhealthy = healthcheck(&[]);
+    assert!(!unhealthy.status.success());
+    assert!(String::from_utf8_lossy(&unhealthy.stderr).contains("shutting down"));
+    assert!(healthcheck(&["--live"]).status.success(), "alive while draining");
+    let refused = app
+        .lookups_on_new_connection(Some(&lookup))
+        .check_address(pb::CheckAddressRequest {
+            address: "8.8.8.8".into(),
+            ..Default::default()
+        })
+        .await;
+    assert!(refused.is_err(), "new calls are refused while draining");
+    // The call in flight had its grace: it ended on its own terms.
+    let answered = in_flight.await.unwrap().unwrap_err();
+    assert_eq!(answered.code(), tonic::Code::Unavailable);
+    assert!(answered.message().contains("serial"), "{answered:?}");
+    let (status, _) = served.wait().await;
+    assert!(status.success());
 }

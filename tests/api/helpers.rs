@@ -25,6 +25,8 @@ use vpn_registry::{
 
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
+    /// The operator's listener: /metrics, /livez, /readyz, /status.
+    pub http_addr: std::net::SocketAddr,
     pub pool: PgPool,
     pub channel: Channel,
     /// How the test's clients speak TLS to a TLS server.
@@ -56,6 +58,14 @@ pub const RUNTIME_ROLE: &str = "vpn_registry_runtime";
 /// A pool on `pool`'s database acting as [`RUNTIME_ROLE`], granted what
 /// `vpn-registry migrate` grants it.
 pub async fn runtime_pool(pool: &PgPool) -> PgPool {
+    runtime_pool_via(pool, pool.connect_options().get_port()).await
+}
+
+/// [`runtime_pool`] connecting through `port` on 127.0.0.1 (a [`Proxy`]
+/// the test can cut).
+///
+/// [`Proxy`]: crate::proxy::Proxy
+pub async fn runtime_pool_via(pool: &PgPool, port: u16) -> PgPool {
     static ROLE: OnceCell<()> = OnceCell::const_new();
     ROLE.get_or_init(|| async {
         sqlx::query(
@@ -76,7 +86,8 @@ pub async fn runtime_pool(pool: &PgPool) -> PgPool {
                 Ok(())
             })
         })
-        .connect_with((*pool.connect_options()).clone())
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect_with((*pool.connect_options()).clone().host("127.0.0.1").port(port))
         .await
         .unwrap()
 }
@@ -89,8 +100,21 @@ pub async fn spawn_app(pool: PgPool) -> TestApp {
 /// Starts the service with `options` (the test's client speaks TLS with
 /// `client_tls` when the server does); the server runs as the runtime role.
 pub async fn spawn_app_with(pool: PgPool, options: app::Options, client_tls: Option<ClientTlsConfig>) -> TestApp {
+    let server_pool = runtime_pool(&pool).await;
+    spawn_app_on(pool, server_pool, options, client_tls).await
+}
+
+/// Starts the service over `server_pool` (on `pool`'s database).
+pub async fn spawn_app_on(
+    pool: PgPool,
+    server_pool: PgPool,
+    options: app::Options,
+    client_tls: Option<ClientTlsConfig>,
+) -> TestApp {
     let listener = app::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let http = app::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let http_addr = http.local_addr().unwrap();
     let (tx, rx) = oneshot::channel();
     // A second server on the same database finds the ISP already there.
     sqlx::query("INSERT INTO isps (code, name) VALUES ('ptcl', 'Pakistan Telecommunication Company Ltd') ON CONFLICT DO NOTHING")
@@ -98,7 +122,11 @@ pub async fn spawn_app_with(pool: PgPool, options: app::Options, client_tls: Opt
         .await
         .unwrap();
     let scheme = if options.tls.is_some() { "https" } else { "http" };
-    tokio::spawn(app::serve(listener, runtime_pool(&pool).await, options, async {
+    let listeners = app::Listeners {
+        grpc: listener,
+        http: Some(http),
+    };
+    tokio::spawn(app::serve(listeners, server_pool, options, async {
         let _ = rx.await;
     }));
     let mut endpoint = Channel::from_shared(format!("{scheme}://localhost:{}", addr.port())).unwrap();
@@ -109,12 +137,43 @@ pub async fn spawn_app_with(pool: PgPool, options: app::Options, client_tls: Opt
     wait_until_serving(channel.clone()).await;
     TestApp {
         addr,
+        http_addr,
         pool,
         channel,
         client_tls,
         shutdown: Some(tx),
         reviewer_token: OnceCell::new(),
         isp_token: OnceCell::new(),
+    }
+}
+
+impl TestApp {
+    /// Clients of a server running elsewhere (a `vpn-registry serve`
+    /// process) on `pool`'s database.
+    pub async fn attach(addr: std::net::SocketAddr, http_addr: std::net::SocketAddr, pool: PgPool) -> Self {
+        let channel = Channel::from_shared(format!("http://localhost:{}", addr.port()))
+            .unwrap()
+            .connect_lazy();
+        sqlx::query("INSERT INTO isps (code, name) VALUES ('ptcl', 'Pakistan Telecommunication Company Ltd') ON CONFLICT DO NOTHING")
+            .execute(&pool)
+            .await
+            .unwrap();
+        wait_until_serving(channel.clone()).await;
+        TestApp {
+            addr,
+            http_addr,
+            pool,
+            channel,
+            client_tls: None,
+            shutdown: None,
+            reviewer_token: OnceCell::new(),
+            isp_token: OnceCell::new(),
+        }
+    }
+
+    /// GETs `path` from the server's metrics and health listener.
+    pub async fn http(&self, path: &str) -> (u16, String) {
+        vpn_registry::observe::http::fetch(self.http_addr, path).await.unwrap()
     }
 }
 

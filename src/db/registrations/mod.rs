@@ -212,3 +212,13 @@ async fn due_for_expiry(conn: &mut PgConnection, today: Date, limit: i64) -> Res
     .fetch_all(conn)
     .await?)
 }
+
+/// How many registrations are in each state (for the operator's dashboard).
+pub async fn count_by_state(pool: &PgPool) -> Result<Vec<(State, i64)>, StoreError> {
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT state, count(*) FROM registrations GROUP BY state")
+        .fetch_all(pool)
+        .await?;
+    rows.into_iter()
+        .map(|(state, n)| Ok((super::decode(&state, State::from_db, "state")?, n)))
+        .collect()
+}

@@ -1,0 +1,244 @@
+//! The live state an operator asks about, in one place: what `/readyz`,
+//! `/status`, `/metrics` and gRPC health all read, so they cannot disagree.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+use sqlx::PgPool;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::metrics::Metrics;
+use crate::auth::{Credentials, limits::RateLimits};
+use crate::domain::state::State;
+use crate::lookup::Lookups;
+use crate::tasks::expiry;
+
+/// What the last health probe found.
+#[derive(Debug, Clone, Default)]
+pub struct Probed {
+    /// PostgreSQL (the primary) answered the last probe.
+    pub database_up: bool,
+    /// The feed's session and last serial there.
+    pub feed: Option<(Uuid, i64)>,
+    /// How far behind the index is; `None` until measured.
+    pub lag: Option<Duration>,
+}
+
+/// The state of one server.
+pub struct Vitals {
+    started: Instant,
+    lookups: Lookups,
+    credentials: Arc<Credentials>,
+    limits: Arc<RateLimits>,
+    pools: Vec<(&'static str, PgPool)>,
+    expiry: Arc<expiry::Stats>,
+    pub metrics: Arc<Metrics>,
+    max_feed_lag: Duration,
+    stopping: watch::Receiver<bool>,
+    probed: Mutex<Probed>,
+    /// Registrations by state, once counted.
+    registrations: Mutex<Option<Vec<(State, i64)>>>,
+}
+
+/// The checks behind readiness.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Checks {
+    pub index_loaded: bool,
+    pub feed_current: bool,
+    pub database_up: bool,
+    pub shutting_down: bool,
+}
+
+impl Checks {
+    /// Ready for any call: what `/readyz` and the empty gRPC service name report.
+    pub fn ready(&self) -> bool {
+        self.lookups_ready() && self.registry_ready()
+    }
+
+    /// Lookups answer from memory: they need the index, current, not the database.
+    pub fn lookups_ready(&self) -> bool {
+        self.index_loaded && self.feed_current && !self.shutting_down
+    }
+
+    /// The registry services need the database.
+    pub fn registry_ready(&self) -> bool {
+        self.database_up && !self.shutting_down
+    }
+}
+
+/// The `/status` document.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub version: &'static str,
+    pub uptime_seconds: f64,
+    pub ready: bool,
+    pub checks: Checks,
+    pub feed: FeedStatus,
+    pub index: IndexStatus,
+    pub watchers: usize,
+    pub credentials: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FeedStatus {
+    pub session: Option<Uuid>,
+    pub applied_serial: Option<i64>,
+    pub database_serial: Option<i64>,
+    pub lag_seconds: Option<f64>,
+    pub max_lag_seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IndexStatus {
+    pub ipv4: usize,
+    pub ipv6: usize,
+}
+
+/// What a server's vitals are read from.
+pub struct Sources {
+    pub lookups: Lookups,
+    pub credentials: Arc<Credentials>,
+    pub limits: Arc<RateLimits>,
+    pub pools: Vec<(&'static str, PgPool)>,
+    pub expiry: Arc<expiry::Stats>,
+    pub metrics: Arc<Metrics>,
+    pub max_feed_lag: Duration,
+    pub stopping: watch::Receiver<bool>,
+}
+
+impl Vitals {
+    pub fn new(s: Sources) -> Self {
+        Self {
+            started: Instant::now(),
+            lookups: s.lookups,
+            credentials: s.credentials,
+            limits: s.limits,
+            pools: s.pools,
+            expiry: s.expiry,
+            metrics: s.metrics,
+            max_feed_lag: s.max_feed_lag,
+            stopping: s.stopping,
+            probed: Mutex::default(),
+            registrations: Mutex::default(),
+        }
+    }
+
+    pub fn lookups(&self) -> &Lookups {
+        &self.lookups
+    }
+
+    pub fn probed(&self) -> Probed {
+        self.probed.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_probed(&self, p: Probed) {
+        *self.probed.lock().unwrap_or_else(|e| e.into_inner()) = p;
+    }
+
+    pub fn set_registrations(&self, counts: Vec<(State, i64)>) {
+        *self.registrations.lock().unwrap_or_else(|e| e.into_inner()) = Some(counts);
+    }
+
+    pub fn checks(&self) -> Checks {
+        let probed = self.probed();
+        Checks {
+            index_loaded: self.lookups.loaded().is_some(),
+            feed_current: probed.lag.is_some_and(|lag| lag <= self.max_feed_lag),
+            database_up: probed.database_up,
+            shutting_down: *self.stopping.borrow(),
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        let checks = self.checks();
+        let probed = self.probed();
+        let replica = self.lookups.loaded();
+        let (ipv4, ipv6) = replica.as_ref().map_or((0, 0), |r| r.len_by_family());
+        Status {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            ready: checks.ready(),
+            checks,
+            feed: FeedStatus {
+                session: replica.as_ref().map(|r| r.session_id()),
+                applied_serial: replica.as_ref().map(|r| r.serial()),
+                database_serial: probed.feed.map(|(_, serial)| serial),
+                lag_seconds: probed.lag.map(|l| l.as_secs_f64()),
+                max_lag_seconds: self.max_feed_lag.as_secs_f64(),
+            },
+            index: IndexStatus { ipv4, ipv6 },
+            watchers: self.lookups.watchers(),
+            credentials: self.credentials.len(),
+        }
+    }
+
+    /// The text exposition with every gauge set from the live state.
+    pub fn render_metrics(&self) -> Option<String> {
+        let m = &self.metrics;
+        if !m.is_enabled() {
+            return None;
+        }
+        let status = self.status();
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        m.gauge("vpn_registry_build_info", &[("version", status.version.into())], 1.0);
+        m.gauge("vpn_registry_uptime_seconds", &[], status.uptime_seconds);
+        m.gauge("vpn_registry_ready", &[], flag(status.ready));
+        m.gauge("vpn_registry_database_up", &[], flag(status.checks.database_up));
+        if let Some(serial) = status.feed.applied_serial {
+            m.gauge("vpn_registry_feed_applied_serial", &[], serial as f64);
+        }
+        m.gauge(
+            "vpn_registry_feed_lag_seconds",
+            &[],
+            status.feed.lag_seconds.unwrap_or(f64::NAN),
+        );
+        m.gauge(
+            "vpn_registry_index_entries",
+            &[("family", "ipv4".into())],
+            status.index.ipv4 as f64,
+        );
+        m.gauge(
+            "vpn_registry_index_entries",
+            &[("family", "ipv6".into())],
+            status.index.ipv6 as f64,
+        );
+        m.gauge("vpn_registry_watchers", &[], status.watchers as f64);
+        m.gauge("vpn_registry_credentials", &[], status.credentials as f64);
+        for (reason, n) in self.lookups.dropped_watchers() {
+            m.counter("vpn_registry_watchers_dropped_total", &[("reason", reason.into())], n);
+        }
+        for (role, n) in self.limits.limited() {
+            m.counter("vpn_registry_rate_limited_total", &[("role", role.as_str().into())], n);
+        }
+        m.counter("vpn_registry_auth_failures_total", &[], self.limits.auth_failures());
+        let (runs, expired) = self.expiry.totals();
+        m.counter("vpn_registry_expiry_runs_total", &[], runs);
+        m.counter("vpn_registry_registrations_expired_total", &[], expired);
+        let counts = self.registrations.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(counts) = counts {
+            for state in State::ALL {
+                let n = counts.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);
+                m.gauge(
+                    "vpn_registry_registrations",
+                    &[("state", state.as_str().into())],
+                    n as f64,
+                );
+            }
+        }
+        for (name, pool) in &self.pools {
+            let (size, idle) = (pool.size(), pool.num_idle() as u32);
+            let labels = |state: &'static str| [("pool", (*name).into()), ("state", state.into())];
+            m.gauge("vpn_registry_db_pool_connections", &labels("idle"), f64::from(idle));
+            m.gauge(
+                "vpn_registry_db_pool_connections",
+                &labels("in_use"),
+                f64::from(size.saturating_sub(idle)),
+            );
+        }
+        m.render()
+    }
+}
