@@ -99,12 +99,15 @@ where
         } else {
             tracing::info_span!("rpc", method = %path, %request_id)
         };
+        // A path naming no method is logged as sent (within reason).
+        let unknown_path = (method.service == "unknown").then(|| path.chars().take(128).collect());
         let caller = Caller::default();
         req.extensions_mut().insert(caller.clone());
         let layer = self.layer.clone();
         let call = Call {
             started: Instant::now(),
             method,
+            unknown_path,
             peer: crate::auth::peer_addr(&req),
             request_id,
             caller,
@@ -143,6 +146,7 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
 struct Call {
     started: Instant,
     method: &'static Method,
+    unknown_path: Option<String>,
     peer: Option<IpAddr>,
     request_id: String,
     caller: Caller,
@@ -178,7 +182,7 @@ impl Call {
         let role = caller.map(|(_, r)| r.as_str());
         let peer = self.peer.map(tracing::field::display);
         let latency_ms = latency.as_secs_f64() * 1e3;
-        let method = self.method.path;
+        let method = self.unknown_path.as_deref().unwrap_or(self.method.path);
         let request_id = self.request_id.as_str();
         let _entered = self.span.enter();
         if self.method.is_lookup() || self.method.is_infrastructure() || self.method.service == "unknown" {

@@ -4,7 +4,7 @@
 //! the registry services follow the database, `LookupService` follows the
 //! index (loaded, and current within `--max-feed-lag`), and the whole server
 //! ("") is SERVING only when both are. Everything turns NOT_SERVING from the
-//! moment shutdown begins.
+//! moment shutdown begins, except `liveness`, which only says the process runs.
 
 use std::{
     sync::Arc,
@@ -31,6 +31,10 @@ const REGISTRY_SERVICES: &[&str] = &[
     "vpnregistry.v1.IspService",
 ];
 const LOOKUP_SERVICE: &str = "vpnregistry.v1.LookupService";
+/// SERVING while the process runs, whatever the database or the feed do:
+/// for liveness probes, which must not restart a replica that still
+/// answers lookups from memory.
+pub const LIVENESS: &str = "liveness";
 
 /// Probes until `stopping`, reporting each change of status.
 pub async fn probe(
@@ -128,6 +132,7 @@ fn serving(up: bool) -> ServingStatus {
 }
 
 async fn report(reporter: &HealthReporter, (all, registry, lookups): (bool, bool, bool)) {
+    reporter.set_service_status(LIVENESS, ServingStatus::Serving).await;
     reporter.set_service_status("", serving(all)).await;
     for name in REGISTRY_SERVICES {
         reporter.set_service_status(*name, serving(registry)).await;

@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod deploy;
 mod fuzz;
 mod helpers;
 mod idempotency;

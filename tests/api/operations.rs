@@ -273,10 +273,11 @@ async fn a_database_outage_stops_the_registry_not_the_lookups_and_heals_itself(p
     assert_eq!(sample(&metrics, "vpn_registry_database_up", &[]), 0.0);
 
     proxy.restore();
-    until(Duration::from_secs(5), "recovery within 5 s", || async {
+    let took = until(Duration::from_secs(5), "recovery within 5 s", || async {
         health(&app, "").await == SERVING
     })
     .await;
+    println!("serving again {took:?} after the database came back");
     assert_eq!(app.http("/readyz").await.0, 200);
     app.registrations(Some(&token))
         .list_registrations(pb::ListRegistrationsRequest::default())
