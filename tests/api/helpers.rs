@@ -116,11 +116,6 @@ pub async fn spawn_app_on(
     let http = app::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let http_addr = http.local_addr().unwrap();
     let (tx, rx) = oneshot::channel();
-    // A second server on the same database finds the ISP already there.
-    sqlx::query("INSERT INTO isps (code, name) VALUES ('ptcl', 'Pakistan Telecommunication Company Ltd') ON CONFLICT DO NOTHING")
-        .execute(&pool)
-        .await
-        .unwrap();
     let scheme = if options.tls.is_some() { "https" } else { "http" };
     let listeners = app::Listeners {
         grpc: listener,
@@ -133,18 +128,10 @@ pub async fn spawn_app_on(
     if let Some(tls) = client_tls.clone() {
         endpoint = endpoint.tls_config(tls).unwrap();
     }
-    let channel = endpoint.connect_lazy();
-    wait_until_serving(channel.clone()).await;
-    TestApp {
-        addr,
-        http_addr,
-        pool,
-        channel,
-        client_tls,
-        shutdown: Some(tx),
-        reviewer_token: OnceCell::new(),
-        isp_token: OnceCell::new(),
-    }
+    let mut app = TestApp::ready(addr, http_addr, pool, endpoint.connect_lazy()).await;
+    app.client_tls = client_tls;
+    app.shutdown = Some(tx);
+    app
 }
 
 impl TestApp {
@@ -154,6 +141,17 @@ impl TestApp {
         let channel = Channel::from_shared(format!("http://localhost:{}", addr.port()))
             .unwrap()
             .connect_lazy();
+        Self::ready(addr, http_addr, pool, channel).await
+    }
+
+    /// Clients on `channel` once the server is SERVING, with the ISP the
+    /// tests attest as (a second server on the database finds it there).
+    async fn ready(
+        addr: std::net::SocketAddr,
+        http_addr: std::net::SocketAddr,
+        pool: PgPool,
+        channel: Channel,
+    ) -> Self {
         sqlx::query("INSERT INTO isps (code, name) VALUES ('ptcl', 'Pakistan Telecommunication Company Ltd') ON CONFLICT DO NOTHING")
             .execute(&pool)
             .await
