@@ -168,15 +168,17 @@ pub async fn serve(
     let reads = options.read_pool.clone().unwrap_or_else(|| pool.clone());
     let following = Following::choose(&reads, options.notifications).await;
     let credentials = Credentials::load(reads.clone(), pool.clone(), options.credential_max_staleness).await?;
-    let credential_follower = tokio::spawn(credentials.clone().follow(
-        following,
-        RELOAD_INTERVAL,
-        stopping_tx.subscribe(),
-    ));
+    // Background tasks, stopped together when serving ends.
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(
+        credentials
+            .clone()
+            .follow(following, RELOAD_INTERVAL, stopping_tx.subscribe()),
+    );
     let limits = Arc::new(RateLimits::new(&options.rate_limits, options.failed_auth_rate));
-    let limiter_cleanup = tokio::spawn(forget_idle_limits(limits.clone()));
+    tasks.spawn(forget_idle_limits(limits.clone()));
     let replica: ReplicaSlot = Arc::default();
-    let follower = tokio::spawn(load_and_follow(
+    tasks.spawn(load_and_follow(
         reads.clone(),
         replica.clone(),
         following,
@@ -186,14 +188,14 @@ pub async fn serve(
     ));
     let registry = Registry::new(pool.clone());
     let expiry_stats = Arc::new(expiry::Stats::default());
-    let expiry = options.expiry_interval.map(|every| {
-        tokio::spawn(expiry::run(
+    if let Some(every) = options.expiry_interval {
+        tasks.spawn(expiry::run(
             registry.clone(),
             every,
             expiry_stats.clone(),
             stopping_tx.subscribe(),
-        ))
-    });
+        ));
+    }
 
     let lookups = Lookups::new(reads.clone(), replica, options.max_watchers, stopping_tx.subscribe());
     let metrics = Arc::new(match listeners.http {
@@ -214,19 +216,19 @@ pub async fn serve(
         max_feed_lag: options.max_feed_lag,
         stopping: stopping_tx.subscribe(),
     }));
-    let probe = tokio::spawn(health::probe(
+    tasks.spawn(health::probe(
         pool.clone(),
         reads,
         vitals.clone(),
         reporter.clone(),
         stopping_tx.subscribe(),
     ));
-    let http = listeners
-        .http
-        .map(|l| tokio::spawn(observe::http::serve(l, vitals.clone())));
-    let upkeep = tokio::spawn(fold_latencies(metrics.clone()));
+    if let Some(l) = listeners.http {
+        tasks.spawn(observe::http::serve(l, vitals.clone()));
+        tasks.spawn(fold_latencies(metrics.clone()));
+    }
     let summary = Arc::new(LookupSummary::default());
-    let summariser = tokio::spawn({
+    tasks.spawn({
         let summary = summary.clone();
         let every = options.access_summary_interval;
         let stopping = stopping_tx.subscribe();
@@ -309,18 +311,7 @@ pub async fn serve(
             Ok(())
         }
     };
-    probe.abort();
-    upkeep.abort();
-    summariser.abort();
-    if let Some(http) = http {
-        http.abort();
-    }
-    follower.abort();
-    credential_follower.abort();
-    limiter_cleanup.abort();
-    if let Some(expiry) = expiry {
-        expiry.abort();
-    }
+    tasks.abort_all();
     result
 }
 

@@ -98,7 +98,7 @@ impl Lookups {
     }
 
     /// Change streams ended by the server or refused so far, by reason.
-    pub fn dropped_watchers(&self) -> Vec<(&'static str, u64)> {
+    pub fn dropped_watchers(&self) -> Vec<(super::watch::Dropped, u64)> {
         self.watchers.dropped().collect()
     }
 

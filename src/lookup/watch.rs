@@ -96,21 +96,48 @@ pub struct Watchers {
 #[derive(Default)]
 struct Counts {
     open: AtomicUsize,
-    /// Streams ended by the server or refused, by [`DROP_REASONS`].
-    dropped: [AtomicU64; DROP_REASONS.len()],
+    /// Streams ended by the server or refused, by [`Dropped`] (its order).
+    dropped: [AtomicU64; Dropped::ALL.len()],
 }
 
-/// Why the server ends or refuses a stream (metric label values).
-pub const DROP_REASONS: [&str; 5] = ["too_slow", "shutting_down", "new_session", "error", "over_capacity"];
+/// Why the server ended or refused a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    TooSlow,
+    ShuttingDown,
+    NewSession,
+    Error,
+    OverCapacity,
+}
 
-impl WatchEnd {
-    /// This end's entry in [`DROP_REASONS`].
-    pub fn reason(&self) -> &'static str {
+impl Dropped {
+    pub const ALL: [Self; 5] = [
+        Self::TooSlow,
+        Self::ShuttingDown,
+        Self::NewSession,
+        Self::Error,
+        Self::OverCapacity,
+    ];
+
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Self::TooSlow => DROP_REASONS[0],
-            Self::ShuttingDown => DROP_REASONS[1],
-            Self::NewSession => DROP_REASONS[2],
-            Self::Store(_) => DROP_REASONS[3],
+            Self::TooSlow => "too_slow",
+            Self::ShuttingDown => "shutting_down",
+            Self::NewSession => "new_session",
+            Self::Error => "error",
+            Self::OverCapacity => "over_capacity",
+        }
+    }
+}
+
+impl From<&WatchEnd> for Dropped {
+    fn from(end: &WatchEnd) -> Self {
+        match end {
+            WatchEnd::TooSlow => Self::TooSlow,
+            WatchEnd::ShuttingDown => Self::ShuttingDown,
+            WatchEnd::NewSession => Self::NewSession,
+            WatchEnd::Store(_) => Self::Error,
         }
     }
 }
@@ -119,8 +146,8 @@ impl WatchEnd {
 pub struct Slot(Arc<Counts>);
 
 impl Slot {
-    fn ended(&self, reason: &WatchEnd) {
-        self.0.count(reason.reason());
+    fn ended(&self, end: &WatchEnd) {
+        self.0.count(end.into());
     }
 }
 
@@ -131,10 +158,8 @@ impl Drop for Slot {
 }
 
 impl Counts {
-    fn count(&self, reason: &str) {
-        if let Some(i) = DROP_REASONS.iter().position(|r| *r == reason) {
-            self.dropped[i].fetch_add(1, Ordering::Relaxed);
-        }
+    fn count(&self, why: Dropped) {
+        self.dropped[why as usize].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -151,7 +176,7 @@ impl Watchers {
         let before = self.shared.open.fetch_add(1, Ordering::Relaxed);
         let slot = Slot(self.shared.clone());
         if before >= self.max {
-            self.shared.count("over_capacity");
+            self.shared.count(Dropped::OverCapacity);
             return None;
         }
         Some(slot)
@@ -163,11 +188,11 @@ impl Watchers {
     }
 
     /// Streams ended by the server or refused so far, by reason.
-    pub fn dropped(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        DROP_REASONS
-            .iter()
+    pub fn dropped(&self) -> impl Iterator<Item = (Dropped, u64)> + '_ {
+        Dropped::ALL
+            .into_iter()
             .zip(&self.shared.dropped)
-            .map(|(r, n)| (*r, n.load(Ordering::Relaxed)))
+            .map(|(why, n)| (why, n.load(Ordering::Relaxed)))
     }
 }
 

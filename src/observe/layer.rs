@@ -20,7 +20,7 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::methods::{self, Method};
-use super::metrics::{CODE_NAMES, MethodMetrics, Metrics};
+use super::metrics::{CODE_NAMES, Metrics};
 use super::summary::LookupSummary;
 use crate::domain::principal::RoleKind;
 
@@ -85,7 +85,8 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let path = req.uri().path();
-        let method = methods::find(path);
+        let index = methods::index(path);
+        let method = &methods::all()[index];
         let quiet = method.is_lookup() || method.is_infrastructure();
         let caller_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok());
         let request_id = match caller_id {
@@ -100,12 +101,13 @@ where
             tracing::info_span!("rpc", method = %path, %request_id)
         };
         // A path naming no method is logged as sent (within reason).
-        let unknown_path = (method.service == "unknown").then(|| path.chars().take(128).collect());
+        let unknown_path = (!method.is_known()).then(|| path.chars().take(128).collect());
         let caller = Caller::default();
         req.extensions_mut().insert(caller.clone());
         let layer = self.layer.clone();
         let call = Call {
             started: Instant::now(),
+            index,
             method,
             unknown_path,
             peer: crate::auth::peer_addr(&req),
@@ -115,7 +117,7 @@ where
             layer,
             finished: false,
         };
-        call.metrics().started();
+        call.layer.metrics.started(index);
         let response = inner.call(req).instrument(span);
         Box::pin(async move {
             let response = match response.await {
@@ -145,6 +147,8 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
 /// One call until it ends.
 struct Call {
     started: Instant,
+    /// The method's place in `methods::all()`.
+    index: usize,
     method: &'static Method,
     unknown_path: Option<String>,
     peer: Option<IpAddr>,
@@ -156,17 +160,13 @@ struct Call {
 }
 
 impl Call {
-    fn metrics(&self) -> &MethodMetrics {
-        self.layer.metrics.method(self.method.path)
-    }
-
     fn finish(&mut self, code: i32) {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
         let latency = self.started.elapsed();
         let metrics = &self.layer.metrics;
-        self.metrics().handled(code, latency.as_secs_f64(), metrics);
+        metrics.handled(self.index, code, latency.as_secs_f64());
         let caller = self.caller.0.get().copied();
         if let Some((token, role)) = caller {
             metrics.principal_call(self.method, token, role, code);
@@ -185,7 +185,7 @@ impl Call {
         let method = self.unknown_path.as_deref().unwrap_or(self.method.path);
         let request_id = self.request_id.as_str();
         let _entered = self.span.enter();
-        if self.method.is_lookup() || self.method.is_infrastructure() || self.method.service == "unknown" {
+        if self.method.is_lookup() || self.method.is_infrastructure() || !self.method.is_known() {
             tracing::debug!(target: "vpn_registry::access", method, request_id, token_id, role, peer, code = code_name, latency_ms, "call");
         } else {
             tracing::info!(target: "vpn_registry::access", method, request_id, token_id, role, peer, code = code_name, latency_ms, "call");

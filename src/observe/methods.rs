@@ -1,7 +1,7 @@
 //! Every RPC this server answers, read once from the descriptor sets it
 //! serves: metrics and access logs label calls by service, method and
-//! streaming type, and paths that name no method share one "unknown" label
-//! (a client cannot grow the label set).
+//! streaming type, and paths that name no method share one "unknown" entry,
+//! the table's last (a client cannot grow the label set).
 
 use std::{collections::HashMap, sync::LazyLock};
 
@@ -46,6 +46,11 @@ impl Method {
     pub fn is_infrastructure(&self) -> bool {
         self.service.starts_with("grpc.")
     }
+
+    /// False for the entry standing for every path that names no method.
+    pub fn is_known(&self) -> bool {
+        !self.path.is_empty()
+    }
 }
 
 struct Table {
@@ -85,39 +90,33 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         }
     }
     let by_path = methods.iter().enumerate().map(|(i, m)| (m.path, i)).collect();
+    methods.push(Method {
+        path: "",
+        service: "unknown",
+        name: "unknown",
+        kind: Kind::Unary,
+    });
     Table { methods, by_path }
 });
 
-static UNKNOWN: Method = Method {
-    path: "",
-    service: "unknown",
-    name: "unknown",
-    kind: Kind::Unary,
-};
-
-/// Every method, in a fixed order.
+/// Every method in a fixed order, the unknown one last.
 pub fn all() -> &'static [Method] {
     &TABLE.methods
 }
 
-/// Where `path` is in [`all`].
-pub fn position(path: &str) -> Option<usize> {
-    TABLE.by_path.get(path).copied()
-}
-
-/// What a path naming no method is counted as.
-pub fn unknown() -> &'static Method {
-    &UNKNOWN
-}
-
-/// The method at `path`, or the unknown one.
-pub fn find(path: &str) -> &'static Method {
-    position(path).map_or(&UNKNOWN, |i| &TABLE.methods[i])
+/// Where the method at `path` is in [`all`] (the unknown one's place when
+/// `path` names none): the one lookup a call makes.
+pub fn index(path: &str) -> usize {
+    TABLE.by_path.get(path).copied().unwrap_or(TABLE.methods.len() - 1)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn find(path: &str) -> &'static Method {
+        &all()[index(path)]
+    }
 
     #[test]
     fn every_served_method_is_known_with_its_streaming_type() {
@@ -135,9 +134,9 @@ mod tests {
             find("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo").kind,
             Kind::BidiStream
         );
-        assert_eq!(find("/no.Such/Method").service, "unknown");
+        assert!(!find("/no.Such/Method").is_known());
         for (path, _) in crate::auth::permissions::PERMISSIONS {
-            assert!(position(path).is_some(), "{path} missing");
+            assert!(find(path).is_known(), "{path} missing");
         }
     }
 }

@@ -40,8 +40,8 @@ pub const CODE_NAMES: [&str; 17] = [
 ];
 
 /// Handles of one RPC method's grpc-prometheus series.
-pub struct MethodMetrics {
-    pub method: &'static Method,
+struct MethodMetrics {
+    method: &'static Method,
     started: Counter,
     seconds: Histogram,
     /// One counter per code, registered on first use.
@@ -52,8 +52,8 @@ pub struct MethodMetrics {
 pub struct Metrics {
     exporter: Option<Exporter>,
     per_principal: bool,
+    /// In the order of `methods::all()`.
     methods: Vec<MethodMetrics>,
-    unknown: MethodMetrics,
 }
 
 /// What renders the text exposition.
@@ -84,7 +84,6 @@ impl Metrics {
         };
         Self {
             methods: methods::all().iter().map(register).collect(),
-            unknown: register(methods::unknown()),
             exporter: Some(Exporter {
                 recorder,
                 handle,
@@ -104,15 +103,33 @@ impl Metrics {
         };
         Self {
             methods: methods::all().iter().map(noop).collect(),
-            unknown: noop(methods::unknown()),
             exporter: None,
             per_principal: false,
         }
     }
 
-    /// The handles of the method at `path` (`/package.Service/Method`).
-    pub fn method(&self, path: &str) -> &MethodMetrics {
-        methods::position(path).map_or(&self.unknown, |i| &self.methods[i])
+    /// Counts a call of the method at `methods::index` `method` as started.
+    pub fn started(&self, method: usize) {
+        self.methods[method].started.increment(1);
+    }
+
+    /// Records a call of `method` that ended with `code` after `seconds`.
+    pub fn handled(&self, method: usize, code: i32, seconds: f64) {
+        let m = &self.methods[method];
+        let index = usize::try_from(code)
+            .ok()
+            .filter(|&c| c < CODE_NAMES.len())
+            .unwrap_or(2);
+        m.handled[index]
+            .get_or_init(|| match &self.exporter {
+                Some(e) => e.recorder.register_counter(
+                    &method_key("grpc_server_handled_total", m.method, Some(code)),
+                    &METADATA,
+                ),
+                None => Counter::noop(),
+            })
+            .increment(1);
+        m.seconds.record(seconds);
     }
 
     /// Counts a call of `principal` (only with `--metrics-per-principal`).
@@ -160,30 +177,6 @@ impl Metrics {
 
     pub fn is_enabled(&self) -> bool {
         self.exporter.is_some()
-    }
-}
-
-impl MethodMetrics {
-    pub fn started(&self) {
-        self.started.increment(1);
-    }
-
-    /// Records a call that ended with `code` after `seconds`.
-    pub fn handled(&self, code: i32, seconds: f64, recorder: &Metrics) {
-        let index = usize::try_from(code)
-            .ok()
-            .filter(|&c| c < CODE_NAMES.len())
-            .unwrap_or(2);
-        self.handled[index]
-            .get_or_init(|| match &recorder.exporter {
-                Some(e) => e.recorder.register_counter(
-                    &method_key("grpc_server_handled_total", self.method, Some(code)),
-                    &METADATA,
-                ),
-                None => Counter::noop(),
-            })
-            .increment(1);
-        self.seconds.record(seconds);
     }
 }
 

@@ -53,6 +53,7 @@ impl LookupSummary {
             .collect();
         let buckets: Vec<u64> = self.buckets.iter().map(|b| b.swap(0, Relaxed)).collect();
         let calls: u64 = buckets.iter().sum();
+        // 0 when there were no calls (no bucket reaches rank 1).
         let quantile = |q: f64| {
             let rank = (q * calls as f64).ceil().max(1.0) as u64;
             let mut seen = 0;
@@ -67,9 +68,9 @@ impl LookupSummary {
         Interval {
             calls,
             by_code,
-            p50: if calls > 0 { quantile(0.5) } else { 0.0 },
-            p90: if calls > 0 { quantile(0.9) } else { 0.0 },
-            p99: if calls > 0 { quantile(0.99) } else { 0.0 },
+            p50: quantile(0.5),
+            p90: quantile(0.9),
+            p99: quantile(0.99),
             max: Duration::from_micros(self.max_us.swap(0, Relaxed)),
         }
     }
@@ -119,6 +120,7 @@ mod tests {
         assert_eq!((i.p50, i.p90), (0.000_05, 0.000_05));
         assert_eq!(i.p99, 0.001);
         assert_eq!(i.max, Duration::from_secs(20));
-        assert_eq!(s.take().calls, 0, "taking starts a fresh interval");
+        let empty = s.take();
+        assert_eq!((empty.calls, empty.p99), (0, 0.0), "taking starts a fresh interval");
     }
 }

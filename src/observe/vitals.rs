@@ -31,14 +31,7 @@ pub struct Probed {
 /// The state of one server.
 pub struct Vitals {
     started: Instant,
-    lookups: Lookups,
-    credentials: Arc<Credentials>,
-    limits: Arc<RateLimits>,
-    pools: Vec<(&'static str, PgPool)>,
-    expiry: Arc<expiry::Stats>,
-    pub metrics: Arc<Metrics>,
-    max_feed_lag: Duration,
-    stopping: watch::Receiver<bool>,
+    sources: Sources,
     probed: Mutex<Probed>,
     /// Registrations by state, once counted.
     registrations: Mutex<Option<Vec<(State, i64)>>>,
@@ -111,24 +104,17 @@ pub struct Sources {
 }
 
 impl Vitals {
-    pub fn new(s: Sources) -> Self {
+    pub fn new(sources: Sources) -> Self {
         Self {
             started: Instant::now(),
-            lookups: s.lookups,
-            credentials: s.credentials,
-            limits: s.limits,
-            pools: s.pools,
-            expiry: s.expiry,
-            metrics: s.metrics,
-            max_feed_lag: s.max_feed_lag,
-            stopping: s.stopping,
+            sources,
             probed: Mutex::default(),
             registrations: Mutex::default(),
         }
     }
 
     pub fn lookups(&self) -> &Lookups {
-        &self.lookups
+        &self.sources.lookups
     }
 
     pub fn probed(&self) -> Probed {
@@ -144,19 +130,22 @@ impl Vitals {
     }
 
     pub fn checks(&self) -> Checks {
-        let probed = self.probed();
+        self.checks_of(&self.probed(), self.sources.lookups.loaded().is_some())
+    }
+
+    fn checks_of(&self, probed: &Probed, index_loaded: bool) -> Checks {
         Checks {
-            index_loaded: self.lookups.loaded().is_some(),
-            feed_current: probed.lag.is_some_and(|lag| lag <= self.max_feed_lag),
+            index_loaded,
+            feed_current: probed.lag.is_some_and(|lag| lag <= self.sources.max_feed_lag),
             database_up: probed.database_up,
-            shutting_down: *self.stopping.borrow(),
+            shutting_down: *self.sources.stopping.borrow(),
         }
     }
 
     pub fn status(&self) -> Status {
-        let checks = self.checks();
         let probed = self.probed();
-        let replica = self.lookups.loaded();
+        let replica = self.sources.lookups.loaded();
+        let checks = self.checks_of(&probed, replica.is_some());
         let (ipv4, ipv6) = replica.as_ref().map_or((0, 0), |r| r.len_by_family());
         Status {
             version: env!("CARGO_PKG_VERSION"),
@@ -168,17 +157,18 @@ impl Vitals {
                 applied_serial: replica.as_ref().map(|r| r.serial()),
                 database_serial: probed.feed.map(|(_, serial)| serial),
                 lag_seconds: probed.lag.map(|l| l.as_secs_f64()),
-                max_lag_seconds: self.max_feed_lag.as_secs_f64(),
+                max_lag_seconds: self.sources.max_feed_lag.as_secs_f64(),
             },
             index: IndexStatus { ipv4, ipv6 },
-            watchers: self.lookups.watchers(),
-            credentials: self.credentials.len(),
+            watchers: self.sources.lookups.watchers(),
+            credentials: self.sources.credentials.len(),
         }
     }
 
     /// The text exposition with every gauge set from the live state.
     pub fn render_metrics(&self) -> Option<String> {
-        let m = &self.metrics;
+        let s = &self.sources;
+        let m = &s.metrics;
         if !m.is_enabled() {
             return None;
         }
@@ -208,14 +198,18 @@ impl Vitals {
         );
         m.gauge("vpn_registry_watchers", &[], status.watchers as f64);
         m.gauge("vpn_registry_credentials", &[], status.credentials as f64);
-        for (reason, n) in self.lookups.dropped_watchers() {
-            m.counter("vpn_registry_watchers_dropped_total", &[("reason", reason.into())], n);
+        for (reason, n) in s.lookups.dropped_watchers() {
+            m.counter(
+                "vpn_registry_watchers_dropped_total",
+                &[("reason", reason.as_str().into())],
+                n,
+            );
         }
-        for (role, n) in self.limits.limited() {
+        for (role, n) in s.limits.limited() {
             m.counter("vpn_registry_rate_limited_total", &[("role", role.as_str().into())], n);
         }
-        m.counter("vpn_registry_auth_failures_total", &[], self.limits.auth_failures());
-        let (runs, expired) = self.expiry.totals();
+        m.counter("vpn_registry_auth_failures_total", &[], s.limits.auth_failures());
+        let (runs, expired) = s.expiry.totals();
         m.counter("vpn_registry_expiry_runs_total", &[], runs);
         m.counter("vpn_registry_registrations_expired_total", &[], expired);
         let counts = self.registrations.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -229,7 +223,7 @@ impl Vitals {
                 );
             }
         }
-        for (name, pool) in &self.pools {
+        for (name, pool) in &s.pools {
             let (size, idle) = (pool.size(), pool.num_idle() as u32);
             let labels = |state: &'static str| [("pool", (*name).into()), ("state", state.into())];
             m.gauge("vpn_registry_db_pool_connections", &labels("idle"), f64::from(idle));

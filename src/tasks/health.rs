@@ -88,7 +88,7 @@ pub async fn probe(
             tracing::info!("database reachable again");
         }
         vitals.set_probed(probed);
-        if probed_due(counted) {
+        if count_due(counted) {
             match registrations::count_by_state(&reads).await {
                 Ok(counts) => {
                     vitals.set_registrations(counts);
@@ -119,7 +119,7 @@ pub async fn probe(
     }
 }
 
-fn probed_due(counted: Option<Instant>) -> bool {
+fn count_due(counted: Option<Instant>) -> bool {
     counted.is_none_or(|at| at.elapsed() >= COUNT_INTERVAL)
 }
 
