@@ -217,29 +217,27 @@ fn serve_logging(args: &[&str], url: &str, rust_log: &str) -> Served {
                 Some(e) => e["fields"]["addr"].as_str().map(str::to_owned),
                 None => line.split("addr=").nth(1).map(|a| a.trim().to_owned()),
             };
-            if let Some(addr) = addr {
-                if message.as_deref() == Some("listening") || line.contains(" listening") && !line.contains("metrics") {
-                    let _ = addr_tx.send((false, addr));
-                } else if line.contains("metrics and health listening") {
-                    let _ = addr_tx.send((true, addr));
-                }
+            let text = message.as_deref().unwrap_or(&line);
+            let http = text.contains("metrics and health listening");
+            if let Some(addr) = addr.filter(|_| http || text.contains("listening")) {
+                let _ = addr_tx.send((http, addr));
             }
             logs.push(line);
         }
         logs
     });
-    let (_, addr) = addr_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("serve logs its address");
-    // Only the listener this helper asked for is waited for.
-    let http = if metrics.is_empty() {
-        None
-    } else {
-        let (_, http) = addr_rx
+    // The gRPC address, and the metrics one when this helper asked for it.
+    let (mut addr, mut http) = (None, None);
+    while addr.is_none() || (http.is_none() && !metrics.is_empty()) {
+        match addr_rx
             .recv_timeout(Duration::from_secs(30))
-            .expect("serve logs its metrics address");
-        Some(http)
-    };
+            .expect("serve logs its addresses")
+        {
+            (true, a) => http = Some(a),
+            (false, a) => addr = Some(a),
+        }
+    }
+    let addr = addr.unwrap();
     Served {
         child,
         addr,
@@ -564,12 +562,7 @@ async fn on_sigterm_readiness_fails_first_and_watchers_are_told_to_resume_elsewh
     };
     assert!(healthcheck(&[]).status.success());
     let lookup = app.token(vpn_registry::domain::principal::Role::Lookup).await;
-    let mut watch = app
-        .lookups_on_new_connection(Some(&lookup))
-        .watch_changes(pb::WatchChangesRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = app.watch(&lookup).await;
     // Reset, then the end of the (empty) snapshot.
     watch.message().await.unwrap().unwrap();
     watch.message().await.unwrap().unwrap();

@@ -251,6 +251,16 @@ impl TestApp {
         LookupServiceClient::with_interceptor(self.new_connection(), bearer(token))
     }
 
+    /// A `WatchChanges` stream from scratch (reset, snapshot, deltas) on a
+    /// connection of its own.
+    pub async fn watch(&self, token: &str) -> tonic::Streaming<pb::WatchChangesResponse> {
+        self.lookups_on_new_connection(Some(token))
+            .watch_changes(pb::WatchChangesRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     /// A channel on a connection of its own (with the app's client TLS).
     pub fn new_connection(&self) -> Channel {
         let scheme = if self.client_tls.is_some() { "https" } else { "http" };

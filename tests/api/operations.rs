@@ -229,10 +229,7 @@ async fn until<F: Future<Output = bool>>(within: Duration, what: &str, mut done:
 
 #[sqlx::test]
 async fn a_database_outage_stops_the_registry_not_the_lookups_and_heals_itself(pool: PgPool) {
-    let target = format!("127.0.0.1:{}", pool.connect_options().get_port())
-        .parse()
-        .unwrap();
-    let proxy = Proxy::start(target).await;
+    let proxy = Proxy::to_postgres(&pool).await;
     let server_pool = runtime_pool_via(&pool, proxy.addr.port()).await;
     let app = spawn_app_on(pool, server_pool, test_options(), None).await;
     let (_, token) = app.enrol(pb::InstitutionCategory::Bank).await;
@@ -289,10 +286,7 @@ async fn a_database_outage_stops_the_registry_not_the_lookups_and_heals_itself(p
 async fn a_stalled_feed_fails_readiness_and_lookup_health(pool: PgPool) {
     // The replica reads through a proxy (as from a standby); writes and the
     // probe reach the primary directly.
-    let target = format!("127.0.0.1:{}", pool.connect_options().get_port())
-        .parse()
-        .unwrap();
-    let proxy = Proxy::start(target).await;
+    let proxy = Proxy::to_postgres(&pool).await;
     let options = vpn_registry::app::Options {
         read_pool: Some(runtime_pool_via(&pool, proxy.addr.port()).await),
         max_feed_lag: Duration::from_secs(1),

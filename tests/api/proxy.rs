@@ -19,6 +19,12 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// A proxy to the PostgreSQL `pool` connects to.
+    pub async fn to_postgres(pool: &sqlx::PgPool) -> Self {
+        let port = pool.connect_options().get_port();
+        Self::start(SocketAddr::from(([127, 0, 0, 1], port))).await
+    }
+
     /// Forwards connections to `target` until cut.
     pub async fn start(target: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

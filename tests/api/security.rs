@@ -466,12 +466,7 @@ async fn an_isp_looks_up_and_watches_only_what_names_it(pool: PgPool) {
         .into_inner();
     assert!(!foreign.registered, "not nayatel's");
 
-    let mut stream = app
-        .lookups_on_new_connection(Some(&other))
-        .watch_changes(pb::WatchChangesRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = app.watch(&other).await;
     use pb::watch_changes_response::Event;
     loop {
         match stream.message().await.unwrap().unwrap().event.unwrap() {

@@ -76,12 +76,7 @@ async fn two_hundred_subscribers_share_one_snapshot(pool: PgPool) {
     let app = spawn_app(pool).await;
     let lookup = app.token(Role::Lookup).await;
     // Warm up: one full read, so allocator pools exist before measuring.
-    let mut first = app
-        .lookups_on_new_connection(Some(&lookup))
-        .watch_changes(pb::WatchChangesRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut first = app.watch(&lookup).await;
     assert_eq!(read_snapshot(&mut first).await, ENTRIES);
     let before = resident_bytes();
 
@@ -166,12 +161,7 @@ async fn a_snapshot_in_progress_ends_on_shutdown_with_unavailable(pool: PgPool) 
     seed_active(&pool, 50_000).await;
     let app = spawn_app(pool).await;
     let lookup = app.token(Role::Lookup).await;
-    let mut stream = app
-        .lookups_on_new_connection(Some(&lookup))
-        .watch_changes(pb::WatchChangesRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = app.watch(&lookup).await;
     // Read the reset only: the rest of the snapshot waits on us.
     stream.message().await.unwrap().unwrap();
     drop(app);
