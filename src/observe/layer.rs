@@ -87,11 +87,11 @@ where
         let path = req.uri().path();
         let index = methods::index(path);
         let method = &methods::all()[index];
-        let quiet = method.is_lookup() || method.is_infrastructure();
+        let quiet = method.is_quiet();
         let caller_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok());
         let request_id = match caller_id {
             Some(id) => id.chars().take(64).collect(),
-            // Lookups are too many to be worth a fresh id each.
+            // Quiet calls (lookups above all) are too many to be worth a fresh id each.
             None if quiet => String::new(),
             None => Uuid::new_v4().to_string(),
         };
@@ -185,7 +185,7 @@ impl Call {
         let method = self.unknown_path.as_deref().unwrap_or(self.method.path);
         let request_id = self.request_id.as_str();
         let _entered = self.span.enter();
-        if self.method.is_lookup() || self.method.is_infrastructure() || !self.method.is_known() {
+        if self.method.is_quiet() {
             tracing::debug!(target: "vpn_registry::access", method, request_id, token_id, role, peer, code = code_name, latency_ms, "call");
         } else {
             tracing::info!(target: "vpn_registry::access", method, request_id, token_id, role, peer, code = code_name, latency_ms, "call");

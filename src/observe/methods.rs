@@ -51,6 +51,12 @@ impl Method {
     pub fn is_known(&self) -> bool {
         !self.path.is_empty()
     }
+
+    /// Logged one by one at debug only: lookups (summarised instead),
+    /// infrastructure, and paths that name no method.
+    pub fn is_quiet(&self) -> bool {
+        self.is_lookup() || self.is_infrastructure() || !self.is_known()
+    }
 }
 
 struct Table {
