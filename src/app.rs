@@ -26,7 +26,7 @@ use crate::pb::{
     review_service_server::ReviewServiceServer,
 };
 use crate::registry::Registry;
-use crate::tasks::{expiry, health};
+use crate::tasks::{expiry, health, prune, prune::Retention};
 use crate::tls::Tls;
 
 /// Largest request the registry services decode: a registration with 64
@@ -80,6 +80,8 @@ pub struct Options {
     pub max_feed_lag: Duration,
     /// How often lookups (logged one by one only at debug) are summarised.
     pub access_summary_interval: Duration,
+    /// Pruning of the feed and the history; `None` disables it here.
+    pub retention: Option<Retention>,
 }
 
 /// Where a server listens: gRPC, and optionally the operator's HTTP
@@ -112,6 +114,7 @@ impl Options {
             metrics_per_principal: args.metrics_per_principal,
             max_feed_lag: args.max_feed_lag,
             access_summary_interval: args.access_summary_interval,
+            retention: args.retention(),
         }
     }
 }
@@ -140,6 +143,11 @@ impl Default for Options {
             metrics_per_principal: false,
             max_feed_lag: parse(config::DEFAULT_MAX_FEED_LAG),
             access_summary_interval: parse(config::DEFAULT_ACCESS_SUMMARY_INTERVAL),
+            retention: Some(Retention {
+                feed: parse(config::DEFAULT_FEED_RETENTION),
+                history: parse(config::DEFAULT_HISTORY_RETENTION),
+                every: parse(config::DEFAULT_PRUNE_INTERVAL),
+            }),
         }
     }
 }
@@ -188,6 +196,9 @@ pub async fn serve(
     ));
     let registry = Registry::new(pool.clone());
     let expiry_stats = Arc::new(expiry::Stats::default());
+    if let Some(retention) = options.retention {
+        tasks.spawn(prune::run(pool.clone(), retention, stopping_tx.subscribe()));
+    }
     if let Some(every) = options.expiry_interval {
         tasks.spawn(expiry::run(
             registry.clone(),

@@ -45,6 +45,13 @@ pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 pub const DEFAULT_MAX_FEED_LAG: &str = "30s";
 /// How often lookups are summarised in the log.
 pub const DEFAULT_ACCESS_SUMMARY_INTERVAL: &str = "60s";
+/// How long change-feed rows are kept (replicas and gateways stopped longer
+/// reload from a snapshot).
+pub const DEFAULT_FEED_RETENTION: &str = "7d";
+/// How long as-of lookups can look back.
+pub const DEFAULT_HISTORY_RETENTION: &str = "400d";
+/// How often the feed and the history are pruned.
+pub const DEFAULT_PRUNE_INTERVAL: &str = "1h";
 /// The PostgreSQL role `serve` runs as, which `migrate` grants what it needs.
 pub const DEFAULT_RUNTIME_ROLE: &str = "vpn_registry_runtime";
 
@@ -284,6 +291,18 @@ pub struct ServeArgs {
     /// further behind the change feed than this.
     #[arg(long, env = "VPN_REGISTRY_MAX_FEED_LAG", default_value = DEFAULT_MAX_FEED_LAG, value_parser = duration)]
     pub max_feed_lag: Duration,
+    /// How long change-feed rows are kept: a replica or WatchChanges client
+    /// stopped longer gets a reset and a fresh snapshot instead of the deltas.
+    #[arg(long, env = "VPN_REGISTRY_FEED_RETENTION", default_value = DEFAULT_FEED_RETENTION, value_parser = duration)]
+    pub feed_retention: Duration,
+    /// How far back as-of (`at`) lookups can ask; earlier answers
+    /// FAILED_PRECONDITION.
+    #[arg(long, env = "VPN_REGISTRY_HISTORY_RETENTION", default_value = DEFAULT_HISTORY_RETENTION, value_parser = duration)]
+    pub history_retention: Duration,
+    /// How often this process prunes the feed and the history (0s disables
+    /// it here; any number of replicas may run it).
+    #[arg(long, env = "VPN_REGISTRY_PRUNE_INTERVAL", default_value = DEFAULT_PRUNE_INTERVAL, value_parser = duration)]
+    pub prune_interval: Duration,
     /// How often the log summarises lookups (each lookup is logged only at debug).
     #[arg(long, env = "VPN_REGISTRY_ACCESS_SUMMARY_INTERVAL", default_value = DEFAULT_ACCESS_SUMMARY_INTERVAL, value_parser = duration)]
     pub access_summary_interval: Duration,
@@ -296,6 +315,15 @@ impl ServeArgs {
 
     pub fn feed_poll_interval(&self) -> Duration {
         Duration::from_millis(self.feed_poll_interval_ms.max(10))
+    }
+
+    /// The pruning task's settings, unless disabled.
+    pub fn retention(&self) -> Option<crate::tasks::prune::Retention> {
+        (!self.prune_interval.is_zero()).then_some(crate::tasks::prune::Retention {
+            feed: self.feed_retention,
+            history: self.history_retention,
+            every: self.prune_interval,
+        })
     }
 
     pub fn expiry_interval(&self) -> Option<Duration> {

@@ -106,6 +106,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics_per_principal = args.metrics_per_principal,
         max_feed_lag = ?args.max_feed_lag,
         access_summary_interval = ?args.access_summary_interval,
+        feed_retention = ?args.feed_retention,
+        history_retention = ?args.history_retention,
+        prune_interval = ?args.prune_interval,
         "starting vpn-registry {}", env!("CARGO_PKG_VERSION")
     );
     let pool = db::connect(

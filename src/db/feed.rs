@@ -103,11 +103,22 @@ pub async fn snapshot(pool: &PgPool, mut each: impl FnMut(ActiveRow)) -> Result<
 const FEED_COLUMNS: &str = "serial, op, prefix, registration_id, institution_id, reference, kind,
     institution_category AS category, peer_prefixes, valid_from, valid_until, isp";
 
-/// The feed's current session, its last serial, and up to `limit` of its
-/// rows after `serial`, in serial order, read by one statement so they agree.
-pub async fn since(pool: &PgPool, serial: i64, limit: i64) -> Result<(Uuid, i64, Vec<FeedRow>), StoreError> {
+/// What the feed holds after a serial, read by one statement so it agrees.
+#[derive(Debug)]
+pub struct Since {
+    pub session: Uuid,
+    pub last_serial: i64,
+    /// Rows up to this serial were pruned: a reader behind it has a gap.
+    pub pruned_through: i64,
+    /// Up to the limit asked for, in serial order.
+    pub rows: Vec<FeedRow>,
+}
+
+/// The feed's current session, its last serial, what was pruned, and up to
+/// `limit` of its rows after `serial`.
+pub async fn since(pool: &PgPool, serial: i64, limit: i64) -> Result<Since, StoreError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT s.session_id, s.last_serial, f.*
+        "SELECT s.session_id, s.last_serial, s.feed_pruned_through, f.*
            FROM feed_state s
            LEFT JOIN LATERAL (
                SELECT {FEED_COLUMNS} FROM change_feed WHERE serial > $1 ORDER BY serial LIMIT $2
@@ -118,17 +129,21 @@ pub async fn since(pool: &PgPool, serial: i64, limit: i64) -> Result<(Uuid, i64,
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    let (session, last_serial) = match rows.first() {
-        Some(r) => (r.try_get("session_id")?, r.try_get("last_serial")?),
-        None => return Err(StoreError::Corrupt("feed_state has no row".into())),
+    let Some(first) = rows.first() else {
+        return Err(StoreError::Corrupt("feed_state has no row".into()));
     };
-    let mut feed = Vec::with_capacity(rows.len());
+    let mut since = Since {
+        session: first.try_get("session_id")?,
+        last_serial: first.try_get("last_serial")?,
+        pruned_through: first.try_get("feed_pruned_through")?,
+        rows: Vec::with_capacity(rows.len()),
+    };
     for r in &rows {
         if r.try_get::<Option<i64>, _>("serial")?.is_some() {
-            feed.push(feed_row(r)?);
+            since.rows.push(feed_row(r)?);
         }
     }
-    Ok((session, last_serial, feed))
+    Ok(since)
 }
 
 /// Starts a new feed session, for when serials already handed out can no
@@ -158,27 +173,22 @@ pub async fn new_session(pool: &PgPool, actor: &Actor) -> Result<Uuid, StoreErro
     Ok(session)
 }
 
-/// For each of `addrs`, the entries that were active at `at` and whose
-/// prefix contains it: for each (registration, prefix) the last feed row
-/// committed by then, if it was an announcement. One query for the whole
-/// batch; rows come as (position in `addrs`, entry).
+/// For each of `addrs`, the entries active at `at` whose prefix contains
+/// it, from the history of active intervals. One query for the whole batch;
+/// rows come as (position in `addrs`, entry).
 pub async fn active_at(
     pool: &PgPool,
     addrs: &[std::net::IpAddr],
     at: OffsetDateTime,
 ) -> Result<Vec<(usize, ActiveRow)>, StoreError> {
     let nets: Vec<IpNet> = addrs.iter().map(|&a| IpNet::from(a)).collect();
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT q.i, last.*
+    let rows = sqlx::query(
+        "SELECT q.i, h.prefix, h.registration_id, h.institution_id, h.reference, h.kind,
+                h.institution_category AS category, h.peer_prefixes, h.valid_from, h.valid_until, h.isp
            FROM unnest($1::inet[]) WITH ORDINALITY AS q(addr, i)
-          CROSS JOIN LATERAL (
-              SELECT DISTINCT ON (registration_id, prefix) {FEED_COLUMNS}
-                FROM change_feed
-               WHERE prefix >>= q.addr AND commit_time <= $2
-               ORDER BY registration_id, prefix, serial DESC
-          ) last
-          WHERE last.op = 'ANNOUNCE'"
-    )))
+           JOIN active_history h
+             ON h.prefix >>= q.addr AND h.active_from <= $2 AND (h.active_until IS NULL OR h.active_until > $2)",
+    )
     .bind(nets)
     .bind(at)
     .fetch_all(pool)
@@ -186,9 +196,37 @@ pub async fn active_at(
     rows.iter()
         .map(|r| {
             let i: i64 = r.try_get("i")?;
-            Ok((i as usize - 1, feed_row(r)?.entry))
+            Ok((i as usize - 1, active_row(r)?))
         })
         .collect()
+}
+
+/// Since when the history of active intervals is complete (earlier
+/// intervals may have been pruned); `None`: nothing was ever pruned.
+pub async fn history_since(pool: &PgPool) -> Result<Option<OffsetDateTime>, StoreError> {
+    let since: Option<OffsetDateTime> =
+        sqlx::query_scalar("SELECT history_since FROM feed_state WHERE history_since > '-infinity'")
+            .fetch_optional(pool)
+            .await?;
+    Ok(since)
+}
+
+/// Prunes feed rows older than `feed_keep` and history intervals that ended
+/// more than `history_keep` ago (see the bounded history migration); returns
+/// how many of each went. Returns (0, 0) while another server is pruning.
+pub async fn prune(
+    pool: &PgPool,
+    feed_keep: std::time::Duration,
+    history_keep: std::time::Duration,
+) -> Result<(i64, i64), StoreError> {
+    let interval = |d: std::time::Duration| format!("{} milliseconds", d.as_millis());
+    let pruned: (i64, i64) =
+        sqlx::query_as("SELECT feed_rows, history_rows FROM prune_history($1::interval, $2::interval)")
+            .bind(interval(feed_keep))
+            .bind(interval(history_keep))
+            .fetch_one(pool)
+            .await?;
+    Ok(pruned)
 }
 
 /// Where the feed stands, seen from a replica that applied `applied`.

@@ -93,8 +93,9 @@ pub async fn connect(
 }
 
 /// Grants `role` what `serve` needs and no more: reading and writing the
-/// data, appending to (never rewriting) the audit trail and the change feed,
-/// nothing on the schema. Returns false when the role does not exist.
+/// data, appending to (never rewriting) the audit trail and the change feed
+/// (pruned only through `prune_history`), nothing on the schema. Returns
+/// false when the role does not exist.
 pub async fn grant_runtime(pool: &PgPool, role: &str) -> Result<bool, sqlx::Error> {
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)")
         .bind(role)
@@ -110,6 +111,10 @@ pub async fn grant_runtime(pool: &PgPool, role: &str) -> Result<bool, sqlx::Erro
         format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"),
         format!("REVOKE UPDATE, DELETE, TRUNCATE ON audit_events, change_feed, _sqlx_migrations FROM {role}"),
         format!("REVOKE INSERT ON _sqlx_migrations FROM {role}"),
+        // History is written by the feed's trigger and pruned only through
+        // prune_history(), never deleted directly.
+        format!("REVOKE DELETE, TRUNCATE ON active_history FROM {role}"),
+        format!("GRANT EXECUTE ON FUNCTION prune_history(interval, interval) TO {role}"),
         format!("GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}"),
     ] {
         sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut *tx).await?;

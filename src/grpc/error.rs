@@ -125,7 +125,7 @@ impl From<WatchEnd> for Status {
         let msg = e.to_string();
         match e {
             WatchEnd::ShuttingDown => Status::unavailable(msg),
-            WatchEnd::NewSession => Status::aborted(msg),
+            WatchEnd::NewSession | WatchEnd::Pruned => Status::aborted(msg),
             WatchEnd::TooSlow => Status::resource_exhausted(msg),
             WatchEnd::Store(e) => store(e),
         }

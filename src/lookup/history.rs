@@ -9,7 +9,9 @@ use time::OffsetDateTime;
 
 use super::index::{Entry, Filter};
 use super::replica::Match;
-use crate::db::{StoreError, feed};
+use super::service::LookupError;
+use crate::db::feed;
+use crate::domain::refusal::Refusal;
 
 /// Whether `at` asks about the past (answered from history) rather than now
 /// or the future (answered from the index, which holds validity windows).
@@ -19,12 +21,23 @@ pub fn is_past(at: OffsetDateTime) -> bool {
 
 /// Answers many addresses about the same past instant with one query, in
 /// order: for each, the most specific entry active then that `filter` accepts.
+/// Refused (FAILED_PRECONDITION) before the retained history begins: an
+/// answer from a pruned history could be wrong.
 pub async fn check_batch(
     pool: &PgPool,
     addrs: &[IpAddr],
     filter: &Filter,
     at: OffsetDateTime,
-) -> Result<Vec<Option<Match>>, StoreError> {
+) -> Result<Vec<Option<Match>>, LookupError> {
+    if let Some(since) = feed::history_since(pool).await?
+        && at < since
+    {
+        return Err(LookupError::Refused(Refusal::Precondition {
+            kind: "HISTORY_RETENTION",
+            subject: "at".into(),
+            message: format!("history before {since} is no longer kept (--history-retention); ask about a later time"),
+        }));
+    }
     let mut candidates: Vec<Vec<(IpNet, Entry)>> = vec![Vec::new(); addrs.len()];
     for (i, row) in feed::active_at(pool, addrs, at).await? {
         candidates[i].push(row.into());

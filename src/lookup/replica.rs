@@ -5,7 +5,10 @@
 
 use std::{
     net::IpAddr,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicI64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -78,6 +81,9 @@ pub struct Replica {
     /// a watcher that saw one must start over.
     forgotten: std::sync::Mutex<Vec<(Uuid, i64, i64)>>,
     applied: watch::Sender<i64>,
+    /// Feed rows up to this serial were pruned (as of the last catch-up):
+    /// a watcher resuming before it cannot be served from the feed.
+    pruned_through: AtomicI64,
     changes: broadcast::Sender<Applied>,
     /// Serialises catch-ups (the follower and explicit calls).
     catching_up: Mutex<()>,
@@ -94,6 +100,7 @@ impl Replica {
             index: RwLock::new(index),
             shared_snapshot: std::sync::Mutex::default(),
             forgotten: std::sync::Mutex::default(),
+            pruned_through: AtomicI64::new(0),
             changes: broadcast::channel(backlog.max(1)).0,
             catching_up: Mutex::new(()),
         }))
@@ -128,6 +135,11 @@ impl Replica {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .any(|&(s, above, upto)| s == session && above < serial && serial <= upto)
+    }
+
+    /// Feed rows up to this serial are gone (as last seen).
+    pub fn pruned_through(&self) -> i64 {
+        self.pruned_through.load(Ordering::Relaxed)
     }
 
     /// The last feed serial applied here.
@@ -206,13 +218,20 @@ impl Replica {
 
     /// Applies every feed row committed after the applied serial. Serials are
     /// handed out in commit order, so nothing below the last one read can
-    /// still appear. When the feed has started a new session, reloads
-    /// instead. Returns how many rows were applied.
+    /// still appear. When the feed has started a new session, is behind
+    /// this replica, or was pruned past it, reloads instead. Returns how many
+    /// rows were applied.
     pub async fn catch_up(&self, pool: &PgPool) -> Result<usize, StoreError> {
         let _one_at_a_time = self.catching_up.lock().await;
         let mut total = 0;
         loop {
-            let (session, last_serial, rows) = feed::since(pool, self.serial(), CATCH_UP_BATCH).await?;
+            let feed::Since {
+                session,
+                last_serial,
+                pruned_through,
+                rows,
+            } = feed::since(pool, self.serial(), CATCH_UP_BATCH).await?;
+            self.pruned_through.store(pruned_through, Ordering::Relaxed);
             if session != self.session_id() {
                 self.reload(pool).await?;
                 return Ok(total);
@@ -231,6 +250,17 @@ impl Replica {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .push((session, last_serial, applied));
+                self.reload(pool).await?;
+                return Ok(total);
+            }
+            if applied < pruned_through {
+                // Behind what the feed still holds (stopped longer than
+                // --feed-retention): the rows in between are gone.
+                tracing::warn!(
+                    applied,
+                    pruned_through,
+                    "this replica is behind the pruned feed; reloading"
+                );
                 self.reload(pool).await?;
                 return Ok(total);
             }

@@ -68,6 +68,12 @@ pub enum WatchEnd {
         "the change feed started a new session (or the database was restored behind this replica); reconnect (with your old session_id) to receive a reset and a fresh snapshot"
     )]
     NewSession,
+    /// Resumed from a serial the feed no longer holds (older than
+    /// --feed-retention): the watcher's copy must be rebuilt.
+    #[error(
+        "the change feed no longer holds the changes after your serial (pruned); reconnect (with your old session_id) to receive a reset and a fresh snapshot"
+    )]
+    Pruned,
     /// Fell too far behind. (Buffered deltas may not have reached it, so it
     /// resumes from what it applied.)
     #[error("consumer too slow; reconnect with the same session_id and since_serial = the last serial you applied")]
@@ -106,15 +112,17 @@ pub enum Dropped {
     TooSlow,
     ShuttingDown,
     NewSession,
+    Pruned,
     Error,
     OverCapacity,
 }
 
 impl Dropped {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::TooSlow,
         Self::ShuttingDown,
         Self::NewSession,
+        Self::Pruned,
         Self::Error,
         Self::OverCapacity,
     ];
@@ -125,6 +133,7 @@ impl Dropped {
             Self::TooSlow => "too_slow",
             Self::ShuttingDown => "shutting_down",
             Self::NewSession => "new_session",
+            Self::Pruned => "pruned",
             Self::Error => "error",
             Self::OverCapacity => "over_capacity",
         }
@@ -137,6 +146,7 @@ impl From<&WatchEnd> for Dropped {
             WatchEnd::TooSlow => Self::TooSlow,
             WatchEnd::ShuttingDown => Self::ShuttingDown,
             WatchEnd::NewSession => Self::NewSession,
+            WatchEnd::Pruned => Self::Pruned,
             WatchEnd::Store(_) => Self::Error,
         }
     }
@@ -210,8 +220,11 @@ pub fn start(
     let (end_tx, end) = mpsc::channel(1);
     // A serial this replica applied and the database then lost (a restore)
     // may name another change by now: such a watcher starts over.
+    // So may one whose serial the feed no longer holds (pruned).
     let resume = resume.filter(|&(session, since)| {
-        session == replica.session_id() && (0..=replica.serial()).contains(&since) && !replica.forgot(session, since)
+        session == replica.session_id()
+            && (replica.pruned_through()..=replica.serial()).contains(&since)
+            && !replica.forgot(session, since)
     });
     let mut out = Output {
         data,
@@ -317,14 +330,18 @@ async fn catch_up(pool: &PgPool, replica: &Replica, session: Uuid, since: i64, o
     let upto = replica.serial();
     let mut last = since;
     while last < upto {
-        let (now, _, rows) = feed::since(pool, last, RESUME_BATCH).await?;
-        if now != session {
+        let feed = feed::since(pool, last, RESUME_BATCH).await?;
+        // Pruned while we read: what follows `last` is gone.
+        if feed.session != session {
             return Err(WatchEnd::NewSession.into());
         }
-        let Some(end) = rows.last().map(|r| r.serial) else {
+        if last < feed.pruned_through {
+            return Err(WatchEnd::Pruned.into());
+        }
+        let Some(end) = feed.rows.last().map(|r| r.serial) else {
             break;
         };
-        let changes = Arc::new(rows.into_iter().map(change).collect());
+        let changes = Arc::new(feed.rows.into_iter().map(change).collect());
         out.send(WatchEvent::Deltas { changes, after: last }).await?;
         last = end;
     }

@@ -3,3 +3,4 @@
 
 pub mod expiry;
 pub mod health;
+pub mod prune;

@@ -47,6 +47,8 @@ pub fn test_options() -> app::Options {
         watch_backlog: 8,
         rate_limits: RoleKind::ALL.iter().map(|r| (*r, 0)).collect(),
         failed_auth_rate: 1_000_000,
+        // The pruning tests prune when they choose.
+        retention: None,
         ..app::Options::default()
     }
 }

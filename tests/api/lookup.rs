@@ -837,11 +837,16 @@ async fn rewind_before(app: &TestApp, lost: &pb::Registration) {
     ] {
         sqlx::query(statement).bind(id).execute(&mut *tx).await.unwrap();
     }
-    sqlx::query("DELETE FROM change_feed WHERE serial >= $1")
-        .bind(lost.feed_serial)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    for statement in [
+        "DELETE FROM change_feed WHERE serial >= $1",
+        "DELETE FROM active_history WHERE announce_serial >= $1",
+    ] {
+        sqlx::query(statement)
+            .bind(lost.feed_serial)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
     sqlx::query("UPDATE feed_state SET last_serial = $1 - 1")
         .bind(lost.feed_serial)
         .execute(&mut *tx)

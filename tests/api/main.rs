@@ -6,6 +6,7 @@ mod cli;
 mod deploy;
 mod fuzz;
 mod helpers;
+mod history;
 mod idempotency;
 mod institutions;
 mod lifecycle;

@@ -1,0 +1,34 @@
+//! The pruning task: change-feed rows older than --feed-retention and history
+//! intervals that ended before --history-retention go, so neither grows
+//! forever. Several servers may run it against one database: the database
+//! lets one prune at a time and the others skip.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use crate::db::feed;
+
+/// How long the feed and the history are kept, and how often to prune.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub feed: Duration,
+    pub history: Duration,
+    pub every: Duration,
+}
+
+/// Prunes every `retention.every` until `stopping`.
+pub async fn run(pool: PgPool, retention: Retention, mut stopping: watch::Receiver<bool>) {
+    loop {
+        match feed::prune(&pool, retention.feed, retention.history).await {
+            Ok((0, 0)) => {}
+            Ok((feed_rows, history_rows)) => tracing::info!(feed_rows, history_rows, "feed and history pruned"),
+            Err(e) => tracing::warn!(error = %e, "pruning failed; retrying next interval"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(retention.every) => {}
+            _ = stopping.changed() => return,
+        }
+    }
+}
