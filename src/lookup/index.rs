@@ -171,6 +171,8 @@ const NONE: u32 = u32::MAX;
 
 /// An entry and the next slot declaring the same prefix.
 struct Slot {
+    /// Kept beside the entry so that snapshots can copy slots in chunks.
+    prefix: IpNet,
     entry: Entry,
     next: u32,
 }
@@ -270,7 +272,11 @@ impl Index {
             self.slots[i as usize].entry = entry;
             return;
         }
-        let slot = self.slots.insert(Slot { entry, next: head });
+        let slot = self.slots.insert(Slot {
+            prefix,
+            entry,
+            next: head,
+        });
         self.v6_entries += usize::from(matches!(prefix, IpNet::V6(_)));
         let slot = u32::try_from(slot).expect("fewer than 4 billion active entries");
         self.set_head(prefix, slot);
@@ -321,7 +327,25 @@ impl Index {
         }
     }
 
-    /// Every entry, for snapshots.
+    /// Slots below this number are all there are (for [`Index::copy_slots`]).
+    pub fn slot_bound(&self) -> usize {
+        self.slots.capacity()
+    }
+
+    /// Appends the entries of slots `from..from + count` to `out`; returns
+    /// where to continue. Lets a snapshot copy the index a chunk at a time,
+    /// releasing the lock in between (see `lookup::snapshot`).
+    pub fn copy_slots(&self, from: usize, count: usize, out: &mut Vec<(IpNet, Entry)>) -> usize {
+        let to = from.saturating_add(count);
+        out.extend(
+            (from..to)
+                .filter_map(|i| self.slots.get(i))
+                .map(|s| (s.prefix, s.entry.clone())),
+        );
+        to
+    }
+
+    /// Every entry.
     pub fn iter(&self) -> impl Iterator<Item = (IpNet, &Entry)> {
         let v4 = self.v4.iter().map(|(p, &head)| (IpNet::V4(p), head));
         let v6 = self.v6.iter().map(|(p, &head)| (IpNet::V6(p), head));

@@ -6,6 +6,7 @@ pub mod history;
 pub mod index;
 pub mod replica;
 mod service;
+mod snapshot;
 pub mod watch;
 
 pub use index::Scope;

@@ -59,6 +59,8 @@ pub struct Match {
 /// Snapshots this many serials old are still handed out (the watcher then
 /// catches up from the feed); an older one is rebuilt.
 const SNAPSHOT_REUSE_WITHIN: i64 = 1024;
+/// Slots copied per hold of the index lock (a few milliseconds' work).
+const SNAPSHOT_COPY_CHUNK: usize = 8192;
 
 /// The active set at one serial, shared read-only by every watcher taking a
 /// snapshot while it is recent: built once (not per watcher), freed when the
@@ -76,7 +78,7 @@ pub struct Replica {
     session_id: RwLock<Uuid>,
     index: RwLock<Index>,
     /// The snapshot watchers share, while any of them holds it.
-    shared_snapshot: std::sync::Mutex<std::sync::Weak<Snapshot>>,
+    shared_snapshot: Mutex<std::sync::Weak<Snapshot>>,
     /// Serials applied here that the database lost (session, above, up to):
     /// a watcher that saw one must start over.
     forgotten: std::sync::Mutex<Vec<(Uuid, i64, i64)>>,
@@ -98,7 +100,7 @@ impl Replica {
             session_id: RwLock::new(session_id),
             applied: watch::channel(serial).0,
             index: RwLock::new(index),
-            shared_snapshot: std::sync::Mutex::default(),
+            shared_snapshot: Mutex::default(),
             forgotten: std::sync::Mutex::default(),
             pruned_through: AtomicI64::new(0),
             changes: broadcast::channel(backlog.max(1)).0,
@@ -196,24 +198,64 @@ impl Replica {
     /// A snapshot of the active set for a watcher: the one other watchers
     /// are reading, if it is at most [`SNAPSHOT_REUSE_WITHIN`] serials old,
     /// else a fresh copy (watchers asking meanwhile wait for it: a reconnect
-    /// storm builds one, not one each).
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        let mut shared = self.shared_snapshot.lock().unwrap_or_else(|e| e.into_inner());
+    /// storm builds one, not one each). The copy takes the index lock a
+    /// chunk at a time, so neither lookups nor the feed follower wait for
+    /// more than one chunk; changes applied meanwhile are replayed onto it
+    /// (`lookup::snapshot`).
+    pub async fn snapshot(&self) -> Arc<Snapshot> {
+        let mut shared = self.shared_snapshot.lock().await;
         if let Some(snapshot) = shared.upgrade()
             && snapshot.session == self.session_id()
             && self.serial() - snapshot.serial <= SNAPSHOT_REUSE_WITHIN
         {
             return snapshot;
         }
-        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        let snapshot = Arc::new(Snapshot {
-            session: self.session_id(),
-            serial: self.serial(),
-            entries: index.iter().map(|(p, e)| (p, e.clone())).collect(),
+        let snapshot = Arc::new(loop {
+            if let Some(copied) = self.copy().await {
+                break copied;
+            }
         });
-        drop(index);
         *shared = Arc::downgrade(&snapshot);
         snapshot
+    }
+
+    /// One attempt at a consistent copy; `None` when the index was replaced
+    /// (a reload) or the changes outran the backlog meanwhile.
+    async fn copy(&self) -> Option<Snapshot> {
+        let mut changes = self.subscribe();
+        let (session, start, bound, len) = {
+            let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+            (self.session_id(), self.serial(), index.slot_bound(), index.len())
+        };
+        let mut copy = Vec::with_capacity(len);
+        let mut next = 0;
+        while next < bound {
+            next =
+                self.index
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .copy_slots(next, SNAPSHOT_COPY_CHUNK, &mut copy);
+        }
+        let end = self.serial();
+        let mut applied = Vec::new();
+        let mut seen = start;
+        while seen < end {
+            match changes.recv().await {
+                Ok(Applied::Changes(batch)) => {
+                    applied.extend(batch.iter().filter(|c| c.serial > start).cloned());
+                    seen = batch.last().map_or(seen, |c| c.serial);
+                }
+                Ok(Applied::NewSession(_)) | Err(_) => return None,
+            }
+        }
+        if self.session_id() != session {
+            return None;
+        }
+        Some(Snapshot {
+            session,
+            serial: seen.max(start),
+            entries: super::snapshot::settle(copy, &applied),
+        })
     }
 
     /// Applies every feed row committed after the applied serial. Serials are

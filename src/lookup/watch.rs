@@ -353,7 +353,7 @@ async fn catch_up(pool: &PgPool, replica: &Replica, session: Uuid, since: i64, o
 /// the snapshot's serial up to what the replica has applied. Returns the
 /// last serial sent.
 async fn snapshot(pool: &PgPool, replica: &Replica, out: &mut Output) -> Result<i64, Stop> {
-    let snapshot = replica.snapshot();
+    let snapshot = replica.snapshot().await;
     let (session, serial) = (snapshot.session, snapshot.serial);
     out.send(WatchEvent::Reset { session, serial }).await?;
     for start in (0..snapshot.entries.len()).step_by(SNAPSHOT_CHUNK) {
