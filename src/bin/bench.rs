@@ -102,6 +102,7 @@ enum Section {
     Metrics,
     Batches,
     Watch,
+    SnapshotLoad,
     Submit,
 }
 
@@ -114,6 +115,7 @@ impl Section {
             Self::Metrics,
             Self::Batches,
             Self::Watch,
+            Self::SnapshotLoad,
             Self::Submit,
         ]
     }
@@ -260,6 +262,38 @@ async fn main() -> anyhow::Result<()> {
         wait_ready(second, &token).await?;
         let (p50, p99) = feed_latency(&pool, second, &token, 200).await?;
         println!("| commit -> delta received on another replica | p50 {p50:.1} ms, p99 {p99:.1} ms |\n");
+    }
+
+    if run(Section::SnapshotLoad) {
+        println!("## Snapshots under load (full snapshots read back to back, each a fresh copy)\n");
+        let (replica, _stop_replica) = start_server(pool.clone(), true).await?;
+        wait_ready(replica, &token).await?;
+        let (quiet_p50, quiet_p99) = feed_latency(&pool, replica, &token, 100).await?;
+        let quiet = unary(replica, Some(&token), 16, duration, addresses.clone()).await?;
+        let reading = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let reader = tokio::spawn({
+            let (reading, token) = (reading.clone(), token.clone());
+            async move {
+                let mut copies = 0u32;
+                while reading.load(std::sync::atomic::Ordering::Relaxed) {
+                    if snapshot(replica, &token).await.is_ok() {
+                        copies += 1;
+                    }
+                }
+                copies
+            }
+        });
+        let (busy_p50, busy_p99) = feed_latency(&pool, replica, &token, 100).await?;
+        let busy = unary(replica, Some(&token), 16, duration, addresses.clone()).await?;
+        reading.store(false, std::sync::atomic::Ordering::Relaxed);
+        let copies = reader.await?;
+        println!("| measure | quiet | during snapshots |\n|---|---:|---:|");
+        println!("| commit -> delta, p50 / p99 ms | {quiet_p50:.1} / {quiet_p99:.1} | {busy_p50:.1} / {busy_p99:.1} |");
+        println!(
+            "| CheckAddress c16 req/s, p99 ms | {:.0}, {:.3} | {:.0}, {:.3} |",
+            quiet.rate, quiet.p99_ms, busy.rate, busy.p99_ms
+        );
+        println!("| snapshots read meanwhile | | {copies} |\n");
     }
 
     if run(Section::Submit) {
