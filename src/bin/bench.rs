@@ -103,6 +103,7 @@ enum Section {
     Batches,
     Watch,
     SnapshotLoad,
+    Storm,
     Submit,
 }
 
@@ -116,6 +117,7 @@ impl Section {
             Self::Batches,
             Self::Watch,
             Self::SnapshotLoad,
+            Self::Storm,
             Self::Submit,
         ]
     }
@@ -294,6 +296,11 @@ async fn main() -> anyhow::Result<()> {
             quiet.rate, quiet.p99_ms, busy.rate, busy.p99_ms
         );
         println!("| snapshots read meanwhile | | {copies} |\n");
+    }
+
+    if run(Section::Storm) {
+        println!("## Reconnect storm: 1,000 WatchChanges subscribers at once on one replica\n");
+        storm(&pool, &token, duration, addresses.clone()).await?;
     }
 
     if run(Section::Submit) {
@@ -830,6 +837,125 @@ async fn snapshot(addr: SocketAddr, token: &str) -> anyhow::Result<(usize, f64)>
         }
     }
     Ok((entries, t.elapsed().as_secs_f64()))
+}
+
+/// 990 subscribers that open a stream from scratch and read nothing, 10 that
+/// read the whole snapshot, CheckAddress at concurrency 16 meanwhile; then
+/// 1,000 subscribers resuming from the current serial and the time from each
+/// of 20 commits to its delta at every one of them. Memory is the bench
+/// process's (server and clients both live in it).
+async fn storm(pool: &PgPool, token: &str, duration: Duration, addresses: Arc<Vec<String>>) -> anyhow::Result<()> {
+    use pb::watch_changes_response::Event;
+    let (replica, _stop) = start_server(pool.clone(), true).await?;
+    wait_ready(replica, token).await?;
+    let before = rss_bytes();
+    let mut connections = Vec::new();
+    for _ in 0..4 {
+        connections.push(channel(replica).await?);
+    }
+    let mut idle = Vec::new();
+    for i in 0..990 {
+        let mut client = LookupServiceClient::new(connections[i % 4].clone());
+        idle.push(
+            client
+                .watch_changes(authed(pb::WatchChangesRequest::default(), Some(token)))
+                .await?
+                .into_inner(),
+        );
+    }
+    let readers: Vec<_> = (0..10)
+        .map(|_| {
+            let token = token.to_owned();
+            tokio::spawn(async move { snapshot(replica, &token).await })
+        })
+        .collect();
+    let during = unary(replica, Some(token), 16, duration, addresses).await?;
+    let active: i64 = sqlx::query_scalar("SELECT count(*) FROM active_prefixes")
+        .fetch_one(pool)
+        .await?;
+    let mut full = 0;
+    for r in readers {
+        let (entries, _) = r.await??;
+        full += usize::from(entries as i64 == active);
+    }
+    let grown = rss_bytes().saturating_sub(before);
+    drop(idle);
+
+    let (session, serial): (uuid::Uuid, i64) = sqlx::query_as("SELECT session_id, last_serial FROM feed_state")
+        .fetch_one(pool)
+        .await?;
+    let commits = 20usize;
+    let mut subscribers = Vec::new();
+    for i in 0..1000 {
+        if i % 125 == 0 {
+            connections.push(channel(replica).await?);
+        }
+        let mut client = LookupServiceClient::new(connections.last().unwrap().clone());
+        let mut stream = client
+            .watch_changes(authed(
+                pb::WatchChangesRequest {
+                    session_id: session.to_string(),
+                    since_serial: serial,
+                },
+                Some(token),
+            ))
+            .await?
+            .into_inner();
+        subscribers.push(tokio::spawn(async move {
+            let mut arrivals = Vec::with_capacity(commits);
+            while arrivals.len() < commits {
+                match stream.message().await {
+                    Ok(Some(msg)) if matches!(msg.event, Some(Event::Deltas(_))) => arrivals.push(Instant::now()),
+                    Ok(Some(_)) => {}
+                    _ => break,
+                }
+            }
+            arrivals
+        }));
+    }
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT registration_id FROM active_prefixes LIMIT 1")
+        .fetch_one(pool)
+        .await?;
+    let mut committed = Vec::new();
+    for i in 0..commits {
+        let state = if i % 2 == 0 { "SUSPENDED" } else { "ACTIVE" };
+        sqlx::query("UPDATE registrations SET state = $2 WHERE id = $1")
+            .bind(id)
+            .bind(state)
+            .execute(pool)
+            .await?;
+        committed.push(Instant::now());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut latencies = Vec::new();
+    let mut complete = 0;
+    for s in subscribers {
+        let arrivals = tokio::time::timeout(Duration::from_secs(30), s).await??;
+        complete += usize::from(arrivals.len() == commits);
+        latencies.extend(
+            arrivals
+                .iter()
+                .zip(&committed)
+                .map(|(a, c)| a.saturating_duration_since(*c)),
+        );
+    }
+    latencies.sort();
+    println!("| measure | value | target |\n|---|---:|---:|");
+    println!(
+        "| resident memory growth, 990 idle + 10 reading subscribers (server and clients) | {:.0} MB | < 300 MB |",
+        grown as f64 / 1e6
+    );
+    println!("| readers that got the full snapshot | {full} of 10 | 10 |");
+    println!(
+        "| CheckAddress c16 during the storm | {:.0} req/s, p99 {:.2} ms | p99 < 5 ms |",
+        during.rate, during.p99_ms
+    );
+    println!(
+        "| commit -> delta at 1,000 resumed subscribers ({complete} got all {commits}) | p50 {:.1} ms, p99 {:.1} ms | p99 < 100 ms |\n",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
+    );
+    Ok(())
 }
 
 /// Commits `n` changes (suspend / reinstate of one registration, straight in
