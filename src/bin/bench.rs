@@ -913,17 +913,10 @@ async fn storm(pool: &PgPool, token: &str, duration: Duration, addresses: Arc<Ve
             arrivals
         }));
     }
-    let id: uuid::Uuid = sqlx::query_scalar("SELECT registration_id FROM active_prefixes LIMIT 1")
-        .fetch_one(pool)
-        .await?;
+    let flipper = Flipper::new(pool).await?;
     let mut committed = Vec::new();
     for i in 0..commits {
-        let state = if i % 2 == 0 { "SUSPENDED" } else { "ACTIVE" };
-        sqlx::query("UPDATE registrations SET state = $2 WHERE id = $1")
-            .bind(id)
-            .bind(state)
-            .execute(pool)
-            .await?;
+        flipper.commit(i).await?;
         committed.push(Instant::now());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -958,6 +951,33 @@ async fn storm(pool: &PgPool, token: &str, duration: Duration, addresses: Arc<Ve
     Ok(())
 }
 
+/// Makes feed changes on demand: suspends and reinstates one active
+/// registration in turn, straight in SQL (one delta each).
+struct Flipper<'a> {
+    pool: &'a PgPool,
+    id: uuid::Uuid,
+}
+
+impl<'a> Flipper<'a> {
+    async fn new(pool: &'a PgPool) -> anyhow::Result<Self> {
+        let id = sqlx::query_scalar("SELECT registration_id FROM active_prefixes LIMIT 1")
+            .fetch_one(pool)
+            .await?;
+        Ok(Self { pool, id })
+    }
+
+    /// The `i`th change: even ones suspend, odd ones reinstate.
+    async fn commit(&self, i: usize) -> anyhow::Result<()> {
+        let state = if i.is_multiple_of(2) { "SUSPENDED" } else { "ACTIVE" };
+        sqlx::query("UPDATE registrations SET state = $2 WHERE id = $1")
+            .bind(self.id)
+            .bind(state)
+            .execute(self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
 /// Commits `n` changes (suspend / reinstate of one registration, straight in
 /// SQL) and times each until its delta arrives from another replica.
 async fn feed_latency(pool: &PgPool, replica: SocketAddr, token: &str, n: usize) -> anyhow::Result<(f64, f64)> {
@@ -972,17 +992,10 @@ async fn feed_latency(pool: &PgPool, replica: SocketAddr, token: &str, n: usize)
             break;
         }
     }
-    let id: uuid::Uuid = sqlx::query_scalar("SELECT registration_id FROM active_prefixes LIMIT 1")
-        .fetch_one(pool)
-        .await?;
+    let flipper = Flipper::new(pool).await?;
     let mut latencies = Vec::new();
     for i in 0..n {
-        let state = if i % 2 == 0 { "SUSPENDED" } else { "ACTIVE" };
-        sqlx::query("UPDATE registrations SET state = $2 WHERE id = $1")
-            .bind(id)
-            .bind(state)
-            .execute(pool)
-            .await?;
+        flipper.commit(i).await?;
         let committed = Instant::now();
         loop {
             let msg = stream.message().await?.context("stream ended")?;
