@@ -16,9 +16,14 @@ use crate::config::{self, ServeArgs};
 use crate::db::notify::Following;
 use crate::domain::principal::RoleKind;
 use crate::grpc::{
-    institutions::InstitutionApi, isps::IspApi, lookup::LookupApi, registrations::RegistrationApi, review::ReviewApi,
+    institutions::InstitutionApi,
+    isps::IspApi,
+    lookup::LookupApi,
+    registrations::RegistrationApi,
+    review::ReviewApi,
+    upstream::{Upstream, UpstreamConfig},
 };
-use crate::lookup::{Lookups, ReplicaSlot, replica::load_and_follow};
+use crate::lookup::{Backfill, Lookups, ReplicaSlot, replica::load_and_follow};
 use crate::observe::{self, Metrics, ObserveLayer, Vitals, summary::LookupSummary, vitals};
 use crate::pb::{
     self, institution_service_server::InstitutionServiceServer, isp_service_server::IspServiceServer,
@@ -82,6 +87,9 @@ pub struct Options {
     pub access_summary_interval: Duration,
     /// Pruning of the feed and the history; `None` disables it here.
     pub retention: Option<Retention>,
+    /// Follow this replica instead of PostgreSQL and serve lookups only (a
+    /// fan-out replica); PostgreSQL then only holds the credentials.
+    pub upstream: Option<UpstreamConfig>,
 }
 
 /// Where a server listens: gRPC, and optionally the operator's HTTP
@@ -115,6 +123,7 @@ impl Options {
             max_feed_lag: args.max_feed_lag,
             access_summary_interval: args.access_summary_interval,
             retention: args.retention(),
+            upstream: args.upstream(),
         }
     }
 }
@@ -148,6 +157,7 @@ impl Default for Options {
                 history: parse(config::DEFAULT_HISTORY_RETENTION),
                 every: parse(config::DEFAULT_PRUNE_INTERVAL),
             }),
+            upstream: None,
         }
     }
 }
@@ -162,7 +172,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    health::set(&reporter, ServingStatus::NotServing).await;
+    health::set(&reporter, ServingStatus::NotServing, options.upstream.is_none()).await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -186,29 +196,45 @@ pub async fn serve(
     let limits = Arc::new(RateLimits::new(&options.rate_limits, options.failed_auth_rate));
     tasks.spawn(forget_idle_limits(limits.clone()));
     let replica: ReplicaSlot = Arc::default();
-    tasks.spawn(load_and_follow(
-        reads.clone(),
-        replica.clone(),
-        following,
-        options.feed_poll_interval,
-        options.watch_backlog,
-        stopping_tx.subscribe(),
-    ));
     let registry = Registry::new(pool.clone());
     let expiry_stats = Arc::new(expiry::Stats::default());
-    if let Some(retention) = options.retention {
-        tasks.spawn(prune::run(pool.clone(), retention, stopping_tx.subscribe()));
-    }
-    if let Some(every) = options.expiry_interval {
-        tasks.spawn(expiry::run(
-            registry.clone(),
-            every,
-            expiry_stats.clone(),
-            stopping_tx.subscribe(),
-        ));
-    }
+    let upstream = options.upstream.map(Upstream::new).transpose()?;
+    let backfill = match &upstream {
+        Some(upstream) => {
+            // A fan-out replica: the active set from upstream, no writes.
+            tasks.spawn(
+                upstream
+                    .clone()
+                    .follow(replica.clone(), options.watch_backlog, stopping_tx.subscribe()),
+            );
+            Backfill::Journal
+        }
+        None => {
+            tasks.spawn(load_and_follow(
+                reads.clone(),
+                replica.clone(),
+                following,
+                options.feed_poll_interval,
+                options.watch_backlog,
+                stopping_tx.subscribe(),
+            ));
+            if let Some(retention) = options.retention {
+                tasks.spawn(prune::run(pool.clone(), retention, stopping_tx.subscribe()));
+            }
+            if let Some(every) = options.expiry_interval {
+                tasks.spawn(expiry::run(
+                    registry.clone(),
+                    every,
+                    expiry_stats.clone(),
+                    stopping_tx.subscribe(),
+                ));
+            }
+            Backfill::Feed(reads.clone())
+        }
+    };
+    let serves_registry = upstream.is_none();
 
-    let lookups = Lookups::new(reads.clone(), replica, options.max_watchers, stopping_tx.subscribe());
+    let lookups = Lookups::new(backfill, replica, options.max_watchers, stopping_tx.subscribe());
     let metrics = Arc::new(match listeners.http {
         Some(_) => Metrics::enabled(options.metrics_per_principal),
         None => Metrics::disabled(),
@@ -232,6 +258,7 @@ pub async fn serve(
         reads,
         vitals.clone(),
         reporter.clone(),
+        serves_registry,
         stopping_tx.subscribe(),
     ));
     if let Some(l) = listeners.http {
@@ -250,7 +277,7 @@ pub async fn serve(
         shutdown.await;
         tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
         let _ = stopping_tx.send(true);
-        health::set(&shutdown_reporter, ServingStatus::NotServing).await;
+        health::set(&shutdown_reporter, ServingStatus::NotServing, serves_registry).await;
     };
 
     let router = Server::builder()
@@ -270,28 +297,29 @@ pub async fn serve(
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(
+        // A fan-out replica serves lookups only (UNIMPLEMENTED for the rest).
+        .add_optional_service(serves_registry.then(|| {
             InstitutionServiceServer::new(InstitutionApi::new(registry.clone()))
                 .max_decoding_message_size(MAX_REGISTRY_REQUEST)
-                .max_encoding_message_size(MAX_RESPONSE),
-        )
-        .add_service(
+                .max_encoding_message_size(MAX_RESPONSE)
+        }))
+        .add_optional_service(serves_registry.then(|| {
             RegistrationServiceServer::new(RegistrationApi::new(registry.clone()))
                 .max_decoding_message_size(MAX_REGISTRY_REQUEST)
-                .max_encoding_message_size(MAX_RESPONSE),
-        )
-        .add_service(
+                .max_encoding_message_size(MAX_RESPONSE)
+        }))
+        .add_optional_service(serves_registry.then(|| {
             ReviewServiceServer::new(ReviewApi::new(registry.clone()))
                 .max_decoding_message_size(MAX_REGISTRY_REQUEST)
-                .max_encoding_message_size(MAX_RESPONSE),
-        )
-        .add_service(
+                .max_encoding_message_size(MAX_RESPONSE)
+        }))
+        .add_optional_service(serves_registry.then(|| {
             IspServiceServer::new(IspApi::new(registry))
                 .max_decoding_message_size(MAX_REGISTRY_REQUEST)
-                .max_encoding_message_size(MAX_RESPONSE),
-        )
+                .max_encoding_message_size(MAX_RESPONSE)
+        }))
         .add_service(
-            LookupServiceServer::new(LookupApi::new(lookups))
+            LookupServiceServer::new(LookupApi::new(lookups, upstream))
                 .max_decoding_message_size(MAX_LOOKUP_REQUEST)
                 .max_encoding_message_size(MAX_RESPONSE),
         );

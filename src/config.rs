@@ -38,6 +38,9 @@ pub const DEFAULT_MAX_CONNECTION_AGE: &str = "1h";
 pub const DEFAULT_MAX_CONNECTION_AGE_GRACE: &str = "5m";
 /// WatchChanges streams one replica serves at once.
 pub const DEFAULT_MAX_WATCHERS: usize = 10_000;
+/// Changes a fan-out replica keeps for resuming watchers: about a day of a
+/// busy registry's changes, ~20 MB.
+pub const DEFAULT_UPSTREAM_JOURNAL: usize = 100_000;
 /// Where the metrics and health listener binds unless told otherwise
 /// (Prometheus's port for exporters in the 94xx range; loopback only).
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
@@ -306,6 +309,29 @@ pub struct ServeArgs {
     /// How often the log summarises lookups (each lookup is logged only at debug).
     #[arg(long, env = "VPN_REGISTRY_ACCESS_SUMMARY_INTERVAL", default_value = DEFAULT_ACCESS_SUMMARY_INTERVAL, value_parser = duration)]
     pub access_summary_interval: Duration,
+    /// Run a fan-out replica: follow this replica's WatchChanges
+    /// (`http://host:port` or `https://host:port`) instead of PostgreSQL and
+    /// serve lookups only, with the upstream's session and serials.
+    /// PostgreSQL (a standby will do) then only holds the credentials.
+    #[arg(long, env = "VPN_REGISTRY_UPSTREAM", requires = "upstream_token_file")]
+    pub upstream: Option<String>,
+    /// File holding a `lookup` token for the upstream (read at every
+    /// reconnection, so it can be rotated in place).
+    #[arg(long, env = "VPN_REGISTRY_UPSTREAM_TOKEN_FILE", requires = "upstream")]
+    pub upstream_token_file: Option<std::path::PathBuf>,
+    /// CA (PEM) to verify an `https` upstream's certificate with.
+    #[arg(long, env = "VPN_REGISTRY_UPSTREAM_CA", requires = "upstream")]
+    pub upstream_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for an upstream that requires one.
+    #[arg(long, env = "VPN_REGISTRY_UPSTREAM_CLIENT_CERT", requires_all = ["upstream", "upstream_client_key"])]
+    pub upstream_client_cert: Option<std::path::PathBuf>,
+    /// Private key of --upstream-client-cert (PEM).
+    #[arg(long, env = "VPN_REGISTRY_UPSTREAM_CLIENT_KEY", requires = "upstream_client_cert")]
+    pub upstream_client_key: Option<std::path::PathBuf>,
+    /// Changes a fan-out replica keeps for its own watchers to resume from
+    /// (older resumes get a reset and a snapshot).
+    #[arg(long, env = "VPN_REGISTRY_UPSTREAM_JOURNAL", default_value_t = DEFAULT_UPSTREAM_JOURNAL)]
+    pub upstream_journal: usize,
 }
 
 impl ServeArgs {
@@ -315,6 +341,17 @@ impl ServeArgs {
 
     pub fn feed_poll_interval(&self) -> Duration {
         Duration::from_millis(self.feed_poll_interval_ms.max(10))
+    }
+
+    /// The upstream a fan-out replica follows, if this is one.
+    pub fn upstream(&self) -> Option<crate::grpc::upstream::UpstreamConfig> {
+        Some(crate::grpc::upstream::UpstreamConfig {
+            url: self.upstream.clone()?,
+            token_file: self.upstream_token_file.clone()?,
+            ca_file: self.upstream_ca.clone(),
+            client_identity: self.upstream_client_cert.clone().zip(self.upstream_client_key.clone()),
+            journal: self.upstream_journal,
+        })
     }
 
     /// The pruning task's settings, unless disabled.

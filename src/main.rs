@@ -109,6 +109,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         feed_retention = ?args.feed_retention,
         history_retention = ?args.history_retention,
         prune_interval = ?args.prune_interval,
+        upstream = args.upstream.as_deref().unwrap_or("(none: follows PostgreSQL)"),
+        upstream_token_file = ?args.upstream_token_file,
+        upstream_ca = ?args.upstream_ca,
+        upstream_client_cert = ?args.upstream_client_cert,
+        upstream_journal = args.upstream_journal,
         "starting vpn-registry {}", env!("CARGO_PKG_VERSION")
     );
     let pool = db::connect(

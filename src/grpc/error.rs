@@ -112,7 +112,9 @@ impl From<Violations> for Status {
 impl From<LookupError> for Status {
     fn from(e: LookupError) -> Self {
         match e {
-            LookupError::Loading | LookupError::Behind { .. } => Status::unavailable(e.to_string()),
+            LookupError::Loading | LookupError::NoHistory | LookupError::Behind { .. } => {
+                Status::unavailable(e.to_string())
+            }
             LookupError::TooManyWatchers(_) => Status::resource_exhausted(e.to_string()),
             LookupError::Refused(r) => refusal(r),
             LookupError::Store(e) => store(e),

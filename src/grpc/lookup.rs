@@ -9,18 +9,27 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::convert::{self, check_result, watch_event_to_pb};
+use super::upstream::Upstream;
 use crate::auth::principal;
 use crate::domain::Violations;
-use crate::lookup::{Lookups, scope};
+use crate::lookup::{Lookups, Terms, history::is_past, scope};
 use crate::pb::{self, lookup_service_server::LookupService};
 
 pub struct LookupApi {
     lookups: Lookups,
+    /// A fan-out replica's upstream, asked what this process cannot answer.
+    upstream: Option<Upstream>,
 }
 
 impl LookupApi {
-    pub fn new(lookups: Lookups) -> Self {
-        Self { lookups }
+    pub fn new(lookups: Lookups, upstream: Option<Upstream>) -> Self {
+        Self { lookups, upstream }
+    }
+
+    /// The upstream to forward a check on `terms` to: a fan-out replica
+    /// holds the present, not the past.
+    fn forward(&self, terms: &Terms) -> Option<&Upstream> {
+        self.upstream.as_ref().filter(|_| terms.at.is_some_and(is_past))
     }
 }
 
@@ -38,6 +47,11 @@ impl LookupService for LookupApi {
         let (Some(addr), true) = (address, v.is_empty()) else {
             return Err(v.into());
         };
+        if let Some(upstream) = self.forward(&terms) {
+            return Ok(Response::new(
+                upstream.check_address(msg.clone(), req.metadata()).await?,
+            ));
+        }
         let (found, serial) = self.lookups.check(addr, None, &terms).await?;
         Ok(Response::new(check_result(
             found.as_ref().map(|m| (m.prefix, &m.entry)),
@@ -55,6 +69,9 @@ impl LookupService for LookupApi {
         let (Some(addr), Some(peer), true) = (source, peer, v.is_empty()) else {
             return Err(v.into());
         };
+        if let Some(upstream) = self.forward(&terms) {
+            return Ok(Response::new(upstream.check_flow(msg.clone(), req.metadata()).await?));
+        }
         let (found, serial) = self.lookups.check(addr, Some(peer), &terms).await?;
         Ok(Response::new(check_result(
             found.as_ref().map(|m| (m.prefix, &m.entry)),
@@ -68,6 +85,10 @@ impl LookupService for LookupApi {
     ) -> Result<Response<pb::CheckAddressesResponse>, Status> {
         let scope = scope(principal(&req)?)?;
         let (addrs, terms) = convert::batch(req.get_ref(), req.metadata(), scope)?;
+        if let Some(upstream) = self.forward(&terms) {
+            let answers = upstream.check_addresses(req.get_ref().clone(), req.metadata()).await?;
+            return Ok(Response::new(answers));
+        }
         let mut results = vec![pb::CheckResult::default(); addrs.len()];
         let serial = self
             .lookups

@@ -9,3 +9,4 @@ pub mod isps;
 pub mod lookup;
 pub mod registrations;
 pub mod review;
+pub mod upstream;

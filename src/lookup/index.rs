@@ -21,9 +21,11 @@ use crate::domain::{institution::Category, registration::Kind};
 /// What lookups know about one active (prefix, registration) pair.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    pub registration_id: Uuid,
     pub institution_id: Uuid,
-    /// Inline up to 23 bytes (every reference we issue), so no allocation.
+    /// The registration's reference: unique and never changed, so it is the
+    /// entry's identity at a prefix (and travels on the wire, which lets a
+    /// fan-out replica apply withdrawals). Inline up to 23 bytes (every
+    /// reference we issue), so no allocation.
     pub reference: SmolStr,
     pub kind: Kind,
     pub category: Category,
@@ -90,7 +92,6 @@ impl From<ActiveRow> for (IpNet, Entry) {
         (
             r.prefix,
             Entry {
-                registration_id: r.registration_id,
                 institution_id: r.institution_id,
                 reference: r.reference.into(),
                 kind: r.kind,
@@ -261,12 +262,12 @@ impl Index {
         }
     }
 
-    /// Adds (or replaces) the entry of `entry.registration_id` at `prefix`.
+    /// Adds (or replaces) the entry of `entry.reference` at `prefix`.
     pub fn insert(&mut self, prefix: IpNet, entry: Entry) {
         let head = self.head(prefix);
         let existing = self
             .chain(head)
-            .find(|(_, e)| e.registration_id == entry.registration_id)
+            .find(|(_, e)| e.reference == entry.reference)
             .map(|(i, _)| i);
         if let Some(i) = existing {
             self.slots[i as usize].entry = entry;
@@ -282,13 +283,13 @@ impl Index {
         self.set_head(prefix, slot);
     }
 
-    /// Removes the entry of `registration_id` at `prefix`; false if absent.
-    pub fn remove(&mut self, prefix: IpNet, registration_id: Uuid) -> bool {
+    /// Removes the entry of registration `reference` at `prefix`; false if absent.
+    pub fn remove(&mut self, prefix: IpNet, reference: &str) -> bool {
         let head = self.head(prefix);
         let mut before = NONE;
         let mut found = NONE;
         for (i, e) in self.chain(head) {
-            if e.registration_id == registration_id {
+            if e.reference == reference {
                 found = i;
                 break;
             }
@@ -388,9 +389,8 @@ mod tests {
 
     fn entry(id: u128, from: i64, until: i64, peers: &[&str]) -> Entry {
         Entry {
-            registration_id: Uuid::from_u128(id),
             institution_id: Uuid::from_u128(id),
-            reference: format!("VPN-2026-{id:06}").into(),
+            reference: reference(id).into(),
             kind: Kind::Vpn,
             category: Category::Bank,
             peers: (!peers.is_empty()).then(|| peers.iter().map(|p| p.parse().unwrap()).collect::<Vec<_>>().into()),
@@ -398,6 +398,10 @@ mod tests {
             valid_until_us: until * 1_000_000,
             isp: "ptcl".into(),
         }
+    }
+
+    fn reference(id: u128) -> String {
+        format!("VPN-2026-{id:06}")
     }
 
     fn q(addr: &str, at: i64) -> Query {
@@ -417,7 +421,7 @@ mod tests {
         let hit = |addr, at| {
             index
                 .lookup(&q(addr, at))
-                .map(|(p, e)| (p.to_string(), e.registration_id.as_u128()))
+                .map(|(p, e)| (p.to_string(), e.institution_id.as_u128()))
         };
         assert_eq!(hit("8.8.8.8", 10), Some(("8.8.8.0/24".into(), 2)));
         assert_eq!(
@@ -441,8 +445,8 @@ mod tests {
         flow.peer = Some("1.1.1.1".parse().unwrap());
         assert!(index.lookup(&flow).is_none());
         assert_eq!(index.len(), 1);
-        assert!(index.remove(p, Uuid::from_u128(1)));
-        assert!(!index.remove(p, Uuid::from_u128(1)));
+        assert!(index.remove(p, &reference(1)));
+        assert!(!index.remove(p, &reference(1)));
         assert!(index.is_empty() && index.lookup(&q("2a00:1450::1", 1)).is_none());
     }
 
@@ -456,18 +460,18 @@ mod tests {
         index.insert(p, entry(2, 0, 200, &[]));
         assert_eq!(index.len(), 3, "re-announcing replaces, not adds");
         let ids = |index: &Index| {
-            let mut ids: Vec<u128> = index.iter().map(|(_, e)| e.registration_id.as_u128()).collect();
+            let mut ids: Vec<u128> = index.iter().map(|(_, e)| e.institution_id.as_u128()).collect();
             ids.sort();
             ids
         };
         assert_eq!(ids(&index), [1, 2, 3]);
-        assert!(index.remove(p, Uuid::from_u128(2)), "middle of the chain");
+        assert!(index.remove(p, &reference(2)), "middle of the chain");
         assert_eq!(ids(&index), [1, 3]);
-        assert!(index.remove(p, Uuid::from_u128(3)), "head of the chain");
+        assert!(index.remove(p, &reference(3)), "head of the chain");
         assert_eq!(ids(&index), [1]);
         assert!(index.lookup(&q("10.1.2.3", 150)).is_none(), "1 ends at 100");
         assert!(index.lookup(&q("10.1.2.3", 50)).is_some());
-        assert!(index.remove(p, Uuid::from_u128(1)));
+        assert!(index.remove(p, &reference(1)));
         assert!(index.is_empty() && index.lookup(&q("10.1.2.3", 50)).is_none());
         index.insert(p, entry(4, 0, 100, &[]));
         assert_eq!(ids(&index), [4], "the prefix is reusable after its chain emptied");
@@ -485,7 +489,7 @@ mod tests {
             query.peer = peer.map(|p| p.parse().unwrap());
             index
                 .lookup(&query)
-                .map(|(p, e)| (p.to_string(), e.registration_id.as_u128()))
+                .map(|(p, e)| (p.to_string(), e.institution_id.as_u128()))
         };
         assert_eq!(hit(&index, "8.8.8.8", 10, None), Some(("8.8.8.8/32".into(), 2)));
         assert_eq!(
@@ -505,8 +509,8 @@ mod tests {
         );
         assert_eq!(index.len(), 4);
         assert_eq!(index.iter().count(), 4);
-        assert!(index.remove("8.8.8.8/32".parse().unwrap(), Uuid::from_u128(2)));
+        assert!(index.remove("8.8.8.8/32".parse().unwrap(), &reference(2)));
         assert_eq!(hit(&index, "8.8.8.8", 10, None), Some(("8.8.8.0/24".into(), 1)));
-        assert!(!index.remove("8.8.8.8/32".parse().unwrap(), Uuid::from_u128(2)));
+        assert!(!index.remove("8.8.8.8/32".parse().unwrap(), &reference(2)));
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod history;
 pub mod index;
+mod journal;
 pub mod replica;
 mod service;
 mod snapshot;
@@ -12,3 +13,4 @@ pub mod watch;
 pub use index::Scope;
 pub use replica::Replica;
 pub use service::{LookupError, Lookups, MAX_BATCH, ReplicaSlot, Terms, scope};
+pub use watch::Backfill;

@@ -18,6 +18,7 @@ use tokio::sync::{Mutex, broadcast, watch};
 use uuid::Uuid;
 
 use super::index::{Entry, Filter, Index, Query};
+use super::journal::Journal;
 use crate::db::{
     StoreError,
     feed::{self, FeedRow, Op},
@@ -89,6 +90,9 @@ pub struct Replica {
     changes: broadcast::Sender<Applied>,
     /// Serialises catch-ups (the follower and explicit calls).
     catching_up: Mutex<()>,
+    /// A fan-out replica's recent changes, for resuming watchers (it has no
+    /// feed table to read them from).
+    journal: Option<std::sync::Mutex<Journal>>,
 }
 
 impl Replica {
@@ -96,16 +100,24 @@ impl Replica {
     /// than `backlog` applied batches behind are dropped.
     pub async fn load(pool: &PgPool, backlog: usize) -> Result<Arc<Self>, StoreError> {
         let (session_id, serial, index) = read_snapshot(pool).await?;
-        Ok(Arc::new(Self {
-            session_id: RwLock::new(session_id),
+        Ok(Self::new(session_id, serial, index, backlog, None))
+    }
+
+    /// A replica holding `index`, the active set of `session` at `serial`.
+    /// With `journal`, it keeps that many recent changes for resuming
+    /// watchers (a fan-out replica); without, they read the feed table.
+    pub fn new(session: Uuid, serial: i64, index: Index, backlog: usize, journal: Option<usize>) -> Arc<Self> {
+        Arc::new(Self {
+            session_id: RwLock::new(session),
             applied: watch::channel(serial).0,
             index: RwLock::new(index),
             shared_snapshot: Mutex::default(),
             forgotten: std::sync::Mutex::default(),
-            pruned_through: AtomicI64::new(0),
+            pruned_through: AtomicI64::new(if journal.is_some() { serial } else { 0 }),
             changes: broadcast::channel(backlog.max(1)).0,
             catching_up: Mutex::new(()),
-        }))
+            journal: journal.map(|capacity| std::sync::Mutex::new(Journal::new(capacity, serial))),
+        })
     }
 
     pub fn session_id(&self) -> Uuid {
@@ -116,17 +128,76 @@ impl Replica {
     /// session, or the database is behind what was applied here.
     async fn reload(&self, pool: &PgPool) -> Result<(), StoreError> {
         let (session_id, serial, fresh) = read_snapshot(pool).await?;
+        self.install(session_id, serial, fresh);
+        tracing::warn!(%session_id, serial, "index reloaded from the database");
+        Ok(())
+    }
+
+    /// Replaces the whole index with `fresh`, the active set of `session` at
+    /// `serial` (a pointer swap under the lock), and tells watchers to start
+    /// over.
+    pub fn install(&self, session: Uuid, serial: i64, fresh: Index) {
         let old = {
             let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-            *self.session_id.write().unwrap_or_else(|e| e.into_inner()) = session_id;
+            *self.session_id.write().unwrap_or_else(|e| e.into_inner()) = session;
             self.applied.send_replace(serial);
+            if let Some(journal) = &self.journal {
+                journal.lock().unwrap_or_else(|e| e.into_inner()).restart(serial);
+                self.pruned_through.store(serial, Ordering::Relaxed);
+            }
             std::mem::replace(&mut *index, fresh)
         };
         // Freed outside the lock: a million entries take a while.
         drop(old);
-        tracing::warn!(%session_id, serial, "index reloaded from the database");
-        let _ = self.changes.send(Applied::NewSession(session_id));
-        Ok(())
+        let _ = self.changes.send(Applied::NewSession(session));
+    }
+
+    /// Applies `changes` (in serial order, after the applied serial) and
+    /// hands them to watchers.
+    pub fn apply(&self, changes: Vec<Change>) {
+        let Some(last) = changes.last().map(|c| c.serial) else {
+            return;
+        };
+        {
+            let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+            for c in &changes {
+                match c.op {
+                    Op::Announce => index.insert(c.prefix, c.entry.clone()),
+                    Op::Withdraw => {
+                        index.remove(c.prefix, &c.entry.reference);
+                    }
+                }
+            }
+            self.applied.send_replace(last);
+        }
+        if let Some(journal) = &self.journal {
+            let mut journal = journal.lock().unwrap_or_else(|e| e.into_inner());
+            journal.extend(&changes);
+            self.pruned_through
+                .store(journal.forgotten_through(), Ordering::Relaxed);
+        }
+        // Nobody listening is fine.
+        let _ = self.changes.send(Applied::Changes(Arc::new(changes)));
+    }
+
+    /// Records that serials in `above..=upto` of `session` were applied here
+    /// and lost by the source (a restore, a failover): they may name other
+    /// changes from now on.
+    pub fn forget(&self, session: Uuid, above: i64, upto: i64) {
+        self.forgotten
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((session, above, upto));
+    }
+
+    /// A fan-out replica's changes after `serial` (at most `limit`); `None`
+    /// when it does not hold them all (or keeps no journal).
+    pub fn journal_after(&self, serial: i64, limit: usize) -> Option<Vec<Change>> {
+        self.journal
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .after(serial, limit)
     }
 
     /// Whether `serial` of `session` was applied here and then lost by the
@@ -288,10 +359,7 @@ impl Replica {
                     applied,
                     "the database is behind this replica (restored or failed over); reloading"
                 );
-                self.forgotten
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((session, last_serial, applied));
+                self.forget(session, last_serial, applied);
                 self.reload(pool).await?;
                 return Ok(total);
             }
@@ -306,26 +374,12 @@ impl Replica {
                 self.reload(pool).await?;
                 return Ok(total);
             }
-            let Some(last) = rows.last().map(|r| r.serial) else {
+            if rows.is_empty() {
                 return Ok(total);
-            };
+            }
             let full_batch = rows.len() as i64 == CATCH_UP_BATCH;
             total += rows.len();
-            let changes: Vec<Change> = rows.into_iter().map(change).collect();
-            {
-                let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-                for c in &changes {
-                    match c.op {
-                        Op::Announce => index.insert(c.prefix, c.entry.clone()),
-                        Op::Withdraw => {
-                            index.remove(c.prefix, c.entry.registration_id);
-                        }
-                    }
-                }
-                self.applied.send_replace(last);
-            }
-            // Nobody listening is fine.
-            let _ = self.changes.send(Applied::Changes(Arc::new(changes)));
+            self.apply(rows.into_iter().map(change).collect());
             if !full_batch {
                 return Ok(total);
             }

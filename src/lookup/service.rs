@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::history::{self, is_past};
 use super::index::{Entry, Filter, Query, Scope};
 use super::replica::{Match, Replica};
-use super::watch::{self as watcher, Watch, Watchers};
+use super::watch::{self as watcher, Backfill, Watch, Watchers};
 use crate::db::StoreError;
 use crate::domain::{
     principal::{Principal, Role},
@@ -39,6 +39,8 @@ pub enum LookupError {
     Loading,
     #[error("this replica serves {0} change streams already; retry later or elsewhere")]
     TooManyWatchers(usize),
+    #[error("this fan-out replica holds no history; ask its upstream")]
+    NoHistory,
     #[error("this replica has applied serial {applied}, not yet {wanted}; retry")]
     Behind { applied: i64, wanted: i64 },
     #[error(transparent)]
@@ -75,7 +77,10 @@ pub fn scope(p: &Principal) -> Result<Scope, Refusal> {
 /// The lookups of this process.
 #[derive(Clone)]
 pub struct Lookups {
-    pool: PgPool,
+    /// Where history and resuming watchers read (PostgreSQL, or for a
+    /// fan-out replica its journal: its gRPC handlers ask the upstream
+    /// about the past).
+    backfill: Backfill,
     replica: ReplicaSlot,
     watchers: Watchers,
     stopping: watch::Receiver<bool>,
@@ -83,9 +88,9 @@ pub struct Lookups {
 
 impl Lookups {
     /// At most `max_watchers` change streams at once.
-    pub fn new(pool: PgPool, replica: ReplicaSlot, max_watchers: usize, stopping: watch::Receiver<bool>) -> Self {
+    pub fn new(backfill: Backfill, replica: ReplicaSlot, max_watchers: usize, stopping: watch::Receiver<bool>) -> Self {
         Self {
-            pool,
+            backfill,
             replica,
             watchers: Watchers::new(max_watchers),
             stopping,
@@ -105,6 +110,13 @@ impl Lookups {
     /// The replica, once loaded.
     pub fn loaded(&self) -> Option<Arc<Replica>> {
         self.replica.get().cloned()
+    }
+
+    fn history(&self) -> Result<&PgPool, LookupError> {
+        match &self.backfill {
+            Backfill::Feed(pool) => Ok(pool),
+            Backfill::Journal => Err(LookupError::NoHistory),
+        }
     }
 
     fn replica(&self) -> Result<Arc<Replica>, LookupError> {
@@ -138,7 +150,7 @@ impl Lookups {
             Some(at) => {
                 let serial = replica.serial();
                 let filter = Filter::new(at, peer, terms.scope.clone());
-                let mut found = history::check_batch(&self.pool, &[addr], &filter, at).await?;
+                let mut found = history::check_batch(self.history()?, &[addr], &filter, at).await?;
                 Ok((found.pop().flatten(), serial))
             }
             None => Ok(replica.check(&Query {
@@ -165,7 +177,7 @@ impl Lookups {
             return Ok(replica.check_batch(addrs, &filter, out));
         }
         let serial = replica.serial();
-        let found = history::check_batch(&self.pool, addrs, &filter, at).await?;
+        let found = history::check_batch(self.history()?, addrs, &filter, at).await?;
         for (i, m) in found.iter().enumerate() {
             out(i, m.as_ref().map(|m| (m.prefix, &m.entry)));
         }
@@ -185,7 +197,7 @@ impl Lookups {
             .admit()
             .ok_or(LookupError::TooManyWatchers(self.watchers.open()))?;
         Ok(watcher::start(
-            self.pool.clone(),
+            self.backfill.clone(),
             replica,
             session.map(|s| (s, since)),
             scope,

@@ -8,26 +8,24 @@
 
 use std::collections::HashMap;
 
-use ipnet::IpNet;
-use uuid::Uuid;
-
 use super::index::Entry;
 use super::replica::Change;
 use crate::db::feed::Op;
+use ipnet::IpNet;
 
 /// `copy`, taken while `changes` (all those applied since the copy began, in
 /// serial order) were being applied, as the active set after the last of them.
 pub fn settle(copy: Vec<(IpNet, Entry)>, changes: &[Change]) -> Vec<(IpNet, Entry)> {
-    let mut last: HashMap<(IpNet, Uuid), Option<&Entry>> = HashMap::new();
+    let mut last: HashMap<(IpNet, &str), Option<&Entry>> = HashMap::new();
     for c in changes {
         last.insert(
-            (c.prefix, c.entry.registration_id),
+            (c.prefix, &c.entry.reference),
             (c.op == Op::Announce).then_some(&c.entry),
         );
     }
     let mut settled: Vec<(IpNet, Entry)> = copy
         .into_iter()
-        .filter(|(p, e)| !last.contains_key(&(*p, e.registration_id)))
+        .filter(|(p, e)| !last.contains_key(&(*p, e.reference.as_str())))
         .collect();
     settled.extend(
         last.into_iter()
@@ -44,17 +42,18 @@ mod tests {
     use crate::lookup::index::Index;
     use proptest::prelude::*;
 
+    /// Registration `registration`'s entry; versions differ in validity.
     fn entry(registration: u8, version: u8) -> Entry {
         let row = ActiveRow {
             prefix: "10.0.0.0/8".parse().unwrap(),
-            registration_id: Uuid::from_u128(u128::from(registration)),
-            institution_id: Uuid::nil(),
-            reference: format!("VPN-2026-{version:07}"),
+            registration_id: uuid::Uuid::from_u128(u128::from(registration)),
+            institution_id: uuid::Uuid::nil(),
+            reference: format!("VPN-2026-{registration:07}"),
             kind: Kind::Vpn,
             category: Category::Company,
             peers: Vec::new(),
             valid_from: time::OffsetDateTime::UNIX_EPOCH,
-            valid_until: time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(365 * 100),
+            valid_until: time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(365 * 100 + i64::from(version)),
             isp: "ptcl".into(),
         };
         let (_, e): (IpNet, Entry) = row.into();
@@ -64,7 +63,7 @@ mod tests {
     fn sorted(mut v: Vec<(IpNet, Entry)>) -> Vec<(IpNet, String)> {
         let mut out: Vec<(IpNet, String)> = v
             .drain(..)
-            .map(|(p, e)| (p, format!("{} {}", e.registration_id, e.reference)))
+            .map(|(p, e)| (p, format!("{} {}", e.reference, e.valid_until())))
             .collect();
         out.sort();
         out
@@ -98,7 +97,7 @@ mod tests {
                     if announce {
                         index.insert(prefix(p), e.clone());
                     } else {
-                        index.remove(prefix(p), e.registration_id);
+                        index.remove(prefix(p), &e.reference);
                     }
                     let op = if announce { Op::Announce } else { Op::Withdraw };
                     changes.push(Change { serial, op, prefix: prefix(p), entry: e });

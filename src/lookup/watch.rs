@@ -33,7 +33,7 @@ use crate::db::{StoreError, feed};
 /// enough that snapshots still stream at 2.5M+ entries/s.
 const SNAPSHOT_CHUNK: usize = 500;
 /// Feed rows read per query while a resumed watcher catches up.
-const RESUME_BATCH: i64 = 5_000;
+const RESUME_BATCH: usize = 5_000;
 /// Messages buffered per watcher before it counts as slow.
 pub const BUFFER: usize = 32;
 
@@ -209,10 +209,19 @@ impl Watchers {
     }
 }
 
+/// Where a resuming watcher's missed changes are read from.
+#[derive(Clone)]
+pub enum Backfill {
+    /// The feed table: a replica following PostgreSQL.
+    Feed(PgPool),
+    /// The replica's journal: a fan-out replica, which reads no feed.
+    Journal,
+}
+
 /// Starts feeding one watcher: from `since` in the replica's session when
 /// `resume` holds one it can serve, else from a snapshot.
 pub fn start(
-    pool: PgPool,
+    backfill: Backfill,
     replica: Arc<Replica>,
     resume: Option<(Uuid, i64)>,
     scope: Scope,
@@ -235,7 +244,7 @@ pub fn start(
         stopping,
     };
     tokio::spawn(async move {
-        if let Err(reason) = stream(&pool, &replica, resume, &mut out).await {
+        if let Err(reason) = stream(&backfill, &replica, resume, &mut out).await {
             slot.ended(&reason);
             let _ = out.end.try_send(reason);
         }
@@ -284,7 +293,7 @@ impl Output {
 /// The shared backlog of applied changes is bounded, and a watcher that
 /// falls out of it is dropped.
 async fn stream(
-    pool: &PgPool,
+    backfill: &Backfill,
     replica: &Replica,
     resume: Option<(Uuid, i64)>,
     out: &mut Output,
@@ -293,8 +302,8 @@ async fn stream(
         // Subscribe first: whatever is applied after this point reaches us live.
         let mut live = replica.subscribe();
         let mut last = match resume {
-            Some((session, since)) => catch_up(pool, replica, session, since, out).await?,
-            None => snapshot(pool, replica, out).await?,
+            Some((session, since)) => catch_up(backfill, replica, session, since, out).await?,
+            None => snapshot(backfill, replica, out).await?,
         };
         loop {
             let batch = tokio::select! {
@@ -323,9 +332,15 @@ async fn stream(
     }
 }
 
-/// Sends the feed's rows after `since` up to what the replica has applied.
+/// Sends the changes after `since` up to what the replica has applied.
 /// Returns the last serial sent.
-async fn catch_up(pool: &PgPool, replica: &Replica, session: Uuid, since: i64, out: &mut Output) -> Result<i64, Stop> {
+async fn catch_up(
+    backfill: &Backfill,
+    replica: &Replica,
+    session: Uuid,
+    since: i64,
+    out: &mut Output,
+) -> Result<i64, Stop> {
     // A reload before the subscription would not reach us as news.
     if replica.session_id() != session {
         return Err(WatchEnd::NewSession.into());
@@ -333,18 +348,28 @@ async fn catch_up(pool: &PgPool, replica: &Replica, session: Uuid, since: i64, o
     let upto = replica.serial();
     let mut last = since;
     while last < upto {
-        let feed = feed::since(pool, last, RESUME_BATCH).await?;
-        // Pruned while we read: what follows `last` is gone.
-        if feed.session != session {
-            return Err(WatchEnd::NewSession.into());
-        }
-        if last < feed.pruned_through {
-            return Err(WatchEnd::Pruned.into());
-        }
-        let Some(end) = feed.rows.last().map(|r| r.serial) else {
+        let changes: Vec<Change> = match backfill {
+            Backfill::Feed(pool) => {
+                let feed = feed::since(pool, last, RESUME_BATCH as i64).await?;
+                if feed.session != session {
+                    return Err(WatchEnd::NewSession.into());
+                }
+                // Pruned while we read: what follows `last` is gone.
+                if last < feed.pruned_through {
+                    return Err(WatchEnd::Pruned.into());
+                }
+                feed.rows.into_iter().map(change).collect()
+            }
+            Backfill::Journal => match replica.journal_after(last, RESUME_BATCH) {
+                _ if replica.session_id() != session => return Err(WatchEnd::NewSession.into()),
+                Some(changes) => changes,
+                None => return Err(WatchEnd::Pruned.into()),
+            },
+        };
+        let Some(end) = changes.last().map(|c| c.serial) else {
             break;
         };
-        let changes = Arc::new(feed.rows.into_iter().map(change).collect());
+        let changes = Arc::new(changes);
         out.send(WatchEvent::Deltas { changes, after: last }).await?;
         last = end;
     }
@@ -355,7 +380,7 @@ async fn catch_up(pool: &PgPool, replica: &Replica, session: Uuid, since: i64, o
 /// (each a range of the shared copy, not a copy), then the feed's rows from
 /// the snapshot's serial up to what the replica has applied. Returns the
 /// last serial sent.
-async fn snapshot(pool: &PgPool, replica: &Replica, out: &mut Output) -> Result<i64, Stop> {
+async fn snapshot(backfill: &Backfill, replica: &Replica, out: &mut Output) -> Result<i64, Stop> {
     let snapshot = replica.snapshot().await;
     let (session, serial) = (snapshot.session, snapshot.serial);
     out.send(WatchEvent::Reset { session, serial }).await?;
@@ -369,5 +394,5 @@ async fn snapshot(pool: &PgPool, replica: &Replica, out: &mut Output) -> Result<
     }
     out.send(WatchEvent::SnapshotEnd { serial }).await?;
     drop(snapshot);
-    catch_up(pool, replica, session, serial, out).await
+    catch_up(backfill, replica, session, serial, out).await
 }

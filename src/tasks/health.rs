@@ -42,6 +42,7 @@ pub async fn probe(
     reads: PgPool,
     vitals: Arc<Vitals>,
     reporter: HealthReporter,
+    serves_registry: bool,
     mut stopping: watch::Receiver<bool>,
 ) {
     let mut reported = None;
@@ -103,7 +104,7 @@ pub async fn probe(
         let checks = vitals.checks();
         let now = (checks.ready(), checks.registry_ready(), checks.lookups_ready());
         if reported != Some(now) {
-            report(&reporter, now).await;
+            report(&reporter, now, serves_registry).await;
             reported = Some(now);
         }
         // Quickly until the index is loaded, then at the normal pace.
@@ -131,17 +132,23 @@ fn serving(up: bool) -> ServingStatus {
     }
 }
 
-async fn report(reporter: &HealthReporter, (all, registry, lookups): (bool, bool, bool)) {
+/// Reports each service's status (a fan-out replica, which does not serve
+/// the registry services, reports only the lookup service and the whole).
+async fn report(reporter: &HealthReporter, (all, registry, lookups): (bool, bool, bool), serves_registry: bool) {
     reporter.set_service_status(LIVENESS, ServingStatus::Serving).await;
-    reporter.set_service_status("", serving(all)).await;
-    for name in REGISTRY_SERVICES {
-        reporter.set_service_status(*name, serving(registry)).await;
+    if serves_registry {
+        reporter.set_service_status("", serving(all)).await;
+        for name in REGISTRY_SERVICES {
+            reporter.set_service_status(*name, serving(registry)).await;
+        }
+    } else {
+        reporter.set_service_status("", serving(lookups)).await;
     }
     reporter.set_service_status(LOOKUP_SERVICE, serving(lookups)).await;
 }
 
 /// Reports `status` for every name.
-pub async fn set(reporter: &HealthReporter, status: ServingStatus) {
+pub async fn set(reporter: &HealthReporter, status: ServingStatus, serves_registry: bool) {
     let up = status == ServingStatus::Serving;
-    report(reporter, (up, up, up)).await;
+    report(reporter, (up, up, up), serves_registry).await;
 }

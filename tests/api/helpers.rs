@@ -113,6 +113,18 @@ pub async fn spawn_app_on(
     options: app::Options,
     client_tls: Option<ClientTlsConfig>,
 ) -> TestApp {
+    let app = start_app_on(pool, server_pool, options, client_tls).await;
+    wait_until_serving(app.channel.clone()).await;
+    app
+}
+
+/// [`spawn_app_on`] without waiting for the server to report SERVING.
+pub async fn start_app_on(
+    pool: PgPool,
+    server_pool: PgPool,
+    options: app::Options,
+    client_tls: Option<ClientTlsConfig>,
+) -> TestApp {
     let listener = app::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let http = app::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -130,7 +142,7 @@ pub async fn spawn_app_on(
     if let Some(tls) = client_tls.clone() {
         endpoint = endpoint.tls_config(tls).unwrap();
     }
-    let mut app = TestApp::ready(addr, http_addr, pool, endpoint.connect_lazy()).await;
+    let mut app = TestApp::new(addr, http_addr, pool, endpoint.connect_lazy()).await;
     app.client_tls = client_tls;
     app.shutdown = Some(tx);
     app
@@ -146,19 +158,24 @@ impl TestApp {
         Self::ready(addr, http_addr, pool, channel).await
     }
 
-    /// Clients on `channel` once the server is SERVING, with the ISP the
-    /// tests attest as (a second server on the database finds it there).
+    /// Clients on `channel` once the server is SERVING.
     async fn ready(
         addr: std::net::SocketAddr,
         http_addr: std::net::SocketAddr,
         pool: PgPool,
         channel: Channel,
     ) -> Self {
+        wait_until_serving(channel.clone()).await;
+        Self::new(addr, http_addr, pool, channel).await
+    }
+
+    /// Clients on `channel`, with the ISP the tests attest as (a second
+    /// server on the database finds it there).
+    async fn new(addr: std::net::SocketAddr, http_addr: std::net::SocketAddr, pool: PgPool, channel: Channel) -> Self {
         sqlx::query("INSERT INTO isps (code, name) VALUES ('ptcl', 'Pakistan Telecommunication Company Ltd') ON CONFLICT DO NOTHING")
             .execute(&pool)
             .await
             .unwrap();
-        wait_until_serving(channel.clone()).await;
         TestApp {
             addr,
             http_addr,

@@ -441,15 +441,15 @@ mod rand_like {
 
 /// A gateway's copy of the active set, built from WatchChanges.
 #[derive(Default)]
-struct Copy {
-    session: String,
-    serial: i64,
-    entries: BTreeSet<(String, String)>,
-    in_snapshot: bool,
+pub struct Copy {
+    pub session: String,
+    pub serial: i64,
+    pub entries: BTreeSet<(String, String)>,
+    pub in_snapshot: bool,
 }
 
 impl Copy {
-    fn apply(&mut self, msg: pb::WatchChangesResponse) {
+    pub fn apply(&mut self, msg: pb::WatchChangesResponse) {
         use pb::watch_changes_response::Event;
         match msg.event.unwrap() {
             Event::Reset(r) => {
@@ -490,7 +490,7 @@ impl Copy {
     }
 
     /// Reads the stream until the copy reaches `serial`.
-    async fn follow(&mut self, stream: &mut tonic::Streaming<pb::WatchChangesResponse>, serial: i64) {
+    pub async fn follow(&mut self, stream: &mut tonic::Streaming<pb::WatchChangesResponse>, serial: i64) {
         while self.serial < serial || self.in_snapshot {
             let msg = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
                 .await
@@ -502,7 +502,7 @@ impl Copy {
     }
 }
 
-async fn db_active_set(pool: &PgPool) -> BTreeSet<(String, String)> {
+pub async fn db_active_set(pool: &PgPool) -> BTreeSet<(String, String)> {
     sqlx::query_as(
         "SELECT r.reference, a.prefix::text FROM active_prefixes a JOIN registrations r ON r.id = a.registration_id",
     )

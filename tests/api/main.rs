@@ -4,6 +4,7 @@
 mod auth;
 mod cli;
 mod deploy;
+mod fanout;
 mod fuzz;
 mod helpers;
 mod history;

@@ -4,8 +4,11 @@ use std::{fmt::Write as _, net::IpAddr, time::Duration};
 
 use ipnet::IpNet;
 
-use super::{category_to_pb, from_timestamp, kind_to_pb, timestamp};
-use crate::db::feed::Op;
+use uuid::Uuid;
+
+use super::{category_from_pb, category_to_pb, from_timestamp, kind_from_pb, kind_to_pb, timestamp};
+use crate::db::feed::{ActiveRow, Op};
+use crate::domain::text::Invalid;
 use crate::domain::{Violations, text::echo};
 use crate::lookup::{MAX_BATCH, Scope, Terms, index::Entry, replica::Change, watch::WatchEvent};
 use crate::pb;
@@ -80,7 +83,10 @@ pub fn check_result(found: Option<(IpNet, &Entry)>, serial: i64) -> pb::CheckRes
     }
 }
 
-fn active_entry(prefix: IpNet, e: &Entry) -> pb::ActiveEntry {
+/// An entry on the wire; `replicable` adds what a fan-out replica needs to
+/// scope its own callers (the ISP and the institution), for the regulator's
+/// roles only.
+fn active_entry(prefix: IpNet, e: &Entry, replicable: bool) -> pb::ActiveEntry {
     pb::ActiveEntry {
         prefix: prefix.to_string(),
         peer_prefixes: e.peers().iter().map(ToString::to_string).collect(),
@@ -89,24 +95,83 @@ fn active_entry(prefix: IpNet, e: &Entry) -> pb::ActiveEntry {
         institution_category: category_to_pb(e.category) as i32,
         valid_from: Some(timestamp(e.valid_from())),
         valid_until: Some(timestamp(e.valid_until())),
+        isp_code: if replicable { e.isp.to_string() } else { String::new() },
+        institution_id: if replicable {
+            e.institution_id.to_string()
+        } else {
+            String::new()
+        },
     }
 }
 
-fn delta(c: &Change) -> pb::Delta {
+fn delta(c: &Change, replicable: bool) -> pb::Delta {
     pb::Delta {
         serial: c.serial,
         operation: match c.op {
             Op::Announce => pb::ChangeOperation::Announce,
             Op::Withdraw => pb::ChangeOperation::Withdraw,
         } as i32,
-        entry: Some(active_entry(c.prefix, &c.entry)),
+        entry: Some(active_entry(c.prefix, &c.entry, replicable)),
     }
+}
+
+/// An entry as an upstream replica streams it, for a fan-out replica's
+/// index. The upstream is trusted (it was given our lookup token and
+/// address), but a malformed entry is refused rather than guessed at.
+pub fn entry_from_pb(e: &pb::ActiveEntry) -> Result<(IpNet, Entry), Invalid> {
+    let field = |name: &str, what: &str| Invalid::new(format!("{name} {what}"));
+    let row = ActiveRow {
+        prefix: e.prefix.parse().map_err(|_| field("prefix", "is not a prefix"))?,
+        // Entries are told apart by reference; the id stays upstream.
+        registration_id: Uuid::nil(),
+        institution_id: e.institution_id.parse().map_err(|_| {
+            field(
+                "institution_id",
+                "is not a UUID (is the upstream token a lookup token?)",
+            )
+        })?,
+        reference: e.reference.clone(),
+        kind: kind_from_pb(e.kind).ok_or_else(|| field("kind", "is unknown"))?,
+        category: category_from_pb(e.institution_category)
+            .ok_or_else(|| field("institution_category", "is unknown"))?,
+        peers: e
+            .peer_prefixes
+            .iter()
+            .map(|p| p.parse())
+            .collect::<Result<_, _>>()
+            .map_err(|_| field("peer_prefixes", "holds a non-prefix"))?,
+        valid_from: from_timestamp(e.valid_from.as_ref().ok_or_else(|| field("valid_from", "is missing"))?)?,
+        valid_until: from_timestamp(
+            e.valid_until
+                .as_ref()
+                .ok_or_else(|| field("valid_until", "is missing"))?,
+        )?,
+        isp: e.isp_code.clone(),
+    };
+    Ok(row.into())
+}
+
+/// A change as an upstream replica streams it.
+pub fn change_from_pb(d: &pb::Delta) -> Result<Change, Invalid> {
+    let op = match pb::ChangeOperation::try_from(d.operation) {
+        Ok(pb::ChangeOperation::Announce) => Op::Announce,
+        Ok(pb::ChangeOperation::Withdraw) => Op::Withdraw,
+        _ => return Err(Invalid::new("operation is unknown")),
+    };
+    let (prefix, entry) = entry_from_pb(d.entry.as_ref().ok_or_else(|| Invalid::new("entry is missing"))?)?;
+    Ok(Change {
+        serial: d.serial,
+        op,
+        prefix,
+        entry,
+    })
 }
 
 /// One message of a change stream, with only the entries `scope` admits; a
 /// chunk or batch none of whose entries it admits is not sent.
 pub fn watch_event_to_pb(e: WatchEvent, scope: &Scope) -> Option<pb::WatchChangesResponse> {
     use pb::watch_changes_response::Event;
+    let replicable = *scope == Scope::All;
     let event = match e {
         WatchEvent::Reset { session, serial } => Event::Reset(pb::Reset {
             session_id: session.to_string(),
@@ -116,7 +181,7 @@ pub fn watch_event_to_pb(e: WatchEvent, scope: &Scope) -> Option<pb::WatchChange
             let entries: Vec<pb::ActiveEntry> = snapshot.entries[range]
                 .iter()
                 .filter(|(_, e)| scope.admits(e))
-                .map(|(p, e)| active_entry(*p, e))
+                .map(|(p, e)| active_entry(*p, e, replicable))
                 .collect();
             if entries.is_empty() {
                 return None;
@@ -128,7 +193,7 @@ pub fn watch_event_to_pb(e: WatchEvent, scope: &Scope) -> Option<pb::WatchChange
             let deltas: Vec<pb::Delta> = changes
                 .iter()
                 .filter(|c| c.serial > after && scope.admits(&c.entry))
-                .map(delta)
+                .map(|c| delta(c, replicable))
                 .collect();
             if deltas.is_empty() {
                 return None;

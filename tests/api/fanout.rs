@@ -1,0 +1,323 @@
+//! Fan-out replicas (`serve --upstream`): a chain PostgreSQL -> replica ->
+//! fan-out replica -> fan-out replica -> gateway stays equal to the
+//! database under concurrent changes, with the same session and serials;
+//! a fan-out replica serves nothing before its first snapshot, resumes
+//! after a broken link, forwards questions about the past, and follows its
+//! upstream's resets.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tonic::Code;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use vpn_registry::{
+    app,
+    domain::principal::Role,
+    grpc::upstream::UpstreamConfig,
+    pb::{self, InstitutionCategory as C},
+};
+
+use crate::helpers::*;
+use crate::lookup::{Copy, db_active_set};
+use crate::proxy::Proxy;
+
+/// Options of a fan-out replica following `upstream` (its gRPC address)
+/// with a lookup token issued by `issuer`.
+async fn fan_out_options(issuer: &TestApp, upstream: std::net::SocketAddr) -> app::Options {
+    let token = issuer.token(Role::Lookup).await;
+    let token_file = std::env::temp_dir().join(format!("vpn-registry-upstream-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    app::Options {
+        upstream: Some(UpstreamConfig {
+            url: format!("http://{upstream}"),
+            token_file,
+            ca_file: None,
+            client_identity: None,
+            journal: 1_000,
+        }),
+        ..test_options()
+    }
+}
+
+/// A fan-out replica of `upstream`, SERVING (its first snapshot applied).
+async fn fan_out(upstream: &TestApp) -> TestApp {
+    let options = fan_out_options(upstream, upstream.addr).await;
+    spawn_app_with(upstream.pool.clone(), options, None).await
+}
+
+async fn lookup_health(app: &TestApp) -> i32 {
+    HealthClient::new(app.channel.clone())
+        .check(HealthCheckRequest {
+            service: "vpnregistry.v1.LookupService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+}
+
+async fn check_at(app: &TestApp, token: &str, address: &str, min_serial: i64) -> pb::CheckResult {
+    app.lookups(Some(token))
+        .check_address(pb::CheckAddressRequest {
+            address: address.into(),
+            min_serial,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn last_serial(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT last_serial FROM feed_state")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn a_chain_of_fan_out_replicas_stays_equal_to_the_database_under_concurrent_changes(pool: PgPool) {
+    let root = spawn_app(pool).await;
+    let (bank, a) = root.enrol(C::Bank).await;
+    let (_, b) = root.enrol(C::Company).await;
+    let first = root.active(&a, &["8.8.8.0/24", "2a00:1450::/48"]).await;
+    let while_first_active = ts(time::OffsetDateTime::now_utc());
+    root.active(&b, &["9.9.9.0/24"]).await;
+    let middle = fan_out(&root).await;
+    let leaf = fan_out(&middle).await;
+    let lookup = root.token(Role::Lookup).await;
+
+    // A gateway on the leaf, from zero.
+    let mut gateway = Copy::default();
+    let mut stream = leaf.watch(&lookup).await;
+    gateway.follow(&mut stream, first.feed_serial).await;
+    assert_eq!(gateway.entries, db_active_set(&root.pool).await);
+    let session: String = sqlx::query_scalar("SELECT session_id::text FROM feed_state")
+        .fetch_one(&root.pool)
+        .await
+        .unwrap();
+    assert_eq!(gateway.session, session, "the leaf streams the database's session");
+
+    // Approvals, a revocation, an amendment, an expiry while it reads.
+    let writes = async {
+        root.active(&b, &["31.1.0.0/24"]).await;
+        let doomed = root.active(&b, &["31.2.0.0/24", "31.3.0.0/24"]).await;
+        root.decide(Decide::Revoke, &doomed, pb::ReasonCode::PolicyViolation, "Misuse")
+            .await
+            .unwrap();
+        let mut moved = first.clone();
+        moved.source_prefixes = vec!["8.8.8.0/25".into()];
+        let revision = root
+            .registrations(Some(&a))
+            .amend_registration(amend_request(moved, &["source_prefixes"]))
+            .await
+            .unwrap()
+            .into_inner();
+        root.approve(&revision).await.unwrap();
+        let expiring = root.active(&b, &["31.4.0.0/24"]).await;
+        sqlx::query(
+            "UPDATE registrations SET valid_from = now() - interval '2 days', valid_until = now() - interval '1 second'
+              WHERE reference = $1",
+        )
+        .bind(&expiring.reference)
+        .execute(&root.pool)
+        .await
+        .unwrap();
+        assert_eq!(root.expire_due().await, 1);
+        last_serial(&root.pool).await
+    };
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<i64>();
+    let reads = async {
+        let mut target = None;
+        loop {
+            if let Some(t) = target.filter(|t| gateway.serial >= *t && !gateway.in_snapshot) {
+                return t;
+            }
+            tokio::select! {
+                msg = tokio::time::timeout(Duration::from_secs(10), stream.message()) => {
+                    gateway.apply(msg.expect("the chain keeps up").unwrap().expect("stream open"));
+                }
+                t = &mut done_rx, if target.is_none() => target = Some(t.unwrap()),
+            }
+        }
+    };
+    let write_then_tell = async {
+        let last = writes.await;
+        done_tx.send(last).unwrap();
+    };
+    let ((), final_serial) = tokio::join!(write_then_tell, reads);
+    assert_eq!(final_serial, last_serial(&root.pool).await);
+    assert_eq!(
+        gateway.entries,
+        db_active_set(&root.pool).await,
+        "the gateway behind two fan-out levels"
+    );
+    assert_eq!(gateway.serial, final_serial, "serials mean the same at every level");
+
+    // Lookups on the leaf: the present from its index (at the same serial
+    // as the root), scoped as the root scopes them.
+    let on_leaf = check_at(&leaf, &lookup, "8.8.8.200", final_serial).await;
+    let on_root = check_at(&root, &lookup, "8.8.8.200", final_serial).await;
+    assert!(!on_leaf.registered, "moved to 8.8.8.0/25");
+    assert_eq!(on_leaf, on_root);
+    assert_eq!(
+        check_at(&leaf, &lookup, "8.8.8.1", final_serial).await.matched_prefix,
+        "8.8.8.0/25"
+    );
+    let isp = root.isp_token().await.to_owned();
+    assert!(
+        check_at(&leaf, &isp, "9.9.9.9", final_serial).await.registered,
+        "ISP ptcl's own"
+    );
+    assert!(
+        check_at(&leaf, &a, "8.8.8.1", final_serial).await.registered,
+        "the bank's own"
+    );
+    assert!(
+        !check_at(&leaf, &a, "9.9.9.9", final_serial).await.registered,
+        "another institution's registration is not the bank's to see"
+    );
+
+    // The past is forwarded (with the caller's own credentials) to a replica
+    // that reads PostgreSQL.
+    let past = |token: String| {
+        let leaf = &leaf;
+        async move {
+            leaf.lookups(Some(&token))
+                .check_address(pb::CheckAddressRequest {
+                    address: "8.8.8.200".into(),
+                    at: Some(while_first_active),
+                    min_serial: 0,
+                })
+                .await
+        }
+    };
+    let then = past(lookup.clone()).await.unwrap().into_inner();
+    assert!(then.registered && then.reference == first.reference, "{then:?}");
+    let other = root.enrol(C::Company).await.1;
+    assert!(
+        !past(other).await.unwrap().into_inner().registered,
+        "scoped upstream as the caller"
+    );
+    let refused = past("not-a-token".into()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+
+    // Lookup-only: the registry services are not served here.
+    let err = leaf
+        .registrations(Some(&a))
+        .get_registration(pb::GetRegistrationRequest { id: first.id.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented);
+    let _ = bank;
+}
+
+#[sqlx::test]
+async fn a_fan_out_replica_waits_for_its_first_snapshot_and_resumes_after_a_broken_link(pool: PgPool) {
+    let root = spawn_app(pool).await;
+    let (_, a) = root.enrol(C::Bank).await;
+    root.active(&a, &["8.8.8.0/24"]).await;
+    let link = Proxy::start(root.addr).await;
+    link.cut();
+    let options = fan_out_options(&root, link.addr).await;
+    let server_pool = runtime_pool(&root.pool).await;
+    let edge = start_app_on(root.pool.clone(), server_pool, options, None).await;
+    let lookup = root.token(Role::Lookup).await;
+    edge.wait_until_known(&lookup).await;
+
+    // Until the first snapshot: NOT_SERVING, and lookups answer UNAVAILABLE.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(lookup_health(&edge).await, 2, "NOT_SERVING");
+    let err = edge
+        .lookups(Some(&lookup))
+        .check_address(pb::CheckAddressRequest {
+            address: "8.8.8.8".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    link.restore();
+    let started = std::time::Instant::now();
+    while lookup_health(&edge).await != 1 {
+        assert!(started.elapsed() < Duration::from_secs(10), "never SERVING");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let serial = last_serial(&root.pool).await;
+    assert!(check_at(&edge, &lookup, "8.8.8.8", serial).await.registered);
+
+    // A gateway on the edge, then the link breaks while changes commit.
+    let mut gateway = Copy::default();
+    let mut stream = edge.watch(&lookup).await;
+    gateway.follow(&mut stream, serial).await;
+    link.cut();
+    let added = root.active(&a, &["8.8.9.0/24"]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let err = edge
+        .lookups(Some(&lookup))
+        .check_address(pb::CheckAddressRequest {
+            address: "8.8.9.9".into(),
+            min_serial: added.feed_serial,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "not applied while cut: {err:?}");
+    link.restore();
+    // Resumed from its serial (deltas, no reset): the gateway's stream
+    // stays open and receives just the change.
+    gateway.follow(&mut stream, added.feed_serial).await;
+    assert_eq!(gateway.entries, db_active_set(&root.pool).await);
+    assert!(check_at(&edge, &lookup, "8.8.9.9", added.feed_serial).await.registered);
+
+    // A second gateway resumes from the first one's old serial: the edge
+    // replays it from its journal (deltas, no reset).
+    let mut resumed = edge
+        .lookups(Some(&lookup))
+        .watch_changes(pb::WatchChangesRequest {
+            session_id: gateway.session.clone(),
+            since_serial: serial,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = resumed.message().await.unwrap().unwrap();
+    let Some(pb::watch_changes_response::Event::Deltas(batch)) = first.event else {
+        panic!("expected deltas from the journal, got {first:?}");
+    };
+    assert_eq!(batch.deltas.last().unwrap().serial, added.feed_serial);
+
+    // A new feed session at the database: the root reloads, the edge is
+    // reset by it and resets its own gateways.
+    vpn_registry::db::feed::new_session(&root.pool, &vpn_registry::domain::principal::Actor::operator("test"))
+        .await
+        .unwrap();
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .unwrap()
+        {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), Code::Aborted, "{ended:?}");
+    let mut again = Copy {
+        session: gateway.session.clone(),
+        ..Default::default()
+    };
+    let mut stream = edge
+        .lookups(Some(&lookup))
+        .watch_changes(pb::WatchChangesRequest {
+            session_id: gateway.session.clone(),
+            since_serial: gateway.serial,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let serial = last_serial(&root.pool).await;
+    again.follow(&mut stream, serial).await;
+    assert_ne!(again.session, gateway.session, "reset into the new session");
+    assert_eq!(again.entries, db_active_set(&root.pool).await);
+}
