@@ -23,6 +23,7 @@ use tonic::{
 use vpn_registry::{
     app, auth, db,
     domain::principal::{Actor, Role},
+    grpc::upstream::UpstreamConfig,
     lookup::Replica,
     pb::{
         self,
@@ -76,10 +77,20 @@ struct Args {
 /// The run's TLS: the servers' settings and the clients'.
 static TLS: std::sync::OnceLock<(Arc<Tls>, ClientTlsConfig)> = std::sync::OnceLock::new();
 
+/// Where this run's development certificates are written.
+fn tls_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("vpn-registry-bench-{}", std::process::id()))
+}
+
+/// The CA of this run's certificates (for fan-out replicas' upstream links).
+fn tls_ca_file() -> std::path::PathBuf {
+    tls_dir().join("ca.pem")
+}
+
 /// Development certificates in a directory of their own for this run.
 fn set_up_tls() -> anyhow::Result<()> {
     let certs = DevCertificates::generate(&["localhost".to_owned()])?;
-    let dir = std::env::temp_dir().join(format!("vpn-registry-bench-{}", std::process::id()));
+    let dir = tls_dir();
     std::fs::create_dir_all(&dir)?;
     certs.write_to(&dir)?;
     let server = Tls::load(TlsFiles {
@@ -104,6 +115,7 @@ enum Section {
     Watch,
     SnapshotLoad,
     Storm,
+    Fanout,
     Submit,
 }
 
@@ -118,6 +130,7 @@ impl Section {
             Self::Watch,
             Self::SnapshotLoad,
             Self::Storm,
+            Self::Fanout,
             Self::Submit,
         ]
     }
@@ -303,6 +316,11 @@ async fn main() -> anyhow::Result<()> {
         storm(&pool, &token, duration, addresses.clone()).await?;
     }
 
+    if run(Section::Fanout) {
+        println!("## Fan-out replicas (PostgreSQL -> replica -> fan-out -> fan-out)\n");
+        fan_out(&pool, server, &token).await?;
+    }
+
     if run(Section::Submit) {
         println!("## SubmitRegistration (concurrency 16)\n");
         let ours = submits(&pool, server, 16, duration).await?;
@@ -445,6 +463,15 @@ fn addresses(n: u64, count: usize) -> Vec<String> {
 /// A server as `serve` runs it; `metrics` adds the operator's listener (and
 /// with it the recording of every call), as by default.
 async fn start_server(pool: PgPool, metrics: bool) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+    start_server_with(pool, metrics, None).await
+}
+
+/// A server, following `upstream` (a fan-out replica) if given.
+async fn start_server_with(
+    pool: PgPool,
+    metrics: bool,
+    upstream: Option<UpstreamConfig>,
+) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let http = if metrics {
         Some(TcpListener::bind("127.0.0.1:0").await?)
@@ -461,6 +488,7 @@ async fn start_server(pool: PgPool, metrics: bool) -> anyhow::Result<(SocketAddr
         // One bench institution submits thousands a second: the institution
         // limit is about people, not throughput (lookups keep the default).
         rate_limits: vec![(vpn_registry::domain::principal::RoleKind::Institution, 0)],
+        upstream,
         ..app::Options::default()
     };
     let listeners = app::Listeners { grpc: listener, http };
@@ -948,6 +976,44 @@ async fn storm(pool: &PgPool, token: &str, duration: Duration, addresses: Arc<Ve
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99)
     );
+    Ok(())
+}
+
+/// Two levels of fan-out replicas below `server`: how long each takes to
+/// load the active set from its upstream, and commit -> delta received from
+/// each level, against a replica reading PostgreSQL in the same run.
+async fn fan_out(pool: &PgPool, server: SocketAddr, token: &str) -> anyhow::Result<()> {
+    let token_file = std::env::temp_dir().join(format!("vpn-registry-bench-upstream-{}", std::process::id()));
+    std::fs::write(&token_file, token)?;
+    let scheme = if TLS.get().is_some() { "https" } else { "http" };
+    let follow = |upstream: SocketAddr| UpstreamConfig {
+        url: format!("{scheme}://localhost:{}", upstream.port()),
+        token_file: token_file.clone(),
+        ca_file: TLS.get().map(|_| tls_ca_file()),
+        client_identity: None,
+        journal: vpn_registry::config::DEFAULT_UPSTREAM_JOURNAL,
+    };
+    let t = Instant::now();
+    let (first, _stop_first) = start_server_with(pool.clone(), true, Some(follow(server))).await?;
+    wait_ready(first, token).await?;
+    let first_load = t.elapsed();
+    let t = Instant::now();
+    let (second, _stop_second) = start_server_with(pool.clone(), true, Some(follow(first))).await?;
+    wait_ready(second, token).await?;
+    let second_load = t.elapsed();
+    let (db_p50, db_p99) = feed_latency(pool, server, token, 200).await?;
+    let (one_p50, one_p99) = feed_latency(pool, first, token, 200).await?;
+    let (two_p50, two_p99) = feed_latency(pool, second, token, 200).await?;
+    println!("| measure | replica on PostgreSQL | fan-out level 1 | fan-out level 2 |\n|---|---:|---:|---:|");
+    println!(
+        "| active set loaded (from upstream) | | {:.2} s | {:.2} s |",
+        first_load.as_secs_f64(),
+        second_load.as_secs_f64()
+    );
+    println!(
+        "| commit -> delta received, p50 / p99 ms | {db_p50:.1} / {db_p99:.1} | {one_p50:.1} / {one_p99:.1} | {two_p50:.1} / {two_p99:.1} |\n"
+    );
+    let _ = std::fs::remove_file(&token_file);
     Ok(())
 }
 
