@@ -30,6 +30,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .include_file("protos.rs")
         // Malformed requests answer INVALID_ARGUMENT, not INTERNAL.
         .codec_path("crate::codec::ProstCodec")
+        // Encoded once per batch and shared by every watcher (src/wire.rs).
+        .extern_path(".vpnregistry.v1.DeltaBatch", "crate::wire::DeltaBatch")
         .compile_fds(fds)?;
     Ok(())
 }

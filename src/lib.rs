@@ -21,3 +21,4 @@ pub mod registry;
 pub mod tasks;
 pub mod telemetry;
 pub mod tls;
+pub mod wire;

@@ -4,6 +4,7 @@
 
 include!(concat!(env!("OUT_DIR"), "/protos.rs"));
 
+pub use crate::wire::DeltaBatch;
 pub use vpnregistry::v1::*;
 
 /// Encoded `FileDescriptorSet` of `proto/`, for tonic-reflection.

@@ -12,12 +12,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bytes::Bytes;
 use ipnet::IpNet;
 use sqlx::PgPool;
 use tokio::sync::{Mutex, broadcast, watch};
 use uuid::Uuid;
 
-use super::index::{Entry, Filter, Index, Query};
+use super::index::{Entry, Filter, Index, Query, Scope};
 use super::journal::Journal;
 use crate::db::{
     StoreError,
@@ -40,11 +41,42 @@ pub struct Change {
     pub entry: Entry,
 }
 
+/// Changes applied together, in serial order, as every watcher receives
+/// them.
+pub struct Batch {
+    pub changes: Vec<Change>,
+    /// The batch as the transport encodes it, per scope that asked: encoded
+    /// by the first watcher of a scope to send it, shared by the rest.
+    encoded: std::sync::Mutex<Vec<(Scope, Bytes)>>,
+}
+
+impl Batch {
+    pub fn new(changes: Vec<Change>) -> Self {
+        Self {
+            changes,
+            encoded: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The encoding of this batch for `scope`, made by `encode` the first
+    /// time (watchers of the same scope asking meanwhile wait for it rather
+    /// than encode it again).
+    pub fn encoded(&self, scope: &Scope, encode: impl FnOnce() -> Bytes) -> Bytes {
+        let mut cache = self.encoded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, bytes)) = cache.iter().find(|(s, _)| s == scope) {
+            return bytes.clone();
+        }
+        let bytes = encode();
+        cache.push((scope.clone(), bytes.clone()));
+        bytes
+    }
+}
+
 /// What watchers are told after each catch-up.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Applied {
     /// These changes, in serial order.
-    Changes(Arc<Vec<Change>>),
+    Changes(Arc<Batch>),
     /// The feed started a new session and the replica reloaded: serials of
     /// the old session mean nothing any more.
     NewSession(Uuid),
@@ -177,7 +209,7 @@ impl Replica {
                 .store(journal.forgotten_through(), Ordering::Relaxed);
         }
         // Nobody listening is fine.
-        let _ = self.changes.send(Applied::Changes(Arc::new(changes)));
+        let _ = self.changes.send(Applied::Changes(Arc::new(Batch::new(changes))));
     }
 
     /// Records that serials in `above..=upto` of `session` were applied here
@@ -313,8 +345,8 @@ impl Replica {
         while seen < end {
             match changes.recv().await {
                 Ok(Applied::Changes(batch)) => {
-                    applied.extend(batch.iter().filter(|c| c.serial > start).cloned());
-                    seen = batch.last().map_or(seen, |c| c.serial);
+                    applied.extend(batch.changes.iter().filter(|c| c.serial > start).cloned());
+                    seen = batch.changes.last().map_or(seen, |c| c.serial);
                 }
                 Ok(Applied::NewSession(_)) | Err(_) => return None,
             }
@@ -472,4 +504,27 @@ pub async fn load_and_follow(
     };
     let _ = slot.set(replica.clone());
     replica.follow(pool, following, poll, stopping).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_encoded_once_per_scope() {
+        let batch = Batch::new(Vec::new());
+        let mut encodings = 0;
+        let mut encode = |scope: &Scope, bytes: &'static [u8]| {
+            batch.encoded(scope, || {
+                encodings += 1;
+                Bytes::from_static(bytes)
+            })
+        };
+        assert_eq!(encode(&Scope::All, b"all"), &b"all"[..]);
+        assert_eq!(encode(&Scope::All, b"again"), &b"all"[..], "shared, not encoded again");
+        let ptcl = Scope::Isp("ptcl".into());
+        assert_eq!(encode(&ptcl, b"ptcl"), &b"ptcl"[..], "another scope has its own");
+        assert_eq!(encode(&ptcl, b"again"), &b"ptcl"[..]);
+        assert_eq!(encodings, 2);
+    }
 }

@@ -24,7 +24,7 @@ use tokio::sync::{broadcast::error::RecvError, mpsc, watch};
 use uuid::Uuid;
 
 use super::index::Scope;
-use super::replica::{Applied, Change, Replica, Snapshot, change};
+use super::replica::{Applied, Batch, Change, Replica, Snapshot, change};
 use crate::db::{StoreError, feed};
 
 /// Entries per snapshot message: small enough that a stalled subscriber's
@@ -53,9 +53,9 @@ pub enum WatchEvent {
     SnapshotEnd {
         serial: i64,
     },
-    /// The changes of `changes` with a serial above `after`, in order.
+    /// The changes of `batch` with a serial above `after`, in order.
     Deltas {
-        changes: Arc<Vec<Change>>,
+        batch: Arc<Batch>,
         after: i64,
     },
 }
@@ -313,11 +313,11 @@ async fn stream(
             };
             match batch {
                 Ok(Applied::NewSession(_)) => return Err(WatchEnd::NewSession.into()),
-                Ok(Applied::Changes(changes)) => {
-                    let Some(end) = changes.last().map(|c| c.serial).filter(|end| *end > last) else {
+                Ok(Applied::Changes(batch)) => {
+                    let Some(end) = batch.changes.last().map(|c| c.serial).filter(|end| *end > last) else {
                         continue;
                     };
-                    out.send(WatchEvent::Deltas { changes, after: last }).await?;
+                    out.send(WatchEvent::Deltas { batch, after: last }).await?;
                     last = end;
                 }
                 Err(RecvError::Lagged(_)) => return Err(WatchEnd::TooSlow.into()),
@@ -369,8 +369,8 @@ async fn catch_up(
         let Some(end) = changes.last().map(|c| c.serial) else {
             break;
         };
-        let changes = Arc::new(changes);
-        out.send(WatchEvent::Deltas { changes, after: last }).await?;
+        let batch = Arc::new(Batch::new(changes));
+        out.send(WatchEvent::Deltas { batch, after: last }).await?;
         last = end;
     }
     Ok(last)

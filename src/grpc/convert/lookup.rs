@@ -189,16 +189,30 @@ pub fn watch_event_to_pb(e: WatchEvent, scope: &Scope) -> Option<pb::WatchChange
             Event::Snapshot(pb::SnapshotChunk { entries })
         }
         WatchEvent::SnapshotEnd { serial } => Event::SnapshotEnd(pb::SnapshotEnd { serial }),
-        WatchEvent::Deltas { changes, after } => {
-            let deltas: Vec<pb::Delta> = changes
-                .iter()
-                .filter(|c| c.serial > after && scope.admits(&c.entry))
-                .map(|c| delta(c, replicable))
-                .collect();
-            if deltas.is_empty() {
-                return None;
+        WatchEvent::Deltas { batch, after } => {
+            let deltas = || -> Vec<pb::Delta> {
+                batch
+                    .changes
+                    .iter()
+                    .filter(|c| c.serial > after && scope.admits(&c.entry))
+                    .map(|c| delta(c, replicable))
+                    .collect()
+            };
+            if batch.changes.first().is_some_and(|c| c.serial > after) {
+                // The whole batch, as every live watcher of this scope gets
+                // it: encoded once, shared.
+                let body = batch.encoded(scope, || pb::DeltaBatch::encode_body(&deltas()));
+                if body.is_empty() {
+                    return None;
+                }
+                Event::Deltas(pb::DeltaBatch::pre_encoded(body))
+            } else {
+                let deltas = deltas();
+                if deltas.is_empty() {
+                    return None;
+                }
+                Event::Deltas(pb::DeltaBatch::new(deltas))
             }
-            Event::Deltas(pb::DeltaBatch { deltas })
         }
     };
     Some(pb::WatchChangesResponse { event: Some(event) })
