@@ -924,6 +924,7 @@ async fn storm(pool: &PgPool, token: &str, duration: Duration, addresses: Arc<Ve
                 pb::WatchChangesRequest {
                     session_id: session.to_string(),
                     since_serial: serial,
+                    ..Default::default()
                 },
                 Some(token),
             ))

@@ -109,12 +109,14 @@ impl LookupService for LookupApi {
     ) -> Result<Response<Self::WatchChangesStream>, Status> {
         let msg = req.get_ref();
         let session = Uuid::try_parse(&msg.session_id).ok();
-        let watch = self.lookups.watch(principal(&req)?, session, msg.since_serial)?;
+        let watch = self
+            .lookups
+            .watch(principal(&req)?, session, msg.since_serial, msg.include_scoping)?;
         // The terminal status has its own channel, so it reaches a watcher
         // whose data buffer is full; merged, it ends the stream.
         let end = ReceiverStream::new(watch.end).map(|e| Err(Status::from(e)));
-        let scope = watch.scope;
-        let events = ReceiverStream::new(watch.events).filter_map(move |e| watch_event_to_pb(e, &scope).map(Ok));
+        let view = watch.view;
+        let events = ReceiverStream::new(watch.events).filter_map(move |e| watch_event_to_pb(e, &view).map(Ok));
         Ok(Response::new(Box::pin(end.merge(events))))
     }
 }

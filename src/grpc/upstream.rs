@@ -184,6 +184,7 @@ impl Upstream {
         let mut request = Request::new(pb::WatchChangesRequest {
             session_id: held.map(|(s, _)| s.to_string()).unwrap_or_default(),
             since_serial: held.map_or(0, |(_, serial)| serial),
+            include_scoping: true,
         });
         request.metadata_mut().insert("authorization", self.bearer()?);
         let mut stream = self.client().watch_changes(request).await?.into_inner();

@@ -18,8 +18,9 @@ use sqlx::PgPool;
 use tokio::sync::{Mutex, broadcast, watch};
 use uuid::Uuid;
 
-use super::index::{Entry, Filter, Index, Query, Scope};
+use super::index::{Entry, Filter, Index, Query};
 use super::journal::Journal;
+use super::watch::View;
 use crate::db::{
     StoreError,
     feed::{self, FeedRow, Op},
@@ -45,9 +46,9 @@ pub struct Change {
 /// them.
 pub struct Batch {
     pub changes: Vec<Change>,
-    /// The batch as the transport encodes it, per scope that asked: encoded
-    /// by the first watcher of a scope to send it, shared by the rest.
-    encoded: std::sync::Mutex<Vec<(Scope, Bytes)>>,
+    /// The batch as the transport encodes it, per view that asked: encoded
+    /// by the first watcher of a view to send it, shared by the rest.
+    encoded: std::sync::Mutex<Vec<(View, Bytes)>>,
 }
 
 impl Batch {
@@ -58,16 +59,16 @@ impl Batch {
         }
     }
 
-    /// The encoding of this batch for `scope`, made by `encode` the first
-    /// time (watchers of the same scope asking meanwhile wait for it rather
+    /// The encoding of this batch for `view`, made by `encode` the first
+    /// time (watchers of the same view asking meanwhile wait for it rather
     /// than encode it again).
-    pub fn encoded(&self, scope: &Scope, encode: impl FnOnce() -> Bytes) -> Bytes {
+    pub fn encoded(&self, view: &View, encode: impl FnOnce() -> Bytes) -> Bytes {
         let mut cache = self.encoded.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, bytes)) = cache.iter().find(|(s, _)| s == scope) {
+        if let Some((_, bytes)) = cache.iter().find(|(v, _)| v == view) {
             return bytes.clone();
         }
         let bytes = encode();
-        cache.push((scope.clone(), bytes.clone()));
+        cache.push((view.clone(), bytes.clone()));
         bytes
     }
 }
@@ -511,20 +512,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_batch_is_encoded_once_per_scope() {
+    fn a_batch_is_encoded_once_per_view() {
+        use crate::lookup::Scope;
         let batch = Batch::new(Vec::new());
         let mut encodings = 0;
-        let mut encode = |scope: &Scope, bytes: &'static [u8]| {
-            batch.encoded(scope, || {
+        let mut encode = |scope: Scope, scoping: bool, bytes: &'static [u8]| {
+            batch.encoded(&View { scope, scoping }, || {
                 encodings += 1;
                 Bytes::from_static(bytes)
             })
         };
-        assert_eq!(encode(&Scope::All, b"all"), &b"all"[..]);
-        assert_eq!(encode(&Scope::All, b"again"), &b"all"[..], "shared, not encoded again");
+        assert_eq!(encode(Scope::All, false, b"all"), &b"all"[..]);
+        assert_eq!(
+            encode(Scope::All, false, b"again"),
+            &b"all"[..],
+            "shared, not encoded again"
+        );
+        assert_eq!(
+            encode(Scope::All, true, b"scoping"),
+            &b"scoping"[..],
+            "another view has its own"
+        );
         let ptcl = Scope::Isp("ptcl".into());
-        assert_eq!(encode(&ptcl, b"ptcl"), &b"ptcl"[..], "another scope has its own");
-        assert_eq!(encode(&ptcl, b"again"), &b"ptcl"[..]);
-        assert_eq!(encodings, 2);
+        assert_eq!(encode(ptcl.clone(), false, b"ptcl"), &b"ptcl"[..]);
+        assert_eq!(encode(ptcl, false, b"again"), &b"ptcl"[..]);
+        assert_eq!(encodings, 3);
     }
 }

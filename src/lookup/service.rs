@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::history::{self, is_past};
 use super::index::{Entry, Filter, Query, Scope};
 use super::replica::{Match, Replica};
-use super::watch::{self as watcher, Backfill, Watch, Watchers};
+use super::watch::{self as watcher, Backfill, View, Watch, Watchers};
 use crate::db::StoreError;
 use crate::domain::{
     principal::{Principal, Role},
@@ -185,11 +185,22 @@ impl Lookups {
     }
 
     /// Starts a change stream for `p`: resumed from `since` in `session`
-    /// when this replica can, else from a snapshot.
-    pub fn watch(&self, p: &Principal, session: Option<Uuid>, since: i64) -> Result<Watch, LookupError> {
+    /// when this replica can, else from a snapshot; with `scoping`, entries
+    /// carry their ISP and institution (the regulator's roles only: a
+    /// fan-out replica asks for them).
+    pub fn watch(&self, p: &Principal, session: Option<Uuid>, since: i64, scoping: bool) -> Result<Watch, LookupError> {
         let scope = scope(p)?;
-        if let Scope::Institution(_) = scope {
-            return Err(Refusal::PermissionDenied("institutions may not watch the active set".into()).into());
+        match scope {
+            Scope::Institution(_) => {
+                return Err(Refusal::PermissionDenied("institutions may not watch the active set".into()).into());
+            }
+            Scope::Isp(_) if scoping => {
+                return Err(Refusal::PermissionDenied(
+                    "include_scoping is for the lookup and reviewer roles (fan-out replicas)".into(),
+                )
+                .into());
+            }
+            _ => {}
         }
         let replica = self.replica()?;
         let slot = self
@@ -200,7 +211,7 @@ impl Lookups {
             self.backfill.clone(),
             replica,
             session.map(|s| (s, since)),
-            scope,
+            View { scope, scoping },
             slot,
             self.stopping.clone(),
         ))

@@ -88,11 +88,20 @@ pub enum WatchEnd {
 /// The receiving ends of one watcher's stream: data in order, and the
 /// terminal reason on its own channel so that it reaches a watcher whose
 /// data buffer is full. Events carry the whole active set's entries, shared
-/// between watchers; only those `scope` admits are the watcher's to see.
+/// between watchers; only those its view admits are the watcher's to see.
 pub struct Watch {
     pub events: mpsc::Receiver<WatchEvent>,
     pub end: mpsc::Receiver<WatchEnd>,
+    pub view: View,
+}
+
+/// What one watcher is shown: the entries its scope admits, and with
+/// `scoping` each entry's ISP and institution too (for fan-out replicas).
+/// Watchers with the same view are sent the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
     pub scope: Scope,
+    pub scoping: bool,
 }
 
 /// Counts watchers, refuses more than a cap, and counts why streams ended.
@@ -224,7 +233,7 @@ pub fn start(
     backfill: Backfill,
     replica: Arc<Replica>,
     resume: Option<(Uuid, i64)>,
-    scope: Scope,
+    view: View,
     slot: Slot,
     stopping: watch::Receiver<bool>,
 ) -> Watch {
@@ -249,7 +258,7 @@ pub fn start(
             let _ = out.end.try_send(reason);
         }
     });
-    Watch { events, end, scope }
+    Watch { events, end, view }
 }
 
 /// Where a watcher's messages go, and when to stop sending.

@@ -277,6 +277,7 @@ async fn a_fan_out_replica_waits_for_its_first_snapshot_and_resumes_after_a_brok
         .watch_changes(pb::WatchChangesRequest {
             session_id: gateway.session.clone(),
             since_serial: serial,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -312,6 +313,7 @@ async fn a_fan_out_replica_waits_for_its_first_snapshot_and_resumes_after_a_brok
         .watch_changes(pb::WatchChangesRequest {
             session_id: gateway.session.clone(),
             since_serial: gateway.serial,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -320,4 +322,42 @@ async fn a_fan_out_replica_waits_for_its_first_snapshot_and_resumes_after_a_brok
     again.follow(&mut stream, serial).await;
     assert_ne!(again.session, gateway.session, "reset into the new session");
     assert_eq!(again.entries, db_active_set(&root.pool).await);
+}
+
+#[sqlx::test]
+async fn scoping_fields_go_only_to_the_regulators_roles_that_ask_for_them(pool: PgPool) {
+    use pb::watch_changes_response::Event;
+    let app = spawn_app(pool).await;
+    let (bank, token) = app.enrol(C::Bank).await;
+    app.active(&token, &["8.8.8.0/24"]).await;
+    let lookup = app.token(Role::Lookup).await;
+    let first_entry = |scoping: bool, token: String| {
+        let app = &app;
+        async move {
+            let mut stream = app
+                .lookups(Some(&token))
+                .watch_changes(pb::WatchChangesRequest {
+                    include_scoping: scoping,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            loop {
+                if let Some(Event::Snapshot(chunk)) = stream.message().await?.unwrap().event {
+                    return Ok::<_, tonic::Status>(chunk.entries[0].clone());
+                }
+            }
+        }
+    };
+    let plain = first_entry(false, lookup.clone()).await.unwrap();
+    assert_eq!((plain.isp_code.as_str(), plain.institution_id.as_str()), ("", ""));
+    let scoped = first_entry(true, lookup).await.unwrap();
+    assert_eq!(
+        (scoped.isp_code.as_str(), scoped.institution_id.as_str()),
+        ("ptcl", bank.id.as_str())
+    );
+    let isp = app.isp_token().await.to_owned();
+    assert_eq!(first_entry(false, isp.clone()).await.unwrap().isp_code, "");
+    let refused = first_entry(true, isp).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
 }

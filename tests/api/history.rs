@@ -256,6 +256,7 @@ async fn pruning_bounds_feed_and_history_and_those_behind_start_over(pool: PgPoo
         .watch_changes(pb::WatchChangesRequest {
             session_id: session,
             since_serial: revoked.feed_serial - 1,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -604,6 +604,7 @@ async fn watchers_from_zero_from_a_serial_and_from_a_stale_session_all_converge(
         .watch_changes(pb::WatchChangesRequest {
             session_id: mid.0.clone(),
             since_serial: mid.1,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -621,6 +622,7 @@ async fn watchers_from_zero_from_a_serial_and_from_a_stale_session_all_converge(
         .watch_changes(pb::WatchChangesRequest {
             session_id: uuid::Uuid::now_v7().to_string(),
             since_serial: 3,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -742,6 +744,7 @@ async fn a_watcher_that_falls_behind_is_dropped_with_a_status_it_can_resume_from
         .watch_changes(pb::WatchChangesRequest {
             session_id: session,
             since_serial: applied,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -888,6 +891,7 @@ async fn a_new_feed_session_after_a_restore_reloads_replicas_and_resets_watchers
         .watch_changes(pb::WatchChangesRequest {
             session_id: copy.session.clone(),
             since_serial: copy.serial,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -933,6 +937,7 @@ async fn a_database_behind_the_replica_reloads_it_and_resets_watchers_without_a_
         .watch_changes(pb::WatchChangesRequest {
             session_id: old_session.clone(),
             since_serial: copy.serial,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -10,7 +10,12 @@ use super::{category_from_pb, category_to_pb, from_timestamp, kind_from_pb, kind
 use crate::db::feed::{ActiveRow, Op};
 use crate::domain::text::Invalid;
 use crate::domain::{Violations, text::echo};
-use crate::lookup::{MAX_BATCH, Scope, Terms, index::Entry, replica::Change, watch::WatchEvent};
+use crate::lookup::{
+    MAX_BATCH, Scope, Terms,
+    index::Entry,
+    replica::Change,
+    watch::{View, WatchEvent},
+};
 use crate::pb;
 
 /// Parses an address as a lookup client sends it.
@@ -83,10 +88,9 @@ pub fn check_result(found: Option<(IpNet, &Entry)>, serial: i64) -> pb::CheckRes
     }
 }
 
-/// An entry on the wire; `replicable` adds what a fan-out replica needs to
-/// scope its own callers (the ISP and the institution), for the regulator's
-/// roles only.
-fn active_entry(prefix: IpNet, e: &Entry, replicable: bool) -> pb::ActiveEntry {
+/// An entry on the wire; `scoping` adds what a fan-out replica needs to
+/// scope its own callers (the ISP and the institution).
+fn active_entry(prefix: IpNet, e: &Entry, scoping: bool) -> pb::ActiveEntry {
     pb::ActiveEntry {
         prefix: prefix.to_string(),
         peer_prefixes: e.peers().iter().map(ToString::to_string).collect(),
@@ -95,8 +99,8 @@ fn active_entry(prefix: IpNet, e: &Entry, replicable: bool) -> pb::ActiveEntry {
         institution_category: category_to_pb(e.category) as i32,
         valid_from: Some(timestamp(e.valid_from())),
         valid_until: Some(timestamp(e.valid_until())),
-        isp_code: if replicable { e.isp.to_string() } else { String::new() },
-        institution_id: if replicable {
+        isp_code: if scoping { e.isp.to_string() } else { String::new() },
+        institution_id: if scoping {
             e.institution_id.to_string()
         } else {
             String::new()
@@ -104,14 +108,14 @@ fn active_entry(prefix: IpNet, e: &Entry, replicable: bool) -> pb::ActiveEntry {
     }
 }
 
-fn delta(c: &Change, replicable: bool) -> pb::Delta {
+fn delta(c: &Change, scoping: bool) -> pb::Delta {
     pb::Delta {
         serial: c.serial,
         operation: match c.op {
             Op::Announce => pb::ChangeOperation::Announce,
             Op::Withdraw => pb::ChangeOperation::Withdraw,
         } as i32,
-        entry: Some(active_entry(c.prefix, &c.entry, replicable)),
+        entry: Some(active_entry(c.prefix, &c.entry, scoping)),
     }
 }
 
@@ -167,11 +171,11 @@ pub fn change_from_pb(d: &pb::Delta) -> Result<Change, Invalid> {
     })
 }
 
-/// One message of a change stream, with only the entries `scope` admits; a
-/// chunk or batch none of whose entries it admits is not sent.
-pub fn watch_event_to_pb(e: WatchEvent, scope: &Scope) -> Option<pb::WatchChangesResponse> {
+/// One message of a change stream, with only the entries the view's scope
+/// admits; a chunk or batch none of whose entries it admits is not sent.
+pub fn watch_event_to_pb(e: WatchEvent, view: &View) -> Option<pb::WatchChangesResponse> {
     use pb::watch_changes_response::Event;
-    let replicable = *scope == Scope::All;
+    let (scope, scoping) = (&view.scope, view.scoping);
     let event = match e {
         WatchEvent::Reset { session, serial } => Event::Reset(pb::Reset {
             session_id: session.to_string(),
@@ -181,7 +185,7 @@ pub fn watch_event_to_pb(e: WatchEvent, scope: &Scope) -> Option<pb::WatchChange
             let entries: Vec<pb::ActiveEntry> = snapshot.entries[range]
                 .iter()
                 .filter(|(_, e)| scope.admits(e))
-                .map(|(p, e)| active_entry(*p, e, replicable))
+                .map(|(p, e)| active_entry(*p, e, scoping))
                 .collect();
             if entries.is_empty() {
                 return None;
@@ -195,13 +199,13 @@ pub fn watch_event_to_pb(e: WatchEvent, scope: &Scope) -> Option<pb::WatchChange
                     .changes
                     .iter()
                     .filter(|c| c.serial > after && scope.admits(&c.entry))
-                    .map(|c| delta(c, replicable))
+                    .map(|c| delta(c, scoping))
                     .collect()
             };
             if batch.changes.first().is_some_and(|c| c.serial > after) {
-                // The whole batch, as every live watcher of this scope gets
+                // The whole batch, as every live watcher of this view gets
                 // it: encoded once, shared.
-                let body = batch.encoded(scope, || pb::DeltaBatch::encode_body(&deltas()));
+                let body = batch.encoded(view, || pb::DeltaBatch::encode_body(&deltas()));
                 if body.is_empty() {
                     return None;
                 }
