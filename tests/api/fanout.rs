@@ -195,6 +195,9 @@ async fn a_chain_of_fan_out_replicas_stays_equal_to_the_database_under_concurren
     let then = past(lookup.clone()).await.unwrap().into_inner();
     assert!(then.registered && then.reference == first.reference, "{then:?}");
     let other = root.enrol(C::Company).await.1;
+    for replica in [&leaf, &middle] {
+        replica.wait_until_known(&other).await;
+    }
     assert!(
         !past(other).await.unwrap().into_inner().registered,
         "scoped upstream as the caller"
