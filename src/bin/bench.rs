@@ -858,6 +858,10 @@ async fn snapshot(addr: SocketAddr, token: &str) -> anyhow::Result<(usize, f64)>
         .into_inner();
     let mut entries = 0;
     while let Some(msg) = stream.message().await? {
+        // A gateway runs on its own machine; here it shares the server's
+        // runtime, so it takes turns as the server's streams do (else its
+        // decoding holds a worker for up to 128 messages at a time).
+        tokio::task::yield_now().await;
         match msg.event {
             Some(Event::Snapshot(chunk)) => entries += chunk.entries.len(),
             Some(Event::SnapshotEnd(_)) => break,

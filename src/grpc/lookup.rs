@@ -2,8 +2,9 @@
 //! (`lookup::Lookups`), and the change stream for gateways that keep their
 //! own copy.
 
-use std::pin::Pin;
+use std::{pin::Pin, sync::Arc};
 
+use tokio::sync::Semaphore;
 use tokio_stream::{Stream, StreamExt as _, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -12,18 +13,24 @@ use super::convert::{self, check_result, watch_event_to_pb};
 use super::upstream::Upstream;
 use crate::auth::principal;
 use crate::domain::Violations;
-use crate::lookup::{Lookups, Terms, history::is_past, scope};
+use crate::lookup::{Lookups, Terms, history::is_past, scope, watch::WatchEvent};
 use crate::pb::{self, lookup_service_server::LookupService};
 
 pub struct LookupApi {
     lookups: Lookups,
     /// A fan-out replica's upstream, asked what this process cannot answer.
     upstream: Option<Upstream>,
+    /// Taken while a snapshot chunk is encoded (one permit).
+    snapshot_encoding: Arc<Semaphore>,
 }
 
 impl LookupApi {
     pub fn new(lookups: Lookups, upstream: Option<Upstream>) -> Self {
-        Self { lookups, upstream }
+        Self {
+            lookups,
+            upstream,
+            snapshot_encoding: Arc::new(Semaphore::new(1)),
+        }
     }
 
     /// The upstream to forward a check on `terms` to: a fan-out replica
@@ -115,8 +122,25 @@ impl LookupService for LookupApi {
         // The terminal status has its own channel, so it reaches a watcher
         // whose data buffer is full; merged, it ends the stream.
         let end = ReceiverStream::new(watch.end).map(|e| Err(Status::from(e)));
-        let view = watch.view;
-        let events = ReceiverStream::new(watch.events).filter_map(move |e| watch_event_to_pb(e, &view).map(Ok));
+        let view = Arc::new(watch.view);
+        let encoding = self.snapshot_encoding.clone();
+        let events = ReceiverStream::new(watch.events)
+            .then(move |e| {
+                let (view, encoding) = (view.clone(), encoding.clone());
+                async move {
+                    if !matches!(e, WatchEvent::Snapshot { .. }) {
+                        return watch_event_to_pb(e, &view);
+                    }
+                    // Encoding a chunk takes a fraction of a millisecond; one
+                    // at a time across all streams, each after a turn of the
+                    // scheduler, so that snapshots (a reconnect storm of them)
+                    // never hold both workers while lookups wait.
+                    let _one_at_a_time = encoding.acquire().await;
+                    tokio::task::yield_now().await;
+                    watch_event_to_pb(e, &view)
+                }
+            })
+            .filter_map(|m| m.map(Ok));
         Ok(Response::new(Box::pin(end.merge(events))))
     }
 }

@@ -305,8 +305,10 @@ impl Replica {
     /// storm builds one, not one each). The copy takes the index lock a
     /// chunk at a time, so neither lookups nor the feed follower wait for
     /// more than one chunk; changes applied meanwhile are replayed onto it
-    /// (`lookup::snapshot`).
-    pub async fn snapshot(&self) -> Arc<Snapshot> {
+    /// (`lookup::snapshot`). The copying and settling run on the blocking
+    /// pool: a million entries are ~100 ms of CPU that would otherwise hold
+    /// an async worker (and the lookups queued on it).
+    pub async fn snapshot(self: &Arc<Self>) -> Arc<Snapshot> {
         let mut shared = self.shared_snapshot.lock().await;
         if let Some(snapshot) = shared.upgrade()
             && snapshot.session == self.session_id()
@@ -325,21 +327,11 @@ impl Replica {
 
     /// One attempt at a consistent copy; `None` when the index was replaced
     /// (a reload) or the changes outran the backlog meanwhile.
-    async fn copy(&self) -> Option<Snapshot> {
+    async fn copy(self: &Arc<Self>) -> Option<Snapshot> {
         let mut changes = self.subscribe();
-        let (session, start, bound, len) = {
-            let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-            (self.session_id(), self.serial(), index.slot_bound(), index.len())
-        };
-        let mut copy = Vec::with_capacity(len);
-        let mut next = 0;
-        while next < bound {
-            next =
-                self.index
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .copy_slots(next, SNAPSHOT_COPY_CHUNK, &mut copy);
-        }
+        let (session, start) = (self.session_id(), self.serial());
+        let this = self.clone();
+        let copy = tokio::task::spawn_blocking(move || this.copy_chunks()).await.ok()?;
         let end = self.serial();
         let mut applied = Vec::new();
         let mut seen = start;
@@ -355,11 +347,32 @@ impl Replica {
         if self.session_id() != session {
             return None;
         }
+        let entries = tokio::task::spawn_blocking(move || super::snapshot::settle(copy, &applied))
+            .await
+            .ok()?;
         Some(Snapshot {
             session,
             serial: seen.max(start),
-            entries: super::snapshot::settle(copy, &applied),
+            entries,
         })
+    }
+
+    /// Every slot, copied a chunk at a time (the lock released in between).
+    fn copy_chunks(&self) -> Vec<(IpNet, Entry)> {
+        let (bound, len) = {
+            let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+            (index.slot_bound(), index.len())
+        };
+        let mut copy = Vec::with_capacity(len);
+        let mut next = 0;
+        while next < bound {
+            next =
+                self.index
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .copy_slots(next, SNAPSHOT_COPY_CHUNK, &mut copy);
+        }
+        copy
     }
 
     /// Applies every feed row committed after the applied serial. Serials are

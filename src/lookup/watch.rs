@@ -303,7 +303,7 @@ impl Output {
 /// falls out of it is dropped.
 async fn stream(
     backfill: &Backfill,
-    replica: &Replica,
+    replica: &Arc<Replica>,
     resume: Option<(Uuid, i64)>,
     out: &mut Output,
 ) -> Result<(), WatchEnd> {
@@ -389,7 +389,7 @@ async fn catch_up(
 /// (each a range of the shared copy, not a copy), then the feed's rows from
 /// the snapshot's serial up to what the replica has applied. Returns the
 /// last serial sent.
-async fn snapshot(backfill: &Backfill, replica: &Replica, out: &mut Output) -> Result<i64, Stop> {
+async fn snapshot(backfill: &Backfill, replica: &Arc<Replica>, out: &mut Output) -> Result<i64, Stop> {
     let snapshot = replica.snapshot().await;
     let (session, serial) = (snapshot.session, snapshot.serial);
     out.send(WatchEvent::Reset { session, serial }).await?;
