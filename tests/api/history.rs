@@ -264,3 +264,80 @@ async fn pruning_bounds_feed_and_history_and_those_behind_start_over(pool: PgPoo
     let first = stream.message().await.unwrap().unwrap();
     assert!(matches!(first.event, Some(Event::Reset(_))), "{first:?}");
 }
+
+#[sqlx::test]
+async fn a_replica_stopped_past_the_pruned_feed_reloads_and_resets_its_watchers(pool: PgPool) {
+    let writer = spawn_app(pool.clone()).await;
+    let (_, bank) = writer.enrol(C::Bank).await;
+    let doomed = writer.active(&bank, &["8.8.8.0/24"]).await;
+    // A replica that reads the feed through a link the test can cut.
+    let link = crate::proxy::Proxy::to_postgres(&pool).await;
+    let options = vpn_registry::app::Options {
+        read_pool: Some(runtime_pool_via(&pool, link.addr.port()).await),
+        ..test_options()
+    };
+    let replica = spawn_app_on(pool.clone(), runtime_pool(&pool).await, options, None).await;
+    let lookup = writer.token(Role::Lookup).await;
+    replica.wait_until_known(&lookup).await;
+    let mut lookups = replica.lookups(Some(&lookup));
+    let check = |address: &'static str, min_serial: i64| pb::CheckAddressRequest {
+        address: address.into(),
+        min_serial,
+        ..Default::default()
+    };
+    assert!(
+        lookups
+            .check_address(check("8.8.8.1", doomed.feed_serial))
+            .await
+            .unwrap()
+            .into_inner()
+            .registered
+    );
+    let mut watcher = replica.watch(&lookup).await;
+
+    // Stopped (cut off) while changes commit and the feed is pruned past
+    // what it applied.
+    link.cut();
+    writer
+        .decide(Decide::Revoke, &doomed, pb::ReasonCode::PolicyViolation, "Misuse")
+        .await
+        .unwrap();
+    let added = writer.active(&bank, &["8.8.9.0/24"]).await;
+    sqlx::query("UPDATE change_feed SET commit_time = commit_time - interval '10 days'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let day = Duration::from_secs(86_400);
+    feed::prune(&runtime_pool(&pool).await, 7 * day, 400 * day)
+        .await
+        .unwrap();
+    assert_eq!(writer.count("change_feed").await, 0);
+
+    // Back: the rows it missed are gone, so it reloads rather than resumes.
+    link.restore();
+    let now = lookups
+        .check_address(check("8.8.9.1", added.feed_serial))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(now.registered && now.serial >= added.feed_serial, "{now:?}");
+    assert!(
+        !lookups
+            .check_address(check("8.8.8.1", added.feed_serial))
+            .await
+            .unwrap()
+            .into_inner()
+            .registered
+    );
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(10), watcher.message())
+            .await
+            .unwrap()
+        {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), Code::Aborted, "its watchers start over: {ended:?}");
+}
