@@ -4,7 +4,6 @@
 
 use std::{pin::Pin, sync::Arc};
 
-use tokio::sync::Semaphore;
 use tokio_stream::{Stream, StreamExt as _, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -20,8 +19,8 @@ pub struct LookupApi {
     lookups: Lookups,
     /// A fan-out replica's upstream, asked what this process cannot answer.
     upstream: Option<Upstream>,
-    /// Taken while a snapshot chunk is encoded (one permit).
-    snapshot_encoding: Arc<Semaphore>,
+    /// Held while a snapshot chunk is encoded (never across an await).
+    snapshot_encoding: Arc<std::sync::Mutex<()>>,
 }
 
 impl LookupApi {
@@ -29,7 +28,7 @@ impl LookupApi {
         Self {
             lookups,
             upstream,
-            snapshot_encoding: Arc::new(Semaphore::new(1)),
+            snapshot_encoding: Arc::default(),
         }
     }
 
@@ -134,10 +133,16 @@ impl LookupService for LookupApi {
                     // Encoding a chunk takes a fraction of a millisecond; one
                     // at a time across all streams, each after a turn of the
                     // scheduler, so that snapshots (a reconnect storm of them)
-                    // never hold both workers while lookups wait.
-                    let _one_at_a_time = encoding.acquire().await;
-                    tokio::task::yield_now().await;
-                    watch_event_to_pb(e, &view)
+                    // never hold both workers while lookups wait. The turn is
+                    // never held across an await: a stream whose client
+                    // stopped reading is not polled again, and must not keep
+                    // it (nor be handed it while queued, as a semaphore would).
+                    loop {
+                        tokio::task::yield_now().await;
+                        if let Ok(_turn) = encoding.try_lock() {
+                            return watch_event_to_pb(e, &view);
+                        }
+                    }
                 }
             })
             .filter_map(|m| m.map(Ok));
