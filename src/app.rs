@@ -33,6 +33,7 @@ use crate::pb::{
 use crate::registry::Registry;
 use crate::tasks::{expiry, health, prune, prune::Retention};
 use crate::tls::Tls;
+use crate::web::{self, RdapRoutes};
 
 /// Largest request the registry services decode: a registration with 64
 /// prefixes and every text field full is a few kilobytes.
@@ -280,7 +281,11 @@ pub async fn serve(
         health::set(&shutdown_reporter, ServingStatus::NotServing, serves_registry).await;
     };
 
+    let auth = AuthLayer::new(credentials, limits);
+    let rdap = RdapRoutes::new(web::rdap::router(lookups.clone(), auth.clone()));
     let router = Server::builder()
+        // HTTP/1.1 too, for RDAP clients (gRPC stays on HTTP/2).
+        .accept_http1(true)
         .max_concurrent_streams(options.max_concurrent_streams)
         .http2_keepalive_interval(Some(options.keepalive_interval))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -293,8 +298,9 @@ pub async fn serve(
         .layer(ObserveLayer::new(metrics, summary))
         .layer(LoadShedLayer::new())
         .layer(GlobalConcurrencyLimitLayer::new(options.max_concurrent_requests))
-        .layer(AuthLayer::new(credentials, limits))
+        .layer(auth)
         .add_service(health)
+        .add_service(rdap)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         // A fan-out replica serves lookups only (UNIMPLEMENTED for the rest).

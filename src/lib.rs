@@ -21,4 +21,5 @@ pub mod registry;
 pub mod tasks;
 pub mod telemetry;
 pub mod tls;
+pub mod web;
 pub mod wire;

@@ -47,6 +47,12 @@ impl AuthLayer {
             gate: Arc::new(Gate { credentials, limits }),
         }
     }
+
+    /// Admits an HTTP request (RDAP, the console) as if it called `method`:
+    /// the same tokens, permission table row and rate limits as the RPC.
+    pub fn admit_as<B>(&self, req: &http::Request<B>, method: &str) -> Result<Arc<Principal>, Status> {
+        self.gate.admit(req, method)
+    }
 }
 
 impl<S> Layer<S> for AuthLayer {
@@ -89,7 +95,8 @@ where
         if permissions::is_public(req.uri().path()) {
             return Box::pin(inner.call(req));
         }
-        match self.gate.admit(&req) {
+        let admitted = self.gate.admit(&req, req.uri().path());
+        match admitted {
             Ok(principal) => {
                 req.extensions_mut().insert(principal);
                 Box::pin(inner.call(req))
@@ -130,9 +137,8 @@ fn peer<B>(req: &http::Request<B>) -> (IpAddr, Option<PeerCertificates>) {
 }
 
 impl Gate {
-    /// The principal a call acts as, or the status refusing it.
-    fn admit<B>(&self, req: &http::Request<B>) -> Result<Arc<Principal>, Status> {
-        let path = req.uri().path();
+    /// The principal a call of `path` acts as, or the status refusing it.
+    fn admit<B>(&self, req: &http::Request<B>, path: &str) -> Result<Arc<Principal>, Status> {
         let (addr, certs) = peer(req);
         let peer = Peer {
             addr,

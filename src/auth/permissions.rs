@@ -5,7 +5,9 @@
 use crate::domain::principal::RoleKind::{self, Admin, Institution, Isp, Lookup, Reviewer};
 
 /// Paths that answer without credentials: health checks and reflection.
-pub const PUBLIC_PREFIXES: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection."];
+/// (RDAP is HTTP: it answers refusals as RDAP errors, so it authorises
+/// itself, through the same gate, as `CheckAddress`: `AuthLayer::admit_as`.)
+pub const PUBLIC_PREFIXES: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection.", "/rdap/"];
 
 /// Staff and applicants read records (institutions only their own).
 const READERS: &[RoleKind] = &[Admin, Reviewer, Institution];

@@ -26,6 +26,9 @@ pub struct ActiveRow {
     pub valid_until: OffsetDateTime,
     /// The ISP the registration names (ISPs look up only their own).
     pub isp: String,
+    /// When the entry was last announced (the feed's commit time; in the
+    /// active set, the registration's last update).
+    pub changed: OffsetDateTime,
 }
 
 /// Whether a feed row adds or removes its entry.
@@ -55,6 +58,7 @@ fn active_row(r: &sqlx::postgres::PgRow) -> Result<ActiveRow, StoreError> {
         valid_from: r.try_get("valid_from")?,
         valid_until: r.try_get("valid_until")?,
         isp: r.try_get("isp")?,
+        changed: r.try_get("changed")?,
     })
 }
 
@@ -86,7 +90,7 @@ pub async fn snapshot(pool: &PgPool, mut each: impl FnMut(ActiveRow)) -> Result<
     {
         let mut rows = sqlx::query(
             "SELECT a.prefix, r.id AS registration_id, r.institution_id, r.reference, r.kind, i.category,
-                    r.peer_prefixes, r.valid_from, r.valid_until, r.isp
+                    r.peer_prefixes, r.valid_from, r.valid_until, r.isp, r.update_time AS changed
                FROM active_prefixes a
                JOIN registrations r ON r.id = a.registration_id
                JOIN institutions i ON i.id = r.institution_id",
@@ -101,7 +105,7 @@ pub async fn snapshot(pool: &PgPool, mut each: impl FnMut(ActiveRow)) -> Result<
 }
 
 const FEED_COLUMNS: &str = "serial, op, prefix, registration_id, institution_id, reference, kind,
-    institution_category AS category, peer_prefixes, valid_from, valid_until, isp";
+    institution_category AS category, peer_prefixes, valid_from, valid_until, isp, commit_time AS changed";
 
 /// What the feed holds after a serial, read by one statement so it agrees.
 #[derive(Debug)]
@@ -184,7 +188,8 @@ pub async fn active_at(
     let nets: Vec<IpNet> = addrs.iter().map(|&a| IpNet::from(a)).collect();
     let rows = sqlx::query(
         "SELECT q.i, h.prefix, h.registration_id, h.institution_id, h.reference, h.kind,
-                h.institution_category AS category, h.peer_prefixes, h.valid_from, h.valid_until, h.isp
+                h.institution_category AS category, h.peer_prefixes, h.valid_from, h.valid_until, h.isp,
+                h.active_from AS changed
            FROM unnest($1::inet[]) WITH ORDINALITY AS q(addr, i)
            JOIN active_history h
              ON h.prefix >>= q.addr AND h.active_from <= $2 AND (h.active_until IS NULL OR h.active_until > $2)",

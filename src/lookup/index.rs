@@ -37,6 +37,9 @@ pub struct Entry {
     valid_until_us: i64,
     /// The ISP the registration names (inline: ISP codes are short).
     pub isp: SmolStr,
+    /// When this entry was last announced, in microseconds (RDAP's "last
+    /// changed").
+    changed_us: i64,
 }
 
 /// Microseconds since the epoch.
@@ -61,6 +64,10 @@ impl Entry {
 
     pub fn valid_until(&self) -> OffsetDateTime {
         from_micros(self.valid_until_us)
+    }
+
+    pub fn changed(&self) -> OffsetDateTime {
+        from_micros(self.changed_us)
     }
 
     /// `valid_until` as (seconds, nanoseconds) since the epoch, without a
@@ -100,6 +107,7 @@ impl From<ActiveRow> for (IpNet, Entry) {
                 valid_from_us: micros(r.valid_from),
                 valid_until_us: micros(r.valid_until),
                 isp: r.isp.into(),
+                changed_us: micros(r.changed),
             },
         )
     }
@@ -328,6 +336,16 @@ impl Index {
         }
     }
 
+    /// The most specific entry `f` accepts whose prefix covers all of `net`
+    /// (RDAP's prefix queries); a host prefix is an address.
+    pub fn find_covering(&self, net: IpNet, f: &Filter) -> Option<(IpNet, &Entry)> {
+        match net.trunc() {
+            n if n.prefix_len() == n.max_prefix_len() => self.find(n.addr(), f),
+            IpNet::V4(n) => self.search(&self.v4, n, f),
+            IpNet::V6(n) => self.search(&self.v6, n, f),
+        }
+    }
+
     /// Slots below this number are all there are (for [`Index::copy_slots`]).
     pub fn slot_bound(&self) -> usize {
         self.slots.capacity()
@@ -397,6 +415,7 @@ mod tests {
             valid_from_us: from * 1_000_000,
             valid_until_us: until * 1_000_000,
             isp: "ptcl".into(),
+            changed_us: 0,
         }
     }
 
@@ -475,6 +494,30 @@ mod tests {
         assert!(index.is_empty() && index.lookup(&q("10.1.2.3", 50)).is_none());
         index.insert(p, entry(4, 0, 100, &[]));
         assert_eq!(ids(&index), [4], "the prefix is reusable after its chain emptied");
+    }
+
+    #[test]
+    fn a_prefix_is_answered_by_the_most_specific_entry_covering_all_of_it() {
+        let mut index = Index::default();
+        index.insert("8.8.0.0/16".parse().unwrap(), entry(1, 0, 100, &[]));
+        index.insert("8.8.8.0/24".parse().unwrap(), entry(2, 0, 100, &[]));
+        index.insert("8.8.8.8/32".parse().unwrap(), entry(3, 0, 100, &[]));
+        let f = Filter::new(OffsetDateTime::from_unix_timestamp(10).unwrap(), None, Scope::All);
+        let covering = |net: &str| {
+            index
+                .find_covering(net.parse().unwrap(), &f)
+                .map(|(p, e)| (p.to_string(), e.institution_id.as_u128()))
+        };
+        assert_eq!(covering("8.8.8.0/24"), Some(("8.8.8.0/24".into(), 2)));
+        assert_eq!(covering("8.8.8.0/25"), Some(("8.8.8.0/24".into(), 2)));
+        assert_eq!(
+            covering("8.8.0.0/20"),
+            Some(("8.8.0.0/16".into(), 1)),
+            "the /24 covers part only"
+        );
+        assert_eq!(covering("8.8.8.8/32"), Some(("8.8.8.8/32".into(), 3)));
+        assert_eq!(covering("8.0.0.0/8"), None);
+        assert_eq!(covering("9.9.9.0/24"), None);
     }
 
     #[test]

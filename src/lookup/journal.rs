@@ -73,6 +73,7 @@ mod tests {
             valid_from: time::OffsetDateTime::UNIX_EPOCH,
             valid_until: time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(1),
             isp: "ptcl".into(),
+            changed: time::OffsetDateTime::UNIX_EPOCH,
         }
         .into();
         Change {

@@ -272,6 +272,18 @@ impl Replica {
         (found, serial)
     }
 
+    /// The most specific entry covering all of `net` that `filter` accepts,
+    /// with the serial it was answered at.
+    pub fn check_covering(&self, net: IpNet, filter: &Filter) -> (Option<Match>, i64) {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        let serial = self.serial();
+        let found = index.find_covering(net, filter).map(|(prefix, entry)| Match {
+            prefix,
+            entry: entry.clone(),
+        });
+        (found, serial)
+    }
+
     /// Answers many addresses under one read lock and one filter, calling
     /// `out` with each address's position and answer. They are looked up in
     /// address order: neighbouring addresses share the upper trie levels, so

@@ -162,6 +162,13 @@ impl Lookups {
         }
     }
 
+    /// The registration in force now that covers all of `net` (RDAP), as
+    /// `scope` may see it.
+    pub fn covering(&self, net: IpNet, scope: Scope) -> Result<(Option<Match>, i64), LookupError> {
+        let filter = Filter::new(OffsetDateTime::now_utc(), None, scope);
+        Ok(self.replica()?.check_covering(net, &filter))
+    }
+
     /// Answers every address, calling `out` with its position and answer
     /// (in no particular order). Returns the serial the batch was answered at.
     pub async fn check_batch(

@@ -55,6 +55,7 @@ mod tests {
             valid_from: time::OffsetDateTime::UNIX_EPOCH,
             valid_until: time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(365 * 100 + i64::from(version)),
             isp: "ptcl".into(),
+            changed: time::OffsetDateTime::UNIX_EPOCH,
         };
         let (_, e): (IpNet, Entry) = row.into();
         e

@@ -17,6 +17,7 @@ mod permissions;
 mod properties;
 mod proxy;
 mod raw;
+mod rdap;
 mod registrations;
 mod security;
 mod watchers;

@@ -99,6 +99,7 @@ fn active_entry(prefix: IpNet, e: &Entry, scoping: bool) -> pb::ActiveEntry {
         institution_category: category_to_pb(e.category) as i32,
         valid_from: Some(timestamp(e.valid_from())),
         valid_until: Some(timestamp(e.valid_until())),
+        last_changed: Some(timestamp(e.changed())),
         isp_code: if scoping { e.isp.to_string() } else { String::new() },
         institution_id: if scoping {
             e.institution_id.to_string()
@@ -151,6 +152,11 @@ pub fn entry_from_pb(e: &pb::ActiveEntry) -> Result<(IpNet, Entry), Invalid> {
                 .ok_or_else(|| field("valid_until", "is missing"))?,
         )?,
         isp: e.isp_code.clone(),
+        // An upstream of a version before last_changed: its validity start.
+        changed: match &e.last_changed {
+            Some(t) => from_timestamp(t)?,
+            None => from_timestamp(e.valid_from.as_ref().ok_or_else(|| field("valid_from", "is missing"))?)?,
+        },
     };
     Ok(row.into())
 }

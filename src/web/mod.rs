@@ -1,0 +1,43 @@
+//! HTTP for people and tools on the gRPC port (so it is served over the
+//! same TLS, behind the same access log, metrics and limits): RDAP for
+//! address lookups.
+
+pub mod rdap;
+
+use std::{
+    convert::Infallible,
+    task::{Context, Poll},
+};
+
+use axum::Router;
+use tonic::{body::Body, codegen::http, server::NamedService};
+use tower::Service;
+
+/// The RDAP routes, mounted on the gRPC server at `/rdap/...` (tonic routes
+/// by the first path segment, as it does for gRPC services).
+#[derive(Clone)]
+pub struct RdapRoutes(Router);
+
+impl RdapRoutes {
+    pub fn new(router: Router) -> Self {
+        Self(router)
+    }
+}
+
+impl NamedService for RdapRoutes {
+    const NAME: &'static str = "rdap";
+}
+
+impl Service<http::Request<Body>> for RdapRoutes {
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future = axum::routing::future::RouteFuture<Infallible>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::<http::Request<Body>>::poll_ready(&mut self.0, cx)
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        self.0.call(req)
+    }
+}
