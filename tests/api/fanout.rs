@@ -296,16 +296,7 @@ async fn a_fan_out_replica_waits_for_its_first_snapshot_and_resumes_after_a_brok
     vpn_registry::db::feed::new_session(&root.pool, &vpn_registry::domain::principal::Actor::operator("test"))
         .await
         .unwrap();
-    let ended = loop {
-        match tokio::time::timeout(Duration::from_secs(10), stream.message())
-            .await
-            .unwrap()
-        {
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("the stream ended without a status"),
-            Err(status) => break status,
-        }
-    };
+    let ended = gateway.until_ended(&mut stream).await;
     assert_eq!(ended.code(), Code::Aborted, "{ended:?}");
     let mut again = Copy {
         session: gateway.session.clone(),

@@ -329,15 +329,6 @@ async fn a_replica_stopped_past_the_pruned_feed_reloads_and_resets_its_watchers(
             .into_inner()
             .registered
     );
-    let ended = loop {
-        match tokio::time::timeout(Duration::from_secs(10), watcher.message())
-            .await
-            .unwrap()
-        {
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("the stream ended without a status"),
-            Err(status) => break status,
-        }
-    };
+    let ended = crate::lookup::Copy::default().until_ended(&mut watcher).await;
     assert_eq!(ended.code(), Code::Aborted, "its watchers start over: {ended:?}");
 }

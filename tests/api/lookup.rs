@@ -801,7 +801,7 @@ impl Scene {
 
 impl Copy {
     /// Applies what arrives until the stream ends with a status.
-    async fn until_ended(&mut self, stream: &mut tonic::Streaming<pb::WatchChangesResponse>) -> tonic::Status {
+    pub async fn until_ended(&mut self, stream: &mut tonic::Streaming<pb::WatchChangesResponse>) -> tonic::Status {
         loop {
             match tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
                 .await
