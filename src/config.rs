@@ -74,7 +74,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the gRPC service (creates the database and applies migrations first).
+    /// Run the gRPC service (and RDAP on its port; a database migrated by `migrate` first).
     Serve(Box<ServeArgs>),
     /// Apply the embedded migrations (as the schema owner), grant the runtime
     /// role what `serve` needs, and exit.

@@ -96,7 +96,7 @@ impl Rdap {
         };
         match self.lookups.covering(net, scope) {
             Ok((Some(found), _)) => {
-                let mut response = Json(network(&found, req.uri().path())).into_response();
+                let mut response = Json(network(&found, &self_link(req))).into_response();
                 response
                     .headers_mut()
                     .insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=60"));
@@ -117,8 +117,29 @@ impl Rdap {
     }
 }
 
+/// The absolute URL of this query (RDAP links are absolute).
+fn self_link(req: &Request) -> String {
+    let uri = req.uri();
+    let tls = req
+        .extensions()
+        .get::<tonic::transport::server::TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()
+        .is_some();
+    let scheme = uri.scheme_str().unwrap_or(if tls { "https" } else { "http" });
+    let host = uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    format!("{scheme}://{host}{}", uri.path())
+}
+
 /// The RFC 9083 IP network object of a match.
-fn network(m: &Match, path: &str) -> Value {
+fn network(m: &Match, link: &str) -> Value {
     let (start, end, version, cidr) = match m.prefix {
         IpNet::V4(n) => (
             n.network().to_string(),
@@ -157,7 +178,7 @@ fn network(m: &Match, path: &str) -> Value {
                 category_to_pb(e.category).as_str_name().trim_start_matches("INSTITUTION_CATEGORY_")
             )],
         }],
-        "links": [{"value": path, "rel": "self", "href": path, "type": MEDIA_TYPE}],
+        "links": [{"value": link, "rel": "self", "href": link, "type": MEDIA_TYPE}],
         "notices": notices(),
     })
 }

@@ -115,6 +115,10 @@ async fn rdap_answers_hits_misses_ipv6_prefixes_and_malformed_queries(pool: PgPo
 
     let hit = get(&app, "/rdap/ip/8.8.8.8", lookup).await;
     assert_network(&hit, &v4.reference, "8.8.8.0", "8.8.8.255", "v4", 24);
+    assert_eq!(
+        hit.body["links"][0]["href"],
+        format!("http://{}/rdap/ip/8.8.8.8", app.addr)
+    );
     for personal in [
         &bank.legal_name,
         &bank.contact_email,
