@@ -9,4 +9,5 @@ pub mod isps;
 pub mod lookup;
 pub mod registrations;
 pub mod review;
+mod turn;
 pub mod upstream;
