@@ -23,7 +23,7 @@ use crate::proxy::Proxy;
 
 /// Options of a fan-out replica following `upstream` (its gRPC address)
 /// with a lookup token issued by `issuer`.
-async fn fan_out_options(issuer: &TestApp, upstream: std::net::SocketAddr) -> app::Options {
+pub async fn fan_out_options(issuer: &TestApp, upstream: std::net::SocketAddr) -> app::Options {
     let token = issuer.token(Role::Lookup).await;
     let token_file = std::env::temp_dir().join(format!("vpn-registry-upstream-{}", uuid::Uuid::new_v4()));
     std::fs::write(&token_file, format!("{token}\n")).unwrap();

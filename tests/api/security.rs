@@ -652,3 +652,30 @@ async fn last_use_is_written_back_without_a_write_per_call(pool: PgPool) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[sqlx::test]
+async fn a_fan_out_replica_follows_its_upstream_over_tls(pool: PgPool) {
+    let (root, certs) = spawn_tls_app(pool, false).await;
+    let (_, bank) = root.enrol(pb::InstitutionCategory::Bank).await;
+    let active = root.active(&bank, &["8.8.8.0/24"]).await;
+    let dir = temp_dir();
+    std::fs::write(dir.join("ca.pem"), &certs.ca_pem).unwrap();
+    let mut options = crate::fanout::fan_out_options(&root, root.addr).await;
+    let upstream = options.upstream.as_mut().unwrap();
+    upstream.url = format!("https://localhost:{}", root.addr.port());
+    upstream.ca_file = Some(dir.join("ca.pem"));
+    let edge = spawn_app_with(root.pool.clone(), options, None).await;
+    let lookup = root.token(Role::Lookup).await;
+    edge.wait_until_known(&lookup).await;
+    let answer = edge
+        .lookups(Some(&lookup))
+        .check_address(pb::CheckAddressRequest {
+            address: "8.8.8.8".into(),
+            min_serial: active.feed_serial,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.registered, "followed over TLS: {answer:?}");
+}
