@@ -33,7 +33,7 @@ use crate::pb::{
 use crate::registry::Registry;
 use crate::tasks::{expiry, health, prune, prune::Retention};
 use crate::tls::Tls;
-use crate::web::{self, RdapRoutes};
+use crate::web::{self, ConsoleRoutes, RdapRoutes};
 
 /// Largest request the registry services decode: a registration with 64
 /// prefixes and every text field full is a few kilobytes.
@@ -283,6 +283,11 @@ pub async fn serve(
 
     let auth = AuthLayer::new(credentials, limits);
     let rdap = RdapRoutes::new(web::rdap::router(lookups.clone(), auth.clone()));
+    let console = ConsoleRoutes::new(web::console::router(
+        registry.clone(),
+        auth.clone(),
+        options.tls.is_some(),
+    ));
     let router = Server::builder()
         // HTTP/1.1 too, for RDAP clients (gRPC stays on HTTP/2).
         .accept_http1(true)
@@ -301,6 +306,7 @@ pub async fn serve(
         .layer(auth)
         .add_service(health)
         .add_service(rdap)
+        .add_optional_service(serves_registry.then_some(console))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         // A fan-out replica serves lookups only (UNIMPLEMENTED for the rest).

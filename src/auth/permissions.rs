@@ -7,7 +7,8 @@ use crate::domain::principal::RoleKind::{self, Admin, Institution, Isp, Lookup, 
 /// Paths that answer without credentials: health checks and reflection.
 /// (RDAP is HTTP: it answers refusals as RDAP errors, so it authorises
 /// itself, through the same gate, as `CheckAddress`: `AuthLayer::admit_as`.)
-pub const PUBLIC_PREFIXES: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection.", "/rdap/"];
+/// The console likewise admits each action through the gate as its RPC.
+pub const PUBLIC_PREFIXES: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection.", "/rdap/", "/console"];
 
 /// Staff and applicants read records (institutions only their own).
 const READERS: &[RoleKind] = &[Admin, Reviewer, Institution];

@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod console;
 mod deploy;
 mod fanout;
 mod fuzz;
