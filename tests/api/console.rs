@@ -150,6 +150,15 @@ async fn the_isp_desk_signs_in_lists_and_attests_through_the_api(pool: PgPool) {
         app.get(&submitted.id).await.state,
         pb::RegistrationState::UnderReview as i32
     );
+    let crafted = call(
+        &app,
+        "GET",
+        "/console/isp?done=Call+0300+now&confirmed=true",
+        Some(&cookie),
+        &[],
+    )
+    .await;
+    assert!(!crafted.body.contains("Call 0300"), "only references are said back");
     let history = app.events(&submitted.id).await;
     assert!(
         history

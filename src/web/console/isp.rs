@@ -40,7 +40,9 @@ pub(super) async fn desk(
     let Some(session) = c.session(&headers) else {
         return Redirect::to(super::SIGN_IN).into_response();
     };
-    let notice = (!q.done.is_empty()).then(|| {
+    // Only a reference is said back (a crafted link cannot put words here).
+    let reference = q.done.len() <= 24 && q.done.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let notice = (!q.done.is_empty() && reference).then(|| {
         let how = if q.confirmed { "confirmed" } else { "denied" };
         format!("{} {how}.", q.done)
     });
