@@ -7,6 +7,7 @@ pub mod rdap;
 
 use std::{
     convert::Infallible,
+    marker::PhantomData,
     task::{Context, Poll},
 };
 
@@ -14,21 +15,32 @@ use axum::Router;
 use tonic::{body::Body, codegen::http, server::NamedService};
 use tower::Service;
 
-/// The console's routes, mounted on the gRPC server at `/console/...`.
-#[derive(Clone)]
-pub struct ConsoleRoutes(Router);
+/// Where a set of routes is mounted: tonic routes by the first path
+/// segment, as it does for gRPC services (`/{NAME}/...`).
+pub trait Mount {
+    const NAME: &'static str;
+}
 
-impl ConsoleRoutes {
+/// An axum router mounted on the gRPC server at `/{M::NAME}/...`.
+pub struct Mounted<M>(Router, PhantomData<M>);
+
+impl<M> Mounted<M> {
     pub fn new(router: Router) -> Self {
-        Self(router)
+        Self(router, PhantomData)
     }
 }
 
-impl NamedService for ConsoleRoutes {
-    const NAME: &'static str = "console";
+impl<M> Clone for Mounted<M> {
+    fn clone(&self) -> Self {
+        Self::new(self.0.clone())
+    }
 }
 
-impl Service<http::Request<Body>> for ConsoleRoutes {
+impl<M: Mount> NamedService for Mounted<M> {
+    const NAME: &'static str = M::NAME;
+}
+
+impl<M> Service<http::Request<Body>> for Mounted<M> {
     type Response = axum::response::Response;
     type Error = Infallible;
     type Future = axum::routing::future::RouteFuture<Infallible>;
@@ -42,31 +54,19 @@ impl Service<http::Request<Body>> for ConsoleRoutes {
     }
 }
 
-/// The RDAP routes, mounted on the gRPC server at `/rdap/...` (tonic routes
-/// by the first path segment, as it does for gRPC services).
-#[derive(Clone)]
-pub struct RdapRoutes(Router);
+/// `/rdap/...`
+pub struct AtRdap;
 
-impl RdapRoutes {
-    pub fn new(router: Router) -> Self {
-        Self(router)
-    }
-}
-
-impl NamedService for RdapRoutes {
+impl Mount for AtRdap {
     const NAME: &'static str = "rdap";
 }
 
-impl Service<http::Request<Body>> for RdapRoutes {
-    type Response = axum::response::Response;
-    type Error = Infallible;
-    type Future = axum::routing::future::RouteFuture<Infallible>;
+/// `/console/...`
+pub struct AtConsole;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Service::<http::Request<Body>>::poll_ready(&mut self.0, cx)
-    }
-
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        self.0.call(req)
-    }
+impl Mount for AtConsole {
+    const NAME: &'static str = "console";
 }
+
+pub type RdapRoutes = Mounted<AtRdap>;
+pub type ConsoleRoutes = Mounted<AtConsole>;
