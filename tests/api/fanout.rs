@@ -56,18 +56,6 @@ async fn lookup_health(app: &TestApp) -> i32 {
         .status
 }
 
-async fn check_at(app: &TestApp, token: &str, address: &str, min_serial: i64) -> pb::CheckResult {
-    app.lookups(Some(token))
-        .check_address(pb::CheckAddressRequest {
-            address: address.into(),
-            min_serial,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 async fn last_serial(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT last_serial FROM feed_state")
         .fetch_one(pool)
@@ -78,7 +66,7 @@ async fn last_serial(pool: &PgPool) -> i64 {
 #[sqlx::test]
 async fn a_chain_of_fan_out_replicas_stays_equal_to_the_database_under_concurrent_changes(pool: PgPool) {
     let root = spawn_app(pool).await;
-    let (bank, a) = root.enrol(C::Bank).await;
+    let (_, a) = root.enrol(C::Bank).await;
     let (_, b) = root.enrol(C::Company).await;
     let first = root.active(&a, &["8.8.8.0/24", "2a00:1450::/48"]).await;
     let while_first_active = ts(time::OffsetDateTime::now_utc());
@@ -156,25 +144,27 @@ async fn a_chain_of_fan_out_replicas_stays_equal_to_the_database_under_concurren
 
     // Lookups on the leaf: the present from its index (at the same serial
     // as the root), scoped as the root scopes them.
-    let on_leaf = check_at(&leaf, &lookup, "8.8.8.200", final_serial).await;
-    let on_root = check_at(&root, &lookup, "8.8.8.200", final_serial).await;
+    let on_leaf = leaf.check_address(&lookup, "8.8.8.200", final_serial).await;
+    let on_root = root.check_address(&lookup, "8.8.8.200", final_serial).await;
     assert!(!on_leaf.registered, "moved to 8.8.8.0/25");
     assert_eq!(on_leaf, on_root);
     assert_eq!(
-        check_at(&leaf, &lookup, "8.8.8.1", final_serial).await.matched_prefix,
+        leaf.check_address(&lookup, "8.8.8.1", final_serial)
+            .await
+            .matched_prefix,
         "8.8.8.0/25"
     );
     let isp = root.isp_token().await.to_owned();
     assert!(
-        check_at(&leaf, &isp, "9.9.9.9", final_serial).await.registered,
+        leaf.check_address(&isp, "9.9.9.9", final_serial).await.registered,
         "ISP ptcl's own"
     );
     assert!(
-        check_at(&leaf, &a, "8.8.8.1", final_serial).await.registered,
+        leaf.check_address(&a, "8.8.8.1", final_serial).await.registered,
         "the bank's own"
     );
     assert!(
-        !check_at(&leaf, &a, "9.9.9.9", final_serial).await.registered,
+        !leaf.check_address(&a, "9.9.9.9", final_serial).await.registered,
         "another institution's registration is not the bank's to see"
     );
 
@@ -212,7 +202,6 @@ async fn a_chain_of_fan_out_replicas_stays_equal_to_the_database_under_concurren
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
-    let _ = bank;
 }
 
 #[sqlx::test]
@@ -247,7 +236,7 @@ async fn a_fan_out_replica_waits_for_its_first_snapshot_and_resumes_after_a_brok
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let serial = last_serial(&root.pool).await;
-    assert!(check_at(&edge, &lookup, "8.8.8.8", serial).await.registered);
+    assert!(edge.check_address(&lookup, "8.8.8.8", serial).await.registered);
 
     // A gateway on the edge, then the link breaks while changes commit.
     let mut gateway = Copy::default();
@@ -271,7 +260,11 @@ async fn a_fan_out_replica_waits_for_its_first_snapshot_and_resumes_after_a_brok
     // stays open and receives just the change.
     gateway.follow(&mut stream, added.feed_serial).await;
     assert_eq!(gateway.entries, db_active_set(&root.pool).await);
-    assert!(check_at(&edge, &lookup, "8.8.9.9", added.feed_serial).await.registered);
+    assert!(
+        edge.check_address(&lookup, "8.8.9.9", added.feed_serial)
+            .await
+            .registered
+    );
 
     // A second gateway resumes from the first one's old serial: the edge
     // replays it from its journal (deltas, no reset).

@@ -307,6 +307,20 @@ impl TestApp {
 
     /// Issues a credential straight into the store, as `vpn-registry token
     /// issue` does, and waits until this server knows it.
+    /// CheckAddress of `address` for `token`, once this server has applied
+    /// `min_serial` (0: now).
+    pub async fn check_address(&self, token: &str, address: &str, min_serial: i64) -> pb::CheckResult {
+        self.lookups(Some(token))
+            .check_address(pb::CheckAddressRequest {
+                address: address.into(),
+                min_serial,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     pub async fn token(&self, role: Role) -> String {
         self.token_with(role, std::time::Duration::from_secs(3600), None)
             .await

@@ -279,18 +279,10 @@ async fn a_replica_stopped_past_the_pruned_feed_reloads_and_resets_its_watchers(
     let replica = spawn_app_on(pool.clone(), runtime_pool(&pool).await, options, None).await;
     let lookup = writer.token(Role::Lookup).await;
     replica.wait_until_known(&lookup).await;
-    let mut lookups = replica.lookups(Some(&lookup));
-    let check = |address: &'static str, min_serial: i64| pb::CheckAddressRequest {
-        address: address.into(),
-        min_serial,
-        ..Default::default()
-    };
     assert!(
-        lookups
-            .check_address(check("8.8.8.1", doomed.feed_serial))
+        replica
+            .check_address(&lookup, "8.8.8.1", doomed.feed_serial)
             .await
-            .unwrap()
-            .into_inner()
             .registered
     );
     let mut watcher = replica.watch(&lookup).await;
@@ -315,18 +307,12 @@ async fn a_replica_stopped_past_the_pruned_feed_reloads_and_resets_its_watchers(
 
     // Back: the rows it missed are gone, so it reloads rather than resumes.
     link.restore();
-    let now = lookups
-        .check_address(check("8.8.9.1", added.feed_serial))
-        .await
-        .unwrap()
-        .into_inner();
+    let now = replica.check_address(&lookup, "8.8.9.1", added.feed_serial).await;
     assert!(now.registered && now.serial >= added.feed_serial, "{now:?}");
     assert!(
-        !lookups
-            .check_address(check("8.8.8.1", added.feed_serial))
+        !replica
+            .check_address(&lookup, "8.8.8.1", added.feed_serial)
             .await
-            .unwrap()
-            .into_inner()
             .registered
     );
     let ended = crate::lookup::Copy::default().until_ended(&mut watcher).await;

@@ -667,15 +667,6 @@ async fn a_fan_out_replica_follows_its_upstream_over_tls(pool: PgPool) {
     let edge = spawn_app_with(root.pool.clone(), options, None).await;
     let lookup = root.token(Role::Lookup).await;
     edge.wait_until_known(&lookup).await;
-    let answer = edge
-        .lookups(Some(&lookup))
-        .check_address(pb::CheckAddressRequest {
-            address: "8.8.8.8".into(),
-            min_serial: active.feed_serial,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let answer = edge.check_address(&lookup, "8.8.8.8", active.feed_serial).await;
     assert!(answer.registered, "followed over TLS: {answer:?}");
 }
