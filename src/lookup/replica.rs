@@ -263,9 +263,14 @@ impl Replica {
 
     /// Answers one query, with the serial it was answered at.
     pub fn check(&self, q: &Query) -> (Option<Match>, i64) {
+        self.answer(|index| index.lookup(q))
+    }
+
+    /// What `find` finds in the index, with the serial it was found at.
+    fn answer(&self, find: impl FnOnce(&Index) -> Option<(IpNet, &Entry)>) -> (Option<Match>, i64) {
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
         let serial = self.serial();
-        let found = index.lookup(q).map(|(prefix, entry)| Match {
+        let found = find(&index).map(|(prefix, entry)| Match {
             prefix,
             entry: entry.clone(),
         });
@@ -275,13 +280,7 @@ impl Replica {
     /// The most specific entry covering all of `net` that `filter` accepts,
     /// with the serial it was answered at.
     pub fn check_covering(&self, net: IpNet, filter: &Filter) -> (Option<Match>, i64) {
-        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        let serial = self.serial();
-        let found = index.find_covering(net, filter).map(|(prefix, entry)| Match {
-            prefix,
-            entry: entry.clone(),
-        });
-        (found, serial)
+        self.answer(|index| index.find_covering(net, filter))
     }
 
     /// Answers many addresses under one read lock and one filter, calling
