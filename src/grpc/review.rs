@@ -104,9 +104,13 @@ impl ReviewService for ReviewApi {
         let limit = v.check("page_size", page_size(msg.page_size));
         let after = v.check("page_token", convert::parse_queue_cursor(&msg.page_token));
         let filter = QueueFilter {
-            isp: None,
+            isp: convert::optional("isp", &msg.isp, &mut v),
             kind: convert::kind_filter(msg.kind, &mut v),
             category: convert::category_filter(msg.category, &mut v),
+            queued_before: msg
+                .queued_before
+                .as_ref()
+                .and_then(|t| v.check("queued_before", convert::from_timestamp(t))),
         };
         let (Some(limit), Some(after), true) = (limit, after, v.is_empty()) else {
             return Err(v.into());

@@ -766,3 +766,63 @@ async fn the_database_trigger_knows_exactly_the_domains_transitions(pool: PgPool
         .collect();
     assert_eq!(in_db, in_code);
 }
+
+#[sqlx::test]
+async fn the_review_queue_filters_by_isp_and_by_how_long_items_have_waited(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, bank) = app.enrol(C::Bank).await;
+    app.add_isp("nayatel").await;
+    let nayatel_desk = app.token(Role::Isp("nayatel".parse().unwrap())).await;
+    let by_ptcl = app.submit(&bank, &["8.8.8.0/24"]).await;
+    app.attest(&by_ptcl, true).await.unwrap();
+    let by_nayatel = app
+        .registrations(Some(&bank))
+        .submit_registration(pb::SubmitRegistrationRequest {
+            registration: Some(pb::Registration {
+                isp: "nayatel".into(),
+                ..valid_registration(&["8.8.4.0/24"])
+            }),
+            request_id: uuid::Uuid::new_v4().to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    app.isps(Some(&nayatel_desk))
+        .attest_registration(attest_request(&by_nayatel, true))
+        .await
+        .unwrap();
+    let reviewer = app.reviewer_token().await.to_owned();
+    let queue = |isp: &str, queued_before: Option<time::OffsetDateTime>| {
+        let mut review = app.review(Some(&reviewer));
+        let request = pb::ListReviewQueueRequest {
+            isp: isp.into(),
+            queued_before: queued_before.map(ts),
+            ..Default::default()
+        };
+        async move {
+            review.list_review_queue(request).await.map(|r| {
+                r.into_inner()
+                    .registrations
+                    .into_iter()
+                    .map(|r| r.id)
+                    .collect::<Vec<_>>()
+            })
+        }
+    };
+    assert_eq!(
+        queue("", None).await.unwrap(),
+        [by_ptcl.id.as_str(), by_nayatel.id.as_str()]
+    );
+    assert_eq!(queue("nayatel", None).await.unwrap(), [by_nayatel.id.as_str()]);
+    assert_eq!(queue("ptcl", None).await.unwrap(), [by_ptcl.id.as_str()]);
+    let an_hour_ago = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    assert!(
+        queue("", Some(an_hour_ago)).await.unwrap().is_empty(),
+        "nothing has waited an hour"
+    );
+    let later = time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    assert_eq!(queue("", Some(later)).await.unwrap().len(), 2);
+    let err = queue("Not An ISP!", None).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&err), ["isp"]);
+}

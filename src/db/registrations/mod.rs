@@ -149,6 +149,8 @@ pub struct QueueFilter {
     pub isp: Option<IspCode>,
     pub kind: Option<Kind>,
     pub category: Option<Category>,
+    /// Only what entered the state before this time.
+    pub queued_before: Option<OffsetDateTime>,
 }
 
 /// Registrations (or their revisions) in `state`, oldest first by the time
@@ -177,6 +179,7 @@ pub async fn queue(
             AND ($4::text IS NULL OR r.institution_id IN (SELECT id FROM institutions WHERE category = $4))
          ) q
           WHERE ($5::timestamptz IS NULL OR (q.queued_at, q.id) > ($5, $6))
+            AND ($8::timestamptz IS NULL OR q.queued_at < $8)
           ORDER BY q.queued_at, q.id
           LIMIT $7"
     ))
@@ -187,6 +190,7 @@ pub async fn queue(
     .bind(after.map(|(t, _)| t))
     .bind(after.map(|(_, id)| id))
     .bind(limit)
+    .bind(filter.queued_before)
     .fetch_all(pool)
     .await?;
     rows.into_iter()

@@ -199,6 +199,7 @@ fn revision_to_pb(v: Revision) -> pb::RegistrationRevision {
             .unwrap_or_default(),
         state: state_to_pb(v.state) as i32,
         create_time: Some(timestamp(v.create_time)),
+        state_time: Some(timestamp(v.state_time)),
     }
 }
 
