@@ -2,6 +2,7 @@
 //! fresh PostgreSQL database (`#[sqlx::test]`, migrations applied).
 
 mod auth;
+mod browser;
 mod cli;
 mod console;
 mod deploy;

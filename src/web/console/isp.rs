@@ -4,14 +4,13 @@
 
 use axum::{
     extract::{Query, State},
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
 use maud::{Markup, html};
 use serde::Deserialize;
-use tonic::Request;
 
-use super::{Conn, Console, page, session::Session};
+use super::{Console, Visitor, page, session::Session};
 use crate::domain::text::echo;
 use crate::grpc::convert::from_timestamp;
 use crate::pb::{self, isp_service_server::IspService};
@@ -31,42 +30,27 @@ pub(super) struct DeskQuery {
     confirmed: bool,
 }
 
-pub(super) async fn desk(
-    State(c): State<Console>,
-    headers: HeaderMap,
-    conn: Conn,
-    Query(q): Query<DeskQuery>,
-) -> Response {
-    let Some(session) = c.session(&headers) else {
-        return Redirect::to(super::SIGN_IN).into_response();
-    };
+pub(super) async fn desk(State(c): State<Console>, v: Visitor, Query(q): Query<DeskQuery>) -> Response {
     // Only a reference is said back (a crafted link cannot put words here).
     let reference = q.done.len() <= 24 && q.done.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     let notice = (!q.done.is_empty() && reference).then(|| {
         let how = if q.confirmed { "confirmed" } else { "denied" };
         format!("{} {how}.", q.done)
     });
-    render(&c, &session, &conn, &q.after, notice.as_deref(), None).await
+    render(&c, &v, &q.after, notice.as_deref(), None).await
 }
 
 /// The desk, with a notice or an error above the list.
-async fn render(
-    c: &Console,
-    session: &Session,
-    conn: &Conn,
-    after: &str,
-    notice: Option<&str>,
-    error: Option<&str>,
-) -> Response {
-    let principal = match c.admit(session, conn, LIST) {
-        Ok(p) => p,
+async fn render(c: &Console, v: &Visitor, after: &str, notice: Option<&str>, error: Option<&str>) -> Response {
+    let session = &v.session;
+    let msg = pb::ListPendingAttestationsRequest {
+        page_size: page::PAGE_SIZE,
+        page_token: after.to_owned(),
+    };
+    let req = match c.request(v, LIST, msg) {
+        Ok(req) => req,
         Err(refusal) => return *refusal,
     };
-    let mut req = Request::new(pb::ListPendingAttestationsRequest {
-        page_size: 25,
-        page_token: after.to_owned(),
-    });
-    req.extensions_mut().insert(principal);
     let list = match c.isp.list_pending_attestations(req).await {
         Ok(r) => r.into_inner(),
         Err(status) => return page::refused(&status, Some(session)),
@@ -130,32 +114,22 @@ pub(super) struct AttestForm {
     reason: String,
 }
 
-pub(super) async fn attest(
-    State(c): State<Console>,
-    headers: HeaderMap,
-    conn: Conn,
-    axum::Form(form): axum::Form<AttestForm>,
-) -> Response {
-    let Some(session) = c.session(&headers) else {
-        return Redirect::to(super::SIGN_IN).into_response();
-    };
-    if form.csrf != session.csrf {
-        let status = tonic::Status::permission_denied("this form was not sent by your console page; reload it");
-        return page::refused(&status, Some(&session));
+pub(super) async fn attest(State(c): State<Console>, v: Visitor, axum::Form(form): axum::Form<AttestForm>) -> Response {
+    if let Err(refusal) = v.check_csrf(&form.csrf) {
+        return *refusal;
     }
-    let principal = match c.admit(&session, &conn, ATTEST) {
-        Ok(p) => p,
-        Err(refusal) => return *refusal,
-    };
     let confirmed = form.decision == "confirm";
-    let mut req = Request::new(pb::AttestRegistrationRequest {
+    let msg = pb::AttestRegistrationRequest {
         id: form.id,
         etag: form.etag,
         confirmed,
         reason: form.reason,
         request_id: String::new(),
-    });
-    req.extensions_mut().insert(principal);
+    };
+    let req = match c.request(&v, ATTEST, msg) {
+        Ok(req) => req,
+        Err(refusal) => return *refusal,
+    };
     match c.isp.attest_registration(req).await {
         // The reference as the registry has it (not the form's) goes in the URL.
         Ok(done) => Redirect::to(&format!(
@@ -173,7 +147,7 @@ pub(super) async fn attest(
                 ),
                 _ => format!("{reference} was not attested: {}", status.message()),
             };
-            render(&c, &session, &conn, "", None, Some(&why)).await
+            render(&c, &v, "", None, Some(&why)).await
         }
     }
 }

@@ -2,11 +2,18 @@
 //! on the gRPC port (its TLS when configured). Pages are rendered on the
 //! server; every action is the RPC a gRPC client would call, run by the same
 //! handler after the same gate (`AuthLayer::admit_as`: token, permission
-//! table row, rate limits), so there is one authorisation path. So far: sign
-//! in and out, and the ISP attestation desk.
+//! table row, rate limits), so there is one authorisation path. Each role
+//! has its pages: applicants (institutions), the ISP desk, reviewers and
+//! administrators.
 
+mod admin;
+mod applicant;
+mod assets;
+mod fields;
+mod history;
 mod isp;
 mod page;
+mod review;
 pub mod session;
 
 use std::sync::Arc;
@@ -23,19 +30,22 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use self::session::{Session, Sessions};
 use crate::auth::AuthLayer;
-use crate::domain::principal::{Principal, RoleKind};
-use crate::grpc::isps::IspApi;
+use crate::domain::principal::RoleKind;
+use crate::grpc::{institutions::InstitutionApi, isps::IspApi, registrations::RegistrationApi, review::ReviewApi};
 use crate::registry::Registry;
 
 /// Where a browser without a session is sent.
 const SIGN_IN: &str = "/console/sign-in";
 
-/// What the console's handlers share.
+/// What the console's handlers share: the gate and the API's own handlers.
 #[derive(Clone)]
 struct Console {
     gate: AuthLayer,
     sessions: Arc<Sessions>,
     isp: Arc<IspApi>,
+    registrations: Arc<RegistrationApi>,
+    review: Arc<ReviewApi>,
+    institutions: Arc<InstitutionApi>,
     tls: bool,
 }
 
@@ -44,7 +54,10 @@ pub fn router(registry: Registry, gate: AuthLayer, tls: bool) -> Router {
     let console = Console {
         gate,
         sessions: Arc::default(),
-        isp: Arc::new(IspApi::new(registry)),
+        isp: Arc::new(IspApi::new(registry.clone())),
+        registrations: Arc::new(RegistrationApi::new(registry.clone())),
+        review: Arc::new(ReviewApi::new(registry.clone())),
+        institutions: Arc::new(InstitutionApi::new(registry)),
         tls,
     };
     Router::new()
@@ -53,8 +66,27 @@ pub fn router(registry: Registry, gate: AuthLayer, tls: bool) -> Router {
         .route("/console/home", get(home))
         .route("/console/sign-in", get(home).post(sign_in))
         .route("/console/sign-out", post(sign_out))
+        .route("/console/assets/form.js", get(assets::form_js))
         .route("/console/isp", get(isp::desk))
         .route("/console/isp/attest", post(isp::attest))
+        .route("/console/registrations", get(applicant::list))
+        .route(
+            "/console/registrations/new",
+            get(applicant::new_form).post(applicant::submit),
+        )
+        .route("/console/registrations/{id}", get(applicant::detail))
+        .route(
+            "/console/registrations/{id}/amend",
+            get(applicant::amend_form).post(applicant::amend),
+        )
+        .route("/console/registrations/{id}/withdraw", post(applicant::withdraw))
+        .route("/console/registrations/{id}/renew", post(applicant::renew))
+        .route("/console/review", get(review::queue))
+        .route("/console/review/{id}", get(review::detail).post(review::decide))
+        .route("/console/institutions", get(admin::institutions))
+        .route("/console/institutions/new", get(admin::new_form).post(admin::create))
+        .route("/console/institutions/{id}", get(admin::edit_form).post(admin::update))
+        .route("/console/isps", get(admin::isps))
         .fallback(|| async { page::not_found() })
         .with_state(console)
 }
@@ -95,17 +127,23 @@ impl Conn {
 }
 
 impl Console {
-    /// The principal `session` acts as for `method`, or the page refusing it
-    /// (a token revoked meanwhile ends the session).
-    fn admit(&self, session: &Session, conn: &Conn, method: &str) -> Result<Arc<Principal>, Box<Response>> {
-        self.gate
-            .admit_as(&conn.call_with(&session.token), method)
+    /// `msg` as a request of `method` from `visitor`, admitted by the gate
+    /// (its principal in the request, as the auth layer leaves it for the
+    /// handler), or the page refusing it (a token revoked meanwhile ends the
+    /// session).
+    fn request<M>(&self, visitor: &Visitor, method: &str, msg: M) -> Result<tonic::Request<M>, Box<Response>> {
+        let principal = self
+            .gate
+            .admit_as(&visitor.conn.call_with(&visitor.session.token), method)
             .map_err(|status| {
                 Box::new(match status.code() {
                     tonic::Code::Unauthenticated => Redirect::to(SIGN_IN).into_response(),
-                    _ => page::refused(&status, Some(session)),
+                    _ => page::refused(&status, Some(&visitor.session)),
                 })
-            })
+            })?;
+        let mut req = tonic::Request::new(msg);
+        req.extensions_mut().insert(principal);
+        Ok(req)
     }
 
     fn session(&self, headers: &HeaderMap) -> Option<Session> {
@@ -113,11 +151,52 @@ impl Console {
     }
 }
 
+/// A signed-in browser on its connection; a browser without a session is
+/// sent to the sign-in page.
+struct Visitor {
+    session: Session,
+    conn: Conn,
+}
+
+impl FromRequestParts<Console> for Visitor {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Self, Self::Rejection> {
+        let Ok(conn) = Conn::from_request_parts(parts, console).await;
+        match console.session(&parts.headers) {
+            Some(session) => Ok(Self { session, conn }),
+            None => Err(Redirect::to(SIGN_IN).into_response()),
+        }
+    }
+}
+
+impl Visitor {
+    /// Refuses a form that does not carry this session's CSRF token (a post
+    /// from another site).
+    fn check_csrf(&self, csrf: &str) -> Result<(), Box<Response>> {
+        if csrf == self.session.csrf {
+            return Ok(());
+        }
+        let status = tonic::Status::permission_denied("this form was not sent by your console page; reload it");
+        Err(Box::new(page::refused(&status, Some(&self.session))))
+    }
+}
+
+/// The `{id}` of a console path. (A struct, not `Path<String>`: the
+/// router is nested in tonic's, whose own path parameters come along.)
+#[derive(Deserialize)]
+struct Id {
+    id: String,
+}
+
 /// Where a role's work starts.
 fn home_of(role: RoleKind) -> Option<&'static str> {
     match role {
         RoleKind::Isp => Some("/console/isp"),
-        _ => None,
+        RoleKind::Institution => Some("/console/registrations"),
+        RoleKind::Reviewer => Some("/console/review"),
+        RoleKind::Admin => Some("/console/institutions"),
+        RoleKind::Lookup => None,
     }
 }
 
@@ -125,7 +204,7 @@ async fn home(State(c): State<Console>, headers: HeaderMap) -> Response {
     match c.session(&headers) {
         Some(s) => match home_of(s.role) {
             Some(path) => Redirect::to(path).into_response(),
-            None => page::no_pages_yet(&s),
+            None => page::no_pages(&s),
         },
         None => page::sign_in(None, StatusCode::OK),
     }
@@ -141,7 +220,7 @@ async fn sign_in(State(c): State<Console>, conn: Conn, axum::Form(form): axum::F
     match c.gate.identify(&conn.call_with(&token)) {
         Ok(principal) => {
             let role = principal.role.kind();
-            let id = c.sessions.start(token, role);
+            let id = c.sessions.start(token, role, principal.name.clone());
             let mut response = Redirect::to(home_of(role).unwrap_or("/console/home")).into_response();
             response
                 .headers_mut()

@@ -9,12 +9,24 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use time::{OffsetDateTime, UtcOffset, macros::format_description};
 
 use super::session::Session;
+use crate::domain::principal::RoleKind;
+
+/// Rows on one page of a list (an "Older"/"Next" link leads on).
+pub const PAGE_SIZE: i32 = 25;
 
 /// Readable on a phone and a laptop, high contrast, visible focus.
 const STYLE: &str = "
 body{font-family:system-ui,sans-serif;margin:0;color:#111;background:#fff;line-height:1.5}
 header{background:#0b3d2e;color:#fff;padding:.75rem 1rem;display:flex;flex-wrap:wrap;gap:1rem;align-items:center;justify-content:space-between}
-header a,header button{color:#fff}
+header a{color:#fff}
+header button{color:#fff;background:transparent;border:2px solid #fff}
+nav a{margin-right:1rem}
+.violation{color:#b91c1c;font-weight:600;margin:.25rem 0}
+input[type=date],select,textarea{padding:.5rem;border:1px solid #333;font-size:1rem}
+textarea{width:100%;max-width:32rem}
+.changed td{background:#fff7d6}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}dt{font-weight:600}dd{margin:0}
+fieldset{border:1px solid #888;margin:1rem 0;padding:.5rem 1rem}
 main{padding:1rem;max-width:72rem;margin:auto}
 table{border-collapse:collapse;width:100%}
 th,td{border-bottom:1px solid #888;padding:.5rem;text-align:left;vertical-align:top}
@@ -37,13 +49,17 @@ pub fn frame(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · VPN registry" }
                 style { (PreEscaped(STYLE)) }
+                script src="/console/assets/form.js" defer {}
             }
             body {
                 header {
                     strong { "National VPN registry" }
                     @if let Some(s) = session {
+                        nav aria-label="Pages" {
+                            @for (href, label) in links(s.role) { a href=(href) { (label) } }
+                        }
                         form method="post" action="/console/sign-out" {
-                            span { "Signed in as " (s.role.as_str()) " " }
+                            span { "Signed in as " (s.name) " (" (s.role.as_str()) ") " }
                             input type="hidden" name="csrf" value=(s.csrf);
                             button type="submit" { "Sign out" }
                         }
@@ -52,6 +68,20 @@ pub fn frame(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                 main id="main" { h1 { (title) } (body) }
             }
         }
+    }
+}
+
+/// The pages a role has.
+fn links(role: RoleKind) -> &'static [(&'static str, &'static str)] {
+    match role {
+        RoleKind::Institution => &[
+            ("/console/registrations", "My registrations"),
+            ("/console/registrations/new", "New registration"),
+        ],
+        RoleKind::Isp => &[("/console/isp", "Attestations")],
+        RoleKind::Reviewer => &[("/console/review", "Review queue")],
+        RoleKind::Admin => &[("/console/institutions", "Institutions"), ("/console/isps", "ISPs")],
+        RoleKind::Lookup => &[],
     }
 }
 
@@ -71,7 +101,7 @@ pub fn respond(status: StatusCode, markup: Markup) -> Response {
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+            "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
         ),
     );
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
@@ -111,13 +141,29 @@ pub fn not_found() -> Response {
     respond(StatusCode::NOT_FOUND, frame("Not found", None, body))
 }
 
-/// Signed in with a role the console has no pages for yet.
-pub fn no_pages_yet(session: &Session) -> Response {
+/// Signed in with a role the console has no pages for (lookup clients are
+/// services: they have RDAP and the gRPC API).
+pub fn no_pages(session: &Session) -> Response {
     let body = html! {
-        p { "The console serves the ISP attestation desk so far; the pages of role "
-            (session.role.as_str()) " are not built yet. Use the gRPC API meanwhile." }
+        p { "The " (session.role.as_str()) " role has no console pages: it is for services. "
+            "Look addresses up with RDAP (" code { "/rdap/ip/{address}" } ") or the gRPC LookupService." }
     };
     respond(StatusCode::OK, frame("Welcome", Some(session), body))
+}
+
+/// A page saying the registry could not do what was asked, and why.
+pub fn failed(title: &str, status: &tonic::Status, session: &Session) -> Response {
+    match status.code() {
+        tonic::Code::PermissionDenied
+        | tonic::Code::NotFound
+        | tonic::Code::ResourceExhausted
+        | tonic::Code::Unavailable => refused(status, Some(session)),
+        _ => {
+            let body =
+                html! { p class="error" role="alert" { (status.message()) } p { a href="/console/home" { "Back" } } };
+            respond(StatusCode::INTERNAL_SERVER_ERROR, frame(title, Some(session), body))
+        }
+    }
 }
 
 /// Pakistan Standard Time (UTC+5, no daylight saving).
@@ -130,6 +176,39 @@ pub fn pkt(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
+/// The PKT time of a wire timestamp, or a dash.
+pub fn pkt_of(t: Option<&prost_types::Timestamp>) -> String {
+    t.and_then(|t| crate::grpc::convert::from_timestamp(t).ok())
+        .map(pkt)
+        .unwrap_or_else(|| "—".to_owned())
+}
+
+/// The PKT calendar day of a wire timestamp (`YYYY-MM-DD`, for date inputs).
+pub fn pkt_day(t: Option<&prost_types::Timestamp>) -> String {
+    let offset = UtcOffset::from_hms(5, 0, 0).unwrap_or(UtcOffset::UTC);
+    t.and_then(|t| crate::grpc::convert::from_timestamp(t).ok())
+        .and_then(|t| {
+            t.to_offset(offset)
+                .date()
+                .format(format_description!("[year]-[month]-[day]"))
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// The start (00:00 PKT) of the day a date input names; `Err` says why not.
+pub fn day_start(day: &str) -> Result<Option<prost_types::Timestamp>, String> {
+    if day.trim().is_empty() {
+        return Ok(None);
+    }
+    let date = time::Date::parse(day.trim(), format_description!("[year]-[month]-[day]"))
+        .map_err(|_| format!("{day:?} is not a date (YYYY-MM-DD)"))?;
+    let offset = UtcOffset::from_hms(5, 0, 0).unwrap_or(UtcOffset::UTC);
+    Ok(Some(crate::grpc::convert::timestamp(
+        date.with_time(time::Time::MIDNIGHT).assume_offset(offset),
+    )))
+}
+
 /// How long ago `since` was, roughly ("3 days", "5 hours", "12 minutes").
 pub fn waited(since: OffsetDateTime) -> String {
     let d = OffsetDateTime::now_utc() - since;
@@ -137,5 +216,75 @@ pub fn waited(since: OffsetDateTime) -> String {
         (days, _, _) if days >= 1 => format!("{days} day{}", if days == 1 { "" } else { "s" }),
         (_, hours, _) if hours >= 1 => format!("{hours} hour{}", if hours == 1 { "" } else { "s" }),
         (_, _, minutes) => format!("{minutes} minute{}", if minutes == 1 { "" } else { "s" }),
+    }
+}
+
+/// A proto enum value's name said in words: `REGISTRATION_STATE_UNDER_REVIEW`
+/// with prefix `REGISTRATION_STATE_` is "Under review".
+pub fn words(name: &str, prefix: &str) -> String {
+    let rest = name
+        .strip_prefix(prefix)
+        .unwrap_or(name)
+        .replace('_', " ")
+        .to_lowercase();
+    let mut chars = rest.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// A registration state in words.
+pub fn state(state: i32) -> String {
+    crate::pb::RegistrationState::try_from(state)
+        .map(|s| words(s.as_str_name(), "REGISTRATION_STATE_"))
+        .unwrap_or_default()
+}
+
+/// A registration kind in words.
+pub fn kind(kind: i32) -> String {
+    crate::pb::RegistrationKind::try_from(kind)
+        .map(|k| match k {
+            crate::pb::RegistrationKind::Vpn => "VPN".to_owned(),
+            crate::pb::RegistrationKind::CallCenterVoip => "Call-centre VoIP".to_owned(),
+            other => words(other.as_str_name(), "REGISTRATION_KIND_"),
+        })
+        .unwrap_or_default()
+}
+
+/// An institution category in words.
+pub fn category(category: i32) -> String {
+    crate::pb::InstitutionCategory::try_from(category)
+        .map(|c| match c {
+            crate::pb::InstitutionCategory::ItCompany => "IT company".to_owned(),
+            crate::pb::InstitutionCategory::CallCenterBpo => "Call centre / BPO".to_owned(),
+            other => words(other.as_str_name(), "INSTITUTION_CATEGORY_"),
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enum_names_read_as_words() {
+        assert_eq!(
+            words("REGISTRATION_STATE_UNDER_REVIEW", "REGISTRATION_STATE_"),
+            "Under review"
+        );
+        assert_eq!(state(crate::pb::RegistrationState::NeedsInfo as i32), "Needs info");
+        assert_eq!(kind(crate::pb::RegistrationKind::Vpn as i32), "VPN");
+    }
+
+    #[test]
+    fn a_date_input_is_the_start_of_that_day_in_pakistan() {
+        let t = day_start("2027-01-31").unwrap().unwrap();
+        let at = crate::grpc::convert::from_timestamp(&t).unwrap();
+        assert_eq!(at, time::macros::datetime!(2027-01-30 19:00 UTC));
+        assert_eq!(pkt_day(Some(&t)), "2027-01-31");
+        assert_eq!(pkt(at), "31 Jan 2027, 00:00 PKT");
+        assert!(day_start("31/01/2027").is_err());
+        assert_eq!(day_start(" ").unwrap(), None);
     }
 }

@@ -25,6 +25,8 @@ const MAX_SESSIONS: usize = 10_000;
 pub struct Session {
     pub token: String,
     pub role: RoleKind,
+    /// Who signed in (the credential's name), shown in the header.
+    pub name: String,
     /// Required in every form this session posts (against cross-site posts).
     pub csrf: String,
     last_used: Instant,
@@ -42,8 +44,8 @@ fn random_id() -> String {
 }
 
 impl Sessions {
-    /// Starts a session for `token` acting as `role`; its id.
-    pub fn start(&self, token: String, role: RoleKind) -> String {
+    /// Starts a session for `token`, held by `name` acting as `role`; its id.
+    pub fn start(&self, token: String, role: RoleKind, name: String) -> String {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         held.retain(|_, s| now.duration_since(s.last_used) < IDLE);
@@ -58,6 +60,7 @@ impl Sessions {
             Session {
                 token,
                 role,
+                name,
                 csrf: random_id(),
                 last_used: now,
             },

@@ -1,0 +1,641 @@
+//! The reviewer's pages: the queue (filters by category, kind, ISP and
+//! age; oldest first; how long each has waited), and a registration's
+//! detail with the institution, the ISP's attestation, a revision as a diff
+//! against the version in force, the full history, and the decisions, each
+//! with a reason code and a reason. A decision on a page that went stale
+//! (another reviewer acted) is refused by the etag and the page reloads.
+
+use std::collections::HashMap;
+
+use axum::{
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+};
+use maud::{Markup, html};
+use serde::Deserialize;
+use time::{Duration, OffsetDateTime};
+
+use super::fields::FieldErrors;
+use super::{Console, Id, Visitor, applicant, history, page};
+use crate::grpc::convert::timestamp;
+use crate::pb::{
+    self, institution_service_server::InstitutionService, isp_service_server::IspService,
+    review_service_server::ReviewService,
+};
+
+const QUEUE: &str = "/vpnregistry.v1.ReviewService/ListReviewQueue";
+const INSTITUTION: &str = "/vpnregistry.v1.InstitutionService/GetInstitution";
+const ISPS: &str = "/vpnregistry.v1.IspService/ListIsps";
+
+#[derive(Deserialize, Default)]
+pub(super) struct QueueQuery {
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    isp: String,
+    /// Waiting at least this many days.
+    #[serde(default)]
+    days: String,
+    #[serde(default)]
+    after: String,
+    /// The reference just decided, and how (to say so).
+    #[serde(default)]
+    done: String,
+    #[serde(default)]
+    how: String,
+}
+
+impl QueueQuery {
+    /// The filters as a query string (for the "Older" link).
+    fn filters(&self) -> String {
+        format!(
+            "category={}&kind={}&isp={}&days={}",
+            enc(&self.category),
+            enc(&self.kind),
+            enc(&self.isp),
+            enc(&self.days)
+        )
+    }
+}
+
+/// Percent-encodes a query value (filter values are codes and digits; this
+/// keeps anything else from breaking the link).
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub(super) async fn queue(State(c): State<Console>, v: Visitor, Query(q): Query<QueueQuery>) -> Response {
+    let days: i64 = q.days.trim().parse().unwrap_or(0).clamp(0, 3650);
+    let msg = pb::ListReviewQueueRequest {
+        page_size: page::PAGE_SIZE,
+        page_token: q.after.clone(),
+        kind: enum_of(&q.kind, "REGISTRATION_KIND_", |n| {
+            pb::RegistrationKind::from_str_name(n).map(|k| k as i32)
+        }),
+        category: enum_of(&q.category, "INSTITUTION_CATEGORY_", |n| {
+            pb::InstitutionCategory::from_str_name(n).map(|k| k as i32)
+        }),
+        isp: q.isp.clone(),
+        queued_before: (days > 0).then(|| timestamp(OffsetDateTime::now_utc() - Duration::days(days))),
+    };
+    let req = match c.request(&v, QUEUE, msg) {
+        Ok(req) => req,
+        Err(refusal) => return *refusal,
+    };
+    let list = match c.review.list_review_queue(req).await {
+        Ok(list) => list.into_inner(),
+        Err(status) => return page::failed("Review queue", &status, &v.session),
+    };
+    let names = institution_names(&c, &v, list.registrations.iter().map(|r| r.institution_id.as_str())).await;
+    let isps = isp_choices(&c, &v).await;
+    let notice = decided_notice(&q.done, &q.how);
+    let body = html! {
+        @if let Some(n) = notice { p class="notice" role="status" { (n) } }
+        form method="get" action="/console/review" {
+            fieldset {
+                legend { "Show only" }
+                label for="q-category" { "Category" }
+                select id="q-category" name="category" {
+                    option value="" { "Any" }
+                    @for c in CATEGORIES { option value=(c) selected[*c == q.category] { (page::category(category_value(c))) } }
+                }
+                label for="q-kind" { "Kind" }
+                select id="q-kind" name="kind" {
+                    option value="" { "Any" }
+                    @for k in ["VPN", "CALL_CENTER_VOIP", "VIDEO_CONFERENCING"] {
+                        option value=(k) selected[k == q.kind] { (page::kind(pb::RegistrationKind::from_str_name(&format!("REGISTRATION_KIND_{k}")).map_or(0, |k| k as i32))) }
+                    }
+                }
+                label for="q-isp" { "ISP" }
+                select id="q-isp" name="isp" {
+                    option value="" { "Any" }
+                    @for (code, name) in &isps { option value=(code) selected[*code == q.isp] { (name) } }
+                }
+                label for="q-days" { "Waiting at least" }
+                select id="q-days" name="days" {
+                    @for (d, l) in [("", "Any time"), ("1", "1 day"), ("3", "3 days"), ("7", "7 days"), ("30", "30 days")] {
+                        option value=(d) selected[d == q.days] { (l) }
+                    }
+                }
+                button type="submit" { "Filter" }
+            }
+        }
+        @if list.registrations.is_empty() {
+            p { "Nothing waits for review with these filters." }
+        } @else {
+            p { "Oldest first." }
+            table {
+                thead { tr { th { "Reference" } th { "Institution" } th { "What" } th { "ISP" } th { "Waiting" } } }
+                tbody {
+                    @for r in &list.registrations {
+                        @let since = queued_at(r);
+                        tr {
+                            td { a href={ "/console/review/" (r.id) } { (r.reference) } }
+                            td { @match names.get(&r.institution_id) { Some((name, cat)) => { (name) br; small { (cat) } } None => { (r.institution_id) } } }
+                            td {
+                                (page::kind(r.kind))
+                                @match &r.pending_revision {
+                                    Some(rev) if rev.is_renewal => { br; small { "renewal" } }
+                                    Some(_) => { br; small { "amendment of an active registration" } }
+                                    None => { br; small { "new registration" } }
+                                }
+                            }
+                            td { (r.pending_revision.as_ref().map_or(&r.isp, |rev| &rev.isp)) }
+                            td {
+                                @if let Some(t) = since { strong { (page::waited(t)) } br; small { "since " (page::pkt(t)) } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if !list.next_page_token.is_empty() {
+            p { a href={ "/console/review?" (q.filters()) "&after=" (enc(&list.next_page_token)) } { "Older" } }
+        }
+    };
+    page::respond(StatusCode::OK, page::frame("Review queue", Some(&v.session), body))
+}
+
+const CATEGORIES: &[&str] = &[
+    "BANK",
+    "FOREIGN_MISSION",
+    "IT_COMPANY",
+    "CALL_CENTER_BPO",
+    "COMPANY",
+    "GOVERNMENT",
+    "FREELANCER",
+];
+
+fn category_value(name: &str) -> i32 {
+    pb::InstitutionCategory::from_str_name(&format!("INSTITUTION_CATEGORY_{name}")).map_or(0, |c| c as i32)
+}
+
+/// A filter's enum value; an unknown name is sent as an invalid value so
+/// the API refuses it rather than the filter silently widening.
+fn enum_of(name: &str, prefix: &str, from: fn(&str) -> Option<i32>) -> i32 {
+    if name.is_empty() {
+        0
+    } else {
+        from(&format!("{prefix}{name}")).unwrap_or(-1)
+    }
+}
+
+/// When an item entered the queue: its revision's state time for a revision.
+fn queued_at(r: &pb::Registration) -> Option<OffsetDateTime> {
+    let t = r
+        .pending_revision
+        .as_ref()
+        .map_or(r.state_time.as_ref(), |rev| rev.state_time.as_ref());
+    t.and_then(|t| crate::grpc::convert::from_timestamp(t).ok())
+}
+
+/// "VPN-… approved." after a decision (only a reference and a known word
+/// are said back).
+fn decided_notice(done: &str, how: &str) -> Option<String> {
+    let reference = !done.is_empty() && done.len() <= 24 && done.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let how = DECISIONS.iter().find(|d| d.name == how)?;
+    reference.then(|| format!("{done}: {}.", how.done))
+}
+
+/// Names and categories of institutions, by id (one GetInstitution each,
+/// through the gate like any call).
+async fn institution_names<'a>(
+    c: &Console,
+    v: &Visitor,
+    ids: impl Iterator<Item = &'a str>,
+) -> HashMap<String, (String, String)> {
+    let mut names = HashMap::new();
+    for id in ids {
+        if names.contains_key(id) {
+            continue;
+        }
+        if let Some(i) = institution(c, v, id).await {
+            names.insert(id.to_owned(), (i.legal_name, page::category(i.category)));
+        }
+    }
+    names
+}
+
+async fn institution(c: &Console, v: &Visitor, id: &str) -> Option<pb::Institution> {
+    let req = c
+        .request(v, INSTITUTION, pb::GetInstitutionRequest { id: id.to_owned() })
+        .ok()?;
+    c.institutions
+        .get_institution(req)
+        .await
+        .ok()
+        .map(tonic::Response::into_inner)
+}
+
+async fn isp_choices(c: &Console, v: &Visitor) -> Vec<(String, String)> {
+    let msg = pb::ListIspsRequest {
+        page_size: 1000,
+        page_token: String::new(),
+    };
+    let Ok(req) = c.request(v, ISPS, msg) else {
+        return Vec::new();
+    };
+    match c.isp.list_isps(req).await {
+        Ok(list) => list.into_inner().isps.into_iter().map(|i| (i.code, i.name)).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// A decision a reviewer can take, and the states it applies to.
+struct Decision {
+    name: &'static str,
+    button: &'static str,
+    done: &'static str,
+    method: &'static str,
+}
+
+const DECISIONS: &[Decision] = &[
+    Decision {
+        name: "approve",
+        button: "Approve",
+        done: "approved",
+        method: "/vpnregistry.v1.ReviewService/ApproveRegistration",
+    },
+    Decision {
+        name: "request_information",
+        button: "Request information",
+        done: "information requested",
+        method: "/vpnregistry.v1.ReviewService/RequestInformation",
+    },
+    Decision {
+        name: "reject",
+        button: "Reject",
+        done: "rejected",
+        method: "/vpnregistry.v1.ReviewService/RejectRegistration",
+    },
+    Decision {
+        name: "suspend",
+        button: "Suspend",
+        done: "suspended",
+        method: "/vpnregistry.v1.ReviewService/SuspendRegistration",
+    },
+    Decision {
+        name: "reinstate",
+        button: "Reinstate",
+        done: "reinstated",
+        method: "/vpnregistry.v1.ReviewService/ReinstateRegistration",
+    },
+    Decision {
+        name: "revoke",
+        button: "Revoke",
+        done: "revoked",
+        method: "/vpnregistry.v1.ReviewService/RevokeRegistration",
+    },
+];
+
+/// The decisions open on `r` now.
+fn open_decisions(r: &pb::Registration) -> Vec<&'static Decision> {
+    use pb::RegistrationState as S;
+    let state = S::try_from(r.state).unwrap_or_default();
+    let under_review = state == S::UnderReview
+        || r.pending_revision
+            .as_ref()
+            .is_some_and(|rev| rev.state == S::UnderReview as i32);
+    let mut names = Vec::new();
+    if under_review {
+        names.extend(["approve", "request_information", "reject"]);
+    }
+    match state {
+        S::Active => names.extend(["suspend", "revoke"]),
+        S::Suspended => names.extend(["reinstate", "revoke"]),
+        _ => {}
+    }
+    DECISIONS.iter().filter(|d| names.contains(&d.name)).collect()
+}
+
+pub(super) async fn detail(State(c): State<Console>, v: Visitor, Path(Id { id }): Path<Id>) -> Response {
+    show(&c, &v, &id, &FieldErrors::default()).await
+}
+
+async fn show(c: &Console, v: &Visitor, id: &str, errors: &FieldErrors) -> Response {
+    let (r, events) = match applicant::load(c, v, id, String::new()).await {
+        Ok(loaded) => loaded,
+        Err(refusal) => return *refusal,
+    };
+    let institution = institution(c, v, &r.institution_id).await;
+    let attestation = events.events.iter().rev().find(|e| {
+        e.action == pb::RegistrationAction::Attested as i32
+            || e.action == pb::RegistrationAction::AttestationDenied as i32
+    });
+    let decisions = open_decisions(&r);
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::CONFLICT
+    };
+    let body = html! {
+        (errors.summary())
+        p { a href="/console/review" { "Back to the queue" } }
+        h2 { "Institution" }
+        @match &institution {
+            Some(i) => (institution_summary(i)),
+            None => p { "The institution could not be read." },
+        }
+        h2 { "ISP attestation" }
+        @match attestation {
+            Some(a) => p {
+                strong { (history::action(a.action)) }
+                " by " (a.actor.as_ref().map_or("", |a| a.name.as_str()))
+                " on " (page::pkt_of(a.create_time.as_ref()))
+                @if !a.reason.is_empty() { ": " (a.reason) }
+            },
+            None => p { "Not attested yet." },
+        }
+        h2 { "Registration" }
+        (applicant::summary(&r))
+        @if let Some(rev) = &r.pending_revision {
+            h2 { (if rev.is_renewal { "Renewal" } else { "Amendment" }) ": what would change" }
+            p { "State: " (page::state(rev.state)) ". Changed rows are marked; the version in force stays until approved." }
+            (diff(&r, rev))
+        }
+        h2 { "Decide" }
+        @if decisions.is_empty() {
+            p { "No decision is open: the registration is " (page::state(r.state).to_lowercase()) "." }
+        } @else {
+            (decision_form(&r, &decisions, &v.session.csrf))
+        }
+        h2 { "History" }
+        (history::table(&events.events))
+    };
+    page::respond(
+        status,
+        page::frame(&format!("Review {}", r.reference), Some(&v.session), body),
+    )
+}
+
+fn institution_summary(i: &pb::Institution) -> Markup {
+    let rows: [(&str, &str); 9] = [
+        ("CNIC", &i.cnic),
+        ("NTN", &i.ntn),
+        ("SECP number", &i.secp_number),
+        ("PSEB number", &i.pseb_number),
+        ("SBP licence", &i.sbp_licence),
+        ("Accreditation", &i.accreditation_ref),
+        ("Country", &i.country),
+        ("E-mail", &i.contact_email),
+        ("Phone", &i.contact_phone),
+    ];
+    html! {
+        dl {
+            dt { "Name" } dd { (i.legal_name) }
+            dt { "Category" } dd { (page::category(i.category)) }
+            @for (label, value) in rows { @if !value.is_empty() { dt { (label) } dd { (value) } } }
+            @if let Some(d) = &i.pseb_expiry { dt { "PSEB expiry" } dd { (format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)) } }
+        }
+    }
+}
+
+/// The revision against the version in force, field by field.
+fn diff(r: &pb::Registration, rev: &pb::RegistrationRevision) -> Markup {
+    let day = |t: Option<&prost_types::Timestamp>| page::pkt_of(t);
+    let rows: Vec<(&str, String, String)> = vec![
+        (
+            "Protocol",
+            applicant::protocol(r.protocol),
+            applicant::protocol(rev.protocol),
+        ),
+        (
+            "Source addresses",
+            r.source_prefixes.join(", "),
+            rev.source_prefixes.join(", "),
+        ),
+        ("Mobile number", r.msisdn.clone(), rev.msisdn.clone()),
+        ("Peers", r.peer_prefixes.join(", "), rev.peer_prefixes.join(", ")),
+        ("ISP", r.isp.clone(), rev.isp.clone()),
+        (
+            "Subscriber ID",
+            r.isp_subscriber_id.clone(),
+            rev.isp_subscriber_id.clone(),
+        ),
+        ("Purpose", r.purpose.clone(), rev.purpose.clone()),
+        ("Valid from", day(r.valid_from.as_ref()), day(rev.valid_from.as_ref())),
+        (
+            "Valid until",
+            day(r.valid_until.as_ref()),
+            day(rev.valid_until.as_ref()),
+        ),
+        (
+            "Wider prefix because",
+            r.large_prefix_justification.clone(),
+            rev.large_prefix_justification.clone(),
+        ),
+    ];
+    html! {
+        table {
+            thead { tr { th { "Field" } th { "In force" } th { "Proposed" } } }
+            tbody {
+                @for (field, before, after) in &rows {
+                    @let changed = before != after;
+                    tr class=[changed.then_some("changed")] {
+                        td { (field) @if changed { " " strong { "(changed)" } } }
+                        td { @if changed { del { (before) } } @else { (before) } }
+                        td { @if changed { ins { (after) } } @else { (after) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn decision_form(r: &pb::Registration, decisions: &[&Decision], csrf: &str) -> Markup {
+    let approving = decisions.iter().any(|d| d.name == "approve");
+    html! {
+        form method="post" action={ "/console/review/" (r.id) } {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="etag" value=(r.etag);
+            input type="hidden" name="request_id" value=(uuid::Uuid::new_v4().to_string());
+            label for="reason_code" { "Reason code (required)" }
+            select id="reason_code" name="reason_code" required {
+                option value="" { "Choose…" }
+                @for code in REASON_CODES { option value=(code) { (page::words(code, "")) } }
+            }
+            label for="reason" { "Reason (required; the applicant reads it)" }
+            textarea id="reason" name="reason" rows="3" maxlength="1000" required {}
+            @if approving {
+                fieldset {
+                    legend { "When approving" }
+                    label for="valid_until" { "Shorten validity to (optional, Pakistan time)" }
+                    input type="date" id="valid_until" name="valid_until";
+                    label { input type="checkbox" name="override_size_limits" value="true"; " Allow prefixes wider than the default limits" }
+                }
+            }
+            @for d in decisions { button type="submit" name="decision" value=(d.name) { (d.button) } }
+        }
+    }
+}
+
+const REASON_CODES: &[&str] = &[
+    "COMPLIANT",
+    "INCOMPLETE_INFORMATION",
+    "ISP_NOT_CONFIRMED",
+    "INVALID_DOCUMENTS",
+    "POLICY_VIOLATION",
+    "SECURITY_CONCERN",
+    "LICENCE_EXPIRED",
+    "INSTITUTION_REQUEST",
+    "VALIDITY_ENDED",
+    "OTHER",
+];
+
+#[derive(Deserialize)]
+pub(super) struct DecisionForm {
+    csrf: String,
+    etag: String,
+    decision: String,
+    #[serde(default)]
+    request_id: String,
+    #[serde(default)]
+    reason_code: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    valid_until: String,
+    #[serde(default)]
+    override_size_limits: Option<String>,
+}
+
+pub(super) async fn decide(
+    State(c): State<Console>,
+    v: Visitor,
+    Path(Id { id }): Path<Id>,
+    axum::Form(f): axum::Form<DecisionForm>,
+) -> Response {
+    if let Err(refusal) = v.check_csrf(&f.csrf) {
+        return *refusal;
+    }
+    let Some(decision) = DECISIONS.iter().find(|d| d.name == f.decision) else {
+        return show(
+            &c,
+            &v,
+            &id,
+            &FieldErrors::message("Choose one of the decision buttons."),
+        )
+        .await;
+    };
+    let reason_code = pb::ReasonCode::from_str_name(&format!("REASON_CODE_{}", f.reason_code)).map_or(0, |c| c as i32);
+    let valid_until = match page::day_start(&f.valid_until) {
+        Ok(t) => t,
+        Err(why) => return show(&c, &v, &id, &FieldErrors::message(why)).await,
+    };
+    let (etag, reason, request_id) = (f.etag.clone(), f.reason.clone(), f.request_id.clone());
+    let result = match decision.name {
+        "approve" => {
+            let msg = pb::ApproveRegistrationRequest {
+                id: id.clone(),
+                etag,
+                reason_code,
+                reason,
+                valid_until,
+                override_size_limits: f.override_size_limits.is_some(),
+                request_id,
+            };
+            run(&c, &v, decision, msg, |req| c.review.approve_registration(req)).await
+        }
+        "request_information" => {
+            let msg = pb::RequestInformationRequest {
+                id: id.clone(),
+                etag,
+                reason_code,
+                reason,
+                request_id,
+            };
+            run(&c, &v, decision, msg, |req| c.review.request_information(req)).await
+        }
+        "reject" => {
+            let msg = pb::RejectRegistrationRequest {
+                id: id.clone(),
+                etag,
+                reason_code,
+                reason,
+                request_id,
+            };
+            run(&c, &v, decision, msg, |req| c.review.reject_registration(req)).await
+        }
+        "suspend" => {
+            let msg = pb::SuspendRegistrationRequest {
+                id: id.clone(),
+                etag,
+                reason_code,
+                reason,
+                request_id,
+            };
+            run(&c, &v, decision, msg, |req| c.review.suspend_registration(req)).await
+        }
+        "reinstate" => {
+            let msg = pb::ReinstateRegistrationRequest {
+                id: id.clone(),
+                etag,
+                reason_code,
+                reason,
+                request_id,
+            };
+            run(&c, &v, decision, msg, |req| c.review.reinstate_registration(req)).await
+        }
+        _ => {
+            let msg = pb::RevokeRegistrationRequest {
+                id: id.clone(),
+                etag,
+                reason_code,
+                reason,
+                request_id,
+            };
+            run(&c, &v, decision, msg, |req| c.review.revoke_registration(req)).await
+        }
+    };
+    match result {
+        Ok(decided) => Redirect::to(&format!(
+            "/console/review?done={}&how={}",
+            decided.reference, decision.name
+        ))
+        .into_response(),
+        Err(Refused::Page(refusal)) => *refusal,
+        Err(Refused::Status(status)) => {
+            let errors = match status.code() {
+                tonic::Code::Aborted | tonic::Code::FailedPrecondition => FieldErrors::message(format!(
+                    "Not {}: this registration changed since you opened it (another reviewer or the applicant acted). It is shown as it is now: read it again and decide. ({})",
+                    decision.done,
+                    status.message()
+                )),
+                _ => {
+                    let mut errors = FieldErrors::from_status(&status, "", &[]);
+                    errors.other.insert(0, format!("Not {}:", decision.done));
+                    errors
+                }
+            };
+            show(&c, &v, &id, &errors).await
+        }
+    }
+}
+
+enum Refused {
+    /// The gate refused: its page.
+    Page(Box<Response>),
+    /// The RPC refused.
+    Status(tonic::Status),
+}
+
+/// Runs one decision RPC through the gate and its handler.
+async fn run<M, F, Fut>(c: &Console, v: &Visitor, d: &Decision, msg: M, call: F) -> Result<pb::Registration, Refused>
+where
+    F: FnOnce(tonic::Request<M>) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<pb::Registration>, tonic::Status>>,
+{
+    let req = c.request(v, d.method, msg).map_err(Refused::Page)?;
+    call(req)
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(Refused::Status)
+}

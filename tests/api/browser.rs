@@ -1,0 +1,362 @@
+//! The console in a real browser: Debian's headless Chromium, driven through
+//! chromedriver (WebDriver), against the real server and database. One
+//! registration's whole life as its people see it, a screenshot per step
+//! under `target/tmp/console-browser/` (`scripts/test` installs chromium and
+//! chromium-driver when they are missing).
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
+};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use sqlx::PgPool;
+use vpn_registry::domain::principal::Role;
+use vpn_registry::pb::InstitutionCategory as C;
+
+use crate::helpers::*;
+
+/// chromedriver on a port it chose (`--port=0`), stopped when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    fn start() -> Self {
+        let mut child = Command::new("chromedriver")
+            .arg("--port=0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver runs (scripts/test installs chromium and chromium-driver)");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let port = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                line.split("started successfully on port ")
+                    .nth(1)
+                    .map(|p| p.trim_end_matches('.').to_owned())
+            })
+            .expect("chromedriver says its port");
+        // Keep draining its output so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One browser (its own profile: its own cookies) on the console.
+struct Browser {
+    client: Client,
+    base: String,
+    name: &'static str,
+}
+
+/// Screenshots in step order, shared by the test's browsers.
+static STEP: AtomicUsize = AtomicUsize::new(0);
+
+fn shots_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-browser")
+}
+
+impl Browser {
+    async fn open(driver: &Driver, app: &TestApp, name: &'static str) -> Self {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--window-size=1280,1100", "--lang=en-GB"],
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&driver.url)
+            .await
+            .expect("a browser session");
+        Self {
+            client,
+            base: format!("http://{}", app.addr),
+            name,
+        }
+    }
+
+    async fn goto(&self, path: &str) {
+        self.client.goto(&format!("{}{path}", self.base)).await.unwrap();
+    }
+
+    /// Saves what the browser shows now, as the next step's screenshot.
+    async fn shot(&self, what: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::create_dir_all(shots_dir()).unwrap();
+        let n = STEP.fetch_add(1, Ordering::SeqCst) + 1;
+        std::fs::write(shots_dir().join(format!("{n:02}-{}-{what}.png", self.name)), png).unwrap();
+    }
+
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        match self
+            .client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(found) => found,
+            Err(e) => panic!(
+                "no {css} on {}: {e}\n{}",
+                self.path().await,
+                self.client.source().await.unwrap()
+            ),
+        }
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.unwrap()
+    }
+
+    async fn body(&self) -> String {
+        self.text("main").await
+    }
+
+    async fn path(&self) -> String {
+        self.client.current_url().await.unwrap().path().to_owned()
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let field = self.find(css).await;
+        field.clear().await.unwrap();
+        field.send_keys(text).await.unwrap();
+    }
+
+    /// Clicks and waits for the page it leads to (the old page's root goes
+    /// stale), which must be at `expect_path`.
+    async fn click_to(&self, css: &str, expect_path: &str) {
+        let old = self.find("html").await;
+        self.find(css).await.click().await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while old.tag_name().await.is_ok() {
+            assert!(std::time::Instant::now() < deadline, "{css} led nowhere");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.find("main h1").await;
+        let path = self.path().await;
+        assert!(path.starts_with(expect_path), "{css} led to {path}, not {expect_path}");
+    }
+
+    async fn sign_in(&self, token: &str) {
+        self.goto("/console/sign-in").await;
+        self.type_into("#token", token).await;
+        self.click_to("main form button[type=submit]", "/console/").await;
+        self.find("header nav").await;
+    }
+
+    async fn sign_out(&self) {
+        self.click_to("header form button", "/console/sign-in").await;
+    }
+
+    /// Sets a date input (WebDriver types dates in the browser's locale
+    /// format; the value property is the same everywhere).
+    async fn set_date(&self, id: &str, day: &str) {
+        self.client
+            .execute(
+                "document.getElementById(arguments[0]).value = arguments[1];",
+                vec![id.into(), day.into()],
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[sqlx::test]
+async fn a_registration_from_form_to_active_in_a_browser(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (bank, applicant) = app.enrol(C::Bank).await;
+    let isp = app.isp_token().await.to_owned();
+    let reviewer = app.reviewer_token().await.to_owned();
+    let second_reviewer = app.token(Role::Reviewer).await;
+    let _ = std::fs::remove_dir_all(shots_dir());
+
+    let driver = Driver::start();
+    let one = Browser::open(&driver, &app, "first").await;
+    let two = Browser::open(&driver, &app, "second").await;
+
+    // The applicant signs in and opens the form.
+    one.sign_in(&applicant).await;
+    assert!(one.body().await.contains("You have no registrations yet"));
+    one.click_to(
+        "header nav a[href='/console/registrations/new']",
+        "/console/registrations/new",
+    )
+    .await;
+
+    // Checked as they type: a prefix with host bits set.
+    one.find("#f-kind").await.select_by_value("VPN").await.unwrap();
+    one.find("#f-protocol")
+        .await
+        .select_by_value("WIREGUARD")
+        .await
+        .unwrap();
+    one.type_into("#f-source_prefixes", "8.8.8.7/24").await;
+    let typed = one.text("#f-source_prefixes-error").await;
+    assert!(typed.contains("host bits"), "checked as typed: {typed:?}");
+    one.shot("applicant-form-checked-as-typed").await;
+
+    // A well-formed but private prefix: the server's violation, beside the field.
+    one.type_into("#f-source_prefixes", "10.20.30.0/24").await;
+    assert_eq!(one.text("#f-source_prefixes-error").await, "");
+    one.find("#f-isp").await.select_by_value("ptcl").await.unwrap();
+    one.type_into("#f-isp_subscriber_id", "SUB-0001").await;
+    one.type_into("#f-purpose", "Remote access to head office").await;
+    let next_year = (time::OffsetDateTime::now_utc() + time::Duration::days(365)).date();
+    one.set_date("f-valid_until", &next_year.to_string()).await;
+    one.click_to("form[data-validate] button[type=submit]", "/console/registrations/new")
+        .await;
+    let violation = one.text("#f-source_prefixes-error").await;
+    assert!(
+        violation.contains("10.20.30.0/24") && violation.contains("not public"),
+        "the server's violation beside the field: {violation:?}"
+    );
+    assert!(one.text("#form-errors").await.contains("correct the fields"));
+    assert_eq!(
+        one.find("#f-purpose").await.prop("value").await.unwrap().as_deref(),
+        Some("Remote access to head office"),
+        "what was typed is kept"
+    );
+    one.shot("applicant-server-violation").await;
+
+    // Fixed, and submitted.
+    one.type_into("#f-source_prefixes", "8.8.8.0/24").await;
+    one.click_to("form[data-validate] button[type=submit]", "/console/registrations/")
+        .await;
+    let id = one.path().await.rsplit('/').next().unwrap().to_owned();
+    let reference = app.get(&id).await.reference;
+    assert!(one.text(".notice").await.contains("Submitted"));
+    assert!(one.text("h1").await.contains(&reference));
+    one.shot("applicant-submitted").await;
+    one.sign_out().await;
+
+    // The ISP desk confirms.
+    one.sign_in(&isp).await;
+    assert!(one.body().await.contains(&reference) && one.body().await.contains(&bank.legal_name));
+    one.click_to("button[value=confirm]", "/console/isp").await;
+    assert!(one.text(".notice").await.contains("confirmed"));
+    one.shot("isp-confirmed").await;
+    one.sign_out().await;
+
+    // A reviewer finds it in the queue and asks for information.
+    one.sign_in(&reviewer).await;
+    assert!(one.body().await.contains(&reference) && one.body().await.contains("new registration"));
+    one.shot("reviewer-queue").await;
+    one.click_to(&format!("a[href='/console/review/{id}']"), "/console/review/")
+        .await;
+    let detail = one.body().await;
+    assert!(
+        detail.contains(&bank.legal_name) && detail.contains("Attested by"),
+        "{detail}"
+    );
+    one.find("#reason_code")
+        .await
+        .select_by_value("INCOMPLETE_INFORMATION")
+        .await
+        .unwrap();
+    one.type_into("#reason", "Which office uses this connection?").await;
+    one.shot("reviewer-detail").await;
+    one.click_to("button[value=request_information]", "/console/review")
+        .await;
+    assert!(one.text(".notice").await.contains("information requested"));
+    one.sign_out().await;
+
+    // The applicant reads the question and answers it by amending.
+    one.sign_in(&applicant).await;
+    one.click_to(
+        &format!("a[href='/console/registrations/{id}']"),
+        "/console/registrations/",
+    )
+    .await;
+    let asked = one.body().await;
+    assert!(asked.contains("Which office uses this connection?"), "{asked}");
+    one.shot("applicant-request-for-information").await;
+    one.click_to(
+        &format!("a[href='/console/registrations/{id}/amend']"),
+        "/console/registrations/",
+    )
+    .await;
+    one.type_into("#f-purpose", "Remote access for the Karachi head office treasury team")
+        .await;
+    one.click_to(
+        "form[data-validate] button[type=submit]",
+        &format!("/console/registrations/{id}"),
+    )
+    .await;
+    assert!(one.text(".notice").await.contains("Amendment sent"));
+    one.sign_out().await;
+
+    // Two reviewers open it; the first approves; the second's approval is
+    // refused as stale, and the page shows the registration as it is now.
+    one.sign_in(&reviewer).await;
+    one.goto(&format!("/console/review/{id}")).await;
+    two.sign_in(&second_reviewer).await;
+    two.goto(&format!("/console/review/{id}")).await;
+    for b in [&one, &two] {
+        b.find("#reason_code").await.select_by_value("COMPLIANT").await.unwrap();
+        b.type_into("#reason", "Meets the rules for banks").await;
+    }
+    one.click_to("button[value=approve]", "/console/review").await;
+    assert!(one.text(".notice").await.contains("approved"));
+    one.shot("reviewer-approved").await;
+    two.click_to("button[value=approve]", &format!("/console/review/{id}"))
+        .await;
+    let refused = two.text("#form-errors").await;
+    assert!(
+        refused.contains("Not approved") && refused.contains("changed since you opened it"),
+        "{refused}"
+    );
+    assert!(two.body().await.contains("Active"), "reloaded as it is now");
+    assert!(
+        two.client.find(Locator::Css("button[value=approve]")).await.is_err(),
+        "approving is no longer offered"
+    );
+    two.shot("second-reviewer-stale-refused").await;
+    one.sign_out().await;
+
+    // The applicant sees it ACTIVE, with its history.
+    one.sign_in(&applicant).await;
+    one.goto(&format!("/console/registrations/{id}")).await;
+    let active = one.body().await;
+    for expected in [
+        "Active",
+        "Submitted",
+        "Attested",
+        "Information requested",
+        "Amended",
+        "Approved",
+    ] {
+        assert!(active.contains(expected), "{expected} in {active}");
+    }
+    assert!(active.contains("Which office uses this connection?") && active.contains("PKT"));
+    one.shot("applicant-active-with-history").await;
+    assert_eq!(
+        app.get(&id).await.state,
+        vpn_registry::pb::RegistrationState::Active as i32
+    );
+
+    one.client.close().await.unwrap();
+    two.client.close().await.unwrap();
+}
