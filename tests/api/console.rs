@@ -29,6 +29,7 @@ async fn call(app: &TestApp, method: &str, path: &str, cookie: Option<&str>, for
                 "{k}={}",
                 v.replace('%', "%25")
                     .replace('&', "%26")
+                    .replace('+', "%2B")
                     .replace(' ', "+")
                     .replace('=', "%3D")
             )
@@ -59,9 +60,28 @@ async fn call(app: &TestApp, method: &str, path: &str, cookie: Option<&str>, for
     }
 }
 
+/// The sign-in form: its nonce cookie (`name=value`) and the form's copy.
+async fn sign_in_form(app: &TestApp) -> (String, String) {
+    let form = call(app, "GET", "/console/sign-in", None, &[]).await;
+    let cookie = form.set_cookie.expect("the sign-in form's cookie");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    (cookie.split(';').next().unwrap().to_owned(), input(&form.body, "csrf"))
+}
+
 /// Signs in with `token`; the cookie to send back.
 async fn sign_in(app: &TestApp, token: &str) -> String {
-    let page = call(app, "POST", "/console/sign-in", None, &[("token", token)]).await;
+    let (nonce, csrf) = sign_in_form(app).await;
+    let page = call(
+        app,
+        "POST",
+        "/console/sign-in",
+        Some(&nonce),
+        &[("token", token), ("csrf", &csrf)],
+    )
+    .await;
     assert_eq!(page.status, 303, "{}", page.body);
     let cookie = page.set_cookie.expect("a session cookie");
     assert!(
@@ -72,13 +92,20 @@ async fn sign_in(app: &TestApp, token: &str) -> String {
     cookie.split(';').next().unwrap().to_owned()
 }
 
-/// The text of the page's error paragraph (empty when there is none).
+/// The text of the page's alert (an error paragraph or a form's summary of
+/// what to correct; empty when there is none).
 fn alert(html: &str) -> &str {
-    let Some(at) = html.find("class=\"error\" role=\"alert\">") else {
+    let Some(at) = html.find("role=\"alert\"") else {
         return "";
     };
+    let opened = html[..at].rfind('<').unwrap_or(at);
+    let end = if html[opened..].starts_with("<div") {
+        "</div>"
+    } else {
+        "</p>"
+    };
     let rest = &html[at..];
-    &rest[..rest.find("</p>").unwrap_or(rest.len())]
+    &rest[..rest.find(end).unwrap_or(rest.len())]
 }
 
 /// The `value` of the first input named `name` in `html`.
@@ -105,9 +132,20 @@ async fn the_isp_desk_signs_in_lists_and_attests_through_the_api(pool: PgPool) {
         "{}",
         start.body
     );
-    let wrong = call(&app, "POST", "/console/sign-in", None, &[("token", "not-a-token")]).await;
+    let (nonce, csrf) = sign_in_form(&app).await;
+    let form = [("token", "not-a-token"), ("csrf", csrf.as_str())];
+    let wrong = call(&app, "POST", "/console/sign-in", Some(&nonce), &form).await;
     assert_eq!(wrong.status, 401);
     assert!(wrong.body.contains("Not signed in"), "{}", wrong.body);
+    // Login CSRF: a form posted from elsewhere (no cookie, or another form's
+    // value) does not sign the browser in, even with a good token.
+    let form = [("token", isp.as_str()), ("csrf", csrf.as_str())];
+    let elsewhere = call(&app, "POST", "/console/sign-in", None, &form).await;
+    assert_eq!(elsewhere.status, 403, "{}", elsewhere.body);
+    assert!(elsewhere.set_cookie.is_none_or(|c| !c.starts_with("vpnr_console=")));
+    let (other_nonce, _) = sign_in_form(&app).await;
+    let mismatched = call(&app, "POST", "/console/sign-in", Some(&other_nonce), &form).await;
+    assert_eq!(mismatched.status, 403, "{}", mismatched.body);
 
     let cookie = sign_in(&app, &isp).await;
     let desk = call(&app, "GET", "/console/isp", Some(&cookie), &[]).await;
@@ -190,4 +228,293 @@ async fn the_isp_desk_signs_in_lists_and_attests_through_the_api(pool: PgPool) {
     assert!(out.set_cookie.unwrap().contains("Max-Age=0"));
     let gone = call(&app, "GET", "/console/isp", Some(&cookie), &[]).await;
     assert_eq!((gone.status, gone.location.as_deref()), (303, Some("/console/sign-in")));
+}
+
+/// The violation shown beside form field `field` (empty when none).
+fn violation(html: &str, field: &str) -> String {
+    let marker = format!("id=\"f-{field}-error\" aria-live=\"polite\">");
+    let at = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {field} field in {html}"));
+    let rest = &html[at + marker.len()..];
+    rest[..rest.find("</p>").unwrap()].to_owned()
+}
+
+#[sqlx::test]
+async fn applicants_see_only_their_own_and_withdraw_and_renew(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, bank) = app.enrol(C::Bank).await;
+    let (_, other) = app.enrol(C::Company).await;
+    let pending = app.submit(&bank, &["8.8.8.0/24"]).await;
+    let active = app.active(&bank, &["8.8.4.0/24"]).await;
+    let cookie = sign_in(&app, &bank).await;
+
+    let list = call(&app, "GET", "/console/registrations", Some(&cookie), &[]).await;
+    assert_eq!(list.status, 200);
+    assert!(list.body.contains(&pending.reference) && list.body.contains(&active.reference));
+    assert!(list.body.contains("PKT"), "dates in Pakistan time");
+    let others = sign_in(&app, &other).await;
+    let theirs = call(&app, "GET", "/console/registrations", Some(&others), &[]).await;
+    assert!(!theirs.body.contains(&pending.reference), "tenant isolation");
+    let peek = call(
+        &app,
+        "GET",
+        &format!("/console/registrations/{}", pending.id),
+        Some(&others),
+        &[],
+    )
+    .await;
+    assert_eq!(peek.status, 404, "{}", peek.body);
+
+    // Withdraw, and a second withdrawal from the same (now stale) page.
+    let page = call(
+        &app,
+        "GET",
+        &format!("/console/registrations/{}", pending.id),
+        Some(&cookie),
+        &[],
+    )
+    .await;
+    let (etag, csrf) = (input(&page.body, "etag"), input(&page.body, "csrf"));
+    let path = format!("/console/registrations/{}/withdraw", pending.id);
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("etag", etag.as_str()),
+        ("reason", "Project cancelled"),
+    ];
+    let done = call(&app, "POST", &path, Some(&cookie), &form).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let shown = call(&app, "GET", &done.location.unwrap(), Some(&cookie), &[]).await;
+    assert!(shown.body.contains("Withdrawn.") && shown.body.contains("Project cancelled"));
+    assert_eq!(
+        app.get(&pending.id).await.state,
+        pb::RegistrationState::Withdrawn as i32
+    );
+    let again = call(&app, "POST", &path, Some(&cookie), &form).await;
+    assert_eq!(again.status, 409);
+    assert!(alert(&again.body).contains("Not withdrawn"), "{}", again.body);
+
+    // Renew an active registration: a renewal revision goes to review.
+    let page = call(
+        &app,
+        "GET",
+        &format!("/console/registrations/{}", active.id),
+        Some(&cookie),
+        &[],
+    )
+    .await;
+    let etag = input(&page.body, "etag");
+    let path = format!("/console/registrations/{}/renew", active.id);
+    let bad = [
+        ("csrf", csrf.as_str()),
+        ("etag", etag.as_str()),
+        ("valid_until", "next year"),
+    ];
+    let refused = call(&app, "POST", &path, Some(&cookie), &bad).await;
+    assert!(alert(&refused.body).contains("not a date"), "{}", refused.body);
+    let until = (time::OffsetDateTime::now_utc() + time::Duration::days(700))
+        .date()
+        .to_string();
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("etag", etag.as_str()),
+        ("valid_until", until.as_str()),
+    ];
+    let renewed = call(&app, "POST", &path, Some(&cookie), &form).await;
+    assert_eq!(renewed.status, 303, "{}", renewed.body);
+    let revision = app.get(&active.id).await.pending_revision.expect("a renewal under way");
+    assert!(revision.is_renewal);
+
+    // The form: the API's violations beside their fields, values kept.
+    let form_page = call(&app, "GET", "/console/registrations/new", Some(&cookie), &[]).await;
+    let request_id = input(&form_page.body, "request_id");
+    let submit = [
+        ("csrf", csrf.as_str()),
+        ("request_id", request_id.as_str()),
+        ("kind", "VPN"),
+        ("protocol", "OPENVPN"),
+        ("source_prefixes", "1.1.1.0/24\r\n192.168.1.0/24"),
+        ("isp", "ptcl"),
+        ("isp_subscriber_id", "SUB-9"),
+        ("purpose", ""),
+        ("valid_until", until.as_str()),
+    ];
+    let refused = call(&app, "POST", "/console/registrations/new", Some(&cookie), &submit).await;
+    assert_eq!(refused.status, 422);
+    assert!(violation(&refused.body, "source_prefixes").starts_with("Line 2: 192.168.1.0/24"));
+    assert_eq!(violation(&refused.body, "purpose"), "is required");
+    assert_eq!(violation(&refused.body, "isp_subscriber_id"), "");
+    assert!(refused.body.contains("SUB-9"), "what was typed is kept");
+}
+
+#[sqlx::test]
+async fn reviewers_filter_the_queue_and_suspend_reinstate_and_revoke(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, bank) = app.enrol(C::Bank).await;
+    let waiting = app.submit(&bank, &["8.8.8.0/24"]).await;
+    app.attest(&waiting, true).await.unwrap();
+    let active = app.active(&bank, &["8.8.4.0/24"]).await;
+    let reviewer = app.reviewer_token().await.to_owned();
+    let cookie = sign_in(&app, &reviewer).await;
+
+    let queue = |query: &'static str| {
+        let (app, cookie) = (&app, cookie.clone());
+        async move {
+            call(app, "GET", &format!("/console/review{query}"), Some(&cookie), &[])
+                .await
+                .body
+        }
+    };
+    let all = queue("").await;
+    assert!(all.contains(&waiting.reference) && all.contains("new registration") && all.contains("minute"));
+    assert!(!all.contains(&active.reference), "only what waits for review");
+    assert!(
+        queue("?isp=ptcl&category=BANK&kind=VPN")
+            .await
+            .contains(&waiting.reference)
+    );
+    assert!(!queue("?isp=nayatel").await.contains(&waiting.reference));
+    assert!(!queue("?category=FREELANCER").await.contains(&waiting.reference));
+    assert!(
+        !queue("?days=3").await.contains(&waiting.reference),
+        "nothing has waited 3 days"
+    );
+
+    let path = format!("/console/review/{}", active.id);
+    let decide = |decision: &'static str, code: &'static str| {
+        let (app, cookie, path) = (&app, cookie.clone(), path.clone());
+        async move {
+            let page = call(app, "GET", &path, Some(&cookie), &[]).await;
+            let (etag, csrf, request_id) = (
+                input(&page.body, "etag"),
+                input(&page.body, "csrf"),
+                input(&page.body, "request_id"),
+            );
+            let form = [
+                ("csrf", csrf.as_str()),
+                ("etag", etag.as_str()),
+                ("request_id", request_id.as_str()),
+                ("decision", decision),
+                ("reason_code", code),
+                ("reason", "Seen in an abuse report"),
+            ];
+            (page.body.clone(), call(app, "POST", &path, Some(&cookie), &form).await)
+        }
+    };
+    let (page, no_code) = decide("suspend", "").await;
+    assert!(
+        page.contains("value=\"suspend\"") && !page.contains("value=\"approve\""),
+        "only open decisions"
+    );
+    assert!(alert(&no_code.body).contains("Not suspended"), "{}", no_code.body);
+    assert!(no_code.body.contains("reason_code"), "{}", no_code.body);
+    for (decision, code, state) in [
+        ("suspend", "SECURITY_CONCERN", pb::RegistrationState::Suspended),
+        ("reinstate", "COMPLIANT", pb::RegistrationState::Active),
+        ("revoke", "POLICY_VIOLATION", pb::RegistrationState::Revoked),
+    ] {
+        let (_, done) = decide(decision, code).await;
+        assert_eq!(done.status, 303, "{decision}: {}", done.body);
+        assert_eq!(app.get(&active.id).await.state, state as i32, "{decision}");
+    }
+    let history = call(&app, "GET", &path, Some(&cookie), &[]).await.body;
+    for shown in [
+        "Suspended",
+        "Reinstated",
+        "Revoked",
+        "Security concern",
+        "Seen in an abuse report",
+    ] {
+        assert!(history.contains(shown), "{shown} in the history");
+    }
+    assert!(history.contains("No decision is open"));
+}
+
+#[sqlx::test]
+async fn administrators_enrol_and_edit_institutions_and_list_isps(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let admin = app.admin().await;
+    let cookie = sign_in(&app, &admin).await;
+    let blank = call(&app, "GET", "/console/institutions/new", Some(&cookie), &[]).await;
+    let (csrf, request_id) = (input(&blank.body, "csrf"), input(&blank.body, "request_id"));
+    let mut form = vec![
+        ("csrf", csrf.as_str()),
+        ("request_id", request_id.as_str()),
+        ("category", "BANK"),
+        ("legal_name", "Bank of the Indus"),
+        ("cnic", "35202-1234567-1"),
+        ("sbp_licence", "SBP/BPRD/9"),
+        ("contact_email", "it@indus.example.pk"),
+        ("contact_phone", "0300 1234567"),
+    ];
+    let refused = call(&app, "POST", "/console/institutions/new", Some(&cookie), &form).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(violation(&refused.body, "ntn").contains("required"), "{}", refused.body);
+    form.push(("ntn", "1234567-8"));
+    let created = call(&app, "POST", "/console/institutions/new", Some(&cookie), &form).await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let list = call(&app, "GET", "/console/institutions?category=BANK", Some(&cookie), &[]).await;
+    assert!(list.body.contains("Bank of the Indus"), "{}", list.body);
+    let id = {
+        let at = list
+            .body
+            .find("/console/institutions/0")
+            .expect("a link to the institution");
+        list.body[at + 22..at + 22 + 36].to_owned()
+    };
+
+    let edit = call(&app, "GET", &format!("/console/institutions/{id}"), Some(&cookie), &[]).await;
+    let etag = input(&edit.body, "etag");
+    let changed = [
+        ("csrf", csrf.as_str()),
+        ("etag", etag.as_str()),
+        ("category", "BANK"),
+        ("legal_name", "Bank of the Indus"),
+        ("cnic", "3520212345671"),
+        ("ntn", "1234567-8"),
+        ("sbp_licence", "SBP/BPRD/9"),
+        ("contact_email", "noc@indus.example.pk"),
+        ("contact_phone", "+923001234567"),
+    ];
+    let path = format!("/console/institutions/{id}");
+    let saved = call(&app, "POST", &path, Some(&cookie), &changed).await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let stored = app
+        .institutions(Some(&admin))
+        .get_institution(pb::GetInstitutionRequest { id: id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored.contact_email, "noc@indus.example.pk");
+    let unchanged = call(&app, "POST", &path, Some(&cookie), &changed).await;
+    assert!(
+        alert(&unchanged.body).contains("Nothing was changed"),
+        "{}",
+        unchanged.body
+    );
+    let mut moved = changed.to_vec();
+    moved[7] = ("contact_email", "desk@indus.example.pk");
+    let stale = call(&app, "POST", &path, Some(&cookie), &moved).await;
+    assert!(
+        alert(&stale.body).contains("changed since you opened the form"),
+        "{}",
+        stale.body
+    );
+
+    let isps = call(&app, "GET", "/console/isps", Some(&cookie), &[]).await;
+    assert!(isps.body.contains("<code>ptcl</code>"), "{}", isps.body);
+
+    // Other roles: the permission table, through the same gate.
+    let (_, bank) = app.enrol(C::Bank).await;
+    let applicant = sign_in(&app, &bank).await;
+    let form_page = call(&app, "GET", "/console/registrations", Some(&applicant), &[]).await;
+    let their_csrf = input(&form_page.body, "csrf");
+    form[0] = ("csrf", their_csrf.as_str());
+    let denied = call(&app, "POST", "/console/institutions/new", Some(&applicant), &form).await;
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    let queue = call(&app, "GET", "/console/review", Some(&applicant), &[]).await;
+    assert_eq!(queue.status, 403, "{}", queue.body);
+    let lookup = sign_in(&app, &app.token(vpn_registry::domain::principal::Role::Lookup).await).await;
+    let home = call(&app, "GET", "/console/home", Some(&lookup), &[]).await;
+    assert!(home.body.contains("no console pages"), "{}", home.body);
 }

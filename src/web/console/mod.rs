@@ -206,16 +206,37 @@ async fn home(State(c): State<Console>, headers: HeaderMap) -> Response {
             Some(path) => Redirect::to(path).into_response(),
             None => page::no_pages(&s),
         },
-        None => page::sign_in(None, StatusCode::OK),
+        None => sign_in_page(&c, None, StatusCode::OK),
     }
+}
+
+/// The sign-in page with a fresh form nonce in the form and its cookie.
+fn sign_in_page(c: &Console, error: Option<&str>, status: StatusCode) -> Response {
+    let nonce = session::random_id();
+    let mut response = page::sign_in(error, status, &nonce);
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, session::set_sign_in_cookie(&nonce, c.tls));
+    response
 }
 
 #[derive(Deserialize)]
 struct SignIn {
     token: String,
+    #[serde(default)]
+    csrf: String,
 }
 
-async fn sign_in(State(c): State<Console>, conn: Conn, axum::Form(form): axum::Form<SignIn>) -> Response {
+async fn sign_in(
+    State(c): State<Console>,
+    conn: Conn,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<SignIn>,
+) -> Response {
+    if session::sign_in_nonce(&headers).is_none_or(|nonce| nonce != form.csrf) {
+        let why = "this sign-in form was not sent by our sign-in page (or it is too old): sign in again here";
+        return sign_in_page(&c, Some(why), StatusCode::FORBIDDEN);
+    }
     let token = form.token.trim().to_owned();
     match c.gate.identify(&conn.call_with(&token)) {
         Ok(principal) => {
@@ -233,7 +254,7 @@ async fn sign_in(State(c): State<Console>, conn: Conn, axum::Form(form): axum::F
                 tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::UNAUTHORIZED,
             };
-            page::sign_in(Some(status.message()), code)
+            sign_in_page(&c, Some(status.message()), code)
         }
     }
 }

@@ -108,13 +108,16 @@ pub fn respond(status: StatusCode, markup: Markup) -> Response {
     response
 }
 
-pub fn sign_in(error: Option<&str>, status: StatusCode) -> Response {
+/// The sign-in page; `nonce` goes in the form and, by the caller, in the
+/// sign-in cookie.
+pub fn sign_in(error: Option<&str>, status: StatusCode, nonce: &str) -> Response {
     let body = html! {
         p { "Sign in with the token your organisation was issued. It is kept only for this browser session." }
         @if let Some(e) = error {
             p class="error" role="alert" { "Not signed in: " (e) }
         }
         form method="post" action="/console/sign-in" {
+            input type="hidden" name="csrf" value=(nonce);
             label for="token" { "Token" }
             input type="password" id="token" name="token" autocomplete="off" required;
             button type="submit" { "Sign in" }

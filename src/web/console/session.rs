@@ -37,7 +37,8 @@ pub struct Sessions {
     held: Mutex<HashMap<String, Session>>,
 }
 
-fn random_id() -> String {
+/// A random 256-bit id, hex.
+pub fn random_id() -> String {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the OS random source works");
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -89,13 +90,36 @@ impl Sessions {
 }
 
 fn cookie(headers: &HeaderMap) -> Option<String> {
+    named_cookie(headers, COOKIE)
+}
+
+/// The sign-in form's cookie: the form carries the same value, so a page on
+/// another site cannot sign this browser in with a token of its choosing
+/// (login CSRF: it can neither read nor, SameSite=Strict, send the cookie).
+pub const SIGN_IN_COOKIE: &str = "vpnr_sign_in";
+
+/// The sign-in form's value, from its cookie.
+pub fn sign_in_nonce(headers: &HeaderMap) -> Option<String> {
+    named_cookie(headers, SIGN_IN_COOKIE)
+}
+
+/// The `Set-Cookie` value for a sign-in form's `nonce`.
+pub fn set_sign_in_cookie(nonce: &str, tls: bool) -> HeaderValue {
+    let secure = if tls { "; Secure" } else { "" };
+    HeaderValue::try_from(format!(
+        "{SIGN_IN_COOKIE}={nonce}; Path=/console/sign-in; HttpOnly; SameSite=Strict{secure}"
+    ))
+    .expect("hex ids make a valid header")
+}
+
+fn named_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.to_owned())
 }
 
