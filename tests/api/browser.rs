@@ -102,9 +102,28 @@ impl Browser {
         self.client.goto(&format!("{}{path}", self.base)).await.unwrap();
     }
 
-    /// Saves what the browser shows now, as the next step's screenshot.
+    /// Saves the whole page as the next step's screenshot.
     async fn shot(&self, what: &str) {
+        self.shot_at(1280, what).await;
+    }
+
+    /// The whole page at `width` pixels (a phone is about 400).
+    async fn shot_at(&self, width: u32, what: &str) {
+        self.client.set_window_size(width, 1100).await.unwrap();
+        let height = self
+            .client
+            .execute(
+                "return document.documentElement.scrollHeight + window.outerHeight - window.innerHeight;",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap_or(1100)
+            .clamp(600, 4000);
+        self.client.set_window_size(width, height as u32).await.unwrap();
         let png = self.client.screenshot().await.unwrap();
+        self.client.set_window_size(1280, 1100).await.unwrap();
         std::fs::create_dir_all(shots_dir()).unwrap();
         let n = STEP.fetch_add(1, Ordering::SeqCst) + 1;
         std::fs::write(shots_dir().join(format!("{n:02}-{}-{what}.png", self.name)), png).unwrap();
@@ -352,6 +371,18 @@ async fn a_registration_from_form_to_active_in_a_browser(pool: PgPool) {
     }
     assert!(active.contains("Which office uses this connection?") && active.contains("PKT"));
     one.shot("applicant-active-with-history").await;
+    // On a phone: nothing wider than the screen (no sideways scrolling).
+    one.shot_at(400, "applicant-on-a-phone").await;
+    one.client.set_window_size(400, 900).await.unwrap();
+    let fits = one
+        .client
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(fits, serde_json::Value::Bool(true), "the page fits a phone's width");
     assert_eq!(
         app.get(&id).await.state,
         vpn_registry::pb::RegistrationState::Active as i32

@@ -3,6 +3,7 @@
 
 use maud::{Markup, html};
 use prost_types::value::Kind;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use super::page;
 use crate::pb;
@@ -36,7 +37,7 @@ pub fn table(events: &[pb::RegistrationEvent]) -> Markup {
                                 (e.reason)
                             }
                             td {
-                                @for c in &e.changes {
+                                @for c in e.changes.iter().filter(|c| value(c.before.as_ref()) != value(c.after.as_ref())) {
                                     div { strong { (c.field) } ": " (value(c.before.as_ref())) " → " (value(c.after.as_ref())) }
                                 }
                             }
@@ -74,7 +75,10 @@ fn value(v: Option<&prost_types::Value>) -> String {
     match v.and_then(|v| v.kind.as_ref()) {
         None | Some(Kind::NullValue(_)) => "—".to_owned(),
         Some(Kind::StringValue(s)) if s.is_empty() => "—".to_owned(),
-        Some(Kind::StringValue(s)) => s.clone(),
+        Some(Kind::StringValue(s)) => match OffsetDateTime::parse(s, &Rfc3339) {
+            Ok(t) => page::pkt(t),
+            Err(_) => s.clone(),
+        },
         Some(Kind::NumberValue(n)) => n.to_string(),
         Some(Kind::BoolValue(b)) => b.to_string(),
         Some(Kind::ListValue(l)) if l.values.is_empty() => "—".to_owned(),

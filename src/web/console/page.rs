@@ -27,6 +27,7 @@ textarea{width:100%;max-width:32rem}
 .changed td{background:#fff7d6}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}dt{font-weight:600}dd{margin:0}
 fieldset{border:1px solid #888;margin:1rem 0;padding:.5rem 1rem}
+.filters{display:flex;flex-wrap:wrap;gap:0 1.5rem;align-items:flex-end}
 main{padding:1rem;max-width:72rem;margin:auto}
 table{border-collapse:collapse;width:100%}
 th,td{border-bottom:1px solid #888;padding:.5rem;text-align:left;vertical-align:top}
@@ -218,7 +219,8 @@ pub fn waited(since: OffsetDateTime) -> String {
     match (d.whole_days(), d.whole_hours(), d.whole_minutes()) {
         (days, _, _) if days >= 1 => format!("{days} day{}", if days == 1 { "" } else { "s" }),
         (_, hours, _) if hours >= 1 => format!("{hours} hour{}", if hours == 1 { "" } else { "s" }),
-        (_, _, minutes) => format!("{minutes} minute{}", if minutes == 1 { "" } else { "s" }),
+        (_, _, minutes) if minutes >= 1 => format!("{minutes} minute{}", if minutes == 1 { "" } else { "s" }),
+        _ => "under a minute".to_owned(),
     }
 }
 
@@ -240,7 +242,10 @@ pub fn words(name: &str, prefix: &str) -> String {
 /// A registration state in words.
 pub fn state(state: i32) -> String {
     crate::pb::RegistrationState::try_from(state)
-        .map(|s| words(s.as_str_name(), "REGISTRATION_STATE_"))
+        .map(|s| match s {
+            crate::pb::RegistrationState::IspVerification => "ISP verification".to_owned(),
+            other => words(other.as_str_name(), "REGISTRATION_STATE_"),
+        })
         .unwrap_or_default()
 }
 

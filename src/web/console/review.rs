@@ -100,29 +100,37 @@ pub(super) async fn queue(State(c): State<Console>, v: Visitor, Query(q): Query<
     let body = html! {
         @if let Some(n) = notice { p class="notice" role="status" { (n) } }
         form method="get" action="/console/review" {
-            fieldset {
+            fieldset class="filters" {
                 legend { "Show only" }
-                label for="q-category" { "Category" }
-                select id="q-category" name="category" {
-                    option value="" { "Any" }
-                    @for c in CATEGORIES { option value=(c) selected[*c == q.category] { (page::category(category_value(c))) } }
-                }
-                label for="q-kind" { "Kind" }
-                select id="q-kind" name="kind" {
-                    option value="" { "Any" }
-                    @for k in ["VPN", "CALL_CENTER_VOIP", "VIDEO_CONFERENCING"] {
-                        option value=(k) selected[k == q.kind] { (page::kind(pb::RegistrationKind::from_str_name(&format!("REGISTRATION_KIND_{k}")).map_or(0, |k| k as i32))) }
+                div {
+                    label for="q-category" { "Category" }
+                    select id="q-category" name="category" {
+                        option value="" { "Any" }
+                        @for c in CATEGORIES { option value=(c) selected[*c == q.category] { (page::category(category_value(c))) } }
                     }
                 }
-                label for="q-isp" { "ISP" }
-                select id="q-isp" name="isp" {
-                    option value="" { "Any" }
-                    @for (code, name) in &isps { option value=(code) selected[*code == q.isp] { (name) } }
+                div {
+                    label for="q-kind" { "Kind" }
+                    select id="q-kind" name="kind" {
+                        option value="" { "Any" }
+                        @for k in ["VPN", "CALL_CENTER_VOIP", "VIDEO_CONFERENCING"] {
+                            option value=(k) selected[k == q.kind] { (page::kind(pb::RegistrationKind::from_str_name(&format!("REGISTRATION_KIND_{k}")).map_or(0, |k| k as i32))) }
+                        }
+                    }
                 }
-                label for="q-days" { "Waiting at least" }
-                select id="q-days" name="days" {
-                    @for (d, l) in [("", "Any time"), ("1", "1 day"), ("3", "3 days"), ("7", "7 days"), ("30", "30 days")] {
-                        option value=(d) selected[d == q.days] { (l) }
+                div {
+                    label for="q-isp" { "ISP" }
+                    select id="q-isp" name="isp" {
+                        option value="" { "Any" }
+                        @for (code, name) in &isps { option value=(code) selected[*code == q.isp] { (name) } }
+                    }
+                }
+                div {
+                    label for="q-days" { "Waiting at least" }
+                    select id="q-days" name="days" {
+                        @for (d, l) in [("", "Any time"), ("1", "1 day"), ("3", "3 days"), ("7", "7 days"), ("30", "30 days")] {
+                            option value=(d) selected[d == q.days] { (l) }
+                        }
                     }
                 }
                 button type="submit" { "Filter" }
