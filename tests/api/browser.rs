@@ -109,6 +109,16 @@ impl Browser {
 
     /// The whole page at `width` pixels (a phone is about 400).
     async fn shot_at(&self, width: u32, what: &str) {
+        let unlabelled = self
+            .client
+            .execute(
+                "return Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))
+                   .filter(e => e.labels.length === 0).map(e => e.name);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(unlabelled, serde_json::json!([]), "every field has a label ({what})");
         self.client.set_window_size(width, 1100).await.unwrap();
         let height = self
             .client
@@ -164,25 +174,32 @@ impl Browser {
         field.send_keys(text).await.unwrap();
     }
 
-    /// Clicks and waits for the page it leads to (the old page's root goes
-    /// stale), which must be at `expect_path`.
+    /// Clicks and waits for the page it leads to, which must be at `expect_path`.
     async fn click_to(&self, css: &str, expect_path: &str) {
         let old = self.find("html").await;
         self.find(css).await.click().await.unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while old.tag_name().await.is_ok() {
-            assert!(std::time::Instant::now() < deadline, "{css} led nowhere");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        self.find("main h1").await;
+        self.until_replaced(old, css).await;
         let path = self.path().await;
         assert!(path.starts_with(expect_path), "{css} led to {path}, not {expect_path}");
     }
 
+    /// Waits until the page whose root is `old` has been replaced (its root
+    /// goes stale) and the new one is shown.
+    async fn until_replaced(&self, old: fantoccini::elements::Element, after: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while old.tag_name().await.is_ok() {
+            assert!(std::time::Instant::now() < deadline, "{after} led nowhere");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.find("main h1").await;
+    }
+
+    /// Signs in from the keyboard alone: the token, then Enter.
     async fn sign_in(&self, token: &str) {
         self.goto("/console/sign-in").await;
-        self.type_into("#token", token).await;
-        self.click_to("main form button[type=submit]", "/console/").await;
+        let old = self.find("html").await;
+        self.type_into("#token", &format!("{token}\u{E007}")).await;
+        self.until_replaced(old, "Enter in the token field").await;
         self.find("header nav").await;
     }
 

@@ -380,6 +380,43 @@ async fn reviewers_filter_the_queue_and_suspend_reinstate_and_revoke(pool: PgPoo
         "nothing has waited 3 days"
     );
 
+    // An amendment of a registration in force: a diff against that version.
+    let amended = app.active(&bank, &["8.8.2.0/24"]).await;
+    let changed = pb::Registration {
+        purpose: "Treasury dealer terminals".into(),
+        ..amended.clone()
+    };
+    app.registrations(Some(&bank))
+        .amend_registration(amend_request(changed, &["purpose"]))
+        .await
+        .unwrap();
+    app.attest(&app.get(&amended.id).await, true).await.unwrap();
+    let in_queue = queue("").await;
+    assert!(in_queue.contains(&amended.reference) && in_queue.contains("amendment of an active registration"));
+    let diff = call(
+        &app,
+        "GET",
+        &format!("/console/review/{}", amended.id),
+        Some(&cookie),
+        &[],
+    )
+    .await
+    .body;
+    let row = |field: &str| {
+        let at = diff
+            .find(&format!("<td>{field}"))
+            .unwrap_or_else(|| panic!("no {field} row in {diff}"));
+        diff[at..at + diff[at..].find("</tr>").unwrap()].to_owned()
+    };
+    let purpose = row("Purpose");
+    assert!(purpose.contains("(changed)"), "{purpose}");
+    assert!(
+        purpose.contains(&format!("<del>{}</del>", amended.purpose)),
+        "{purpose}"
+    );
+    assert!(purpose.contains("<ins>Treasury dealer terminals</ins>"), "{purpose}");
+    assert!(!row("Source addresses").contains("(changed)"));
+
     let path = format!("/console/review/{}", active.id);
     let decide = |decision: &'static str, code: &'static str| {
         let (app, cookie, path) = (&app, cookie.clone(), path.clone());
