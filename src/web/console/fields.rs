@@ -44,6 +44,22 @@ impl FieldErrors {
         errors
     }
 
+    /// Why an action was refused: a stale etag or a state that no longer
+    /// allows it is said as `stale` (the caller shows the record as it is
+    /// now); anything else is the API's violations.
+    pub fn refused(what: &str, status: &tonic::Status, stale: &str) -> Self {
+        match status.code() {
+            tonic::Code::Aborted | tonic::Code::FailedPrecondition => {
+                Self::message(format!("Not {what}: {stale} ({})", status.message()))
+            }
+            _ => {
+                let mut errors = Self::from_status(status, "", &[]);
+                errors.other.insert(0, format!("Not {what}:"));
+                errors
+            }
+        }
+    }
+
     /// One message (no field) above the form.
     pub fn message(text: impl Into<String>) -> Self {
         Self {

@@ -13,6 +13,7 @@ mod fields;
 mod history;
 mod isp;
 mod page;
+mod registration_form;
 mod review;
 pub mod session;
 

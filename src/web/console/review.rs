@@ -611,18 +611,8 @@ pub(super) async fn decide(
         .into_response(),
         Err(Refused::Page(refusal)) => *refusal,
         Err(Refused::Status(status)) => {
-            let errors = match status.code() {
-                tonic::Code::Aborted | tonic::Code::FailedPrecondition => FieldErrors::message(format!(
-                    "Not {}: this registration changed since you opened it (another reviewer or the applicant acted). It is shown as it is now: read it again and decide. ({})",
-                    decision.done,
-                    status.message()
-                )),
-                _ => {
-                    let mut errors = FieldErrors::from_status(&status, "", &[]);
-                    errors.other.insert(0, format!("Not {}:", decision.done));
-                    errors
-                }
-            };
+            let stale = "this registration changed since you opened it (another reviewer or the applicant acted). It is shown as it is now: read it again and decide.";
+            let errors = FieldErrors::refused(decision.done, &status, stale);
             show(&c, &v, &id, &errors).await
         }
     }
