@@ -555,3 +555,25 @@ async fn administrators_enrol_and_edit_institutions_and_list_isps(pool: PgPool) 
     let home = call(&app, "GET", "/console/home", Some(&lookup), &[]).await;
     assert!(home.body.contains("no console pages"), "{}", home.body);
 }
+
+#[sqlx::test]
+async fn long_lists_are_paged(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, company) = app.enrol(C::Company).await;
+    for x in 0..26 {
+        app.submit(&company, &[&format!("9.9.{x}.0/24")]).await;
+    }
+    let cookie = sign_in(&app, &company).await;
+    let rows = |html: &str| html.matches("<td><a href=\"/console/registrations/").count();
+    let first = call(&app, "GET", "/console/registrations", Some(&cookie), &[])
+        .await
+        .body;
+    assert_eq!(rows(&first), 25);
+    let at = first
+        .find("/console/registrations?after=")
+        .expect("a link to the next page");
+    let next = &first[at..at + first[at..].find('"').unwrap()];
+    let second = call(&app, "GET", next, Some(&cookie), &[]).await.body;
+    assert_eq!(rows(&second), 1);
+    assert!(!second.contains("Next page"));
+}
