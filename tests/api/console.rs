@@ -379,6 +379,13 @@ async fn reviewers_filter_the_queue_and_suspend_reinstate_and_revoke(pool: PgPoo
         !queue("?days=3").await.contains(&waiting.reference),
         "nothing has waited 3 days"
     );
+    let bad = call(&app, "GET", "/console/review?isp=Not+an+ISP", Some(&cookie), &[]).await;
+    assert_eq!(
+        bad.status, 400,
+        "a bad filter is the API's INVALID_ARGUMENT: {}",
+        bad.body
+    );
+    assert!(alert(&bad.body).contains("isp"), "{}", bad.body);
 
     // An amendment of a registration in force: a diff against that version.
     let amended = app.active(&bank, &["8.8.2.0/24"]).await;

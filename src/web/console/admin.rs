@@ -10,7 +10,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::fields::{self, Field, FieldErrors, Kind};
-use super::{Console, Id, Visitor, page};
+use super::{Console, Id, Refused, Visitor, page};
 use crate::pb::{self, institution_service_server::InstitutionService, isp_service_server::IspService};
 
 const LIST: &str = "/vpnregistry.v1.InstitutionService/ListInstitutions";
@@ -37,13 +37,9 @@ pub(super) async fn institutions(State(c): State<Console>, v: Visitor, Query(q):
         page_token: q.after.clone(),
         category,
     };
-    let req = match c.request(&v, LIST, msg) {
-        Ok(req) => req,
-        Err(refusal) => return *refusal,
-    };
-    let list = match c.institutions.list_institutions(req).await {
-        Ok(list) => list.into_inner(),
-        Err(status) => return page::failed("Institutions", &status, &v.session),
+    let list = match c.call(&v, LIST, msg, |req| c.institutions.list_institutions(req)).await {
+        Ok(list) => list,
+        Err(refused) => return refused.page("Institutions", &v),
     };
     let notice = match q.done.as_str() {
         "created" => Some(
@@ -331,23 +327,21 @@ pub(super) async fn create(
         institution: Some(institution),
         request_id: form.request_id.clone(),
     };
-    let req = match c.request(&v, CREATE, msg) {
-        Ok(req) => req,
-        Err(refusal) => return *refusal,
-    };
-    match c.institutions.create_institution(req).await {
+    match c
+        .call(&v, CREATE, msg, |req| c.institutions.create_institution(req))
+        .await
+    {
         Ok(_) => Redirect::to("/console/institutions?done=created").into_response(),
-        Err(status) => form_page(&v, &new_page(), &form, &refusal_errors(&status)),
+        Err(Refused::Page(page)) => *page,
+        Err(Refused::Status(status)) => form_page(&v, &new_page(), &form, &refusal_errors(&status)),
     }
 }
 
-async fn current(c: &Console, v: &Visitor, id: &str) -> Result<pb::Institution, Box<Response>> {
-    let req = c.request(v, GET, pb::GetInstitutionRequest { id: id.to_owned() })?;
-    c.institutions
-        .get_institution(req)
+async fn current(c: &Console, v: &Visitor, id: &str) -> Result<pb::Institution, Response> {
+    let msg = pb::GetInstitutionRequest { id: id.to_owned() };
+    c.call(v, GET, msg, |req| c.institutions.get_institution(req))
         .await
-        .map(tonic::Response::into_inner)
-        .map_err(|s| Box::new(page::failed("Institution", &s, &v.session)))
+        .map_err(|refused| refused.page("Institution", v))
 }
 
 fn edit_page(id: &str) -> FormPage {
@@ -361,7 +355,7 @@ fn edit_page(id: &str) -> FormPage {
 pub(super) async fn edit_form(State(c): State<Console>, v: Visitor, Path(Id { id }): Path<Id>) -> Response {
     match current(&c, &v, &id).await {
         Ok(i) => form_page(&v, &edit_page(&i.id), &InstitutionForm::of(&i), &FieldErrors::default()),
-        Err(refusal) => *refusal,
+        Err(page) => page,
     }
 }
 
@@ -376,7 +370,7 @@ pub(super) async fn update(
     }
     let stored = match current(&c, &v, &id).await {
         Ok(i) => i,
-        Err(refusal) => return *refusal,
+        Err(page) => return page,
     };
     let f = edit_page(&stored.id);
     let before = InstitutionForm::of(&stored);
@@ -400,13 +394,13 @@ pub(super) async fn update(
         update_mask: Some(prost_types::FieldMask { paths }),
         request_id: form.request_id.clone(),
     };
-    let req = match c.request(&v, UPDATE, msg) {
-        Ok(req) => req,
-        Err(refusal) => return *refusal,
-    };
-    match c.institutions.update_institution(req).await {
+    match c
+        .call(&v, UPDATE, msg, |req| c.institutions.update_institution(req))
+        .await
+    {
         Ok(_) => Redirect::to("/console/institutions?done=updated").into_response(),
-        Err(status) => form_page(&v, &f, &form, &refusal_errors(&status)),
+        Err(Refused::Page(page)) => *page,
+        Err(Refused::Status(status)) => form_page(&v, &f, &form, &refusal_errors(&status)),
     }
 }
 
@@ -421,13 +415,9 @@ pub(super) async fn isps(State(c): State<Console>, v: Visitor, Query(q): Query<I
         page_size: page::PAGE_SIZE,
         page_token: q.after,
     };
-    let req = match c.request(&v, ISPS, msg) {
-        Ok(req) => req,
-        Err(refusal) => return *refusal,
-    };
-    let list = match c.isp.list_isps(req).await {
-        Ok(list) => list.into_inner(),
-        Err(status) => return page::failed("ISPs", &status, &v.session),
+    let list = match c.call(&v, ISPS, msg, |req| c.isp.list_isps(req)).await {
+        Ok(list) => list,
+        Err(refused) => return refused.page("ISPs", &v),
     };
     let body: Markup = html! {
         p { "Licensed ISPs are added with " code { "vpn-registry isp add" } "." }

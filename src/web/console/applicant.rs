@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::fields::FieldErrors;
 use super::registration_form::{FormPage, RegistrationForm, form_page, refusal_errors};
-use super::{Console, Id, Visitor, history, page};
+use super::{Console, Id, Refused, Visitor, history, page};
 use crate::pb::{self, registration_service_server::RegistrationService};
 
 const LIST: &str = "/vpnregistry.v1.RegistrationService/ListRegistrations";
@@ -23,9 +23,6 @@ const SUBMIT: &str = "/vpnregistry.v1.RegistrationService/SubmitRegistration";
 const AMEND: &str = "/vpnregistry.v1.RegistrationService/AmendRegistration";
 const WITHDRAW: &str = "/vpnregistry.v1.RegistrationService/WithdrawRegistration";
 const RENEW: &str = "/vpnregistry.v1.RegistrationService/RenewRegistration";
-
-/// Shorthand for a handler's early return.
-type Page<T> = Result<T, Box<Response>>;
 
 #[derive(Deserialize, Default)]
 pub(super) struct ListQuery {
@@ -39,9 +36,12 @@ pub(super) async fn list(State(c): State<Console>, v: Visitor, Query(q): Query<L
         page_token: q.after,
         ..Default::default()
     };
-    let list = match call_list(&c, &v, msg).await {
+    let list = match c
+        .call(&v, LIST, msg, |req| c.registrations.list_registrations(req))
+        .await
+    {
         Ok(list) => list,
-        Err(refusal) => return *refusal,
+        Err(refused) => return refused.page("Your registrations", &v),
     };
     let body = html! {
         p { a href="/console/registrations/new" { "Register a VPN or service" } }
@@ -74,15 +74,6 @@ pub(super) async fn list(State(c): State<Console>, v: Visitor, Query(q): Query<L
         StatusCode::OK,
         page::frame("Your registrations", Some(&v.session), body),
     )
-}
-
-async fn call_list(c: &Console, v: &Visitor, msg: pb::ListRegistrationsRequest) -> Page<pb::ListRegistrationsResponse> {
-    let req = c.request(v, LIST, msg)?;
-    c.registrations
-        .list_registrations(req)
-        .await
-        .map(tonic::Response::into_inner)
-        .map_err(|status| Box::new(page::failed("Your registrations", &status, &v.session)))
 }
 
 fn new_page() -> FormPage<'static> {
@@ -124,17 +115,13 @@ pub(super) async fn submit(
         registration: Some(registration),
         request_id: form.request_id.clone(),
     };
-    let req = match c.request(&v, SUBMIT, msg) {
-        Ok(req) => req,
-        Err(refusal) => return *refusal,
-    };
-    match c.registrations.submit_registration(req).await {
-        Ok(created) => Redirect::to(&format!(
-            "/console/registrations/{}?done=submitted",
-            created.into_inner().id
-        ))
-        .into_response(),
-        Err(status) => form_page(&c, &v, &new_page(), &form, &refusal_errors(&status)).await,
+    match c
+        .call(&v, SUBMIT, msg, |req| c.registrations.submit_registration(req))
+        .await
+    {
+        Ok(created) => Redirect::to(&format!("/console/registrations/{}?done=submitted", created.id)).into_response(),
+        Err(Refused::Page(page)) => *page,
+        Err(Refused::Status(status)) => form_page(&c, &v, &new_page(), &form, &refusal_errors(&status)).await,
     }
 }
 
@@ -144,27 +131,16 @@ pub(super) async fn load(
     v: &Visitor,
     id: &str,
     events_after: String,
-) -> Page<(pb::Registration, pb::ListRegistrationEventsResponse)> {
-    let title = "Registration";
-    let req = c.request(v, GET, pb::GetRegistrationRequest { id: id.to_owned() })?;
-    let registration = c
-        .registrations
-        .get_registration(req)
-        .await
-        .map_err(|s| Box::new(page::failed(title, &s, &v.session)))?
-        .into_inner();
+) -> Result<(pb::Registration, pb::ListRegistrationEventsResponse), Refused> {
+    let registration = current(c, v, id).await?;
     let msg = pb::ListRegistrationEventsRequest {
         id: id.to_owned(),
         page_size: 100,
         page_token: events_after,
     };
-    let req = c.request(v, EVENTS, msg)?;
     let events = c
-        .registrations
-        .list_registration_events(req)
-        .await
-        .map_err(|s| Box::new(page::failed(title, &s, &v.session)))?
-        .into_inner();
+        .call(v, EVENTS, msg, |req| c.registrations.list_registration_events(req))
+        .await?;
     Ok((registration, events))
 }
 
@@ -204,7 +180,7 @@ async fn show(
 ) -> Response {
     let (r, events) = match load(c, v, id, events_after).await {
         Ok(loaded) => loaded,
-        Err(refusal) => return *refusal,
+        Err(refused) => return refused.page("Registration", v),
     };
     let state = pb::RegistrationState::try_from(r.state).unwrap_or_default();
     let revision_state = r
@@ -354,7 +330,7 @@ fn amend_page(r: &pb::Registration) -> FormPage<'static> {
 pub(super) async fn amend_form(State(c): State<Console>, v: Visitor, Path(Id { id }): Path<Id>) -> Response {
     let r = match current(&c, &v, &id).await {
         Ok(r) => r,
-        Err(refusal) => return *refusal,
+        Err(refused) => return refused.page("Registration", &v),
     };
     form_page(
         &c,
@@ -366,13 +342,9 @@ pub(super) async fn amend_form(State(c): State<Console>, v: Visitor, Path(Id { i
     .await
 }
 
-async fn current(c: &Console, v: &Visitor, id: &str) -> Page<pb::Registration> {
-    let req = c.request(v, GET, pb::GetRegistrationRequest { id: id.to_owned() })?;
-    c.registrations
-        .get_registration(req)
-        .await
-        .map(tonic::Response::into_inner)
-        .map_err(|s| Box::new(page::failed("Registration", &s, &v.session)))
+async fn current(c: &Console, v: &Visitor, id: &str) -> Result<pb::Registration, Refused> {
+    let msg = pb::GetRegistrationRequest { id: id.to_owned() };
+    c.call(v, GET, msg, |req| c.registrations.get_registration(req)).await
 }
 
 pub(super) async fn amend(
@@ -386,7 +358,7 @@ pub(super) async fn amend(
     }
     let r = match current(&c, &v, &id).await {
         Ok(r) => r,
-        Err(refusal) => return *refusal,
+        Err(refused) => return refused.page("Registration", &v),
     };
     let f = amend_page(&r);
     // Changes are measured against the version the page showed; if it has
@@ -406,13 +378,13 @@ pub(super) async fn amend(
         update_mask: Some(prost_types::FieldMask { paths }),
         request_id: form.request_id.clone(),
     };
-    let req = match c.request(&v, AMEND, msg) {
-        Ok(req) => req,
-        Err(refusal) => return *refusal,
-    };
-    match c.registrations.amend_registration(req).await {
+    match c
+        .call(&v, AMEND, msg, |req| c.registrations.amend_registration(req))
+        .await
+    {
         Ok(_) => Redirect::to(&format!("/console/registrations/{}?done=amended", r.id)).into_response(),
-        Err(status) => form_page(&c, &v, &f, &form, &refusal_errors(&status)).await,
+        Err(Refused::Page(page)) => *page,
+        Err(Refused::Status(status)) => form_page(&c, &v, &f, &form, &refusal_errors(&status)).await,
     }
 }
 
@@ -439,13 +411,15 @@ pub(super) async fn withdraw(
         reason: form.reason,
         request_id: String::new(),
     };
-    let req = match c.request(&v, WITHDRAW, msg) {
-        Ok(req) => req,
-        Err(refusal) => return *refusal,
-    };
-    match c.registrations.withdraw_registration(req).await {
+    match c
+        .call(&v, WITHDRAW, msg, |req| c.registrations.withdraw_registration(req))
+        .await
+    {
         Ok(_) => Redirect::to(&format!("/console/registrations/{id}?done=withdrawn")).into_response(),
-        Err(status) => show(&c, &v, &id, String::new(), None, &action_errors("withdrawn", &status)).await,
+        Err(Refused::Page(page)) => *page,
+        Err(Refused::Status(status)) => {
+            show(&c, &v, &id, String::new(), None, &action_errors("withdrawn", &status)).await
+        }
     }
 }
 
@@ -494,12 +468,14 @@ pub(super) async fn renew(
         valid_until,
         request_id: String::new(),
     };
-    let req = match c.request(&v, RENEW, msg) {
-        Ok(req) => req,
-        Err(refusal) => return *refusal,
-    };
-    match c.registrations.renew_registration(req).await {
+    match c
+        .call(&v, RENEW, msg, |req| c.registrations.renew_registration(req))
+        .await
+    {
         Ok(_) => Redirect::to(&format!("/console/registrations/{id}?done=renewed")).into_response(),
-        Err(status) => show(&c, &v, &id, String::new(), None, &action_errors("renewed", &status)).await,
+        Err(Refused::Page(page)) => *page,
+        Err(Refused::Status(status)) => {
+            show(&c, &v, &id, String::new(), None, &action_errors("renewed", &status)).await
+        }
     }
 }

@@ -10,7 +10,7 @@ use axum::{
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{Console, Visitor, page, session::Session};
+use super::{Console, Refused, Visitor, page, session::Session};
 use crate::domain::text::echo;
 use crate::grpc::convert::from_timestamp;
 use crate::pb::{self, isp_service_server::IspService};
@@ -47,13 +47,9 @@ async fn render(c: &Console, v: &Visitor, after: &str, notice: Option<&str>, err
         page_size: page::PAGE_SIZE,
         page_token: after.to_owned(),
     };
-    let req = match c.request(v, LIST, msg) {
-        Ok(req) => req,
-        Err(refusal) => return *refusal,
-    };
-    let list = match c.isp.list_pending_attestations(req).await {
-        Ok(r) => r.into_inner(),
-        Err(status) => return page::refused(&status, Some(session)),
+    let list = match c.call(v, LIST, msg, |req| c.isp.list_pending_attestations(req)).await {
+        Ok(list) => list,
+        Err(refused) => return refused.page("Attestations waiting for you", v),
     };
     let body = html! {
         @if let Some(n) = notice { p class="notice" role="status" { (n) } }
@@ -126,18 +122,13 @@ pub(super) async fn attest(State(c): State<Console>, v: Visitor, axum::Form(form
         reason: form.reason,
         request_id: String::new(),
     };
-    let req = match c.request(&v, ATTEST, msg) {
-        Ok(req) => req,
-        Err(refusal) => return *refusal,
-    };
-    match c.isp.attest_registration(req).await {
+    match c.call(&v, ATTEST, msg, |req| c.isp.attest_registration(req)).await {
         // The reference as the registry has it (not the form's) goes in the URL.
-        Ok(done) => Redirect::to(&format!(
-            "/console/isp?done={}&confirmed={confirmed}",
-            done.into_inner().reference
-        ))
-        .into_response(),
-        Err(status) => {
+        Ok(done) => {
+            Redirect::to(&format!("/console/isp?done={}&confirmed={confirmed}", done.reference)).into_response()
+        }
+        Err(Refused::Page(page)) => *page,
+        Err(Refused::Status(status)) => {
             let reference = echo(&form.reference);
             let why = match status.code() {
                 tonic::Code::Aborted | tonic::Code::FailedPrecondition => format!(

@@ -17,7 +17,7 @@ mod registration_form;
 mod review;
 pub mod session;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
 use axum::{
     Router,
@@ -31,7 +31,7 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use self::session::{Session, Sessions};
 use crate::auth::AuthLayer;
-use crate::domain::principal::RoleKind;
+use crate::domain::principal::{Principal, RoleKind};
 use crate::grpc::{institutions::InstitutionApi, isps::IspApi, registrations::RegistrationApi, review::ReviewApi};
 use crate::registry::Registry;
 
@@ -111,6 +111,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Conn {
 }
 
 impl Conn {
+    fn peer(&self) -> Option<std::net::IpAddr> {
+        let tcp = self.tcp.as_ref().or_else(|| self.tls.as_ref().map(|t| t.get_ref()));
+        tcp.and_then(TcpConnectInfo::remote_addr).map(|a| a.ip())
+    }
+
     /// A request as the gate sees a gRPC call: this connection, this token.
     fn call_with(&self, token: &str) -> axum::http::Request<()> {
         let mut req = axum::http::Request::new(());
@@ -147,8 +152,64 @@ impl Console {
         Ok(req)
     }
 
+    /// Calls an RPC for `visitor`: admitted by the gate as `method`, then
+    /// run by the RPC's own `handler`. Each call is logged as an access
+    /// event (`via=console`), as the observe layer logs a gRPC call.
+    async fn call<M, R, Fut>(
+        &self,
+        visitor: &Visitor,
+        method: &'static str,
+        msg: M,
+        handler: impl FnOnce(tonic::Request<M>) -> Fut,
+    ) -> Result<R, Refused>
+    where
+        Fut: Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        let req = self.request(visitor, method, msg).map_err(Refused::Page)?;
+        let caller = req
+            .extensions()
+            .get::<Arc<Principal>>()
+            .map(|p| (p.id, p.role.as_str()));
+        let started = Instant::now();
+        let result = handler(req).await;
+        let code = match &result {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        };
+        tracing::info!(
+            target: "vpn_registry::access",
+            method,
+            token_id = caller.map(|(id, _)| tracing::field::display(id)),
+            role = caller.map(|(_, role)| role),
+            peer = visitor.conn.peer().map(tracing::field::display),
+            code = ?code,
+            latency_ms = started.elapsed().as_secs_f64() * 1e3,
+            via = "console",
+            "call"
+        );
+        result.map(tonic::Response::into_inner).map_err(Refused::Status)
+    }
+
     fn session(&self, headers: &HeaderMap) -> Option<Session> {
         self.sessions.find(headers)
+    }
+}
+
+/// Why a console call brought no answer.
+enum Refused {
+    /// The gate refused (or the session ended): its page.
+    Page(Box<Response>),
+    /// The RPC refused.
+    Status(tonic::Status),
+}
+
+impl Refused {
+    /// The page saying so, for a page that cannot go on without the answer.
+    fn page(self, title: &str, visitor: &Visitor) -> Response {
+        match self {
+            Self::Page(page) => *page,
+            Self::Status(status) => page::failed(title, &status, &visitor.session),
+        }
     }
 }
 

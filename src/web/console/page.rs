@@ -129,15 +129,24 @@ pub fn sign_in(error: Option<&str>, status: StatusCode, nonce: &str) -> Response
 
 /// A refusal by the rules or the gate, said plainly.
 pub fn refused(status: &tonic::Status, session: Option<&Session>) -> Response {
-    let code = match status.code() {
-        tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
-        tonic::Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        tonic::Code::NotFound => StatusCode::NOT_FOUND,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
     let body = html! { p class="error" role="alert" { (status.message()) } p { a href="/console/home" { "Back" } } };
-    respond(code, frame("Not allowed", session, body))
+    respond(http_status(status.code()), frame("Not allowed", session, body))
+}
+
+/// The HTTP status a page refused with `code` answers.
+fn http_status(code: tonic::Code) -> StatusCode {
+    use tonic::Code as C;
+    match code {
+        C::InvalidArgument | C::OutOfRange => StatusCode::BAD_REQUEST,
+        C::Unauthenticated => StatusCode::UNAUTHORIZED,
+        C::PermissionDenied => StatusCode::FORBIDDEN,
+        C::NotFound => StatusCode::NOT_FOUND,
+        C::AlreadyExists | C::Aborted | C::FailedPrecondition => StatusCode::CONFLICT,
+        C::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        C::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        C::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
 }
 
 pub fn not_found() -> Response {
@@ -157,17 +166,11 @@ pub fn no_pages(session: &Session) -> Response {
 
 /// A page saying the registry could not do what was asked, and why.
 pub fn failed(title: &str, status: &tonic::Status, session: &Session) -> Response {
-    match status.code() {
-        tonic::Code::PermissionDenied
-        | tonic::Code::NotFound
-        | tonic::Code::ResourceExhausted
-        | tonic::Code::Unavailable => refused(status, Some(session)),
-        _ => {
-            let body =
-                html! { p class="error" role="alert" { (status.message()) } p { a href="/console/home" { "Back" } } };
-            respond(StatusCode::INTERNAL_SERVER_ERROR, frame(title, Some(session), body))
-        }
+    if status.code() == tonic::Code::PermissionDenied {
+        return refused(status, Some(session));
     }
+    let body = html! { p class="error" role="alert" { (status.message()) } p { a href="/console/home" { "Back" } } };
+    respond(http_status(status.code()), frame(title, Some(session), body))
 }
 
 /// Pakistan Standard Time (UTC+5, no daylight saving).

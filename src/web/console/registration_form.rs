@@ -269,12 +269,9 @@ async fn isp_options(c: &Console, v: &Visitor) -> Vec<(String, String)> {
         page_size: 1000,
         page_token: String::new(),
     };
-    if let Ok(req) = c.request(v, ISPS, msg)
-        && let Ok(list) = c.isp.list_isps(req).await
-    {
+    if let Ok(list) = c.call(v, ISPS, msg, |req| c.isp.list_isps(req)).await {
         choices.extend(
-            list.into_inner()
-                .isps
+            list.isps
                 .into_iter()
                 .map(|i| (i.code.clone(), format!("{} ({})", i.name, i.code))),
         );

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
 
 use super::fields::FieldErrors;
-use super::{Console, Id, Visitor, applicant, history, page};
+use super::{Console, Id, Refused, Visitor, applicant, history, page};
 use crate::grpc::convert::timestamp;
 use crate::pb::{
     self, institution_service_server::InstitutionService, isp_service_server::IspService,
@@ -86,13 +86,9 @@ pub(super) async fn queue(State(c): State<Console>, v: Visitor, Query(q): Query<
         isp: q.isp.clone(),
         queued_before: (days > 0).then(|| timestamp(OffsetDateTime::now_utc() - Duration::days(days))),
     };
-    let req = match c.request(&v, QUEUE, msg) {
-        Ok(req) => req,
-        Err(refusal) => return *refusal,
-    };
-    let list = match c.review.list_review_queue(req).await {
-        Ok(list) => list.into_inner(),
-        Err(status) => return page::failed("Review queue", &status, &v.session),
+    let list = match c.call(&v, QUEUE, msg, |req| c.review.list_review_queue(req)).await {
+        Ok(list) => list,
+        Err(refused) => return refused.page("Review queue", &v),
     };
     let names = institution_names(&c, &v, list.registrations.iter().map(|r| r.institution_id.as_str())).await;
     let isps = isp_choices(&c, &v).await;
@@ -233,14 +229,10 @@ async fn institution_names<'a>(
 }
 
 async fn institution(c: &Console, v: &Visitor, id: &str) -> Option<pb::Institution> {
-    let req = c
-        .request(v, INSTITUTION, pb::GetInstitutionRequest { id: id.to_owned() })
-        .ok()?;
-    c.institutions
-        .get_institution(req)
+    let msg = pb::GetInstitutionRequest { id: id.to_owned() };
+    c.call(v, INSTITUTION, msg, |req| c.institutions.get_institution(req))
         .await
         .ok()
-        .map(tonic::Response::into_inner)
 }
 
 async fn isp_choices(c: &Console, v: &Visitor) -> Vec<(String, String)> {
@@ -248,11 +240,8 @@ async fn isp_choices(c: &Console, v: &Visitor) -> Vec<(String, String)> {
         page_size: 1000,
         page_token: String::new(),
     };
-    let Ok(req) = c.request(v, ISPS, msg) else {
-        return Vec::new();
-    };
-    match c.isp.list_isps(req).await {
-        Ok(list) => list.into_inner().isps.into_iter().map(|i| (i.code, i.name)).collect(),
+    match c.call(v, ISPS, msg, |req| c.isp.list_isps(req)).await {
+        Ok(list) => list.isps.into_iter().map(|i| (i.code, i.name)).collect(),
         Err(_) => Vec::new(),
     }
 }
@@ -331,7 +320,7 @@ pub(super) async fn detail(State(c): State<Console>, v: Visitor, Path(Id { id })
 async fn show(c: &Console, v: &Visitor, id: &str, errors: &FieldErrors) -> Response {
     let (r, events) = match applicant::load(c, v, id, String::new()).await {
         Ok(loaded) => loaded,
-        Err(refusal) => return *refusal,
+        Err(refused) => return refused.page("Review", v),
     };
     let institution = institution(c, v, &r.institution_id).await;
     let attestation = events.events.iter().rev().find(|e| {
@@ -550,7 +539,8 @@ pub(super) async fn decide(
                 override_size_limits: f.override_size_limits.is_some(),
                 request_id,
             };
-            run(&c, &v, decision, msg, |req| c.review.approve_registration(req)).await
+            c.call(&v, decision.method, msg, |req| c.review.approve_registration(req))
+                .await
         }
         "request_information" => {
             let msg = pb::RequestInformationRequest {
@@ -560,7 +550,8 @@ pub(super) async fn decide(
                 reason,
                 request_id,
             };
-            run(&c, &v, decision, msg, |req| c.review.request_information(req)).await
+            c.call(&v, decision.method, msg, |req| c.review.request_information(req))
+                .await
         }
         "reject" => {
             let msg = pb::RejectRegistrationRequest {
@@ -570,7 +561,8 @@ pub(super) async fn decide(
                 reason,
                 request_id,
             };
-            run(&c, &v, decision, msg, |req| c.review.reject_registration(req)).await
+            c.call(&v, decision.method, msg, |req| c.review.reject_registration(req))
+                .await
         }
         "suspend" => {
             let msg = pb::SuspendRegistrationRequest {
@@ -580,7 +572,8 @@ pub(super) async fn decide(
                 reason,
                 request_id,
             };
-            run(&c, &v, decision, msg, |req| c.review.suspend_registration(req)).await
+            c.call(&v, decision.method, msg, |req| c.review.suspend_registration(req))
+                .await
         }
         "reinstate" => {
             let msg = pb::ReinstateRegistrationRequest {
@@ -590,7 +583,8 @@ pub(super) async fn decide(
                 reason,
                 request_id,
             };
-            run(&c, &v, decision, msg, |req| c.review.reinstate_registration(req)).await
+            c.call(&v, decision.method, msg, |req| c.review.reinstate_registration(req))
+                .await
         }
         _ => {
             let msg = pb::RevokeRegistrationRequest {
@@ -600,7 +594,8 @@ pub(super) async fn decide(
                 reason,
                 request_id,
             };
-            run(&c, &v, decision, msg, |req| c.review.revoke_registration(req)).await
+            c.call(&v, decision.method, msg, |req| c.review.revoke_registration(req))
+                .await
         }
     };
     match result {
@@ -616,24 +611,4 @@ pub(super) async fn decide(
             show(&c, &v, &id, &errors).await
         }
     }
-}
-
-enum Refused {
-    /// The gate refused: its page.
-    Page(Box<Response>),
-    /// The RPC refused.
-    Status(tonic::Status),
-}
-
-/// Runs one decision RPC through the gate and its handler.
-async fn run<M, F, Fut>(c: &Console, v: &Visitor, d: &Decision, msg: M, call: F) -> Result<pb::Registration, Refused>
-where
-    F: FnOnce(tonic::Request<M>) -> Fut,
-    Fut: std::future::Future<Output = Result<tonic::Response<pb::Registration>, tonic::Status>>,
-{
-    let req = c.request(v, d.method, msg).map_err(Refused::Page)?;
-    call(req)
-        .await
-        .map(tonic::Response::into_inner)
-        .map_err(Refused::Status)
 }
