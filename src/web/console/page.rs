@@ -16,6 +16,9 @@ pub const PAGE_SIZE: i32 = 25;
 
 /// Readable on a phone and a laptop, high contrast, visible focus.
 const STYLE: &str = "
+*,*::before,*::after{box-sizing:border-box}
+select{max-width:100%}
+code{overflow-wrap:anywhere}
 body{font-family:system-ui,sans-serif;margin:0;color:#111;background:#fff;line-height:1.5}
 header{background:#0b3d2e;color:#fff;padding:.75rem 1rem;display:flex;flex-wrap:wrap;gap:1rem;align-items:center;justify-content:space-between}
 header a{color:#fff}
@@ -26,7 +29,7 @@ input[type=date],select,textarea{padding:.5rem;border:1px solid #333;font-size:1
 textarea{width:100%;max-width:32rem}
 .changed td{background:#fff7d6}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}dt{font-weight:600}dd{margin:0}
-fieldset{border:1px solid #888;margin:1rem 0;padding:.5rem 1rem}
+fieldset{border:1px solid #888;margin:1rem 0;padding:.5rem 1rem;min-width:0}
 .filters{display:flex;flex-wrap:wrap;gap:0 1.5rem;align-items:flex-end}
 main{padding:1rem;max-width:72rem;margin:auto}
 table{border-collapse:collapse;width:100%}
