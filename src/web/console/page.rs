@@ -35,7 +35,7 @@ main{padding:1rem;max-width:72rem;margin:auto}
 table{border-collapse:collapse;width:100%}
 th,td{border-bottom:1px solid #888;padding:.5rem;text-align:left;vertical-align:top}
 label{display:block;font-weight:600;margin-top:.5rem}
-input[type=text],input[type=password]{width:100%;max-width:32rem;padding:.5rem;border:1px solid #333;font-size:1rem}
+input[type=text],input[type=password],input[type=email],input[type=tel]{width:100%;max-width:32rem;padding:.5rem;border:1px solid #333;font-size:1rem}
 button{padding:.5rem 1rem;font-size:1rem;margin-top:.5rem;margin-right:.5rem;cursor:pointer}
 :focus{outline:3px solid #d97706;outline-offset:2px}
 .notice{border-left:4px solid #0b3d2e;background:#ecfdf5;padding:.5rem 1rem}
