@@ -416,9 +416,11 @@ async fn a_registration_from_form_to_active_in_a_browser(pool: PgPool) {
     two.sign_in(&app.admin().await).await;
     assert!(two.body().await.contains(&bank.legal_name));
     two.shot("admin-institutions").await;
-    two.click_to("a[href='/console/institutions/new']", "/console/institutions/new").await;
+    two.click_to("a[href='/console/institutions/new']", "/console/institutions/new")
+        .await;
     two.shot("admin-enrol-form").await;
-    two.click_to("header nav a[href='/console/isps']", "/console/isps").await;
+    two.click_to("header nav a[href='/console/isps']", "/console/isps")
+        .await;
     assert!(two.body().await.contains("ptcl"));
     two.shot("admin-isps").await;
 
