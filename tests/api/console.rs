@@ -584,3 +584,39 @@ async fn long_lists_are_paged(pool: PgPool) {
     assert_eq!(rows(&second), 1);
     assert!(!second.contains("Next page"));
 }
+
+#[sqlx::test]
+async fn a_long_history_is_paged(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, bank) = app.enrol(C::Bank).await;
+    let mut r = app.submit(&bank, &["8.8.8.0/24"]).await;
+    for n in 0..100 {
+        let changed = pb::Registration {
+            purpose: format!("Remote access, revision {n}"),
+            ..r.clone()
+        };
+        r = app
+            .registrations(Some(&bank))
+            .amend_registration(amend_request(changed, &["purpose"]))
+            .await
+            .unwrap()
+            .into_inner();
+    }
+    let reviewer = app.reviewer_token().await.to_owned();
+    for (token, path) in [
+        (bank.as_str(), format!("/console/registrations/{}", r.id)),
+        (reviewer.as_str(), format!("/console/review/{}", r.id)),
+    ] {
+        let cookie = sign_in(&app, token).await;
+        let first = call(&app, "GET", &path, Some(&cookie), &[]).await.body;
+        // 101 events: the submission and 100 amendments, 100 a page.
+        let last = "revision 98 → Remote access, revision 99";
+        assert!(first.contains("revision 97 → Remote access, revision 98"), "{path}");
+        assert!(!first.contains(last), "{path}");
+        let at = first.find("?events_after=").expect("a link to later events");
+        let next = format!("{path}{}", &first[at..at + first[at..].find('"').unwrap()]);
+        let later = call(&app, "GET", &next, Some(&cookie), &[]).await.body;
+        assert!(later.contains(last), "{next}");
+        assert!(!later.contains("?events_after="));
+    }
+}

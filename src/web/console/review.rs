@@ -313,12 +313,24 @@ fn open_decisions(r: &pb::Registration) -> Vec<&'static Decision> {
     DECISIONS.iter().filter(|d| names.contains(&d.name)).collect()
 }
 
-pub(super) async fn detail(State(c): State<Console>, v: Visitor, Path(Id { id }): Path<Id>) -> Response {
-    show(&c, &v, &id, &FieldErrors::default()).await
+#[derive(Deserialize, Default)]
+pub(super) struct DetailQuery {
+    /// The history's next page (from the "Later events" link).
+    #[serde(default)]
+    events_after: String,
 }
 
-async fn show(c: &Console, v: &Visitor, id: &str, errors: &FieldErrors) -> Response {
-    let (r, events) = match applicant::load(c, v, id, String::new()).await {
+pub(super) async fn detail(
+    State(c): State<Console>,
+    v: Visitor,
+    Path(Id { id }): Path<Id>,
+    Query(q): Query<DetailQuery>,
+) -> Response {
+    show(&c, &v, &id, q.events_after, &FieldErrors::default()).await
+}
+
+async fn show(c: &Console, v: &Visitor, id: &str, events_after: String, errors: &FieldErrors) -> Response {
+    let (r, events) = match applicant::load(c, v, id, events_after).await {
         Ok(loaded) => loaded,
         Err(refused) => return refused.page("Review", v),
     };
@@ -366,6 +378,9 @@ async fn show(c: &Console, v: &Visitor, id: &str, errors: &FieldErrors) -> Respo
         }
         h2 { "History" }
         (history::table(&events.events))
+        @if !events.next_page_token.is_empty() {
+            p { a href={ "/console/review/" (r.id) "?events_after=" (events.next_page_token) } { "Later events" } }
+        }
     };
     page::respond(
         status,
@@ -514,18 +529,13 @@ pub(super) async fn decide(
         return *refusal;
     }
     let Some(decision) = DECISIONS.iter().find(|d| d.name == f.decision) else {
-        return show(
-            &c,
-            &v,
-            &id,
-            &FieldErrors::message("Choose one of the decision buttons."),
-        )
-        .await;
+        let errors = FieldErrors::message("Choose one of the decision buttons.");
+        return show(&c, &v, &id, String::new(), &errors).await;
     };
     let reason_code = pb::ReasonCode::from_str_name(&format!("REASON_CODE_{}", f.reason_code)).map_or(0, |c| c as i32);
     let valid_until = match page::day_start(&f.valid_until) {
         Ok(t) => t,
-        Err(why) => return show(&c, &v, &id, &FieldErrors::message(why)).await,
+        Err(why) => return show(&c, &v, &id, String::new(), &FieldErrors::message(why)).await,
     };
     let (etag, reason, request_id) = (f.etag.clone(), f.reason.clone(), f.request_id.clone());
     let result = match decision.name {
@@ -608,7 +618,7 @@ pub(super) async fn decide(
         Err(Refused::Status(status)) => {
             let stale = "this registration changed since you opened it (another reviewer or the applicant acted). It is shown as it is now: read it again and decide.";
             let errors = FieldErrors::refused(decision.done, &status, stale);
-            show(&c, &v, &id, &errors).await
+            show(&c, &v, &id, String::new(), &errors).await
         }
     }
 }
