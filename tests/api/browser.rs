@@ -269,6 +269,21 @@ async fn a_registration_from_form_to_active_in_a_browser(pool: PgPool) {
     one.type_into("#f-source_prefixes", "8.8.8.7/24").await;
     let typed = one.text("#f-source_prefixes-error").await;
     assert!(typed.contains("host bits"), "checked as typed: {typed:?}");
+    // Not sent while a field is wrong: the page stays, the field has focus.
+    let page = one.find("html").await;
+    one.find("form[data-validate] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(page.tag_name().await.is_ok(), "the form was not sent");
+    let focused = one
+        .client
+        .execute("return document.activeElement.id;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(focused, serde_json::json!("f-source_prefixes"));
     one.shot("applicant-form-checked-as-typed").await;
 
     // A well-formed but private prefix: the server's violation, beside the field.
