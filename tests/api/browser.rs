@@ -6,6 +6,7 @@
 
 use std::{
     io::{BufRead, BufReader},
+    os::unix::process::CommandExt,
     path::PathBuf,
     process::{Child, Command, Stdio},
     sync::atomic::{AtomicUsize, Ordering},
@@ -19,7 +20,9 @@ use vpn_registry::pb::InstitutionCategory as C;
 
 use crate::helpers::*;
 
-/// chromedriver on a port it chose (`--port=0`), stopped when dropped.
+/// chromedriver on a port it chose (`--port=0`), in a process group of its
+/// own with the browsers it starts: dropping it (also when a test fails
+/// before closing its sessions) kills them all.
 struct Driver {
     child: Child,
     url: String,
@@ -29,6 +32,7 @@ impl Driver {
     fn start() -> Self {
         let mut child = Command::new("chromedriver")
             .arg("--port=0")
+            .process_group(0)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -55,6 +59,8 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
