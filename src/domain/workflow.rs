@@ -83,6 +83,20 @@ fn live_revision(current: &Registration) -> Option<&Revision> {
     current.pending_revision.as_ref().filter(|_| current.state.is_live())
 }
 
+/// Whether `event` may happen now to a registration in `state` whose pending
+/// revision, if any, is in `revision`, by the rules the plans here apply:
+/// review events and withdrawals act on a live registration's revision, an
+/// ACTIVE registration is amended through a new revision, everything else
+/// moves the registration along the lifecycle. (Pages use it to offer only
+/// what would be accepted; the plans remain the authority.)
+pub fn allows(state: State, revision: Option<State>, event: Event) -> bool {
+    match (event, revision.filter(|_| state.is_live())) {
+        (Event::Amend { .. }, None) => state == State::Active || lifecycle::next(state, event).is_ok(),
+        (event, Some(revision)) if event.reviews_revision() => lifecycle::next(revision, event).is_ok(),
+        (event, _) => lifecycle::next(state, event).is_ok(),
+    }
+}
+
 /// Changes what the applicant declared. An undecided registration changes in
 /// place (and goes back to the ISP when attested fields changed); an ACTIVE
 /// one gets (or updates) a pending revision while it stays in force.
@@ -370,5 +384,35 @@ pub fn expiry(validity_ended: bool) -> Record {
         reason_code: Some(code),
         reason: reason.parse().ok(),
         ..Record::transition(Action::Expired, Some(State::Active), State::Expired)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use State::*;
+
+    #[test]
+    fn allows_what_the_plans_accept() {
+        let approve = Event::Approve;
+        let amend = Event::Amend { reattest: false };
+        // An undecided registration: decided and amended itself.
+        assert!(allows(UnderReview, None, approve));
+        assert!(allows(UnderReview, None, amend) && allows(UnderReview, None, Event::Withdraw));
+        assert!(!allows(UnderReview, None, Event::Suspend));
+        // In force: suspended, revoked, amended through a new revision.
+        assert!(allows(Active, None, Event::Suspend) && allows(Active, None, Event::Revoke));
+        assert!(allows(Active, None, amend));
+        assert!(!allows(Active, None, approve) && !allows(Active, None, Event::Withdraw));
+        // In force with a revision under review: review acts on the revision.
+        assert!(allows(Active, Some(UnderReview), approve));
+        assert!(allows(Active, Some(UnderReview), Event::Withdraw));
+        assert!(allows(Active, Some(UnderReview), Event::Suspend));
+        assert!(!allows(Active, Some(NeedsInfo), approve) && allows(Active, Some(NeedsInfo), amend));
+        // Suspended and expired.
+        assert!(allows(Suspended, None, Event::Reinstate) && !allows(Suspended, None, amend));
+        assert!(!allows(Expired, None, amend) && allows(Expired, Some(UnderReview), approve));
+        // A revision of a registration no longer live is not in play.
+        assert!(!allows(Revoked, Some(UnderReview), approve));
     }
 }

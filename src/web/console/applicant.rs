@@ -14,6 +14,8 @@ use serde::Deserialize;
 use super::fields::FieldErrors;
 use super::registration_form::{FormPage, RegistrationForm, form_page, refusal_errors};
 use super::{Console, Id, Refused, Visitor, history, page};
+use crate::domain::{lifecycle::Event, state::State as RegistrationState, workflow};
+use crate::grpc::convert::state_from_pb;
 use crate::pb::{self, registration_service_server::RegistrationService};
 
 const LIST: &str = "/vpnregistry.v1.RegistrationService/ListRegistrations";
@@ -182,13 +184,8 @@ async fn show(
         Ok(loaded) => loaded,
         Err(refused) => return refused.page("Registration", v),
     };
-    let state = pb::RegistrationState::try_from(r.state).unwrap_or_default();
-    let revision_state = r
-        .pending_revision
-        .as_ref()
-        .and_then(|rev| pb::RegistrationState::try_from(rev.state).ok());
-    use pb::RegistrationState as S;
-    let needs_info = state == S::NeedsInfo || revision_state == Some(S::NeedsInfo);
+    let (state, revision) = states(&r);
+    let needs_info = state == RegistrationState::NeedsInfo || revision == Some(RegistrationState::NeedsInfo);
     let question = needs_info
         .then(|| {
             events
@@ -198,12 +195,9 @@ async fn show(
                 .find(|e| e.action == pb::RegistrationAction::InformationRequested as i32)
         })
         .flatten();
-    let withdrawable = matches!(state, S::Submitted | S::IspVerification | S::UnderReview | S::NeedsInfo);
-    let amendable = matches!(
-        state,
-        S::Submitted | S::IspVerification | S::UnderReview | S::NeedsInfo | S::Active
-    );
-    let renewable = matches!(state, S::Active | S::Expired) && r.pending_revision.is_none();
+    let withdrawable = workflow::allows(state, revision, Event::Withdraw);
+    let amendable = workflow::allows(state, revision, Event::Amend { reattest: false });
+    let renewable = state.is_live() && revision.is_none();
     let status = if errors.is_empty() {
         StatusCode::OK
     } else {
@@ -261,6 +255,16 @@ async fn show(
     page::respond(
         status,
         page::frame(&format!("Registration {}", r.reference), Some(&v.session), body),
+    )
+}
+
+/// The states of a registration and of its pending revision, if any, as the
+/// domain's rules take them.
+pub(super) fn states(r: &pb::Registration) -> (RegistrationState, Option<RegistrationState>) {
+    let state = state_from_pb(r.state).unwrap_or(RegistrationState::Submitted);
+    (
+        state,
+        r.pending_revision.as_ref().and_then(|rev| state_from_pb(rev.state)),
     )
 }
 

@@ -18,6 +18,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::fields::FieldErrors;
 use super::{Console, Id, Refused, Visitor, applicant, history, page};
+use crate::domain::{lifecycle::Event, workflow};
 use crate::grpc::convert::timestamp;
 use crate::pb::{
     self, institution_service_server::InstitutionService, isp_service_server::IspService,
@@ -246,9 +247,10 @@ async fn isp_choices(c: &Console, v: &Visitor) -> Vec<(String, String)> {
     }
 }
 
-/// A decision a reviewer can take, and the states it applies to.
+/// A decision a reviewer can take: its lifecycle event and its RPC.
 struct Decision {
     name: &'static str,
+    event: Event,
     button: &'static str,
     done: &'static str,
     method: &'static str,
@@ -257,60 +259,55 @@ struct Decision {
 const DECISIONS: &[Decision] = &[
     Decision {
         name: "approve",
+        event: Event::Approve,
         button: "Approve",
         done: "approved",
         method: "/vpnregistry.v1.ReviewService/ApproveRegistration",
     },
     Decision {
         name: "request_information",
+        event: Event::RequestInformation,
         button: "Request information",
         done: "information requested",
         method: "/vpnregistry.v1.ReviewService/RequestInformation",
     },
     Decision {
         name: "reject",
+        event: Event::Reject,
         button: "Reject",
         done: "rejected",
         method: "/vpnregistry.v1.ReviewService/RejectRegistration",
     },
     Decision {
         name: "suspend",
+        event: Event::Suspend,
         button: "Suspend",
         done: "suspended",
         method: "/vpnregistry.v1.ReviewService/SuspendRegistration",
     },
     Decision {
         name: "reinstate",
+        event: Event::Reinstate,
         button: "Reinstate",
         done: "reinstated",
         method: "/vpnregistry.v1.ReviewService/ReinstateRegistration",
     },
     Decision {
         name: "revoke",
+        event: Event::Revoke,
         button: "Revoke",
         done: "revoked",
         method: "/vpnregistry.v1.ReviewService/RevokeRegistration",
     },
 ];
 
-/// The decisions open on `r` now.
+/// The decisions open on `r` now (the workflow's own rules).
 fn open_decisions(r: &pb::Registration) -> Vec<&'static Decision> {
-    use pb::RegistrationState as S;
-    let state = S::try_from(r.state).unwrap_or_default();
-    let under_review = state == S::UnderReview
-        || r.pending_revision
-            .as_ref()
-            .is_some_and(|rev| rev.state == S::UnderReview as i32);
-    let mut names = Vec::new();
-    if under_review {
-        names.extend(["approve", "request_information", "reject"]);
-    }
-    match state {
-        S::Active => names.extend(["suspend", "revoke"]),
-        S::Suspended => names.extend(["reinstate", "revoke"]),
-        _ => {}
-    }
-    DECISIONS.iter().filter(|d| names.contains(&d.name)).collect()
+    let (state, revision) = applicant::states(r);
+    DECISIONS
+        .iter()
+        .filter(|d| workflow::allows(state, revision, d.event))
+        .collect()
 }
 
 #[derive(Deserialize, Default)]
