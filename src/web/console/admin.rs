@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::fields::{self, Field, FieldErrors, Kind};
 use super::{Console, Id, Refused, Visitor, page};
+use crate::grpc::convert;
 use crate::pb::{self, institution_service_server::InstitutionService, isp_service_server::IspService};
 
 const LIST: &str = "/vpnregistry.v1.InstitutionService/ListInstitutions";
@@ -167,7 +168,8 @@ impl InstitutionForm {
             pseb_expiry: i
                 .pseb_expiry
                 .as_ref()
-                .map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day))
+                .and_then(|d| convert::from_date(d).ok())
+                .map(|d| d.to_string())
                 .unwrap_or_default(),
             sbp_licence: i.sbp_licence.clone(),
             accreditation_ref: i.accreditation_ref.clone(),
@@ -198,9 +200,9 @@ impl InstitutionForm {
     fn to_pb(&self) -> Result<pb::Institution, FieldErrors> {
         let pseb_expiry = match self.pseb_expiry.trim() {
             "" => None,
-            day => Some(parse_date(day).ok_or_else(|| {
+            day => Some(page::parse_day(day).map(convert::date).map_err(|why| {
                 let mut errors = FieldErrors::default();
-                errors.add("pseb_expiry", "is not a date (YYYY-MM-DD)");
+                errors.add("pseb_expiry", why);
                 errors
             })?),
         };
@@ -223,15 +225,6 @@ impl InstitutionForm {
             ..Default::default()
         })
     }
-}
-
-fn parse_date(day: &str) -> Option<pb::google::r#type::Date> {
-    let d = time::Date::parse(day, time::macros::format_description!("[year]-[month]-[day]")).ok()?;
-    Some(pb::google::r#type::Date {
-        year: d.year(),
-        month: i32::from(u8::from(d.month())),
-        day: i32::from(d.day()),
-    })
 }
 
 struct FormPage {

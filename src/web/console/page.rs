@@ -6,10 +6,12 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use maud::{DOCTYPE, Markup, PreEscaped, html};
-use time::{OffsetDateTime, UtcOffset, macros::format_description};
+use time::{Date, OffsetDateTime, macros::format_description};
 
 use super::session::Session;
+use crate::domain::calendar::PKT;
 use crate::domain::principal::RoleKind;
+use crate::grpc::convert::{from_timestamp, timestamp};
 
 /// Rows on one page of a list (an "Older"/"Next" link leads on).
 pub const PAGE_SIZE: i32 = 25;
@@ -176,10 +178,9 @@ pub fn failed(title: &str, status: &tonic::Status, session: &Session) -> Respons
     respond(http_status(status.code()), frame(title, Some(session), body))
 }
 
-/// Pakistan Standard Time (UTC+5, no daylight saving).
+/// A time in Pakistan time (the regulator's calendar).
 pub fn pkt(t: OffsetDateTime) -> String {
-    let offset = UtcOffset::from_hms(5, 0, 0).unwrap_or(UtcOffset::UTC);
-    t.to_offset(offset)
+    t.to_offset(PKT)
         .format(format_description!(
             "[day] [month repr:short] [year], [hour]:[minute] PKT"
         ))
@@ -188,35 +189,31 @@ pub fn pkt(t: OffsetDateTime) -> String {
 
 /// The PKT time of a wire timestamp, or a dash.
 pub fn pkt_of(t: Option<&prost_types::Timestamp>) -> String {
-    t.and_then(|t| crate::grpc::convert::from_timestamp(t).ok())
+    t.and_then(|t| from_timestamp(t).ok())
         .map(pkt)
         .unwrap_or_else(|| "—".to_owned())
 }
 
 /// The PKT calendar day of a wire timestamp (`YYYY-MM-DD`, for date inputs).
 pub fn pkt_day(t: Option<&prost_types::Timestamp>) -> String {
-    let offset = UtcOffset::from_hms(5, 0, 0).unwrap_or(UtcOffset::UTC);
-    t.and_then(|t| crate::grpc::convert::from_timestamp(t).ok())
-        .and_then(|t| {
-            t.to_offset(offset)
-                .date()
-                .format(format_description!("[year]-[month]-[day]"))
-                .ok()
-        })
+    t.and_then(|t| from_timestamp(t).ok())
+        .map(|t| t.to_offset(PKT).date().to_string())
         .unwrap_or_default()
 }
 
-/// The start (00:00 PKT) of the day a date input names; `Err` says why not.
+/// The day a date input names (`YYYY-MM-DD`); `Err` says why not.
+pub fn parse_day(day: &str) -> Result<Date, String> {
+    Date::parse(day.trim(), format_description!("[year]-[month]-[day]"))
+        .map_err(|_| format!("{day:?} is not a date (YYYY-MM-DD)"))
+}
+
+/// The start (00:00 PKT) of the day a date input names, if it names one.
 pub fn day_start(day: &str) -> Result<Option<prost_types::Timestamp>, String> {
     if day.trim().is_empty() {
         return Ok(None);
     }
-    let date = time::Date::parse(day.trim(), format_description!("[year]-[month]-[day]"))
-        .map_err(|_| format!("{day:?} is not a date (YYYY-MM-DD)"))?;
-    let offset = UtcOffset::from_hms(5, 0, 0).unwrap_or(UtcOffset::UTC);
-    Ok(Some(crate::grpc::convert::timestamp(
-        date.with_time(time::Time::MIDNIGHT).assume_offset(offset),
-    )))
+    let date = parse_day(day)?;
+    Ok(Some(timestamp(date.with_time(time::Time::MIDNIGHT).assume_offset(PKT))))
 }
 
 /// How long ago `since` was, roughly ("3 days", "5 hours", "12 minutes").

@@ -19,7 +19,7 @@ use time::{Duration, OffsetDateTime};
 use super::fields::FieldErrors;
 use super::{Console, Id, Refused, Visitor, applicant, history, page};
 use crate::domain::{lifecycle::Event, workflow};
-use crate::grpc::convert::timestamp;
+use crate::grpc::convert::{self, timestamp};
 use crate::pb::{
     self, institution_service_server::InstitutionService, isp_service_server::IspService,
     review_service_server::ReviewService,
@@ -402,7 +402,7 @@ fn institution_summary(i: &pb::Institution) -> Markup {
             dt { "Name" } dd { (i.legal_name) }
             dt { "Category" } dd { (page::category(i.category)) }
             @for (label, value) in rows { @if !value.is_empty() { dt { (label) } dd { (value) } } }
-            @if let Some(d) = &i.pseb_expiry { dt { "PSEB expiry" } dd { (format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)) } }
+            @if let Some(d) = &i.pseb_expiry { dt { "PSEB expiry" } dd { (convert::from_date(d).map(|d| d.to_string()).unwrap_or_default()) } }
         }
     }
 }
