@@ -13,7 +13,7 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use maud::{Markup, html};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use super::fields::FieldErrors;
@@ -29,7 +29,7 @@ const QUEUE: &str = "/vpnregistry.v1.ReviewService/ListReviewQueue";
 const INSTITUTION: &str = "/vpnregistry.v1.InstitutionService/GetInstitution";
 const ISPS: &str = "/vpnregistry.v1.IspService/ListIsps";
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Serialize, Default, Clone)]
 pub(super) struct QueueQuery {
     #[serde(default)]
     category: String,
@@ -43,34 +43,24 @@ pub(super) struct QueueQuery {
     #[serde(default)]
     after: String,
     /// The reference just decided, and how (to say so).
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     done: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     how: String,
 }
 
 impl QueueQuery {
-    /// The filters as a query string (for the "Older" link).
-    fn filters(&self) -> String {
+    /// The link to the page after `token`, with the same filters.
+    fn next_page(&self, token: &str) -> String {
+        let next = Self {
+            after: token.to_owned(),
+            ..self.clone()
+        };
         format!(
-            "category={}&kind={}&isp={}&days={}",
-            enc(&self.category),
-            enc(&self.kind),
-            enc(&self.isp),
-            enc(&self.days)
+            "/console/review?{}",
+            serde_urlencoded::to_string(next).unwrap_or_default()
         )
     }
-}
-
-/// Percent-encodes a query value (filter values are codes and digits; this
-/// keeps anything else from breaking the link).
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 pub(super) async fn queue(State(c): State<Console>, v: Visitor, Query(q): Query<QueueQuery>) -> Response {
@@ -163,7 +153,7 @@ pub(super) async fn queue(State(c): State<Console>, v: Visitor, Query(q): Query<
             }
         }
         @if !list.next_page_token.is_empty() {
-            p { a href={ "/console/review?" (q.filters()) "&after=" (enc(&list.next_page_token)) } { "Older" } }
+            p { a href=(q.next_page(&list.next_page_token)) { "Older" } }
         }
     };
     page::respond(StatusCode::OK, page::frame("Review queue", Some(&v.session), body))
@@ -617,5 +607,27 @@ pub(super) async fn decide(
             let errors = FieldErrors::refused(decision.done, &status, stale);
             show(&c, &v, &id, String::new(), &errors).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_page_keeps_the_filters_and_drops_the_notice() {
+        let q = QueueQuery {
+            category: "BANK".into(),
+            isp: "a&b c".into(),
+            days: "3".into(),
+            after: "q:1:old".into(),
+            done: "VPN-2026-000001".into(),
+            how: "approve".into(),
+            ..QueueQuery::default()
+        };
+        assert_eq!(
+            q.next_page("q:2:abc"),
+            "/console/review?category=BANK&kind=&isp=a%26b+c&days=3&after=q%3A2%3Aabc"
+        );
     }
 }
