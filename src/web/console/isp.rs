@@ -32,8 +32,7 @@ pub(super) struct DeskQuery {
 
 pub(super) async fn desk(State(c): State<Console>, v: Visitor, Query(q): Query<DeskQuery>) -> Response {
     // Only a reference is said back (a crafted link cannot put words here).
-    let reference = q.done.len() <= 24 && q.done.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    let notice = (!q.done.is_empty() && reference).then(|| {
+    let notice = page::is_reference(&q.done).then(|| {
         let how = if q.confirmed { "confirmed" } else { "denied" };
         format!("{} {how}.", q.done)
     });

@@ -33,7 +33,10 @@ use self::session::{Session, Sessions};
 use crate::auth::AuthLayer;
 use crate::domain::principal::{Principal, RoleKind};
 use crate::grpc::{institutions::InstitutionApi, isps::IspApi, registrations::RegistrationApi, review::ReviewApi};
+use crate::pb::{self, isp_service_server::IspService};
 use crate::registry::Registry;
+
+const ISPS: &str = "/vpnregistry.v1.IspService/ListIsps";
 
 /// Where a browser without a session is sent.
 const SIGN_IN: &str = "/console/sign-in";
@@ -188,6 +191,20 @@ impl Console {
             "call"
         );
         result.map(tonic::Response::into_inner).map_err(Refused::Status)
+    }
+
+    /// The licensed ISPs, as (code, name) (the first page of ListIsps,
+    /// which is all of them in practice: a country has dozens); none if
+    /// they cannot be read.
+    async fn isps(&self, visitor: &Visitor) -> Vec<(String, String)> {
+        let msg = pb::ListIspsRequest {
+            page_size: 1000,
+            page_token: String::new(),
+        };
+        match self.call(visitor, ISPS, msg, |req| self.isp.list_isps(req)).await {
+            Ok(list) => list.isps.into_iter().map(|i| (i.code, i.name)).collect(),
+            Err(_) => Vec::new(),
+        }
     }
 
     fn session(&self, headers: &HeaderMap) -> Option<Session> {

@@ -178,6 +178,13 @@ pub fn failed(title: &str, status: &tonic::Status, session: &Session) -> Respons
     respond(http_status(status.code()), frame(title, Some(session), body))
 }
 
+/// Whether `text` looks like a registration reference (`VPN-2026-000123`):
+/// the only text a notice link may put on a page, so a crafted link cannot
+/// put words there.
+pub fn is_reference(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 24 && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
 /// A time in Pakistan time (the regulator's calendar).
 pub fn pkt(t: OffsetDateTime) -> String {
     t.to_offset(PKT)

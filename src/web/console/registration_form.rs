@@ -8,9 +8,7 @@ use serde::Deserialize;
 
 use super::fields::{self, Field, FieldErrors, Kind};
 use super::{Console, Visitor, page};
-use crate::pb::{self, isp_service_server::IspService};
-
-const ISPS: &str = "/vpnregistry.v1.IspService/ListIsps";
+use crate::pb;
 
 /// The registration form's fields, as typed (every value a string).
 #[derive(Deserialize, Default, Clone)]
@@ -183,7 +181,11 @@ pub(super) async fn form_page(
     values: &RegistrationForm,
     errors: &FieldErrors,
 ) -> Response {
-    let isps = isp_options(c, v).await;
+    let mut isps = vec![(String::new(), "Choose…".to_owned())];
+    isps.extend(c.isps(v).await.into_iter().map(|(code, name)| {
+        let label = format!("{name} ({code})");
+        (code, label)
+    }));
     let request_id = if values.request_id.is_empty() {
         uuid::Uuid::new_v4().to_string()
     } else {
@@ -259,24 +261,6 @@ pub(super) async fn form_page(
 
 fn options(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(v, l)| ((*v).to_owned(), (*l).to_owned())).collect()
-}
-
-/// The ISPs to choose from (the first page of ListIsps, which is all of
-/// them in practice: a country has dozens).
-async fn isp_options(c: &Console, v: &Visitor) -> Vec<(String, String)> {
-    let mut choices = vec![(String::new(), "Choose…".to_owned())];
-    let msg = pb::ListIspsRequest {
-        page_size: 1000,
-        page_token: String::new(),
-    };
-    if let Ok(list) = c.call(v, ISPS, msg, |req| c.isp.list_isps(req)).await {
-        choices.extend(
-            list.isps
-                .into_iter()
-                .map(|i| (i.code.clone(), format!("{} ({})", i.name, i.code))),
-        );
-    }
-    choices
 }
 
 /// What a refused registration form says, by field.

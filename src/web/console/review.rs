@@ -20,14 +20,10 @@ use super::fields::FieldErrors;
 use super::{Console, Id, Refused, Visitor, applicant, history, page};
 use crate::domain::{lifecycle::Event, workflow};
 use crate::grpc::convert::{self, timestamp};
-use crate::pb::{
-    self, institution_service_server::InstitutionService, isp_service_server::IspService,
-    review_service_server::ReviewService,
-};
+use crate::pb::{self, institution_service_server::InstitutionService, review_service_server::ReviewService};
 
 const QUEUE: &str = "/vpnregistry.v1.ReviewService/ListReviewQueue";
 const INSTITUTION: &str = "/vpnregistry.v1.InstitutionService/GetInstitution";
-const ISPS: &str = "/vpnregistry.v1.IspService/ListIsps";
 
 #[derive(Deserialize, Serialize, Default, Clone)]
 pub(super) struct QueueQuery {
@@ -82,7 +78,7 @@ pub(super) async fn queue(State(c): State<Console>, v: Visitor, Query(q): Query<
         Err(refused) => return refused.page("Review queue", &v),
     };
     let names = institution_names(&c, &v, list.registrations.iter().map(|r| r.institution_id.as_str())).await;
-    let isps = isp_choices(&c, &v).await;
+    let isps = c.isps(&v).await;
     let notice = decided_notice(&q.done, &q.how);
     let body = html! {
         @if let Some(n) = notice { p class="notice" role="status" { (n) } }
@@ -195,9 +191,8 @@ fn queued_at(r: &pb::Registration) -> Option<OffsetDateTime> {
 /// "VPN-… approved." after a decision (only a reference and a known word
 /// are said back).
 fn decided_notice(done: &str, how: &str) -> Option<String> {
-    let reference = !done.is_empty() && done.len() <= 24 && done.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     let how = DECISIONS.iter().find(|d| d.name == how)?;
-    reference.then(|| format!("{done}: {}.", how.done))
+    page::is_reference(done).then(|| format!("{done}: {}.", how.done))
 }
 
 /// Names and categories of institutions, by id (one GetInstitution each,
@@ -224,17 +219,6 @@ async fn institution(c: &Console, v: &Visitor, id: &str) -> Option<pb::Instituti
     c.call(v, INSTITUTION, msg, |req| c.institutions.get_institution(req))
         .await
         .ok()
-}
-
-async fn isp_choices(c: &Console, v: &Visitor) -> Vec<(String, String)> {
-    let msg = pb::ListIspsRequest {
-        page_size: 1000,
-        page_token: String::new(),
-    };
-    match c.call(v, ISPS, msg, |req| c.isp.list_isps(req)).await {
-        Ok(list) => list.isps.into_iter().map(|i| (i.code, i.name)).collect(),
-        Err(_) => Vec::new(),
-    }
 }
 
 /// A decision a reviewer can take: its lifecycle event and its RPC.
