@@ -56,7 +56,7 @@ pub(super) async fn institutions(State(c): State<Console>, v: Visitor, Query(q):
             label for="q-category" { "Category" }
             select id="q-category" name="category" {
                 option value="" { "Any" }
-                @for (value, label) in categories() { option value=(value) selected[value == q.category] { (label) } }
+                @for (value, label) in page::categories() { option value=(value) selected[value == q.category] { (label) } }
             }
             button type="submit" { "Show" }
         }
@@ -83,25 +83,6 @@ pub(super) async fn institutions(State(c): State<Console>, v: Visitor, Query(q):
         }
     };
     page::respond(StatusCode::OK, page::frame("Institutions", Some(&v.session), body))
-}
-
-fn categories() -> Vec<(String, String)> {
-    [
-        "BANK",
-        "FOREIGN_MISSION",
-        "IT_COMPANY",
-        "CALL_CENTER_BPO",
-        "COMPANY",
-        "GOVERNMENT",
-        "FREELANCER",
-    ]
-    .iter()
-    .map(|name| {
-        let value =
-            pb::InstitutionCategory::from_str_name(&format!("INSTITUTION_CATEGORY_{name}")).map_or(0, |c| c as i32);
-        ((*name).to_owned(), page::category(value))
-    })
-    .collect()
 }
 
 /// The institution form's fields, as typed.
@@ -240,7 +221,7 @@ fn form_page(v: &Visitor, f: &FormPage, values: &InstitutionForm, errors: &Field
         values.request_id.clone()
     };
     let mut category_choices = vec![(String::new(), "Choose…".to_owned())];
-    category_choices.extend(categories());
+    category_choices.extend(page::categories());
     let status = if errors.is_empty() {
         StatusCode::OK
     } else {

@@ -270,6 +270,17 @@ pub fn kind(kind: i32) -> String {
         .unwrap_or_default()
 }
 
+/// Every institution category as a choice: (the API's name, in words).
+pub fn categories() -> Vec<(String, String)> {
+    crate::domain::institution::Category::ALL
+        .iter()
+        .map(|&c| {
+            let words = category(crate::grpc::convert::category_to_pb(c) as i32);
+            (c.as_str().to_owned(), words)
+        })
+        .collect()
+}
+
 /// An institution category in words.
 pub fn category(category: i32) -> String {
     crate::pb::InstitutionCategory::try_from(category)

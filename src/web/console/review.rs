@@ -89,7 +89,7 @@ pub(super) async fn queue(State(c): State<Console>, v: Visitor, Query(q): Query<
                     label for="q-category" { "Category" }
                     select id="q-category" name="category" {
                         option value="" { "Any" }
-                        @for c in CATEGORIES { option value=(c) selected[*c == q.category] { (page::category(category_value(c))) } }
+                        @for (value, words) in page::categories() { option value=(value) selected[value == q.category] { (words) } }
                     }
                 }
                 div {
@@ -153,20 +153,6 @@ pub(super) async fn queue(State(c): State<Console>, v: Visitor, Query(q): Query<
         }
     };
     page::respond(StatusCode::OK, page::frame("Review queue", Some(&v.session), body))
-}
-
-const CATEGORIES: &[&str] = &[
-    "BANK",
-    "FOREIGN_MISSION",
-    "IT_COMPANY",
-    "CALL_CENTER_BPO",
-    "COMPANY",
-    "GOVERNMENT",
-    "FREELANCER",
-];
-
-fn category_value(name: &str) -> i32 {
-    pb::InstitutionCategory::from_str_name(&format!("INSTITUTION_CATEGORY_{name}")).map_or(0, |c| c as i32)
 }
 
 /// A filter's enum value; an unknown name is sent as an invalid value so
