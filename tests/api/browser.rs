@@ -284,6 +284,7 @@ async fn a_registration_from_form_to_active_in_a_browser(pool: PgPool) {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(page.tag_name().await.is_ok(), "the form was not sent");
+    assert_eq!(app.count("registrations").await, 0, "nothing reached the server");
     let focused = one
         .client
         .execute("return document.activeElement.id;", vec![])

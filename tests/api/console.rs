@@ -451,7 +451,11 @@ async fn reviewers_filter_the_queue_and_suspend_reinstate_and_revoke(pool: PgPoo
         "only open decisions"
     );
     assert!(alert(&no_code.body).contains("Not suspended"), "{}", no_code.body);
-    assert!(no_code.body.contains("reason_code"), "{}", no_code.body);
+    assert!(
+        alert(&no_code.body).contains("reason_code"),
+        "the API's violation: {}",
+        no_code.body
+    );
     for (decision, code, state) in [
         ("suspend", "SECURITY_CONCERN", pb::RegistrationState::Suspended),
         ("reinstate", "COMPLIANT", pb::RegistrationState::Active),
