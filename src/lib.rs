@@ -18,6 +18,7 @@ pub mod lookup;
 pub mod observe;
 pub mod pb;
 pub mod registry;
+pub mod sync;
 pub mod tasks;
 pub mod telemetry;
 pub mod tls;

@@ -23,6 +23,8 @@ use tokio_rustls::{
 };
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::sync::{read, write};
+
 /// How long a client may take to complete the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes in progress at most; further connections wait to be accepted.
@@ -73,7 +75,7 @@ impl Tls {
     /// Re-reads certificate, key and CA; on error the old ones stay in use.
     pub fn reload(&self) -> Result<(), TlsError> {
         let fresh = server_config(&self.files)?;
-        *self.config.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        *write(&self.config) = fresh;
         Ok(())
     }
 
@@ -82,7 +84,7 @@ impl Tls {
     }
 
     fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(self.config.read().unwrap_or_else(|e| e.into_inner()).clone())
+        TlsAcceptor::from(read(&self.config).clone())
     }
 
     /// Accepted connections after their handshake. Handshakes run on their

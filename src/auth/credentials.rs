@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::db::{StoreError, notify, tokens};
 use crate::domain::principal::Principal;
+use crate::sync::{read, write};
 
 /// The channel the api_tokens trigger notifies.
 pub const TOKENS_CHANNEL: &str = "vpnregistry_tokens";
@@ -96,7 +97,7 @@ impl Credentials {
         let mut fresh = HashMap::with_capacity(rows.len());
         {
             // Carry the last-use times over: they are flushed periodically.
-            let old = self.known.read().unwrap_or_else(|e| e.into_inner());
+            let old = read(&self.known);
             let used: HashMap<Uuid, i64> = old
                 .values()
                 .map(|c| (c.principal.id, c.last_use_us.load(Ordering::Relaxed)))
@@ -114,22 +115,19 @@ impl Credentials {
                 );
             }
         }
-        *self.known.write().unwrap_or_else(|e| e.into_inner()) = fresh;
-        *self.refreshed.write().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        *write(&self.known) = fresh;
+        *write(&self.refreshed) = Instant::now();
         Ok(())
     }
 
     /// The credential behind a token hash, if it is active and not expired;
     /// marks it used.
     pub fn check(&self, hash: &Hash) -> Result<Arc<Credential>, Refused> {
-        if self.refreshed.read().unwrap_or_else(|e| e.into_inner()).elapsed() > self.max_staleness {
+        if read(&self.refreshed).elapsed() > self.max_staleness {
             return Err(Refused::Stale);
         }
         let now = now_us();
-        let found = self
-            .known
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        let found = read(&self.known)
             .get(hash)
             .filter(|c| !c.is_expired(now))
             .cloned()
@@ -140,7 +138,7 @@ impl Credentials {
 
     /// How many credentials are held.
     pub fn len(&self) -> usize {
-        self.known.read().unwrap_or_else(|e| e.into_inner()).len()
+        read(&self.known).len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -172,10 +170,7 @@ impl Credentials {
                 () = tokio::time::sleep(LAST_USE_FLUSH_INTERVAL) => false,
                 _ = stopping.changed() => true,
             };
-            let used: Vec<(Uuid, i64)> = self
-                .known
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
+            let used: Vec<(Uuid, i64)> = read(&self.known)
                 .values()
                 .map(|c| (c.principal.id, c.last_use_us.load(Ordering::Relaxed)))
                 .filter(|(id, at)| *at > 0 && flushed.get(id) != Some(at))

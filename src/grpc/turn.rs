@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use crate::sync::lock;
+
 /// One piece of work at a time across tasks, as a lease rather than a lock:
 /// the holder takes a scheduler turn before working (pacing snapshots, so
 /// lookups get the workers in between), and waiters are woken together when
@@ -31,7 +33,7 @@ impl Turn {
             // Registered before looking, so a release in between wakes us.
             freed.as_mut().enable();
             let taken = {
-                let mut lease = self.lease.lock().unwrap_or_else(|e| e.into_inner());
+                let mut lease = lock(&self.lease);
                 let now = Instant::now();
                 match *lease {
                     Some((_, ends)) if ends > now => Err(ends),
@@ -55,7 +57,7 @@ impl Turn {
         tokio::task::yield_now().await;
         let out = work();
         {
-            let mut lease = self.lease.lock().unwrap_or_else(|e| e.into_inner());
+            let mut lease = lock(&self.lease);
             if lease.is_some_and(|(id, _)| id == mine) {
                 *lease = None;
             }

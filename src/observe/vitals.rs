@@ -15,6 +15,7 @@ use super::metrics::Metrics;
 use crate::auth::{Credentials, limits::RateLimits};
 use crate::domain::state::State;
 use crate::lookup::Lookups;
+use crate::sync::lock;
 use crate::tasks::expiry;
 
 /// What the last health probe found.
@@ -118,15 +119,15 @@ impl Vitals {
     }
 
     pub fn probed(&self) -> Probed {
-        self.probed.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        lock(&self.probed).clone()
     }
 
     pub fn set_probed(&self, p: Probed) {
-        *self.probed.lock().unwrap_or_else(|e| e.into_inner()) = p;
+        *lock(&self.probed) = p;
     }
 
     pub fn set_registrations(&self, counts: Vec<(State, i64)>) {
-        *self.registrations.lock().unwrap_or_else(|e| e.into_inner()) = Some(counts);
+        *lock(&self.registrations) = Some(counts);
     }
 
     pub fn checks(&self) -> Checks {
@@ -212,7 +213,7 @@ impl Vitals {
         let (runs, expired) = s.expiry.totals();
         m.counter("vpn_registry_expiry_runs_total", &[], runs);
         m.counter("vpn_registry_registrations_expired_total", &[], expired);
-        let counts = self.registrations.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let counts = lock(&self.registrations).clone();
         if let Some(counts) = counts {
             for state in State::ALL {
                 let n = counts.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);

@@ -12,6 +12,7 @@ use std::{
 use axum::http::{HeaderMap, HeaderValue, header};
 
 use crate::domain::principal::RoleKind;
+use crate::sync::lock;
 
 /// The console's cookie (scoped to the console's paths).
 pub const COOKIE: &str = "vpnr_console";
@@ -47,7 +48,7 @@ pub fn random_id() -> String {
 impl Sessions {
     /// Starts a session for `token`, held by `name` acting as `role`; its id.
     pub fn start(&self, token: String, role: RoleKind, name: String) -> String {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = lock(&self.held);
         let now = Instant::now();
         held.retain(|_, s| now.duration_since(s.last_used) < IDLE);
         if held.len() >= MAX_SESSIONS
@@ -72,7 +73,7 @@ impl Sessions {
     /// The session a request's cookie names, if it is still open.
     pub fn find(&self, headers: &HeaderMap) -> Option<Session> {
         let id = cookie(headers)?;
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = lock(&self.held);
         let session = held.get_mut(&id)?;
         if session.last_used.elapsed() >= IDLE {
             held.remove(&id);
@@ -84,7 +85,7 @@ impl Sessions {
 
     pub fn end(&self, headers: &HeaderMap) {
         if let Some(id) = cookie(headers) {
-            self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            lock(&self.held).remove(&id);
         }
     }
 }
