@@ -23,7 +23,8 @@ use crate::grpc::{
     review::ReviewApi,
     upstream::{Upstream, UpstreamConfig},
 };
-use crate::lookup::{Backfill, Lookups, ReplicaSlot, replica::load_and_follow};
+use crate::lookup::{Backfill, Lookups, ReplicaSlot, follower::load_and_follow};
+use crate::observe::health;
 use crate::observe::{self, Metrics, ObserveLayer, Vitals, summary::LookupSummary, vitals};
 use crate::pb::{
     self, institution_service_server::InstitutionServiceServer, isp_service_server::IspServiceServer,
@@ -31,7 +32,7 @@ use crate::pb::{
     review_service_server::ReviewServiceServer,
 };
 use crate::registry::Registry;
-use crate::tasks::{expiry, health, prune, prune::Retention};
+use crate::tasks::{expiry, prune, prune::Retention};
 use crate::tls::Tls;
 use crate::web::{self, ConsoleRoutes, RdapRoutes};
 

@@ -13,8 +13,8 @@ use uuid::Uuid;
 use crate::auth::token;
 use crate::config::{DevCertsArgs, IssueArgs, RoleArg};
 use crate::db::{StoreError, isps, tokens};
+use crate::domain::identifiers::IspCode;
 use crate::domain::principal::{Actor, Role};
-use crate::domain::registration::IspCode;
 use crate::domain::text::LegalName;
 use crate::tls;
 

@@ -22,11 +22,11 @@ use tonic::{
 use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
 
+use super::Caller;
 use super::credentials::{Credential, Credentials, Refused};
 use super::limits::RateLimits;
 use super::{permissions, token};
 use crate::domain::principal::Principal;
-use crate::observe::Caller;
 use crate::tls::certificate_sha256;
 
 /// Resolves `authorization: Bearer <token>` against the credentials held in memory.

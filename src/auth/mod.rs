@@ -3,12 +3,14 @@
 //! the request extensions, checked against the permission table and the
 //! rate limits.
 
+mod caller;
 pub mod credentials;
 mod layer;
 pub mod limits;
 pub mod permissions;
 pub mod token;
 
+pub use caller::Caller;
 pub use credentials::Credentials;
 pub use layer::{AuthLayer, peer_addr};
 

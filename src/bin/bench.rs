@@ -168,7 +168,7 @@ async fn main() -> anyhow::Result<()> {
         // Index load time and resident memory of one replica.
         let before = rss_bytes();
         let t = Instant::now();
-        let replica = Replica::load(&pool, 1).await?;
+        let replica = vpn_registry::lookup::follower::load(&pool, 1).await?;
         let load = t.elapsed();
         let grown = rss_bytes().saturating_sub(before);
         println!("| index | value |\n|---|---:|");
@@ -418,7 +418,7 @@ async fn seed(pool: &PgPool, n: u64) -> anyhow::Result<()> {
 /// Lookups per second straight against the index (one thread, the bench's
 /// address mix, 10k per batch as CheckAddresses does them).
 fn index_alone(replica: &Replica, prefixes: u64) -> f64 {
-    use vpn_registry::lookup::index::Filter;
+    use vpn_registry::lookup::entry::Filter;
     let filter = Filter::new(time::OffsetDateTime::now_utc(), None, vpn_registry::lookup::Scope::All);
     let addrs: Vec<IpAddr> = addresses(prefixes, 200_000)
         .iter()

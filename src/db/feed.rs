@@ -78,7 +78,7 @@ fn feed_row(r: &sqlx::postgres::PgRow) -> Result<FeedRow, StoreError> {
 /// The feed's session and the active set at one serial, read in a single
 /// repeatable-read transaction so the two agree. Rows are streamed into
 /// `each`, so a million of them are never all in memory at once.
-pub async fn snapshot(pool: &PgPool, mut each: impl FnMut(ActiveRow)) -> Result<(Uuid, i64), StoreError> {
+pub async fn read_active_set(pool: &PgPool, mut each: impl FnMut(ActiveRow)) -> Result<(Uuid, i64), StoreError> {
     use tokio_stream::StreamExt as _;
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")

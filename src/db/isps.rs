@@ -7,7 +7,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{StoreError, audit};
-use crate::domain::{principal::Actor, registration::IspCode};
+use crate::domain::{identifiers::IspCode, principal::Actor};
 
 /// A licensed ISP as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]

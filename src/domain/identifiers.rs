@@ -3,7 +3,8 @@
 
 use std::str::FromStr;
 
-use super::text::{Invalid, echo};
+use super::text::echo;
+use super::violations::Invalid;
 
 /// Computerised National Identity Card number: 13 digits, the first 1 to 7.
 /// Accepted bare or as `12345-1234567-1`; held bare. It has no checksum.
@@ -206,6 +207,32 @@ impl FromStr for Country {
 impl Country {
     pub fn as_str(&self) -> &'static str {
         self.0.alpha2()
+    }
+}
+
+/// Code of a licensed ISP (`ptcl`, `nayatel`): lower-case letters, digits, '-'.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IspCode(String);
+
+impl FromStr for IspCode {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Invalid> {
+        let s = s.trim().to_ascii_lowercase();
+        let ok = (2..=32).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && s.as_bytes()[0].is_ascii_alphanumeric();
+        if ok {
+            Ok(Self(s))
+        } else {
+            Err(Invalid::new("must be an ISP code of 2 to 32 letters, digits or '-'"))
+        }
+    }
+}
+
+impl IspCode {
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 

@@ -9,7 +9,8 @@ use super::audit::diff;
 use super::calendar;
 use super::identifiers::{Cnic, Country, Email, Ntn, Phone};
 use super::refusal::Refusal;
-use super::text::{DocumentRef, Invalid, LegalName};
+use super::text::{DocumentRef, LegalName};
+use super::violations::Invalid;
 use super::violations::Violations;
 
 /// What kind of organisation (or person) an institution is.
@@ -101,7 +102,7 @@ pub struct ProfileDraft {
     pub contact_phone: Option<Phone>,
 }
 
-crate::domain::registration::db_enum!(
+crate::domain::db_enum::db_enum!(
     /// A profile field, as update masks name it.
     ProfileField {
         LegalName => "legal_name",

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod calendar;
+mod db_enum;
 pub mod identifiers;
 pub mod institution;
 pub mod lifecycle;
@@ -16,4 +17,4 @@ pub mod text;
 pub mod violations;
 pub mod workflow;
 
-pub use violations::{Violation, Violations};
+pub use violations::{Invalid, Violation, Violations};

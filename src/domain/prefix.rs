@@ -5,7 +5,8 @@ use std::{fmt, net::IpAddr, str::FromStr, sync::LazyLock};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use super::text::{Invalid, echo};
+use super::text::echo;
+use super::violations::Invalid;
 
 /// Default limit: IPv4 prefixes no shorter than this (a reviewer may override).
 pub const MIN_V4_LEN: u8 = 24;

@@ -3,9 +3,10 @@
 
 use uuid::Uuid;
 
+use super::db_enum::db_enum;
+use super::identifiers::IspCode;
 use super::institution::Category;
 use super::refusal::Refusal;
-use super::registration::{IspCode, db_enum};
 
 /// The role a credential acts in, with the scope it is bound to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,43 +7,17 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::identifiers::Msisdn;
+use super::db_enum::db_enum;
+use super::identifiers::{IspCode, Msisdn};
 use super::institution::Category;
 use super::prefix::{MIN_V4_LEN, MIN_V6_LEN, PublicPrefix};
 use super::state::State;
-use super::text::{Invalid, Purpose, Reason, bounded_text};
+use super::text::{Purpose, Reason, bounded_text};
+use super::violations::Invalid;
 use super::violations::Violations;
 
 /// At most this many source (and, separately, peer) prefixes per registration.
 pub const MAX_PREFIXES: usize = 64;
-
-macro_rules! db_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub const ALL: &[$name] = &[$($name::$variant),+];
-
-            /// The name stored in the database.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            pub fn from_db(s: &str) -> Option<Self> {
-                Self::ALL.iter().copied().find(|v| v.as_str() == s)
-            }
-        }
-
-        impl ::std::fmt::Display for $name {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-pub(crate) use db_enum;
 
 db_enum!(
     /// What is being registered.
@@ -65,32 +39,6 @@ db_enum!(
         Other => "OTHER",
     }
 );
-
-/// Code of a licensed ISP (`ptcl`, `nayatel`): lower-case letters, digits, '-'.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct IspCode(String);
-
-impl FromStr for IspCode {
-    type Err = Invalid;
-    fn from_str(s: &str) -> Result<Self, Invalid> {
-        let s = s.trim().to_ascii_lowercase();
-        let ok = (2..=32).contains(&s.len())
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && s.as_bytes()[0].is_ascii_alphanumeric();
-        if ok {
-            Ok(Self(s))
-        } else {
-            Err(Invalid::new("must be an ISP code of 2 to 32 letters, digits or '-'"))
-        }
-    }
-}
-
-impl IspCode {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 /// The ISP's own identifier for the subscriber's connection.
 #[derive(Debug, Clone, PartialEq, Eq)]

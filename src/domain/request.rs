@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
-use super::text::Invalid;
+use super::violations::Invalid;
 
 /// A caller-chosen idempotency key: 1 to 128 printable ASCII characters.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The registration lifecycle (DOMAIN.md, "Lifecycle"): which state follows
 //! which, decided here and nowhere else.
 
-use super::registration::db_enum;
+use super::db_enum::db_enum;
 
 db_enum!(
     /// Where a registration is in its lifecycle.

@@ -2,16 +2,7 @@
 
 use std::{fmt, str::FromStr};
 
-/// Why a single value was refused; becomes a field violation's description.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Invalid(pub String);
-
-impl Invalid {
-    pub fn new(msg: impl Into<String>) -> Self {
-        Self(msg.into())
-    }
-}
+use super::violations::Invalid;
 
 /// Most characters of a caller's input a message repeats back.
 pub const MAX_ECHO: usize = 64;

@@ -3,6 +3,17 @@
 
 use std::fmt;
 
+/// Why a single value was refused; becomes a field violation's description.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    pub fn new(msg: impl Into<String>) -> Self {
+        Self(msg.into())
+    }
+}
+
 /// One invalid field, named by its path in the request (`registration.source_prefixes[2]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {

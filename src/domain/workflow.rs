@@ -7,11 +7,12 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::audit::{Record, diff};
+use super::identifiers::IspCode;
 use super::institution::Category;
 use super::lifecycle::{self, Event};
 use super::prefix::PublicPrefix;
 use super::refusal::Refusal;
-use super::registration::{IspCode, Registration, Revision, Spec, SpecPatch};
+use super::registration::{Registration, Revision, Spec, SpecPatch};
 use super::state::{Action, ReasonCode, State};
 use super::text::Reason;
 use super::violations::Violations;

@@ -7,7 +7,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::db::StoreError;
 use crate::domain::{Violations, refusal::Refusal};
 use crate::error::Error;
-use crate::lookup::{LookupError, watch::WatchEnd};
+use crate::lookup::{LookupError, stream::WatchEnd};
 
 /// Domain of the `google.rpc.ErrorInfo` details this service sends.
 pub const ERROR_DOMAIN: &str = "vpnregistry.v1";

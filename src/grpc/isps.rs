@@ -6,9 +6,9 @@ use super::convert::{self, attestation_to_pb, isp_to_pb};
 use crate::auth::principal;
 use crate::domain::{
     Violations,
+    identifiers::IspCode,
     lifecycle::Event,
     principal::Principal,
-    registration::IspCode,
     request::{Etag, page_size, parse_id},
     state::ReasonCode,
     text::{LegalName, Reason},

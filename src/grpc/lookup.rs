@@ -13,7 +13,7 @@ use super::turn::Turn;
 use super::upstream::Upstream;
 use crate::auth::principal;
 use crate::domain::Violations;
-use crate::lookup::{Lookups, Terms, history::is_past, scope, watch::WatchEvent};
+use crate::lookup::{Lookups, Terms, history::is_past, scope, stream::WatchEvent};
 use crate::pb::{self, lookup_service_server::LookupService};
 
 pub struct LookupApi {
@@ -128,7 +128,7 @@ impl LookupService for LookupApi {
             .then(move |e| {
                 let (view, encoding) = (view.clone(), encoding.clone());
                 async move {
-                    if !matches!(e, WatchEvent::Snapshot { .. }) {
+                    if !matches!(e, WatchEvent::SnapshotChunk { .. }) {
                         return watch_event_to_pb(e, &view);
                     }
                     // Encoding a chunk takes a fraction of a millisecond; one

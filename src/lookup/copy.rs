@@ -1,17 +1,27 @@
-//! Copying the active set for a snapshot without stopping lookups or the
-//! feed follower: the index is copied a chunk of slots at a time, the lock
-//! released in between, while changes go on being applied. The copy is then
-//! mixed (each entry as it was at some serial during the copy) and is
-//! settled by replaying the changes applied meanwhile: each (prefix,
-//! registration) takes the state of its last change, so the result is the
-//! active set at the last serial replayed.
+//! A copy of the active set for change streams, taken without stopping
+//! lookups or the feed follower: the index is copied a chunk of slots at a
+//! time, the lock released in between, while changes go on being applied.
+//! The copy is then mixed (each entry as it was at some serial during the
+//! copy) and is settled by replaying the changes applied meanwhile: each
+//! (prefix, registration) takes the state of its last change, so the result
+//! is the active set at the last serial replayed.
 
 use std::collections::HashMap;
 
-use super::index::Entry;
-use super::replica::Change;
-use crate::db::feed::Op;
 use ipnet::IpNet;
+use uuid::Uuid;
+
+use super::change::{Change, Op};
+use super::entry::Entry;
+
+/// The active set at one serial, shared read-only by every watcher starting
+/// while it is recent: built once (not per watcher), freed when the last
+/// watcher reading it is done. Streams send it as their snapshot.
+pub struct ActiveSetCopy {
+    pub session: Uuid,
+    pub serial: i64,
+    pub entries: Vec<(IpNet, Entry)>,
+}
 
 /// `copy`, taken while `changes` (all those applied since the copy began, in
 /// serial order) were being applied, as the active set after the last of them.
@@ -37,28 +47,18 @@ pub fn settle(copy: Vec<(IpNet, Entry)>, changes: &[Change]) -> Vec<(IpNet, Entr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::feed::ActiveRow;
-    use crate::domain::{institution::Category, registration::Kind};
+    use crate::lookup::entry::tests::entry as entry_until;
     use crate::lookup::index::Index;
     use proptest::prelude::*;
 
     /// Registration `registration`'s entry; versions differ in validity.
     fn entry(registration: u8, version: u8) -> Entry {
-        let row = ActiveRow {
-            prefix: "10.0.0.0/8".parse().unwrap(),
-            registration_id: uuid::Uuid::from_u128(u128::from(registration)),
-            institution_id: uuid::Uuid::nil(),
-            reference: format!("VPN-2026-{registration:07}"),
-            kind: Kind::Vpn,
-            category: Category::Company,
-            peers: Vec::new(),
-            valid_from: time::OffsetDateTime::UNIX_EPOCH,
-            valid_until: time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(365 * 100 + i64::from(version)),
-            isp: "ptcl".into(),
-            changed: time::OffsetDateTime::UNIX_EPOCH,
-        };
-        let (_, e): (IpNet, Entry) = row.into();
-        e
+        entry_until(
+            u128::from(registration),
+            0,
+            100 * 365 * 86_400 + i64::from(version),
+            &[],
+        )
     }
 
     fn sorted(mut v: Vec<(IpNet, Entry)>) -> Vec<(IpNet, String)> {

@@ -7,9 +7,9 @@ use ipnet::IpNet;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
-use super::index::{Entry, Filter};
-use super::replica::Match;
-use super::service::LookupError;
+use super::entry::{Entry, Filter, Match};
+use super::error::LookupError;
+use super::stored;
 use crate::db::feed;
 use crate::domain::refusal::Refusal;
 
@@ -40,7 +40,7 @@ pub async fn check_batch(
     }
     let mut candidates: Vec<Vec<(IpNet, Entry)>> = vec![Vec::new(); addrs.len()];
     for (i, row) in feed::active_at(pool, addrs, at).await? {
-        candidates[i].push(row.into());
+        candidates[i].push(stored::entry(row));
     }
     Ok(candidates
         .into_iter()

@@ -4,176 +4,12 @@
 //! Small trie values and inline references keep a million prefixes in well
 //! under the memory budget and make lookups touch fewer cache lines.
 
-use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    sync::Arc,
-};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
-use smol_str::SmolStr;
-use time::OffsetDateTime;
-use uuid::Uuid;
 
-use crate::db::feed::ActiveRow;
-use crate::domain::{institution::Category, registration::Kind};
-
-/// What lookups know about one active (prefix, registration) pair.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub institution_id: Uuid,
-    /// The registration's reference: unique and never changed, so it is the
-    /// entry's identity at a prefix (and travels on the wire, which lets a
-    /// fan-out replica apply withdrawals). Inline up to 23 bytes (every
-    /// reference we issue), so no allocation.
-    pub reference: SmolStr,
-    pub kind: Kind,
-    pub category: Category,
-    /// None: any peer. (No allocation for the common case.)
-    peers: Option<Arc<[IpNet]>>,
-    /// Microseconds since the epoch (PostgreSQL's precision; half the size).
-    valid_from_us: i64,
-    /// Exclusive.
-    valid_until_us: i64,
-    /// The ISP the registration names (inline: ISP codes are short).
-    pub isp: SmolStr,
-    /// When this entry was last announced, in microseconds (RDAP's "last
-    /// changed").
-    changed_us: i64,
-}
-
-/// Microseconds since the epoch.
-fn micros(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1000) as i64
-}
-
-fn from_micros(us: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-impl Entry {
-    /// Inside its validity window at `at_us` (from inclusive, until
-    /// exclusive), whether or not the expiry task has run.
-    pub fn in_force(&self, at_us: i64) -> bool {
-        self.valid_from_us <= at_us && at_us < self.valid_until_us
-    }
-
-    pub fn valid_from(&self) -> OffsetDateTime {
-        from_micros(self.valid_from_us)
-    }
-
-    pub fn valid_until(&self) -> OffsetDateTime {
-        from_micros(self.valid_until_us)
-    }
-
-    pub fn changed(&self) -> OffsetDateTime {
-        from_micros(self.changed_us)
-    }
-
-    /// `valid_until` as (seconds, nanoseconds) since the epoch, without a
-    /// calendar conversion: the hot path's timestamp.
-    pub fn valid_until_parts(&self) -> (i64, i32) {
-        let us = self.valid_until_us;
-        (us.div_euclid(1_000_000), (us.rem_euclid(1_000_000) * 1000) as i32)
-    }
-
-    /// The peer prefixes (empty: any peer).
-    pub fn peers(&self) -> &[IpNet] {
-        self.peers.as_deref().unwrap_or_default()
-    }
-
-    /// Whether a flow towards `peer` is covered (no peer list: any peer).
-    pub fn admits(&self, peer: Option<IpAddr>) -> bool {
-        match peer {
-            None => true,
-            Some(peer) => self
-                .peers
-                .as_ref()
-                .is_none_or(|ps| ps.iter().any(|p| p.contains(&peer))),
-        }
-    }
-}
-
-impl From<ActiveRow> for (IpNet, Entry) {
-    fn from(r: ActiveRow) -> Self {
-        (
-            r.prefix,
-            Entry {
-                institution_id: r.institution_id,
-                reference: r.reference.into(),
-                kind: r.kind,
-                category: r.category,
-                peers: (!r.peers.is_empty()).then(|| r.peers.into()),
-                valid_from_us: micros(r.valid_from),
-                valid_until_us: micros(r.valid_until),
-                isp: r.isp.into(),
-                changed_us: micros(r.changed),
-            },
-        )
-    }
-}
-
-/// Whose registrations a caller may see.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Scope {
-    /// The regulator's services and reviewers: everything.
-    #[default]
-    All,
-    /// An institution: its own registrations.
-    Institution(Uuid),
-    /// An ISP: the registrations that name it.
-    Isp(SmolStr),
-}
-
-impl Scope {
-    pub fn admits(&self, e: &Entry) -> bool {
-        match self {
-            Self::All => true,
-            Self::Institution(own) => *own == e.institution_id,
-            Self::Isp(own) => *own == e.isp,
-        }
-    }
-}
-
-/// One question asked of the index.
-#[derive(Debug, Clone)]
-pub struct Query {
-    pub addr: IpAddr,
-    /// For flow checks: the destination.
-    pub peer: Option<IpAddr>,
-    pub at: OffsetDateTime,
-    pub scope: Scope,
-}
-
-impl Query {
-    pub fn filter(&self) -> Filter {
-        Filter::new(self.at, self.peer, self.scope.clone())
-    }
-}
-
-/// A query's conditions on an entry, with the instant converted once (and
-/// shared by every address of a batch).
-#[derive(Debug, Clone)]
-pub struct Filter {
-    at_us: i64,
-    peer: Option<IpAddr>,
-    scope: Scope,
-}
-
-impl Filter {
-    pub fn new(at: OffsetDateTime, peer: Option<IpAddr>, scope: Scope) -> Self {
-        Self {
-            at_us: micros(at),
-            peer,
-            scope,
-        }
-    }
-
-    /// Whether `e` answers: in force, admitting the peer, visible to the caller.
-    pub fn accepts(&self, e: &Entry) -> bool {
-        e.in_force(self.at_us) && e.admits(self.peer) && self.scope.admits(e)
-    }
-}
+use super::entry::{Entry, Filter, Query};
 
 /// End of a chain of slots.
 const NONE: u32 = u32::MAX;
@@ -404,24 +240,11 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn entry(id: u128, from: i64, until: i64, peers: &[&str]) -> Entry {
-        Entry {
-            institution_id: Uuid::from_u128(id),
-            reference: reference(id).into(),
-            kind: Kind::Vpn,
-            category: Category::Bank,
-            peers: (!peers.is_empty()).then(|| peers.iter().map(|p| p.parse().unwrap()).collect::<Vec<_>>().into()),
-            valid_from_us: from * 1_000_000,
-            valid_until_us: until * 1_000_000,
-            isp: "ptcl".into(),
-            changed_us: 0,
-        }
-    }
-
-    fn reference(id: u128) -> String {
-        format!("VPN-2026-{id:06}")
-    }
+    use crate::lookup::entry::{
+        Scope,
+        tests::{entry, reference},
+    };
+    use time::OffsetDateTime;
 
     fn q(addr: &str, at: i64) -> Query {
         Query {

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 
-use super::replica::Change;
+use super::change::Change;
 
 pub struct Journal {
     changes: VecDeque<Change>,
@@ -59,28 +59,14 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::feed::{ActiveRow, Op};
+    use crate::lookup::{change::Op, entry::tests::entry};
 
     fn change(serial: i64) -> Change {
-        let (prefix, entry) = ActiveRow {
-            prefix: "10.0.0.0/8".parse().unwrap(),
-            registration_id: uuid::Uuid::nil(),
-            institution_id: uuid::Uuid::nil(),
-            reference: format!("VPN-2026-{serial:06}"),
-            kind: crate::domain::registration::Kind::Vpn,
-            category: crate::domain::institution::Category::Bank,
-            peers: Vec::new(),
-            valid_from: time::OffsetDateTime::UNIX_EPOCH,
-            valid_until: time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(1),
-            isp: "ptcl".into(),
-            changed: time::OffsetDateTime::UNIX_EPOCH,
-        }
-        .into();
         Change {
             serial,
             op: Op::Announce,
-            prefix,
-            entry,
+            prefix: "10.0.0.0/8".parse().unwrap(),
+            entry: entry(serial as u128, 0, 86_400, &[]),
         }
     }
 

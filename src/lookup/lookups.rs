@@ -2,11 +2,7 @@
 //! `min_serial` wait, and the route of each question (now or later: the
 //! in-memory index; the past: history in PostgreSQL).
 
-use std::{
-    net::IpAddr,
-    sync::{Arc, OnceLock},
-    time::Duration,
-};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use ipnet::IpNet;
 use sqlx::PgPool;
@@ -14,11 +10,13 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::change::View;
+use super::entry::{Entry, Filter, Match, Query, Scope};
+use super::error::LookupError;
 use super::history::{self, is_past};
-use super::index::{Entry, Filter, Query, Scope};
-use super::replica::{Match, Replica};
-use super::watch::{self as watcher, Backfill, View, Watch, Watchers};
-use crate::db::StoreError;
+use super::replica::{Replica, ReplicaSlot};
+use super::stream::{self, Backfill, Watch};
+use super::watchers::{Dropped, Watchers};
 use crate::domain::{
     principal::{Principal, Role},
     refusal::Refusal,
@@ -28,26 +26,6 @@ use crate::domain::{
 pub const MAX_BATCH: usize = 100_000;
 /// How long a call waits for its `min_serial` at most.
 const MIN_SERIAL_WAIT: Duration = Duration::from_secs(5);
-
-/// The replica, once loaded: until then lookups answer UNAVAILABLE.
-pub type ReplicaSlot = Arc<OnceLock<Arc<Replica>>>;
-
-/// Why a lookup could not be answered (yet).
-#[derive(Debug, thiserror::Error)]
-pub enum LookupError {
-    #[error("lookup index still loading; retry shortly")]
-    Loading,
-    #[error("this replica serves {0} change streams already; retry later or elsewhere")]
-    TooManyWatchers(usize),
-    #[error("this fan-out replica holds no history; ask its upstream")]
-    NoHistory,
-    #[error("this replica has applied serial {applied}, not yet {wanted}; retry")]
-    Behind { applied: i64, wanted: i64 },
-    #[error(transparent)]
-    Refused(#[from] Refusal),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
 
 /// What every check carries besides its addresses.
 #[derive(Debug, Clone)]
@@ -103,7 +81,7 @@ impl Lookups {
     }
 
     /// Change streams ended by the server or refused so far, by reason.
-    pub fn dropped_watchers(&self) -> Vec<(super::watch::Dropped, u64)> {
+    pub fn dropped_watchers(&self) -> Vec<(Dropped, u64)> {
         self.watchers.dropped().collect()
     }
 
@@ -214,7 +192,7 @@ impl Lookups {
             .watchers
             .admit()
             .ok_or(LookupError::TooManyWatchers(self.watchers.open()))?;
-        Ok(watcher::start(
+        Ok(stream::start(
             self.backfill.clone(),
             replica,
             session.map(|s| (s, since)),

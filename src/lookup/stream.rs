@@ -11,21 +11,18 @@
 //! shared. A watcher holds its position and at most [`BUFFER`] such
 //! descriptions, however large the set.
 
-use std::{
-    ops::Range,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
-    },
-};
+use std::{ops::Range, sync::Arc};
 
 use sqlx::PgPool;
 use tokio::sync::{broadcast::error::RecvError, mpsc, watch};
 use uuid::Uuid;
 
-use super::index::Scope;
-use super::replica::{Applied, Batch, Change, Replica, Snapshot, change};
-use crate::db::{StoreError, feed};
+use super::change::{Applied, Batch, Change, View};
+use super::copy::ActiveSetCopy;
+use super::follower::{self, Replay};
+use super::replica::Replica;
+use super::watchers::{Dropped, Slot};
+use crate::db::StoreError;
 
 /// Entries per snapshot message: small enough that a stalled subscriber's
 /// one encoded message waiting for flow-control room stays ~40 KB (at 2,000
@@ -45,9 +42,9 @@ pub enum WatchEvent {
         session: Uuid,
         serial: i64,
     },
-    /// Part of the snapshot: `snapshot.entries[range]`.
-    Snapshot {
-        snapshot: Arc<Snapshot>,
+    /// Part of the snapshot: `copy.entries[range]`.
+    SnapshotChunk {
+        copy: Arc<ActiveSetCopy>,
         range: Range<usize>,
     },
     SnapshotEnd {
@@ -85,73 +82,6 @@ pub enum WatchEnd {
     Store(#[from] StoreError),
 }
 
-/// The receiving ends of one watcher's stream: data in order, and the
-/// terminal reason on its own channel so that it reaches a watcher whose
-/// data buffer is full. Events carry the whole active set's entries, shared
-/// between watchers; only those its view admits are the watcher's to see.
-pub struct Watch {
-    pub events: mpsc::Receiver<WatchEvent>,
-    pub end: mpsc::Receiver<WatchEnd>,
-    pub view: View,
-}
-
-/// What one watcher is shown: the entries its scope admits, and with
-/// `scoping` each entry's ISP and institution too (for fan-out replicas).
-/// Watchers with the same view are sent the same bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct View {
-    pub scope: Scope,
-    pub scoping: bool,
-}
-
-/// Counts watchers, refuses more than a cap, and counts why streams ended.
-#[derive(Clone)]
-pub struct Watchers {
-    shared: Arc<Counts>,
-    max: usize,
-}
-
-#[derive(Default)]
-struct Counts {
-    open: AtomicUsize,
-    /// Streams ended by the server or refused, by [`Dropped`] (its order).
-    dropped: [AtomicU64; Dropped::ALL.len()],
-}
-
-/// Why the server ended or refused a stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dropped {
-    TooSlow,
-    ShuttingDown,
-    NewSession,
-    Pruned,
-    Error,
-    OverCapacity,
-}
-
-impl Dropped {
-    pub const ALL: [Self; 6] = [
-        Self::TooSlow,
-        Self::ShuttingDown,
-        Self::NewSession,
-        Self::Pruned,
-        Self::Error,
-        Self::OverCapacity,
-    ];
-
-    /// The metric label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::TooSlow => "too_slow",
-            Self::ShuttingDown => "shutting_down",
-            Self::NewSession => "new_session",
-            Self::Pruned => "pruned",
-            Self::Error => "error",
-            Self::OverCapacity => "over_capacity",
-        }
-    }
-}
-
 impl From<&WatchEnd> for Dropped {
     fn from(end: &WatchEnd) -> Self {
         match end {
@@ -164,58 +94,14 @@ impl From<&WatchEnd> for Dropped {
     }
 }
 
-/// One watcher's place under the cap, given back when its stream ends.
-pub struct Slot(Arc<Counts>);
-
-impl Slot {
-    fn ended(&self, end: &WatchEnd) {
-        self.0.count(end.into());
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Counts {
-    fn count(&self, why: Dropped) {
-        self.dropped[why as usize].fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-impl Watchers {
-    pub fn new(max: usize) -> Self {
-        Self {
-            shared: Arc::default(),
-            max,
-        }
-    }
-
-    /// A place for one more watcher, if the cap allows.
-    pub fn admit(&self) -> Option<Slot> {
-        let before = self.shared.open.fetch_add(1, Ordering::Relaxed);
-        let slot = Slot(self.shared.clone());
-        if before >= self.max {
-            self.shared.count(Dropped::OverCapacity);
-            return None;
-        }
-        Some(slot)
-    }
-
-    /// Watchers streaming now.
-    pub fn open(&self) -> usize {
-        self.shared.open.load(Ordering::Relaxed)
-    }
-
-    /// Streams ended by the server or refused so far, by reason.
-    pub fn dropped(&self) -> impl Iterator<Item = (Dropped, u64)> + '_ {
-        Dropped::ALL
-            .into_iter()
-            .zip(&self.shared.dropped)
-            .map(|(why, n)| (why, n.load(Ordering::Relaxed)))
-    }
+/// The receiving ends of one watcher's stream: data in order, and the
+/// terminal reason on its own channel so that it reaches a watcher whose
+/// data buffer is full. Events carry the whole active set's entries, shared
+/// between watchers; only those its view admits are the watcher's to see.
+pub struct Watch {
+    pub events: mpsc::Receiver<WatchEvent>,
+    pub end: mpsc::Receiver<WatchEnd>,
+    pub view: View,
 }
 
 /// Where a resuming watcher's missed changes are read from.
@@ -254,7 +140,7 @@ pub fn start(
     };
     tokio::spawn(async move {
         if let Err(reason) = stream(&backfill, &replica, resume, &mut out).await {
-            slot.ended(&reason);
+            slot.ended(Dropped::from(&reason));
             let _ = out.end.try_send(reason);
         }
     });
@@ -311,8 +197,8 @@ async fn stream(
         // Subscribe first: whatever is applied after this point reaches us live.
         let mut live = replica.subscribe();
         let mut last = match resume {
-            Some((session, since)) => catch_up(backfill, replica, session, since, out).await?,
-            None => snapshot(backfill, replica, out).await?,
+            Some((session, since)) => send_missed(backfill, replica, session, since, out).await?,
+            None => send_snapshot(backfill, replica, out).await?,
         };
         loop {
             let batch = tokio::select! {
@@ -323,7 +209,7 @@ async fn stream(
             match batch {
                 Ok(Applied::NewSession(_)) => return Err(WatchEnd::NewSession.into()),
                 Ok(Applied::Changes(batch)) => {
-                    let Some(end) = batch.changes.last().map(|c| c.serial).filter(|end| *end > last) else {
+                    let Some(end) = batch.last_serial().filter(|end| *end > last) else {
                         continue;
                     };
                     out.send(WatchEvent::Deltas { batch, after: last }).await?;
@@ -343,7 +229,7 @@ async fn stream(
 
 /// Sends the changes after `since` up to what the replica has applied.
 /// Returns the last serial sent.
-async fn catch_up(
+async fn send_missed(
     backfill: &Backfill,
     replica: &Replica,
     session: Uuid,
@@ -358,50 +244,45 @@ async fn catch_up(
     let mut last = since;
     while last < upto {
         let changes: Vec<Change> = match backfill {
-            Backfill::Feed(pool) => {
-                let feed = feed::since(pool, last, RESUME_BATCH as i64).await?;
-                if feed.session != session {
-                    return Err(WatchEnd::NewSession.into());
-                }
+            Backfill::Feed(pool) => match follower::replay(pool, session, last, RESUME_BATCH as i64).await? {
+                Replay::Changes(changes) => changes,
+                Replay::NewSession => return Err(WatchEnd::NewSession.into()),
                 // Pruned while we read: what follows `last` is gone.
-                if last < feed.pruned_through {
-                    return Err(WatchEnd::Pruned.into());
-                }
-                feed.rows.into_iter().map(change).collect()
-            }
+                Replay::Pruned => return Err(WatchEnd::Pruned.into()),
+            },
             Backfill::Journal => match replica.journal_after(last, RESUME_BATCH) {
                 _ if replica.session_id() != session => return Err(WatchEnd::NewSession.into()),
                 Some(changes) => changes,
                 None => return Err(WatchEnd::Pruned.into()),
             },
         };
-        let Some(end) = changes.last().map(|c| c.serial) else {
+        let batch = Arc::new(Batch::new(changes));
+        let Some(end) = batch.last_serial() else {
             break;
         };
-        let batch = Arc::new(Batch::new(changes));
         out.send(WatchEvent::Deltas { batch, after: last }).await?;
         last = end;
     }
     Ok(last)
 }
 
-/// Sends a reset and a snapshot shared with other watchers, chunk by chunk
-/// (each a range of the shared copy, not a copy), then the feed's rows from
-/// the snapshot's serial up to what the replica has applied. Returns the
-/// last serial sent.
-async fn snapshot(backfill: &Backfill, replica: &Arc<Replica>, out: &mut Output) -> Result<i64, Stop> {
-    let snapshot = replica.snapshot().await;
-    let (session, serial) = (snapshot.session, snapshot.serial);
+/// Sends a reset and a snapshot from the copy shared with other watchers,
+/// chunk by chunk (each a range of the shared copy, not a copy of it), then
+/// the changes from the copy's serial up to what the replica has applied.
+/// Returns the last serial sent.
+async fn send_snapshot(backfill: &Backfill, replica: &Arc<Replica>, out: &mut Output) -> Result<i64, Stop> {
+    let copy = replica.shared_copy().await;
+    let (session, serial) = (copy.session, copy.serial);
     out.send(WatchEvent::Reset { session, serial }).await?;
-    for start in (0..snapshot.entries.len()).step_by(SNAPSHOT_CHUNK) {
-        let range = start..(start + SNAPSHOT_CHUNK).min(snapshot.entries.len());
-        let chunk = WatchEvent::Snapshot {
-            snapshot: snapshot.clone(),
+    for start in (0..copy.entries.len()).step_by(SNAPSHOT_CHUNK) {
+        let range = start..(start + SNAPSHOT_CHUNK).min(copy.entries.len());
+        let chunk = WatchEvent::SnapshotChunk {
+            copy: copy.clone(),
             range,
         };
         out.send(chunk).await?;
     }
     out.send(WatchEvent::SnapshotEnd { serial }).await?;
-    drop(snapshot);
-    catch_up(backfill, replica, session, serial, out).await
+    drop(copy);
+    send_missed(backfill, replica, session, serial, out).await
 }

@@ -15,8 +15,8 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
+use super::vitals::{Probed, Vitals};
 use crate::db::{feed, registrations};
-use crate::observe::vitals::{Probed, Vitals};
 
 /// How often the probe asks PostgreSQL; an answer must come within it.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -49,42 +49,8 @@ pub async fn probe(
     let mut mismatch_since: Option<Instant> = None;
     let mut counted: Option<Instant> = None;
     loop {
-        let applied = vitals.lookups().loaded().map(|r| (r.session_id(), r.serial()));
-        let position = tokio::time::timeout(PROBE_INTERVAL, feed::position(&primary, applied.map_or(0, |a| a.1))).await;
         let previous = vitals.probed();
-        let probed = match position {
-            Ok(Ok(p)) => {
-                let lag = applied.map(|(session, _)| {
-                    if session == p.session {
-                        mismatch_since = None;
-                        p.oldest_unapplied_age.unwrap_or_default()
-                    } else {
-                        // A new session (or a restore): behind until reloaded.
-                        mismatch_since.get_or_insert_with(Instant::now).elapsed()
-                    }
-                });
-                Probed {
-                    database_up: true,
-                    feed: Some((p.session, p.last_serial)),
-                    lag,
-                }
-            }
-            failed => {
-                if previous.database_up {
-                    let error = match failed {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => "no answer within the probe interval".to_owned(),
-                    };
-                    tracing::warn!(%error, "database unreachable: registry services NOT_SERVING, lookups answer from memory");
-                }
-                // Nothing commits while the database is away: the index
-                // stays as current as it was.
-                Probed {
-                    database_up: false,
-                    ..previous
-                }
-            }
-        };
+        let probed = probe_feed(&primary, &vitals, &previous, &mut mismatch_since).await;
         if probed.database_up && !previous.database_up && reported.is_some() {
             tracing::info!("database reachable again");
         }
@@ -116,6 +82,53 @@ pub async fn probe(
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
             _ = stopping.changed() => return,
+        }
+    }
+}
+
+/// Where the feed stands and how far behind the index is, from one
+/// statement on the primary; when it does not answer in time, what was
+/// known before with the database marked down. `mismatch_since` is when the
+/// index's session was first seen to differ from the feed's.
+async fn probe_feed(
+    primary: &PgPool,
+    vitals: &Vitals,
+    previous: &Probed,
+    mismatch_since: &mut Option<Instant>,
+) -> Probed {
+    let applied = vitals.lookups().loaded().map(|r| (r.session_id(), r.serial()));
+    let position = tokio::time::timeout(PROBE_INTERVAL, feed::position(primary, applied.map_or(0, |a| a.1))).await;
+    match position {
+        Ok(Ok(p)) => {
+            let lag = applied.map(|(session, _)| {
+                if session == p.session {
+                    *mismatch_since = None;
+                    p.oldest_unapplied_age.unwrap_or_default()
+                } else {
+                    // A new session (or a restore): behind until reloaded.
+                    mismatch_since.get_or_insert_with(Instant::now).elapsed()
+                }
+            });
+            Probed {
+                database_up: true,
+                feed: Some((p.session, p.last_serial)),
+                lag,
+            }
+        }
+        failed => {
+            if previous.database_up {
+                let error = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "no answer within the probe interval".to_owned(),
+                };
+                tracing::warn!(%error, "database unreachable: registry services NOT_SERVING, lookups answer from memory");
+            }
+            // Nothing commits while the database is away: the index
+            // stays as current as it was.
+            Probed {
+                database_up: false,
+                ..previous.clone()
+            }
         }
     }
 }

@@ -8,7 +8,7 @@
 use std::{
     net::IpAddr,
     pin::Pin,
-    sync::{Arc, OnceLock},
+    sync::Arc,
     task::{Context, Poll},
     time::Instant,
 };
@@ -22,17 +22,7 @@ use uuid::Uuid;
 use super::methods::{self, Method};
 use super::metrics::{CODE_NAMES, Metrics};
 use super::summary::LookupSummary;
-use crate::domain::principal::RoleKind;
-
-/// Who a call turned out to be, filled in by the auth layer further in.
-#[derive(Clone, Default)]
-pub struct Caller(Arc<OnceLock<(Uuid, RoleKind)>>);
-
-impl Caller {
-    pub fn identify(&self, token: Uuid, role: RoleKind) {
-        let _ = self.0.set((token, role));
-    }
-}
+use crate::auth::Caller;
 
 /// Counts and logs every call.
 #[derive(Clone)]
@@ -167,7 +157,7 @@ impl Call {
         let latency = self.started.elapsed();
         let metrics = &self.layer.metrics;
         metrics.handled(self.index, code, latency.as_secs_f64());
-        let caller = self.caller.0.get().copied();
+        let caller = self.caller.get();
         if let Some((token, role)) = caller {
             metrics.principal_call(self.method, token, role, code);
         }

@@ -2,6 +2,7 @@
 //! readiness. Every call passes [`ObserveLayer`]; the live state is read
 //! through [`Vitals`]; [`http`] serves it to Prometheus and orchestrators.
 
+pub mod health;
 pub mod http;
 mod layer;
 pub mod methods;
@@ -9,6 +10,6 @@ pub mod metrics;
 pub mod summary;
 pub mod vitals;
 
-pub use layer::{Caller, ObserveLayer};
+pub use layer::ObserveLayer;
 pub use metrics::Metrics;
 pub use vitals::Vitals;

@@ -2,7 +2,7 @@
 
 use super::{Page, Registry};
 use crate::db::isps as store;
-use crate::domain::{principal::Actor, registration::IspCode, text::LegalName};
+use crate::domain::{identifiers::IspCode, principal::Actor, text::LegalName};
 use crate::error::Result;
 
 impl Registry {

@@ -13,10 +13,11 @@ use crate::db::{
     registrations::{self as store, QueueCursor, QueueFilter},
 };
 use crate::domain::{
+    identifiers::IspCode,
     institution::Category,
     principal::Visibility,
     refusal::check_etag,
-    registration::{IspCode, Registration},
+    registration::Registration,
     request::Etag,
     state::State,
     workflow::{self, Decision},

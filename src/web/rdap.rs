@@ -22,7 +22,7 @@ use tonic::Code;
 
 use crate::auth::AuthLayer;
 use crate::grpc::convert::{category_to_pb, kind_to_pb};
-use crate::lookup::{LookupError, Lookups, replica::Match, scope};
+use crate::lookup::{LookupError, Lookups, Match, scope};
 
 /// The RPC whose permission row and rate limit RDAP queries share.
 const AS_METHOD: &str = "/vpnregistry.v1.LookupService/CheckAddress";

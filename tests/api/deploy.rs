@@ -272,7 +272,7 @@ fn kubernetes() -> Vec<Container> {
             for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
                 if let Some(service) = container[probe]["grpc"]["service"].as_str() {
                     assert!(
-                        ["", vpn_registry::tasks::health::LIVENESS].contains(&service),
+                        ["", vpn_registry::observe::health::LIVENESS].contains(&service),
                         "{file}: {probe} asks for health of {service:?}, which is not reported"
                     );
                 }

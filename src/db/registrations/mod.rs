@@ -12,9 +12,10 @@ use uuid::Uuid;
 
 use super::{StoreError, audit};
 use crate::domain::{
+    identifiers::IspCode,
     institution::Category,
     principal::Visibility,
-    registration::{IspCode, Kind, Registration},
+    registration::{Kind, Registration},
     state::State,
 };
 use row::Row;

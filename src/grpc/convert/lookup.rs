@@ -4,17 +4,13 @@ use std::{fmt::Write as _, net::IpAddr, time::Duration};
 
 use ipnet::IpNet;
 
-use uuid::Uuid;
-
 use super::{category_from_pb, category_to_pb, from_timestamp, kind_from_pb, kind_to_pb, timestamp};
-use crate::db::feed::{ActiveRow, Op};
-use crate::domain::text::Invalid;
-use crate::domain::{Violations, text::echo};
+use crate::domain::{Invalid, Violations, text::echo};
 use crate::lookup::{
     MAX_BATCH, Scope, Terms,
-    index::Entry,
-    replica::Change,
-    watch::{View, WatchEvent},
+    change::{Change, Op, View},
+    entry::{Entry, EntryParts},
+    stream::WatchEvent,
 };
 use crate::pb;
 
@@ -125,17 +121,16 @@ fn delta(c: &Change, scoping: bool) -> pb::Delta {
 /// address), but a malformed entry is refused rather than guessed at.
 pub fn entry_from_pb(e: &pb::ActiveEntry) -> Result<(IpNet, Entry), Invalid> {
     let field = |name: &str, what: &str| Invalid::new(format!("{name} {what}"));
-    let row = ActiveRow {
-        prefix: e.prefix.parse().map_err(|_| field("prefix", "is not a prefix"))?,
-        // Entries are told apart by reference; the id stays upstream.
-        registration_id: Uuid::nil(),
+    let prefix = e.prefix.parse().map_err(|_| field("prefix", "is not a prefix"))?;
+    let valid_from = from_timestamp(e.valid_from.as_ref().ok_or_else(|| field("valid_from", "is missing"))?)?;
+    let entry = Entry::new(EntryParts {
         institution_id: e.institution_id.parse().map_err(|_| {
             field(
                 "institution_id",
                 "is not a UUID (is the upstream token a lookup token?)",
             )
         })?,
-        reference: e.reference.clone(),
+        reference: e.reference.as_str().into(),
         kind: kind_from_pb(e.kind).ok_or_else(|| field("kind", "is unknown"))?,
         category: category_from_pb(e.institution_category)
             .ok_or_else(|| field("institution_category", "is unknown"))?,
@@ -145,20 +140,20 @@ pub fn entry_from_pb(e: &pb::ActiveEntry) -> Result<(IpNet, Entry), Invalid> {
             .map(|p| p.parse())
             .collect::<Result<_, _>>()
             .map_err(|_| field("peer_prefixes", "holds a non-prefix"))?,
-        valid_from: from_timestamp(e.valid_from.as_ref().ok_or_else(|| field("valid_from", "is missing"))?)?,
+        valid_from,
         valid_until: from_timestamp(
             e.valid_until
                 .as_ref()
                 .ok_or_else(|| field("valid_until", "is missing"))?,
         )?,
-        isp: e.isp_code.clone(),
+        isp: e.isp_code.as_str().into(),
         // An upstream of a version before last_changed: its validity start.
         changed: match &e.last_changed {
             Some(t) => from_timestamp(t)?,
-            None => from_timestamp(e.valid_from.as_ref().ok_or_else(|| field("valid_from", "is missing"))?)?,
+            None => valid_from,
         },
-    };
-    Ok(row.into())
+    });
+    Ok((prefix, entry))
 }
 
 /// A change as an upstream replica streams it.
@@ -187,8 +182,8 @@ pub fn watch_event_to_pb(e: WatchEvent, view: &View) -> Option<pb::WatchChangesR
             session_id: session.to_string(),
             serial,
         }),
-        WatchEvent::Snapshot { snapshot, range } => {
-            let entries: Vec<pb::ActiveEntry> = snapshot.entries[range]
+        WatchEvent::SnapshotChunk { copy, range } => {
+            let entries: Vec<pb::ActiveEntry> = copy.entries[range]
                 .iter()
                 .filter(|(_, e)| scope.admits(e))
                 .map(|(p, e)| active_entry(*p, e, scoping))

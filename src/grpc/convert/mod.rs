@@ -15,10 +15,10 @@ use time::{Date, Month, OffsetDateTime};
 
 use crate::db::{idempotency, registrations::QueueCursor};
 use crate::domain::{
-    Violations,
+    Invalid, Violations,
     principal::Principal,
     request::{Etag, RequestId, render_id_cursor},
-    text::{Invalid, echo},
+    text::echo,
 };
 use crate::pb;
 use crate::registry::{Page, WriteContext};

@@ -5,12 +5,11 @@ use time::OffsetDateTime;
 use super::{category_to_pb, from_timestamp, optional, timestamp};
 use crate::db::isps::Isp;
 use crate::domain::{
-    Violations,
+    Invalid, Violations,
     institution::Category,
     registration::{Kind, PrefixList, Protocol, Registration, Revision, Spec, SpecDraft, SpecField, SpecPatch},
     request::Etag,
     state::{ReasonCode, State},
-    text::Invalid,
 };
 use crate::pb;
 use crate::registry::Attestation;

@@ -1,0 +1,20 @@
+//! Why a lookup could not be answered (yet).
+
+use crate::db::StoreError;
+use crate::domain::refusal::Refusal;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("lookup index still loading; retry shortly")]
+    Loading,
+    #[error("this replica serves {0} change streams already; retry later or elsewhere")]
+    TooManyWatchers(usize),
+    #[error("this fan-out replica holds no history; ask its upstream")]
+    NoHistory,
+    #[error("this replica has applied serial {applied}, not yet {wanted}; retry")]
+    Behind { applied: i64, wanted: i64 },
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
