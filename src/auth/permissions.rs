@@ -2,6 +2,7 @@
 //! The auth layer enforces it before any handler runs; handlers only narrow
 //! further by tenant (an institution's own records, an ISP's own subscribers).
 
+use crate::domain::decision::Decision;
 use crate::domain::principal::RoleKind::{self, Admin, Institution, Isp, Lookup, Reviewer};
 
 /// Paths that answer without credentials: health checks and reflection.
@@ -16,7 +17,11 @@ const READERS: &[RoleKind] = &[Admin, Reviewer, Institution];
 /// reviewers, and institutions (their own addresses).
 const LOOKERS: &[RoleKind] = &[Lookup, Isp, Reviewer, Institution];
 
-/// Every RPC of the API (`/package.Service/Method`) and the roles allowed.
+/// Who takes review decisions (each decision's RPC is in `domain::decision`).
+const DECIDERS: &[RoleKind] = &[Reviewer];
+
+/// Every RPC of the API (`/package.Service/Method`) but the review
+/// decisions, and the roles allowed.
 pub const PERMISSIONS: &[(&str, &[RoleKind])] = &[
     ("/vpnregistry.v1.InstitutionService/CreateInstitution", &[Admin]),
     ("/vpnregistry.v1.InstitutionService/GetInstitution", READERS),
@@ -43,12 +48,6 @@ pub const PERMISSIONS: &[(&str, &[RoleKind])] = &[
     ("/vpnregistry.v1.IspService/ListPendingAttestations", &[Isp]),
     ("/vpnregistry.v1.IspService/AttestRegistration", &[Isp]),
     ("/vpnregistry.v1.ReviewService/ListReviewQueue", &[Reviewer]),
-    ("/vpnregistry.v1.ReviewService/ApproveRegistration", &[Reviewer]),
-    ("/vpnregistry.v1.ReviewService/RejectRegistration", &[Reviewer]),
-    ("/vpnregistry.v1.ReviewService/RequestInformation", &[Reviewer]),
-    ("/vpnregistry.v1.ReviewService/SuspendRegistration", &[Reviewer]),
-    ("/vpnregistry.v1.ReviewService/ReinstateRegistration", &[Reviewer]),
-    ("/vpnregistry.v1.ReviewService/RevokeRegistration", &[Reviewer]),
     ("/vpnregistry.v1.LookupService/CheckAddress", LOOKERS),
     ("/vpnregistry.v1.LookupService/CheckFlow", LOOKERS),
     ("/vpnregistry.v1.LookupService/CheckAddresses", LOOKERS),
@@ -63,7 +62,18 @@ pub fn is_public(path: &str) -> bool {
 
 /// The roles allowed to call `path`; `None` for a path that is no RPC of ours.
 pub fn allowed(path: &str) -> Option<&'static [RoleKind]> {
-    PERMISSIONS.iter().find(|(p, _)| *p == path).map(|(_, roles)| *roles)
+    PERMISSIONS
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, roles)| *roles)
+        .or_else(|| Decision::by_rpc(path).map(|_| DECIDERS))
+}
+
+/// Every RPC of the API with the roles allowed: [`PERMISSIONS`] and the
+/// review decisions.
+pub fn rows() -> impl Iterator<Item = (&'static str, &'static [RoleKind])> {
+    let decisions = Decision::ALL.into_iter().map(|d| (d.about().rpc, DECIDERS));
+    PERMISSIONS.iter().copied().chain(decisions)
 }
 
 #[cfg(test)]
@@ -86,7 +96,7 @@ mod tests {
             })
             .collect();
         rpcs.sort();
-        let mut listed: Vec<String> = PERMISSIONS.iter().map(|(p, _)| (*p).to_owned()).collect();
+        let mut listed: Vec<String> = rows().map(|(p, _)| p.to_owned()).collect();
         listed.sort();
         assert_eq!(listed, rpcs);
     }

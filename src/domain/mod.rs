@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod calendar;
 mod db_enum;
+pub mod decision;
 pub mod identifiers;
 pub mod institution;
 pub mod lifecycle;

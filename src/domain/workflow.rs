@@ -195,17 +195,25 @@ pub fn withdraw(current: &Registration, reason: Option<Reason>) -> Result<Plan, 
     Ok(plan)
 }
 
-/// Asks to extend an ACTIVE or EXPIRED registration to `valid_until`; the
-/// renewal is a revision, attested and reviewed like a submission.
-pub fn renew(current: &Registration, valid_until: OffsetDateTime, now: OffsetDateTime) -> Result<Plan, Refusal> {
-    if !current.state.is_live() {
-        return Err(Refusal::WrongState {
-            current: current.state,
+/// Why a registration in `state` (with a pending revision in `revision`)
+/// cannot be renewed now; `None`: it can. Only an ACTIVE or EXPIRED one
+/// without a change under way can.
+pub fn renewal_refused(state: State, revision: Option<State>) -> Option<Refusal> {
+    if !state.is_live() {
+        return Some(Refusal::WrongState {
+            current: state,
             action: "renewed",
         });
     }
-    if current.pending_revision.is_some() {
-        return Err(Refusal::RevisionPending);
+    revision.map(|_| Refusal::RevisionPending)
+}
+
+/// Asks to extend an ACTIVE or EXPIRED registration to `valid_until`; the
+/// renewal is a revision, attested and reviewed like a submission.
+pub fn renew(current: &Registration, valid_until: OffsetDateTime, now: OffsetDateTime) -> Result<Plan, Refusal> {
+    let revision = current.pending_revision.as_ref().map(|r| r.state);
+    if let Some(refusal) = renewal_refused(current.state, revision) {
+        return Err(refusal);
     }
     if valid_until <= current.spec.valid_until || valid_until <= now {
         return Err(Violations::one(
@@ -240,16 +248,17 @@ pub struct ApproveOptions {
     pub override_size_limits: bool,
 }
 
-/// A decision as taken by a reviewer or an ISP.
+/// A decision as taken, by a reviewer (one of `decision::Decision`) or an
+/// ISP (its attestation): the event, why, and an approval's options.
 #[derive(Debug, Clone)]
-pub struct Decision {
+pub struct Ruling {
     pub event: Event,
     pub reason_code: Option<ReasonCode>,
     pub reason: Option<Reason>,
     pub approve: ApproveOptions,
 }
 
-impl Decision {
+impl Ruling {
     fn action(&self) -> Action {
         match self.event {
             Event::Attest { confirmed: true } => Action::Attested,
@@ -268,12 +277,12 @@ impl Decision {
 }
 
 /// The registration or pending revision `decision` acts on.
-fn decided_revision<'r>(current: &'r Registration, decision: &Decision) -> Option<&'r Revision> {
+fn decided_revision<'r>(current: &'r Registration, decision: &Ruling) -> Option<&'r Revision> {
     live_revision(current).filter(|_| decision.event.reviews_revision())
 }
 
 /// An ISP decides only on what names it: anything else does not exist for it.
-pub fn check_isp_scope(current: &Registration, decision: &Decision, isp: &IspCode) -> Result<(), Refusal> {
+pub fn check_isp_scope(current: &Registration, decision: &Ruling, isp: &IspCode) -> Result<(), Refusal> {
     let target = decided_revision(current, decision).map_or(&current.spec, |r| &r.spec);
     if &target.isp == isp {
         Ok(())
@@ -284,7 +293,7 @@ pub fn check_isp_scope(current: &Registration, decision: &Decision, isp: &IspCod
 
 /// Applies `decision` to a registration, or to its pending revision for
 /// review decisions on an ACTIVE or EXPIRED registration.
-pub fn decide(current: &Registration, decision: &Decision, now: OffsetDateTime) -> Result<Plan, Refusal> {
+pub fn decide(current: &Registration, decision: &Ruling, now: OffsetDateTime) -> Result<Plan, Refusal> {
     let revision = decided_revision(current, decision);
     let target = revision.map_or(&current.spec, |r| &r.spec);
     let from = revision.map_or(current.state, |r| r.state);

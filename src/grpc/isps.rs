@@ -12,7 +12,7 @@ use crate::domain::{
     request::{Etag, page_size, parse_id},
     state::ReasonCode,
     text::{LegalName, Reason},
-    workflow::{ApproveOptions, Decision},
+    workflow::{ApproveOptions, Ruling},
 };
 use crate::pb::{self, isp_service_server::IspService};
 use uuid::Uuid;
@@ -102,7 +102,7 @@ impl IspService for IspApi {
 fn parse_attest(
     p: &Principal,
     msg: &pb::AttestRegistrationRequest,
-) -> Result<(Uuid, Etag, Decision, WriteContext), Status> {
+) -> Result<(Uuid, Etag, Ruling, WriteContext), Status> {
     let mut v = Violations::default();
     let ctx = convert::write_context(p, msg, false, &mut v);
     let id = v.check("id", parse_id(&msg.id));
@@ -115,7 +115,7 @@ fn parse_attest(
     let (Some(id), Some(etag), true) = (id, etag, v.is_empty()) else {
         return Err(v.into());
     };
-    let decision = Decision {
+    let decision = Ruling {
         event: Event::Attest {
             confirmed: msg.confirmed,
         },

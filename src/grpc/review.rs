@@ -1,5 +1,8 @@
-//! ReviewService: the regulator's decisions, reviewers only.
+//! ReviewService: the regulator's decisions, reviewers only. Which decision
+//! each RPC takes, and everything about it, is `domain::decision`; here each
+//! decision's message is bound to it once (`decision_messages!`).
 
+use prost::Message as _;
 use tonic::{Request, Response, Status};
 
 use super::convert::{self, WriteRequest, registration_to_pb};
@@ -7,11 +10,11 @@ use crate::auth::principal;
 use crate::db::registrations::QueueFilter;
 use crate::domain::{
     Violations,
-    lifecycle::Event,
+    decision::Decision,
     request::{page_size, parse_id},
     state::State,
     text::Reason,
-    workflow::{ApproveOptions, Decision},
+    workflow::{ApproveOptions, Ruling},
 };
 use crate::pb::{self, review_service_server::ReviewService};
 use crate::registry::Registry;
@@ -26,71 +29,165 @@ impl ReviewApi {
     }
 }
 
-/// A decision request: each RPC has its own message (buf's naming rules),
-/// all carrying the same fields.
-trait DecisionRequest: WriteRequest {
-    const EVENT: Event;
-    /// id, etag, reason code, reason.
-    fn fields(&self) -> (&str, &str, i32, &str);
+/// What every decision's request carries (each RPC has its own message,
+/// by buf's naming rules); approval adds its options.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DecisionFields {
+    pub id: String,
+    pub etag: String,
+    pub reason_code: i32,
+    pub reason: String,
+    pub request_id: String,
+    /// Approval only: end validity earlier than requested.
+    pub valid_until: Option<prost_types::Timestamp>,
+    /// Approval only: accept justified prefixes beyond the size limits.
+    pub override_size_limits: bool,
 }
 
-macro_rules! decision_requests {
-    ($($req:ty => $event:expr;)+) => {$(
-        impl DecisionRequest for $req {
-            const EVENT: Event = $event;
-            fn fields(&self) -> (&str, &str, i32, &str) {
-                (&self.id, &self.etag, self.reason_code, &self.reason)
+/// The message of a decision's RPC, and the decision it takes.
+pub trait DecisionMessage: WriteRequest {
+    const DECISION: Decision;
+    fn fields(&self) -> DecisionFields;
+    fn from_fields(f: DecisionFields) -> Self;
+}
+
+/// Binds each decision to its RPC's message (the approval's, with its
+/// options, separately), and generates the two places a decision known only
+/// at run time meets its message: [`ReviewApi::take`] and [`encode`].
+macro_rules! decision_messages {
+    ($($decision:ident => $msg:ty,)+) => {
+        $(
+            impl DecisionMessage for $msg {
+                const DECISION: Decision = Decision::$decision;
+                fn fields(&self) -> DecisionFields {
+                    DecisionFields {
+                        id: self.id.clone(),
+                        etag: self.etag.clone(),
+                        reason_code: self.reason_code,
+                        reason: self.reason.clone(),
+                        request_id: self.request_id.clone(),
+                        ..DecisionFields::default()
+                    }
+                }
+                fn from_fields(f: DecisionFields) -> Self {
+                    Self {
+                        id: f.id,
+                        etag: f.etag,
+                        reason_code: f.reason_code,
+                        reason: f.reason,
+                        request_id: f.request_id,
+                    }
+                }
+            }
+        )+
+
+        impl ReviewApi {
+            /// Takes `decision` as its RPC would (the console's way in).
+            pub async fn take(
+                &self,
+                decision: Decision,
+                req: Request<DecisionFields>,
+            ) -> Result<Response<pb::Registration>, Status> {
+                match decision {
+                    Decision::Approve => self.decide(req.map(pb::ApproveRegistrationRequest::from_fields)).await,
+                    $(Decision::$decision => self.decide(req.map(<$msg>::from_fields)).await,)+
+                }
             }
         }
-    )+};
+
+        /// The encoded request of `decision`'s RPC (for clients that pick
+        /// the decision at run time, such as the tests).
+        pub fn encode(decision: Decision, f: DecisionFields) -> Vec<u8> {
+            match decision {
+                Decision::Approve => pb::ApproveRegistrationRequest::from_fields(f).encode_to_vec(),
+                $(Decision::$decision => <$msg>::from_fields(f).encode_to_vec(),)+
+            }
+        }
+    };
 }
 
-decision_requests! {
-    pb::ApproveRegistrationRequest => Event::Approve;
-    pb::RejectRegistrationRequest => Event::Reject;
-    pb::RequestInformationRequest => Event::RequestInformation;
-    pb::SuspendRegistrationRequest => Event::Suspend;
-    pb::ReinstateRegistrationRequest => Event::Reinstate;
-    pb::RevokeRegistrationRequest => Event::Revoke;
+decision_messages! {
+    RequestInformation => pb::RequestInformationRequest,
+    Reject => pb::RejectRegistrationRequest,
+    Suspend => pb::SuspendRegistrationRequest,
+    Reinstate => pb::ReinstateRegistrationRequest,
+    Revoke => pb::RevokeRegistrationRequest,
+}
+
+impl DecisionMessage for pb::ApproveRegistrationRequest {
+    const DECISION: Decision = Decision::Approve;
+    fn fields(&self) -> DecisionFields {
+        DecisionFields {
+            id: self.id.clone(),
+            etag: self.etag.clone(),
+            reason_code: self.reason_code,
+            reason: self.reason.clone(),
+            request_id: self.request_id.clone(),
+            valid_until: self.valid_until,
+            override_size_limits: self.override_size_limits,
+        }
+    }
+    fn from_fields(f: DecisionFields) -> Self {
+        Self {
+            id: f.id,
+            etag: f.etag,
+            reason_code: f.reason_code,
+            reason: f.reason,
+            valid_until: f.valid_until,
+            override_size_limits: f.override_size_limits,
+            request_id: f.request_id,
+        }
+    }
 }
 
 impl ReviewApi {
-    /// Parses a decision (with what `approve` adds for approvals), takes it,
-    /// and answers with the registration.
-    async fn decide<M: DecisionRequest>(
-        &self,
-        req: Request<M>,
-        approve: impl FnOnce(&M, &mut Violations) -> ApproveOptions,
-    ) -> Result<Response<pb::Registration>, Status> {
+    /// Parses a decision request, takes the decision, and answers with the
+    /// registration.
+    async fn decide<M: DecisionMessage>(&self, req: Request<M>) -> Result<Response<pb::Registration>, Status> {
         let p = principal(&req)?;
         let msg = req.get_ref();
-        let (id, etag, reason_code, reason) = msg.fields();
         let mut v = Violations::default();
         let ctx = convert::write_context(p, msg, false, &mut v);
-        let approve = approve(msg, &mut v);
-        let id = v.check("id", parse_id(id));
-        let etag = convert::required_etag(etag, "etag", "is required: decisions are taken on a version", &mut v);
-        let reason_code = convert::reason_code_from_pb(reason_code);
-        if reason_code.is_none() {
-            v.add("reason_code", "is required");
-        }
-        let reason: Option<Reason> = convert::required("reason", reason, &mut v);
-        let (Some(id), Some(etag), Some(reason), true) = (id, etag, reason, v.is_empty()) else {
+        let ruling = ruling(M::DECISION, &msg.fields(), &mut v);
+        let (Some((id, etag, ruling)), true) = (ruling, v.is_empty()) else {
             return Err(v.into());
         };
-        let decision = Decision {
-            event: M::EVENT,
-            reason_code,
-            reason: Some(reason),
-            approve,
-        };
-        let (registration, serial) = self.registry.decide(id, etag, &decision, None, ctx).await?;
+        let (registration, serial) = self.registry.decide(id, etag, &ruling, None, ctx).await?;
         Ok(Response::new(registration_to_pb(registration, serial)))
     }
 }
 
-fn no_options<M>(_: &M, _: &mut Violations) -> ApproveOptions {
-    ApproveOptions::default()
+/// The registration, version and ruling a decision request names, with
+/// every problem in `v`: a reason code that does not justify `decision` is
+/// one of them.
+fn ruling(
+    decision: Decision,
+    f: &DecisionFields,
+    v: &mut Violations,
+) -> Option<(uuid::Uuid, crate::domain::request::Etag, Ruling)> {
+    let id = v.check("id", parse_id(&f.id));
+    let etag = convert::required_etag(&f.etag, "etag", "is required: decisions are taken on a version", v);
+    let reason_code = convert::reason_code_from_pb(f.reason_code);
+    match reason_code {
+        None => v.add("reason_code", "is required"),
+        Some(code) if !decision.justified_by(code) => v.add("reason_code", decision.unjustified(code)),
+        Some(_) => {}
+    }
+    let reason: Option<Reason> = convert::required("reason", &f.reason, v);
+    let approve = ApproveOptions {
+        valid_until: f
+            .valid_until
+            .as_ref()
+            .and_then(|t| v.check("valid_until", convert::from_timestamp(t))),
+        override_size_limits: f.override_size_limits,
+    };
+    let ruling = Ruling {
+        event: decision.about().event,
+        reason_code,
+        reason: Some(reason?),
+        approve,
+    };
+    Some((id?, etag?, ruling))
 }
 
 #[tonic::async_trait]
@@ -127,48 +224,41 @@ impl ReviewService for ReviewApi {
         &self,
         req: Request<pb::ApproveRegistrationRequest>,
     ) -> Result<Response<pb::Registration>, Status> {
-        self.decide(req, |msg, v| ApproveOptions {
-            valid_until: msg
-                .valid_until
-                .as_ref()
-                .and_then(|t| v.check("valid_until", convert::from_timestamp(t))),
-            override_size_limits: msg.override_size_limits,
-        })
-        .await
+        self.decide(req).await
     }
 
     async fn reject_registration(
         &self,
         req: Request<pb::RejectRegistrationRequest>,
     ) -> Result<Response<pb::Registration>, Status> {
-        self.decide(req, no_options).await
+        self.decide(req).await
     }
 
     async fn request_information(
         &self,
         req: Request<pb::RequestInformationRequest>,
     ) -> Result<Response<pb::Registration>, Status> {
-        self.decide(req, no_options).await
+        self.decide(req).await
     }
 
     async fn suspend_registration(
         &self,
         req: Request<pb::SuspendRegistrationRequest>,
     ) -> Result<Response<pb::Registration>, Status> {
-        self.decide(req, no_options).await
+        self.decide(req).await
     }
 
     async fn reinstate_registration(
         &self,
         req: Request<pb::ReinstateRegistrationRequest>,
     ) -> Result<Response<pb::Registration>, Status> {
-        self.decide(req, no_options).await
+        self.decide(req).await
     }
 
     async fn revoke_registration(
         &self,
         req: Request<pb::RevokeRegistrationRequest>,
     ) -> Result<Response<pb::Registration>, Status> {
-        self.decide(req, no_options).await
+        self.decide(req).await
     }
 }

@@ -20,7 +20,7 @@ use crate::domain::{
     registration::Registration,
     request::Etag,
     state::State,
-    workflow::{self, Decision},
+    workflow::{self, Ruling},
 };
 use crate::error::Result;
 
@@ -40,7 +40,7 @@ impl Registry {
         &self,
         id: Uuid,
         etag: Etag,
-        decision: &Decision,
+        decision: &Ruling,
         by_isp: Option<&IspCode>,
         ctx: WriteContext,
     ) -> Result<Written> {
@@ -69,7 +69,7 @@ impl Registry {
         isp: &IspCode,
         id: Uuid,
         etag: Etag,
-        decision: &Decision,
+        decision: &Ruling,
         ctx: WriteContext,
     ) -> Result<Attestation> {
         let (registration, _) = self.decide(id, etag, decision, Some(isp), ctx).await?;

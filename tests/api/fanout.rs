@@ -20,6 +20,7 @@ use vpn_registry::{
 use crate::helpers::*;
 use crate::lookup::{Copy, db_active_set};
 use crate::proxy::Proxy;
+use vpn_registry::domain::decision::Decision;
 
 /// Options of a fan-out replica following `upstream` (its gRPC address)
 /// with a lookup token issued by `issuer`.
@@ -90,7 +91,7 @@ async fn a_chain_of_fan_out_replicas_stays_equal_to_the_database_under_concurren
     let writes = async {
         root.active(&b, &["31.1.0.0/24"]).await;
         let doomed = root.active(&b, &["31.2.0.0/24", "31.3.0.0/24"]).await;
-        root.decide(Decide::Revoke, &doomed, pb::ReasonCode::PolicyViolation, "Misuse")
+        root.decide(Decision::Revoke, &doomed, pb::ReasonCode::PolicyViolation, "Misuse")
             .await
             .unwrap();
         let mut moved = first.clone();

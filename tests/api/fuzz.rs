@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 use vpn_registry::{
-    auth::permissions::PERMISSIONS,
+    auth::permissions,
     domain::principal::{Role, RoleKind},
     pb::{self, InstitutionCategory as C},
 };
@@ -93,11 +93,12 @@ async fn hostile_bytes_to_every_rpc_get_no_internal_error_and_no_panic(pool: PgP
     ];
     let mut rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
     let mut tally = std::collections::BTreeMap::<String, usize>::new();
+    let rows: Vec<_> = permissions::rows().collect();
     let mut sent = 0;
     while sent < MESSAGES {
         let mut calls = tokio::task::JoinSet::new();
         for _ in 0..IN_FLIGHT {
-            let (path, allowed) = PERMISSIONS[sent % PERMISSIONS.len()];
+            let (path, allowed) = rows[sent % rows.len()];
             let token = tokens.iter().find(|(r, _)| allowed.contains(r)).unwrap().1.clone();
             let body = hostile(&mut rng, &seeds);
             let channel = app.channel.clone();

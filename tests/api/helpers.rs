@@ -1,6 +1,7 @@
 //! Test harness: a real server on a random port over a fresh database, real
 //! gRPC clients, and credentials issued the way the CLI issues them.
 
+use prost::Message as _;
 use sqlx::PgPool;
 use tokio::sync::{OnceCell, oneshot};
 use tonic::{
@@ -14,7 +15,11 @@ use vpn_registry::{
     app,
     auth::token,
     db::tokens,
-    domain::principal::{Actor, Role, RoleKind},
+    domain::{
+        decision::Decision,
+        principal::{Actor, Role, RoleKind},
+    },
+    grpc::review::{self, DecisionFields},
     pb::{
         self, institution_service_client::InstitutionServiceClient, isp_service_client::IspServiceClient,
         lookup_service_client::LookupServiceClient, registration_service_client::RegistrationServiceClient,
@@ -438,12 +443,34 @@ impl TestApp {
     /// The app's reviewer takes decision `d` on the version `on` names.
     pub async fn decide(
         &self,
-        d: Decide,
+        d: Decision,
         on: &impl Versioned,
         code: pb::ReasonCode,
         reason: &str,
     ) -> Result<pb::Registration, Status> {
-        decide(&mut self.reviewer().await, d, on, code, reason).await
+        let reviewer = self.reviewer_token().await.to_owned();
+        self.decide_as(&reviewer, d, on, code, reason).await
+    }
+
+    /// Decision `d` on the version `on` names, sent as `token` (any
+    /// principal) to the decision's own RPC.
+    pub async fn decide_as(
+        &self,
+        token: &str,
+        d: Decision,
+        on: &impl Versioned,
+        code: pb::ReasonCode,
+        reason: &str,
+    ) -> Result<pb::Registration, Status> {
+        let fields = DecisionFields {
+            id: on.id().into(),
+            etag: on.etag().into(),
+            reason_code: code as i32,
+            reason: reason.into(),
+            ..DecisionFields::default()
+        };
+        let answer = crate::raw::call(&self.channel, d.about().rpc, Some(token), review::encode(d, fields)).await?;
+        Ok(pb::Registration::decode(&answer[..]).expect("a Registration"))
     }
 
     /// Takes a submitted registration through ISP attestation (as `ptcl`) and
@@ -451,7 +478,7 @@ impl TestApp {
     pub async fn approve(&self, registration: &pb::Registration) -> Result<pb::Registration, Status> {
         let attested = self.attest(registration, true).await?;
         self.decide(
-            Decide::Approve,
+            Decision::Approve,
             &attested,
             pb::ReasonCode::Compliant,
             "Documents in order",
@@ -586,17 +613,6 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A review decision.
-#[derive(Debug, Clone, Copy)]
-pub enum Decide {
-    Approve,
-    Reject,
-    RequestInformation,
-    Suspend,
-    Reinstate,
-    Revoke,
-}
-
 /// What a decision names: a registration and the version decided on.
 pub trait Versioned {
     fn id(&self) -> &str;
@@ -649,84 +665,4 @@ pub fn approve_request(on: &impl Versioned) -> pb::ApproveRegistrationRequest {
         reason: "In order".into(),
         ..Default::default()
     }
-}
-
-/// Decision `d` on the version `on` names, sent through `client` (any
-/// principal's review client).
-pub async fn decide(
-    client: &mut Reviews,
-    d: Decide,
-    on: &impl Versioned,
-    code: pb::ReasonCode,
-    reason: &str,
-) -> Result<pb::Registration, Status> {
-    let (id, etag, reason_code, reason) = (on.id().to_owned(), on.etag().to_owned(), code as i32, reason.to_owned());
-    let request_id = String::new();
-    match d {
-        Decide::Approve => {
-            client
-                .approve_registration(pb::ApproveRegistrationRequest {
-                    reason_code,
-                    reason,
-                    ..approve_request(on)
-                })
-                .await
-        }
-        Decide::Reject => {
-            client
-                .reject_registration(pb::RejectRegistrationRequest {
-                    id,
-                    etag,
-                    reason_code,
-                    reason,
-                    request_id,
-                })
-                .await
-        }
-        Decide::RequestInformation => {
-            client
-                .request_information(pb::RequestInformationRequest {
-                    id,
-                    etag,
-                    reason_code,
-                    reason,
-                    request_id,
-                })
-                .await
-        }
-        Decide::Suspend => {
-            client
-                .suspend_registration(pb::SuspendRegistrationRequest {
-                    id,
-                    etag,
-                    reason_code,
-                    reason,
-                    request_id,
-                })
-                .await
-        }
-        Decide::Reinstate => {
-            client
-                .reinstate_registration(pb::ReinstateRegistrationRequest {
-                    id,
-                    etag,
-                    reason_code,
-                    reason,
-                    request_id,
-                })
-                .await
-        }
-        Decide::Revoke => {
-            client
-                .revoke_registration(pb::RevokeRegistrationRequest {
-                    id,
-                    etag,
-                    reason_code,
-                    reason,
-                    request_id,
-                })
-                .await
-        }
-    }
-    .map(|r| r.into_inner())
 }

@@ -14,6 +14,7 @@ use vpn_registry::{
 };
 
 use crate::helpers::*;
+use vpn_registry::domain::decision::Decision;
 
 /// As-of answers by the feed itself (what `at` lookups read before the
 /// history table existed): for each address, the (registration, prefix)
@@ -167,7 +168,7 @@ async fn pruning_bounds_feed_and_history_and_those_behind_start_over(pool: PgPoo
     let (_, bank) = app.enrol(C::Bank).await;
     let gone = app.active(&bank, &["8.8.8.0/24"]).await;
     let revoked = app
-        .decide(Decide::Revoke, &gone, pb::ReasonCode::PolicyViolation, "Misuse")
+        .decide(Decision::Revoke, &gone, pb::ReasonCode::PolicyViolation, "Misuse")
         .await
         .unwrap();
     let kept = app.active(&bank, &["8.8.9.0/24"]).await;
@@ -291,7 +292,7 @@ async fn a_replica_stopped_past_the_pruned_feed_reloads_and_resets_its_watchers(
     // what it applied.
     link.cut();
     writer
-        .decide(Decide::Revoke, &doomed, pb::ReasonCode::PolicyViolation, "Misuse")
+        .decide(Decision::Revoke, &doomed, pb::ReasonCode::PolicyViolation, "Misuse")
         .await
         .unwrap();
     let added = writer.active(&bank, &["8.8.9.0/24"]).await;

@@ -9,6 +9,7 @@ use vpn_registry::domain::principal::Role;
 use vpn_registry::pb::{self, InstitutionCategory as C, RegistrationState as S};
 
 use crate::helpers::*;
+use vpn_registry::domain::decision::Decision;
 
 /// (op, prefix) of the change feed for one registration, in serial order.
 async fn feed(app: &TestApp, id: &str) -> Vec<(String, String)> {
@@ -59,7 +60,7 @@ async fn a_registration_is_attested_reviewed_and_approved_on_the_record(pool: Pg
 
     let approved = app
         .decide(
-            Decide::Approve,
+            Decision::Approve,
             &queue.registrations[0],
             pb::ReasonCode::Compliant,
             "In order",
@@ -148,7 +149,7 @@ async fn information_requests_return_to_review_after_an_amendment(pool: PgPool) 
     };
     let asked = app
         .decide(
-            Decide::RequestInformation,
+            Decision::RequestInformation,
             &r,
             pb::ReasonCode::IncompleteInformation,
             "Describe the peer",
@@ -185,7 +186,7 @@ async fn suspension_reinstatement_and_revocation_move_the_active_set(pool: PgPoo
     let active = app.approve(&r).await.unwrap();
     let suspended = app
         .decide(
-            Decide::Suspend,
+            Decision::Suspend,
             &active,
             pb::ReasonCode::SecurityConcern,
             "Abuse report",
@@ -197,21 +198,21 @@ async fn suspension_reinstatement_and_revocation_move_the_active_set(pool: PgPoo
     assert_eq!(app.count("active_prefixes").await, 0);
 
     let err = app
-        .decide(Decide::Suspend, &suspended, pb::ReasonCode::SecurityConcern, "Again")
+        .decide(Decision::Suspend, &suspended, pb::ReasonCode::SecurityConcern, "Again")
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains("SUSPENDED"), "{}", err.message());
 
     let reinstated = app
-        .decide(Decide::Reinstate, &suspended, pb::ReasonCode::Compliant, "Resolved")
+        .decide(Decision::Reinstate, &suspended, pb::ReasonCode::Compliant, "Resolved")
         .await
         .unwrap();
     assert_eq!(reinstated.state, S::Active as i32);
     assert_eq!(app.count("active_prefixes").await, 1);
 
     let revoked = app
-        .decide(Decide::Revoke, &reinstated, pb::ReasonCode::PolicyViolation, "Misuse")
+        .decide(Decision::Revoke, &reinstated, pb::ReasonCode::PolicyViolation, "Misuse")
         .await
         .unwrap();
     assert_eq!(revoked.state, S::Revoked as i32);
@@ -225,7 +226,7 @@ async fn illegal_decisions_answer_failed_precondition_naming_the_state(pool: PgP
     let (_, token) = app.enrol(C::Bank).await;
     let r = app.submit(&token, &["8.8.8.0/24"]).await;
     let err = app
-        .decide(Decide::Approve, &r, pb::ReasonCode::Compliant, "In order")
+        .decide(Decision::Approve, &r, pb::ReasonCode::Compliant, "In order")
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
@@ -236,7 +237,7 @@ async fn illegal_decisions_answer_failed_precondition_naming_the_state(pool: PgP
     );
 
     let err = app
-        .decide(Decide::Reinstate, &r, pb::ReasonCode::Other, "x")
+        .decide(Decision::Reinstate, &r, pb::ReasonCode::Other, "x")
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
@@ -274,6 +275,26 @@ async fn illegal_decisions_answer_failed_precondition_naming_the_state(pool: PgP
 }
 
 #[sqlx::test]
+async fn a_reason_code_that_does_not_justify_the_decision_is_refused_and_nothing_changes(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, token) = app.enrol(C::Bank).await;
+    let r = app.submit(&token, &["8.8.8.0/24"]).await;
+    app.attest(&r, true).await.unwrap();
+    let r = app.get(&r.id).await;
+    for (decision, code) in [
+        (Decision::Approve, pb::ReasonCode::SecurityConcern),
+        (Decision::Reject, pb::ReasonCode::Compliant),
+        (Decision::RequestInformation, pb::ReasonCode::ValidityEnded),
+    ] {
+        let err = app.decide(decision, &r, code, "Wrong code").await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{decision:?} with {code:?}");
+        assert_eq!(violated_fields(&err), ["reason_code"]);
+    }
+    let unchanged = app.get(&r.id).await;
+    assert_eq!((unchanged.state, unchanged.etag), (S::UnderReview as i32, r.etag));
+}
+
+#[sqlx::test]
 async fn only_reviewers_decide_and_only_isps_attest(pool: PgPool) {
     let app = spawn_app(pool).await;
     let (_, token) = app.enrol(C::Bank).await;
@@ -281,15 +302,10 @@ async fn only_reviewers_decide_and_only_isps_attest(pool: PgPool) {
     let admin = app.admin().await;
     let isp = app.isp_token().await.to_owned();
     for who in [&admin, &token, &isp] {
-        let err = decide(
-            &mut app.review(Some(who)),
-            Decide::Approve,
-            &r,
-            pb::ReasonCode::Compliant,
-            "In order",
-        )
-        .await
-        .unwrap_err();
+        let err = app
+            .decide_as(who, Decision::Approve, &r, pb::ReasonCode::Compliant, "In order")
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied, "separation of duties");
         let err = app
             .review(Some(who))
@@ -318,11 +334,9 @@ async fn of_two_reviewers_deciding_at_once_exactly_one_wins(pool: PgPool) {
     app.attest(&r, true).await.unwrap();
     let r = app.get(&r.id).await;
     let (first, second) = (app.token(Role::Reviewer).await, app.token(Role::Reviewer).await);
-    let mut approve = app.review(Some(&first));
-    let mut reject = app.review(Some(&second));
     let (a, b) = tokio::join!(
-        decide(&mut approve, Decide::Approve, &r, pb::ReasonCode::Compliant, "In order"),
-        decide(&mut reject, Decide::Reject, &r, pb::ReasonCode::PolicyViolation, "No")
+        app.decide_as(&first, Decision::Approve, &r, pb::ReasonCode::Compliant, "In order"),
+        app.decide_as(&second, Decision::Reject, &r, pb::ReasonCode::PolicyViolation, "No")
     );
     let outcomes = [a.map(|r| r.state), b.map(|r| r.state)];
     let wins: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
@@ -413,7 +427,12 @@ async fn an_amended_active_registration_stays_in_force_until_the_revision_is_app
     app.attest(&proposed, true).await.unwrap();
     let current = app.get(&r.id).await;
     let rejected = app
-        .decide(Decide::Reject, &current, pb::ReasonCode::PolicyViolation, "Not needed")
+        .decide(
+            Decision::Reject,
+            &current,
+            pb::ReasonCode::PolicyViolation,
+            "Not needed",
+        )
         .await
         .unwrap();
     assert_eq!(rejected.state, S::Active as i32);

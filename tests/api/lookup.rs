@@ -9,6 +9,7 @@ use vpn_registry::domain::principal::Role;
 use vpn_registry::pb::{self, InstitutionCategory as C};
 
 use crate::helpers::*;
+use vpn_registry::domain::decision::Decision;
 
 async fn check(client: &mut Lookups, address: &str) -> pb::CheckResult {
     client
@@ -182,7 +183,7 @@ async fn a_past_instant_is_answered_from_history_across_a_revoke(pool: PgPool) {
     let active = app.active(&bank, &["8.8.8.0/24"]).await;
     let while_active = ts(time::OffsetDateTime::now_utc());
     let revoked = app
-        .decide(Decide::Revoke, &active, pb::ReasonCode::PolicyViolation, "Misuse")
+        .decide(Decision::Revoke, &active, pb::ReasonCode::PolicyViolation, "Misuse")
         .await
         .unwrap();
     let lookup = app.token(Role::Lookup).await;
@@ -538,7 +539,7 @@ async fn watchers_from_zero_from_a_serial_and_from_a_stale_session_all_converge(
     let writes = async {
         app.active(&b, &["9.9.9.0/24"]).await;
         let active = app.active(&b, &["9.9.10.0/24", "9.9.11.0/24"]).await;
-        app.decide(Decide::Revoke, &active, pb::ReasonCode::PolicyViolation, "Misuse")
+        app.decide(Decision::Revoke, &active, pb::ReasonCode::PolicyViolation, "Misuse")
             .await
             .unwrap();
         let mut moved = first.clone();

@@ -9,8 +9,10 @@ use sqlx::PgPool;
 use tonic::Code;
 use uuid::Uuid;
 use vpn_registry::{
-    auth::permissions::PERMISSIONS,
+    auth::permissions,
+    domain::decision::Decision,
     domain::principal::{Role, RoleKind},
+    grpc::review::{self, DecisionFields},
     pb::{self, InstitutionCategory as C},
 };
 
@@ -28,15 +30,17 @@ struct World {
 /// refused for the state the record is in: only authorisation is checked).
 fn sample(path: &str, w: &World) -> Vec<u8> {
     let method = path.rsplit('/').next().unwrap();
-    let decision = |id: &str| {
-        (
-            id.to_owned(),
-            "v1".to_owned(),
-            pb::ReasonCode::Other as i32,
-            "walk".to_owned(),
-        )
-    };
-    let (id, etag, reason_code, reason) = decision(&w.active.id);
+    let id = w.active.id.clone();
+    if let Some(decision) = Decision::by_rpc(path) {
+        let fields = DecisionFields {
+            id,
+            etag: "v1".into(),
+            reason_code: pb::ReasonCode::Other as i32,
+            reason: "walk".into(),
+            ..DecisionFields::default()
+        };
+        return review::encode(decision, fields);
+    }
     match method {
         "CreateInstitution" => pb::CreateInstitutionRequest {
             institution: Some(valid_institution(C::Company)),
@@ -102,54 +106,6 @@ fn sample(path: &str, w: &World) -> Vec<u8> {
         }
         .encode_to_vec(),
         "ListReviewQueue" => pb::ListReviewQueueRequest::default().encode_to_vec(),
-        "ApproveRegistration" => pb::ApproveRegistrationRequest {
-            id,
-            etag,
-            reason_code,
-            reason,
-            ..Default::default()
-        }
-        .encode_to_vec(),
-        "RejectRegistration" => pb::RejectRegistrationRequest {
-            id,
-            etag,
-            reason_code,
-            reason,
-            request_id: String::new(),
-        }
-        .encode_to_vec(),
-        "RequestInformation" => pb::RequestInformationRequest {
-            id,
-            etag,
-            reason_code,
-            reason,
-            request_id: String::new(),
-        }
-        .encode_to_vec(),
-        "SuspendRegistration" => pb::SuspendRegistrationRequest {
-            id,
-            etag,
-            reason_code,
-            reason,
-            request_id: String::new(),
-        }
-        .encode_to_vec(),
-        "ReinstateRegistration" => pb::ReinstateRegistrationRequest {
-            id,
-            etag,
-            reason_code,
-            reason,
-            request_id: String::new(),
-        }
-        .encode_to_vec(),
-        "RevokeRegistration" => pb::RevokeRegistrationRequest {
-            id,
-            etag,
-            reason_code,
-            reason,
-            request_id: String::new(),
-        }
-        .encode_to_vec(),
         "CheckAddress" => pb::CheckAddressRequest {
             address: "8.8.8.8".into(),
             ..Default::default()
@@ -210,8 +166,9 @@ async fn every_cell_of_the_permission_table_holds(pool: PgPool) {
         (RoleKind::Institution, &own, Some(&other)),
     ];
 
+    let rows: Vec<_> = permissions::rows().collect();
     let mut cells = 0;
-    for (path, allowed) in PERMISSIONS {
+    for &(path, allowed) in &rows {
         let method = path.rsplit('/').next().unwrap();
         for (role, token, other_tenant) in principals {
             let answer = raw::call(&app.channel, path, Some(token), sample(path, &world)).await;
@@ -253,5 +210,5 @@ async fn every_cell_of_the_permission_table_holds(pool: PgPool) {
             cells += 1;
         }
     }
-    assert_eq!(cells, PERMISSIONS.len() * 7);
+    assert_eq!(cells, rows.len() * 7);
 }

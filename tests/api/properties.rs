@@ -12,6 +12,7 @@ use vpn_registry::domain::{lifecycle::TRANSITIONS, state::State};
 use vpn_registry::pb::{self, InstitutionCategory as C};
 
 use crate::helpers::*;
+use vpn_registry::domain::decision::Decision;
 
 /// Prefixes that overlap each other in several ways, so that institutions
 /// compete for address space.
@@ -28,14 +29,9 @@ const INSTITUTIONS: usize = 3;
 enum Op {
     Submit { institution: usize, prefix: usize },
     Attest { reg: usize, confirmed: bool },
-    Approve(usize),
-    Reject(usize),
-    RequestInformation(usize),
+    Decide { reg: usize, decision: Decision },
     Amend { reg: usize, prefix: usize },
     Withdraw(usize),
-    Suspend(usize),
-    Reinstate(usize),
-    Revoke(usize),
     Renew(usize),
     Expire(usize),
 }
@@ -43,17 +39,18 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     // Few targets, so that actions pile up on the same registrations.
     let reg = 0usize..3;
+    let decide = |decision: Decision| reg.clone().prop_map(move |reg| Op::Decide { reg, decision });
     prop_oneof![
         2 => (0..INSTITUTIONS, 0..PREFIXES.len()).prop_map(|(institution, prefix)| Op::Submit { institution, prefix }),
         4 => (reg.clone(), prop::bool::weighted(0.9)).prop_map(|(reg, confirmed)| Op::Attest { reg, confirmed }),
-        4 => reg.clone().prop_map(Op::Approve),
-        1 => reg.clone().prop_map(Op::Reject),
-        1 => reg.clone().prop_map(Op::RequestInformation),
+        4 => decide(Decision::Approve),
+        1 => decide(Decision::Reject),
+        1 => decide(Decision::RequestInformation),
         2 => (reg.clone(), 0..PREFIXES.len()).prop_map(|(reg, prefix)| Op::Amend { reg, prefix }),
         1 => reg.clone().prop_map(Op::Withdraw),
-        1 => reg.clone().prop_map(Op::Suspend),
-        1 => reg.clone().prop_map(Op::Reinstate),
-        1 => reg.clone().prop_map(Op::Revoke),
+        1 => decide(Decision::Suspend),
+        1 => decide(Decision::Reinstate),
+        1 => decide(Decision::Revoke),
         1 => reg.clone().prop_map(Op::Renew),
         1 => reg.prop_map(Op::Expire),
     ]
@@ -100,9 +97,8 @@ async fn apply(app: &TestApp, actors: &Actors, regs: &mut Vec<(usize, String)>, 
             _ => {}
         }
         let i = match *op {
-            Op::Attest { reg, .. } | Op::Amend { reg, .. } => reg,
-            Op::Approve(r) | Op::Reject(r) | Op::RequestInformation(r) | Op::Withdraw(r) => r,
-            Op::Suspend(r) | Op::Reinstate(r) | Op::Revoke(r) | Op::Renew(r) => r,
+            Op::Attest { reg, .. } | Op::Amend { reg, .. } | Op::Decide { reg, .. } => reg,
+            Op::Withdraw(r) | Op::Renew(r) => r,
             Op::Submit { .. } | Op::Expire(_) => unreachable!("handled above"),
         };
         let Some((owner, id)) = pick(regs, i) else {
@@ -110,27 +106,14 @@ async fn apply(app: &TestApp, actors: &Actors, regs: &mut Vec<(usize, String)>, 
         };
         let current = app.get(&id).await;
         let etag = current.etag.clone();
-        let mut review = app.reviewer().await;
         let mut mine = app.registrations(Some(&actors.institutions[owner]));
         match *op {
             Op::Attest { confirmed, .. } => {
                 app.attest(&current, confirmed).await?;
             }
-            Op::Approve(_)
-            | Op::Reject(_)
-            | Op::RequestInformation(_)
-            | Op::Suspend(_)
-            | Op::Reinstate(_)
-            | Op::Revoke(_) => {
-                let d = match *op {
-                    Op::Approve(_) => Decide::Approve,
-                    Op::Reject(_) => Decide::Reject,
-                    Op::RequestInformation(_) => Decide::RequestInformation,
-                    Op::Suspend(_) => Decide::Suspend,
-                    Op::Reinstate(_) => Decide::Reinstate,
-                    _ => Decide::Revoke,
-                };
-                decide(&mut review, d, &current, pb::ReasonCode::Other, "property test").await?;
+            Op::Decide { decision, .. } => {
+                app.decide(decision, &current, pb::ReasonCode::Other, "property test")
+                    .await?;
             }
             Op::Amend { prefix, .. } => {
                 let mut changed = current;

@@ -197,7 +197,7 @@ async fn show(
         .flatten();
     let withdrawable = workflow::allows(state, revision, Event::Withdraw);
     let amendable = workflow::allows(state, revision, Event::Amend { reattest: false });
-    let renewable = state.is_live() && revision.is_none();
+    let renewable = workflow::renewal_refused(state, revision).is_none();
     let status = if errors.is_empty() {
         StatusCode::OK
     } else {

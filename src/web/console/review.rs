@@ -18,8 +18,9 @@ use time::{Duration, OffsetDateTime};
 
 use super::fields::FieldErrors;
 use super::{Console, Id, Refused, Visitor, applicant, history, page};
-use crate::domain::{lifecycle::Event, workflow};
+use crate::domain::{decision::Decision, state::ReasonCode};
 use crate::grpc::convert::{self, timestamp};
+use crate::grpc::review::DecisionFields;
 use crate::pb::{self, institution_service_server::InstitutionService, review_service_server::ReviewService};
 
 const QUEUE: &str = "/vpnregistry.v1.ReviewService/ListReviewQueue";
@@ -177,8 +178,8 @@ fn queued_at(r: &pb::Registration) -> Option<OffsetDateTime> {
 /// "VPN-… approved." after a decision (only a reference and a known word
 /// are said back).
 fn decided_notice(done: &str, how: &str) -> Option<String> {
-    let how = DECISIONS.iter().find(|d| d.name == how)?;
-    page::is_reference(done).then(|| format!("{done}: {}.", how.done))
+    let how = Decision::named(how)?;
+    page::is_reference(done).then(|| format!("{done}: {}.", how.about().done))
 }
 
 /// Names and categories of institutions, by id (one GetInstitution each,
@@ -207,66 +208,12 @@ async fn institution(c: &Console, v: &Visitor, id: &str) -> Option<pb::Instituti
         .ok()
 }
 
-/// A decision a reviewer can take: its lifecycle event and its RPC.
-struct Decision {
-    name: &'static str,
-    event: Event,
-    button: &'static str,
-    done: &'static str,
-    method: &'static str,
-}
-
-const DECISIONS: &[Decision] = &[
-    Decision {
-        name: "approve",
-        event: Event::Approve,
-        button: "Approve",
-        done: "approved",
-        method: "/vpnregistry.v1.ReviewService/ApproveRegistration",
-    },
-    Decision {
-        name: "request_information",
-        event: Event::RequestInformation,
-        button: "Request information",
-        done: "information requested",
-        method: "/vpnregistry.v1.ReviewService/RequestInformation",
-    },
-    Decision {
-        name: "reject",
-        event: Event::Reject,
-        button: "Reject",
-        done: "rejected",
-        method: "/vpnregistry.v1.ReviewService/RejectRegistration",
-    },
-    Decision {
-        name: "suspend",
-        event: Event::Suspend,
-        button: "Suspend",
-        done: "suspended",
-        method: "/vpnregistry.v1.ReviewService/SuspendRegistration",
-    },
-    Decision {
-        name: "reinstate",
-        event: Event::Reinstate,
-        button: "Reinstate",
-        done: "reinstated",
-        method: "/vpnregistry.v1.ReviewService/ReinstateRegistration",
-    },
-    Decision {
-        name: "revoke",
-        event: Event::Revoke,
-        button: "Revoke",
-        done: "revoked",
-        method: "/vpnregistry.v1.ReviewService/RevokeRegistration",
-    },
-];
-
 /// The decisions open on `r` now (the workflow's own rules).
-fn open_decisions(r: &pb::Registration) -> Vec<&'static Decision> {
+fn open_decisions(r: &pb::Registration) -> Vec<Decision> {
     let (state, revision) = applicant::states(r);
-    DECISIONS
-        .iter()
-        .filter(|d| workflow::allows(state, revision, d.event))
+    Decision::ALL
+        .into_iter()
+        .filter(|d| d.open_on(state, revision))
         .collect()
 }
 
@@ -419,8 +366,12 @@ fn diff(r: &pb::Registration, rev: &pb::RegistrationRevision) -> Markup {
     }
 }
 
-fn decision_form(r: &pb::Registration, decisions: &[&Decision], csrf: &str) -> Markup {
-    let approving = decisions.iter().any(|d| d.name == "approve");
+fn decision_form(r: &pb::Registration, decisions: &[Decision], csrf: &str) -> Markup {
+    let approving = decisions.contains(&Decision::Approve);
+    // The codes that justify any decision offered, in the domain's order.
+    let codes = ReasonCode::ALL
+        .iter()
+        .filter(|c| decisions.iter().any(|d| d.justified_by(**c)));
     html! {
         form method="post" action={ "/console/review/" (r.id) } {
             input type="hidden" name="csrf" value=(csrf);
@@ -429,7 +380,7 @@ fn decision_form(r: &pb::Registration, decisions: &[&Decision], csrf: &str) -> M
             label for="reason_code" { "Reason code (required)" }
             select id="reason_code" name="reason_code" required {
                 option value="" { "Choose…" }
-                @for code in REASON_CODES { option value=(code) { (page::words(code, "")) } }
+                @for code in codes { option value=(code.as_str()) { (page::words(code.as_str(), "")) } }
             }
             label for="reason" { "Reason (required; the applicant reads it)" }
             textarea id="reason" name="reason" rows="3" maxlength="1000" required {}
@@ -441,23 +392,10 @@ fn decision_form(r: &pb::Registration, decisions: &[&Decision], csrf: &str) -> M
                     label { input type="checkbox" name="override_size_limits" value="true"; " Allow prefixes wider than the default limits" }
                 }
             }
-            @for d in decisions { button type="submit" name="decision" value=(d.name) { (d.button) } }
+            @for d in decisions { button type="submit" name="decision" value=(d.about().name) { (d.about().label) } }
         }
     }
 }
-
-const REASON_CODES: &[&str] = &[
-    "COMPLIANT",
-    "INCOMPLETE_INFORMATION",
-    "ISP_NOT_CONFIRMED",
-    "INVALID_DOCUMENTS",
-    "POLICY_VIOLATION",
-    "SECURITY_CONCERN",
-    "LICENCE_EXPIRED",
-    "INSTITUTION_REQUEST",
-    "VALIDITY_ENDED",
-    "OTHER",
-];
 
 #[derive(Deserialize)]
 pub(super) struct DecisionForm {
@@ -485,96 +423,34 @@ pub(super) async fn decide(
     if let Err(refusal) = v.check_csrf(&f.csrf) {
         return *refusal;
     }
-    let Some(decision) = DECISIONS.iter().find(|d| d.name == f.decision) else {
+    let Some(decision) = Decision::named(&f.decision) else {
         let errors = FieldErrors::message("Choose one of the decision buttons.");
         return show(&c, &v, &id, String::new(), &errors).await;
     };
-    let reason_code = pb::ReasonCode::from_str_name(&format!("REASON_CODE_{}", f.reason_code)).map_or(0, |c| c as i32);
     let valid_until = match page::day_start(&f.valid_until) {
         Ok(t) => t,
         Err(why) => return show(&c, &v, &id, String::new(), &FieldErrors::message(why)).await,
     };
-    let (etag, reason, request_id) = (f.etag.clone(), f.reason.clone(), f.request_id.clone());
-    let result = match decision.name {
-        "approve" => {
-            let msg = pb::ApproveRegistrationRequest {
-                id: id.clone(),
-                etag,
-                reason_code,
-                reason,
-                valid_until,
-                override_size_limits: f.override_size_limits.is_some(),
-                request_id,
-            };
-            c.call(&v, decision.method, msg, |req| c.review.approve_registration(req))
-                .await
-        }
-        "request_information" => {
-            let msg = pb::RequestInformationRequest {
-                id: id.clone(),
-                etag,
-                reason_code,
-                reason,
-                request_id,
-            };
-            c.call(&v, decision.method, msg, |req| c.review.request_information(req))
-                .await
-        }
-        "reject" => {
-            let msg = pb::RejectRegistrationRequest {
-                id: id.clone(),
-                etag,
-                reason_code,
-                reason,
-                request_id,
-            };
-            c.call(&v, decision.method, msg, |req| c.review.reject_registration(req))
-                .await
-        }
-        "suspend" => {
-            let msg = pb::SuspendRegistrationRequest {
-                id: id.clone(),
-                etag,
-                reason_code,
-                reason,
-                request_id,
-            };
-            c.call(&v, decision.method, msg, |req| c.review.suspend_registration(req))
-                .await
-        }
-        "reinstate" => {
-            let msg = pb::ReinstateRegistrationRequest {
-                id: id.clone(),
-                etag,
-                reason_code,
-                reason,
-                request_id,
-            };
-            c.call(&v, decision.method, msg, |req| c.review.reinstate_registration(req))
-                .await
-        }
-        _ => {
-            let msg = pb::RevokeRegistrationRequest {
-                id: id.clone(),
-                etag,
-                reason_code,
-                reason,
-                request_id,
-            };
-            c.call(&v, decision.method, msg, |req| c.review.revoke_registration(req))
-                .await
-        }
+    let fields = DecisionFields {
+        id: id.clone(),
+        etag: f.etag,
+        reason_code: pb::ReasonCode::from_str_name(&format!("REASON_CODE_{}", f.reason_code)).map_or(0, |c| c as i32),
+        reason: f.reason,
+        request_id: f.request_id,
+        valid_until,
+        override_size_limits: f.override_size_limits.is_some(),
     };
-    match result {
+    let about = decision.about();
+    match c.call(&v, about.rpc, fields, |req| c.review.take(decision, req)).await {
         Ok(decided) => Redirect::to(&format!(
             "/console/review?done={}&how={}",
-            decided.reference, decision.name
+            decided.reference, about.name
         ))
         .into_response(),
         Err(Refused::Page(refusal)) => *refusal,
         Err(Refused::Status(status)) => {
             let stale = "this registration changed since you opened it (another reviewer or the applicant acted). It is shown as it is now: read it again and decide.";
-            let errors = FieldErrors::refused(decision.done, &status, stale);
+            let errors = FieldErrors::refused(about.done, &status, stale);
             show(&c, &v, &id, String::new(), &errors).await
         }
     }
