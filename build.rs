@@ -29,9 +29,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .include_file("protos.rs")
         // Malformed requests answer INVALID_ARGUMENT, not INTERNAL.
-        .codec_path("crate::codec::ProstCodec")
-        // Encoded once per batch and shared by every watcher (src/wire.rs).
-        .extern_path(".vpnregistry.v1.DeltaBatch", "crate::wire::DeltaBatch")
+        .codec_path("crate::pb::codec::ProstCodec")
+        // Encoded once per batch and shared by every watcher (src/pb/delta_batch.rs).
+        .extern_path(".vpnregistry.v1.DeltaBatch", "crate::pb::delta_batch::DeltaBatch")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -5,16 +5,25 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use sqlx::PgPool;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
-use tonic_health::ServingStatus;
-use tower::{limit::GlobalConcurrencyLimitLayer, load_shed::LoadShedLayer};
+use tonic::transport::{Server, server::Router};
+use tonic_health::{
+    ServingStatus,
+    pb::health_server::{Health, HealthServer},
+    server::HealthReporter,
+};
+use tower::{
+    ServiceBuilder,
+    layer::util::{Identity, Stack},
+    limit::GlobalConcurrencyLimitLayer,
+    load_shed::LoadShedLayer,
+};
 
 use crate::auth::{AuthLayer, Credentials, credentials::RELOAD_INTERVAL, limits::RateLimits};
-use crate::config::{self, ServeArgs};
 use crate::db::notify::Following;
 use crate::domain::principal::RoleKind;
+use crate::flags::{self, ServeArgs};
 use crate::grpc::{
     institutions::InstitutionApi,
     isps::IspApi,
@@ -46,6 +55,11 @@ const MAX_LOOKUP_REQUEST: usize = 6 * 1024 * 1024;
 const MAX_RESPONSE: usize = 16 * 1024 * 1024;
 /// HTTP/2 header block limit (tokens and request ids are short).
 const MAX_HEADER_LIST: u32 = 16 * 1024;
+/// The layers every call passes, outermost last in the type (tower's order).
+type Layers = Stack<
+    Stack<AuthLayer, Stack<GlobalConcurrencyLimitLayer, Stack<LoadShedLayer, Stack<ObserveLayer, Identity>>>>,
+    Identity,
+>;
 /// How often rate-limiter state of idle keys is dropped.
 const LIMITER_CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -133,31 +147,31 @@ impl Options {
 impl Default for Options {
     /// The defaults `serve` has, plaintext.
     fn default() -> Self {
-        let parse = |s: &str| config::duration(s).unwrap_or(Duration::from_secs(60));
+        let parse = |s: &str| flags::duration(s).unwrap_or(Duration::from_secs(60));
         Self {
-            shutdown_grace: Duration::from_secs(config::DEFAULT_SHUTDOWN_GRACE_SECS),
-            expiry_interval: Some(Duration::from_secs(config::DEFAULT_EXPIRY_INTERVAL_SECS)),
-            feed_poll_interval: Duration::from_millis(config::DEFAULT_FEED_POLL_INTERVAL_MS),
+            shutdown_grace: Duration::from_secs(flags::DEFAULT_SHUTDOWN_GRACE_SECS),
+            expiry_interval: Some(Duration::from_secs(flags::DEFAULT_EXPIRY_INTERVAL_SECS)),
+            feed_poll_interval: Duration::from_millis(flags::DEFAULT_FEED_POLL_INTERVAL_MS),
             watch_backlog: crate::lookup::replica::DEFAULT_WATCH_BACKLOG,
             tls: None,
             rate_limits: Vec::new(),
             failed_auth_rate: crate::auth::limits::DEFAULT_FAILED_AUTH_RATE,
-            credential_max_staleness: parse(config::DEFAULT_CREDENTIAL_MAX_STALENESS),
-            max_concurrent_requests: config::DEFAULT_MAX_CONCURRENT_REQUESTS,
-            max_concurrent_streams: config::DEFAULT_MAX_CONCURRENT_STREAMS,
-            keepalive_interval: parse(config::DEFAULT_KEEPALIVE_INTERVAL),
-            max_connection_age: parse(config::DEFAULT_MAX_CONNECTION_AGE),
-            max_connection_age_grace: parse(config::DEFAULT_MAX_CONNECTION_AGE_GRACE),
-            max_watchers: config::DEFAULT_MAX_WATCHERS,
+            credential_max_staleness: parse(flags::DEFAULT_CREDENTIAL_MAX_STALENESS),
+            max_concurrent_requests: flags::DEFAULT_MAX_CONCURRENT_REQUESTS,
+            max_concurrent_streams: flags::DEFAULT_MAX_CONCURRENT_STREAMS,
+            keepalive_interval: parse(flags::DEFAULT_KEEPALIVE_INTERVAL),
+            max_connection_age: parse(flags::DEFAULT_MAX_CONNECTION_AGE),
+            max_connection_age_grace: parse(flags::DEFAULT_MAX_CONNECTION_AGE_GRACE),
+            max_watchers: flags::DEFAULT_MAX_WATCHERS,
             read_pool: None,
             notifications: true,
             metrics_per_principal: false,
-            max_feed_lag: parse(config::DEFAULT_MAX_FEED_LAG),
-            access_summary_interval: parse(config::DEFAULT_ACCESS_SUMMARY_INTERVAL),
+            max_feed_lag: parse(flags::DEFAULT_MAX_FEED_LAG),
+            access_summary_interval: parse(flags::DEFAULT_ACCESS_SUMMARY_INTERVAL),
             retention: Some(Retention {
-                feed: parse(config::DEFAULT_FEED_RETENTION),
-                history: parse(config::DEFAULT_HISTORY_RETENTION),
-                every: parse(config::DEFAULT_PRUNE_INTERVAL),
+                feed: parse(flags::DEFAULT_FEED_RETENTION),
+                history: parse(flags::DEFAULT_HISTORY_RETENTION),
+                every: parse(flags::DEFAULT_PRUNE_INTERVAL),
             }),
             upstream: None,
         }
@@ -173,71 +187,93 @@ pub async fn serve(
     options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    health::set(&reporter, ServingStatus::NotServing, options.upstream.is_none()).await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let serves_registry = options.upstream.is_none();
+    health::set(&reporter, ServingStatus::NotServing, serves_registry).await;
+    let (stopping, stopped) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let parts = start_background(&pool, &options, listeners.http, &reporter, &stopping, &mut tasks).await?;
+    let router = router(&options, parts, health_service)?;
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
+        let _ = stopping.send(true);
+        health::set(&reporter, ServingStatus::NotServing, serves_registry).await;
+    };
+    let result = run_until_shutdown(
+        router,
+        listeners.grpc,
+        options.tls,
+        signal,
+        stopped,
+        options.shutdown_grace,
+    )
+    .await;
+    tasks.abort_all();
+    result
+}
 
-    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+/// What the router is built from, once the background work runs.
+struct Parts {
+    registry: Registry,
+    lookups: Lookups,
+    upstream: Option<Upstream>,
+    auth: AuthLayer,
+    metrics: Arc<Metrics>,
+    summary: Arc<LookupSummary>,
+}
+
+/// Starts every background task into `tasks`: the credential follower, the
+/// lookup replica's source (the feed, or an upstream), pruning and expiry
+/// (not on a fan-out replica), and what the operator watches.
+async fn start_background(
+    pool: &PgPool,
+    options: &Options,
+    http: Option<TcpListener>,
+    reporter: &HealthReporter,
+    stopping: &watch::Sender<bool>,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<Parts> {
     let reads = options.read_pool.clone().unwrap_or_else(|| pool.clone());
     let following = Following::choose(&reads, options.notifications).await;
     let credentials = Credentials::load(reads.clone(), pool.clone(), options.credential_max_staleness).await?;
-    // Background tasks, stopped together when serving ends.
-    let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(
         credentials
             .clone()
-            .follow(following, RELOAD_INTERVAL, stopping_tx.subscribe()),
+            .follow(following, RELOAD_INTERVAL, stopping.subscribe()),
     );
     let limits = Arc::new(RateLimits::new(&options.rate_limits, options.failed_auth_rate));
     tasks.spawn(forget_idle_limits(limits.clone()));
-    let replica: ReplicaSlot = Arc::default();
     let registry = Registry::new(pool.clone());
     let expiry_stats = Arc::new(expiry::Stats::default());
-    let upstream = options.upstream.map(Upstream::new).transpose()?;
+    let replica: ReplicaSlot = Arc::default();
+    let upstream = options.upstream.clone().map(Upstream::new).transpose()?;
     let backfill = match &upstream {
+        // A fan-out replica: the active set from upstream, no writes.
         Some(upstream) => {
-            // A fan-out replica: the active set from upstream, no writes.
-            tasks.spawn(
-                upstream
-                    .clone()
-                    .follow(replica.clone(), options.watch_backlog, stopping_tx.subscribe()),
-            );
+            let follow = upstream
+                .clone()
+                .follow(replica.clone(), options.watch_backlog, stopping.subscribe());
+            tasks.spawn(follow);
             Backfill::Journal
         }
         None => {
-            tasks.spawn(load_and_follow(
-                reads.clone(),
-                replica.clone(),
+            follow_database(
+                pool,
+                &registry,
+                &reads,
                 following,
-                options.feed_poll_interval,
-                options.watch_backlog,
-                stopping_tx.subscribe(),
-            ));
-            if let Some(retention) = options.retention {
-                tasks.spawn(prune::run(pool.clone(), retention, stopping_tx.subscribe()));
-            }
-            if let Some(every) = options.expiry_interval {
-                tasks.spawn(expiry::run(
-                    registry.clone(),
-                    every,
-                    expiry_stats.clone(),
-                    stopping_tx.subscribe(),
-                ));
-            }
+                &replica,
+                &expiry_stats,
+                options,
+                stopping,
+                tasks,
+            );
             Backfill::Feed(reads.clone())
         }
     };
-    let serves_registry = upstream.is_none();
-
-    let lookups = Lookups::new(backfill, replica, options.max_watchers, stopping_tx.subscribe());
-    let metrics = Arc::new(match listeners.http {
+    let lookups = Lookups::new(backfill, replica, options.max_watchers, stopping.subscribe());
+    let metrics = Arc::new(match http {
         Some(_) => Metrics::enabled(options.metrics_per_principal),
         None => Metrics::disabled(),
     });
@@ -253,43 +289,119 @@ pub async fn serve(
         expiry: expiry_stats,
         metrics: metrics.clone(),
         max_feed_lag: options.max_feed_lag,
-        stopping: stopping_tx.subscribe(),
+        stopping: stopping.subscribe(),
     }));
+    let summary = observe(
+        pool,
+        reads,
+        vitals,
+        metrics.clone(),
+        http,
+        reporter,
+        options,
+        stopping,
+        tasks,
+    );
+    Ok(Parts {
+        registry,
+        lookups,
+        upstream,
+        auth: AuthLayer::new(credentials, limits),
+        metrics,
+        summary,
+    })
+}
+
+/// A replica reading PostgreSQL: the feed follower, pruning and expiry.
+#[allow(clippy::too_many_arguments, reason = "the pieces serve wires together, named")]
+fn follow_database(
+    pool: &PgPool,
+    registry: &Registry,
+    reads: &PgPool,
+    following: Following,
+    replica: &ReplicaSlot,
+    expiry_stats: &Arc<expiry::Stats>,
+    options: &Options,
+    stopping: &watch::Sender<bool>,
+    tasks: &mut JoinSet<()>,
+) {
+    tasks.spawn(load_and_follow(
+        reads.clone(),
+        replica.clone(),
+        following,
+        options.feed_poll_interval,
+        options.watch_backlog,
+        stopping.subscribe(),
+    ));
+    if let Some(retention) = options.retention {
+        tasks.spawn(prune::run(pool.clone(), retention, stopping.subscribe()));
+    }
+    if let Some(every) = options.expiry_interval {
+        tasks.spawn(expiry::run(
+            registry.clone(),
+            every,
+            expiry_stats.clone(),
+            stopping.subscribe(),
+        ));
+    }
+}
+
+/// What the operator watches: the health probe, the metrics and health
+/// listener, and the periodic lookup summary (returned, for the router).
+#[allow(clippy::too_many_arguments, reason = "the pieces serve wires together, named")]
+fn observe(
+    pool: &PgPool,
+    reads: PgPool,
+    vitals: Arc<Vitals>,
+    metrics: Arc<Metrics>,
+    http: Option<TcpListener>,
+    reporter: &HealthReporter,
+    options: &Options,
+    stopping: &watch::Sender<bool>,
+    tasks: &mut JoinSet<()>,
+) -> Arc<LookupSummary> {
     tasks.spawn(health::probe(
         pool.clone(),
         reads,
         vitals.clone(),
         reporter.clone(),
-        serves_registry,
-        stopping_tx.subscribe(),
+        options.upstream.is_none(),
+        stopping.subscribe(),
     ));
-    if let Some(l) = listeners.http {
-        tasks.spawn(observe::http::serve(l, vitals.clone()));
-        tasks.spawn(fold_latencies(metrics.clone()));
+    if let Some(l) = http {
+        tasks.spawn(fold_latencies(metrics));
+        tasks.spawn(observe::http::serve(l, vitals));
     }
     let summary = Arc::new(LookupSummary::default());
+    let (every, stopped) = (options.access_summary_interval, stopping.subscribe());
     tasks.spawn({
         let summary = summary.clone();
-        let every = options.access_summary_interval;
-        let stopping = stopping_tx.subscribe();
-        async move { summary.log_every(every, stopping).await }
+        async move { summary.log_every(every, stopped).await }
     });
-    let shutdown_reporter = reporter.clone();
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
-        let _ = stopping_tx.send(true);
-        health::set(&shutdown_reporter, ServingStatus::NotServing, serves_registry).await;
-    };
+    summary
+}
 
-    let auth = AuthLayer::new(credentials, limits);
+/// The tonic server: transport settings, the layers (outermost first) and
+/// every service (a fan-out replica serves lookups only: UNIMPLEMENTED for
+/// the rest).
+fn router<H: Health>(options: &Options, parts: Parts, health: HealthServer<H>) -> anyhow::Result<Router<Layers>> {
+    let serves_registry = parts.upstream.is_none();
+    let Parts {
+        registry,
+        lookups,
+        upstream,
+        auth,
+        metrics,
+        summary,
+    } = parts;
     let rdap = RdapRoutes::new(web::rdap::router(lookups.clone(), auth.clone()));
     let console = ConsoleRoutes::new(web::console::router(
         registry.clone(),
         auth.clone(),
         options.tls.is_some(),
     ));
-    let router = Server::builder()
+    let registry_service = |on: bool| on.then(|| registry.clone());
+    Ok(Server::builder()
         // HTTP/1.1 too, for RDAP clients (gRPC stays on HTTP/2).
         .accept_http1(true)
         .max_concurrent_streams(options.max_concurrent_streams)
@@ -301,33 +413,36 @@ pub async fn serve(
         .tcp_nodelay(true)
         // Outermost first: every call is counted and logged, then beyond
         // the limit answered at once rather than queued.
-        .layer(ObserveLayer::new(metrics, summary))
-        .layer(LoadShedLayer::new())
-        .layer(GlobalConcurrencyLimitLayer::new(options.max_concurrent_requests))
-        .layer(auth)
+        .layer(
+            ServiceBuilder::new()
+                .layer(ObserveLayer::new(metrics, summary))
+                .layer(LoadShedLayer::new())
+                .layer(GlobalConcurrencyLimitLayer::new(options.max_concurrent_requests))
+                .layer(auth)
+                .into_inner(),
+        )
         .add_service(health)
         .add_service(rdap)
         .add_optional_service(serves_registry.then_some(console))
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        // A fan-out replica serves lookups only (UNIMPLEMENTED for the rest).
-        .add_optional_service(serves_registry.then(|| {
-            InstitutionServiceServer::new(InstitutionApi::new(registry.clone()))
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .add_optional_service(registry_service(serves_registry).map(|r| {
+            InstitutionServiceServer::new(InstitutionApi::new(r))
                 .max_decoding_message_size(MAX_REGISTRY_REQUEST)
                 .max_encoding_message_size(MAX_RESPONSE)
         }))
-        .add_optional_service(serves_registry.then(|| {
-            RegistrationServiceServer::new(RegistrationApi::new(registry.clone()))
+        .add_optional_service(registry_service(serves_registry).map(|r| {
+            RegistrationServiceServer::new(RegistrationApi::new(r))
                 .max_decoding_message_size(MAX_REGISTRY_REQUEST)
                 .max_encoding_message_size(MAX_RESPONSE)
         }))
-        .add_optional_service(serves_registry.then(|| {
-            ReviewServiceServer::new(ReviewApi::new(registry.clone()))
+        .add_optional_service(registry_service(serves_registry).map(|r| {
+            ReviewServiceServer::new(ReviewApi::new(r))
                 .max_decoding_message_size(MAX_REGISTRY_REQUEST)
                 .max_encoding_message_size(MAX_RESPONSE)
         }))
-        .add_optional_service(serves_registry.then(|| {
-            IspServiceServer::new(IspApi::new(registry))
+        .add_optional_service(registry_service(serves_registry).map(|r| {
+            IspServiceServer::new(IspApi::new(r))
                 .max_decoding_message_size(MAX_REGISTRY_REQUEST)
                 .max_encoding_message_size(MAX_RESPONSE)
         }))
@@ -335,36 +450,43 @@ pub async fn serve(
             LookupServiceServer::new(LookupApi::new(lookups, upstream))
                 .max_decoding_message_size(MAX_LOOKUP_REQUEST)
                 .max_encoding_message_size(MAX_RESPONSE),
-        );
+        ))
+}
+
+/// Server reflection over our descriptors and health's.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
+/// Serves until `signal` completes, then for at most `grace` while calls
+/// in flight finish.
+async fn run_until_shutdown(
+    router: Router<Layers>,
+    grpc: TcpListener,
+    tls: Option<Arc<Tls>>,
+    signal: impl Future<Output = ()> + Send + 'static,
+    mut stopped: watch::Receiver<bool>,
+    grace: Duration,
+) -> anyhow::Result<()> {
     let server = async move {
-        match options.tls {
-            Some(tls) => {
-                router
-                    .serve_with_incoming_shutdown(tls.incoming(listeners.grpc), signal)
-                    .await
-            }
-            None => {
-                router
-                    .serve_with_incoming_shutdown(incoming(listeners.grpc), signal)
-                    .await
-            }
+        match tls {
+            Some(tls) => router.serve_with_incoming_shutdown(tls.incoming(grpc), signal).await,
+            None => router.serve_with_incoming_shutdown(incoming(grpc), signal).await,
         }
     };
-
-    let grace = options.shutdown_grace;
     let deadline = async move {
-        let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+        let _ = stopped.wait_for(|stopping| *stopping).await;
         tokio::time::sleep(grace).await;
     };
-    let result = tokio::select! {
+    tokio::select! {
         result = server => result.map_err(anyhow::Error::from),
         () = deadline => {
             tracing::warn!(?grace, "grace period over; abandoning calls still in flight");
             Ok(())
         }
-    };
-    tasks.abort_all();
-    result
+    }
 }
 
 async fn forget_idle_limits(limits: Arc<RateLimits>) {

@@ -7,15 +7,14 @@
 
 pub mod app;
 pub mod auth;
-pub mod cli;
-pub mod codec;
-pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod flags;
 pub mod grpc;
 pub mod lookup;
 pub mod observe;
+pub mod operator;
 pub mod pb;
 pub mod registry;
 pub mod sync;
@@ -23,4 +22,3 @@ pub mod tasks;
 pub mod telemetry;
 pub mod tls;
 pub mod web;
-pub mod wire;

@@ -3,11 +3,10 @@ use std::io::Write;
 use anyhow::{Context, bail};
 use clap::Parser;
 use vpn_registry::{
-    app, cli,
-    config::{Cli, Command, DbArgs, FeedCommand, IspCommand, ServeArgs, TokenCommand, redact_url},
-    db,
+    app, db,
     domain::principal::Actor,
-    telemetry,
+    flags::{Cli, Command, DbArgs, FeedCommand, IspCommand, ServeArgs, TokenCommand, redact_url},
+    operator, telemetry,
     tls::{Tls, TlsFiles},
 };
 
@@ -31,13 +30,13 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
         }
         Command::DevCerts(args) => {
-            cli::dev_certs(&args)?;
+            operator::dev_certs(&args)?;
             tracing::info!(dir = %args.out.display(), "development certificates written");
         }
         Command::Token(cmd) => match cmd {
             TokenCommand::Issue(args) => {
                 let pool = connect(&args.db).await?;
-                let token = cli::issue(&pool, &args).await?;
+                let token = operator::issue(&pool, &args).await?;
                 writeln!(std::io::stdout(), "{token}")?;
             }
             TokenCommand::Rotate {
@@ -46,15 +45,15 @@ async fn main() -> anyhow::Result<()> {
                 db,
                 operator,
             } => {
-                let token = cli::rotate(&connect(&db).await?, id, grace, &operator.name()).await?;
+                let token = operator::rotate(&connect(&db).await?, id, grace, &operator.name()).await?;
                 tracing::info!(%id, ?grace, "token rotated; the old secret works until the grace period ends");
                 writeln!(std::io::stdout(), "{token}")?;
             }
             TokenCommand::Revoke { id, db, operator } => {
-                cli::revoke(&connect(&db).await?, id, &operator.name()).await?;
+                operator::revoke(&connect(&db).await?, id, &operator.name()).await?;
                 tracing::info!(%id, "token revoked");
             }
-            TokenCommand::List { db } => cli::list(&connect(&db).await?, &mut std::io::stdout()).await?,
+            TokenCommand::List { db } => operator::list(&connect(&db).await?, &mut std::io::stdout()).await?,
         },
         Command::Isp(cmd) => match cmd {
             IspCommand::Add {
@@ -62,11 +61,11 @@ async fn main() -> anyhow::Result<()> {
                 name,
                 db,
                 operator,
-            } => cli::add_isp(&connect(&db).await?, &code, &name, &operator.name()).await?,
-            IspCommand::List { db } => cli::list_isps(&connect(&db).await?, &mut std::io::stdout()).await?,
+            } => operator::add_isp(&connect(&db).await?, &code, &name, &operator.name()).await?,
+            IspCommand::List { db } => operator::list_isps(&connect(&db).await?, &mut std::io::stdout()).await?,
         },
         Command::Healthcheck(args) => {
-            if let Err(why) = cli::healthcheck(&args).await {
+            if let Err(why) = operator::healthcheck(&args).await {
                 writeln!(std::io::stderr(), "unhealthy: {why}")?;
                 std::process::exit(1);
             }
@@ -81,41 +80,25 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `serve`: settings logged, the database checked, TLS loaded, listeners
+/// bound, then the app until SIGINT or SIGTERM.
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    tracing::info!(
-        listen = %args.listen,
-        database_url = %redact_url(&args.db.database_url),
-        read_database_url = %args.read_database_url.as_deref().map(redact_url).unwrap_or_else(|| "(the same)".into()),
-        db_max_connections = args.db_max_connections,
-        shutdown_grace_secs = args.shutdown_grace_secs,
-        expiry_interval_secs = args.expiry_interval_secs,
-        feed_poll_interval_ms = args.feed_poll_interval_ms,
-        tls = args.tls_cert.is_some(),
-        client_certificates_required = args.client_ca.is_some(),
-        statement_timeout = ?args.statement_timeout,
-        credential_max_staleness = ?args.credential_max_staleness,
-        rate_limits = ?args.rate_limits,
-        failed_auth_rate = args.failed_auth_rate,
-        max_concurrent_requests = args.max_concurrent_requests,
-        max_concurrent_streams = args.max_concurrent_streams,
-        keepalive_interval = ?args.keepalive_interval,
-        max_connection_age = ?args.max_connection_age,
-        max_connection_age_grace = ?args.max_connection_age_grace,
-        max_watchers = args.max_watchers,
-        metrics_listen = ?args.metrics_listen.0,
-        metrics_per_principal = args.metrics_per_principal,
-        max_feed_lag = ?args.max_feed_lag,
-        access_summary_interval = ?args.access_summary_interval,
-        feed_retention = ?args.feed_retention,
-        history_retention = ?args.history_retention,
-        prune_interval = ?args.prune_interval,
-        upstream = args.upstream.as_deref().unwrap_or("(none: follows PostgreSQL)"),
-        upstream_token_file = ?args.upstream_token_file,
-        upstream_ca = ?args.upstream_ca,
-        upstream_client_cert = ?args.upstream_client_cert,
-        upstream_journal = args.upstream_journal,
-        "starting vpn-registry {}", env!("CARGO_PKG_VERSION")
-    );
+    args.log_settings();
+    let pool = primary_pool(&args).await?;
+    let read_pool = read_pool(&args).await?;
+    let tls = load_tls(&args)?;
+    let listeners = bind_listeners(&args).await?;
+    let options = app::Options {
+        read_pool,
+        ..app::Options::from_args(&args, tls)
+    };
+    app::serve(listeners, pool, options, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The primary's pool, once its schema is known to be current.
+async fn primary_pool(args: &ServeArgs) -> anyhow::Result<sqlx::PgPool> {
     let pool = db::connect(
         &args.db.database_url,
         args.db_max_connections,
@@ -129,6 +112,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if !pending.is_empty() {
         bail!("the database lacks migrations {pending:?}: run `vpn-registry migrate` (as the schema owner) first");
     }
+    Ok(pool)
+}
+
+/// A pool on `--read-database-url`, when it names another database.
+async fn read_pool(args: &ServeArgs) -> anyhow::Result<Option<sqlx::PgPool>> {
+    Ok(match &args.read_database_url {
+        Some(url) if url != &args.db.database_url => Some(
+            db::connect(url, args.db_max_connections, Some(args.statement_timeout))
+                .await
+                .with_context(|| format!("connecting to {}", redact_url(url)))?,
+        ),
+        _ => None,
+    })
+}
+
+/// The TLS configuration, reloaded on SIGHUP; plaintext beyond loopback is
+/// warned about.
+fn load_tls(args: &ServeArgs) -> anyhow::Result<Option<std::sync::Arc<Tls>>> {
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(
             Tls::load(TlsFiles {
@@ -140,20 +141,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ),
         _ => None,
     };
-    if tls.is_none() && !args.listen.ip().is_loopback() {
-        tracing::warn!(
+    match &tls {
+        Some(tls) => {
+            tokio::spawn(reload_on_sighup(tls.clone()));
+        }
+        None if !args.listen.ip().is_loopback() => tracing::warn!(
             listen = %args.listen,
             "serving PLAINTEXT on a non-loopback address: tokens and personal data cross the network in clear; \
              configure --tls-cert and --tls-key"
-        );
+        ),
+        None => {}
     }
-    if let Some(tls) = &tls {
-        tokio::spawn(reload_on_sighup(tls.clone()));
-    }
-    let listener = app::bind(args.listen)
+    Ok(tls)
+}
+
+/// The gRPC listener and, unless disabled, the metrics and health one.
+async fn bind_listeners(args: &ServeArgs) -> anyhow::Result<app::Listeners> {
+    let grpc = app::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "listening");
+    tracing::info!(addr = %grpc.local_addr()?, "listening");
     let http = match args.metrics_listen.0 {
         Some(addr) => {
             let l = app::bind(addr).await.with_context(|| {
@@ -167,22 +174,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             None
         }
     };
-    let read_pool = match &args.read_database_url {
-        Some(url) if url != &args.db.database_url => Some(
-            db::connect(url, args.db_max_connections, Some(args.statement_timeout))
-                .await
-                .with_context(|| format!("connecting to {}", redact_url(url)))?,
-        ),
-        _ => None,
-    };
-    let options = app::Options {
-        read_pool,
-        ..app::Options::from_args(&args, tls)
-    };
-    let listeners = app::Listeners { grpc: listener, http };
-    app::serve(listeners, pool, options, shutdown_signal()).await?;
-    tracing::info!("stopped");
-    Ok(())
+    Ok(app::Listeners { grpc, http })
 }
 
 async fn connect(args: &DbArgs) -> anyhow::Result<sqlx::PgPool> {

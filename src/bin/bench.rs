@@ -996,7 +996,7 @@ async fn fan_out(pool: &PgPool, server: SocketAddr, token: &str) -> anyhow::Resu
         token_file: token_file.clone(),
         ca_file: TLS.get().map(|_| tls_ca_file()),
         client_identity: None,
-        journal: vpn_registry::config::DEFAULT_UPSTREAM_JOURNAL,
+        journal: vpn_registry::flags::DEFAULT_UPSTREAM_JOURNAL,
     };
     let t = Instant::now();
     let (first, _stop_first) = start_server_with(pool.clone(), true, Some(follow(server))).await?;

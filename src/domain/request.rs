@@ -1,5 +1,6 @@
-//! Request plumbing shared by every write and list: idempotency keys, etags
-//! and page tokens.
+//! What every write and list request carries, as the domain sees it:
+//! idempotency keys, etags, page sizes and resource ids. (Page tokens are
+//! the wire's: `grpc::convert::page_token`.)
 
 use std::str::FromStr;
 
@@ -66,38 +67,6 @@ pub fn page_size(requested: i32) -> Result<i64, Invalid> {
         0 => Ok(DEFAULT_PAGE_SIZE),
         n => Ok(i64::from(n).min(MAX_PAGE_SIZE)),
     }
-}
-
-/// Where a keyset-paged list resumes: after this id (ids are time-ordered UUIDv7).
-pub fn parse_id_cursor(token: &str) -> Result<Option<Uuid>, Invalid> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    token
-        .strip_prefix("after:")
-        .and_then(|s| Uuid::try_parse(s).ok())
-        .map(Some)
-        .ok_or_else(|| Invalid::new("is not a page token from a previous response"))
-}
-
-pub fn render_id_cursor(last: Uuid) -> String {
-    format!("after:{}", last.simple())
-}
-
-/// Where a history list resumes: after this sequence number.
-pub fn parse_seq_cursor(token: &str) -> Result<Option<i64>, Invalid> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    token
-        .strip_prefix("seq:")
-        .and_then(|s| s.parse::<i64>().ok())
-        .map(Some)
-        .ok_or_else(|| Invalid::new("is not a page token from a previous response"))
-}
-
-pub fn render_seq_cursor(last: i64) -> String {
-    format!("seq:{last}")
 }
 
 /// Parses a resource id; ids are UUIDs.

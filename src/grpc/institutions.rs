@@ -10,7 +10,7 @@ use crate::domain::{
     Violations,
     institution::{ProfileField, ProfilePatch, check_self_service},
     principal::{Principal, Role},
-    request::{Etag, page_size, parse_id, parse_id_cursor},
+    request::{Etag, page_size, parse_id},
 };
 use crate::pb::{self, institution_service_server::InstitutionService};
 use crate::registry::{Registry, WriteContext};
@@ -69,7 +69,7 @@ impl InstitutionService for InstitutionApi {
         let msg = req.get_ref();
         let mut v = Violations::default();
         let limit = v.check("page_size", page_size(msg.page_size));
-        let after = v.check("page_token", parse_id_cursor(&msg.page_token));
+        let after = v.check("page_token", convert::parse_id_cursor(&msg.page_token));
         let category = convert::category_filter(msg.category, &mut v);
         let (Some(limit), Some(after), true) = (limit, after, v.is_empty()) else {
             return Err(v.into());

@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::convert::{self, check_result, watch_event_to_pb};
-use super::turn::Turn;
+use super::one_at_a_time::OneAtATime;
 use super::upstream::Upstream;
 use crate::auth::principal;
 use crate::domain::Violations;
@@ -21,7 +21,7 @@ pub struct LookupApi {
     /// A fan-out replica's upstream, asked what this process cannot answer.
     upstream: Option<Upstream>,
     /// Taken while a snapshot chunk is encoded.
-    snapshot_encoding: Arc<Turn>,
+    snapshot_encoding: Arc<OneAtATime>,
 }
 
 impl LookupApi {

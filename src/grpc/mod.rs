@@ -7,7 +7,7 @@ pub mod error;
 pub mod institutions;
 pub mod isps;
 pub mod lookup;
+mod one_at_a_time;
 pub mod registrations;
 pub mod review;
-mod turn;
 pub mod upstream;

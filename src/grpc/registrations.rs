@@ -14,7 +14,7 @@ use crate::domain::{
     principal::{Applicant, Principal},
     refusal::Refusal,
     registration::{Spec, SpecField, SpecPatch},
-    request::{Etag, page_size, parse_id, parse_id_cursor, parse_seq_cursor, render_seq_cursor},
+    request::{Etag, page_size, parse_id},
     text::Reason,
 };
 use crate::pb::{self, registration_service_server::RegistrationService};
@@ -64,7 +64,7 @@ impl RegistrationService for RegistrationApi {
         let msg = req.get_ref();
         let mut v = Violations::default();
         let limit = v.check("page_size", page_size(msg.page_size));
-        let after = v.check("page_token", parse_id_cursor(&msg.page_token));
+        let after = v.check("page_token", convert::parse_id_cursor(&msg.page_token));
         let filter = list_filter(msg, &mut v);
         let (Some(limit), Some(after), true) = (limit, after, v.is_empty()) else {
             return Err(v.into());
@@ -138,7 +138,7 @@ impl RegistrationService for RegistrationApi {
         let mut v = Violations::default();
         let id = v.check("id", parse_id(&msg.id));
         let limit = v.check("page_size", page_size(msg.page_size));
-        let after = v.check("page_token", parse_seq_cursor(&msg.page_token));
+        let after = v.check("page_token", convert::parse_seq_cursor(&msg.page_token));
         let (Some(id), Some(limit), Some(after)) = (id, limit, after) else {
             return Err(v.into());
         };
@@ -148,7 +148,7 @@ impl RegistrationService for RegistrationApi {
             .await?;
         let next_page_token = page
             .resume_after()
-            .map(|e| render_seq_cursor(e.sequence))
+            .map(|e| convert::render_seq_cursor(e.sequence))
             .unwrap_or_default();
         Ok(Response::new(pb::ListRegistrationEventsResponse {
             events: page.items.into_iter().map(convert::event_to_pb).collect(),

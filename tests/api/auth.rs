@@ -37,7 +37,7 @@ async fn a_revoked_token_is_unauthenticated(pool: PgPool) {
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    vpn_registry::cli::revoke(&app.pool, id, "test").await.unwrap();
+    vpn_registry::operator::revoke(&app.pool, id, "test").await.unwrap();
 
     // Servers hold credentials in memory; the revocation reaches them through
     // a notification, within moments.
@@ -51,7 +51,7 @@ async fn a_revoked_token_is_unauthenticated(pool: PgPool) {
     };
     assert_eq!(err.code(), Code::Unauthenticated);
     assert!(
-        vpn_registry::cli::revoke(&app.pool, id, "test").await.is_err(),
+        vpn_registry::operator::revoke(&app.pool, id, "test").await.is_err(),
         "revoking twice must fail"
     );
 }

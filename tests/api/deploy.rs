@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::{ArgAction, CommandFactory};
-use vpn_registry::config::Cli;
+use vpn_registry::flags::Cli;
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// One container (or unit) that runs the binary.

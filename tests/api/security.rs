@@ -211,7 +211,7 @@ async fn expired_tokens_are_refused_and_rotation_keeps_the_old_secret_for_its_gr
     assert_eq!(err.code(), Code::Unauthenticated, "expired: {err:?}");
 
     let (id, old) = app.token_with(Role::Lookup, Duration::from_secs(3600), None).await;
-    let new = vpn_registry::cli::rotate(&app.pool, id, Duration::from_secs(4), "test")
+    let new = vpn_registry::operator::rotate(&app.pool, id, Duration::from_secs(4), "test")
         .await
         .unwrap();
     assert_ne!(new, old);
@@ -248,7 +248,7 @@ async fn a_revocation_reaches_a_second_replica_within_two_seconds(pool: PgPool) 
     let second = spawn_app(pool).await;
     let (id, token) = first.token_with(Role::Lookup, Duration::from_secs(3600), None).await;
     second.wait_until_known(&token).await;
-    vpn_registry::cli::revoke(&first.pool, id, "test").await.unwrap();
+    vpn_registry::operator::revoke(&first.pool, id, "test").await.unwrap();
     let revoked = std::time::Instant::now();
     loop {
         let answer = second

@@ -4,6 +4,7 @@
 mod event;
 mod institution;
 mod lookup;
+mod page_token;
 mod registration;
 
 use std::str::FromStr;
@@ -13,19 +14,20 @@ use prost_types::{FieldMask, Timestamp};
 use sha2::{Digest, Sha256};
 use time::{Date, Month, OffsetDateTime};
 
-use crate::db::{idempotency, registrations::QueueCursor};
+use crate::db::idempotency;
 use crate::domain::{
     Invalid, Violations,
     principal::Principal,
-    request::{Etag, RequestId, render_id_cursor},
+    request::{Etag, RequestId},
     text::echo,
 };
 use crate::pb;
-use crate::registry::{Page, WriteContext};
+use crate::registry::WriteContext;
 
 pub use event::event_to_pb;
 pub use institution::*;
 pub use lookup::*;
+pub use page_token::*;
 pub use registration::*;
 
 /// A write request: it carries an idempotency key (`request_id`).
@@ -96,13 +98,6 @@ pub fn write_context<M: WriteRequest>(
         request_hash: Sha256::digest(payload.encode_to_vec()).into(),
     };
     WriteContext { actor, key: Some(key) }
-}
-
-/// The next page token of a page keyed by UUID (empty on the last page).
-pub fn id_page_token<T>(page: &Page<T>, id: impl Fn(&T) -> uuid::Uuid) -> String {
-    page.resume_after()
-        .map(|last| render_id_cursor(id(last)))
-        .unwrap_or_default()
 }
 
 /// Parses a filter on an enum: UNSPECIFIED means any.
@@ -221,48 +216,6 @@ pub fn required_etag(raw: &str, field: &str, missing: &str, v: &mut Violations) 
         None
     } else {
         parse_etag(raw, field, v)
-    }
-}
-
-/// Queue page tokens: `q:<unix nanos>:<uuid>` of the last item.
-pub fn parse_queue_cursor(token: &str) -> Result<Option<QueueCursor>, Invalid> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let bad = || Invalid::new("is not a page token from a previous response");
-    let mut parts = token.strip_prefix("q:").ok_or_else(bad)?.splitn(2, ':');
-    let nanos: i128 = parts.next().and_then(|n| n.parse().ok()).ok_or_else(bad)?;
-    let id = parts
-        .next()
-        .and_then(|i| uuid::Uuid::try_parse(i).ok())
-        .ok_or_else(bad)?;
-    let at = OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| bad())?;
-    Ok(Some((at, id)))
-}
-
-/// The token of the queue page after `last` (empty on the last page).
-pub fn queue_page_token<R: QueueItem>(last: Option<&R>) -> String {
-    last.map(|item| {
-        let (at, id) = item.cursor();
-        format!("q:{}:{}", at.unix_timestamp_nanos(), id.simple())
-    })
-    .unwrap_or_default()
-}
-
-/// Something a queue page token can point after.
-pub trait QueueItem {
-    fn cursor(&self) -> QueueCursor;
-}
-
-impl QueueItem for (crate::domain::registration::Registration, OffsetDateTime) {
-    fn cursor(&self) -> QueueCursor {
-        (self.1, self.0.id)
-    }
-}
-
-impl QueueItem for QueueCursor {
-    fn cursor(&self) -> QueueCursor {
-        *self
     }
 }
 

@@ -1,18 +1,14 @@
-//! Command line and environment: every flag has an env fallback and a default
-//! that works on a developer machine with a local PostgreSQL.
+//! `serve`'s flags and their defaults, and how they are logged at start.
 
 use std::{net::SocketAddr, time::Duration};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use uuid::Uuid;
+use clap::Args;
 
+use super::{DbArgs, OptionalListen, duration, redact_url};
 use crate::domain::principal::RoleKind;
-use crate::telemetry::LogFormat;
 
 /// Where `serve` listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
-/// The local PostgreSQL the README sets up.
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/vpn_registry";
 /// How long in-flight calls may run on after a shutdown signal.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 /// Milliseconds between change-feed reads without a notification.
@@ -55,165 +51,6 @@ pub const DEFAULT_FEED_RETENTION: &str = "7d";
 pub const DEFAULT_HISTORY_RETENTION: &str = "400d";
 /// How often the feed and the history are pruned.
 pub const DEFAULT_PRUNE_INTERVAL: &str = "1h";
-/// The PostgreSQL role `serve` runs as, which `migrate` grants what it needs.
-pub const DEFAULT_RUNTIME_ROLE: &str = "vpn_registry_runtime";
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "vpn-registry",
-    version,
-    about = "National registry of VPNs (gRPC service and admin tools)"
-)]
-pub struct Cli {
-    /// How log lines are written (to stderr).
-    #[arg(long, global = true, env = "VPN_REGISTRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the gRPC service (and RDAP on its port; a database migrated by `migrate` first).
-    Serve(Box<ServeArgs>),
-    /// Apply the embedded migrations (as the schema owner), grant the runtime
-    /// role what `serve` needs, and exit.
-    Migrate(MigrateArgs),
-    /// Write a development CA, a server certificate and a client certificate
-    /// (PEM) for trying TLS and mTLS locally. Not for production.
-    DevCerts(DevCertsArgs),
-    /// Manage API credentials.
-    #[command(subcommand)]
-    Token(TokenCommand),
-    /// Manage the list of licensed ISPs.
-    #[command(subcommand)]
-    Isp(IspCommand),
-    /// Operate the change feed that lookup replicas and gateways follow.
-    #[command(subcommand)]
-    Feed(FeedCommand),
-    /// Exit 0 when the local server is ready (GET /readyz on its metrics
-    /// listener), 1 otherwise: a container HEALTHCHECK without shell or curl.
-    Healthcheck(HealthcheckArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct HealthcheckArgs {
-    /// The server's metrics and health listener (as given to `serve`; an
-    /// unspecified address such as 0.0.0.0 is asked on loopback).
-    #[arg(long, env = "VPN_REGISTRY_METRICS_LISTEN", default_value = DEFAULT_METRICS_LISTEN)]
-    pub metrics_listen: SocketAddr,
-    /// Ask /livez (the process answers) instead of /readyz (it can serve).
-    #[arg(long)]
-    pub live: bool,
-    /// How long to wait for an answer.
-    #[arg(long, default_value = "3s", value_parser = duration)]
-    pub timeout: Duration,
-}
-
-/// An address to listen on, or none (an empty value turns the listener off).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OptionalListen(pub Option<SocketAddr>);
-
-impl std::str::FromStr for OptionalListen {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s.trim().is_empty() {
-            return Ok(Self(None));
-        }
-        s.trim()
-            .parse()
-            .map(|a| Self(Some(a)))
-            .map_err(|e| format!("{s:?}: {e} (host:port, or empty to disable)"))
-    }
-}
-
-#[derive(Debug, Subcommand)]
-pub enum FeedCommand {
-    /// Start a new feed session after restoring the database from a backup:
-    /// serials already handed out may now name different changes, so every
-    /// replica reloads and every WatchChanges client gets a fresh snapshot.
-    NewSession {
-        #[command(flatten)]
-        db: DbArgs,
-        #[command(flatten)]
-        operator: OperatorArgs,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum IspCommand {
-    /// Add a licensed ISP.
-    Add {
-        /// Short lower-case code registrations name (`ptcl`).
-        code: String,
-        /// Display name.
-        #[arg(long)]
-        name: String,
-        #[command(flatten)]
-        db: DbArgs,
-        #[command(flatten)]
-        operator: OperatorArgs,
-    },
-    /// List licensed ISPs.
-    List {
-        #[command(flatten)]
-        db: DbArgs,
-    },
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct DbArgs {
-    /// PostgreSQL connection URL.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
-    pub database_url: String,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct MigrateArgs {
-    #[command(flatten)]
-    pub db: DbArgs,
-    /// The role `serve` connects as (directly or as a member): it is granted
-    /// reading and writing the data, appending (never rewriting) the audit
-    /// trail and the change feed, and nothing on the schema. Skipped with a
-    /// warning when the role does not exist.
-    #[arg(long, env = "VPN_REGISTRY_RUNTIME_ROLE", default_value = DEFAULT_RUNTIME_ROLE)]
-    pub runtime_role: String,
-}
-
-/// Who runs an operator command, for the audit trail.
-#[derive(Debug, Clone, Args)]
-pub struct OperatorArgs {
-    /// The operator's name in the audit trail (defaults to the login name).
-    #[arg(long, env = "VPN_REGISTRY_OPERATOR")]
-    pub operator: Option<String>,
-}
-
-impl OperatorArgs {
-    pub fn name(&self) -> String {
-        self.operator
-            .clone()
-            .or_else(|| std::env::var("USER").ok())
-            .or_else(|| std::env::var("LOGNAME").ok())
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| "unknown".to_owned())
-    }
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct DevCertsArgs {
-    /// Directory to write ca.pem, server.pem, server-key.pem, client.pem and
-    /// client-key.pem into.
-    #[arg(long)]
-    pub out: std::path::PathBuf,
-    /// Names the server certificate is valid for.
-    #[arg(long, value_delimiter = ',', default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned()])]
-    pub hosts: Vec<String>,
-}
-
-/// Parses durations like `90d`, `12h`, `30s`, `500ms`.
-pub fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (for example 30s, 12h, 90d)"))
-}
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -335,6 +172,45 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// Logs every setting `serve` runs with (secrets redacted), once at start.
+    pub fn log_settings(&self) {
+        let args = self;
+        tracing::info!(
+            listen = %args.listen,
+            database_url = %redact_url(&args.db.database_url),
+            read_database_url = %args.read_database_url.as_deref().map(redact_url).unwrap_or_else(|| "(the same)".into()),
+            db_max_connections = args.db_max_connections,
+            shutdown_grace_secs = args.shutdown_grace_secs,
+            expiry_interval_secs = args.expiry_interval_secs,
+            feed_poll_interval_ms = args.feed_poll_interval_ms,
+            tls = args.tls_cert.is_some(),
+            client_certificates_required = args.client_ca.is_some(),
+            statement_timeout = ?args.statement_timeout,
+            credential_max_staleness = ?args.credential_max_staleness,
+            rate_limits = ?args.rate_limits,
+            failed_auth_rate = args.failed_auth_rate,
+            max_concurrent_requests = args.max_concurrent_requests,
+            max_concurrent_streams = args.max_concurrent_streams,
+            keepalive_interval = ?args.keepalive_interval,
+            max_connection_age = ?args.max_connection_age,
+            max_connection_age_grace = ?args.max_connection_age_grace,
+            max_watchers = args.max_watchers,
+            metrics_listen = ?args.metrics_listen.0,
+            metrics_per_principal = args.metrics_per_principal,
+            max_feed_lag = ?args.max_feed_lag,
+            access_summary_interval = ?args.access_summary_interval,
+            feed_retention = ?args.feed_retention,
+            history_retention = ?args.history_retention,
+            prune_interval = ?args.prune_interval,
+            upstream = args.upstream.as_deref().unwrap_or("(none: follows PostgreSQL)"),
+            upstream_token_file = ?args.upstream_token_file,
+            upstream_ca = ?args.upstream_ca,
+            upstream_client_cert = ?args.upstream_client_cert,
+            upstream_journal = args.upstream_journal,
+            "starting vpn-registry {}", env!("CARGO_PKG_VERSION")
+        );
+    }
+
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
     }
@@ -365,99 +241,5 @@ impl ServeArgs {
 
     pub fn expiry_interval(&self) -> Option<Duration> {
         (self.expiry_interval_secs > 0).then(|| Duration::from_secs(self.expiry_interval_secs))
-    }
-}
-
-#[derive(Debug, Subcommand)]
-pub enum TokenCommand {
-    /// Issue a new bearer token; prints only the token, once.
-    Issue(IssueArgs),
-    /// Revoke a token by its id (from `token list`).
-    Revoke {
-        /// The token's id.
-        id: Uuid,
-        #[command(flatten)]
-        db: DbArgs,
-        #[command(flatten)]
-        operator: OperatorArgs,
-    },
-    /// Replace a token with a new secret (printed once); the old one stays
-    /// valid for the grace period.
-    Rotate {
-        /// The token's id.
-        id: Uuid,
-        /// How long the old secret keeps working.
-        #[arg(long, default_value = "24h", value_parser = duration)]
-        grace: Duration,
-        #[command(flatten)]
-        db: DbArgs,
-        #[command(flatten)]
-        operator: OperatorArgs,
-    },
-    /// List tokens (never their secrets).
-    List {
-        #[command(flatten)]
-        db: DbArgs,
-    },
-}
-
-#[derive(Debug, Args)]
-pub struct IssueArgs {
-    /// The role the token acts in.
-    #[arg(long, value_enum)]
-    pub role: RoleArg,
-    /// The institution an `institution` token acts for.
-    #[arg(long)]
-    pub institution: Option<Uuid>,
-    /// The ISP code an `isp` token acts for.
-    #[arg(long)]
-    pub isp: Option<String>,
-    /// A label to recognise the token by (defaults to the role).
-    #[arg(long)]
-    pub name: Option<String>,
-    /// How long the token is valid (default 365 days; 30 days for admins).
-    #[arg(long, value_parser = duration)]
-    pub expires_in: Option<Duration>,
-    /// Accept the token only on connections presenting this client
-    /// certificate (PEM): a leaked token is useless without its key.
-    #[arg(long)]
-    pub bind_cert: Option<std::path::PathBuf>,
-    #[command(flatten)]
-    pub db: DbArgs,
-    #[command(flatten)]
-    pub operator: OperatorArgs,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RoleArg {
-    Admin,
-    Reviewer,
-    Isp,
-    Lookup,
-    Institution,
-}
-
-/// The URL with any password replaced, for logs.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_redacted_from_logged_urls() {
-        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
     }
 }

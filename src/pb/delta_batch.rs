@@ -11,7 +11,7 @@ use prost::{
     encoding::{DecodeContext, WireType, message, skip_field},
 };
 
-use crate::pb::Delta;
+use super::Delta;
 
 /// `vpnregistry.v1.DeltaBatch`: deltas in serial order.
 #[derive(Clone, PartialEq, Default)]

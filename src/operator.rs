@@ -11,11 +11,11 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::auth::token;
-use crate::config::{DevCertsArgs, IssueArgs, RoleArg};
 use crate::db::{StoreError, isps, tokens};
 use crate::domain::identifiers::IspCode;
 use crate::domain::principal::{Actor, Role};
 use crate::domain::text::LegalName;
+use crate::flags::{DevCertsArgs, IssueArgs, RoleArg};
 use crate::tls;
 
 /// How long tokens live unless `--expires-in` says otherwise.
@@ -153,7 +153,7 @@ pub fn dev_certs(args: &DevCertsArgs) -> anyhow::Result<()> {
 }
 
 /// Asks the local server's /readyz (or /livez): `Err` says why it is not healthy.
-pub async fn healthcheck(args: &crate::config::HealthcheckArgs) -> anyhow::Result<()> {
+pub async fn healthcheck(args: &crate::flags::HealthcheckArgs) -> anyhow::Result<()> {
     let mut addr = args.metrics_listen;
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr {

@@ -15,7 +15,7 @@ use crate::sync::lock;
 /// its lease runs out by itself (a semaphore permit would be kept, or handed
 /// to it while queued, for ever).
 #[derive(Default)]
-pub struct Turn {
+pub struct OneAtATime {
     /// The current lease: its number and when it runs out.
     lease: std::sync::Mutex<Option<(u64, Instant)>>,
     leases: std::sync::atomic::AtomicU64,
@@ -25,7 +25,7 @@ pub struct Turn {
 /// Longer than a chunk's encoding and a scheduler turn under load.
 const LEASE: Duration = Duration::from_millis(10);
 
-impl Turn {
+impl OneAtATime {
     pub async fn take<T>(&self, work: impl FnOnce() -> T) -> T {
         let mine = loop {
             let freed = self.freed.notified();
@@ -73,7 +73,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_turn_taken_by_a_task_never_polled_again_runs_out() {
-        let turn = Turn::default();
+        let turn = OneAtATime::default();
         // Takes the lease, then waits for its scheduler turn and is never
         // polled again (as a stream whose client stopped reading).
         let mut stalled = Box::pin(turn.take(|| 1));
