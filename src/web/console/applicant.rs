@@ -195,9 +195,6 @@ async fn show(
                 .find(|e| e.action == pb::RegistrationAction::InformationRequested as i32)
         })
         .flatten();
-    let withdrawable = workflow::allows(state, revision, Event::Withdraw);
-    let amendable = workflow::allows(state, revision, Event::Amend { reattest: false });
-    let renewable = workflow::renewal_refused(state, revision).is_none();
     let status = if errors.is_empty() {
         StatusCode::OK
     } else {
@@ -224,28 +221,7 @@ async fn show(
             (revision_summary(rev))
         }
         h2 { "What you can do" }
-        @if amendable && !needs_info {
-            p { a href={ "/console/registrations/" (r.id) "/amend" } { "Amend this registration" } }
-        }
-        @if renewable {
-            form method="post" action={ "/console/registrations/" (r.id) "/renew" } {
-                input type="hidden" name="csrf" value=(v.session.csrf);
-                input type="hidden" name="etag" value=(r.etag);
-                label for="renew-until" { "Renew: new end of validity (Pakistan time)" }
-                input type="date" id="renew-until" name="valid_until" required;
-                button type="submit" { "Request renewal" }
-            }
-        }
-        @if withdrawable {
-            form method="post" action={ "/console/registrations/" (r.id) "/withdraw" } {
-                input type="hidden" name="csrf" value=(v.session.csrf);
-                input type="hidden" name="etag" value=(r.etag);
-                label for="withdraw-reason" { "Withdraw: why (optional)" }
-                input type="text" id="withdraw-reason" name="reason" maxlength="500";
-                button type="submit" { "Withdraw this registration" }
-            }
-        }
-        @if !amendable && !renewable && !withdrawable { p { "Nothing: this registration is " (page::state(r.state).to_lowercase()) "." } }
+        (actions(&r, needs_info, &v.session.csrf))
         h2 { "History" }
         (history::table(&events.events))
         @if !events.next_page_token.is_empty() {
@@ -256,6 +232,38 @@ async fn show(
         status,
         page::frame(&format!("Registration {}", r.reference), Some(&v.session), body),
     )
+}
+
+/// The actions open on `r` (the workflow's rules): amend, renew, withdraw.
+fn actions(r: &pb::Registration, needs_info: bool, csrf: &str) -> Markup {
+    let (state, revision) = states(r);
+    let withdrawable = workflow::allows(state, revision, Event::Withdraw);
+    let amendable = workflow::allows(state, revision, Event::Amend { reattest: false });
+    let renewable = workflow::renewal_refused(state, revision).is_none();
+    html! {
+        @if amendable && !needs_info {
+            p { a href={ "/console/registrations/" (r.id) "/amend" } { "Amend this registration" } }
+        }
+        @if renewable {
+            form method="post" action={ "/console/registrations/" (r.id) "/renew" } {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="etag" value=(r.etag);
+                label for="renew-until" { "Renew: new end of validity (Pakistan time)" }
+                input type="date" id="renew-until" name="valid_until" required;
+                button type="submit" { "Request renewal" }
+            }
+        }
+        @if withdrawable {
+            form method="post" action={ "/console/registrations/" (r.id) "/withdraw" } {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="etag" value=(r.etag);
+                label for="withdraw-reason" { "Withdraw: why (optional)" }
+                input type="text" id="withdraw-reason" name="reason" maxlength="500";
+                button type="submit" { "Withdraw this registration" }
+            }
+        }
+        @if !amendable && !renewable && !withdrawable { p { "Nothing: this registration is " (page::state(r.state).to_lowercase()) "." } }
+    }
 }
 
 /// The states of a registration and of its pending revision, if any, as the

@@ -191,21 +191,7 @@ pub(super) async fn form_page(
     } else {
         values.request_id.clone()
     };
-    let kinds = options(&[
-        ("", "Choose…"),
-        ("VPN", "VPN"),
-        ("CALL_CENTER_VOIP", "Call-centre VoIP"),
-        ("VIDEO_CONFERENCING", "Video conferencing"),
-    ]);
-    let protocols = options(&[
-        ("", "Not a VPN / choose…"),
-        ("IPSEC_IKEV2", "IPsec / IKEv2"),
-        ("OPENVPN", "OpenVPN"),
-        ("WIREGUARD", "WireGuard"),
-        ("SSL_TLS", "SSL/TLS VPN"),
-        ("L2TP", "L2TP"),
-        ("OTHER", "Other"),
-    ]);
+    let (kinds, protocols) = (kind_choices(), protocol_choices());
     let status = if errors.is_empty() {
         StatusCode::OK
     } else {
@@ -257,6 +243,29 @@ pub(super) async fn form_page(
         }
     };
     page::respond(status, page::frame(f.title, Some(&v.session), body))
+}
+
+/// What may be registered, as the form offers it.
+fn kind_choices() -> Vec<(String, String)> {
+    options(&[
+        ("", "Choose…"),
+        ("VPN", "VPN"),
+        ("CALL_CENTER_VOIP", "Call-centre VoIP"),
+        ("VIDEO_CONFERENCING", "Video conferencing"),
+    ])
+}
+
+/// The VPN protocols, as the form offers them.
+fn protocol_choices() -> Vec<(String, String)> {
+    options(&[
+        ("", "Not a VPN / choose…"),
+        ("IPSEC_IKEV2", "IPsec / IKEv2"),
+        ("OPENVPN", "OpenVPN"),
+        ("WIREGUARD", "WireGuard"),
+        ("SSL_TLS", "SSL/TLS VPN"),
+        ("L2TP", "L2TP"),
+        ("OTHER", "Other"),
+    ])
 }
 
 fn options(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -83,77 +83,91 @@ pub(super) async fn queue(State(c): State<Console>, v: Visitor, Query(q): Query<
     let notice = decided_notice(&q.done, &q.how);
     let body = html! {
         @if let Some(n) = notice { p class="notice" role="status" { (n) } }
-        form method="get" action="/console/review" {
-            fieldset class="filters" {
-                legend { "Show only" }
-                div {
-                    label for="q-category" { "Category" }
-                    select id="q-category" name="category" {
-                        option value="" { "Any" }
-                        @for (value, words) in page::categories() { option value=(value) selected[value == q.category] { (words) } }
-                    }
-                }
-                div {
-                    label for="q-kind" { "Kind" }
-                    select id="q-kind" name="kind" {
-                        option value="" { "Any" }
-                        @for k in ["VPN", "CALL_CENTER_VOIP", "VIDEO_CONFERENCING"] {
-                            option value=(k) selected[k == q.kind] { (page::kind(pb::RegistrationKind::from_str_name(&format!("REGISTRATION_KIND_{k}")).map_or(0, |k| k as i32))) }
-                        }
-                    }
-                }
-                div {
-                    label for="q-isp" { "ISP" }
-                    select id="q-isp" name="isp" {
-                        option value="" { "Any" }
-                        @for (code, name) in &isps { option value=(code) selected[*code == q.isp] { (name) } }
-                    }
-                }
-                div {
-                    label for="q-days" { "Waiting at least" }
-                    select id="q-days" name="days" {
-                        @for (d, l) in [("", "Any time"), ("1", "1 day"), ("3", "3 days"), ("7", "7 days"), ("30", "30 days")] {
-                            option value=(d) selected[d == q.days] { (l) }
-                        }
-                    }
-                }
-                button type="submit" { "Filter" }
-            }
-        }
+        (queue_filters(&q, &isps))
         @if list.registrations.is_empty() {
             p { "Nothing waits for review with these filters." }
         } @else {
             p { "Oldest first." }
-            table {
-                thead { tr { th { "Reference" } th { "Institution" } th { "What" } th { "ISP" } th { "Waiting" } } }
-                tbody {
-                    @for r in &list.registrations {
-                        @let since = queued_at(r);
-                        tr {
-                            td { a href={ "/console/review/" (r.id) } { (r.reference) } }
-                            td { @match names.get(&r.institution_id) { Some((name, cat)) => { (name) br; small { (cat) } } None => { (r.institution_id) } } }
-                            td {
-                                (page::kind(r.kind))
-                                @match &r.pending_revision {
-                                    Some(rev) if rev.is_renewal => { br; small { "renewal" } }
-                                    Some(_) => { br; small { "amendment of an active registration" } }
-                                    None => { br; small { "new registration" } }
-                                }
-                            }
-                            td { (r.pending_revision.as_ref().map_or(&r.isp, |rev| &rev.isp)) }
-                            td {
-                                @if let Some(t) = since { strong { (page::waited(t)) } br; small { "since " (page::pkt(t)) } }
-                            }
-                        }
-                    }
-                }
-            }
+            (queue_table(&list.registrations, &names))
         }
         @if !list.next_page_token.is_empty() {
             p { a href=(q.next_page(&list.next_page_token)) { "Older" } }
         }
     };
     page::respond(StatusCode::OK, page::frame("Review queue", Some(&v.session), body))
+}
+
+/// The queue's filters: category, kind, ISP, how long items have waited.
+fn queue_filters(q: &QueueQuery, isps: &[(String, String)]) -> Markup {
+    html! {
+    form method="get" action="/console/review" {
+        fieldset class="filters" {
+            legend { "Show only" }
+            div {
+                label for="q-category" { "Category" }
+                select id="q-category" name="category" {
+                    option value="" { "Any" }
+                    @for (value, words) in page::categories() { option value=(value) selected[value == q.category] { (words) } }
+                }
+            }
+            div {
+                label for="q-kind" { "Kind" }
+                select id="q-kind" name="kind" {
+                    option value="" { "Any" }
+                    @for k in ["VPN", "CALL_CENTER_VOIP", "VIDEO_CONFERENCING"] {
+                        option value=(k) selected[k == q.kind] { (page::kind(pb::RegistrationKind::from_str_name(&format!("REGISTRATION_KIND_{k}")).map_or(0, |k| k as i32))) }
+                    }
+                }
+            }
+            div {
+                label for="q-isp" { "ISP" }
+                select id="q-isp" name="isp" {
+                    option value="" { "Any" }
+                    @for (code, name) in isps { option value=(code) selected[*code == q.isp] { (name) } }
+                }
+            }
+            div {
+                label for="q-days" { "Waiting at least" }
+                select id="q-days" name="days" {
+                    @for (d, l) in [("", "Any time"), ("1", "1 day"), ("3", "3 days"), ("7", "7 days"), ("30", "30 days")] {
+                        option value=(d) selected[d == q.days] { (l) }
+                    }
+                }
+            }
+            button type="submit" { "Filter" }
+        }
+    }
+    }
+}
+
+/// The queue's page: reference, institution, what it is, ISP, how long it waited.
+fn queue_table(registrations: &[pb::Registration], names: &HashMap<String, (String, String)>) -> Markup {
+    html! {
+        table {
+            thead { tr { th { "Reference" } th { "Institution" } th { "What" } th { "ISP" } th { "Waiting" } } }
+            tbody {
+                @for r in registrations {
+                    @let since = queued_at(r);
+                    tr {
+                        td { a href={ "/console/review/" (r.id) } { (r.reference) } }
+                        td { @match names.get(&r.institution_id) { Some((name, cat)) => { (name) br; small { (cat) } } None => { (r.institution_id) } } }
+                        td {
+                            (page::kind(r.kind))
+                            @match &r.pending_revision {
+                                Some(rev) if rev.is_renewal => { br; small { "renewal" } }
+                                Some(_) => { br; small { "amendment of an active registration" } }
+                                None => { br; small { "new registration" } }
+                            }
+                        }
+                        td { (r.pending_revision.as_ref().map_or(&r.isp, |rev| &rev.isp)) }
+                        td {
+                            @if let Some(t) = since { strong { (page::waited(t)) } br; small { "since " (page::pkt(t)) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A filter's enum value; an unknown name is sent as an invalid value so

@@ -1,0 +1,120 @@
+//! The options of a running server: what `serve`'s flags say, or what a
+//! test chooses, with `serve`'s defaults.
+
+use std::{sync::Arc, time::Duration};
+
+use sqlx::PgPool;
+
+use crate::domain::principal::RoleKind;
+use crate::flags::{self, ServeArgs};
+use crate::grpc::upstream::UpstreamConfig;
+use crate::tasks::prune::Retention;
+use crate::tls::Tls;
+
+/// Options of a running server that tests and `serve` choose.
+#[derive(Clone)]
+pub struct Options {
+    /// How long in-flight calls may run on after shutdown begins.
+    pub shutdown_grace: Duration,
+    /// How often the expiry task looks for registrations past their validity
+    /// (or whose institution's PSEB registration lapsed); `None` disables it.
+    pub expiry_interval: Option<Duration>,
+    /// How often the lookup replica reads the change feed even without a
+    /// notification (a lost NOTIFY delays a change by at most this).
+    pub feed_poll_interval: Duration,
+    /// Applied change batches kept for WatchChanges streams; a consumer
+    /// further behind is dropped (RESOURCE_EXHAUSTED) and resumes.
+    pub watch_backlog: usize,
+    /// Serve TLS (and require client certificates if it says so).
+    pub tls: Option<Arc<Tls>>,
+    /// Per-role rate overrides (calls per second per principal; 0 = none).
+    pub rate_limits: Vec<(RoleKind, u32)>,
+    pub failed_auth_rate: u32,
+    pub credential_max_staleness: Duration,
+    pub max_concurrent_requests: usize,
+    pub max_concurrent_streams: u32,
+    pub keepalive_interval: Duration,
+    pub max_connection_age: Duration,
+    pub max_connection_age_grace: Duration,
+    /// WatchChanges streams at once; more answer RESOURCE_EXHAUSTED.
+    pub max_watchers: usize,
+    /// Where the replica, history lookups and credentials read (a hot
+    /// standby will do); `None`: the primary. Writes always go to the primary.
+    pub read_pool: Option<PgPool>,
+    /// LISTEN for changes (else, and on a standby, follow by polling only).
+    pub notifications: bool,
+    /// Label calls with their token in the metrics (reveals who is connected).
+    pub metrics_per_principal: bool,
+    /// Readiness fails when the index is further behind the feed than this.
+    pub max_feed_lag: Duration,
+    /// How often lookups (logged one by one only at debug) are summarised.
+    pub access_summary_interval: Duration,
+    /// Pruning of the feed and the history; `None` disables it here.
+    pub retention: Option<Retention>,
+    /// Follow this replica instead of PostgreSQL and serve lookups only (a
+    /// fan-out replica); PostgreSQL then only holds the credentials.
+    pub upstream: Option<UpstreamConfig>,
+}
+
+impl Options {
+    /// The options `serve` runs with.
+    pub fn from_args(args: &ServeArgs, tls: Option<Arc<Tls>>) -> Self {
+        Self {
+            shutdown_grace: args.shutdown_grace(),
+            expiry_interval: args.expiry_interval(),
+            feed_poll_interval: args.feed_poll_interval(),
+            watch_backlog: crate::lookup::replica::DEFAULT_WATCH_BACKLOG,
+            tls,
+            rate_limits: args.rate_limits.clone(),
+            failed_auth_rate: args.failed_auth_rate,
+            credential_max_staleness: args.credential_max_staleness,
+            max_concurrent_requests: args.max_concurrent_requests,
+            max_concurrent_streams: args.max_concurrent_streams,
+            keepalive_interval: args.keepalive_interval,
+            max_connection_age: args.max_connection_age,
+            max_connection_age_grace: args.max_connection_age_grace,
+            max_watchers: args.max_watchers,
+            read_pool: None,
+            notifications: true,
+            metrics_per_principal: args.metrics_per_principal,
+            max_feed_lag: args.max_feed_lag,
+            access_summary_interval: args.access_summary_interval,
+            retention: args.retention(),
+            upstream: args.upstream(),
+        }
+    }
+}
+
+impl Default for Options {
+    /// The defaults `serve` has, plaintext.
+    fn default() -> Self {
+        let parse = |s: &str| flags::duration(s).unwrap_or(Duration::from_secs(60));
+        Self {
+            shutdown_grace: Duration::from_secs(flags::DEFAULT_SHUTDOWN_GRACE_SECS),
+            expiry_interval: Some(Duration::from_secs(flags::DEFAULT_EXPIRY_INTERVAL_SECS)),
+            feed_poll_interval: Duration::from_millis(flags::DEFAULT_FEED_POLL_INTERVAL_MS),
+            watch_backlog: crate::lookup::replica::DEFAULT_WATCH_BACKLOG,
+            tls: None,
+            rate_limits: Vec::new(),
+            failed_auth_rate: crate::auth::limits::DEFAULT_FAILED_AUTH_RATE,
+            credential_max_staleness: parse(flags::DEFAULT_CREDENTIAL_MAX_STALENESS),
+            max_concurrent_requests: flags::DEFAULT_MAX_CONCURRENT_REQUESTS,
+            max_concurrent_streams: flags::DEFAULT_MAX_CONCURRENT_STREAMS,
+            keepalive_interval: parse(flags::DEFAULT_KEEPALIVE_INTERVAL),
+            max_connection_age: parse(flags::DEFAULT_MAX_CONNECTION_AGE),
+            max_connection_age_grace: parse(flags::DEFAULT_MAX_CONNECTION_AGE_GRACE),
+            max_watchers: flags::DEFAULT_MAX_WATCHERS,
+            read_pool: None,
+            notifications: true,
+            metrics_per_principal: false,
+            max_feed_lag: parse(flags::DEFAULT_MAX_FEED_LAG),
+            access_summary_interval: parse(flags::DEFAULT_ACCESS_SUMMARY_INTERVAL),
+            retention: Some(Retention {
+                feed: parse(flags::DEFAULT_FEED_RETENTION),
+                history: parse(flags::DEFAULT_HISTORY_RETENTION),
+                every: parse(flags::DEFAULT_PRUNE_INTERVAL),
+            }),
+            upstream: None,
+        }
+    }
+}

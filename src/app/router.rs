@@ -1,0 +1,125 @@
+//! The tonic server: transport settings, the layers every call passes, and
+//! the services (all of them, or a fan-out replica's lookups only).
+
+use std::time::Duration;
+
+use tonic::transport::{Server, server::Router};
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tower::{
+    ServiceBuilder,
+    layer::util::{Identity, Stack},
+    limit::GlobalConcurrencyLimitLayer,
+    load_shed::LoadShedLayer,
+};
+
+use super::Options;
+use super::background::Parts;
+use crate::auth::AuthLayer;
+use crate::grpc::{
+    institutions::InstitutionApi, isps::IspApi, lookup::LookupApi, registrations::RegistrationApi, review::ReviewApi,
+};
+use crate::observe::ObserveLayer;
+use crate::pb::{
+    self, institution_service_server::InstitutionServiceServer, isp_service_server::IspServiceServer,
+    lookup_service_server::LookupServiceServer, registration_service_server::RegistrationServiceServer,
+    review_service_server::ReviewServiceServer,
+};
+use crate::web::{self, ConsoleRoutes, RdapRoutes};
+
+/// Largest request the registry services decode: a registration with 64
+/// prefixes and every text field full is a few kilobytes.
+const MAX_REGISTRY_REQUEST: usize = 256 * 1024;
+/// Largest lookup request: a full CheckAddresses batch of 100,000 IPv6
+/// addresses in their longest text form is about 4.1 MB.
+const MAX_LOOKUP_REQUEST: usize = 6 * 1024 * 1024;
+/// Largest response: a 100,000-address answer with every address registered.
+const MAX_RESPONSE: usize = 16 * 1024 * 1024;
+/// HTTP/2 header block limit (tokens and request ids are short).
+const MAX_HEADER_LIST: u32 = 16 * 1024;
+/// The layers every call passes, outermost last in the type (tower's order).
+pub(super) type Layers = Stack<
+    Stack<AuthLayer, Stack<GlobalConcurrencyLimitLayer, Stack<LoadShedLayer, Stack<ObserveLayer, Identity>>>>,
+    Identity,
+>;
+/// The tonic server: transport settings, the layers (outermost first) and
+/// every service (a fan-out replica serves lookups only: UNIMPLEMENTED for
+/// the rest).
+pub(super) fn router<H: Health>(
+    options: &Options,
+    parts: Parts,
+    health: HealthServer<H>,
+) -> anyhow::Result<Router<Layers>> {
+    let serves_registry = parts.upstream.is_none();
+    let Parts {
+        registry,
+        lookups,
+        upstream,
+        auth,
+        metrics,
+        summary,
+    } = parts;
+    let rdap = RdapRoutes::new(web::rdap::router(lookups.clone(), auth.clone()));
+    let console = ConsoleRoutes::new(web::console::router(
+        registry.clone(),
+        auth.clone(),
+        options.tls.is_some(),
+    ));
+    let registry_service = |on: bool| on.then(|| registry.clone());
+    Ok(Server::builder()
+        // HTTP/1.1 too, for RDAP clients (gRPC stays on HTTP/2).
+        .accept_http1(true)
+        .max_concurrent_streams(options.max_concurrent_streams)
+        .http2_keepalive_interval(Some(options.keepalive_interval))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .max_connection_age(options.max_connection_age)
+        .max_connection_age_grace(options.max_connection_age_grace)
+        .http2_max_header_list_size(MAX_HEADER_LIST)
+        .tcp_nodelay(true)
+        // Outermost first: every call is counted and logged, then beyond
+        // the limit answered at once rather than queued.
+        .layer(
+            ServiceBuilder::new()
+                .layer(ObserveLayer::new(metrics, summary))
+                .layer(LoadShedLayer::new())
+                .layer(GlobalConcurrencyLimitLayer::new(options.max_concurrent_requests))
+                .layer(auth)
+                .into_inner(),
+        )
+        .add_service(health)
+        .add_service(rdap)
+        .add_optional_service(serves_registry.then_some(console))
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .add_optional_service(registry_service(serves_registry).map(|r| {
+            InstitutionServiceServer::new(InstitutionApi::new(r))
+                .max_decoding_message_size(MAX_REGISTRY_REQUEST)
+                .max_encoding_message_size(MAX_RESPONSE)
+        }))
+        .add_optional_service(registry_service(serves_registry).map(|r| {
+            RegistrationServiceServer::new(RegistrationApi::new(r))
+                .max_decoding_message_size(MAX_REGISTRY_REQUEST)
+                .max_encoding_message_size(MAX_RESPONSE)
+        }))
+        .add_optional_service(registry_service(serves_registry).map(|r| {
+            ReviewServiceServer::new(ReviewApi::new(r))
+                .max_decoding_message_size(MAX_REGISTRY_REQUEST)
+                .max_encoding_message_size(MAX_RESPONSE)
+        }))
+        .add_optional_service(registry_service(serves_registry).map(|r| {
+            IspServiceServer::new(IspApi::new(r))
+                .max_decoding_message_size(MAX_REGISTRY_REQUEST)
+                .max_encoding_message_size(MAX_RESPONSE)
+        }))
+        .add_service(
+            LookupServiceServer::new(LookupApi::new(lookups, upstream))
+                .max_decoding_message_size(MAX_LOOKUP_REQUEST)
+                .max_encoding_message_size(MAX_RESPONSE),
+        ))
+}
+
+/// Server reflection over our descriptors and health's.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
