@@ -90,7 +90,13 @@ impl Background<'_> {
         following: Following,
     ) -> anyhow::Result<(Arc<Credentials>, Arc<RateLimits>)> {
         let o = self.options;
-        let credentials = Credentials::load(self.reads.clone(), self.pool.clone(), o.credential_max_staleness).await?;
+        let credentials = Credentials::load(
+            self.reads.clone(),
+            self.pool.clone(),
+            o.credential_max_staleness,
+            o.clock.clone(),
+        )
+        .await?;
         let follow = credentials
             .clone()
             .follow(following, RELOAD_INTERVAL, self.stopping.subscribe());

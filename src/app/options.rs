@@ -5,6 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use sqlx::PgPool;
 
+use crate::clock::Clock;
 use crate::domain::principal::RoleKind;
 use crate::flags::{self, ServeArgs};
 use crate::grpc::upstream::UpstreamConfig;
@@ -54,6 +55,8 @@ pub struct Options {
     /// Follow this replica instead of PostgreSQL and serve lookups only (a
     /// fan-out replica); PostgreSQL then only holds the credentials.
     pub upstream: Option<UpstreamConfig>,
+    /// What token expiry is judged by (tests move it forward).
+    pub clock: Clock,
 }
 
 impl Options {
@@ -81,6 +84,7 @@ impl Options {
             access_summary_interval: args.access_summary_interval,
             retention: args.retention(),
             upstream: args.upstream(),
+            clock: Clock::default(),
         }
     }
 }
@@ -115,6 +119,7 @@ impl Default for Options {
                 every: parse(flags::DEFAULT_PRUNE_INTERVAL),
             }),
             upstream: None,
+            clock: Clock::default(),
         }
     }
 }

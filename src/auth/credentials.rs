@@ -17,10 +17,10 @@ use std::{
 };
 
 use sqlx::PgPool;
-use time::OffsetDateTime;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::db::{StoreError, notify, tokens};
 use crate::domain::principal::Principal;
 use crate::sync::{read, write};
@@ -71,22 +71,26 @@ pub struct Credentials {
     /// When the set was last read successfully.
     refreshed: RwLock<Instant>,
     max_staleness: Duration,
-}
-
-pub fn now_us() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
+    /// What expiry is judged by.
+    clock: Clock,
 }
 
 impl Credentials {
     /// Loads every active credential from `pool`; fails when the database
     /// does not answer. Last-use times are written to `writes`.
-    pub async fn load(pool: PgPool, writes: PgPool, max_staleness: Duration) -> Result<Arc<Self>, StoreError> {
+    pub async fn load(
+        pool: PgPool,
+        writes: PgPool,
+        max_staleness: Duration,
+        clock: Clock,
+    ) -> Result<Arc<Self>, StoreError> {
         let this = Arc::new(Self {
             pool,
             writes,
             known: RwLock::default(),
             refreshed: RwLock::new(Instant::now()),
             max_staleness,
+            clock,
         });
         this.reload().await?;
         Ok(this)
@@ -126,7 +130,7 @@ impl Credentials {
         if read(&self.refreshed).elapsed() > self.max_staleness {
             return Err(Refused::Stale);
         }
-        let now = now_us();
+        let now = self.clock.now_us();
         let found = read(&self.known)
             .get(hash)
             .filter(|c| !c.is_expired(now))

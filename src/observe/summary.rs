@@ -75,30 +75,40 @@ impl LookupSummary {
         }
     }
 
-    /// Logs a summary every `every` (when there were lookups) until `stopping`.
+    /// Logs a summary every `every` (when there were lookups) until
+    /// `stopping`, and what the last interval had when it stops.
     pub async fn log_every(&self, every: Duration, mut stopping: watch::Receiver<bool>) {
         loop {
-            tokio::select! {
-                () = tokio::time::sleep(every) => {}
-                _ = stopping.changed() => return,
+            let stop = tokio::select! {
+                () = tokio::time::sleep(every) => false,
+                _ = stopping.changed() => true,
+            };
+            // The last interval too, when the server stops.
+            self.log(every);
+            if stop {
+                return;
             }
-            let s = self.take();
-            if s.calls == 0 {
-                continue;
-            }
-            let codes: Vec<String> = s.by_code.iter().map(|(c, n)| format!("{c}={n}")).collect();
-            tracing::info!(
-                target: "vpn_registry::access",
-                interval_secs = every.as_secs_f64(),
-                calls = s.calls,
-                codes = %codes.join(","),
-                p50_le_ms = s.p50 * 1e3,
-                p90_le_ms = s.p90 * 1e3,
-                p99_le_ms = s.p99 * 1e3,
-                max_ms = s.max.as_secs_f64() * 1e3,
-                "lookup summary"
-            );
         }
+    }
+
+    /// Logs what was summed up since the last time, if anything.
+    fn log(&self, every: Duration) {
+        let s = self.take();
+        if s.calls == 0 {
+            return;
+        }
+        let codes: Vec<String> = s.by_code.iter().map(|(c, n)| format!("{c}={n}")).collect();
+        tracing::info!(
+            target: "vpn_registry::access",
+            interval_secs = every.as_secs_f64(),
+            calls = s.calls,
+            codes = %codes.join(","),
+            p50_le_ms = s.p50 * 1e3,
+            p90_le_ms = s.p90 * 1e3,
+            p99_le_ms = s.p99 * 1e3,
+            max_ms = s.max.as_secs_f64() * 1e3,
+            "lookup summary"
+        );
     }
 }
 

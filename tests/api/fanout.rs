@@ -11,7 +11,6 @@ use sqlx::PgPool;
 use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use vpn_registry::{
-    app,
     domain::principal::Role,
     grpc::upstream::UpstreamConfig,
     pb::{self, InstitutionCategory as C},
@@ -22,28 +21,25 @@ use crate::lookup::{Copy, db_active_set};
 use crate::proxy::Proxy;
 use vpn_registry::domain::decision::Decision;
 
-/// Options of a fan-out replica following `upstream` (its gRPC address)
-/// with a lookup token issued by `issuer`.
-pub async fn fan_out_options(issuer: &TestApp, upstream: std::net::SocketAddr) -> app::Options {
+/// How to follow `upstream` (its gRPC address) as a fan-out replica, with
+/// a lookup token issued by `issuer`.
+pub async fn upstream_config(issuer: &TestApp, upstream: std::net::SocketAddr) -> UpstreamConfig {
     let token = issuer.token(Role::Lookup).await;
     let token_file = std::env::temp_dir().join(format!("vpn-registry-upstream-{}", uuid::Uuid::new_v4()));
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
-    app::Options {
-        upstream: Some(UpstreamConfig {
-            url: format!("http://{upstream}"),
-            token_file,
-            ca_file: None,
-            client_identity: None,
-            journal: 1_000,
-        }),
-        ..test_options()
+    UpstreamConfig {
+        url: format!("http://{upstream}"),
+        token_file,
+        ca_file: None,
+        client_identity: None,
+        journal: 1_000,
     }
 }
 
 /// A fan-out replica of `upstream`, SERVING (its first snapshot applied).
 async fn fan_out(upstream: &TestApp) -> TestApp {
-    let options = fan_out_options(upstream, upstream.addr).await;
-    spawn_app_with(upstream.pool.clone(), options, None).await
+    let config = upstream_config(upstream, upstream.addr).await;
+    TestApp::builder(upstream.pool.clone()).upstream(config).start().await
 }
 
 async fn lookup_health(app: &TestApp) -> i32 {
@@ -212,9 +208,12 @@ async fn a_fan_out_replica_waits_for_its_first_snapshot_and_resumes_after_a_brok
     root.active(&a, &["8.8.8.0/24"]).await;
     let link = Proxy::start(root.addr).await;
     link.cut();
-    let options = fan_out_options(&root, link.addr).await;
-    let server_pool = runtime_pool(&root.pool).await;
-    let edge = start_app_on(root.pool.clone(), server_pool, options, None).await;
+    let config = upstream_config(&root, link.addr).await;
+    let edge = TestApp::builder(root.pool.clone())
+        .upstream(config)
+        .without_waiting()
+        .start()
+        .await;
     let lookup = root.token(Role::Lookup).await;
     edge.wait_until_known(&lookup).await;
 
@@ -231,11 +230,10 @@ async fn a_fan_out_replica_waits_for_its_first_snapshot_and_resumes_after_a_brok
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
     link.restore();
-    let started = std::time::Instant::now();
-    while lookup_health(&edge).await != 1 {
-        assert!(started.elapsed() < Duration::from_secs(10), "never SERVING");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the edge reports SERVING", Duration::from_secs(10), || async {
+        (lookup_health(&edge).await == 1).then_some(())
+    })
+    .await;
     let serial = last_serial(&root.pool).await;
     assert!(edge.check_address(&lookup, "8.8.8.8", serial).await.registered);
 

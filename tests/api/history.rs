@@ -273,11 +273,10 @@ async fn a_replica_stopped_past_the_pruned_feed_reloads_and_resets_its_watchers(
     let doomed = writer.active(&bank, &["8.8.8.0/24"]).await;
     // A replica that reads the feed through a link the test can cut.
     let link = crate::proxy::Proxy::to_postgres(&pool).await;
-    let options = vpn_registry::app::Options {
-        read_pool: Some(runtime_pool_via(&pool, link.addr.port()).await),
-        ..test_options()
-    };
-    let replica = spawn_app_on(pool.clone(), runtime_pool(&pool).await, options, None).await;
+    let replica = TestApp::builder(pool.clone())
+        .read_pool(runtime_pool_via(&pool, link.addr.port()).await)
+        .start()
+        .await;
     let lookup = writer.token(Role::Lookup).await;
     replica.wait_until_known(&lookup).await;
     assert!(

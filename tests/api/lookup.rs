@@ -818,11 +818,11 @@ impl Copy {
 
 /// Waits until `address` is no longer registered (the replica reloaded).
 async fn until_unregistered(lookups: &mut Lookups, address: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while check(lookups, address).await.registered {
-        assert!(std::time::Instant::now() < deadline, "the replica never reloaded");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually("the replica reloads", std::time::Duration::from_secs(10), || {
+        let mut lookups = lookups.clone();
+        async move { (!check(&mut lookups, address).await.registered).then_some(()) }
+    })
+    .await
 }
 
 /// The database as a backup taken before `lost` was approved would restore

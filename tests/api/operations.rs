@@ -8,7 +8,7 @@ use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 use vpn_registry::{domain::principal::Role, pb};
 
-use crate::helpers::{TestApp, runtime_pool, runtime_pool_via, spawn_app, spawn_app_on, test_options};
+use crate::helpers::{TestApp, eventually, runtime_pool_via, spawn_app};
 use crate::proxy::Proxy;
 
 /// The value of the series `name` whose labels include `labels` (summed
@@ -141,13 +141,13 @@ async fn metrics_count_each_call_by_method_and_code(pool: PgPool) {
 
 #[sqlx::test]
 async fn per_principal_series_only_when_asked_for(pool: PgPool) {
-    let options = vpn_registry::app::Options {
-        metrics_per_principal: true,
-        rate_limits: vec![(vpn_registry::domain::principal::RoleKind::Lookup, 1)],
-        ..test_options()
-    };
-    let server_pool = runtime_pool(&pool).await;
-    let app = spawn_app_on(pool, server_pool, options, None).await;
+    let app = TestApp::builder(pool)
+        .options(|o| {
+            o.metrics_per_principal = true;
+            o.rate_limits = vec![(vpn_registry::domain::principal::RoleKind::Lookup, 1)];
+        })
+        .start()
+        .await;
     let (id, token) = app.token_with(Role::Lookup, Duration::from_secs(3600), None).await;
     let mut lookups = app.lookups(Some(&token));
     // A burst of one per second: the first passes, the second is limited
@@ -217,13 +217,14 @@ async fn health(app: &TestApp, service: &str) -> i32 {
 const SERVING: i32 = ServingStatus::Serving as i32;
 const NOT_SERVING: i32 = ServingStatus::NotServing as i32;
 
-/// Waits (at most `within`) until `done` holds; returns how long it took.
+/// Waits until `done`; returns how long it took.
 async fn until<F: Future<Output = bool>>(within: Duration, what: &str, mut done: impl FnMut() -> F) -> Duration {
     let started = Instant::now();
-    while !done().await {
-        assert!(started.elapsed() < within, "{what} did not happen within {within:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(what, within, || {
+        let done = done();
+        async move { done.await.then_some(()) }
+    })
+    .await;
     started.elapsed()
 }
 
@@ -231,7 +232,7 @@ async fn until<F: Future<Output = bool>>(within: Duration, what: &str, mut done:
 async fn a_database_outage_stops_the_registry_not_the_lookups_and_heals_itself(pool: PgPool) {
     let proxy = Proxy::to_postgres(&pool).await;
     let server_pool = runtime_pool_via(&pool, proxy.addr.port()).await;
-    let app = spawn_app_on(pool, server_pool, test_options(), None).await;
+    let app = TestApp::builder(pool).server_pool(server_pool).start().await;
     let (_, token) = app.enrol(pb::InstitutionCategory::Bank).await;
     app.active(&token, &["8.8.10.0/24"]).await;
     let lookup = app.token(Role::Lookup).await;
@@ -287,13 +288,11 @@ async fn a_stalled_feed_fails_readiness_and_lookup_health(pool: PgPool) {
     // The replica reads through a proxy (as from a standby); writes and the
     // probe reach the primary directly.
     let proxy = Proxy::to_postgres(&pool).await;
-    let options = vpn_registry::app::Options {
-        read_pool: Some(runtime_pool_via(&pool, proxy.addr.port()).await),
-        max_feed_lag: Duration::from_secs(1),
-        ..test_options()
-    };
-    let server_pool = runtime_pool(&pool).await;
-    let app = spawn_app_on(pool, server_pool, options, None).await;
+    let app = TestApp::builder(pool.clone())
+        .read_pool(runtime_pool_via(&pool, proxy.addr.port()).await)
+        .options(|o| o.max_feed_lag = Duration::from_secs(1))
+        .start()
+        .await;
     let (_, token) = app.enrol(pb::InstitutionCategory::Bank).await;
     let lookups_service = "vpnregistry.v1.LookupService";
     assert_eq!(app.http("/readyz").await.0, 200);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use tonic::Code;
-use vpn_registry::{app, domain::principal::Role, pb};
+use vpn_registry::{domain::principal::Role, pb};
 
 use crate::helpers::*;
 
@@ -128,11 +128,7 @@ async fn two_hundred_subscribers_share_one_snapshot(pool: PgPool) {
 
 #[sqlx::test]
 async fn watchers_beyond_the_cap_are_refused_until_one_leaves(pool: PgPool) {
-    let options = app::Options {
-        max_watchers: 2,
-        ..test_options()
-    };
-    let app = spawn_app_with(pool, options, None).await;
+    let app = TestApp::builder(pool).options(|o| o.max_watchers = 2).start().await;
     let lookup = app.token(Role::Lookup).await;
     let mut client = app.lookups_on_new_connection(Some(&lookup));
     let first = client.watch_changes(pb::WatchChangesRequest::default()).await.unwrap();
@@ -143,17 +139,19 @@ async fn watchers_beyond_the_cap_are_refused_until_one_leaves(pool: PgPool) {
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     drop(first);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        match client.watch_changes(pb::WatchChangesRequest::default()).await {
-            Ok(_) => break,
-            Err(e) => {
-                assert_eq!(e.code(), Code::ResourceExhausted);
-                assert!(std::time::Instant::now() < deadline, "the slot was never given back");
-                tokio::time::sleep(Duration::from_millis(20)).await;
+    eventually("the slot is given back", Duration::from_secs(5), || {
+        let mut client = client.clone();
+        async move {
+            match client.watch_changes(pb::WatchChangesRequest::default()).await {
+                Ok(stream) => Some(stream),
+                Err(e) => {
+                    assert_eq!(e.code(), Code::ResourceExhausted);
+                    None
+                }
             }
         }
-    }
+    })
+    .await;
 }
 
 #[sqlx::test]
@@ -182,13 +180,14 @@ async fn a_snapshot_in_progress_ends_on_shutdown_with_unavailable(pool: PgPool) 
 #[sqlx::test]
 async fn a_replica_reading_without_notifications_converges_by_polling(pool: PgPool) {
     // As on a hot standby: a separate read pool, no LISTEN.
-    let options = app::Options {
-        read_pool: Some(runtime_pool(&pool).await),
-        notifications: false,
-        feed_poll_interval: Duration::from_millis(100),
-        ..test_options()
-    };
-    let app = spawn_app_with(pool, options, None).await;
+    let app = TestApp::builder(pool.clone())
+        .read_pool(runtime_pool(&pool).await)
+        .options(|o| {
+            o.notifications = false;
+            o.feed_poll_interval = Duration::from_millis(100);
+        })
+        .start()
+        .await;
     let listening: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
     )

@@ -150,7 +150,8 @@ pub(crate) async fn auth_cost(
     addresses: Arc<Vec<String>>,
 ) -> anyhow::Result<(f64, f64)> {
     use vpn_registry::auth::{Credentials, limits::RateLimits, permissions};
-    let credentials = Credentials::load(pool.clone(), pool.clone(), Duration::from_secs(60)).await?;
+    let credentials =
+        Credentials::load(pool.clone(), pool.clone(), Duration::from_secs(60), Default::default()).await?;
     let limits = RateLimits::new(&[], 20);
     let path = "/vpnregistry.v1.LookupService/CheckAddress";
     let n = 1_000_000u32;
