@@ -16,8 +16,8 @@ use vpn_registry::{
     pb::{self, InstitutionCategory as C},
 };
 
+use crate::gateway::{Copy, db_active_set};
 use crate::helpers::*;
-use crate::lookup::{Copy, db_active_set};
 use crate::proxy::Proxy;
 use vpn_registry::domain::decision::Decision;
 

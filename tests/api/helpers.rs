@@ -336,3 +336,15 @@ impl TestApp {
             .unwrap()
     }
 }
+
+/// CheckAddress of `address` now, through `client`.
+pub async fn check(client: &mut Lookups, address: &str) -> pb::CheckResult {
+    client
+        .check_address(pb::CheckAddressRequest {
+            address: address.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}

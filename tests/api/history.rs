@@ -315,6 +315,6 @@ async fn a_replica_stopped_past_the_pruned_feed_reloads_and_resets_its_watchers(
             .await
             .registered
     );
-    let ended = crate::lookup::Copy::default().until_ended(&mut watcher).await;
+    let ended = crate::gateway::Copy::default().until_ended(&mut watcher).await;
     assert_eq!(ended.code(), Code::Aborted, "its watchers start over: {ended:?}");
 }

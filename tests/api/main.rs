@@ -3,16 +3,20 @@
 
 mod auth;
 mod browser;
+mod change_stream;
 mod cli;
 mod console;
 mod deploy;
+mod expiry;
 mod fanout;
 mod fuzz;
+mod gateway;
 mod harness;
 mod helpers;
 mod history;
 mod idempotency;
 mod institutions;
+mod isps;
 mod lifecycle;
 mod lookup;
 mod operations;
@@ -23,5 +27,6 @@ mod raw;
 mod rdap;
 mod registrations;
 mod requests;
+mod restores;
 mod security;
 mod watchers;
