@@ -398,31 +398,4 @@ pub fn expiry(validity_ended: bool) -> Record {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use State::*;
-
-    #[test]
-    fn allows_what_the_plans_accept() {
-        let approve = Event::Approve;
-        let amend = Event::Amend { reattest: false };
-        // An undecided registration: decided and amended itself.
-        assert!(allows(UnderReview, None, approve));
-        assert!(allows(UnderReview, None, amend) && allows(UnderReview, None, Event::Withdraw));
-        assert!(!allows(UnderReview, None, Event::Suspend));
-        // In force: suspended, revoked, amended through a new revision.
-        assert!(allows(Active, None, Event::Suspend) && allows(Active, None, Event::Revoke));
-        assert!(allows(Active, None, amend));
-        assert!(!allows(Active, None, approve) && !allows(Active, None, Event::Withdraw));
-        // In force with a revision under review: review acts on the revision.
-        assert!(allows(Active, Some(UnderReview), approve));
-        assert!(allows(Active, Some(UnderReview), Event::Withdraw));
-        assert!(allows(Active, Some(UnderReview), Event::Suspend));
-        assert!(!allows(Active, Some(NeedsInfo), approve) && allows(Active, Some(NeedsInfo), amend));
-        // Suspended and expired.
-        assert!(allows(Suspended, None, Event::Reinstate) && !allows(Suspended, None, amend));
-        assert!(!allows(Expired, None, amend) && allows(Expired, Some(UnderReview), approve));
-        // A revision of a registration no longer live is not in play.
-        assert!(!allows(Revoked, Some(UnderReview), approve));
-    }
-}
+mod spec;
