@@ -51,14 +51,16 @@ pub trait DecisionMessage: WriteRequest {
     fn from_fields(f: DecisionFields) -> Self;
 }
 
-/// Binds each decision to its RPC's message (the approval's, with its
-/// options, separately), and generates the two places a decision known only
-/// at run time meets its message: [`ReviewApi::take`] and [`encode`].
+/// Binds each decision to its RPC's message (with the fields beyond the
+/// common ones it carries: the approval's options), and generates the two
+/// places a decision known only at run time meets its message:
+/// [`ReviewApi::take`] and [`encode`].
 macro_rules! decision_messages {
-    ($($decision:ident => $msg:ty,)+) => {
+    ($($decision:ident => $msg:ty { $($extra:ident),* },)+) => {
         $(
             impl DecisionMessage for $msg {
                 const DECISION: Decision = Decision::$decision;
+                #[allow(clippy::needless_update, reason = "the approval's message sets every field")]
                 fn fields(&self) -> DecisionFields {
                     DecisionFields {
                         id: self.id.clone(),
@@ -66,6 +68,7 @@ macro_rules! decision_messages {
                         reason_code: self.reason_code,
                         reason: self.reason.clone(),
                         request_id: self.request_id.clone(),
+                        $($extra: self.$extra.clone(),)*
                         ..DecisionFields::default()
                     }
                 }
@@ -76,6 +79,7 @@ macro_rules! decision_messages {
                         reason_code: f.reason_code,
                         reason: f.reason,
                         request_id: f.request_id,
+                        $($extra: f.$extra,)*
                     }
                 }
             }
@@ -89,7 +93,6 @@ macro_rules! decision_messages {
                 req: Request<DecisionFields>,
             ) -> Result<Response<pb::Registration>, Status> {
                 match decision {
-                    Decision::Approve => self.decide(req.map(pb::ApproveRegistrationRequest::from_fields)).await,
                     $(Decision::$decision => self.decide(req.map(<$msg>::from_fields)).await,)+
                 }
             }
@@ -99,7 +102,6 @@ macro_rules! decision_messages {
         /// the decision at run time, such as the tests).
         pub fn encode(decision: Decision, f: DecisionFields) -> Vec<u8> {
             match decision {
-                Decision::Approve => pb::ApproveRegistrationRequest::from_fields(f).encode_to_vec(),
                 $(Decision::$decision => <$msg>::from_fields(f).encode_to_vec(),)+
             }
         }
@@ -107,37 +109,12 @@ macro_rules! decision_messages {
 }
 
 decision_messages! {
-    RequestInformation => pb::RequestInformationRequest,
-    Reject => pb::RejectRegistrationRequest,
-    Suspend => pb::SuspendRegistrationRequest,
-    Reinstate => pb::ReinstateRegistrationRequest,
-    Revoke => pb::RevokeRegistrationRequest,
-}
-
-impl DecisionMessage for pb::ApproveRegistrationRequest {
-    const DECISION: Decision = Decision::Approve;
-    fn fields(&self) -> DecisionFields {
-        DecisionFields {
-            id: self.id.clone(),
-            etag: self.etag.clone(),
-            reason_code: self.reason_code,
-            reason: self.reason.clone(),
-            request_id: self.request_id.clone(),
-            valid_until: self.valid_until,
-            override_size_limits: self.override_size_limits,
-        }
-    }
-    fn from_fields(f: DecisionFields) -> Self {
-        Self {
-            id: f.id,
-            etag: f.etag,
-            reason_code: f.reason_code,
-            reason: f.reason,
-            valid_until: f.valid_until,
-            override_size_limits: f.override_size_limits,
-            request_id: f.request_id,
-        }
-    }
+    Approve => pb::ApproveRegistrationRequest { valid_until, override_size_limits },
+    RequestInformation => pb::RequestInformationRequest {},
+    Reject => pb::RejectRegistrationRequest {},
+    Suspend => pb::SuspendRegistrationRequest {},
+    Reinstate => pb::ReinstateRegistrationRequest {},
+    Revoke => pb::RevokeRegistrationRequest {},
 }
 
 impl ReviewApi {
@@ -190,9 +167,9 @@ fn ruling(
     Some((id?, etag?, ruling))
 }
 
-#[tonic::async_trait]
-impl ReviewService for ReviewApi {
-    async fn list_review_queue(
+impl ReviewApi {
+    /// The review queue, oldest first, with its filters.
+    async fn queue(
         &self,
         req: Request<pb::ListReviewQueueRequest>,
     ) -> Result<Response<pb::ListReviewQueueResponse>, Status> {
@@ -219,46 +196,32 @@ impl ReviewService for ReviewApi {
             next_page_token,
         }))
     }
+}
 
-    async fn approve_registration(
-        &self,
-        req: Request<pb::ApproveRegistrationRequest>,
-    ) -> Result<Response<pb::Registration>, Status> {
-        self.decide(req).await
-    }
+/// The service: the queue, and each decision's RPC taking it.
+macro_rules! review_service {
+    ($($rpc:ident($msg:ty);)+) => {
+        #[tonic::async_trait]
+        impl ReviewService for ReviewApi {
+            async fn list_review_queue(
+                &self,
+                req: Request<pb::ListReviewQueueRequest>,
+            ) -> Result<Response<pb::ListReviewQueueResponse>, Status> {
+                self.queue(req).await
+            }
 
-    async fn reject_registration(
-        &self,
-        req: Request<pb::RejectRegistrationRequest>,
-    ) -> Result<Response<pb::Registration>, Status> {
-        self.decide(req).await
-    }
+            $(async fn $rpc(&self, req: Request<$msg>) -> Result<Response<pb::Registration>, Status> {
+                self.decide(req).await
+            })+
+        }
+    };
+}
 
-    async fn request_information(
-        &self,
-        req: Request<pb::RequestInformationRequest>,
-    ) -> Result<Response<pb::Registration>, Status> {
-        self.decide(req).await
-    }
-
-    async fn suspend_registration(
-        &self,
-        req: Request<pb::SuspendRegistrationRequest>,
-    ) -> Result<Response<pb::Registration>, Status> {
-        self.decide(req).await
-    }
-
-    async fn reinstate_registration(
-        &self,
-        req: Request<pb::ReinstateRegistrationRequest>,
-    ) -> Result<Response<pb::Registration>, Status> {
-        self.decide(req).await
-    }
-
-    async fn revoke_registration(
-        &self,
-        req: Request<pb::RevokeRegistrationRequest>,
-    ) -> Result<Response<pb::Registration>, Status> {
-        self.decide(req).await
-    }
+review_service! {
+    approve_registration(pb::ApproveRegistrationRequest);
+    reject_registration(pb::RejectRegistrationRequest);
+    request_information(pb::RequestInformationRequest);
+    suspend_registration(pb::SuspendRegistrationRequest);
+    reinstate_registration(pb::ReinstateRegistrationRequest);
+    revoke_registration(pb::RevokeRegistrationRequest);
 }

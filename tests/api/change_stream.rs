@@ -44,31 +44,14 @@ async fn watchers_from_zero_from_a_serial_and_from_a_stale_session_all_converge(
         moved.source_prefixes = vec!["8.8.8.0/25".into()];
         let revision = app
             .registrations(Some(&a))
-            .amend_registration(pb::AmendRegistrationRequest {
-                registration: Some(moved),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["source_prefixes".into()],
-                }),
-                request_id: String::new(),
-            })
+            .amend_registration(amend_request(moved, &["source_prefixes"]))
             .await
             .unwrap()
             .into_inner();
         app.approve(&revision).await.unwrap();
         app.active(&a, &["8.8.4.0/24"]).await;
-        sqlx::query(
-            "UPDATE registrations SET valid_from = now() - interval '2 days', valid_until = now() - interval '1 second'
-              WHERE reference = $1",
-        )
-        .bind(&first.reference)
-        .execute(&app.pool)
-        .await
-        .unwrap();
-        app.expire_due().await;
-        let last: i64 = sqlx::query_scalar("SELECT last_serial FROM feed_state")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+        app.expire_now(&first.reference).await;
+        let last = app.last_serial().await;
         done_tx.send(last).unwrap();
     };
     let reads = async {
@@ -199,10 +182,7 @@ async fn a_watcher_that_falls_behind_is_dropped_with_a_status_it_can_resume_from
             .execute(&app.pool)
             .await
             .unwrap();
-        let serial: i64 = sqlx::query_scalar("SELECT last_serial FROM feed_state")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+        let serial = app.last_serial().await;
         checker
             .check_address(pb::CheckAddressRequest {
                 address: "8.8.8.8".into(),
@@ -215,10 +195,7 @@ async fn a_watcher_that_falls_behind_is_dropped_with_a_status_it_can_resume_from
     let status = loop {
         let next = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message());
         let Ok(next) = next.await else {
-            let last: i64 = sqlx::query_scalar("SELECT last_serial FROM feed_state")
-                .fetch_one(&app.pool)
-                .await
-                .unwrap();
+            let last = app.last_serial().await;
             panic!("no status after applying {applied} of {last}");
         };
         match next {
@@ -235,10 +212,7 @@ async fn a_watcher_that_falls_behind_is_dropped_with_a_status_it_can_resume_from
     assert!(status.message().contains("since_serial"), "{}", status.message());
 
     // Resuming from what it applied brings it up to date.
-    let last: i64 = sqlx::query_scalar("SELECT last_serial FROM feed_state")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let last = app.last_serial().await;
     let mut resumed = client
         .watch_changes(pb::WatchChangesRequest {
             session_id: session,

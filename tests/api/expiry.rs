@@ -14,11 +14,7 @@ async fn an_expired_registration_comes_back_only_through_a_reviewed_renewal(pool
     let app = spawn_app(pool).await;
     let (_, token) = app.enrol(C::Bank).await;
     let mut mine = app.registrations(Some(&token));
-    let r = mine
-        .submit_registration(submit_request(&["8.8.8.0/24"]))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = app.submit(&token, &["8.8.8.0/24"]).await;
     app.approve(&r).await.unwrap();
     sqlx::query("UPDATE registrations SET valid_from = now() - interval '2 days', valid_until = now() - interval '1 day' WHERE id = $1")
         .bind(Uuid::parse_str(&r.id).unwrap())
@@ -138,11 +134,7 @@ async fn institutions_list_what_expires_soon(pool: PgPool) {
     soon.registration.as_mut().unwrap().valid_until =
         Some(ts(time::OffsetDateTime::now_utc() + time::Duration::days(10)));
     let soon = mine.submit_registration(soon).await.unwrap().into_inner();
-    let late = mine
-        .submit_registration(submit_request(&["8.8.9.0/24"]))
-        .await
-        .unwrap()
-        .into_inner();
+    let late = app.submit(&token, &["8.8.9.0/24"]).await;
     app.approve(&soon).await.unwrap();
     app.approve(&late).await.unwrap();
     let listed = mine

@@ -93,8 +93,22 @@ impl TestApp {
 
     /// Submits `prefixes` for the institution behind `token`.
     pub async fn submit(&self, token: &str, prefixes: &[&str]) -> pb::Registration {
+        self.submit_as(token, submit_request(prefixes)).await
+    }
+
+    /// Submits `request` for the institution behind `token`.
+    pub async fn submit_as(&self, token: &str, request: pb::SubmitRegistrationRequest) -> pb::Registration {
         self.registrations(Some(token))
-            .submit_registration(submit_request(prefixes))
+            .submit_registration(request)
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Asks CheckAddress `request` as `token`.
+    pub async fn lookup_as(&self, token: &str, request: pb::CheckAddressRequest) -> pb::CheckResult {
+        self.lookups(Some(token))
+            .check_address(request)
             .await
             .unwrap()
             .into_inner()
@@ -309,16 +323,7 @@ impl TestApp {
 
     /// A registration's whole history, as the app's reviewer reads it.
     pub async fn events(&self, id: &str) -> Vec<pb::RegistrationEvent> {
-        self.registrations(Some(self.reviewer_token().await))
-            .list_registration_events(pb::ListRegistrationEventsRequest {
-                id: id.into(),
-                page_size: 1000,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .events
+        events_of(&mut self.registrations(Some(self.reviewer_token().await)), id).await
     }
 
     /// One pass of the expiry task (as the `test` system actor).
@@ -327,6 +332,26 @@ impl TestApp {
             .expire_due(time::OffsetDateTime::now_utc().date(), 100, &Actor::system("test"))
             .await
             .unwrap()
+    }
+
+    /// Ends `reference`'s validity a second ago and runs one expiry pass;
+    /// returns how many registrations expired.
+    pub async fn expire_now(&self, reference: &str) -> usize {
+        sqlx::query(
+            "UPDATE registrations SET valid_from = least(valid_from, now() - interval '2 days'),
+                                      valid_until = now() - interval '1 second'
+              WHERE reference = $1",
+        )
+        .bind(reference)
+        .execute(&self.pool)
+        .await
+        .unwrap();
+        self.expire_due().await
+    }
+
+    /// The feed's last serial.
+    pub async fn last_serial(&self) -> i64 {
+        last_serial(&self.pool).await
     }
 
     pub async fn count(&self, table: &str) -> i64 {
@@ -347,4 +372,26 @@ pub async fn check(client: &mut Lookups, address: &str) -> pb::CheckResult {
         .await
         .unwrap()
         .into_inner()
+}
+
+/// A registration's whole history, as `client`'s principal reads it.
+pub async fn events_of(client: &mut Registrations, id: &str) -> Vec<pb::RegistrationEvent> {
+    client
+        .list_registration_events(pb::ListRegistrationEventsRequest {
+            id: id.into(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+}
+
+/// The feed's last serial in `pool`'s database.
+pub async fn last_serial(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT last_serial FROM feed_state")
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }

@@ -74,18 +74,8 @@ async fn request_ids_are_scoped_to_the_institution(pool: PgPool) {
     req_a.request_id = "same-key".into();
     let mut req_b = submit_request(&["9.9.9.0/24"]);
     req_b.request_id = "same-key".into();
-    let ra = app
-        .registrations(Some(&a))
-        .submit_registration(req_a)
-        .await
-        .unwrap()
-        .into_inner();
-    let rb = app
-        .registrations(Some(&b))
-        .submit_registration(req_b)
-        .await
-        .unwrap()
-        .into_inner();
+    let ra = app.submit_as(&a, req_a).await;
+    let rb = app.submit_as(&b, req_b).await;
     assert_ne!(ra.id, rb.id);
 
     let err = app

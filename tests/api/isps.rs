@@ -7,47 +7,30 @@ use vpn_registry::pb::{self, InstitutionCategory as C};
 
 use crate::helpers::*;
 
+/// CreateIsp as `token`.
+async fn create_isp(app: &TestApp, token: &str, code: &str, name: &str) -> Result<pb::Isp, tonic::Status> {
+    let isp = pb::Isp {
+        code: code.into(),
+        name: name.into(),
+        ..Default::default()
+    };
+    let created = app
+        .isps(Some(token))
+        .create_isp(pb::CreateIspRequest { isp: Some(isp) })
+        .await?;
+    Ok(created.into_inner())
+}
+
 #[sqlx::test]
 async fn administrators_manage_isps_and_registrations_must_name_one(pool: PgPool) {
     let app = spawn_app(pool).await;
     let admin = app.admin().await;
-    let created = app
-        .isps(Some(&admin))
-        .create_isp(pb::CreateIspRequest {
-            isp: Some(pb::Isp {
-                code: "Nayatel".into(),
-                name: "Nayatel (Pvt) Ltd".into(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let created = create_isp(&app, &admin, "Nayatel", "Nayatel (Pvt) Ltd").await.unwrap();
     assert_eq!(created.code, "nayatel");
-    let err = app
-        .isps(Some(&admin))
-        .create_isp(pb::CreateIspRequest {
-            isp: Some(pb::Isp {
-                code: "nayatel".into(),
-                name: "Again".into(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap_err();
+    let err = create_isp(&app, &admin, "nayatel", "Again").await.unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists);
     let (_, token) = app.enrol(C::Bank).await;
-    let err = app
-        .isps(Some(&token))
-        .create_isp(pb::CreateIspRequest {
-            isp: Some(pb::Isp {
-                code: "rogue".into(),
-                name: "Rogue".into(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap_err();
+    let err = create_isp(&app, &token, "rogue", "Rogue").await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     let listed = app
         .isps(Some(&token))

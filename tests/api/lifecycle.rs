@@ -138,11 +138,7 @@ async fn information_requests_return_to_review_after_an_amendment(pool: PgPool) 
     let app = spawn_app(pool).await;
     let (_, token) = app.enrol(C::Bank).await;
     let mut mine = app.registrations(Some(&token));
-    let r = mine
-        .submit_registration(submit_request(&["8.8.8.0/24"]))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = app.submit(&token, &["8.8.8.0/24"]).await;
     let r = {
         app.attest(&r, true).await.unwrap();
         app.get(&r.id).await
@@ -371,11 +367,7 @@ async fn an_amended_active_registration_stays_in_force_until_the_revision_is_app
     let app = spawn_app(pool).await;
     let (_, token) = app.enrol(C::Bank).await;
     let mut mine = app.registrations(Some(&token));
-    let r = mine
-        .submit_registration(submit_request(&["8.8.8.0/24"]))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = app.submit(&token, &["8.8.8.0/24"]).await;
     let active = app.approve(&r).await.unwrap();
 
     let mut changed = active.clone();

@@ -55,12 +55,7 @@ async fn validity_starts_at_valid_from_and_ends_before_valid_until(pool: PgPool)
     let reg = req.registration.as_mut().unwrap();
     reg.valid_from = Some(ts(now + time::Duration::hours(1)));
     reg.valid_until = Some(ts(now + time::Duration::hours(2)));
-    let r = app
-        .registrations(Some(&bank))
-        .submit_registration(req)
-        .await
-        .unwrap()
-        .into_inner();
+    let r = app.submit_as(&bank, req).await;
     let r = app.approve(&r).await.unwrap();
     let lookup = app.token(Role::Lookup).await;
     let mut client = app.lookups(Some(&lookup));
@@ -91,10 +86,7 @@ async fn validity_starts_at_valid_from_and_ends_before_valid_until(pool: PgPool)
     .execute(&app.pool)
     .await
     .unwrap();
-    let serial: i64 = sqlx::query_scalar("SELECT last_serial FROM feed_state")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let serial = app.last_serial().await;
     let r = client
         .check_address(pb::CheckAddressRequest {
             address: "8.8.8.8".into(),
@@ -119,12 +111,7 @@ async fn flows_match_only_towards_declared_peers(pool: PgPool) {
     let with_peers = app.active(&bank, &["8.8.8.0/24"]).await; // peers 185.60.216.0/24
     let mut open = submit_request(&["9.9.9.0/24"]);
     open.registration.as_mut().unwrap().peer_prefixes.clear();
-    let open = app
-        .registrations(Some(&bank))
-        .submit_registration(open)
-        .await
-        .unwrap()
-        .into_inner();
+    let open = app.submit_as(&bank, open).await;
     let open = app.approve(&open).await.unwrap();
     let lookup = app.token(Role::Lookup).await;
     let mut client = app.lookups(Some(&lookup));

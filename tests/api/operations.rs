@@ -99,10 +99,7 @@ async fn metrics_count_each_call_by_method_and_code(pool: PgPool) {
     assert!(!after.contains("token_id"), "no per-principal series unless asked for");
 
     // The gauges read the live state.
-    let (last_serial,): (i64,) = sqlx::query_as("SELECT last_serial FROM feed_state")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let last_serial = app.last_serial().await;
     assert_eq!(
         sample(&after, "vpn_registry_feed_applied_serial", &[]),
         last_serial as f64
@@ -254,12 +251,7 @@ async fn a_database_outage_stops_the_registry_not_the_lookups_and_heals_itself(p
     let (code, body) = app.http("/readyz").await;
     assert_eq!(code, 503);
     assert!(body.contains("PostgreSQL"), "{body}");
-    let hit = app
-        .lookups(Some(&lookup))
-        .check_address(check("8.8.10.9"))
-        .await
-        .unwrap()
-        .into_inner();
+    let hit = app.lookup_as(&lookup, check("8.8.10.9")).await;
     assert!(hit.registered);
     let refused = app
         .registrations(Some(&token))

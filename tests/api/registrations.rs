@@ -36,15 +36,7 @@ async fn an_institution_submits_a_registration_and_its_history_records_it(pool: 
         .into_inner();
     assert_eq!(fetched, reg);
 
-    let events = client
-        .list_registration_events(pb::ListRegistrationEventsRequest {
-            id: reg.id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let events = events_of(&mut client, &reg.id).await;
     assert_eq!(events.len(), 1);
     let e = &events[0];
     assert_eq!(e.action, pb::RegistrationAction::Submitted as i32);
@@ -388,11 +380,7 @@ async fn amendments_change_masked_fields_check_etags_and_record_before_and_after
     let app = spawn_app(pool).await;
     let (_, token) = app.enrol(C::Bank).await;
     let mut client = app.registrations(Some(&token));
-    let reg = client
-        .submit_registration(submit_request(&["8.8.8.0/24"]))
-        .await
-        .unwrap()
-        .into_inner();
+    let reg = app.submit(&token, &["8.8.8.0/24"]).await;
 
     let mut changed = reg.clone();
     changed.source_prefixes = vec!["8.8.8.0/25".into()];
@@ -428,15 +416,7 @@ async fn amendments_change_masked_fields_check_etags_and_record_before_and_after
         .unwrap_err();
     assert_eq!(violated_fields(&err), ["update_mask.paths[0]"]);
 
-    let events = client
-        .list_registration_events(pb::ListRegistrationEventsRequest {
-            id: reg.id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let events = events_of(&mut client, &reg.id).await;
     assert_eq!(events.len(), 2);
     let amend = &events[1];
     assert_eq!(amend.action, pb::RegistrationAction::Amended as i32);
@@ -453,11 +433,7 @@ async fn a_withdrawn_registration_cannot_change_again(pool: PgPool) {
     let app = spawn_app(pool).await;
     let (_, token) = app.enrol(C::Bank).await;
     let mut client = app.registrations(Some(&token));
-    let reg = client
-        .submit_registration(submit_request(&["8.8.8.0/24"]))
-        .await
-        .unwrap()
-        .into_inner();
+    let reg = app.submit(&token, &["8.8.8.0/24"]).await;
     let withdrawn = client
         .withdraw_registration(pb::WithdrawRegistrationRequest {
             id: reg.id.clone(),

@@ -448,19 +448,9 @@ async fn an_isp_looks_up_and_watches_only_what_names_it(pool: PgPool) {
         min_serial: active.feed_serial,
         ..Default::default()
     };
-    let own = app
-        .lookups(Some(app.isp_token().await))
-        .check_address(check.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    let own = app.lookup_as(app.isp_token().await, check.clone()).await;
     assert!(own.registered, "ptcl's subscriber");
-    let foreign = app
-        .lookups(Some(&other))
-        .check_address(check)
-        .await
-        .unwrap()
-        .into_inner();
+    let foreign = app.lookup_as(&other, check).await;
     assert!(!foreign.registered, "not nayatel's");
 
     let mut stream = app.watch(&other).await;

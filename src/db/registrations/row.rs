@@ -16,17 +16,8 @@ pub(crate) struct Row {
     id: Uuid,
     reference: String,
     institution_id: Uuid,
-    kind: String,
-    protocol: Option<String>,
-    source_prefixes: Vec<IpNet>,
-    msisdn: Option<String>,
-    peer_prefixes: Vec<IpNet>,
-    isp: String,
-    isp_subscriber_id: String,
-    purpose: String,
-    valid_from: OffsetDateTime,
-    valid_until: OffsetDateTime,
-    large_prefix_justification: Option<String>,
+    #[sqlx(flatten)]
+    spec: SpecColumns,
     state: String,
     state_time: OffsetDateTime,
     version: i64,
@@ -55,9 +46,11 @@ fn prefixes(nets: Vec<IpNet>) -> Result<Vec<PublicPrefix>, StoreError> {
         .collect()
 }
 
-/// Stored spec columns, shared by registrations and revisions.
+/// Stored spec columns, shared by registrations and revisions (a revision
+/// has its registration's kind).
+#[derive(sqlx::FromRow)]
 struct SpecColumns {
-    kind: Kind,
+    kind: String,
     protocol: Option<String>,
     source_prefixes: Vec<IpNet>,
     msisdn: Option<String>,
@@ -74,7 +67,7 @@ impl TryFrom<SpecColumns> for Spec {
     type Error = StoreError;
     fn try_from(c: SpecColumns) -> Result<Self, StoreError> {
         Ok(Spec {
-            kind: c.kind,
+            kind: decode(&c.kind, Kind::from_db, "kind")?,
             protocol: c
                 .protocol
                 .map(|p| decode(&p, Protocol::from_db, "protocol"))
@@ -98,7 +91,6 @@ impl TryFrom<SpecColumns> for Spec {
 impl TryFrom<Row> for Registration {
     type Error = StoreError;
     fn try_from(r: Row) -> Result<Self, StoreError> {
-        let kind = decode(&r.kind, Kind::from_db, "kind")?;
         let pending_revision = match (
             r.v_id,
             r.v_source_prefixes,
@@ -112,7 +104,7 @@ impl TryFrom<Row> for Registration {
                     id,
                     is_renewal: r.v_is_renewal.ok_or_else(missing)?,
                     spec: SpecColumns {
-                        kind,
+                        kind: r.spec.kind.clone(),
                         protocol: r.v_protocol,
                         source_prefixes,
                         msisdn: r.v_msisdn,
@@ -136,20 +128,7 @@ impl TryFrom<Row> for Registration {
             id: r.id,
             reference: r.reference,
             institution_id: r.institution_id,
-            spec: SpecColumns {
-                kind,
-                protocol: r.protocol,
-                source_prefixes: r.source_prefixes,
-                msisdn: r.msisdn,
-                peer_prefixes: r.peer_prefixes,
-                isp: r.isp,
-                isp_subscriber_id: r.isp_subscriber_id,
-                purpose: r.purpose,
-                valid_from: r.valid_from,
-                valid_until: r.valid_until,
-                large_prefix_justification: r.large_prefix_justification,
-            }
-            .try_into()?,
+            spec: r.spec.try_into()?,
             state: decode(&r.state, State::from_db, "state")?,
             state_time: r.state_time,
             pending_revision,

@@ -222,11 +222,7 @@ fn form_page(v: &Visitor, f: &FormPage, values: &InstitutionForm, errors: &Field
     };
     let mut category_choices = vec![(String::new(), "Choose…".to_owned())];
     category_choices.extend(page::categories());
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
+    let status = errors.status(StatusCode::UNPROCESSABLE_ENTITY);
     let body = html! {
         p { "What each category must supply: CNIC for everyone but foreign missions; NTN for banks, IT companies, call centres and companies; "
             "PSEB number and expiry for IT companies and call centres; SBP licence for banks; accreditation and country for foreign missions." }

@@ -195,11 +195,7 @@ async fn show(
                 .find(|e| e.action == pb::RegistrationAction::InformationRequested as i32)
         })
         .flatten();
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::CONFLICT
-    };
+    let status = errors.status(StatusCode::CONFLICT);
     let body = html! {
         @if let Some(n) = notice { p class="notice" role="status" { (n) } }
         (errors.summary())

@@ -77,6 +77,15 @@ impl FieldErrors {
         self.by_field.is_empty() && self.other.is_empty()
     }
 
+    /// The page's status: OK without errors, else `refused`.
+    pub fn status(&self, refused: axum::http::StatusCode) -> axum::http::StatusCode {
+        if self.is_empty() {
+            axum::http::StatusCode::OK
+        } else {
+            refused
+        }
+    }
+
     fn of(&self, field: &str) -> &[String] {
         self.by_field.get(field).map(Vec::as_slice).unwrap_or(&[])
     }

@@ -192,11 +192,7 @@ pub(super) async fn form_page(
         values.request_id.clone()
     };
     let (kinds, protocols) = (kind_choices(), protocol_choices());
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
+    let status = errors.status(StatusCode::UNPROCESSABLE_ENTITY);
     let body = html! {
         (f.intro)
         (errors.summary())

@@ -258,11 +258,7 @@ async fn show(c: &Console, v: &Visitor, id: &str, events_after: String, errors: 
             || e.action == pb::RegistrationAction::AttestationDenied as i32
     });
     let decisions = open_decisions(&r);
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::CONFLICT
-    };
+    let status = errors.status(StatusCode::CONFLICT);
     let body = html! {
         (errors.summary())
         p { a href="/console/review" { "Back to the queue" } }
