@@ -222,7 +222,7 @@ impl Replica {
     }
 
     /// A copy of the active set for a watcher's snapshot: the one other
-    /// watchers are reading, if it is at most [`COPY_REUSE_WITHIN`] serials
+    /// watchers are reading, if it is at most `COPY_REUSE_WITHIN` serials
     /// old, else a fresh copy (watchers asking meanwhile wait for it: a
     /// reconnect storm builds one, not one each). The copy takes the index
     /// lock a chunk at a time, so neither lookups nor the feed follower wait
