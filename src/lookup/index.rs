@@ -16,7 +16,7 @@ const NONE: u32 = u32::MAX;
 
 /// An entry and the next slot declaring the same prefix.
 struct Slot {
-    /// Kept beside the entry so that snapshots can copy slots in chunks.
+    /// Kept beside the entry so that a copy can take slots in chunks.
     prefix: IpNet,
     entry: Entry,
     next: u32,
@@ -188,8 +188,8 @@ impl Index {
     }
 
     /// Appends the entries of slots `from..from + count` to `out`; returns
-    /// where to continue. Lets a snapshot copy the index a chunk at a time,
-    /// releasing the lock in between (see `lookup::snapshot`).
+    /// where to continue. Lets a copy take the index a chunk at a time,
+    /// releasing the lock in between (see `lookup::copy`).
     pub fn copy_slots(&self, from: usize, count: usize, out: &mut Vec<(IpNet, Entry)>) -> usize {
         let to = from.saturating_add(count);
         out.extend(

@@ -24,7 +24,7 @@ impl Journal {
         }
     }
 
-    /// Starts over after `serial` (a new snapshot was installed).
+    /// Starts over after `serial` (a new active set was installed).
     pub fn restart(&mut self, serial: i64) {
         self.changes.clear();
         self.forgotten_through = serial;
