@@ -10,6 +10,8 @@
 //!   until shutdown.
 //! - [`observe`]: the outermost layer (metrics, access log), the health
 //!   probe, and the vitals behind `/readyz`, `/status` and gRPC health.
+//! - [`admission`]: the server-wide cap on calls in flight (health checks
+//!   never refused), before authentication.
 //! - [`auth`]: bearer tokens resolved from memory, the permission table,
 //!   rate limits; [`tls`]: TLS and mTLS with reload; [`clock`]: the time
 //!   token expiry is judged by.
@@ -28,6 +30,7 @@
 //! - [`error`]: the error every layer folds into; [`sync`]: taking std
 //!   locks through poison.
 
+pub mod admission;
 pub mod app;
 pub mod auth;
 pub mod clock;

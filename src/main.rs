@@ -22,11 +22,8 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("creating database at {}", redact_url(&args.db.database_url)))?;
             let pool = connect(&args.db).await?;
             db::MIGRATOR.run(&pool).await.context("applying migrations")?;
-            if db::grant_runtime(&pool, &args.runtime_role).await? {
-                tracing::info!(role = %args.runtime_role, "runtime role granted");
-            } else {
-                tracing::warn!(role = %args.runtime_role, "runtime role does not exist; nothing granted");
-            }
+            db::grant_runtime(&pool, &args.runtime_role).await?;
+            tracing::info!(role = %args.runtime_role, "runtime role granted");
             tracing::info!("migrations applied");
         }
         Command::DevCerts(args) => {

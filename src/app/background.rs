@@ -10,10 +10,10 @@ use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 use tonic_health::server::HealthReporter;
 
 use super::Options;
-use crate::auth::{AuthLayer, Credentials, credentials::RELOAD_INTERVAL, limits::RateLimits};
+use crate::auth::{AuthLayer, Credentials, credentials::RELOAD_INTERVAL, in_flight::InFlightCaps, limits::RateLimits};
 use crate::db::notify::Following;
 use crate::grpc::upstream::Upstream;
-use crate::lookup::{Backfill, Lookups, ReplicaSlot, follower::load_and_follow};
+use crate::lookup::{Backfill, Horizon, Lookups, ReplicaSlot, follower::load_and_follow, watchers::Watchers};
 use crate::observe::{self, Metrics, Vitals, health, summary::LookupSummary, vitals};
 use crate::registry::Registry;
 use crate::tasks::{expiry, prune};
@@ -58,7 +58,10 @@ impl Background<'_> {
             Some(upstream) => self.follow_upstream(upstream, &replica),
             None => self.follow_database(&registry, following, &replica, &expiry),
         };
-        let lookups = Lookups::new(backfill, replica, self.options.max_watchers, self.stopping.subscribe());
+        let horizon = Horizon::new(self.pool.clone());
+        let o = self.options;
+        let watchers = Watchers::new(o.max_watchers, &o.max_watchers_per_principal);
+        let lookups = Lookups::new(backfill, replica, horizon, watchers, self.stopping.subscribe());
         let metrics = Arc::new(match http {
             Some(_) => Metrics::enabled(self.options.metrics_per_principal),
             None => Metrics::disabled(),
@@ -78,7 +81,7 @@ impl Background<'_> {
             registry,
             lookups,
             upstream,
-            auth: AuthLayer::new(credentials, limits),
+            auth: AuthLayer::new(credentials, limits, InFlightCaps::new(&self.options.max_in_flight)),
             metrics,
             summary,
         })

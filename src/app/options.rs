@@ -30,6 +30,9 @@ pub struct Options {
     pub tls: Option<Arc<Tls>>,
     /// Per-role rate overrides (calls per second per principal; 0 = none).
     pub rate_limits: Vec<(RoleKind, u32)>,
+    /// Per-role overrides of the calls one principal may have in flight
+    /// (0 = no cap of the role's own).
+    pub max_in_flight: Vec<(RoleKind, u32)>,
     pub failed_auth_rate: u32,
     pub credential_max_staleness: Duration,
     pub max_concurrent_requests: usize,
@@ -39,6 +42,9 @@ pub struct Options {
     pub max_connection_age_grace: Duration,
     /// WatchChanges streams at once; more answer RESOURCE_EXHAUSTED.
     pub max_watchers: usize,
+    /// Per-role overrides of the streams one principal may hold (0 = no
+    /// cap of the role's own).
+    pub max_watchers_per_principal: Vec<(RoleKind, u32)>,
     /// Where the replica, history lookups and credentials read (a hot
     /// standby will do); `None`: the primary. Writes always go to the primary.
     pub read_pool: Option<PgPool>,
@@ -69,6 +75,7 @@ impl Options {
             watch_backlog: crate::lookup::replica::DEFAULT_WATCH_BACKLOG,
             tls,
             rate_limits: args.rate_limits.clone(),
+            max_in_flight: args.max_in_flight.clone(),
             failed_auth_rate: args.failed_auth_rate,
             credential_max_staleness: args.credential_max_staleness,
             max_concurrent_requests: args.max_concurrent_requests,
@@ -77,6 +84,7 @@ impl Options {
             max_connection_age: args.max_connection_age,
             max_connection_age_grace: args.max_connection_age_grace,
             max_watchers: args.max_watchers,
+            max_watchers_per_principal: args.max_watchers_per_principal.clone(),
             read_pool: None,
             notifications: true,
             metrics_per_principal: args.metrics_per_principal,
@@ -100,6 +108,7 @@ impl Default for Options {
             watch_backlog: crate::lookup::replica::DEFAULT_WATCH_BACKLOG,
             tls: None,
             rate_limits: Vec::new(),
+            max_in_flight: Vec::new(),
             failed_auth_rate: crate::auth::limits::DEFAULT_FAILED_AUTH_RATE,
             credential_max_staleness: parse(flags::DEFAULT_CREDENTIAL_MAX_STALENESS),
             max_concurrent_requests: flags::DEFAULT_MAX_CONCURRENT_REQUESTS,
@@ -108,6 +117,7 @@ impl Default for Options {
             max_connection_age: parse(flags::DEFAULT_MAX_CONNECTION_AGE),
             max_connection_age_grace: parse(flags::DEFAULT_MAX_CONNECTION_AGE_GRACE),
             max_watchers: flags::DEFAULT_MAX_WATCHERS,
+            max_watchers_per_principal: Vec::new(),
             read_pool: None,
             notifications: true,
             metrics_per_principal: false,

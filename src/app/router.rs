@@ -8,12 +8,11 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 use tower::{
     ServiceBuilder,
     layer::util::{Identity, Stack},
-    limit::GlobalConcurrencyLimitLayer,
-    load_shed::LoadShedLayer,
 };
 
 use super::Options;
 use super::background::Parts;
+use crate::admission::AdmissionLayer;
 use crate::auth::AuthLayer;
 use crate::grpc::{
     institutions::InstitutionApi, isps::IspApi, lookup::LookupApi, registrations::RegistrationApi, review::ReviewApi,
@@ -37,10 +36,7 @@ const MAX_RESPONSE: usize = 16 * 1024 * 1024;
 /// HTTP/2 header block limit (tokens and request ids are short).
 const MAX_HEADER_LIST: u32 = 16 * 1024;
 /// The layers every call passes, outermost last in the type (tower's order).
-pub(super) type Layers = Stack<
-    Stack<AuthLayer, Stack<GlobalConcurrencyLimitLayer, Stack<LoadShedLayer, Stack<ObserveLayer, Identity>>>>,
-    Identity,
->;
+pub(super) type Layers = Stack<Stack<AuthLayer, Stack<AdmissionLayer, Stack<ObserveLayer, Identity>>>, Identity>;
 /// The tonic server: transport settings, the layers (outermost first) and
 /// every service (a fan-out replica serves lookups only: UNIMPLEMENTED for
 /// the rest).
@@ -80,8 +76,7 @@ pub(super) fn router<H: Health>(
         .layer(
             ServiceBuilder::new()
                 .layer(ObserveLayer::new(metrics, summary))
-                .layer(LoadShedLayer::new())
-                .layer(GlobalConcurrencyLimitLayer::new(options.max_concurrent_requests))
+                .layer(AdmissionLayer::new(options.max_concurrent_requests))
                 .layer(auth)
                 .into_inner(),
         )

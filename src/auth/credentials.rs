@@ -11,7 +11,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, RwLock,
-        atomic::{AtomicI64, Ordering},
+        atomic::{AtomicI64, AtomicU32, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -44,6 +44,9 @@ pub struct Credential {
     pub cert_sha256: Option<Hash>,
     /// Last use (microseconds since the epoch), 0 if none since loading.
     last_use_us: AtomicI64,
+    /// Calls of this principal in flight; carried over when the credentials
+    /// are reloaded, so a reload never resets the principal's cap.
+    pub in_flight: Arc<AtomicU32>,
 }
 
 impl Credential {
@@ -100,14 +103,18 @@ impl Credentials {
         let rows = tokens::all_active(&self.pool).await?;
         let mut fresh = HashMap::with_capacity(rows.len());
         {
-            // Carry the last-use times over: they are flushed periodically.
+            // Carry the last-use times over (they are flushed periodically)
+            // and the calls in flight.
             let old = read(&self.known);
-            let used: HashMap<Uuid, i64> = old
+            let carried: HashMap<Uuid, (i64, Arc<AtomicU32>)> = old
                 .values()
-                .map(|c| (c.principal.id, c.last_use_us.load(Ordering::Relaxed)))
+                .map(|c| {
+                    let last_use = c.last_use_us.load(Ordering::Relaxed);
+                    (c.principal.id, (last_use, c.in_flight.clone()))
+                })
                 .collect();
             for row in rows {
-                let last_use = used.get(&row.principal.id).copied().unwrap_or(0);
+                let (last_use, in_flight) = carried.get(&row.principal.id).cloned().unwrap_or_default();
                 fresh.insert(
                     row.hash,
                     Arc::new(Credential {
@@ -115,6 +122,7 @@ impl Credentials {
                         expire_us: (row.expire_time.unix_timestamp_nanos() / 1000) as i64,
                         cert_sha256: row.cert_sha256,
                         last_use_us: AtomicI64::new(last_use),
+                        in_flight,
                     }),
                 );
             }

@@ -24,10 +24,14 @@ use tower::{Layer, Service};
 
 use super::Caller;
 use super::credentials::{Credential, Credentials, Refused};
+use super::in_flight::{InFlight, InFlightCaps};
 use super::limits::RateLimits;
 use super::{permissions, token};
 use crate::domain::principal::Principal;
 use crate::tls::certificate_sha256;
+
+/// When a principal at its in-flight cap is told to retry.
+const IN_FLIGHT_RETRY: Duration = Duration::from_millis(100);
 
 /// Resolves `authorization: Bearer <token>` against the credentials held in memory.
 #[derive(Clone)]
@@ -39,12 +43,17 @@ pub struct AuthLayer {
 struct Gate {
     credentials: Arc<Credentials>,
     limits: Arc<RateLimits>,
+    in_flight: InFlightCaps,
 }
 
 impl AuthLayer {
-    pub fn new(credentials: Arc<Credentials>, limits: Arc<RateLimits>) -> Self {
+    pub fn new(credentials: Arc<Credentials>, limits: Arc<RateLimits>, in_flight: InFlightCaps) -> Self {
         Self {
-            gate: Arc::new(Gate { credentials, limits }),
+            gate: Arc::new(Gate {
+                credentials,
+                limits,
+                in_flight,
+            }),
         }
     }
 
@@ -60,9 +69,10 @@ impl AuthLayer {
     }
 
     /// Admits an HTTP request (RDAP, the console) as if it called `method`:
-    /// the same tokens, permission table row and rate limits as the RPC.
+    /// the same tokens, permission table row, rate limits and in-flight cap
+    /// as the RPC (the request itself is short: it is not held in flight).
     pub fn admit_as<B>(&self, req: &http::Request<B>, method: &str) -> Result<Arc<Principal>, Status> {
-        self.gate.admit(req, method)
+        self.gate.admit(req, method).map(|(principal, _)| principal)
     }
 }
 
@@ -108,9 +118,13 @@ where
         }
         let admitted = self.gate.admit(&req, req.uri().path());
         match admitted {
-            Ok(principal) => {
+            Ok((principal, in_flight)) => {
                 req.extensions_mut().insert(principal);
-                Box::pin(inner.call(req))
+                Box::pin(async move {
+                    let response = inner.call(req).await;
+                    drop(in_flight);
+                    response
+                })
             }
             Err(status) => Box::pin(async move { Ok(status.into_http()) }),
         }
@@ -148,8 +162,9 @@ fn peer<B>(req: &http::Request<B>) -> (IpAddr, Option<PeerCertificates>) {
 }
 
 impl Gate {
-    /// The principal a call of `path` acts as, or the status refusing it.
-    fn admit<B>(&self, req: &http::Request<B>, path: &str) -> Result<Arc<Principal>, Status> {
+    /// The principal a call of `path` acts as, counted in flight, or the
+    /// status refusing it.
+    fn admit<B>(&self, req: &http::Request<B>, path: &str) -> Result<(Arc<Principal>, InFlight), Status> {
         let (addr, certs) = peer(req);
         let peer = Peer {
             addr,
@@ -180,7 +195,14 @@ impl Gate {
                 wait,
             ));
         }
-        Ok(principal.clone())
+        let in_flight = self.in_flight.enter(role, &credential.in_flight).map_err(|cap| {
+            self.limits.count_limited(role);
+            too_many(
+                &format!("this principal has {cap} calls in flight, the most role {role} may; retry when one ends"),
+                IN_FLIGHT_RETRY,
+            )
+        })?;
+        Ok((principal.clone(), in_flight))
     }
 
     fn authenticate(&self, headers: &http::HeaderMap, peer: &Peer<'_>) -> Result<Arc<Credential>, Status> {

@@ -119,9 +119,18 @@ impl RateLimits {
 
 /// Parses `ROLE=PER_SECOND` (`--rate-limit lookup=100000`).
 pub fn parse_rate(s: &str) -> Result<(RoleKind, u32), String> {
+    parse_per_role(s, "PER_SECOND", "calls per second")
+}
+
+/// Parses `ROLE=N` (an in-flight or watcher cap); 0 means none of the role's own.
+pub fn parse_cap(s: &str) -> Result<(RoleKind, u32), String> {
+    parse_per_role(s, "N", "calls")
+}
+
+fn parse_per_role(s: &str, placeholder: &str, unit: &str) -> Result<(RoleKind, u32), String> {
     let (role, rate) = s
         .split_once('=')
-        .ok_or_else(|| format!("{s:?}: expected ROLE=PER_SECOND"))?;
+        .ok_or_else(|| format!("{s:?}: expected ROLE={placeholder}"))?;
     let role = RoleKind::from_db(role.trim()).ok_or_else(|| {
         let names: Vec<&str> = RoleKind::ALL.iter().map(|r| r.as_str()).collect();
         format!("{role:?} is not a role ({})", names.join(", "))
@@ -129,7 +138,7 @@ pub fn parse_rate(s: &str) -> Result<(RoleKind, u32), String> {
     let rate = rate
         .trim()
         .parse()
-        .map_err(|_| format!("{rate:?} is not a whole number of calls per second"))?;
+        .map_err(|_| format!("{rate:?} is not a whole number of {unit}"))?;
     Ok((role, rate))
 }
 

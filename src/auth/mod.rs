@@ -5,6 +5,7 @@
 
 mod caller;
 pub mod credentials;
+pub mod in_flight;
 mod layer;
 pub mod limits;
 pub mod permissions;

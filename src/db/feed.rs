@@ -244,6 +244,13 @@ pub struct Position {
     pub oldest_unapplied_age: Option<std::time::Duration>,
 }
 
+/// The feed's last serial.
+pub async fn last_serial(pool: &PgPool) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar("SELECT last_serial FROM feed_state")
+        .fetch_one(pool)
+        .await?)
+}
+
 /// The feed's session and last serial, and how old the first change after
 /// `applied` is: one cheap statement (the health probe runs it every second).
 pub async fn position(pool: &PgPool, applied: i64) -> Result<Position, StoreError> {

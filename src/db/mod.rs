@@ -92,35 +92,59 @@ pub async fn connect(
         .await
 }
 
-/// Grants `role` what `serve` needs and no more: reading and writing the
-/// data, appending to (never rewriting) the audit trail and the change feed
-/// (pruned only through `prune_history`), nothing on the schema. Returns
-/// false when the role does not exist.
-pub async fn grant_runtime(pool: &PgPool, role: &str) -> Result<bool, sqlx::Error> {
+/// Tables the runtime role writes: the registry's own records. It appends to
+/// the audit trail and may record a credential's last use; everything else
+/// (credentials, the lifecycle table, the active set, the change feed and
+/// its state, the history) is written by operators or by the triggers that
+/// follow a registration's state, which run as the schema owner.
+const RUNTIME_WRITES: &[&str] = &[
+    "GRANT INSERT, UPDATE ON institutions, registrations, registration_revisions TO {role}",
+    "GRANT INSERT ON isps, idempotency_keys, audit_events TO {role}",
+    "GRANT UPDATE (last_use_time) ON api_tokens TO {role}",
+    "GRANT EXECUTE ON FUNCTION prune_history(interval, interval) TO {role}",
+];
+
+/// Grants `role` (the role `serve` runs as) exactly what it needs: reading
+/// every table and [`RUNTIME_WRITES`], after revoking whatever it held, so
+/// that running `migrate` again also takes back what an older version
+/// granted. Fails when the role does not exist: serving as a role that was
+/// never granted anything would fail later and less clearly.
+pub async fn grant_runtime(pool: &PgPool, role: &str) -> Result<(), GrantError> {
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)")
         .bind(role)
         .fetch_one(pool)
         .await?;
     if !exists {
-        return Ok(false);
+        return Err(GrantError::NoSuchRole(role.to_owned()));
     }
-    let role = quote_ident(role);
+    let quoted = quote_ident(role);
+    let mut statements = vec![
+        format!("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {quoted}"),
+        format!("REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {quoted}"),
+        format!("REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM {quoted}"),
+        format!("GRANT USAGE ON SCHEMA public TO {quoted}"),
+        format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {quoted}"),
+        format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted}"),
+    ];
+    statements.extend(RUNTIME_WRITES.iter().map(|s| s.replace("{role}", &quoted)));
     let mut tx = pool.begin().await?;
-    for statement in [
-        format!("GRANT USAGE ON SCHEMA public TO {role}"),
-        format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"),
-        format!("REVOKE UPDATE, DELETE, TRUNCATE ON audit_events, change_feed, _sqlx_migrations FROM {role}"),
-        format!("REVOKE INSERT ON _sqlx_migrations FROM {role}"),
-        // History is written by the feed's trigger and pruned only through
-        // prune_history(), never deleted directly.
-        format!("REVOKE DELETE, TRUNCATE ON active_history FROM {role}"),
-        format!("GRANT EXECUTE ON FUNCTION prune_history(interval, interval) TO {role}"),
-        format!("GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}"),
-    ] {
+    for statement in statements {
         sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut *tx).await?;
     }
     tx.commit().await?;
-    Ok(true)
+    Ok(())
+}
+
+/// Why `migrate` could not grant the runtime role.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    #[error(
+        "the runtime role {0:?} does not exist: create it (CREATE ROLE ... NOLOGIN, with login roles as its members) \
+         or name another with --runtime-role"
+    )]
+    NoSuchRole(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
 }
 
 /// A PostgreSQL identifier, quoted.

@@ -29,6 +29,27 @@ db_enum!(
     }
 );
 
+/// A number per role (a cap on calls in flight, on change streams), with
+/// defaults and overrides; 0 means none of the role's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleCaps([u32; RoleKind::ALL.len()]);
+
+impl RoleCaps {
+    /// `defaults`, then `overrides` on top.
+    pub fn new(defaults: &[(RoleKind, u32)], overrides: &[(RoleKind, u32)]) -> Self {
+        let mut caps = [0; RoleKind::ALL.len()];
+        for &(role, cap) in defaults.iter().chain(overrides) {
+            caps[role as usize] = cap;
+        }
+        Self(caps)
+    }
+
+    /// The cap of `role`, if it has one.
+    pub fn of(&self, role: RoleKind) -> Option<u32> {
+        Some(self.0[role as usize]).filter(|cap| *cap != 0)
+    }
+}
+
 impl Role {
     pub fn kind(&self) -> RoleKind {
         match self {

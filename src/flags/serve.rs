@@ -101,6 +101,11 @@ pub struct ServeArgs {
     /// Failed authentications per second one peer address may make.
     #[arg(long, env = "VPN_REGISTRY_FAILED_AUTH_RATE", default_value_t = crate::auth::limits::DEFAULT_FAILED_AUTH_RATE)]
     pub failed_auth_rate: u32,
+    /// Calls one principal of a role may have in flight, as ROLE=N
+    /// (repeatable; 0 = no cap of the role's own; defaults lookup=512,
+    /// isp=256, reviewer=64, admin=32, institution=32).
+    #[arg(long = "max-in-flight", env = "VPN_REGISTRY_MAX_IN_FLIGHT", value_delimiter = ',', value_parser = crate::auth::limits::parse_cap)]
+    pub max_in_flight: Vec<(RoleKind, u32)>,
     /// Calls handled at once; more are refused at once (RESOURCE_EXHAUSTED).
     #[arg(long, env = "VPN_REGISTRY_MAX_CONCURRENT_REQUESTS", default_value_t = DEFAULT_MAX_CONCURRENT_REQUESTS)]
     pub max_concurrent_requests: usize,
@@ -119,6 +124,11 @@ pub struct ServeArgs {
     /// WatchChanges streams served at once; more answer RESOURCE_EXHAUSTED.
     #[arg(long, env = "VPN_REGISTRY_MAX_WATCHERS", default_value_t = DEFAULT_MAX_WATCHERS)]
     pub max_watchers: usize,
+    /// WatchChanges streams one principal of a role may hold, as ROLE=N
+    /// (repeatable; 0 = no cap of the role's own; defaults lookup=64,
+    /// isp=16, reviewer=8).
+    #[arg(long = "max-watchers-per-principal", env = "VPN_REGISTRY_MAX_WATCHERS_PER_PRINCIPAL", value_delimiter = ',', value_parser = crate::auth::limits::parse_cap)]
+    pub max_watchers_per_principal: Vec<(RoleKind, u32)>,
     /// HTTP listener for Prometheus (/metrics) and health (/livez, /readyz,
     /// /status); empty disables it (and metrics recording).
     #[arg(long, env = "VPN_REGISTRY_METRICS_LISTEN", default_value = DEFAULT_METRICS_LISTEN)]
@@ -188,6 +198,7 @@ impl ServeArgs {
             statement_timeout = ?args.statement_timeout,
             credential_max_staleness = ?args.credential_max_staleness,
             rate_limits = ?args.rate_limits,
+            max_in_flight = ?args.max_in_flight,
             failed_auth_rate = args.failed_auth_rate,
             max_concurrent_requests = args.max_concurrent_requests,
             max_concurrent_streams = args.max_concurrent_streams,
@@ -195,6 +206,7 @@ impl ServeArgs {
             max_connection_age = ?args.max_connection_age,
             max_connection_age_grace = ?args.max_connection_age_grace,
             max_watchers = args.max_watchers,
+            max_watchers_per_principal = ?args.max_watchers_per_principal,
             metrics_listen = ?args.metrics_listen.0,
             metrics_per_principal = args.metrics_per_principal,
             max_feed_lag = ?args.max_feed_lag,

@@ -115,7 +115,10 @@ impl From<LookupError> for Status {
             LookupError::Loading | LookupError::NoHistory | LookupError::Behind { .. } => {
                 Status::unavailable(e.to_string())
             }
-            LookupError::TooManyWatchers(_) => Status::resource_exhausted(e.to_string()),
+            LookupError::TooManyWatchers(_) | LookupError::TooManyWatchersOfPrincipal(_) => {
+                Status::resource_exhausted(e.to_string())
+            }
+            LookupError::BeyondFeed { .. } => Status::out_of_range(e.to_string()),
             LookupError::Refused(r) => refusal(r),
             LookupError::Store(e) => store(e),
         }

@@ -14,9 +14,10 @@ use super::change::View;
 use super::entry::{Entry, Filter, Match, Query, Scope};
 use super::error::LookupError;
 use super::history::{self, is_past};
+use super::horizon::Horizon;
 use super::replica::{Replica, ReplicaSlot};
 use super::stream::{self, Backfill, Watch};
-use super::watchers::{Dropped, Watchers};
+use super::watchers::{Dropped, Full, Watchers};
 use crate::domain::{
     principal::{Principal, Role},
     refusal::Refusal,
@@ -60,17 +61,26 @@ pub struct Lookups {
     /// about the past).
     backfill: Backfill,
     replica: ReplicaSlot,
+    /// How far the write database's feed reaches.
+    horizon: Arc<Horizon>,
     watchers: Watchers,
     stopping: watch::Receiver<bool>,
 }
 
 impl Lookups {
-    /// At most `max_watchers` change streams at once.
-    pub fn new(backfill: Backfill, replica: ReplicaSlot, max_watchers: usize, stopping: watch::Receiver<bool>) -> Self {
+    /// Change streams admitted by `watchers`.
+    pub fn new(
+        backfill: Backfill,
+        replica: ReplicaSlot,
+        horizon: Horizon,
+        watchers: Watchers,
+        stopping: watch::Receiver<bool>,
+    ) -> Self {
         Self {
             backfill,
             replica,
-            watchers: Watchers::new(max_watchers),
+            horizon: Arc::new(horizon),
+            watchers,
             stopping,
         }
     }
@@ -102,9 +112,24 @@ impl Lookups {
     }
 
     /// The replica once it has applied `min_serial` (if asked), waiting at
-    /// most MIN_SERIAL_WAIT or the caller's deadline.
+    /// most MIN_SERIAL_WAIT or the caller's deadline; refused at once when
+    /// the write database has handed out no such serial (when it cannot be
+    /// asked, the wait decides).
     async fn ready(&self, terms: &Terms) -> Result<Arc<Replica>, LookupError> {
+        let asked = tokio::time::Instant::now();
         let replica = self.replica()?;
+        if terms.min_serial > replica.serial() {
+            match self.horizon.after(asked).await {
+                Ok(last) if terms.min_serial > last => {
+                    return Err(LookupError::BeyondFeed {
+                        wanted: terms.min_serial,
+                        last,
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "the feed's last serial could not be read; waiting instead"),
+            }
+        }
         let wait = terms.deadline.map_or(MIN_SERIAL_WAIT, |d| d.min(MIN_SERIAL_WAIT));
         if terms.min_serial > 0 && !replica.wait_for(terms.min_serial, wait).await {
             return Err(LookupError::Behind {
@@ -188,10 +213,10 @@ impl Lookups {
             _ => {}
         }
         let replica = self.replica()?;
-        let slot = self
-            .watchers
-            .admit()
-            .ok_or(LookupError::TooManyWatchers(self.watchers.open()))?;
+        let slot = self.watchers.admit(p.id, p.role.kind()).map_err(|full| match full {
+            Full::Replica(open) => LookupError::TooManyWatchers(open),
+            Full::Principal(cap) => LookupError::TooManyWatchersOfPrincipal(cap),
+        })?;
         Ok(stream::start(
             self.backfill.clone(),
             replica,

@@ -12,7 +12,8 @@
 //! - `replica`: the index with its serial and session, in memory only;
 //! - `stored`: the feed's storage rows as entries and changes (the edge);
 //! - `follower`: loads the replica from PostgreSQL and follows the feed;
-//! - `history`: questions about the past, asked of PostgreSQL;
+//! - `history`: questions about the past, asked of PostgreSQL; `horizon`:
+//!   the write database's last serial, for `min_serial` beyond this replica;
 //! - `watchers`, `stream`: admitting change streams, and running one;
 //! - `lookups`: the facade handlers call; `error`: why a lookup failed.
 
@@ -22,6 +23,7 @@ pub mod entry;
 pub mod error;
 pub mod follower;
 pub mod history;
+mod horizon;
 pub mod index;
 mod journal;
 mod lookups;
@@ -32,6 +34,7 @@ pub mod watchers;
 
 pub use entry::{Match, Scope};
 pub use error::LookupError;
+pub use horizon::Horizon;
 pub use lookups::{Lookups, MAX_BATCH, Terms, scope};
 pub use replica::{Replica, ReplicaSlot};
 pub use stream::Backfill;

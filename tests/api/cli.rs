@@ -35,6 +35,18 @@ fn run(args: &[&str], url: &str) -> std::process::Output {
 }
 
 #[sqlx::test]
+async fn migrate_fails_when_it_cannot_grant_the_runtime_role(pool: PgPool) {
+    let url = database_url(&pool);
+    let out = run(&["migrate", "--runtime-role", "no_such_role_here"], &url);
+    assert!(!out.status.success(), "migrate succeeded without granting");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no_such_role_here") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+}
+
+#[sqlx::test]
 async fn token_issue_prints_one_usable_token_and_list_never_shows_secrets(pool: PgPool) {
     let app = spawn_app(pool).await;
     let url = database_url(&app.pool);
@@ -554,13 +566,14 @@ async fn on_sigterm_readiness_fails_first_and_watchers_are_told_to_resume_elsewh
     watch.message().await.unwrap().unwrap();
     watch.message().await.unwrap().unwrap();
     // A call in flight through the shutdown: a lookup waiting for a serial
-    // that never comes (up to five seconds).
+    // this replica does not see (up to five seconds).
     let mut waiting = app.lookups_on_new_connection(Some(&lookup));
+    let unapplied = app.unapplied_serial().await;
     let in_flight = tokio::spawn(async move {
         waiting
             .check_address(pb::CheckAddressRequest {
                 address: "8.8.8.8".into(),
-                min_serial: 1_000_000,
+                min_serial: unapplied,
                 ..Default::default()
             })
             .await

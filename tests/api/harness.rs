@@ -38,6 +38,8 @@ pub fn test_options() -> app::Options {
         feed_poll_interval: Duration::from_millis(200),
         watch_backlog: 8,
         rate_limits: RoleKind::ALL.iter().map(|r| (*r, 0)).collect(),
+        max_in_flight: RoleKind::ALL.iter().map(|r| (*r, 0)).collect(),
+        max_watchers_per_principal: RoleKind::ALL.iter().map(|r| (*r, 0)).collect(),
         failed_auth_rate: 1_000_000,
         // The pruning tests prune when they choose.
         retention: None,
@@ -260,7 +262,7 @@ pub async fn runtime_pool_via(pool: &PgPool, port: u16) -> PgPool {
         .unwrap();
     })
     .await;
-    assert!(vpn_registry::db::grant_runtime(pool, RUNTIME_ROLE).await.unwrap());
+    vpn_registry::db::grant_runtime(pool, RUNTIME_ROLE).await.unwrap();
     sqlx::postgres::PgPoolOptions::new()
         .max_connections(8)
         .after_connect(|conn, _| {

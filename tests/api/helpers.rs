@@ -349,6 +349,16 @@ impl TestApp {
         self.expire_due().await
     }
 
+    /// A serial the registry has handed out whose change no replica can
+    /// see yet (the feed's counter moved on without its rows, as while the
+    /// commit that took it is still under way): a lookup at it waits.
+    pub async fn unapplied_serial(&self) -> i64 {
+        sqlx::query_scalar("UPDATE feed_state SET last_serial = last_serial + 1000 RETURNING last_serial")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
     /// The feed's last serial.
     pub async fn last_serial(&self) -> i64 {
         last_serial(&self.pool).await

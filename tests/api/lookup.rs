@@ -230,13 +230,25 @@ async fn min_serial_reads_a_write_made_through_another_server(pool: PgPool) {
     assert!(r.registered);
     assert!(r.serial >= approved.feed_serial);
 
-    let mut far = tonic::Request::new(pb::CheckAddressRequest {
+    // No write has that serial: refused at once, not waited for.
+    let started = std::time::Instant::now();
+    let beyond = pb::CheckAddressRequest {
         address: "8.8.8.8".into(),
         min_serial: approved.feed_serial + 1000,
         ..Default::default()
+    };
+    let err = second.lookups(Some(&lookup)).check_address(beyond).await.unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1), "not waited for");
+
+    // A serial handed out but not visible here yet: waited for, within the deadline.
+    let mut pending = tonic::Request::new(pb::CheckAddressRequest {
+        address: "8.8.8.8".into(),
+        min_serial: second.unapplied_serial().await,
+        ..Default::default()
     });
-    far.set_timeout(std::time::Duration::from_millis(300));
-    let err = second.lookups(Some(&lookup)).check_address(far).await.unwrap_err();
+    pending.set_timeout(std::time::Duration::from_millis(300));
+    let err = second.lookups(Some(&lookup)).check_address(pending).await.unwrap_err();
     assert!(
         matches!(err.code(), Code::Unavailable | Code::DeadlineExceeded),
         "{err:?}"

@@ -569,7 +569,7 @@ async fn beyond_the_concurrency_limit_calls_are_shed_at_once(pool: PgPool) {
     let mut waiting = app.lookups(Some(&lookup));
     let mut slow = tonic::Request::new(pb::CheckAddressRequest {
         address: "8.8.8.8".into(),
-        min_serial: 1_000_000,
+        min_serial: app.unapplied_serial().await,
         ..Default::default()
     });
     slow.set_timeout(Duration::from_secs(2));

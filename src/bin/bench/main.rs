@@ -34,7 +34,7 @@ use tonic::{
 };
 use vpn_registry::{
     app, auth, db,
-    domain::principal::{Actor, Role},
+    domain::principal::{Actor, Role, RoleKind},
     grpc::upstream::UpstreamConfig,
     lookup::Replica,
     pb::{

@@ -64,7 +64,9 @@ pub(crate) async fn start_server_with(
         tls: TLS.get().map(|(server, _)| server.clone()),
         // One bench institution submits thousands a second: the institution
         // limit is about people, not throughput (lookups keep the default).
-        rate_limits: vec![(vpn_registry::domain::principal::RoleKind::Institution, 0)],
+        rate_limits: vec![(RoleKind::Institution, 0)],
+        // One bench lookup token opens the storm's 1,000 streams.
+        max_watchers_per_principal: vec![(RoleKind::Lookup, 0)],
         upstream,
         ..app::Options::default()
     };
