@@ -6,11 +6,9 @@
 use std::{
     path::{Path, PathBuf},
     sync::{Arc, RwLock},
-    time::Duration,
 };
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio_rustls::{
     TlsAcceptor,
     rustls::{
@@ -23,12 +21,8 @@ use tokio_rustls::{
 };
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::admission::peers::{self, PeerLimits, Tracked};
 use crate::sync::{read, write};
-
-/// How long a client may take to complete the handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at most; further connections wait to be accepted.
-const MAX_HANDSHAKES: usize = 256;
 
 /// Where the PEM files are.
 #[derive(Debug, Clone)]
@@ -87,46 +81,17 @@ impl Tls {
         TlsAcceptor::from(read(&self.config).clone())
     }
 
-    /// Accepted connections after their handshake. Handshakes run on their
-    /// own tasks (a slow client cannot hold up others) with a timeout; a
-    /// failed one is logged at debug level and dropped.
-    pub fn incoming(self: Arc<Self>, listener: TcpListener) -> ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
-        let (tx, rx) = mpsc::channel(MAX_HANDSHAKES);
-        tokio::spawn(async move {
-            let permits = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
-            loop {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    return;
-                };
-                // The server stopped reading connections: stop accepting.
-                let accepted = tokio::select! {
-                    accepted = listener.accept() => accepted,
-                    () = tx.closed() => return,
-                };
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let acceptor = self.acceptor();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send(Ok(tls)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        ReceiverStream::new(rx)
+    /// Accepted connections after their TLS handshake, admitted per source
+    /// address (`admission::peers`): a slow or idle peer costs itself only.
+    pub fn incoming(
+        self: Arc<Self>,
+        listener: TcpListener,
+        limits: PeerLimits,
+    ) -> ReceiverStream<std::io::Result<Tracked<TlsStream<TcpStream>>>> {
+        peers::accept(listener, limits, move |stream| {
+            let acceptor = self.acceptor();
+            async move { acceptor.accept(stream).await }
+        })
     }
 }
 

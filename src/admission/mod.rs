@@ -7,5 +7,6 @@
 //! (`lookup::watchers`).
 
 mod layer;
+pub mod peers;
 
 pub use layer::AdmissionLayer;

@@ -11,7 +11,6 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use sqlx::PgPool;
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::server::Router;
 use tonic_health::ServingStatus;
 
@@ -20,6 +19,7 @@ pub use options::Options;
 use background::Background;
 use router::{Layers, router};
 
+use crate::admission::{self, peers::PeerLimits};
 use crate::observe::health;
 use crate::tls::Tls;
 
@@ -59,33 +59,43 @@ pub async fn serve(
         let _ = stopping.send(true);
         health::set(&reporter, ServingStatus::NotServing, serves_registry).await;
     };
-    let result = run_until_shutdown(
-        router,
-        listeners.grpc,
-        options.tls,
-        signal,
-        stopped,
-        options.shutdown_grace,
-    )
-    .await;
+    let listener = Listener {
+        grpc: listeners.grpc,
+        tls: options.tls,
+        peers: options.peer_limits,
+    };
+    let result = run_until_shutdown(router, listener, signal, stopped, options.shutdown_grace).await;
     tasks.abort_all();
     result
+}
+
+/// The gRPC listener and how connections are admitted on it.
+struct Listener {
+    grpc: TcpListener,
+    tls: Option<Arc<Tls>>,
+    peers: PeerLimits,
 }
 
 /// Serves until `signal` completes, then for at most `grace` while calls
 /// in flight finish.
 async fn run_until_shutdown(
     router: Router<Layers>,
-    grpc: TcpListener,
-    tls: Option<Arc<Tls>>,
+    listener: Listener,
     signal: impl Future<Output = ()> + Send + 'static,
     mut stopped: watch::Receiver<bool>,
     grace: Duration,
 ) -> anyhow::Result<()> {
+    let Listener { grpc, tls, peers } = listener;
     let server = async move {
         match tls {
-            Some(tls) => router.serve_with_incoming_shutdown(tls.incoming(grpc), signal).await,
-            None => router.serve_with_incoming_shutdown(incoming(grpc), signal).await,
+            Some(tls) => {
+                let incoming = tls.incoming(grpc, peers);
+                router.serve_with_incoming_shutdown(incoming, signal).await
+            }
+            None => {
+                let incoming = admission::peers::incoming(grpc, peers);
+                router.serve_with_incoming_shutdown(incoming, signal).await
+            }
         }
     };
     let deadline = async move {
@@ -99,18 +109,6 @@ async fn run_until_shutdown(
             Ok(())
         }
     }
-}
-
-/// Accepted plaintext connections with Nagle's algorithm off: responses that
-/// span several segments must not wait for delayed ACKs (tonic sets this
-/// only on listeners it binds itself).
-pub fn incoming(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt as _;
-    TcpListenerStream::new(listener).map(|accepted| {
-        let stream = accepted?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
-    })
 }
 
 /// Binds the listen address; separate so callers can log the bound port.

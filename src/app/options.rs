@@ -5,6 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use sqlx::PgPool;
 
+use crate::admission::peers::PeerLimits;
 use crate::clock::Clock;
 use crate::domain::principal::RoleKind;
 use crate::flags::{self, ServeArgs};
@@ -28,6 +29,8 @@ pub struct Options {
     pub watch_backlog: usize,
     /// Serve TLS (and require client certificates if it says so).
     pub tls: Option<Arc<Tls>>,
+    /// What one source address may hold before authentication.
+    pub peer_limits: PeerLimits,
     /// Per-role rate overrides (calls per second per principal; 0 = none).
     pub rate_limits: Vec<(RoleKind, u32)>,
     /// Per-role overrides of the calls one principal may have in flight
@@ -74,6 +77,7 @@ impl Options {
             feed_poll_interval: args.feed_poll_interval(),
             watch_backlog: crate::lookup::replica::DEFAULT_WATCH_BACKLOG,
             tls,
+            peer_limits: args.peer_limits(),
             rate_limits: args.rate_limits.clone(),
             max_in_flight: args.max_in_flight.clone(),
             failed_auth_rate: args.failed_auth_rate,
@@ -107,6 +111,7 @@ impl Default for Options {
             feed_poll_interval: Duration::from_millis(flags::DEFAULT_FEED_POLL_INTERVAL_MS),
             watch_backlog: crate::lookup::replica::DEFAULT_WATCH_BACKLOG,
             tls: None,
+            peer_limits: PeerLimits::default(),
             rate_limits: Vec::new(),
             max_in_flight: Vec::new(),
             failed_auth_rate: crate::auth::limits::DEFAULT_FAILED_AUTH_RATE,

@@ -106,6 +106,20 @@ pub struct ServeArgs {
     /// isp=256, reviewer=64, admin=32, institution=32).
     #[arg(long = "max-in-flight", env = "VPN_REGISTRY_MAX_IN_FLIGHT", value_delimiter = ',', value_parser = crate::auth::limits::parse_cap)]
     pub max_in_flight: Vec<(RoleKind, u32)>,
+    /// Connections one source address may hold open (TLS or not).
+    #[arg(long, env = "VPN_REGISTRY_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = crate::admission::peers::DEFAULT_CONNECTIONS_PER_ADDRESS)]
+    pub max_connections_per_address: u32,
+    /// Handshakes (TLS, or in plaintext the first bytes) one source address
+    /// may have pending at once.
+    #[arg(long, env = "VPN_REGISTRY_MAX_HANDSHAKES_PER_ADDRESS", default_value_t = crate::admission::peers::DEFAULT_HANDSHAKES_PER_ADDRESS)]
+    pub max_handshakes_per_address: u32,
+    /// How long a new connection has to complete its TLS handshake (in
+    /// plaintext: to send its first bytes).
+    #[arg(long, env = "VPN_REGISTRY_HANDSHAKE_TIMEOUT", default_value = "3s", value_parser = duration)]
+    pub handshake_timeout: Duration,
+    /// A connection whose peer sends nothing this long is closed.
+    #[arg(long, env = "VPN_REGISTRY_IDLE_TIMEOUT", default_value = "120s", value_parser = duration)]
+    pub idle_timeout: Duration,
     /// Calls handled at once; more are refused at once (RESOURCE_EXHAUSTED).
     #[arg(long, env = "VPN_REGISTRY_MAX_CONCURRENT_REQUESTS", default_value_t = DEFAULT_MAX_CONCURRENT_REQUESTS)]
     pub max_concurrent_requests: usize,
@@ -182,6 +196,16 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// What one source address may hold before authentication.
+    pub fn peer_limits(&self) -> crate::admission::peers::PeerLimits {
+        crate::admission::peers::PeerLimits {
+            handshakes_per_address: self.max_handshakes_per_address,
+            connections_per_address: self.max_connections_per_address,
+            handshake_timeout: self.handshake_timeout,
+            idle_timeout: self.idle_timeout,
+        }
+    }
+
     /// Logs every setting `serve` runs with (secrets redacted), once at start.
     pub fn log_settings(&self) {
         let args = self;
@@ -200,6 +224,10 @@ impl ServeArgs {
             rate_limits = ?args.rate_limits,
             max_in_flight = ?args.max_in_flight,
             failed_auth_rate = args.failed_auth_rate,
+            max_connections_per_address = args.max_connections_per_address,
+            max_handshakes_per_address = args.max_handshakes_per_address,
+            handshake_timeout = ?args.handshake_timeout,
+            idle_timeout = ?args.idle_timeout,
             max_concurrent_requests = args.max_concurrent_requests,
             max_concurrent_streams = args.max_concurrent_streams,
             keepalive_interval = ?args.keepalive_interval,

@@ -12,12 +12,13 @@ use vpn_registry::pb;
 
 use crate::helpers::*;
 
-/// `n` lookups as `token` that each wait (up to `hold`) for `serial`, on
-/// connections of their own; their answers.
+/// `n` lookups as `token` that each wait (up to `hold`) for `serial`, on a
+/// connection of their own; their answers.
 fn flood(app: &TestApp, token: &str, serial: i64, n: usize, hold: Duration) -> tokio::task::JoinSet<tonic::Code> {
     let mut calls = tokio::task::JoinSet::new();
+    let client = app.lookups_on_new_connection(Some(token));
     for _ in 0..n {
-        let mut client = app.lookups_on_new_connection(Some(token));
+        let mut client = client.clone();
         let mut waiting = tonic::Request::new(pb::CheckAddressRequest {
             address: "8.8.8.8".into(),
             min_serial: serial,
@@ -154,4 +155,106 @@ async fn one_principal_cannot_take_every_change_stream(pool: PgPool) {
             .ok()
     })
     .await;
+}
+
+/// `n` TCP connections to `app` from `source` (a loopback address of its
+/// own) that send nothing.
+async fn idle_sockets(app: &TestApp, source: &str, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut sockets = Vec::new();
+    for _ in 0..n {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        sockets.push(socket.connect(app.addr).await.unwrap());
+    }
+    sockets
+}
+
+/// Whether the server closes `socket` within `within` (it sends nothing
+/// first, so a read ends with EOF or an error).
+async fn closed_within(socket: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(within, socket.read(&mut byte)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+#[sqlx::test]
+async fn idle_sockets_from_one_address_cost_another_clients_handshake_nothing(pool: PgPool) {
+    let (app, _certs) = crate::security::spawn_tls_app(pool, true).await;
+    // 300 connections that never start a handshake, from another address.
+    let mut idle = idle_sockets(&app, "127.0.0.2", 300).await;
+    // A client from its own address completes its mTLS handshake and call at
+    // once, not after the idle ones time out.
+    let started = std::time::Instant::now();
+    assert_eq!(health(&app).await, ServingStatus::Serving as i32);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the handshake waited {:?}",
+        started.elapsed()
+    );
+    // Beyond its few pending handshakes, the idle address's connections are
+    // closed at once; the rest when the handshake timeout passes.
+    let mut closed = 0;
+    for socket in &mut idle {
+        closed += usize::from(closed_within(socket, Duration::from_millis(500)).await);
+    }
+    assert!(closed >= 260, "{closed} of 300 closed at once");
+    for socket in &mut idle {
+        assert!(
+            closed_within(socket, Duration::from_secs(6)).await,
+            "closed after the timeout"
+        );
+    }
+}
+
+#[sqlx::test]
+async fn an_address_holds_a_bounded_number_of_connections_and_silent_ones_are_closed(pool: PgPool) {
+    let app = TestApp::builder(pool)
+        .options(|o| {
+            o.peer_limits.connections_per_address = 3;
+            o.peer_limits.handshake_timeout = Duration::from_millis(500);
+            o.peer_limits.idle_timeout = Duration::from_secs(1);
+        })
+        .without_waiting()
+        .start()
+        .await;
+    // Three connections from this address are served (each a channel of its own) ...
+    let held: Vec<_> = (0..3).map(|_| app.new_connection()).collect();
+    for channel in &held {
+        HealthClient::new(channel.clone())
+            .check(HealthCheckRequest::default())
+            .await
+            .expect("within the cap");
+    }
+    // ... a fourth is closed (its call fails), while another address is served.
+    let fourth = HealthClient::new(app.new_connection())
+        .check(HealthCheckRequest::default())
+        .await;
+    assert!(fourth.is_err(), "{fourth:?}");
+    // A connection that sends nothing, from yet another address, is closed
+    // after the handshake timeout.
+    let mut silent = idle_sockets(&app, "127.0.0.3", 1).await;
+    assert!(closed_within(&mut silent[0], Duration::from_secs(3)).await);
+    // One that sent a few bytes and then nothing is closed after the idle timeout.
+    let mut quiet = idle_sockets(&app, "127.0.0.4", 1).await.remove(0);
+    use tokio::io::AsyncWriteExt as _;
+    quiet.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+    assert!(closed_within_after_reads(&mut quiet, Duration::from_secs(5)).await);
+}
+
+/// Whether the server closes `socket` within `within`, reading (and
+/// dropping) whatever it sends meanwhile.
+async fn closed_within_after_reads(socket: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let deadline = tokio::time::Instant::now() + within;
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout_at(deadline, socket.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
 }

@@ -51,7 +51,7 @@ fn client_tls(certs: &DevCertificates, identity: Option<(&str, &str)>) -> Client
     }
 }
 
-async fn spawn_tls_app(pool: PgPool, mtls: bool) -> (TestApp, DevCertificates) {
+pub(crate) async fn spawn_tls_app(pool: PgPool, mtls: bool) -> (TestApp, DevCertificates) {
     let (certs, files) = tls_files(mtls);
     let identity = (certs.client_pem.as_str(), certs.client_key_pem.as_str());
     let client = client_tls(&certs, mtls.then_some(identity));

@@ -77,10 +77,17 @@ pub(crate) async fn start_empty(
         match TLS.get() {
             Some((tls, _)) => {
                 router
-                    .serve_with_incoming_shutdown(tls.clone().incoming(listener), stop)
+                    .serve_with_incoming_shutdown(tls.clone().incoming(listener, Default::default()), stop)
                     .await
             }
-            None => router.serve_with_incoming_shutdown(app::incoming(listener), stop).await,
+            None => {
+                router
+                    .serve_with_incoming_shutdown(
+                        vpn_registry::admission::peers::incoming(listener, Default::default()),
+                        stop,
+                    )
+                    .await
+            }
         }
     });
     Ok((addr, tx))
