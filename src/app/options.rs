@@ -66,6 +66,9 @@ pub struct Options {
     pub upstream: Option<UpstreamConfig>,
     /// What token expiry is judged by (tests move it forward).
     pub clock: Clock,
+    /// The registry's address as its clients and people reach it (behind a
+    /// proxy, say): RDAP links name it. `None`: the listener's own address.
+    pub public_url: Option<String>,
 }
 
 impl Options {
@@ -97,6 +100,7 @@ impl Options {
             retention: args.retention(),
             upstream: args.upstream(),
             clock: Clock::default(),
+            public_url: args.public_url.clone(),
         }
     }
 }
@@ -135,6 +139,7 @@ impl Default for Options {
             }),
             upstream: None,
             clock: Clock::default(),
+            public_url: None,
         }
     }
 }

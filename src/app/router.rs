@@ -54,7 +54,11 @@ pub(super) fn router<H: Health>(
         metrics,
         summary,
     } = parts;
-    let rdap = RdapRoutes::new(web::rdap::router(lookups.clone(), auth.clone()));
+    let rdap = RdapRoutes::new(web::rdap::router(
+        lookups.clone(),
+        auth.clone(),
+        options.public_url.clone(),
+    ));
     let console = ConsoleRoutes::new(web::console::router(
         registry.clone(),
         auth.clone(),

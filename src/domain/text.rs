@@ -18,7 +18,31 @@ pub fn echo(raw: &str) -> String {
     }
 }
 
-/// Trims `raw` and checks it is 1..=max characters without control characters.
+/// Whether `c` reorders or hides text: the bidirectional controls (which can
+/// make a page read otherwise than it is written, U+202E above all) and the
+/// invisible format characters. The joiners U+200C and U+200D stay allowed:
+/// Urdu and Persian spelling needs them.
+pub fn is_deceptive(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{00AD}'
+            | '\u{180E}'
+            | '\u{200B}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{206A}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0000}'..='\u{E007F}'
+    )
+}
+
+/// Trims `raw` and checks it is 1..=max characters without control
+/// characters or characters that reorder or hide text.
 pub fn bounded_text(raw: &str, max: usize) -> Result<String, Invalid> {
     let s = raw.trim();
     if s.is_empty() {
@@ -30,6 +54,12 @@ pub fn bounded_text(raw: &str, max: usize) -> Result<String, Invalid> {
     }
     if s.chars().any(|c| c.is_control() && c != '\n') {
         return Err(Invalid::new("must not contain control characters"));
+    }
+    if let Some(c) = s.chars().find(|c| is_deceptive(*c)) {
+        return Err(Invalid(format!(
+            "must not contain U+{:04X}, which reorders or hides text",
+            u32::from(c)
+        )));
     }
     Ok(s.to_owned())
 }
@@ -108,5 +138,22 @@ impl FromStr for DocumentRef {
 impl DocumentRef {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_that_reorders_or_hides_itself_is_refused() {
+        let err = bounded_text("Approved \u{202E}gnp.exe", 100).unwrap_err();
+        assert!(err.0.contains("U+202E"), "{err}");
+        for c in ['\u{2066}', '\u{200B}', '\u{FEFF}', '\u{061C}', '\u{E0041}'] {
+            assert!(bounded_text(&format!("a{c}b"), 100).is_err(), "{c:?}");
+        }
+        // Urdu with a zero-width non-joiner, and a line break, pass.
+        assert!(bounded_text("\u{0628}\u{200C}\u{06CC}\nsecond line", 100).is_ok());
+        assert!(bounded_text("a\u{7}b", 100).is_err(), "control characters too");
     }
 }

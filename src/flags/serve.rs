@@ -106,6 +106,11 @@ pub struct ServeArgs {
     /// isp=256, reviewer=64, admin=32, institution=32).
     #[arg(long = "max-in-flight", env = "VPN_REGISTRY_MAX_IN_FLIGHT", value_delimiter = ',', value_parser = crate::auth::limits::parse_cap)]
     pub max_in_flight: Vec<(RoleKind, u32)>,
+    /// The registry's address as its clients and people reach it, such as
+    /// https://registry.example.pk (behind a proxy, say): RDAP links name
+    /// it. Without it, links name the address the request came in on.
+    #[arg(long, env = "VPN_REGISTRY_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
     /// Connections one source address may hold open (TLS or not).
     #[arg(long, env = "VPN_REGISTRY_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = crate::admission::peers::DEFAULT_CONNECTIONS_PER_ADDRESS)]
     pub max_connections_per_address: u32,
@@ -224,6 +229,7 @@ impl ServeArgs {
             rate_limits = ?args.rate_limits,
             max_in_flight = ?args.max_in_flight,
             failed_auth_rate = args.failed_auth_rate,
+            public_url = args.public_url.as_deref().unwrap_or("(the listener's address)"),
             max_connections_per_address = args.max_connections_per_address,
             max_handshakes_per_address = args.max_handshakes_per_address,
             handshake_timeout = ?args.handshake_timeout,
@@ -282,4 +288,16 @@ impl ServeArgs {
     pub fn expiry_interval(&self) -> Option<Duration> {
         (self.expiry_interval_secs > 0).then(|| Duration::from_secs(self.expiry_interval_secs))
     }
+}
+
+/// An absolute http(s) URL without a query or fragment.
+fn parse_public_url(s: &str) -> Result<String, String> {
+    let uri: axum::http::Uri = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    if !scheme_ok || uri.authority().is_none() || uri.query().is_some() {
+        return Err(format!(
+            "{s:?}: expected an absolute http(s) URL such as https://registry.example.pk"
+        ));
+    }
+    Ok(s.trim_end_matches('/').to_owned())
 }

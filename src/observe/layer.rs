@@ -85,10 +85,12 @@ where
             None if quiet => String::new(),
             None => Uuid::new_v4().to_string(),
         };
+        // Recorded as strings, which the text log quotes and escapes: a
+        // client-chosen id cannot pose as the rest of the line.
         let span = if quiet {
-            tracing::debug_span!("rpc", method = %path, %request_id)
+            tracing::debug_span!("rpc", method = path, request_id = request_id.as_str())
         } else {
-            tracing::info_span!("rpc", method = %path, %request_id)
+            tracing::info_span!("rpc", method = path, request_id = request_id.as_str())
         };
         // A path naming no method is logged as sent (within reason).
         let unknown_path = (!method.is_known()).then(|| path.chars().take(128).collect());

@@ -19,6 +19,7 @@ use ipnet::IpNet;
 use serde_json::{Value, json};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use tonic::Code;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use crate::auth::AuthLayer;
 use crate::grpc::convert::{category_to_pb, kind_to_pb};
@@ -34,10 +35,15 @@ const CONFORMANCE: [&str; 2] = ["rdap_level_0", "cidr0"];
 struct Rdap {
     lookups: Lookups,
     gate: AuthLayer,
+    /// The registry's address as clients reach it, without a trailing `/`.
+    public_url: Option<String>,
 }
 
-/// The `/rdap` routes.
-pub fn router(lookups: Lookups, gate: AuthLayer) -> Router {
+/// RDAP's routes. Links name `public_url` (the registry's address as its
+/// clients reach it) or, without one, the address the request came in on:
+/// never a `Host` header a client chose. Answers depend on the caller, so
+/// caches are told so (`Vary: Authorization`).
+pub fn router(lookups: Lookups, gate: AuthLayer, public_url: Option<String>) -> Router {
     Router::new()
         .route("/rdap/ip/{*query}", get(ip))
         .fallback(|| async {
@@ -47,7 +53,17 @@ pub fn router(lookups: Lookups, gate: AuthLayer) -> Router {
                 "this server answers ip queries: /rdap/ip/{address} and /rdap/ip/{prefix}/{length}",
             )
         })
-        .with_state(Rdap { lookups, gate })
+        .with_state(Rdap {
+            lookups,
+            gate,
+            public_url: public_url.map(|u| u.trim_end_matches('/').to_owned()),
+        })
+        .layer(axum::middleware::map_response(|mut response: Response| async move {
+            let headers = response.headers_mut();
+            headers.insert(header::VARY, HeaderValue::from_static("Authorization"));
+            headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            response
+        }))
 }
 
 /// `ip/{address}` or `ip/{prefix}/{length}` (read from the path itself: the
@@ -85,6 +101,22 @@ async fn ip(State(rdap): State<Rdap>, req: Request) -> Response {
 }
 
 impl Rdap {
+    /// The absolute URL of this query (RDAP links are absolute): under the
+    /// public URL, or the scheme and local address of the connection.
+    fn self_link(&self, req: &Request) -> String {
+        let path = req.uri().path();
+        if let Some(base) = &self.public_url {
+            return format!("{base}{path}");
+        }
+        let ext = req.extensions();
+        let (scheme, local) = match ext.get::<TlsConnectInfo<TcpConnectInfo>>() {
+            Some(tls) => ("https", tls.get_ref().local_addr()),
+            None => ("http", ext.get::<TcpConnectInfo>().and_then(|c| c.local_addr())),
+        };
+        let host = local.map(|a| a.to_string()).unwrap_or_else(|| "localhost".into());
+        format!("{scheme}://{host}{path}")
+    }
+
     fn answer(&self, net: IpNet, req: &Request) -> Response {
         let principal = match self.gate.admit_as(req, AS_METHOD) {
             Ok(p) => p,
@@ -96,7 +128,7 @@ impl Rdap {
         };
         match self.lookups.covering(net, scope) {
             Ok((Some(found), _)) => {
-                let mut response = Json(network(&found, &self_link(req))).into_response();
+                let mut response = Json(network(&found, &self.self_link(req))).into_response();
                 response
                     .headers_mut()
                     .insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=60"));
@@ -115,27 +147,6 @@ impl Rdap {
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", &e.to_string()),
         }
     }
-}
-
-/// The absolute URL of this query (RDAP links are absolute).
-fn self_link(req: &Request) -> String {
-    let uri = req.uri();
-    let tls = req
-        .extensions()
-        .get::<tonic::transport::server::TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()
-        .is_some();
-    let scheme = uri.scheme_str().unwrap_or(if tls { "https" } else { "http" });
-    let host = uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
-    format!("{scheme}://{host}{}", uri.path())
 }
 
 /// The RFC 9083 IP network object of a match.

@@ -402,6 +402,29 @@ async fn serving_plaintext_beyond_loopback_is_warned_about(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn a_client_chosen_request_id_cannot_forge_a_text_log_line(pool: PgPool) {
+    let served = serve(&[], &database_url(&pool));
+    let app = TestApp::attach(
+        served.addr.parse().unwrap(),
+        served.http.as_deref().unwrap().parse().unwrap(),
+        pool.clone(),
+    )
+    .await;
+    let admin = app.admin().await;
+    let forged = "x} vpn_registry::access: call method=/forged code=OK";
+    let mut request = tonic::Request::new(pb::ListIspsRequest::default());
+    request.metadata_mut().insert("x-request-id", forged.parse().unwrap());
+    app.isps(Some(&admin)).list_isps(request).await.unwrap();
+    let (_, lines) = served.stop().await;
+    let logged: Vec<&String> = lines.iter().filter(|l| l.contains("/forged")).collect();
+    assert!(!logged.is_empty(), "the call is logged");
+    for line in logged {
+        assert!(line.contains(&format!("request_id={forged:?}")), "quoted: {line}");
+        assert!(!line.contains(&format!("request_id={forged}")), "never bare: {line}");
+    }
+}
+
+#[sqlx::test]
 async fn json_logs_are_one_object_per_line(pool: PgPool) {
     let (_, lines) = serve(&["--log-format", "json"], &database_url(&pool)).stop().await;
     assert!(lines.len() >= 2, "{lines:?}");

@@ -12,6 +12,8 @@ struct Page {
     status: u16,
     location: Option<String>,
     set_cookie: Option<String>,
+    /// `X-Content-Type-Options`.
+    nosniff: Option<String>,
     body: String,
 }
 
@@ -50,12 +52,14 @@ async fn call(app: &TestApp, method: &str, path: &str, cookie: Option<&str>, for
         .unwrap();
     let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
     let (status, location, set_cookie) = (response.status().as_u16(), header("location"), header("set-cookie"));
+    let nosniff = header("x-content-type-options");
     let body = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     driver.abort();
     Page {
         status,
         location,
         set_cookie,
+        nosniff,
         body,
     }
 }
@@ -562,9 +566,96 @@ async fn administrators_enrol_and_edit_institutions_and_list_isps(pool: PgPool) 
     assert_eq!(denied.status, 403, "{}", denied.body);
     let queue = call(&app, "GET", "/console/review", Some(&applicant), &[]).await;
     assert_eq!(queue.status, 403, "{}", queue.body);
-    let lookup = sign_in(&app, &app.token(vpn_registry::domain::principal::Role::Lookup).await).await;
-    let home = call(&app, "GET", "/console/home", Some(&lookup), &[]).await;
-    assert!(home.body.contains("no console pages"), "{}", home.body);
+    // A role without console pages is not signed in at all.
+    let lookup = app.token(vpn_registry::domain::principal::Role::Lookup).await;
+    let (nonce, csrf) = sign_in_form(&app).await;
+    let refused = call(
+        &app,
+        "POST",
+        "/console/sign-in",
+        Some(&nonce),
+        &[("token", lookup.as_str()), ("csrf", csrf.as_str())],
+    )
+    .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(alert(&refused.body).contains("no console pages"), "{}", refused.body);
+    assert!(refused.set_cookie.is_none_or(|c| !c.starts_with("vpnr_console=")));
+}
+
+/// Signs in with `token` from a fresh form; the answer.
+async fn try_sign_in(app: &TestApp, token: &str) -> Page {
+    let (nonce, csrf) = sign_in_form(app).await;
+    let form = [("token", token), ("csrf", csrf.as_str())];
+    call(app, "POST", "/console/sign-in", Some(&nonce), &form).await
+}
+
+#[sqlx::test]
+async fn sign_ins_count_against_the_principals_rate_limit(pool: PgPool) {
+    let app = TestApp::builder(pool)
+        .options(|o| o.rate_limits = vec![(vpn_registry::domain::principal::RoleKind::Institution, 3)])
+        .start()
+        .await;
+    let (_, bank) = app.enrol(C::Bank).await;
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(try_sign_in(&app, &bank).await.status);
+    }
+    assert!(statuses.contains(&303) && statuses.contains(&429), "{statuses:?}");
+}
+
+#[sqlx::test]
+async fn a_principal_signing_in_again_and_again_evicts_only_its_own_oldest_session(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let reviewer = app.reviewer_token().await.to_owned();
+    let kept = sign_in(&app, &reviewer).await;
+    let (_, bank) = app.enrol(C::Bank).await;
+    let mut sessions = Vec::new();
+    for _ in 0..12 {
+        let page = try_sign_in(&app, &bank).await;
+        assert_eq!(page.status, 303);
+        sessions.push(page.set_cookie.unwrap().split(';').next().unwrap().to_owned());
+    }
+    let mut open = Vec::new();
+    for cookie in &sessions {
+        let page = call(&app, "GET", "/console/registrations", Some(cookie), &[]).await;
+        open.push(page.status == 200);
+    }
+    assert_eq!(
+        open,
+        [[false; 4].as_slice(), &[true; 8]].concat(),
+        "its eight newest stay"
+    );
+    let review = call(&app, "GET", "/console/review", Some(&kept), &[]).await;
+    assert_eq!(review.status, 200, "another principal's session stays");
+}
+
+#[sqlx::test]
+async fn a_sign_in_nonce_the_server_did_not_issue_is_refused(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let reviewer = app.reviewer_token().await.to_owned();
+    let form = [("token", reviewer.as_str()), ("csrf", "chosen-by-the-attacker")];
+    let forged = call(
+        &app,
+        "POST",
+        "/console/sign-in",
+        Some("vpnr_sign_in=chosen-by-the-attacker"),
+        &form,
+    )
+    .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    // An issued one works once.
+    let (nonce, csrf) = sign_in_form(&app).await;
+    let form = [("token", reviewer.as_str()), ("csrf", csrf.as_str())];
+    let first = call(&app, "POST", "/console/sign-in", Some(&nonce), &form).await;
+    assert_eq!(first.status, 303);
+    let again = call(&app, "POST", "/console/sign-in", Some(&nonce), &form).await;
+    assert_eq!(again.status, 403, "used up: {}", again.body);
+    let page = call(&app, "GET", "/console/sign-in", None, &[]).await;
+    assert_eq!(
+        page.nosniff.as_deref(),
+        Some("nosniff"),
+        "console pages are never sniffed"
+    );
 }
 
 #[sqlx::test]

@@ -14,18 +14,24 @@ struct Answer {
     status: u16,
     content_type: String,
     www_authenticate: Option<String>,
+    vary: Option<String>,
     body: Value,
     raw: String,
 }
 
 /// GET `path` from the app's gRPC port over HTTP/1.1, with a bearer token.
 async fn get(app: &TestApp, path: &str, token: Option<&str>) -> Answer {
+    get_as_host(app, path, token, &app.addr.to_string()).await
+}
+
+/// [`get`] with the `Host` header a client chose.
+async fn get_as_host(app: &TestApp, path: &str, token: Option<&str>, host: &str) -> Answer {
     let stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
         .await
         .unwrap();
     let driver = tokio::spawn(connection);
-    let mut request = hyper::Request::get(path).header("host", app.addr.to_string());
+    let mut request = hyper::Request::get(path).header("host", host);
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
     }
@@ -39,12 +45,14 @@ async fn get(app: &TestApp, path: &str, token: Option<&str>) -> Answer {
         header("content-type").unwrap_or_default(),
         header("www-authenticate"),
     );
+    let vary = header("vary");
     let raw = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     driver.abort();
     Answer {
         status,
         content_type,
         www_authenticate,
+        vary,
         body: serde_json::from_str(&raw).unwrap_or(Value::Null),
         raw,
     }
@@ -187,4 +195,34 @@ async fn rdap_takes_the_tokens_and_scopes_of_check_address(pool: PgPool) {
         24,
     );
     assert_rdap_error(&get(&app, "/rdap/ip/8.8.8.8", Some(&other)).await, 404);
+}
+
+#[sqlx::test]
+async fn rdap_links_never_name_a_host_the_client_chose_and_vary_by_caller(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let (_, token) = app.enrol(C::Bank).await;
+    app.active(&token, &["8.8.8.0/24"]).await;
+    let lookup = app.token(Role::Lookup).await;
+    let forged = get_as_host(&app, "/rdap/ip/8.8.8.8", Some(&lookup), "evil.example").await;
+    assert_eq!(forged.status, 200, "{}", forged.raw);
+    assert_eq!(
+        forged.body["links"][0]["href"],
+        format!("http://{}/rdap/ip/8.8.8.8", app.addr),
+        "the listener's own address"
+    );
+    assert!(!forged.raw.contains("evil.example"));
+    assert_eq!(forged.vary.as_deref(), Some("Authorization"));
+    let denied = get(&app, "/rdap/ip/8.8.8.8", None).await;
+    assert_eq!(denied.vary.as_deref(), Some("Authorization"), "refusals too");
+
+    let public = TestApp::builder(pool)
+        .options(|o| o.public_url = Some("https://registry.example.pk".into()))
+        .start()
+        .await;
+    let lookup = public.token(Role::Lookup).await;
+    let hit = get_as_host(&public, "/rdap/ip/8.8.8.8", Some(&lookup), "evil.example").await;
+    assert_eq!(
+        hit.body["links"][0]["href"],
+        "https://registry.example.pk/rdap/ip/8.8.8.8"
+    );
 }

@@ -654,3 +654,19 @@ async fn a_fan_out_replica_follows_its_upstream_over_tls(pool: PgPool) {
     let answer = edge.check_address(&lookup, "8.8.8.8", active.feed_serial).await;
     assert!(answer.registered, "followed over TLS: {answer:?}");
 }
+
+#[sqlx::test]
+async fn text_that_reorders_itself_is_refused_where_a_reviewer_would_read_it(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, bank) = app.enrol(C::Bank).await;
+    let mut request = submit_request(&["8.8.8.0/24"]);
+    request.registration.as_mut().unwrap().purpose = "Branch VPN \u{202E}devorppa yldaerla".into();
+    let err = app
+        .registrations(Some(&bank))
+        .submit_registration(request)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&err), ["registration.purpose"]);
+    assert_eq!(app.count("registrations").await, 0);
+}

@@ -30,7 +30,7 @@ use serde::Deserialize;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use self::session::{Session, Sessions};
-use crate::auth::AuthLayer;
+use crate::auth::{AuthLayer, permissions};
 use crate::domain::principal::{Principal, RoleKind};
 use crate::grpc::{institutions::InstitutionApi, isps::IspApi, registrations::RegistrationApi, review::ReviewApi};
 use crate::pb::{self, isp_service_server::IspService};
@@ -50,19 +50,17 @@ struct Console {
     registrations: Arc<RegistrationApi>,
     review: Arc<ReviewApi>,
     institutions: Arc<InstitutionApi>,
-    tls: bool,
 }
 
 /// The `/console` routes.
 pub fn router(registry: Registry, gate: AuthLayer, tls: bool) -> Router {
     let console = Console {
         gate,
-        sessions: Arc::default(),
+        sessions: Arc::new(Sessions::new(tls)),
         isp: Arc::new(IspApi::new(registry.clone())),
         registrations: Arc::new(RegistrationApi::new(registry.clone())),
         review: Arc::new(ReviewApi::new(registry.clone())),
         institutions: Arc::new(InstitutionApi::new(registry)),
-        tls,
     };
     Router::new()
         // (`/console/` itself is not routable here: tonic mounts services at
@@ -93,6 +91,9 @@ pub fn router(registry: Registry, gate: AuthLayer, tls: bool) -> Router {
         .route("/console/isps", get(admin::isps))
         .fallback(|| async { page::not_found() })
         .with_state(console)
+        .layer(axum::middleware::map_response(move |response: Response| async move {
+            page::hardened(response, tls)
+        }))
 }
 
 /// The connection a request came on (peer address, client certificate),
@@ -291,11 +292,11 @@ async fn home(State(c): State<Console>, headers: HeaderMap) -> Response {
 
 /// The sign-in page with a fresh form nonce in the form and its cookie.
 fn sign_in_page(c: &Console, error: Option<&str>, status: StatusCode) -> Response {
-    let nonce = session::random_id();
+    let nonce = c.sessions.issue_nonce();
     let mut response = page::sign_in(error, status, &nonce);
     response
         .headers_mut()
-        .append(header::SET_COOKIE, session::set_sign_in_cookie(&nonce, c.tls));
+        .append(header::SET_COOKIE, c.sessions.set_sign_in_cookie(&nonce));
     response
 }
 
@@ -312,30 +313,41 @@ async fn sign_in(
     headers: HeaderMap,
     axum::Form(form): axum::Form<SignIn>,
 ) -> Response {
-    if session::sign_in_nonce(&headers).is_none_or(|nonce| nonce != form.csrf) {
+    if !c.sessions.redeem_nonce(&headers, &form.csrf) {
         let why = "this sign-in form was not sent by our sign-in page (or it is too old): sign in again here";
         return sign_in_page(&c, Some(why), StatusCode::FORBIDDEN);
     }
     let token = form.token.trim().to_owned();
-    match c.gate.identify(&conn.call_with(&token)) {
-        Ok(principal) => {
-            let role = principal.role.kind();
-            let id = c.sessions.start(token, role, principal.name.clone());
-            let mut response = Redirect::to(home_of(role).unwrap_or("/console/home")).into_response();
-            response
-                .headers_mut()
-                .insert(header::SET_COOKIE, session::set_cookie(&id, c.tls));
-            response
-        }
+    // Admitted as an RPC would be: the token, the permission table's row
+    // (roles with console pages), the principal's rate limit, the address's
+    // failed-attempt limit.
+    let principal = match c.gate.admit_as(&conn.call_with(&token), permissions::CONSOLE_SIGN_IN) {
+        Ok(principal) => principal,
         Err(status) => {
             let code = match status.code() {
                 tonic::Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
                 tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
                 _ => StatusCode::UNAUTHORIZED,
             };
-            sign_in_page(&c, Some(status.message()), code)
+            let why = match status.code() {
+                tonic::Code::PermissionDenied => "this token's role has no console pages",
+                _ => status.message(),
+            };
+            return sign_in_page(&c, Some(why), code);
         }
-    }
+    };
+    let role = principal.role.kind();
+    let started = c.sessions.start(token, role, principal.id, principal.name.clone());
+    let id = match started {
+        Ok(id) => id,
+        Err(full) => return sign_in_page(&c, Some(&full.to_string()), StatusCode::SERVICE_UNAVAILABLE),
+    };
+    let mut response = Redirect::to(home_of(role).unwrap_or("/console/home")).into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, c.sessions.set_cookie(&id));
+    response
 }
 
 #[derive(Deserialize)]
@@ -350,6 +362,6 @@ async fn sign_out(State(c): State<Console>, headers: HeaderMap, axum::Form(form)
     let mut response = Redirect::to(SIGN_IN).into_response();
     response
         .headers_mut()
-        .insert(header::SET_COOKIE, session::clear_cookie());
+        .insert(header::SET_COOKIE, c.sessions.clear_cookie());
     response
 }
