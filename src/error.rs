@@ -10,6 +10,9 @@ pub enum Error {
     Refused(Refusal),
     #[error(transparent)]
     Store(StoreError),
+    /// The write database cannot be trusted with writes (`fence`).
+    #[error("writes refused: {0}")]
+    Fenced(String),
 }
 
 impl From<Refusal> for Error {

@@ -28,7 +28,8 @@
 //!   current, history, and the change streams for gateways.
 //! - [`tasks`]: background work on the records (expiry, pruning).
 //! - [`error`]: the error every layer folds into; [`sync`]: taking std
-//!   locks through poison.
+//!   locks through poison; [`fence`]: whether this process may write (not
+//!   while its write database is behind the feed it applied).
 
 pub mod admission;
 pub mod app;
@@ -37,6 +38,7 @@ pub mod clock;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod fence;
 pub mod flags;
 pub mod grpc;
 pub mod lookup;

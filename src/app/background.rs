@@ -12,6 +12,7 @@ use tonic_health::server::HealthReporter;
 use super::Options;
 use crate::auth::{AuthLayer, Credentials, credentials::RELOAD_INTERVAL, in_flight::InFlightCaps, limits::RateLimits};
 use crate::db::notify::Following;
+use crate::fence::Fence;
 use crate::grpc::upstream::Upstream;
 use crate::lookup::{Backfill, Horizon, Lookups, ReplicaSlot, follower::load_and_follow, watchers::Watchers};
 use crate::observe::{self, Metrics, Vitals, health, summary::LookupSummary, vitals};
@@ -50,7 +51,8 @@ impl Background<'_> {
     pub async fn start(&mut self, http: Option<TcpListener>, reporter: &HealthReporter) -> anyhow::Result<Parts> {
         let following = Following::choose(&self.reads, self.options.notifications).await;
         let (credentials, limits) = self.follow_credentials(following).await?;
-        let registry = Registry::new(self.pool.clone());
+        let fence = Fence::default();
+        let registry = Registry::fenced(self.pool.clone(), fence.clone());
         let expiry = Arc::new(expiry::Stats::default());
         let upstream = self.options.upstream.clone().map(Upstream::new).transpose()?;
         let replica: ReplicaSlot = Arc::default();
@@ -58,7 +60,7 @@ impl Background<'_> {
             Some(upstream) => self.follow_upstream(upstream, &replica),
             None => self.follow_database(&registry, following, &replica, &expiry),
         };
-        let horizon = Horizon::new(self.pool.clone());
+        let horizon = Horizon::new(self.pool.clone(), fence.clone());
         let o = self.options;
         let watchers = Watchers::new(o.max_watchers, &o.max_watchers_per_principal);
         let lookups = Lookups::new(backfill, replica, horizon, watchers, self.stopping.subscribe());
@@ -76,7 +78,7 @@ impl Background<'_> {
             max_feed_lag: self.options.max_feed_lag,
             stopping: self.stopping.subscribe(),
         }));
-        let summary = self.observe(vitals, &metrics, http, reporter);
+        let summary = self.observe(vitals, &metrics, http, reporter, fence);
         Ok(Parts {
             registry,
             lookups,
@@ -163,13 +165,17 @@ impl Background<'_> {
         metrics: &Arc<Metrics>,
         http: Option<TcpListener>,
         reporter: &HealthReporter,
+        fence: Fence,
     ) -> Arc<LookupSummary> {
         self.tasks.spawn(health::probe(
-            self.pool.clone(),
-            self.reads.clone(),
+            health::Probe {
+                primary: self.pool.clone(),
+                reads: self.reads.clone(),
+                fence,
+                serves_registry: self.options.upstream.is_none(),
+            },
             vitals.clone(),
             reporter.clone(),
-            self.options.upstream.is_none(),
             self.stopping.subscribe(),
         ));
         if let Some(l) = http {

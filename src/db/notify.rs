@@ -6,13 +6,19 @@ use std::time::Duration;
 use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::watch;
 
+/// How often a follower polling a hot standby asks whether it was promoted.
+const PROMOTION_CHECK: Duration = Duration::from_secs(5);
+
 /// How a follower learns of changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Following {
     /// LISTEN, and read every interval regardless.
     Notified,
-    /// Read every interval only: a hot standby accepts no LISTEN.
+    /// Read every interval only (notifications turned off).
     Polling,
+    /// Read every interval: a hot standby accepts no LISTEN. Once it leaves
+    /// recovery (promoted), the follower LISTENs.
+    Standby,
 }
 
 impl Following {
@@ -22,17 +28,21 @@ impl Following {
         if !notifications {
             return Self::Polling;
         }
-        match sqlx::query_scalar::<_, bool>("SELECT pg_is_in_recovery()")
-            .fetch_one(pool)
-            .await
-        {
-            Ok(true) => {
-                tracing::info!("reading a hot standby: following the change feed and credentials by polling");
-                Self::Polling
-            }
-            _ => Self::Notified,
+        if in_recovery(pool).await == Some(true) {
+            tracing::info!("reading a hot standby: following the change feed and credentials by polling");
+            Self::Standby
+        } else {
+            Self::Notified
         }
     }
+}
+
+/// Whether `pool` reads a hot standby; `None` when it does not answer.
+async fn in_recovery(pool: &PgPool) -> Option<bool> {
+    sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(pool)
+        .await
+        .ok()
 }
 
 /// Calls `refresh` after (re)subscribing to `channel`, on every notification,
@@ -52,7 +62,19 @@ pub async fn follow<F, Fut>(
     Fut: Future<Output = ()>,
 {
     let mut listener: Option<PgListener> = None;
+    let mut following = following;
+    let mut promotion_checked = tokio::time::Instant::now();
     loop {
+        if following == Following::Standby && promotion_checked.elapsed() >= PROMOTION_CHECK {
+            promotion_checked = tokio::time::Instant::now();
+            if in_recovery(pool).await == Some(false) {
+                tracing::info!(
+                    channel,
+                    "the read database left recovery (promoted): following by LISTEN from now on"
+                );
+                following = Following::Notified;
+            }
+        }
         if listener.is_none() && following == Following::Notified {
             listener = match PgListener::connect_with(pool).await {
                 Ok(mut l) => match l.listen(channel).await {

@@ -17,6 +17,7 @@ impl From<Error> for Status {
         match e {
             Error::Refused(r) => refusal(r),
             Error::Store(e) => store(e),
+            Error::Fenced(_) => Status::unavailable(e.to_string()),
         }
     }
 }
@@ -119,6 +120,7 @@ impl From<LookupError> for Status {
                 Status::resource_exhausted(e.to_string())
             }
             LookupError::BeyondFeed { .. } => Status::out_of_range(e.to_string()),
+            LookupError::Fenced(_) => Status::unavailable(e.to_string()),
             LookupError::Refused(r) => refusal(r),
             LookupError::Store(e) => store(e),
         }

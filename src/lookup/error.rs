@@ -17,6 +17,10 @@ pub enum LookupError {
     Behind { applied: i64, wanted: i64 },
     #[error("min_serial {wanted} is beyond the registry's last serial {last}: no write has that serial")]
     BeyondFeed { wanted: i64, last: i64 },
+    /// Reads of one's own writes are refused while the write database is
+    /// behind this replica (`fence`).
+    #[error("min_serial cannot be answered here: {0}")]
+    Fenced(String),
     #[error(transparent)]
     Refused(#[from] Refusal),
     #[error(transparent)]

@@ -9,16 +9,19 @@ use sqlx::PgPool;
 use tokio::{sync::Mutex, time::Instant};
 
 use crate::db::{StoreError, feed};
+use crate::fence::Fence;
 
 /// Reads of the write database at most this often: a flood of such calls
 /// costs one small query per interval, whoever sends it.
 const PACE: Duration = Duration::from_millis(5);
 
-/// The write database's last serial, read on demand and shared.
+/// The write database's last serial, read on demand and shared, and
+/// whether that database is trusted (`fence`).
 pub struct Horizon {
     /// The write database (the primary).
     pool: PgPool,
     last: Mutex<Option<Reading>>,
+    fence: Fence,
 }
 
 #[derive(Clone, Copy)]
@@ -28,11 +31,17 @@ struct Reading {
 }
 
 impl Horizon {
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(pool: PgPool, fence: Fence) -> Self {
         Self {
             pool,
             last: Mutex::default(),
+            fence,
         }
+    }
+
+    /// Why the write database cannot vouch for serials now, if it cannot.
+    pub fn fenced(&self) -> Option<String> {
+        self.fence.closed()
     }
 
     /// The write database's last serial, as read by a query that started

@@ -118,6 +118,11 @@ impl Lookups {
     async fn ready(&self, terms: &Terms) -> Result<Arc<Replica>, LookupError> {
         let asked = tokio::time::Instant::now();
         let replica = self.replica()?;
+        if terms.min_serial > 0
+            && let Some(why) = self.horizon.fenced()
+        {
+            return Err(LookupError::Fenced(why));
+        }
         if terms.min_serial > replica.serial() {
             match self.horizon.after(asked).await {
                 Ok(last) if terms.min_serial > last => {

@@ -14,9 +14,11 @@ use std::{
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tonic_health::{ServingStatus, server::HealthReporter};
+use uuid::Uuid;
 
 use super::vitals::{Probed, Vitals};
 use crate::db::{feed, registrations};
+use crate::fence::Fence;
 
 /// How often the probe asks PostgreSQL; an answer must come within it.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -36,15 +38,30 @@ const LOOKUP_SERVICE: &str = "vpnregistry.v1.LookupService";
 /// answers lookups from memory.
 pub const LIVENESS: &str = "liveness";
 
+/// A session mismatch between the write database and the replica lasting
+/// this long is a split, not a reload under way (`feed new-session`).
+const SESSION_MISMATCH_GRACE: Duration = Duration::from_secs(5);
+
+/// What the probe asks and what it keeps current.
+pub struct Probe {
+    /// The write database.
+    pub primary: PgPool,
+    /// Where the replica reads (the primary, or a standby).
+    pub reads: PgPool,
+    /// Closed while the write database cannot be trusted with writes.
+    pub fence: Fence,
+    /// Whether this process serves the registry services (not a fan-out replica).
+    pub serves_registry: bool,
+}
+
 /// Probes until `stopping`, reporting each change of status.
-pub async fn probe(
-    primary: PgPool,
-    reads: PgPool,
-    vitals: Arc<Vitals>,
-    reporter: HealthReporter,
-    serves_registry: bool,
-    mut stopping: watch::Receiver<bool>,
-) {
+pub async fn probe(probe: Probe, vitals: Arc<Vitals>, reporter: HealthReporter, mut stopping: watch::Receiver<bool>) {
+    let Probe {
+        primary,
+        reads,
+        fence,
+        serves_registry,
+    } = probe;
     let mut reported = None;
     let mut mismatch_since: Option<Instant> = None;
     let mut counted: Option<Instant> = None;
@@ -53,6 +70,14 @@ pub async fn probe(
         let probed = probe_feed(&primary, &vitals, &previous, &mut mismatch_since).await;
         if probed.database_up && !previous.database_up && reported.is_some() {
             tracing::info!("database reachable again");
+        }
+        if fence.set(probed.split.clone()) {
+            match &probed.split {
+                Some(why) => {
+                    tracing::error!(%why, "writes and reads of own writes refused until the write database is fenced or caught up")
+                }
+                None => tracing::info!("the write database agrees with the feed again: writes accepted"),
+            }
         }
         vitals.set_probed(probed);
         if count_due(counted) {
@@ -113,6 +138,7 @@ async fn probe_feed(
                 database_up: true,
                 feed: Some((p.session, p.last_serial)),
                 lag,
+                split: split(applied, &p, lag),
             }
         }
         failed => {
@@ -131,6 +157,27 @@ async fn probe_feed(
             }
         }
     }
+}
+
+/// Why the write database cannot be trusted, if it cannot: its feed is
+/// behind what the replica applied, or it has followed another session for
+/// longer than a reload takes.
+fn split(applied: Option<(Uuid, i64)>, p: &feed::Position, lag: Option<Duration>) -> Option<String> {
+    let (session, serial) = applied?;
+    if session == p.session && serial > p.last_serial {
+        return Some(format!(
+            "the write database's feed is at serial {}, behind the {serial} this replica applied \
+             (an old primary back after a failover? fence it and point --database-url at the new one)",
+            p.last_serial
+        ));
+    }
+    if session != p.session && lag.is_some_and(|l| l > SESSION_MISMATCH_GRACE) {
+        return Some(format!(
+            "the write database follows feed session {}, this replica {session} (another database's history?)",
+            p.session
+        ));
+    }
+    None
 }
 
 fn count_due(counted: Option<Instant>) -> bool {

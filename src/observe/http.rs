@@ -56,6 +56,10 @@ async fn readyz(State(vitals): State<Arc<Vitals>>) -> Response {
             "change feed lag above --max-feed-lag (or not yet measured)",
         ),
         (!c.database_up, "PostgreSQL did not answer the last probe"),
+        (
+            c.database_up && !c.database_consistent,
+            "the write database is behind the feed this replica applied (see /status)",
+        ),
         (c.shutting_down, "shutting down"),
     ]
     .into_iter()

@@ -27,6 +27,8 @@ pub struct Probed {
     pub feed: Option<(Uuid, i64)>,
     /// How far behind the index is; `None` until measured.
     pub lag: Option<Duration>,
+    /// Why the write database cannot be trusted (`fence`), if it cannot.
+    pub split: Option<String>,
 }
 
 /// The state of one server.
@@ -44,6 +46,8 @@ pub struct Checks {
     pub index_loaded: bool,
     pub feed_current: bool,
     pub database_up: bool,
+    /// The write database agrees with the feed this replica applied.
+    pub database_consistent: bool,
     pub shutting_down: bool,
 }
 
@@ -58,9 +62,9 @@ impl Checks {
         self.index_loaded && self.feed_current && !self.shutting_down
     }
 
-    /// The registry services need the database.
+    /// The registry services need the database, one that agrees with the feed.
     pub fn registry_ready(&self) -> bool {
-        self.database_up && !self.shutting_down
+        self.database_up && self.database_consistent && !self.shutting_down
     }
 }
 
@@ -79,6 +83,8 @@ pub struct Status {
 
 #[derive(Debug, Serialize)]
 pub struct FeedStatus {
+    /// Why writes are refused (the write database is behind this replica).
+    pub split: Option<String>,
     pub session: Option<Uuid>,
     pub applied_serial: Option<i64>,
     pub database_serial: Option<i64>,
@@ -139,6 +145,7 @@ impl Vitals {
             index_loaded,
             feed_current: probed.lag.is_some_and(|lag| lag <= self.sources.max_feed_lag),
             database_up: probed.database_up,
+            database_consistent: probed.split.is_none(),
             shutting_down: *self.sources.stopping.borrow(),
         }
     }
@@ -154,6 +161,7 @@ impl Vitals {
             ready: checks.ready(),
             checks,
             feed: FeedStatus {
+                split: probed.split.clone(),
                 session: replica.as_ref().map(|r| r.session_id()),
                 applied_serial: replica.as_ref().map(|r| r.serial()),
                 database_serial: probed.feed.map(|(_, serial)| serial),

@@ -17,6 +17,7 @@ impl Registry {
     /// same idempotency key enrolled).
     #[tracing::instrument(skip_all, fields(category = category.as_str()))]
     pub async fn enrol(&self, category: Category, profile: Profile, ctx: WriteContext) -> Result<Institution> {
+        self.writable()?;
         let changes = institution::enrolment_changes(category, &profile);
         let created = store::create(&self.pool, category, &profile, changes, &ctx.actor, ctx.key.as_ref()).await?;
         tracing::info!(institution = %created.id, "institution enrolled");
@@ -48,6 +49,7 @@ impl Registry {
         patch: ProfilePatch,
         ctx: WriteContext,
     ) -> Result<Institution> {
+        self.writable()?;
         let w = match store::lock(&self.pool, id, vis, ctx.key.as_ref()).await? {
             store::Locked::Replay(current) => return Ok(current),
             store::Locked::Current(w) => w,

@@ -7,6 +7,7 @@ use crate::error::Result;
 
 impl Registry {
     pub async fn add_isp(&self, code: &IspCode, name: &LegalName, actor: &Actor) -> Result<store::Isp> {
+        self.writable()?;
         let created = store::create(&self.pool, code, name.as_str(), actor).await?;
         tracing::info!(isp = %created.code, "ISP added");
         Ok(created)

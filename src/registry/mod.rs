@@ -12,6 +12,7 @@ use sqlx::PgPool;
 
 use crate::db::idempotency;
 use crate::domain::principal::Actor;
+use crate::fence::Fence;
 
 pub use review::Attestation;
 
@@ -19,11 +20,26 @@ pub use review::Attestation;
 #[derive(Clone)]
 pub struct Registry {
     pool: PgPool,
+    fence: Fence,
 }
 
 impl Registry {
+    /// A registry that always writes (tools, tests).
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self::fenced(pool, Fence::default())
+    }
+
+    /// A registry that refuses writes while `fence` is closed.
+    pub fn fenced(pool: PgPool, fence: Fence) -> Self {
+        Self { pool, fence }
+    }
+
+    /// Whether a write may begin: refused (UNAVAILABLE) while fenced.
+    fn writable(&self) -> crate::error::Result<()> {
+        match self.fence.closed() {
+            Some(why) => Err(crate::error::Error::Fenced(why)),
+            None => Ok(()),
+        }
     }
 }
 

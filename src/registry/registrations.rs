@@ -24,6 +24,7 @@ impl Registry {
     /// earlier call with the same idempotency key submitted).
     #[tracing::instrument(skip_all, fields(institution = %applicant.institution_id))]
     pub async fn submit(&self, applicant: Applicant, spec: Spec, ctx: WriteContext) -> Result<Registration> {
+        self.writable()?;
         let record = workflow::submit(&spec);
         let created = store::insert(
             &self.pool,
@@ -119,6 +120,7 @@ impl Registry {
         ctx: WriteContext,
         plan: impl FnOnce(&Registration) -> Result<Plan, crate::domain::refusal::Refusal>,
     ) -> Result<Written> {
+        self.writable()?;
         let vis = Visibility::Institution(applicant.institution_id);
         let locked = store::lock(&self.pool, id, vis).await?;
         let mut w = match locked.claim(ctx.key.as_ref()).await? {

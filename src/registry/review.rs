@@ -44,6 +44,7 @@ impl Registry {
         by_isp: Option<&IspCode>,
         ctx: WriteContext,
     ) -> Result<Written> {
+        self.writable()?;
         let vis = Visibility::All;
         let locked = store::lock(&self.pool, id, vis).await?;
         // Scope before state: what an ISP may not see does not exist for it,
@@ -139,6 +140,7 @@ impl Registry {
         limit: i64,
         actor: &crate::domain::principal::Actor,
     ) -> Result<usize> {
+        self.writable()?;
         let mut batch = store::claim_expiring(&self.pool, today, limit).await?;
         let due = std::mem::take(&mut batch.due);
         for &(id, validity_ended) in &due {

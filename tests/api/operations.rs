@@ -8,7 +8,7 @@ use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 use vpn_registry::{domain::principal::Role, pb};
 
-use crate::helpers::{TestApp, eventually, runtime_pool_via, spawn_app};
+use crate::helpers::{TestApp, eventually, runtime_pool, runtime_pool_via, spawn_app, valid_institution};
 use crate::proxy::Proxy;
 
 /// The value of the series `name` whose labels include `labels` (summed
@@ -314,4 +314,110 @@ async fn a_stalled_feed_fails_readiness_and_lookup_health(pool: PgPool) {
     })
     .await;
     assert_eq!(health(&app, lookups_service).await, SERVING);
+}
+
+/// A second registry database on `pool`'s server, migrated and granted as
+/// `migrate` would: another primary. Dropped with [`drop_database`].
+async fn another_database(pool: &PgPool, name: &str) -> PgPool {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(pool)
+        .await
+        .unwrap();
+    let other = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with((*pool.connect_options()).clone().database(name))
+        .await
+        .unwrap();
+    vpn_registry::db::MIGRATOR.run(&other).await.unwrap();
+    other
+}
+
+async fn drop_database(pool: &PgPool, other: PgPool, name: &str) {
+    other.close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+#[sqlx::test]
+async fn an_old_primary_behind_the_feed_gets_no_writes_and_no_reads_of_own_writes(pool: PgPool) {
+    // The promoted standby: the same feed session, further ahead.
+    let name = format!("split_{}", uuid::Uuid::new_v4().simple());
+    let promoted = another_database(&pool, &name).await;
+    let session: uuid::Uuid = sqlx::query_scalar("SELECT session_id FROM feed_state")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE feed_state SET session_id = $1")
+        .bind(session)
+        .execute(&promoted)
+        .await
+        .unwrap();
+    let new_primary = TestApp::builder(promoted.clone()).start().await;
+    let (_, bank) = new_primary.enrol(pb::InstitutionCategory::Bank).await;
+    let active = new_primary.active(&bank, &["8.8.10.0/24"]).await;
+    let admin = new_primary.admin().await;
+    let lookup = new_primary.token(Role::Lookup).await;
+
+    // A replica still writing to the old primary (serial 0), reading the
+    // promoted one.
+    let replica = TestApp::builder(pool.clone())
+        .read_pool(runtime_pool(&promoted).await)
+        .without_waiting()
+        .start()
+        .await;
+    let status = eventually("the split is seen", Duration::from_secs(10), || async {
+        let (_, body) = replica.http("/status").await;
+        let status: serde_json::Value = serde_json::from_str(&body).ok()?;
+        status["feed"]["split"].is_string().then_some(status)
+    })
+    .await;
+    assert_eq!(status["ready"], false);
+    assert!(status["feed"]["split"].as_str().unwrap().contains("behind"), "{status}");
+    let (code, why) = replica.http("/readyz").await;
+    assert_eq!(code, 503);
+    assert!(why.contains("write database is behind"), "{why}");
+    replica.wait_until_known(&admin).await;
+
+    // Writes are refused, not given serials that name other changes there.
+    let refused = replica
+        .institutions(Some(&admin))
+        .create_institution(pb::CreateInstitutionRequest {
+            institution: Some(valid_institution(pb::InstitutionCategory::Company)),
+            request_id: uuid::Uuid::new_v4().to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("writes refused"), "{refused:?}");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM institutions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 0, "nothing written to the old primary");
+    // Reads of one's own writes are refused; plain lookups answer from memory.
+    let err = replica
+        .lookups(Some(&lookup))
+        .check_address(pb::CheckAddressRequest {
+            address: "8.8.10.1".into(),
+            min_serial: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(replica.check_address(&lookup, "8.8.10.1", 0).await.registered);
+    assert!(active.feed_serial > 0);
+
+    drop((replica, new_primary));
+    drop_database(&pool, promoted, &name).await;
 }
