@@ -21,8 +21,15 @@ pub struct Clock {
 impl Clock {
     /// Microseconds since the epoch.
     pub fn now_us(&self) -> i64 {
+        self.read().1
+    }
+
+    /// The real time and this clock's, in microseconds since the epoch,
+    /// from one reading (for what must not move with the test clock, such
+    /// as how long ago credentials were refreshed).
+    pub fn read(&self) -> (i64, i64) {
         let real = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64;
-        real + self.ahead_us.load(Ordering::Relaxed)
+        (real, real + self.ahead_us.load(Ordering::Relaxed))
     }
 
     /// Moves this clock (and its clones) `by` into the future.

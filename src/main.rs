@@ -10,6 +10,11 @@ use vpn_registry::{
     tls::{Tls, TlsFiles},
 };
 
+/// The lookup tier allocates a few small objects per call from many tasks at
+/// once; mimalloc's per-thread heaps keep that off a shared lock (see README, bench).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

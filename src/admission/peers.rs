@@ -216,12 +216,17 @@ where
 }
 
 /// A connection counted against its address, closed when its peer has
-/// sent nothing for the idle timeout.
+/// sent nothing for the idle timeout. Reads only count; the timer is
+/// re-armed when it fires after reads (not on every read, which would take
+/// the timer driver's lock per frame).
 pub struct Tracked<IO> {
     io: IO,
     _open: Place,
     idle_timeout: Duration,
     idle: Pin<Box<Sleep>>,
+    /// Reads since the connection opened, and as of the timer's arming.
+    reads: u64,
+    armed_at: u64,
 }
 
 impl<IO> Tracked<IO> {
@@ -231,6 +236,8 @@ impl<IO> Tracked<IO> {
             _open: open,
             idle_timeout,
             idle: Box::pin(tokio::time::sleep(idle_timeout)),
+            reads: 0,
+            armed_at: 0,
         }
     }
 }
@@ -245,20 +252,23 @@ impl<IO: Connected> Connected for Tracked<IO> {
 impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        match Pin::new(&mut this.io).poll_read(cx, buf) {
-            Poll::Ready(read) => {
-                let deadline = Instant::now() + this.idle_timeout;
-                this.idle.as_mut().reset(deadline);
-                Poll::Ready(read)
-            }
-            Poll::Pending => match this.idle.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+        if let Poll::Ready(read) = Pin::new(&mut this.io).poll_read(cx, buf) {
+            this.reads += 1;
+            return Poll::Ready(read);
+        }
+        // Waiting for the peer: the timer, re-armed while reads came since.
+        while this.idle.as_mut().poll(cx).is_ready() {
+            if this.reads == this.armed_at {
+                return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "the peer sent nothing for the idle timeout",
-                ))),
-                Poll::Pending => Poll::Pending,
-            },
+                )));
+            }
+            this.armed_at = this.reads;
+            let deadline = Instant::now() + this.idle_timeout;
+            this.idle.as_mut().reset(deadline);
         }
+        Poll::Pending
     }
 }
 

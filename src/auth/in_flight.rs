@@ -2,12 +2,10 @@
 //! limit: one principal (a flood of calls that wait, say, for a serial that
 //! never comes) can take its own share of the server, never all of it.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU32, Ordering},
-};
+use std::sync::{Arc, atomic::Ordering};
 
-use crate::domain::principal::{RoleCaps, RoleKind};
+use super::credentials::Credential;
+use crate::domain::principal::{Principal, RoleCaps, RoleKind};
 
 /// Calls one principal of a role may have in flight unless configured: the
 /// regulator's lookup services and ISPs run many at once, people and back
@@ -31,45 +29,76 @@ impl InFlightCaps {
         Self(RoleCaps::new(DEFAULT_IN_FLIGHT, overrides))
     }
 
-    /// Counts a call of a principal of `role` whose count is `in_flight`;
-    /// `Err` with the cap when the principal is at it.
-    pub fn enter(&self, role: RoleKind, in_flight: &Arc<AtomicU32>) -> Result<InFlight, u32> {
-        let before = in_flight.fetch_add(1, Ordering::Relaxed);
-        let guard = InFlight(in_flight.clone());
-        match self.0.of(role) {
+    /// Counts a call of `credential`'s principal; `Err` with the cap when
+    /// the principal is at it.
+    pub fn enter(&self, credential: Arc<Credential>) -> Result<Admitted, u32> {
+        let before = credential.in_flight.fetch_add(1, Ordering::Relaxed);
+        let admitted = Admitted(credential);
+        match self.0.of(admitted.principal().role.kind()) {
             Some(cap) if before >= cap => Err(cap),
-            _ => Ok(guard),
+            _ => Ok(admitted),
         }
     }
 }
 
-/// One call in flight, counted until dropped (when its response is ready).
-#[derive(Debug)]
-pub struct InFlight(Arc<AtomicU32>);
+/// An admitted call's principal, counted in flight until dropped. The auth
+/// layer puts it in the request's extensions, so the count ends with the
+/// request (when the handler is done with it); handlers read the principal
+/// from it (`auth::principal`).
+pub struct Admitted(Arc<Credential>);
 
-impl Drop for InFlight {
+impl Admitted {
+    pub fn principal(&self) -> &Arc<Principal> {
+        &self.0.principal
+    }
+}
+
+/// A copy (request extensions must be clonable) counts as one more holder,
+/// so that every drop is matched.
+impl Clone for Admitted {
+    fn clone(&self) -> Self {
+        self.0.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(self.0.clone())
+    }
+}
+
+impl Drop for Admitted {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::principal::Role;
+
+    fn credential(id: u128, role: Role) -> Arc<Credential> {
+        Arc::new(Credential::for_tests(Principal {
+            id: uuid::Uuid::from_u128(id),
+            name: "test".into(),
+            role,
+            institution_category: None,
+        }))
+    }
 
     #[test]
     fn a_principal_at_its_cap_is_refused_until_a_call_ends() {
         let caps = InFlightCaps::new(&[(RoleKind::Isp, 2)]);
-        let mine = Arc::new(AtomicU32::new(0));
-        let first = caps.enter(RoleKind::Isp, &mine).unwrap();
-        let _second = caps.enter(RoleKind::Isp, &mine).unwrap();
-        assert_eq!(caps.enter(RoleKind::Isp, &mine).unwrap_err(), 2);
-        assert_eq!(mine.load(Ordering::Relaxed), 2, "a refused call is not counted");
+        let isp = || Role::Isp("ptcl".parse().unwrap());
+        let mine = credential(1, isp());
+        let first = caps.enter(mine.clone()).unwrap();
+        let _second = caps.enter(mine.clone()).unwrap();
+        assert_eq!(caps.enter(mine.clone()).err(), Some(2));
+        assert_eq!(
+            mine.in_flight.load(Ordering::Relaxed),
+            2,
+            "a refused call is not counted"
+        );
         drop(first);
-        assert!(caps.enter(RoleKind::Isp, &mine).is_ok());
-        let other = Arc::new(AtomicU32::new(0));
+        assert!(caps.enter(mine).is_ok());
         assert!(
-            caps.enter(RoleKind::Isp, &other).is_ok(),
+            caps.enter(credential(2, isp())).is_ok(),
             "another principal has its own"
         );
     }
@@ -77,10 +106,8 @@ mod tests {
     #[test]
     fn zero_means_no_cap_of_the_roles_own() {
         let caps = InFlightCaps::new(&[(RoleKind::Lookup, 0)]);
-        let mine = Arc::new(AtomicU32::new(0));
-        let held: Vec<_> = (0..2_000)
-            .map(|_| caps.enter(RoleKind::Lookup, &mine).unwrap())
-            .collect();
+        let mine = credential(1, Role::Lookup);
+        let held: Vec<_> = (0..2_000).map(|_| caps.enter(mine.clone()).unwrap()).collect();
         assert_eq!(held.len(), 2_000);
     }
 }

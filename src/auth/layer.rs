@@ -24,7 +24,7 @@ use tower::{Layer, Service};
 
 use super::Caller;
 use super::credentials::{Credential, Credentials, Refused};
-use super::in_flight::{InFlight, InFlightCaps};
+use super::in_flight::{Admitted, InFlightCaps};
 use super::limits::RateLimits;
 use super::{permissions, token};
 use crate::domain::principal::Principal;
@@ -72,7 +72,9 @@ impl AuthLayer {
     /// the same tokens, permission table row, rate limits and in-flight cap
     /// as the RPC (the request itself is short: it is not held in flight).
     pub fn admit_as<B>(&self, req: &http::Request<B>, method: &str) -> Result<Arc<Principal>, Status> {
-        self.gate.admit(req, method).map(|(principal, _)| principal)
+        self.gate
+            .admit(req, method)
+            .map(|admitted| admitted.principal().clone())
     }
 }
 
@@ -118,13 +120,10 @@ where
         }
         let admitted = self.gate.admit(&req, req.uri().path());
         match admitted {
-            Ok((principal, in_flight)) => {
-                req.extensions_mut().insert(principal);
-                Box::pin(async move {
-                    let response = inner.call(req).await;
-                    drop(in_flight);
-                    response
-                })
+            Ok(admitted) => {
+                // Counted in flight until the handler drops the request.
+                req.extensions_mut().insert(admitted);
+                Box::pin(inner.call(req))
             }
             Err(status) => Box::pin(async move { Ok(status.into_http()) }),
         }
@@ -164,7 +163,7 @@ fn peer<B>(req: &http::Request<B>) -> (IpAddr, Option<PeerCertificates>) {
 impl Gate {
     /// The principal a call of `path` acts as, counted in flight, or the
     /// status refusing it.
-    fn admit<B>(&self, req: &http::Request<B>, path: &str) -> Result<(Arc<Principal>, InFlight), Status> {
+    fn admit<B>(&self, req: &http::Request<B>, path: &str) -> Result<Admitted, Status> {
         let (addr, certs) = peer(req);
         let peer = Peer {
             addr,
@@ -195,14 +194,13 @@ impl Gate {
                 wait,
             ));
         }
-        let in_flight = self.in_flight.enter(role, &credential.in_flight).map_err(|cap| {
+        self.in_flight.enter(credential).map_err(|cap| {
             self.limits.count_limited(role);
             too_many(
                 &format!("this principal has {cap} calls in flight, the most role {role} may; retry when one ends"),
                 IN_FLIGHT_RETRY,
             )
-        })?;
-        Ok((principal.clone(), in_flight))
+        })
     }
 
     fn authenticate(&self, headers: &http::HeaderMap, peer: &Peer<'_>) -> Result<Arc<Credential>, Status> {

@@ -19,10 +19,12 @@ use tonic::Status;
 
 use crate::domain::principal::Principal;
 
-/// The principal the auth layer attached to a request.
+/// The principal the auth layer (or, for the console and RDAP, the gate)
+/// attached to a request.
 pub fn principal<T>(req: &tonic::Request<T>) -> Result<&Principal, Status> {
-    req.extensions()
-        .get::<std::sync::Arc<Principal>>()
-        .map(|p| &**p)
+    let ext = req.extensions();
+    ext.get::<in_flight::Admitted>()
+        .map(|a| &**a.principal())
+        .or_else(|| ext.get::<std::sync::Arc<Principal>>().map(|p| &**p))
         .ok_or_else(|| Status::unauthenticated("missing credentials"))
 }

@@ -116,7 +116,6 @@ impl Lookups {
     /// the write database has handed out no such serial (when it cannot be
     /// asked, the wait decides).
     async fn ready(&self, terms: &Terms) -> Result<Arc<Replica>, LookupError> {
-        let asked = tokio::time::Instant::now();
         let replica = self.replica()?;
         if terms.min_serial > 0
             && let Some(why) = self.horizon.fenced()
@@ -124,6 +123,7 @@ impl Lookups {
             return Err(LookupError::Fenced(why));
         }
         if terms.min_serial > replica.serial() {
+            let asked = tokio::time::Instant::now();
             match self.horizon.after(asked).await {
                 Ok(last) if terms.min_serial > last => {
                     return Err(LookupError::BeyondFeed {

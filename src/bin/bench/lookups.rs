@@ -139,38 +139,6 @@ pub(crate) async fn batches(
     Ok(rate.rate * size as f64)
 }
 
-/// What the auth layer does per call, in a loop on one core (hash the
-/// token, find the credential, check the permission table and the rate
-/// limit), beside the CPU one CheckAddress costs at concurrency 64.
-pub(crate) async fn auth_cost(
-    pool: &PgPool,
-    token: &str,
-    server: SocketAddr,
-    duration: Duration,
-    addresses: Arc<Vec<String>>,
-) -> anyhow::Result<(f64, f64)> {
-    use vpn_registry::auth::{Credentials, limits::RateLimits, permissions};
-    let credentials =
-        Credentials::load(pool.clone(), pool.clone(), Duration::from_secs(60), Default::default()).await?;
-    let limits = RateLimits::new(&[], 20);
-    let path = "/vpnregistry.v1.LookupService/CheckAddress";
-    let n = 1_000_000u32;
-    let t = Instant::now();
-    for _ in 0..n {
-        let credential = credentials
-            .check(&auth::token::hash(std::hint::black_box(token)))
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let role = credential.principal.role.kind();
-        let allowed = permissions::allowed(std::hint::black_box(path)).is_some_and(|r| r.contains(&role));
-        let admitted = limits.admit(role, credential.principal.id).is_ok();
-        std::hint::black_box((allowed, admitted));
-    }
-    let ns = t.elapsed().as_nanos() as f64 / f64::from(n);
-    let calls = unary(server, Some(token), 64, duration, addresses).await?;
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
-    Ok((ns, cores * 1e9 / calls.rate))
-}
-
 /// Index load time and resident memory of one replica, and lookups in the
 /// index alone.
 pub(crate) async fn load(pool: &PgPool, prefixes: u64) -> anyhow::Result<()> {
@@ -203,7 +171,8 @@ impl Bench {
             let mut cells = Vec::new();
             for _ in 0..self.args.rounds {
                 let ours = unary(self.server, token, c, duration, self.addresses.clone()).await?;
-                let base = unary(self.empty, None, c, duration, self.addresses.clone()).await?;
+                // The same request bytes (the token included), no work.
+                let base = unary(self.empty, token, c, duration, self.addresses.clone()).await?;
                 let gist = sql_lookups(&self.pool, Sql::GistJoin, c, duration, self.addresses.clone()).await?;
                 let best = sql_lookups(&self.pool, Sql::ActiveSpgist, c, duration, self.addresses.clone()).await?;
                 cells.push([
@@ -245,24 +214,6 @@ impl Bench {
         Ok(())
     }
 
-    /// What the auth layer costs per call, as a share of a call.
-    pub(crate) async fn auth(&self) -> anyhow::Result<()> {
-        println!("## Authentication and rate limiting, per call\n");
-        let (ns, per_call_ns) = auth_cost(
-            &self.pool,
-            &self.token,
-            self.server,
-            self.duration,
-            self.addresses.clone(),
-        )
-        .await?;
-        println!("| measure | value |\n|---|---:|");
-        println!("| token hash, credential, permission table and rate limit (one core) | {ns:.0} ns |");
-        println!("| CPU per CheckAddress at concurrency 64 (2 cores, client included) | {per_call_ns:.0} ns |");
-        println!("| share of a call | {:.1}% |\n", 100.0 * ns / per_call_ns);
-        Ok(())
-    }
-
     /// CheckAddresses batches against the empty RPC answering the same bytes
     /// and answering misses only.
     pub(crate) async fn batches(&self) -> anyhow::Result<()> {
@@ -276,8 +227,8 @@ impl Bench {
             let mut cells = Vec::new();
             for _ in 0..self.args.rounds {
                 let ours = batches(self.server, token, size, duration, self.addresses.clone()).await?;
-                let same = batches(self.canned, None, size, duration, self.addresses.clone()).await?;
-                let misses = batches(self.empty, None, size, duration, self.addresses.clone()).await?;
+                let same = batches(self.canned, token, size, duration, self.addresses.clone()).await?;
+                let misses = batches(self.empty, token, size, duration, self.addresses.clone()).await?;
                 cells.push([ours, same, ours / same, misses, ours / misses]);
             }
             let [ours, same, vs_same, misses, vs_misses] = medians(&cells);

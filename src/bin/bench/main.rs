@@ -8,9 +8,10 @@
 //!
 //! One module per part: `seed` (the data), `servers` and `baseline` (what
 //! runs), `measure` (load driver and statistics), and the sections:
-//! `lookups`, `streams`, `submit`.
+//! `lookups`, `layers`, `streams`, `submit`.
 
 mod baseline;
+mod layers;
 mod lookups;
 mod measure;
 mod seed;
@@ -53,6 +54,10 @@ use seed::*;
 use servers::*;
 use streams::*;
 use submit::*;
+
+/// The allocator `serve` runs with (see `src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmark vpn-registry lookups and submissions against same-run baselines")]
@@ -99,7 +104,7 @@ struct Args {
 enum Section {
     Load,
     Unary,
-    Auth,
+    Layers,
     Metrics,
     Batches,
     Watch,
@@ -114,7 +119,7 @@ impl Section {
         Self::Load,
         Self::Unary,
         Self::Metrics,
-        Self::Auth,
+        Self::Layers,
         Self::Batches,
         Self::Watch,
         Self::SnapshotLoad,
@@ -210,7 +215,7 @@ impl Bench {
             Section::Load => Ok(()),
             Section::Unary => self.unary_lookups().await,
             Section::Metrics => self.metrics_on_and_off().await,
-            Section::Auth => self.auth().await,
+            Section::Layers => self.layers().await,
             Section::Batches => self.batches().await,
             Section::Watch => self.watch().await,
             Section::SnapshotLoad => self.snapshots_under_load().await,
