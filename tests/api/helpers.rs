@@ -203,6 +203,19 @@ impl TestApp {
         .await
     }
 
+    /// Waits until this server's replica has applied every change the feed
+    /// holds now (as its /status says): for reads without a `min_serial`,
+    /// such as RDAP.
+    pub async fn wait_until_applied(&self) {
+        let serial = self.last_serial().await;
+        eventually("the replica applies the feed", Duration::from_secs(5), || async {
+            let (_, body) = self.http("/status").await;
+            let status: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (status["feed"]["applied_serial"].as_i64() >= Some(serial)).then_some(())
+        })
+        .await
+    }
+
     /// Adds a licensed ISP (as `vpn-registry isp add` does).
     pub async fn add_isp(&self, code: &str) {
         vpn_registry::db::isps::create(&self.pool, &code.parse().unwrap(), code, &Actor::operator("test"))

@@ -119,6 +119,7 @@ async fn rdap_answers_hits_misses_ipv6_prefixes_and_malformed_queries(pool: PgPo
     let v6 = app.active(&token, &["2a00:1450::/48"]).await;
     let lookup = app.token(Role::Lookup).await;
     app.wait_until_known(&lookup).await;
+    app.wait_until_applied().await;
     let lookup = Some(lookup.as_str());
 
     let hit = get(&app, "/rdap/ip/8.8.8.8", lookup).await;
@@ -177,6 +178,7 @@ async fn rdap_takes_the_tokens_and_scopes_of_check_address(pool: PgPool) {
     for token in [&bank, &other, &admin] {
         app.wait_until_known(token).await;
     }
+    app.wait_until_applied().await;
 
     let anonymous = get(&app, "/rdap/ip/8.8.8.8", None).await;
     assert_rdap_error(&anonymous, 401);
@@ -203,6 +205,8 @@ async fn rdap_links_never_name_a_host_the_client_chose_and_vary_by_caller(pool: 
     let (_, token) = app.enrol(C::Bank).await;
     app.active(&token, &["8.8.8.0/24"]).await;
     let lookup = app.token(Role::Lookup).await;
+    app.wait_until_known(&lookup).await;
+    app.wait_until_applied().await;
     let forged = get_as_host(&app, "/rdap/ip/8.8.8.8", Some(&lookup), "evil.example").await;
     assert_eq!(forged.status, 200, "{}", forged.raw);
     assert_eq!(
