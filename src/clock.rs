@@ -7,10 +7,8 @@ use std::{
         Arc,
         atomic::{AtomicI64, Ordering},
     },
-    time::Duration,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
-
-use time::OffsetDateTime;
 
 /// The real time, plus however far it was advanced (shared by clones).
 #[derive(Debug, Clone, Default)]
@@ -28,7 +26,10 @@ impl Clock {
     /// from one reading (for what must not move with the test clock, such
     /// as how long ago credentials were refreshed).
     pub fn read(&self) -> (i64, i64) {
-        let real = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64;
+        // SystemTime rather than OffsetDateTime: every call reads this, and
+        // it needs no calendar.
+        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let real = i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX);
         (real, real + self.ahead_us.load(Ordering::Relaxed))
     }
 

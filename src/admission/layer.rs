@@ -67,7 +67,7 @@ type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 
 impl<S, B> Service<http::Request<B>> for Admission<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S: Service<http::Request<B>, Response = http::Response<Body>> + Send + 'static,
     S::Future: Send,
     B: Send + 'static,
 {
@@ -80,11 +80,10 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        // The clone is not ready yet; take the one that is (tower's usual dance).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        // The inner service is called here, not in a future, so the one
+        // poll_ready readied is the one called: no clone per call.
         if req.uri().path().starts_with(NEVER_SHED) {
-            return Box::pin(inner.call(req));
+            return Box::pin(self.inner.call(req));
         }
         let before = self.layer.in_flight.fetch_add(1, Ordering::Relaxed);
         let admitted = Admitted(self.layer.in_flight.clone());
@@ -97,8 +96,9 @@ where
             );
             return Box::pin(async move { Ok(status.into_http()) });
         }
+        let response = self.inner.call(req);
         Box::pin(async move {
-            let response = inner.call(req).await;
+            let response = response.await;
             drop(admitted);
             response
         })

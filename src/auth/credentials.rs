@@ -10,12 +10,13 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc, RwLock,
+        Arc,
         atomic::{AtomicI64, AtomicU32, Ordering},
     },
     time::Duration,
 };
 
+use arc_swap::ArcSwap;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -23,7 +24,6 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::db::{StoreError, notify, tokens};
 use crate::domain::principal::Principal;
-use crate::sync::{read, write};
 
 /// The channel the api_tokens trigger notifies.
 pub const TOKENS_CHANNEL: &str = "vpnregistry_tokens";
@@ -82,8 +82,9 @@ pub struct Credentials {
     pool: PgPool,
     /// Where last-use times are written (the primary).
     writes: PgPool,
-    known: RwLock<HashMap<Hash, Arc<Credential>>>,
-    /// When the set was last read successfully.
+    /// Swapped whole on reload: every call reads it, and a read takes no
+    /// lock another core's read would contend on.
+    known: ArcSwap<HashMap<Hash, Arc<Credential>>>,
     /// When the set was last read successfully (real microseconds since
     /// the epoch): an atomic, as every call reads it.
     refreshed_us: AtomicI64,
@@ -104,7 +105,7 @@ impl Credentials {
         let this = Arc::new(Self {
             pool,
             writes,
-            known: RwLock::default(),
+            known: ArcSwap::default(),
             refreshed_us: AtomicI64::new(clock.read().0),
             max_staleness,
             clock,
@@ -119,7 +120,7 @@ impl Credentials {
         {
             // Carry the last-use times over (they are flushed periodically)
             // and the calls in flight.
-            let old = read(&self.known);
+            let old = self.known.load();
             let carried: HashMap<Uuid, (i64, Arc<AtomicU32>)> = old
                 .values()
                 .map(|c| {
@@ -141,7 +142,7 @@ impl Credentials {
                 );
             }
         }
-        *write(&self.known) = fresh;
+        self.known.store(Arc::new(fresh));
         self.refreshed_us.store(self.clock.read().0, Ordering::Relaxed);
         Ok(())
     }
@@ -154,7 +155,9 @@ impl Credentials {
         if staleness > i64::try_from(self.max_staleness.as_micros()).unwrap_or(i64::MAX) {
             return Err(Refused::Stale);
         }
-        let found = read(&self.known)
+        let found = self
+            .known
+            .load()
             .get(hash)
             .filter(|c| !c.is_expired(now))
             .cloned()
@@ -169,7 +172,7 @@ impl Credentials {
 
     /// How many credentials are held.
     pub fn len(&self) -> usize {
-        read(&self.known).len()
+        self.known.load().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -201,7 +204,9 @@ impl Credentials {
                 () = tokio::time::sleep(LAST_USE_FLUSH_INTERVAL) => false,
                 _ = stopping.changed() => true,
             };
-            let used: Vec<(Uuid, i64)> = read(&self.known)
+            let used: Vec<(Uuid, i64)> = self
+                .known
+                .load()
                 .values()
                 .map(|c| (c.principal.id, c.last_use_us.load(Ordering::Relaxed)))
                 .filter(|(id, at)| *at > 0 && flushed.get(id) != Some(at))

@@ -99,7 +99,7 @@ type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 
 impl<S, B> Service<http::Request<B>> for Auth<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S: Service<http::Request<B>, Response = http::Response<Body>> + Send + 'static,
     S::Future: Send,
     B: Send + 'static,
 {
@@ -112,18 +112,17 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        // The clone is not ready yet; take the one that is (tower's usual dance).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        // The inner service is called here, not in a future, so the one
+        // poll_ready readied is the one called: no clone per call.
         if permissions::is_public(req.uri().path()) {
-            return Box::pin(inner.call(req));
+            return Box::pin(self.inner.call(req));
         }
         let admitted = self.gate.admit(&req, req.uri().path());
         match admitted {
             Ok(admitted) => {
                 // Counted in flight until the handler drops the request.
                 req.extensions_mut().insert(admitted);
-                Box::pin(inner.call(req))
+                Box::pin(self.inner.call(req))
             }
             Err(status) => Box::pin(async move { Ok(status.into_http()) }),
         }

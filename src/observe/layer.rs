@@ -27,13 +27,21 @@ use crate::auth::Caller;
 /// Counts and logs every call.
 #[derive(Clone)]
 pub struct ObserveLayer {
+    /// One pointer, as every call holds a copy until it ends.
+    sinks: Arc<Sinks>,
+}
+
+/// Where calls are counted.
+struct Sinks {
     metrics: Arc<Metrics>,
     lookups: Arc<LookupSummary>,
 }
 
 impl ObserveLayer {
     pub fn new(metrics: Arc<Metrics>, lookups: Arc<LookupSummary>) -> Self {
-        Self { metrics, lookups }
+        Self {
+            sinks: Arc::new(Sinks { metrics, lookups }),
+        }
     }
 }
 
@@ -58,7 +66,7 @@ type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 
 impl<S, B> Service<http::Request<B>> for Observe<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S: Service<http::Request<B>, Response = http::Response<Body>> + Send + 'static,
     S::Future: Send,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     B: Send + 'static,
@@ -72,8 +80,8 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        // The inner service is called here, not in a future, so the one
+        // poll_ready readied is the one called: no clone per call.
         let path = req.uri().path();
         let index = methods::index(path);
         let method = &methods::all()[index];
@@ -109,8 +117,8 @@ where
             layer,
             finished: false,
         };
-        call.layer.metrics.started(index);
-        let response = inner.call(req).instrument(span);
+        call.layer.sinks.metrics.started(index);
+        let response = self.inner.call(req).instrument(span);
         Box::pin(async move {
             let response = match response.await {
                 Ok(response) => response,
@@ -157,14 +165,14 @@ impl Call {
             return;
         }
         let latency = self.started.elapsed();
-        let metrics = &self.layer.metrics;
+        let metrics = &self.layer.sinks.metrics;
         metrics.handled(self.index, code, latency.as_secs_f64());
         let caller = self.caller.get();
         if let Some((token, role)) = caller {
             metrics.principal_call(self.method, token, role, code);
         }
         if self.method.is_lookup() {
-            self.layer.lookups.record(code, latency);
+            self.layer.sinks.lookups.record(code, latency);
         }
         let code_name = usize::try_from(code)
             .ok()

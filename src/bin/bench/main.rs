@@ -147,6 +147,10 @@ pub(crate) struct Bench {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // The server's own log subscriber and filter (info unless RUST_LOG says
+    // otherwise, to stderr), so that spans and events cost what they do in
+    // production.
+    vpn_registry::telemetry::init(Default::default());
     if args.tls {
         set_up_tls()?;
     }
