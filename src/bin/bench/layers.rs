@@ -1,7 +1,8 @@
 //! What each part of a call's path costs: the real tower layers, stacked
 //! one by one around an empty service and called in process (one thread, no
 //! network), the CheckAddress handler and the index alone, beside what one
-//! CheckAddress costs in CPU end to end (client included) at concurrency 64.
+//! CheckAddress costs in CPU end to end (client included) at concurrency 64;
+//! then the pieces inside the layers, each alone.
 
 use std::convert::Infallible;
 
@@ -9,11 +10,12 @@ use tonic::{body::Body, codegen::http};
 use tower::{Layer, Service, ServiceExt as _};
 use vpn_registry::{
     admission::AdmissionLayer,
+    auth::permissions,
     auth::{AuthLayer, Credentials, in_flight::InFlightCaps, limits::RateLimits},
     fence::Fence,
     grpc::lookup::LookupApi,
     lookup::{Backfill, Horizon, Lookups, ReplicaSlot, Scope, entry::Query, watchers::Watchers},
-    observe::{Metrics, ObserveLayer, summary::LookupSummary},
+    observe::{Metrics, ObserveLayer, methods, summary::LookupSummary},
     pb::lookup_service_server::LookupService as _,
 };
 
@@ -60,6 +62,8 @@ async fn stacked(pool: &PgPool, token: &str) -> anyhow::Result<Vec<(&'static str
     let observe = |metrics| ObserveLayer::new(Arc::new(metrics), Arc::new(LookupSummary::default()));
     let admission = AdmissionLayer::new(1024);
     let observed = observe(Metrics::enabled(false));
+    // Warm up (allocator, caches, the credential's first use), unmeasured.
+    per_call(admission.layer(auth.layer(empty)), token).await?;
     Ok(vec![
         ("an empty service", per_call(empty, token).await?),
         (
@@ -81,6 +85,76 @@ async fn stacked(pool: &PgPool, token: &str) -> anyhow::Result<Vec<(&'static str
         (
             "+ metrics (the listener on, as by default)",
             per_call(observed.layer(admission.layer(auth.layer(empty))), token).await?,
+        ),
+    ])
+}
+
+/// Nanoseconds per call of `f`.
+fn each(mut f: impl FnMut(u32)) -> f64 {
+    let t = Instant::now();
+    for i in 0..CALLS {
+        f(i);
+    }
+    t.elapsed().as_nanos() as f64 / f64::from(CALLS)
+}
+
+/// The pieces inside the auth and observe layers, each alone: what the
+/// stacked rows are made of.
+async fn pieces(pool: &PgPool, token: &str) -> anyhow::Result<Vec<(&'static str, f64)>> {
+    let credentials =
+        Credentials::load(pool.clone(), pool.clone(), Duration::from_secs(60), Default::default()).await?;
+    let hash = auth::token::hash(token);
+    let credential = credentials.check(&hash).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let principal = credential.principal.clone();
+    let role = principal.role.kind();
+    let limits = RateLimits::new(&[(role, u32::MAX)], 20);
+    let caps = InFlightCaps::new(&[]);
+    let metrics = Metrics::enabled(false);
+    let method = methods::index(PATH);
+    let summary = LookupSummary::default();
+    let latency = Duration::from_micros(80);
+    Ok(vec![
+        (
+            "auth: token hash (SHA-256)",
+            each(|_| {
+                std::hint::black_box(auth::token::hash(std::hint::black_box(token)));
+            }),
+        ),
+        (
+            "auth: credential lookup (and expiry)",
+            each(|_| drop(std::hint::black_box(credentials.check(&hash)))),
+        ),
+        (
+            "auth: permission table",
+            each(|_| {
+                std::hint::black_box(permissions::allowed(std::hint::black_box(PATH)));
+            }),
+        ),
+        (
+            "auth: rate limit (per principal)",
+            each(|_| {
+                let _ = std::hint::black_box(limits.admit(role, principal.id));
+            }),
+        ),
+        (
+            "auth: in-flight accounting (enter and leave)",
+            each(|_| drop(std::hint::black_box(caps.enter(credential.clone())))),
+        ),
+        (
+            "observe: span and access event (filtered out, as for lookups)",
+            each(|i| {
+                let span = tracing::debug_span!("rpc", method = PATH, request_id = "");
+                let _entered = span.enter();
+                tracing::debug!(target: "vpn_registry::access", method = PATH, code = "Ok", i, "call");
+            }),
+        ),
+        ("observe: lookup summary", each(|_| summary.record(0, latency))),
+        (
+            "metrics: call started and handled",
+            each(|_| {
+                metrics.started(method);
+                metrics.handled(method, 0, 8e-5);
+            }),
         ),
     ])
 }
@@ -138,6 +212,7 @@ impl Bench {
     pub(crate) async fn layers(&self) -> anyhow::Result<()> {
         println!("## What a CheckAddress's path costs, part by part (one core, in process)\n");
         let stacked = stacked(&self.pool, &self.token).await?;
+        let pieces = pieces(&self.pool, &self.token).await?;
         let (handler, index) = handler_and_index(&self.pool, &self.token, &self.addresses).await?;
         let calls = unary(
             self.server,
@@ -168,6 +243,9 @@ impl Bench {
             100.0 * handler / per_call
         );
         println!("| of which the index | {index:.0} | {:.1}% |", 100.0 * index / per_call);
+        for (name, ns) in &pieces {
+            println!("| piece: {name} | {ns:.0} | {:.1}% |", 100.0 * ns / per_call);
+        }
         println!("| CPU per CheckAddress at concurrency 64 (2 cores, client included) | {per_call:.0} | 100% |\n");
         Ok(())
     }
