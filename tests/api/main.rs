@@ -10,6 +10,7 @@ mod deploy;
 mod expiry;
 mod fairness;
 mod fanout;
+mod following;
 mod fuzz;
 mod gateway;
 mod harness;
