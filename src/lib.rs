@@ -42,6 +42,7 @@ pub mod fence;
 pub mod flags;
 pub mod grpc;
 pub mod lookup;
+pub mod notify;
 pub mod observe;
 pub mod operator;
 pub mod pb;

@@ -92,11 +92,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listeners = bind_listeners(&args).await?;
     let options = app::Options {
         read_pool,
-        ..app::Options::from_args(&args, tls)
+        ..app::Options::from_args(&args, tls, mailer(&args)?)
     };
     app::serve(listeners, pool, options, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The SMTP client e-mail goes through, if `--smtp-url` names one; said
+/// once at start when there is none.
+fn mailer(args: &ServeArgs) -> anyhow::Result<Option<vpn_registry::notify::mail::Mailer>> {
+    match &args.smtp_url {
+        Some(url) => Ok(Some(vpn_registry::notify::mail::Mailer::new(url, &args.mail_from)?)),
+        None => {
+            tracing::warn!("no --smtp-url: e-mail notifications are kept (administrators can read them), not sent");
+            Ok(None)
+        }
+    }
 }
 
 /// The primary's pool, once its schema is known to be current.

@@ -15,6 +15,7 @@ use crate::db::notify::Following;
 use crate::fence::Fence;
 use crate::grpc::upstream::Upstream;
 use crate::lookup::{Backfill, Horizon, Lookups, ReplicaSlot, follower::load_and_follow, watchers::Watchers};
+use crate::notify;
 use crate::observe::{self, Metrics, Vitals, health, summary::LookupSummary, vitals};
 use crate::registry::Registry;
 use crate::tasks::{expiry, prune};
@@ -54,11 +55,12 @@ impl Background<'_> {
         let fence = Fence::default();
         let registry = Registry::fenced(self.pool.clone(), fence.clone());
         let expiry = Arc::new(expiry::Stats::default());
+        let deliveries = Arc::new(notify::Stats::default());
         let upstream = self.options.upstream.clone().map(Upstream::new).transpose()?;
         let replica: ReplicaSlot = Arc::default();
         let backfill = match &upstream {
             Some(upstream) => self.follow_upstream(upstream, &replica),
-            None => self.follow_database(&registry, following, &replica, &expiry),
+            None => self.follow_database(&registry, following, &replica, &expiry, &deliveries),
         };
         let horizon = Horizon::new(self.pool.clone(), fence.clone());
         let o = self.options;
@@ -127,6 +129,7 @@ impl Background<'_> {
         following: Following,
         replica: &ReplicaSlot,
         stats: &Arc<expiry::Stats>,
+        deliveries: &Arc<notify::Stats>,
     ) -> Backfill {
         let o = self.options;
         self.tasks.spawn(load_and_follow(
@@ -144,6 +147,21 @@ impl Background<'_> {
         if let Some(every) = o.expiry_interval {
             let run = expiry::run(registry.clone(), every, stats.clone(), self.stopping.subscribe());
             self.tasks.spawn(run);
+        }
+        let delivery = notify::Delivery {
+            mailer: o.mailer.clone(),
+            public_url: o.public_url.clone(),
+        };
+        let deliver = notify::deliver(
+            self.pool.clone(),
+            delivery,
+            deliveries.clone(),
+            self.stopping.subscribe(),
+        );
+        self.tasks.spawn(deliver);
+        if let Some(every) = o.reminder_interval {
+            self.tasks
+                .spawn(notify::remind(self.pool.clone(), every, self.stopping.subscribe()));
         }
         Backfill::Feed(self.reads.clone())
     }

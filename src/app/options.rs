@@ -10,6 +10,7 @@ use crate::clock::Clock;
 use crate::domain::principal::RoleKind;
 use crate::flags::{self, ServeArgs};
 use crate::grpc::upstream::UpstreamConfig;
+use crate::notify::mail::Mailer;
 use crate::tasks::prune::Retention;
 use crate::tls::Tls;
 
@@ -69,11 +70,15 @@ pub struct Options {
     /// The registry's address as its clients and people reach it (behind a
     /// proxy, say): RDAP links name it. `None`: the listener's own address.
     pub public_url: Option<String>,
+    /// Where e-mail goes (`None`: kept, not sent).
+    pub mailer: Option<Mailer>,
+    /// How often reminders are looked for; `None` disables the pass here.
+    pub reminder_interval: Option<Duration>,
 }
 
 impl Options {
     /// The options `serve` runs with.
-    pub fn from_args(args: &ServeArgs, tls: Option<Arc<Tls>>) -> Self {
+    pub fn from_args(args: &ServeArgs, tls: Option<Arc<Tls>>, mailer: Option<Mailer>) -> Self {
         Self {
             shutdown_grace: args.shutdown_grace(),
             expiry_interval: args.expiry_interval(),
@@ -101,6 +106,8 @@ impl Options {
             upstream: args.upstream(),
             clock: Clock::default(),
             public_url: args.public_url.clone(),
+            mailer,
+            reminder_interval: (!args.reminder_interval.is_zero()).then_some(args.reminder_interval),
         }
     }
 }
@@ -140,6 +147,8 @@ impl Default for Options {
             upstream: None,
             clock: Clock::default(),
             public_url: None,
+            mailer: None,
+            reminder_interval: Some(Duration::from_secs(600)),
         }
     }
 }

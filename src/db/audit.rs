@@ -48,29 +48,42 @@ impl<'a> Entry<'a> {
     }
 }
 
-/// Appends an entry inside the caller's transaction.
-pub async fn append(conn: &mut PgConnection, e: Entry<'_>) -> Result<(), StoreError> {
-    sqlx::query(
+/// The statement appending one entry ($1-$13, bound by [`bind`]); a
+/// macro, so that other statements can run it as a CTE.
+macro_rules! insert_entry {
+    () => {
         "INSERT INTO audit_events (subject_type, subject_id, action, actor_principal_id, actor_name,
                                    actor_role, request_id, from_state, to_state, reason_code, reason, changes,
                                    revision_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    )
-    .bind(e.subject_type)
-    .bind(e.subject_id)
-    .bind(e.action)
-    .bind(e.actor.principal_id)
-    .bind(&e.actor.name)
-    .bind(e.actor.role)
-    .bind(e.actor.request_id.as_deref())
-    .bind(e.from_state)
-    .bind(e.to_state)
-    .bind(e.reason_code)
-    .bind(e.reason)
-    .bind(&e.changes)
-    .bind(e.revision_id)
-    .execute(conn)
-    .await?;
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    };
+}
+pub(crate) use insert_entry;
+
+/// Binds `e` as [`insert_entry`] expects it.
+pub(crate) fn bind<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    e: &'q Entry<'q>,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(e.subject_type)
+        .bind(e.subject_id)
+        .bind(e.action)
+        .bind(e.actor.principal_id)
+        .bind(&e.actor.name)
+        .bind(e.actor.role)
+        .bind(e.actor.request_id.as_deref())
+        .bind(e.from_state)
+        .bind(e.to_state)
+        .bind(e.reason_code)
+        .bind(e.reason)
+        .bind(&e.changes)
+        .bind(e.revision_id)
+}
+
+/// Appends an entry inside the caller's transaction.
+pub async fn append(conn: &mut PgConnection, e: Entry<'_>) -> Result<(), StoreError> {
+    bind(sqlx::query(insert_entry!()), &e).execute(conn).await?;
     Ok(())
 }
 

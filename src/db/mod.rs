@@ -2,11 +2,13 @@
 //! service lives under this module.
 
 pub mod audit;
+pub mod events;
 pub mod feed;
 pub mod idempotency;
 pub mod institutions;
 pub mod isps;
 pub mod notify;
+pub mod outbox;
 pub mod registrations;
 pub mod tokens;
 
@@ -99,7 +101,8 @@ pub async fn connect(
 /// follow a registration's state, which run as the schema owner.
 const RUNTIME_WRITES: &[&str] = &[
     "GRANT INSERT, UPDATE ON institutions, registrations, registration_revisions TO {role}",
-    "GRANT INSERT ON isps, idempotency_keys, audit_events TO {role}",
+    "GRANT INSERT ON isps, idempotency_keys, audit_events, events TO {role}",
+    "GRANT INSERT, UPDATE ON notifications TO {role}",
     "GRANT UPDATE (last_use_time) ON api_tokens TO {role}",
     "GRANT EXECUTE ON FUNCTION prune_history(interval, interval) TO {role}",
 ];

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod calendar;
 mod db_enum;
 pub mod decision;
+pub mod event;
 pub mod identifiers;
 pub mod institution;
 pub mod lifecycle;

@@ -111,6 +111,24 @@ pub struct ServeArgs {
     /// it. Without it, links name the address the request came in on.
     #[arg(long, env = "VPN_REGISTRY_PUBLIC_URL", value_parser = parse_public_url)]
     pub public_url: Option<String>,
+    /// Where e-mail is sent: smtp://host:port (add ?tls=required for
+    /// STARTTLS), smtps://host:port, with user:password@ for credentials.
+    /// Without it, messages are kept (visible to administrators) and sent
+    /// nowhere.
+    #[arg(long, env = "VPN_REGISTRY_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// The sender of e-mail, as `Name <address>` or an address.
+    #[arg(
+        long,
+        env = "VPN_REGISTRY_MAIL_FROM",
+        default_value = "VPN Registry <no-reply@vpn-registry.invalid>"
+    )]
+    pub mail_from: String,
+    /// How often this process looks for expiry reminders to send (0s
+    /// disables it here; any number of servers may run it, each reminder is
+    /// recorded once).
+    #[arg(long, env = "VPN_REGISTRY_REMINDER_INTERVAL", default_value = "10m", value_parser = duration)]
+    pub reminder_interval: Duration,
     /// Connections one source address may hold open (TLS or not).
     #[arg(long, env = "VPN_REGISTRY_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = crate::admission::peers::DEFAULT_CONNECTIONS_PER_ADDRESS)]
     pub max_connections_per_address: u32,
@@ -230,6 +248,9 @@ impl ServeArgs {
             max_in_flight = ?args.max_in_flight,
             failed_auth_rate = args.failed_auth_rate,
             public_url = args.public_url.as_deref().unwrap_or("(the listener's address)"),
+            smtp_url = %args.smtp_url.as_deref().map(redact_url).unwrap_or_else(|| "(none: e-mail is kept, not sent)".into()),
+            mail_from = args.mail_from,
+            reminder_interval = ?args.reminder_interval,
             max_connections_per_address = args.max_connections_per_address,
             max_handshakes_per_address = args.max_handshakes_per_address,
             handshake_timeout = ?args.handshake_timeout,

@@ -21,6 +21,7 @@ mod institutions;
 mod isps;
 mod lifecycle;
 mod lookup;
+mod notifications;
 mod operations;
 mod permissions;
 mod properties;

@@ -7,10 +7,11 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use super::{due_for_expiry, fetch};
-use crate::db::{StoreError, audit, idempotency};
+use crate::db::{StoreError, audit, events, idempotency};
 use crate::domain::{
     Violations,
     audit::Record,
+    event::EventType,
     lifecycle,
     prefix::PublicPrefix,
     principal::{Actor, Visibility},
@@ -120,24 +121,33 @@ fn write_error(e: sqlx::Error) -> StoreError {
     }
 }
 
-/// Appends `record` about registration `id` inside the caller's transaction.
-async fn append(conn: &mut PgConnection, id: Uuid, record: &Record, actor: &Actor) -> Result<(), StoreError> {
-    audit::append(
-        conn,
-        audit::Entry {
-            subject_type: "registration",
-            subject_id: id,
-            revision_id: record.revision_id,
-            action: record.action.as_str(),
-            actor,
-            from_state: record.from.map(State::as_str),
-            to_state: Some(record.to.as_str()),
-            reason_code: record.reason_code.map(ReasonCode::as_str),
-            reason: record.reason.as_ref().map(Reason::as_str),
-            changes: record.changes.clone(),
-        },
-    )
-    .await
+/// Appends `record` about registration `id` inside the caller's
+/// transaction, with the event it produces (if anyone must hear of it) and
+/// that event's notifications. `renewal`: the pending revision the record
+/// concerns renews the registration.
+async fn append(
+    conn: &mut PgConnection,
+    id: Uuid,
+    record: &Record,
+    actor: &Actor,
+    renewal: bool,
+) -> Result<(), StoreError> {
+    let entry = audit::Entry {
+        subject_type: "registration",
+        subject_id: id,
+        revision_id: record.revision_id,
+        action: record.action.as_str(),
+        actor,
+        from_state: record.from.map(State::as_str),
+        to_state: Some(record.to.as_str()),
+        reason_code: record.reason_code.map(ReasonCode::as_str),
+        reason: record.reason.as_ref().map(Reason::as_str),
+        changes: record.changes.clone(),
+    };
+    match EventType::of(record, renewal) {
+        Some(event) => events::append_with_audit(conn, entry, event).await,
+        None => audit::append(conn, entry).await,
+    }
 }
 
 /// Stores a new submission for `institution_id` with its record, or returns
@@ -183,7 +193,7 @@ pub async fn insert(
     stored.valid_from = inserted.try_get("valid_from")?;
     stored.valid_until = inserted.try_get("valid_until")?;
     let create_time: OffsetDateTime = inserted.try_get("create_time")?;
-    append(&mut tx, id, record, actor).await?;
+    append(&mut tx, id, record, actor, false).await?;
     tx.commit().await?;
     Ok(Registration {
         id,
@@ -304,8 +314,9 @@ impl<'c> Write<'c> {
                     .await?;
             }
         }
+        let renewal = self.current.pending_revision.as_ref().is_some_and(|r| r.is_renewal);
         for record in &plan.records {
-            append(&mut self.tx, id, record, actor).await?;
+            append(&mut self.tx, id, record, actor, renewal).await?;
         }
         Ok(())
     }
@@ -347,7 +358,7 @@ impl Expiring<'_> {
         .bind(id)
         .execute(&mut *self.tx)
         .await?;
-        append(&mut self.tx, id, record, actor).await
+        append(&mut self.tx, id, record, actor, false).await
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {

@@ -1,0 +1,140 @@
+//! The outbox: notifications claimed for delivery, and what came of each.
+//!
+//! A claim is a short transaction (SKIP LOCKED, then a lease: the row's
+//! next attempt moves past the delivery's time limit), so no transaction is
+//! held open across a network call; a process killed mid-delivery leaves its
+//! rows to be claimed again once the lease runs out (at least once). Within
+//! one recipient and registration, only the oldest pending row is claimable:
+//! deliveries keep their order.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::StoreError;
+
+/// A notification claimed for delivery, with what its message needs.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Claimed {
+    pub id: i64,
+    pub channel: String,
+    pub recipient: String,
+    /// Attempts including this one.
+    pub attempts: i32,
+    pub create_time: OffsetDateTime,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub registration_id: Uuid,
+    pub reference: String,
+    pub state: String,
+    pub reason_code: Option<String>,
+    pub reason: Option<String>,
+    pub days_left: Option<i32>,
+    pub occur_time: OffsetDateTime,
+    pub language: String,
+    pub institution_name: String,
+}
+
+/// Claims up to `limit` due notifications for `lease`.
+pub async fn claim(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Claimed>, StoreError> {
+    Ok(sqlx::query_as::<_, Claimed>(
+        "WITH due AS (
+            SELECT n.id FROM notifications n
+             WHERE n.status = 'PENDING' AND n.next_attempt_time <= now()
+               AND NOT EXISTS (SELECT FROM notifications o
+                                WHERE o.status = 'PENDING' AND o.recipient = n.recipient
+                                  AND o.registration_id = n.registration_id AND o.id < n.id)
+             ORDER BY n.next_attempt_time, n.id
+             LIMIT $1
+             FOR UPDATE SKIP LOCKED
+         )
+         UPDATE notifications n
+            SET attempts = n.attempts + 1, last_attempt_time = now(),
+                next_attempt_time = now() + make_interval(secs => $2)
+           FROM due, events e, institutions i
+          WHERE n.id = due.id AND e.id = n.event_id AND i.id = e.institution_id
+         RETURNING n.id, n.channel, n.recipient, n.attempts, n.create_time, e.id AS event_id,
+                   e.type AS event_type, e.registration_id, e.reference, e.state, e.reason_code, e.reason,
+                   e.days_left, e.occur_time, i.language, i.legal_name AS institution_name",
+    )
+    .bind(limit)
+    .bind(lease.as_secs_f64())
+    .fetch_all(pool)
+    .await?)
+}
+
+/// How a delivery attempt ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Delivered {
+        code: Option<i32>,
+    },
+    /// No mail server configured: kept for administrators to read.
+    Kept,
+    /// Failed; retried after the delay, or dead-lettered when `None`.
+    Failed {
+        code: Option<i32>,
+        error: String,
+        retry_in: Option<Duration>,
+    },
+}
+
+/// Records the outcome of the attempt on notification `id`.
+pub async fn finish(pool: &PgPool, id: i64, outcome: &Outcome) -> Result<(), StoreError> {
+    let (status, code, error, retry_in) = match outcome {
+        Outcome::Delivered { code } => ("DELIVERED", *code, None, None),
+        Outcome::Kept => ("KEPT", None, None, None),
+        Outcome::Failed {
+            code,
+            error,
+            retry_in: Some(delay),
+        } => ("PENDING", *code, Some(error.as_str()), Some(delay.as_secs_f64())),
+        Outcome::Failed {
+            code,
+            error,
+            retry_in: None,
+        } => ("DEAD", *code, Some(error.as_str()), None),
+    };
+    sqlx::query(
+        "UPDATE notifications
+            SET status = $2, last_code = $3, last_error = $4,
+                next_attempt_time = CASE WHEN $5::float8 IS NULL THEN next_attempt_time
+                                         ELSE now() + make_interval(secs => $5) END,
+                done_time = CASE WHEN $2 = 'PENDING' THEN NULL ELSE now() END
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(code)
+    .bind(error)
+    .bind(retry_in)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The outbox at a glance, for metrics and `/status`.
+#[derive(Debug, Clone, Default, serde::Serialize, sqlx::FromRow)]
+pub struct Depth {
+    pub pending: i64,
+    /// Age of the oldest undelivered notification.
+    pub oldest_pending_seconds: Option<f64>,
+    pub dead: i64,
+    pub kept: i64,
+}
+
+pub async fn depth(pool: &PgPool) -> Result<Depth, StoreError> {
+    Ok(sqlx::query_as::<_, Depth>(
+        "SELECT count(*) FILTER (WHERE status = 'PENDING') AS pending,
+                extract(epoch FROM now() - min(create_time) FILTER (WHERE status = 'PENDING'))::float8
+                    AS oldest_pending_seconds,
+                count(*) FILTER (WHERE status = 'DEAD') AS dead,
+                count(*) FILTER (WHERE status = 'KEPT') AS kept
+           FROM notifications
+          WHERE status <> 'DELIVERED'",
+    )
+    .fetch_one(pool)
+    .await?)
+}

@@ -1,0 +1,180 @@
+//! Telling people what happened. Every notifiable change writes its event
+//! and one outbox row per recipient in its own transaction (`db::events`);
+//! delivery workers, one in every `serve` process that writes to PostgreSQL,
+//! drain the outbox (`db::outbox`: SKIP LOCKED claims under a lease, so a
+//! killed process loses nothing and two never deliver the same row at once),
+//! retrying with backoff until delivered or dead-lettered. Reminders are
+//! recorded by a periodic pass that any number of servers may run.
+//!
+//! Why a table of our own rather than a job-queue crate: the outbox rows
+//! are written by the same statement as the audit entry (one round trip on
+//! the write path), deliveries must keep their order per recipient and
+//! registration, and administrators and institutions read the rows back
+//! (attempts, codes, dead letters) through our API: a queue crate's own
+//! schema would give us none of that and another thing to migrate.
+
+pub mod backoff;
+pub mod mail;
+pub mod messages;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::Duration,
+};
+
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tokio::{sync::watch, task::JoinSet};
+
+use crate::db::{
+    events,
+    outbox::{self, Claimed, Outcome},
+};
+use mail::{Mailer, Sent};
+
+/// Notifications claimed per round (delivered concurrently).
+const BATCH: i64 = 32;
+/// How long a claim holds a notification: past every delivery's time limit
+/// (15 s), so a row is only claimed again once its delivery surely ended.
+const LEASE: Duration = Duration::from_secs(60);
+/// How often an idle worker looks for work.
+const POLL: Duration = Duration::from_millis(500);
+
+/// How notifications are delivered here.
+#[derive(Clone, Default)]
+pub struct Delivery {
+    /// `None`: e-mail is kept (delivered to nothing, visible to
+    /// administrators).
+    pub mailer: Option<Mailer>,
+    /// Links into the console, where set.
+    pub public_url: Option<String>,
+}
+
+/// The channels, in the order [`Stats`] counts them.
+const CHANNELS: [&str; 2] = ["email", "webhook"];
+/// The outcomes, in the order [`Stats`] counts them.
+pub const OUTCOMES: [&str; 4] = ["delivered", "kept", "retried", "dead"];
+
+/// Deliveries by channel and outcome since start, for metrics.
+#[derive(Default)]
+pub struct Stats {
+    counts: [[AtomicU64; 4]; 2],
+}
+
+impl Stats {
+    fn count(&self, channel: &str, outcome: &Outcome) {
+        let c = CHANNELS.iter().position(|c| *c == channel).unwrap_or(0);
+        let o = match outcome {
+            Outcome::Delivered { .. } => 0,
+            Outcome::Kept => 1,
+            Outcome::Failed { retry_in: Some(_), .. } => 2,
+            Outcome::Failed { retry_in: None, .. } => 3,
+        };
+        self.counts[c][o].fetch_add(1, Relaxed);
+    }
+
+    /// (channel, outcome, count) for every pair.
+    pub fn totals(&self) -> impl Iterator<Item = (&'static str, &'static str, u64)> + '_ {
+        CHANNELS.iter().enumerate().flat_map(move |(c, channel)| {
+            OUTCOMES
+                .iter()
+                .enumerate()
+                .map(move |(o, outcome)| (*channel, *outcome, self.counts[c][o].load(Relaxed)))
+        })
+    }
+}
+
+/// Drains the outbox until `stopping`.
+pub async fn deliver(pool: PgPool, delivery: Delivery, stats: Arc<Stats>, mut stopping: watch::Receiver<bool>) {
+    let delivery = Arc::new(delivery);
+    loop {
+        match outbox::claim(&pool, BATCH, LEASE).await {
+            Ok(claimed) if !claimed.is_empty() => {
+                let mut round = JoinSet::new();
+                for n in claimed {
+                    let (pool, delivery, stats) = (pool.clone(), delivery.clone(), stats.clone());
+                    round.spawn(async move {
+                        let outcome = delivery.attempt(&n).await;
+                        stats.count(&n.channel, &outcome);
+                        if let Outcome::Failed { error, retry_in, .. } = &outcome {
+                            tracing::warn!(notification = n.id, channel = n.channel, attempts = n.attempts, error, retry_in = ?retry_in, "delivery failed");
+                        }
+                        if let Err(e) = outbox::finish(&pool, n.id, &outcome).await {
+                            // The lease runs out and the row is tried again.
+                            tracing::warn!(notification = n.id, error = %e, "could not record a delivery");
+                        }
+                    });
+                }
+                round.join_all().await;
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not claim notifications"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            _ = stopping.changed() => return,
+        }
+    }
+}
+
+impl Delivery {
+    /// One attempt at one notification.
+    async fn attempt(&self, n: &Claimed) -> Outcome {
+        match n.channel.as_str() {
+            "email" => self.email(n).await,
+            other => Outcome::Failed {
+                code: None,
+                error: format!("no delivery for channel {other}"),
+                retry_in: None,
+            },
+        }
+    }
+
+    async fn email(&self, n: &Claimed) -> Outcome {
+        let Some(message) = mail::compose(n, self.public_url.as_deref()) else {
+            return failed(n, None, format!("unknown event type {}", n.event_type), None, true);
+        };
+        let Some(mailer) = &self.mailer else {
+            return Outcome::Kept;
+        };
+        match mailer.send(&n.recipient, n.event_id, &message).await {
+            Sent::Ok(code) => Outcome::Delivered {
+                code: Some(i32::from(code)),
+            },
+            Sent::Transient(code, error) => failed(n, code, error, None, false),
+            Sent::Permanent(code, error) => failed(n, code, error, None, true),
+        }
+    }
+}
+
+/// A failed attempt: retried by [`backoff`] unless `permanent` or too old.
+fn failed(n: &Claimed, code: Option<u16>, error: String, retry_after: Option<Duration>, permanent: bool) -> Outcome {
+    let age = (OffsetDateTime::now_utc() - n.create_time).unsigned_abs();
+    let attempts = u32::try_from(n.attempts).unwrap_or(u32::MAX);
+    Outcome::Failed {
+        code: code.map(i32::from),
+        error,
+        retry_in: (!permanent)
+            .then(|| backoff::next(attempts, age, retry_after))
+            .flatten(),
+    }
+}
+
+/// Records due reminders every `every` until `stopping`.
+pub async fn remind(pool: PgPool, every: Duration, mut stopping: watch::Receiver<bool>) {
+    loop {
+        match events::remind(&pool).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(reminders = n, "expiry reminders recorded"),
+            Err(e) => tracing::warn!(error = %e, "reminder pass failed; retrying next interval"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stopping.changed() => return,
+        }
+    }
+}
