@@ -151,6 +151,7 @@ impl Background<'_> {
         let delivery = notify::Delivery {
             mailer: o.mailer.clone(),
             public_url: o.public_url.clone(),
+            webhooks: notify::webhook::Sender::new(o.webhook_allow_private),
         };
         let deliver = notify::deliver(
             self.pool.clone(),

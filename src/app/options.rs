@@ -74,6 +74,9 @@ pub struct Options {
     pub mailer: Option<Mailer>,
     /// How often reminders are looked for; `None` disables the pass here.
     pub reminder_interval: Option<Duration>,
+    /// Webhooks may target private, loopback and link-local addresses, and
+    /// plain http:// (tests, closed networks).
+    pub webhook_allow_private: bool,
 }
 
 impl Options {
@@ -108,6 +111,7 @@ impl Options {
             public_url: args.public_url.clone(),
             mailer,
             reminder_interval: (!args.reminder_interval.is_zero()).then_some(args.reminder_interval),
+            webhook_allow_private: args.webhook_allow_private,
         }
     }
 }
@@ -149,6 +153,7 @@ impl Default for Options {
             public_url: None,
             mailer: None,
             reminder_interval: Some(Duration::from_secs(600)),
+            webhook_allow_private: false,
         }
     }
 }

@@ -58,7 +58,19 @@ pub const PERMISSIONS: &[(&str, &[RoleKind])] = &[
     ("/vpnregistry.v1.LookupService/CheckAddresses", LOOKERS),
     // The whole active set: not for institutions.
     ("/vpnregistry.v1.LookupService/WatchChanges", &[Lookup, Isp, Reviewer]),
+    ("/vpnregistry.v1.WebhookService/CreateWebhook", WEBHOOK_OWNERS),
+    ("/vpnregistry.v1.WebhookService/ListWebhooks", WEBHOOK_READERS),
+    ("/vpnregistry.v1.WebhookService/DeleteWebhook", WEBHOOK_READERS),
+    ("/vpnregistry.v1.WebhookService/RotateWebhookSecret", WEBHOOK_OWNERS),
+    ("/vpnregistry.v1.WebhookService/TestWebhook", WEBHOOK_OWNERS),
+    ("/vpnregistry.v1.WebhookService/ListWebhookDeliveries", WEBHOOK_READERS),
+    ("/vpnregistry.v1.WebhookService/RedeliverWebhook", WEBHOOK_READERS),
 ];
+
+/// Who owns webhooks: institutions and ISP desks, each its own.
+const WEBHOOK_OWNERS: &[RoleKind] = &[Institution, Isp];
+/// Owners, and administrators (every endpoint: to see, stop and redeliver).
+const WEBHOOK_READERS: &[RoleKind] = &[Admin, Institution, Isp];
 
 /// Whether `path` answers without credentials.
 pub fn is_public(path: &str) -> bool {

@@ -17,13 +17,19 @@ use uuid::Uuid;
 use super::{StoreError, audit};
 use crate::domain::event::{EventType, REMINDER_DAYS};
 
-/// The outbox rows of the events in CTE `event` (id, institution_id,
-/// registration_id): the institution's contact e-mail.
+/// The outbox rows of the events in CTE `event` (id, type, institution_id,
+/// isp, registration_id): the institution's contact e-mail, and every live
+/// webhook of the institution, or of the ISP, that asked for the type (an
+/// ISP's webhooks can only ask for the types that concern it).
 macro_rules! fan_out {
     () => {
         "INSERT INTO notifications (event_id, channel, recipient, registration_id)
          SELECT e.id, 'email', i.contact_email, e.registration_id
-           FROM event e JOIN institutions i ON i.id = e.institution_id"
+           FROM event e JOIN institutions i ON i.id = e.institution_id
+         UNION ALL
+         SELECT e.id, 'webhook', w.id::text, e.registration_id
+           FROM event e JOIN webhooks w ON w.institution_id = e.institution_id OR w.isp = e.isp
+          WHERE w.delete_time IS NULL AND w.disable_time IS NULL AND e.type = ANY (w.event_types)"
     };
 }
 
@@ -43,7 +49,7 @@ pub async fn append_with_audit(
             INSERT INTO events (id, type, institution_id, isp, registration_id, reference, state, reason_code, reason)
             SELECT $14, $15, r.institution_id, r.isp, r.id, r.reference, r.state, $10, $11
               FROM registrations r WHERE r.id = $2
-            RETURNING id, institution_id, registration_id
+            RETURNING id, type, institution_id, isp, registration_id
         ) ",
         fan_out!()
     );
@@ -75,7 +81,7 @@ pub async fn remind(pool: &PgPool) -> Result<u64, StoreError> {
                    'reminder:' || due.id || ':' || due.valid_until || ':' || due.days
               FROM due
             ON CONFLICT (once_key) DO NOTHING
-            RETURNING id, institution_id, registration_id
+            RETURNING id, type, institution_id, isp, registration_id
         ), fanned AS (",
         fan_out!(),
         " RETURNING 1)

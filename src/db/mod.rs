@@ -11,6 +11,7 @@ pub mod notify;
 pub mod outbox;
 pub mod registrations;
 pub mod tokens;
+pub mod webhooks;
 
 use sqlx::{PgPool, postgres::PgPoolOptions};
 
@@ -102,7 +103,7 @@ pub async fn connect(
 const RUNTIME_WRITES: &[&str] = &[
     "GRANT INSERT, UPDATE ON institutions, registrations, registration_revisions TO {role}",
     "GRANT INSERT ON isps, idempotency_keys, audit_events, events TO {role}",
-    "GRANT INSERT, UPDATE ON notifications TO {role}",
+    "GRANT INSERT, UPDATE ON notifications, webhooks TO {role}",
     "GRANT UPDATE (last_use_time) ON api_tokens TO {role}",
     "GRANT EXECUTE ON FUNCTION prune_history(interval, interval) TO {role}",
 ];

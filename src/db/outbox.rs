@@ -35,13 +35,18 @@ pub struct Claimed {
     pub occur_time: OffsetDateTime,
     pub language: String,
     pub institution_name: String,
+    /// For a webhook: its URL and the secrets that sign (the previous one
+    /// during a rotation's grace), `None` once it is deleted or disabled.
+    pub url: Option<String>,
+    pub secret: Option<String>,
+    pub previous_secret: Option<String>,
 }
 
 /// Claims up to `limit` due notifications for `lease`.
 pub async fn claim(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Claimed>, StoreError> {
     Ok(sqlx::query_as::<_, Claimed>(
         "WITH due AS (
-            SELECT n.id FROM notifications n
+            SELECT n.id, n.event_id, n.channel, n.recipient FROM notifications n
              WHERE n.status = 'PENDING' AND n.next_attempt_time <= now()
                AND NOT EXISTS (SELECT FROM notifications o
                                 WHERE o.status = 'PENDING' AND o.recipient = n.recipient
@@ -53,11 +58,16 @@ pub async fn claim(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Cla
          UPDATE notifications n
             SET attempts = n.attempts + 1, last_attempt_time = now(),
                 next_attempt_time = now() + make_interval(secs => $2)
-           FROM due, events e, institutions i
-          WHERE n.id = due.id AND e.id = n.event_id AND i.id = e.institution_id
+           FROM due
+           JOIN events e ON e.id = due.event_id
+           JOIN institutions i ON i.id = e.institution_id
+           LEFT JOIN webhooks w ON due.channel = 'webhook' AND w.id::text = due.recipient
+                               AND w.delete_time IS NULL AND w.disable_time IS NULL
+          WHERE n.id = due.id
          RETURNING n.id, n.channel, n.recipient, n.attempts, n.create_time, e.id AS event_id,
                    e.type AS event_type, e.registration_id, e.reference, e.state, e.reason_code, e.reason,
-                   e.days_left, e.occur_time, i.language, i.legal_name AS institution_name",
+                   e.days_left, e.occur_time, i.language, i.legal_name AS institution_name, w.url, w.secret,
+                   CASE WHEN w.previous_secret_expire_time > now() THEN w.previous_secret END AS previous_secret",
     )
     .bind(limit)
     .bind(lease.as_secs_f64())

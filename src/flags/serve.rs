@@ -129,6 +129,11 @@ pub struct ServeArgs {
     /// recorded once).
     #[arg(long, env = "VPN_REGISTRY_REMINDER_INTERVAL", default_value = "10m", value_parser = duration)]
     pub reminder_interval: Duration,
+    /// Let webhooks target private, loopback and link-local addresses, and
+    /// plain http:// URLs: for tests and closed networks only (otherwise a
+    /// webhook could make this server call into its own network).
+    #[arg(long, env = "VPN_REGISTRY_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
     /// Connections one source address may hold open (TLS or not).
     #[arg(long, env = "VPN_REGISTRY_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = crate::admission::peers::DEFAULT_CONNECTIONS_PER_ADDRESS)]
     pub max_connections_per_address: u32,
@@ -251,6 +256,7 @@ impl ServeArgs {
             smtp_url = %args.smtp_url.as_deref().map(redact_url).unwrap_or_else(|| "(none: e-mail is kept, not sent)".into()),
             mail_from = args.mail_from,
             reminder_interval = ?args.reminder_interval,
+            webhook_allow_private = args.webhook_allow_private,
             max_connections_per_address = args.max_connections_per_address,
             max_handshakes_per_address = args.max_handshakes_per_address,
             handshake_timeout = ?args.handshake_timeout,

@@ -11,3 +11,4 @@ mod one_at_a_time;
 pub mod registrations;
 pub mod review;
 pub mod upstream;
+pub mod webhooks;

@@ -16,6 +16,7 @@
 pub mod backoff;
 pub mod mail;
 pub mod messages;
+pub mod webhook;
 
 use std::{
     sync::{
@@ -32,6 +33,7 @@ use tokio::{sync::watch, task::JoinSet};
 use crate::db::{
     events,
     outbox::{self, Claimed, Outcome},
+    webhooks,
 };
 use mail::{Mailer, Sent};
 
@@ -44,13 +46,14 @@ const LEASE: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(500);
 
 /// How notifications are delivered here.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Delivery {
     /// `None`: e-mail is kept (delivered to nothing, visible to
     /// administrators).
     pub mailer: Option<Mailer>,
     /// Links into the console, where set.
     pub public_url: Option<String>,
+    pub webhooks: webhook::Sender,
 }
 
 /// The channels, in the order [`Stats`] counts them.
@@ -97,7 +100,7 @@ pub async fn deliver(pool: PgPool, delivery: Delivery, stats: Arc<Stats>, mut st
                 for n in claimed {
                     let (pool, delivery, stats) = (pool.clone(), delivery.clone(), stats.clone());
                     round.spawn(async move {
-                        let outcome = delivery.attempt(&n).await;
+                        let outcome = delivery.attempt(&pool, &n).await;
                         stats.count(&n.channel, &outcome);
                         if let Outcome::Failed { error, retry_in, .. } = &outcome {
                             tracing::warn!(notification = n.id, channel = n.channel, attempts = n.attempts, error, retry_in = ?retry_in, "delivery failed");
@@ -123,9 +126,10 @@ pub async fn deliver(pool: PgPool, delivery: Delivery, stats: Arc<Stats>, mut st
 
 impl Delivery {
     /// One attempt at one notification.
-    async fn attempt(&self, n: &Claimed) -> Outcome {
+    async fn attempt(&self, pool: &PgPool, n: &Claimed) -> Outcome {
         match n.channel.as_str() {
             "email" => self.email(n).await,
+            "webhook" => self.webhook(pool, n).await,
             other => Outcome::Failed {
                 code: None,
                 error: format!("no delivery for channel {other}"),
@@ -149,6 +153,63 @@ impl Delivery {
             Sent::Permanent(code, error) => failed(n, code, error, None, true),
         }
     }
+}
+
+impl Delivery {
+    /// A thin, signed POST: 2xx delivered, 410 Gone stops the endpoint,
+    /// anything else is retried (after `Retry-After` where given).
+    async fn webhook(&self, pool: &PgPool, n: &Claimed) -> Outcome {
+        let (Some(url), Some(secret)) = (&n.url, &n.secret) else {
+            return failed(n, None, "the endpoint was deleted or disabled".into(), None, true);
+        };
+        let mut secrets = vec![secret.as_str()];
+        secrets.extend(n.previous_secret.as_deref());
+        let body = payload(n);
+        match self.webhooks.post(url, &secrets, &n.event_id.to_string(), body).await {
+            webhook::Answer::Status { code, .. } if (200..300).contains(&code) => Outcome::Delivered {
+                code: Some(i32::from(code)),
+            },
+            webhook::Answer::Status { code: 410, .. } => {
+                if let Ok(id) = uuid::Uuid::parse_str(&n.recipient)
+                    && let Err(e) = webhooks::disable(pool, id, "the endpoint answered 410 Gone").await
+                {
+                    tracing::warn!(webhook = %id, error = %e, "could not disable a webhook");
+                }
+                failed(n, Some(410), "410 Gone: the endpoint is disabled".into(), None, true)
+            }
+            webhook::Answer::Status { code, retry_after } => failed(
+                n,
+                Some(code),
+                format!("the endpoint answered {code}"),
+                retry_after,
+                false,
+            ),
+            webhook::Answer::Unreachable(why) => failed(n, None, why, None, false),
+        }
+    }
+}
+
+/// The thin payload (Standard Webhooks: type, timestamp, data): what
+/// happened to which registration, never personal data; the receiver reads
+/// the details through the API.
+fn payload(n: &Claimed) -> bytes::Bytes {
+    let occurred = n
+        .occur_time
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let body = serde_json::json!({
+        "type": n.event_type,
+        "timestamp": occurred,
+        "data": {
+            "event_id": n.event_id,
+            "registration_id": n.registration_id,
+            "reference": n.reference,
+            "state": n.state,
+            "reason_code": n.reason_code,
+            "days_left": n.days_left,
+        },
+    });
+    bytes::Bytes::from(body.to_string())
 }
 
 /// A failed attempt: retried by [`backoff`] unless `permanent` or too old.

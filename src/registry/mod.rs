@@ -7,6 +7,7 @@ mod institutions;
 mod isps;
 mod registrations;
 mod review;
+pub mod webhooks;
 
 use sqlx::PgPool;
 

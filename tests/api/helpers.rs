@@ -23,7 +23,7 @@ use vpn_registry::{
     pb::{
         self, institution_service_client::InstitutionServiceClient, isp_service_client::IspServiceClient,
         lookup_service_client::LookupServiceClient, registration_service_client::RegistrationServiceClient,
-        review_service_client::ReviewServiceClient,
+        review_service_client::ReviewServiceClient, webhook_service_client::WebhookServiceClient,
     },
     registry::Registry,
 };
@@ -49,6 +49,7 @@ pub type Registrations = RegistrationServiceClient<InterceptedService<Channel, B
 pub type Reviews = ReviewServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Isps = IspServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Lookups = LookupServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Webhooks = WebhookServiceClient<InterceptedService<Channel, Bearer>>;
 
 fn bearer(token: Option<&str>) -> Bearer {
     Bearer(token.map(|t| format!("Bearer {t}").parse().unwrap()))
@@ -69,6 +70,10 @@ impl TestApp {
 
     pub fn isps(&self, token: Option<&str>) -> Isps {
         IspServiceClient::with_interceptor(self.channel.clone(), bearer(token))
+    }
+
+    pub fn webhooks(&self, token: Option<&str>) -> Webhooks {
+        WebhookServiceClient::with_interceptor(self.channel.clone(), bearer(token))
     }
 
     pub fn lookups(&self, token: Option<&str>) -> Lookups {

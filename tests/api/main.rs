@@ -34,3 +34,4 @@ mod restores;
 mod runtime_role;
 mod security;
 mod watchers;
+mod webhooks;

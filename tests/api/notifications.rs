@@ -27,7 +27,7 @@ use crate::harness::{TestApp, eventually};
 
 /// The venv python with aiosmtpd and standardwebhooks (the test script
 /// installs it; run alone, the tests install it themselves).
-fn python() -> String {
+pub fn python() -> String {
     if let Ok(python) = std::env::var("VPN_REGISTRY_TEST_PYTHON") {
         return python;
     }

@@ -123,8 +123,35 @@ fn sample(path: &str, w: &World) -> Vec<u8> {
         }
         .encode_to_vec(),
         "WatchChanges" => pb::WatchChangesRequest::default().encode_to_vec(),
+        // Webhooks: an endpoint no one has (NOT_FOUND after authorisation;
+        // the webhook tests check tenants).
+        "CreateWebhook" => pb::CreateWebhookRequest {
+            webhook: Some(pb::Webhook {
+                url: "https://hooks.example.pk/vpn".into(),
+                ..Default::default()
+            }),
+        }
+        .encode_to_vec(),
+        "ListWebhooks" => pb::ListWebhooksRequest::default().encode_to_vec(),
+        "DeleteWebhook" => pb::DeleteWebhookRequest { id: nobody() }.encode_to_vec(),
+        "RotateWebhookSecret" => pb::RotateWebhookSecretRequest { id: nobody() }.encode_to_vec(),
+        "TestWebhook" => pb::TestWebhookRequest { id: nobody() }.encode_to_vec(),
+        "ListWebhookDeliveries" => pb::ListWebhookDeliveriesRequest {
+            webhook_id: nobody(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "RedeliverWebhook" => pb::RedeliverWebhookRequest {
+            delivery_id: "1".into(),
+        }
+        .encode_to_vec(),
         other => panic!("no sample request for {other}: add one"),
     }
+}
+
+/// An id nothing has.
+fn nobody() -> String {
+    Uuid::now_v7().to_string()
 }
 
 /// RPCs on one record: another tenant must find nothing.
