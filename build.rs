@@ -14,6 +14,7 @@ const PROTOS: &[&str] = &[
     "vpnregistry/v1/isp_service.proto",
     "vpnregistry/v1/lookup_service.proto",
     "vpnregistry/v1/webhook_service.proto",
+    "vpnregistry/v1/event_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -15,14 +15,15 @@ use super::background::Parts;
 use crate::admission::AdmissionLayer;
 use crate::auth::AuthLayer;
 use crate::grpc::{
-    institutions::InstitutionApi, isps::IspApi, lookup::LookupApi, registrations::RegistrationApi, review::ReviewApi,
-    webhooks::WebhookApi,
+    events::EventApi, institutions::InstitutionApi, isps::IspApi, lookup::LookupApi, registrations::RegistrationApi,
+    review::ReviewApi, webhooks::WebhookApi,
 };
 use crate::observe::ObserveLayer;
 use crate::pb::{
-    self, institution_service_server::InstitutionServiceServer, isp_service_server::IspServiceServer,
-    lookup_service_server::LookupServiceServer, registration_service_server::RegistrationServiceServer,
-    review_service_server::ReviewServiceServer, webhook_service_server::WebhookServiceServer,
+    self, event_service_server::EventServiceServer, institution_service_server::InstitutionServiceServer,
+    isp_service_server::IspServiceServer, lookup_service_server::LookupServiceServer,
+    registration_service_server::RegistrationServiceServer, review_service_server::ReviewServiceServer,
+    webhook_service_server::WebhookServiceServer,
 };
 use crate::web::{self, ConsoleRoutes, RdapRoutes};
 
@@ -102,6 +103,11 @@ pub(super) fn router<H: Health>(
         }))
         .add_optional_service(registry_service(serves_registry).map(|r| {
             ReviewServiceServer::new(ReviewApi::new(r))
+                .max_decoding_message_size(MAX_REGISTRY_REQUEST)
+                .max_encoding_message_size(MAX_RESPONSE)
+        }))
+        .add_optional_service(registry_service(serves_registry).map(|r| {
+            EventServiceServer::new(EventApi::new(r))
                 .max_decoding_message_size(MAX_REGISTRY_REQUEST)
                 .max_encoding_message_size(MAX_RESPONSE)
         }))

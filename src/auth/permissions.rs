@@ -58,6 +58,8 @@ pub const PERMISSIONS: &[(&str, &[RoleKind])] = &[
     ("/vpnregistry.v1.LookupService/CheckAddresses", LOOKERS),
     // The whole active set: not for institutions.
     ("/vpnregistry.v1.LookupService/WatchChanges", &[Lookup, Isp, Reviewer]),
+    ("/vpnregistry.v1.EventService/ListInstitutionEvents", EVENT_READERS),
+    ("/vpnregistry.v1.EventService/WatchInstitutionEvents", EVENT_READERS),
     ("/vpnregistry.v1.WebhookService/CreateWebhook", WEBHOOK_OWNERS),
     ("/vpnregistry.v1.WebhookService/ListWebhooks", WEBHOOK_READERS),
     ("/vpnregistry.v1.WebhookService/DeleteWebhook", WEBHOOK_READERS),
@@ -67,6 +69,8 @@ pub const PERMISSIONS: &[(&str, &[RoleKind])] = &[
     ("/vpnregistry.v1.WebhookService/RedeliverWebhook", WEBHOOK_READERS),
 ];
 
+/// Who reads the event feed: institutions and ISP desks their own, staff all.
+const EVENT_READERS: &[RoleKind] = &[Admin, Reviewer, Institution, Isp];
 /// Who owns webhooks: institutions and ISP desks, each its own.
 const WEBHOOK_OWNERS: &[RoleKind] = &[Institution, Isp];
 /// Owners, and administrators (every endpoint: to see, stop and redeliver).

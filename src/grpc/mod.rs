@@ -4,6 +4,7 @@
 
 pub mod convert;
 pub mod error;
+pub mod events;
 pub mod institutions;
 pub mod isps;
 pub mod lookup;

@@ -21,9 +21,10 @@ use vpn_registry::{
     },
     grpc::review::{self, DecisionFields},
     pb::{
-        self, institution_service_client::InstitutionServiceClient, isp_service_client::IspServiceClient,
-        lookup_service_client::LookupServiceClient, registration_service_client::RegistrationServiceClient,
-        review_service_client::ReviewServiceClient, webhook_service_client::WebhookServiceClient,
+        self, event_service_client::EventServiceClient, institution_service_client::InstitutionServiceClient,
+        isp_service_client::IspServiceClient, lookup_service_client::LookupServiceClient,
+        registration_service_client::RegistrationServiceClient, review_service_client::ReviewServiceClient,
+        webhook_service_client::WebhookServiceClient,
     },
     registry::Registry,
 };
@@ -50,6 +51,7 @@ pub type Reviews = ReviewServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Isps = IspServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Lookups = LookupServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Webhooks = WebhookServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Events = EventServiceClient<InterceptedService<Channel, Bearer>>;
 
 fn bearer(token: Option<&str>) -> Bearer {
     Bearer(token.map(|t| format!("Bearer {t}").parse().unwrap()))
@@ -74,6 +76,10 @@ impl TestApp {
 
     pub fn webhooks(&self, token: Option<&str>) -> Webhooks {
         WebhookServiceClient::with_interceptor(self.channel.clone(), bearer(token))
+    }
+
+    pub fn event_feed(&self, token: Option<&str>) -> Events {
+        EventServiceClient::with_interceptor(self.channel.clone(), bearer(token))
     }
 
     pub fn lookups(&self, token: Option<&str>) -> Lookups {

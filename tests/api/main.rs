@@ -7,6 +7,7 @@ mod change_stream;
 mod cli;
 mod console;
 mod deploy;
+mod events;
 mod expiry;
 mod fairness;
 mod fanout;

@@ -76,6 +76,10 @@ pub async fn call_within(
     if path.path().ends_with("/WatchChanges") {
         let mut stream = grpc.server_streaming(req, path, RawCodec).await?.into_inner();
         Ok(stream.message().await?.unwrap_or_default())
+    } else if path.path().ends_with("/WatchInstitutionEvents") {
+        // Answered once the stream opens (events may never come).
+        grpc.server_streaming(req, path, RawCodec).await?;
+        Ok(Vec::new())
     } else {
         Ok(grpc.unary(req, path, RawCodec).await?.into_inner())
     }

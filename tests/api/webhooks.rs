@@ -176,22 +176,25 @@ async fn every_event_arrives_signed_in_order_once_even_through_an_outage(pool: P
     }
     // The refused attempts were retried, not lost or duplicated as delivered.
     assert!(receiver.requests().iter().any(|r| r["status"] == 503));
-    let deliveries = app
-        .webhooks(Some(&token))
-        .list_webhook_deliveries(pb::ListWebhookDeliveriesRequest {
-            webhook_id: hook.id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .deliveries;
-    assert_eq!(deliveries.len(), 4);
-    assert!(
-        deliveries
-            .iter()
-            .all(|d| d.status == "DELIVERED" && d.last_status_code == 200)
-    );
+    // Recorded as delivered a moment after the receiver answered.
+    let deliveries = eventually("deliveries recorded", Duration::from_secs(10), || async {
+        let deliveries = app
+            .webhooks(Some(&token))
+            .list_webhook_deliveries(pb::ListWebhookDeliveriesRequest {
+                webhook_id: hook.id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .deliveries;
+        let done = deliveries.len() == 4
+            && deliveries
+                .iter()
+                .all(|d| d.status == "DELIVERED" && d.last_status_code == 200);
+        done.then_some(deliveries)
+    })
+    .await;
     assert!(deliveries.iter().any(|d| d.attempts > 1), "{deliveries:?}");
 
     // Redelivery: the same event again, with the same webhook-id.
@@ -251,16 +254,21 @@ async fn a_gone_endpoint_is_disabled_and_a_ping_says_what_it_answered(pool: PgPo
     .await;
     assert!(disabled.disable_reason.contains("410"), "{disabled:?}");
     assert!(disabled.secret.is_empty(), "a secret is shown only when made");
-    let dead = client
-        .list_webhook_deliveries(pb::ListWebhookDeliveriesRequest {
-            webhook_id: hook.id.clone(),
-            status: "DEAD".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .deliveries;
+    let dead = eventually("the dead letter", Duration::from_secs(10), || async {
+        let dead = app
+            .webhooks(Some(&token))
+            .list_webhook_deliveries(pb::ListWebhookDeliveriesRequest {
+                webhook_id: hook.id.clone(),
+                status: "DEAD".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .deliveries;
+        (!dead.is_empty()).then_some(dead)
+    })
+    .await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].last_status_code, 410);
     // Later events no longer go there.
