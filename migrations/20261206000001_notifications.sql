@@ -70,3 +70,5 @@ CREATE TABLE notifications (
 CREATE INDEX notifications_due_idx ON notifications (next_attempt_time) WHERE status = 'PENDING';
 CREATE INDEX notifications_order_idx ON notifications (recipient, registration_id, id) WHERE status = 'PENDING';
 CREATE INDEX notifications_event_idx ON notifications (event_id);
+-- What the operator watches: dead letters are few and must be counted fast.
+CREATE INDEX notifications_dead_idx ON notifications (channel) WHERE status = 'DEAD';

@@ -76,6 +76,7 @@ impl Background<'_> {
             limits: limits.clone(),
             pools: self.pools(),
             expiry,
+            deliveries,
             metrics: metrics.clone(),
             max_feed_lag: self.options.max_feed_lag,
             stopping: self.stopping.subscribe(),

@@ -17,7 +17,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use uuid::Uuid;
 
 use super::vitals::{Probed, Vitals};
-use crate::db::{feed, registrations};
+use crate::db::{feed, outbox, registrations};
 use crate::fence::Fence;
 
 /// How often the probe asks PostgreSQL; an answer must come within it.
@@ -87,6 +87,12 @@ pub async fn probe(probe: Probe, vitals: Arc<Vitals>, reporter: HealthReporter, 
                     counted = Some(Instant::now());
                 }
                 Err(e) => tracing::debug!(error = %e, "counting registrations failed"),
+            }
+        }
+        if serves_registry {
+            match outbox::depth(&primary).await {
+                Ok(depth) => vitals.set_outbox(depth),
+                Err(e) => tracing::debug!(error = %e, "measuring the outbox failed"),
             }
         }
         if *stopping.borrow() {

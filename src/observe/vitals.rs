@@ -13,8 +13,10 @@ use uuid::Uuid;
 
 use super::metrics::Metrics;
 use crate::auth::{Credentials, limits::RateLimits};
+use crate::db::outbox::Depth;
 use crate::domain::state::State;
 use crate::lookup::Lookups;
+use crate::notify;
 use crate::sync::lock;
 use crate::tasks::expiry;
 
@@ -38,6 +40,8 @@ pub struct Vitals {
     probed: Mutex<Probed>,
     /// Registrations by state, once counted.
     registrations: Mutex<Option<Vec<(State, i64)>>>,
+    /// The notification outbox, as last measured.
+    outbox: Mutex<Option<Depth>>,
 }
 
 /// The checks behind readiness.
@@ -79,6 +83,16 @@ pub struct Status {
     pub index: IndexStatus,
     pub watchers: usize,
     pub credentials: usize,
+    /// The notification outbox (servers of the registry only).
+    pub notifications: Option<NotificationStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NotificationStatus {
+    #[serde(flatten)]
+    pub outbox: Depth,
+    /// Deliveries by this process since it started: channel -> outcome -> count.
+    pub deliveries: std::collections::BTreeMap<&'static str, std::collections::BTreeMap<&'static str, u64>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -105,6 +119,7 @@ pub struct Sources {
     pub limits: Arc<RateLimits>,
     pub pools: Vec<(&'static str, PgPool)>,
     pub expiry: Arc<expiry::Stats>,
+    pub deliveries: Arc<notify::Stats>,
     pub metrics: Arc<Metrics>,
     pub max_feed_lag: Duration,
     pub stopping: watch::Receiver<bool>,
@@ -117,6 +132,7 @@ impl Vitals {
             sources,
             probed: Mutex::default(),
             registrations: Mutex::default(),
+            outbox: Mutex::default(),
         }
     }
 
@@ -130,6 +146,10 @@ impl Vitals {
 
     pub fn set_probed(&self, p: Probed) {
         *lock(&self.probed) = p;
+    }
+
+    pub fn set_outbox(&self, depth: Depth) {
+        *lock(&self.outbox) = Some(depth);
     }
 
     pub fn set_registrations(&self, counts: Vec<(State, i64)>) {
@@ -171,6 +191,16 @@ impl Vitals {
             index: IndexStatus { ipv4, ipv6 },
             watchers: self.sources.lookups.watchers(),
             credentials: self.sources.credentials.len(),
+            notifications: lock(&self.outbox).clone().map(|outbox| {
+                let mut deliveries = std::collections::BTreeMap::new();
+                for (channel, outcome, n) in self.sources.deliveries.totals() {
+                    deliveries
+                        .entry(channel)
+                        .or_insert_with(std::collections::BTreeMap::new)
+                        .insert(outcome, n);
+                }
+                NotificationStatus { outbox, deliveries }
+            }),
         }
     }
 
@@ -218,6 +248,22 @@ impl Vitals {
             m.counter("vpn_registry_rate_limited_total", &[("role", role.as_str().into())], n);
         }
         m.counter("vpn_registry_auth_failures_total", &[], s.limits.auth_failures());
+        if let Some(n) = &status.notifications {
+            m.gauge("vpn_registry_notifications_pending", &[], n.outbox.pending as f64);
+            m.gauge("vpn_registry_notifications_dead", &[], n.outbox.dead as f64);
+            m.gauge(
+                "vpn_registry_notifications_oldest_pending_seconds",
+                &[],
+                n.outbox.oldest_pending_seconds.unwrap_or(0.0),
+            );
+        }
+        for (channel, outcome, n) in s.deliveries.totals() {
+            m.counter(
+                "vpn_registry_notification_deliveries_total",
+                &[("channel", channel.into()), ("outcome", outcome.into())],
+                n,
+            );
+        }
         let (runs, expired) = s.expiry.totals();
         m.counter("vpn_registry_expiry_runs_total", &[], runs);
         m.counter("vpn_registry_registrations_expired_total", &[], expired);

@@ -295,6 +295,21 @@ async fn without_a_mail_server_messages_are_kept_not_lost(pool: PgPool) {
         (status == "KEPT").then_some(())
     })
     .await;
+    // The operator sees the outbox and what became of deliveries.
+    let status = eventually("/status shows the outbox", Duration::from_secs(10), || async {
+        let (_, body) = app.http("/status").await;
+        let status: Value = serde_json::from_str(&body).ok()?;
+        (status["notifications"]["pending"] == 0).then_some(status)
+    })
+    .await;
+    assert_eq!(status["notifications"]["dead"], 0);
+    assert_eq!(status["notifications"]["deliveries"]["email"]["kept"], 1);
+    let (_, metrics) = app.http("/metrics").await;
+    assert!(
+        metrics.contains(r#"vpn_registry_notification_deliveries_total{channel="email",outcome="kept"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("vpn_registry_notifications_pending 0"), "{metrics}");
 }
 
 #[sqlx::test]
