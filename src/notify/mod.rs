@@ -39,9 +39,10 @@ use mail::{Mailer, Sent};
 
 /// Notifications claimed per round (delivered concurrently).
 const BATCH: i64 = 32;
-/// How long a claim holds a notification: past every delivery's time limit
-/// (15 s), so a row is only claimed again once its delivery surely ended.
-const LEASE: Duration = Duration::from_secs(60);
+/// How long a claim holds a notification: twice every delivery's time
+/// limit (15 s), so a row is only claimed again once its delivery surely
+/// ended (or its process died: then another takes it over after this).
+const LEASE: Duration = Duration::from_secs(30);
 /// How often an idle worker looks for work.
 const POLL: Duration = Duration::from_millis(500);
 

@@ -631,3 +631,54 @@ async fn on_sigterm_readiness_fails_first_and_watchers_are_told_to_resume_elsewh
     let (status, _) = served.wait().await;
     assert!(status.success());
 }
+
+#[sqlx::test]
+async fn kill_9_of_the_delivering_process_loses_no_notification(pool: PgPool) {
+    use crate::notifications::Mailbox;
+    let url = database_url(&pool);
+    // The first server's mail server takes the connection and never answers:
+    // it is killed in the middle of a delivery.
+    let hole = Mailbox::silent().await;
+    let smtp = format!("smtp://127.0.0.1:{}", hole.port);
+    let first = serve(&["--smtp-url", &smtp], &url);
+    let app = TestApp::attach(
+        first.addr.parse().unwrap(),
+        first.http.as_deref().unwrap().parse().unwrap(),
+        pool.clone(),
+    )
+    .await;
+    let (_, token) = app.enrol(pb::InstitutionCategory::Bank).await;
+    let r = app.submit(&token, &["8.8.8.0/24"]).await;
+    eventually("the delivery is under way", Duration::from_secs(10), || async {
+        let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM notifications")
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+        (attempts == 1).then_some(())
+    })
+    .await;
+    signal(first.child(), "KILL");
+    let (status, _) = first.wait().await;
+    assert!(!status.success());
+
+    // Another server takes it over once the dead one's claim runs out.
+    let mailbox = Mailbox::start(0).await;
+    let smtp = format!("smtp://127.0.0.1:{}", mailbox.port);
+    let _second = serve(&["--smtp-url", &smtp], &url);
+    let mails = mailbox.wait_for(&r.reference, 1).await;
+    assert!(
+        mails[0]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("We received application")
+    );
+    eventually("recorded as delivered", Duration::from_secs(10), || async {
+        let (status, attempts): (String, i32) = sqlx::query_as("SELECT status, attempts FROM notifications")
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+        (status == "DELIVERED").then(|| assert_eq!(attempts, 2))
+    })
+    .await;
+    assert_eq!(mailbox.about(&r.reference).len(), 1);
+}

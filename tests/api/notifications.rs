@@ -48,10 +48,18 @@ pub struct Mailbox {
 impl Mailbox {
     /// Starts one; it answers the first `fail_first` messages 451.
     pub async fn start(fail_first: u32) -> Self {
+        Self::spawn(&["--fail-first", &fail_first.to_string()]).await
+    }
+
+    /// One that accepts connections and never answers: deliveries hang.
+    pub async fn silent() -> Self {
+        Self::spawn(&["--silent"]).await
+    }
+
+    async fn spawn(args: &[&str]) -> Self {
         let mut child = Command::new(python())
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/smtp_sink.py"))
-            .arg("--fail-first")
-            .arg(fail_first.to_string())
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)

@@ -43,10 +43,15 @@ class Handler:
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--fail-first", type=int, default=0)
+    # Accept connections and never say a word: a delivery to it hangs.
+    parser.add_argument("--silent", action="store_true")
     args = parser.parse_args()
     handler = Handler(args.fail_first)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SMTP(handler), "127.0.0.1", 0)
+    if args.silent:
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+    else:
+        server = await loop.create_server(lambda: SMTP(handler), "127.0.0.1", 0)
     print(f"port {server.sockets[0].getsockname()[1]}", flush=True)
     # Ends when the test closes our stdin (or kills us).
     await loop.run_in_executor(None, sys.stdin.read)
