@@ -1,5 +1,6 @@
 //! Institutions: every statement that reads or writes the `institutions` table.
 
+use crate::domain::institution::Language;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use time::{Date, OffsetDateTime};
@@ -16,7 +17,8 @@ use crate::domain::{
 macro_rules! columns {
     () => {
         "id, category, legal_name, cnic, ntn, secp_number, pseb_number, pseb_expiry,
-    sbp_licence, accreditation_ref, country, contact_email, contact_phone, version, create_time, update_time"
+    sbp_licence, accreditation_ref, country, contact_email, contact_phone, language, version, create_time,
+    update_time"
     };
 }
 
@@ -35,6 +37,7 @@ struct Row {
     country: Option<String>,
     contact_email: String,
     contact_phone: String,
+    language: String,
     version: i64,
     create_time: OffsetDateTime,
     update_time: OffsetDateTime,
@@ -71,6 +74,7 @@ impl TryFrom<Row> for Institution {
                 country: opt(r.country, "country")?,
                 contact_email: reparse(&r.contact_email, "contact_email")?,
                 contact_phone: reparse(&r.contact_phone, "contact_phone")?,
+                language: decode(&r.language, Language::from_db, "language")?,
             },
             version: r.version,
             create_time: r.create_time,
@@ -99,8 +103,9 @@ pub async fn create(
     }
     let row: Row = sqlx::query_as(concat!(
         "INSERT INTO institutions (id, category, legal_name, cnic, ntn, secp_number, pseb_number, pseb_expiry,
-                                   sbp_licence, accreditation_ref, country, contact_email, contact_phone)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                                   sbp_licence, accreditation_ref, country, contact_email, contact_phone,
+                                   language)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
          RETURNING ",
         columns!(),
         ""
@@ -121,7 +126,7 @@ pub async fn create(
 
 /// Binds the profile columns in their usual order: legal_name, cnic, ntn,
 /// secp_number, pseb_number, pseb_expiry, sbp_licence, accreditation_ref,
-/// country, contact_email, contact_phone.
+/// country, contact_email, contact_phone, language.
 trait BindProfile {
     fn bind_profile(self, p: &Profile) -> Self;
 }
@@ -143,6 +148,7 @@ impl<'q, O> BindProfile for sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres
             .bind(p.country.map(|c| c.as_str().to_owned()))
             .bind(p.contact_email.as_str().to_owned())
             .bind(p.contact_phone.as_str().to_owned())
+            .bind(p.language.as_str())
     }
 }
 
@@ -243,7 +249,7 @@ impl Write<'_> {
             "UPDATE institutions
                 SET legal_name = $2, cnic = $3, ntn = $4, secp_number = $5, pseb_number = $6, pseb_expiry = $7,
                     sbp_licence = $8, accreditation_ref = $9, country = $10, contact_email = $11,
-                    contact_phone = $12, version = version + 1, update_time = now()
+                    contact_phone = $12, language = $13, version = version + 1, update_time = now()
               WHERE id = $1
              RETURNING ",
             columns!(),

@@ -83,6 +83,23 @@ pub struct Profile {
     pub country: Option<Country>,
     pub contact_email: Email,
     pub contact_phone: Phone,
+    /// What the registry's messages to the institution are written in.
+    pub language: Language,
+}
+
+crate::domain::db_enum::db_enum!(
+    /// The languages the registry writes to institutions in.
+    Language {
+        English => "en",
+        Urdu => "ur",
+    }
+);
+
+impl Language {
+    /// Written right to left.
+    pub fn is_rtl(self) -> bool {
+        self == Self::Urdu
+    }
 }
 
 /// Profile fields as parsed one by one from a request, before the category
@@ -100,6 +117,7 @@ pub struct ProfileDraft {
     pub country: Option<Country>,
     pub contact_email: Option<Email>,
     pub contact_phone: Option<Phone>,
+    pub language: Option<Language>,
 }
 
 crate::domain::db_enum::db_enum!(
@@ -116,14 +134,16 @@ crate::domain::db_enum::db_enum!(
         Country => "country",
         ContactEmail => "contact_email",
         ContactPhone => "contact_phone",
+        Language => "language",
     }
 );
 
 impl ProfileField {
-    /// What an institution may change about itself: its contact details.
-    /// The rest (category, identity documents, the PSEB registration and its
-    /// expiry) are the regulator's, changed by administrators.
-    pub const SELF_SERVICE: &[ProfileField] = &[Self::ContactEmail, Self::ContactPhone];
+    /// What an institution may change about itself: its contact details and
+    /// the language it is written to in. The rest (category, identity
+    /// documents, the PSEB registration and its expiry) are the regulator's,
+    /// changed by administrators.
+    pub const SELF_SERVICE: &[ProfileField] = &[Self::ContactEmail, Self::ContactPhone, Self::Language];
 }
 
 /// A PSEB expiry as given: an expired registration is not accepted (the
@@ -191,6 +211,7 @@ impl ProfileDraft {
             F::Country => self.country = other.country,
             F::ContactEmail => self.contact_email.clone_from(&other.contact_email),
             F::ContactPhone => self.contact_phone.clone_from(&other.contact_phone),
+            F::Language => self.language = other.language,
         }
     }
 
@@ -270,6 +291,8 @@ impl ProfileDraft {
             country: self.country,
             contact_email,
             contact_phone,
+            // English unless the institution chose otherwise.
+            language: self.language.unwrap_or(Language::English),
         })
     }
 }
@@ -292,6 +315,7 @@ impl From<Profile> for ProfileDraft {
             country: p.country,
             contact_email: Some(p.contact_email),
             contact_phone: Some(p.contact_phone),
+            language: Some(p.language),
         }
     }
 }
@@ -317,6 +341,7 @@ impl Profile {
             ("country", opt(&self.country, |c| c.as_str().to_owned())),
             ("contact_email", json!(self.contact_email.as_str())),
             ("contact_phone", json!(self.contact_phone.as_str())),
+            ("language", json!(self.language.as_str())),
         ]
     }
 }

@@ -37,7 +37,7 @@ pub struct Composed {
 /// this version does not know (written by a newer one).
 pub fn compose(n: &Claimed, public_url: Option<&str>) -> Option<Composed> {
     let event = EventType::from_db(&n.event_type)?;
-    let language = Language::from_db(&n.language);
+    let language = Language::from_db(&n.language).unwrap_or(Language::English);
     let l = labels(language);
     let (what, next) = text(event, language);
     let days = n.days_left.unwrap_or_default().to_string();
@@ -65,7 +65,7 @@ pub fn compose(n: &Claimed, public_url: Option<&str>) -> Option<Composed> {
     let dir = if language.is_rtl() { "rtl" } else { "ltr" };
     let page = html! {
         (DOCTYPE)
-        html lang=(language.code()) dir=(dir) {
+        html lang=(language.as_str()) dir=(dir) {
             head { meta charset="utf-8"; title { (headline) } }
             body {
                 h1 { (headline) }
@@ -131,7 +131,7 @@ impl Mailer {
             .message_id(Some(format!("<{event_id}@{domain}>")))
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("Content-Language"),
-                m.language.code().to_owned(),
+                m.language.as_str().to_owned(),
             ))
             // The event, for receivers that file messages by it.
             .raw_header(HeaderValue::new(

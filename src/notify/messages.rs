@@ -4,30 +4,7 @@
 
 use crate::domain::event::EventType;
 
-/// The languages messages are written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Language {
-    English,
-    Urdu,
-}
-
-impl Language {
-    /// As stored on the institution ('en' unless it chose 'ur').
-    pub fn from_db(s: &str) -> Self {
-        if s == "ur" { Self::Urdu } else { Self::English }
-    }
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::English => "en",
-            Self::Urdu => "ur",
-        }
-    }
-
-    pub fn is_rtl(self) -> bool {
-        self == Self::Urdu
-    }
-}
+pub use crate::domain::institution::Language;
 
 /// The fixed words around an event's own text.
 pub struct Labels {

@@ -43,8 +43,9 @@ const BATCH: i64 = 32;
 /// limit (15 s), so a row is only claimed again once its delivery surely
 /// ended (or its process died: then another takes it over after this).
 const LEASE: Duration = Duration::from_secs(30);
-/// How often an idle worker looks for work.
-const POLL: Duration = Duration::from_millis(500);
+/// How often an idle worker looks for work (a busy one claims again at
+/// once): the most a notification waits for its first attempt.
+const POLL: Duration = Duration::from_secs(1);
 
 /// How notifications are delivered here.
 #[derive(Clone)]

@@ -24,6 +24,8 @@ use crate::fence::Fence;
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// How often registrations are counted by state (a scan, so not per scrape).
 const COUNT_INTERVAL: Duration = Duration::from_secs(30);
+/// How often the notification outbox is measured.
+const OUTBOX_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The services that need the database.
 const REGISTRY_SERVICES: &[&str] = &[
@@ -65,6 +67,7 @@ pub async fn probe(probe: Probe, vitals: Arc<Vitals>, reporter: HealthReporter, 
     let mut reported = None;
     let mut mismatch_since: Option<Instant> = None;
     let mut counted: Option<Instant> = None;
+    let mut outbox_measured: Option<Instant> = None;
     loop {
         let previous = vitals.probed();
         let probed = probe_feed(&primary, &vitals, &previous, &mut mismatch_since).await;
@@ -89,12 +92,6 @@ pub async fn probe(probe: Probe, vitals: Arc<Vitals>, reporter: HealthReporter, 
                 Err(e) => tracing::debug!(error = %e, "counting registrations failed"),
             }
         }
-        if serves_registry {
-            match outbox::depth(&primary).await {
-                Ok(depth) => vitals.set_outbox(depth),
-                Err(e) => tracing::debug!(error = %e, "measuring the outbox failed"),
-            }
-        }
         if *stopping.borrow() {
             return;
         }
@@ -103,6 +100,16 @@ pub async fn probe(probe: Probe, vitals: Arc<Vitals>, reporter: HealthReporter, 
         if reported != Some(now) {
             report(&reporter, now, serves_registry).await;
             reported = Some(now);
+        }
+        // After reporting, and bounded: a database that does not answer
+        // must not hold back what health says.
+        if serves_registry && outbox_measured.is_none_or(|at| at.elapsed() >= OUTBOX_INTERVAL) {
+            outbox_measured = Some(Instant::now());
+            match tokio::time::timeout(PROBE_INTERVAL, outbox::depth(&primary)).await {
+                Ok(Ok(depth)) => vitals.set_outbox(depth),
+                Ok(Err(e)) => tracing::debug!(error = %e, "measuring the outbox failed"),
+                Err(_) => tracing::debug!("measuring the outbox timed out"),
+            }
         }
         // Quickly until the index is loaded, then at the normal pace.
         let pause = if checks.index_loaded {

@@ -665,7 +665,8 @@ async fn kill_9_of_the_delivering_process_loses_no_notification(pool: PgPool) {
     let mailbox = Mailbox::start(0).await;
     let smtp = format!("smtp://127.0.0.1:{}", mailbox.port);
     let _second = serve(&["--smtp-url", &smtp], &url);
-    let mails = mailbox.wait_for(&r.reference, 1).await;
+    // The claim's lease is 30 s.
+    let mails = mailbox.wait_within(&r.reference, 1, Duration::from_secs(60)).await;
     assert!(
         mails[0]["subject"]
             .as_str()

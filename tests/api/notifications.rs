@@ -101,7 +101,12 @@ impl Mailbox {
 
     /// Waits until `n` messages about `reference` arrived; returns them.
     pub async fn wait_for(&self, reference: &str, n: usize) -> Vec<Value> {
-        eventually("the messages arrive", Duration::from_secs(30), || async {
+        self.wait_within(reference, n, Duration::from_secs(30)).await
+    }
+
+    /// [`Mailbox::wait_for`], for at most `within`.
+    pub async fn wait_within(&self, reference: &str, n: usize, within: Duration) -> Vec<Value> {
+        eventually("the messages arrive", within, || async {
             let got = self.about(reference);
             (got.len() >= n).then_some(got)
         })
@@ -224,11 +229,25 @@ async fn an_institution_that_chose_urdu_is_written_to_in_urdu(pool: PgPool) {
     let mailbox = Mailbox::start(0).await;
     let app = app_mailing_to(pool, &mailbox).await;
     let (institution, token) = app.enrol(C::Company).await;
-    sqlx::query("UPDATE institutions SET language = 'ur' WHERE id = $1")
-        .bind(Uuid::parse_str(&institution.id).unwrap())
-        .execute(&app.pool)
+    // The institution chooses, as it may change its contact details.
+    let chosen = app
+        .institutions(Some(&token))
+        .update_institution(pb::UpdateInstitutionRequest {
+            institution: Some(pb::Institution {
+                id: institution.id.clone(),
+                language: pb::Language::Urdu as i32,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["language".into()],
+            }),
+            request_id: String::new(),
+        })
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner();
+    assert_eq!(chosen.language, pb::Language::Urdu as i32);
+    assert_eq!(institution.language, pb::Language::English as i32, "English by default");
     let r = app.submit(&token, &["8.8.8.0/24"]).await;
     let mail = &mailbox.wait_for(&r.reference, 1).await[0];
     assert_eq!(mail["language"], "ur");

@@ -1,6 +1,7 @@
 //! Institutions on the wire.
 
 use super::{date, from_date, optional, timestamp};
+use crate::domain::institution::Language;
 use crate::domain::{
     Violations,
     institution::{self, Category, Institution, Profile, ProfileDraft, ProfileField, ProfilePatch},
@@ -57,6 +58,17 @@ fn set_profile_field(draft: &mut ProfileDraft, field: ProfileField, m: &pb::Inst
         F::Country => draft.country = optional(name, &m.country, v),
         F::ContactEmail => draft.contact_email = optional(name, &m.contact_email, v),
         F::ContactPhone => draft.contact_phone = optional(name, &m.contact_phone, v),
+        F::Language => {
+            draft.language = match pb::Language::try_from(m.language) {
+                Ok(pb::Language::Unspecified) => None,
+                Ok(pb::Language::English) => Some(Language::English),
+                Ok(pb::Language::Urdu) => Some(Language::Urdu),
+                Err(_) => {
+                    v.add(name, format!("{} is not a language", m.language));
+                    None
+                }
+            }
+        }
     }
 }
 
@@ -109,6 +121,10 @@ pub fn institution_to_pb(i: Institution) -> pb::Institution {
         country: text(p.country.map(|c| c.as_str())),
         contact_email: p.contact_email.as_str().to_owned(),
         contact_phone: p.contact_phone.as_str().to_owned(),
+        language: match p.language {
+            Language::English => pb::Language::English,
+            Language::Urdu => pb::Language::Urdu,
+        } as i32,
         etag: Etag::render(i.version),
         create_time: Some(timestamp(i.create_time)),
         update_time: Some(timestamp(i.update_time)),

@@ -112,6 +112,9 @@ pub(super) struct InstitutionForm {
     contact_email: String,
     #[serde(default)]
     contact_phone: String,
+    /// ENGLISH or URDU (the API's Language without its prefix).
+    #[serde(default)]
+    language: String,
     #[serde(default)]
     csrf: String,
     #[serde(default)]
@@ -133,6 +136,7 @@ const PROFILE_FIELDS: &[&str] = &[
     "country",
     "contact_email",
     "contact_phone",
+    "language",
 ];
 
 impl InstitutionForm {
@@ -157,12 +161,15 @@ impl InstitutionForm {
             country: i.country.clone(),
             contact_email: i.contact_email.clone(),
             contact_phone: i.contact_phone.clone(),
+            language: pb::Language::try_from(i.language)
+                .map(|l| l.as_str_name().trim_start_matches("LANGUAGE_").to_owned())
+                .unwrap_or_default(),
             etag: i.etag.clone(),
             ..Self::default()
         }
     }
 
-    fn values(&self) -> [(&'static str, &str); 11] {
+    fn values(&self) -> [(&'static str, &str); 12] {
         [
             ("legal_name", &self.legal_name),
             ("cnic", &self.cnic),
@@ -175,6 +182,7 @@ impl InstitutionForm {
             ("country", &self.country),
             ("contact_email", &self.contact_email),
             ("contact_phone", &self.contact_phone),
+            ("language", &self.language),
         ]
     }
 
@@ -202,6 +210,7 @@ impl InstitutionForm {
             country: t(&self.country),
             contact_email: t(&self.contact_email),
             contact_phone: t(&self.contact_phone),
+            language: pb::Language::from_str_name(&format!("LANGUAGE_{}", self.language)).map_or(0, |l| l as i32),
             etag: self.etag.clone(),
             ..Default::default()
         })
@@ -250,10 +259,19 @@ fn form_page(v: &Visitor, f: &FormPage, values: &InstitutionForm, errors: &Field
             (Field::new("contact_email", "Contact e-mail", &values.contact_email).kind(Kind::Email).required().render(errors))
             (Field::new("contact_phone", "Contact phone", &values.contact_phone).kind(Kind::Tel).required().max(20)
                 .hint("Such as +923001234567 or 0300 1234567.").render(errors))
+            (fields::select("language", "Messages are written in", &values.language, &languages(), errors))
             button type="submit" { (if f.editing { "Save changes" } else { "Enrol" }) }
         }
     };
     page::respond(status, page::frame(f.title, Some(&v.session), body))
+}
+
+/// The languages an institution may be written to in.
+fn languages() -> Vec<(String, String)> {
+    vec![
+        ("ENGLISH".to_owned(), "English".to_owned()),
+        ("URDU".to_owned(), "اردو (Urdu)".to_owned()),
+    ]
 }
 
 fn refusal_errors(status: &tonic::Status) -> FieldErrors {
@@ -348,7 +366,8 @@ pub(super) async fn update(
         .values()
         .iter()
         .zip(before.values())
-        .filter(|((_, now), (_, was))| now.trim() != was.trim())
+        // A form without a language (sent before there was one) keeps it.
+        .filter(|((name, now), (_, was))| now.trim() != was.trim() && !(*name == "language" && now.is_empty()))
         .map(|((name, _), _)| (*name).to_owned())
         .collect();
     if paths.is_empty() {
