@@ -7,19 +7,24 @@ ALTER TABLE institutions
 
 -- What someone must hear about: one row per notifiable change of a
 -- registration (and per reminder). Thin on purpose: who, what, which state,
--- why; never personal data.
+-- why; never personal data. No foreign keys, on purpose: rows are written
+-- only by statements that read the registration they copy from (so they
+-- cannot name a missing one), registrations and institutions are never
+-- deleted, and each key check would lock the referenced rows (the ISP's
+-- above all, shared by every submission) on the write path.
 CREATE TABLE events (
-    seq             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     -- Stable across redeliveries: receivers recognise duplicates by it.
-    id              uuid NOT NULL UNIQUE,
+    id              uuid PRIMARY KEY,
+    -- Order within a transaction (the feed's index orders by xid, seq).
+    seq             bigint GENERATED ALWAYS AS IDENTITY,
     -- The writing transaction: readers of the event feed never pass a
     -- transaction still running (see db::events), so a cursor never skips
     -- an event committed out of identity order.
     xid             xid8 NOT NULL DEFAULT pg_current_xact_id(),
     type            text NOT NULL,
-    institution_id  uuid NOT NULL REFERENCES institutions (id),
-    isp             text REFERENCES isps (code),
-    registration_id uuid NOT NULL REFERENCES registrations (id),
+    institution_id  uuid NOT NULL,
+    isp             text,
+    registration_id uuid NOT NULL,
     reference       text NOT NULL,
     state           text NOT NULL,
     reason_code     text,
@@ -27,11 +32,12 @@ CREATE TABLE events (
     -- Reminders: days left before valid_until.
     days_left       integer,
     -- Reminders are sent once per registration, validity and kind, however
-    -- many servers look for them.
-    once_key        text UNIQUE,
+    -- many servers look for them (a partial unique index below).
+    once_key        text,
     occur_time      timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX events_feed_idx ON events (xid, seq);
+CREATE UNIQUE INDEX events_once_idx ON events (once_key) WHERE once_key IS NOT NULL;
 CREATE INDEX events_institution_idx ON events (institution_id, xid, seq);
 CREATE INDEX events_isp_idx ON events (isp, xid, seq);
 
@@ -48,7 +54,8 @@ CREATE TRIGGER events_append_only
 -- with SKIP LOCKED and retried with backoff until delivered or dead.
 CREATE TABLE notifications (
     id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    event_id          uuid NOT NULL REFERENCES events (id),
+    -- An event's (written by the same statement; no key check, as above).
+    event_id          uuid NOT NULL,
     channel           text NOT NULL CHECK (channel IN ('email', 'webhook')),
     -- An e-mail address, or a webhook endpoint's id.
     recipient         text NOT NULL,
@@ -60,15 +67,17 @@ CREATE TABLE notifications (
                       CHECK (status IN ('PENDING', 'DELIVERED', 'KEPT', 'DEAD')),
     attempts          integer NOT NULL DEFAULT 0,
     next_attempt_time timestamptz NOT NULL DEFAULT now(),
+    -- A worker's lease: until then no other worker claims the row. Not
+    -- indexed, so that claiming is a HOT update (no index writes).
+    claimed_until     timestamptz,
     last_attempt_time timestamptz,
     -- An HTTP status or SMTP reply code of the last attempt.
     last_code         integer,
     last_error        text,
     done_time         timestamptz,
     create_time       timestamptz NOT NULL DEFAULT now()
-);
+) WITH (fillfactor = 70);
 CREATE INDEX notifications_due_idx ON notifications (next_attempt_time) WHERE status = 'PENDING';
 CREATE INDEX notifications_order_idx ON notifications (recipient, registration_id, id) WHERE status = 'PENDING';
-CREATE INDEX notifications_event_idx ON notifications (event_id);
 -- What the operator watches: dead letters are few and must be counted fast.
 CREATE INDEX notifications_dead_idx ON notifications (channel) WHERE status = 'DEAD';

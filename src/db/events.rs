@@ -80,7 +80,7 @@ pub async fn remind(pool: &PgPool) -> Result<u64, StoreError> {
                    ceil(extract(epoch FROM due.valid_until - now()) / 86400)::int,
                    'reminder:' || due.id || ':' || due.valid_until || ':' || due.days
               FROM due
-            ON CONFLICT (once_key) DO NOTHING
+            ON CONFLICT (once_key) WHERE once_key IS NOT NULL DO NOTHING
             RETURNING id, type, institution_id, isp, registration_id
         ), fanned AS (",
         fan_out!(),

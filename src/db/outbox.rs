@@ -48,6 +48,7 @@ pub async fn claim(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Cla
         "WITH due AS (
             SELECT n.id, n.event_id, n.channel, n.recipient FROM notifications n
              WHERE n.status = 'PENDING' AND n.next_attempt_time <= now()
+               AND (n.claimed_until IS NULL OR n.claimed_until <= now())
                AND NOT EXISTS (SELECT FROM notifications o
                                 WHERE o.status = 'PENDING' AND o.recipient = n.recipient
                                   AND o.registration_id = n.registration_id AND o.id < n.id)
@@ -57,7 +58,7 @@ pub async fn claim(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Cla
          )
          UPDATE notifications n
             SET attempts = n.attempts + 1, last_attempt_time = now(),
-                next_attempt_time = now() + make_interval(secs => $2)
+                claimed_until = now() + make_interval(secs => $2)
            FROM due
            JOIN events e ON e.id = due.event_id
            JOIN institutions i ON i.id = e.institution_id
@@ -91,35 +92,49 @@ pub enum Outcome {
     },
 }
 
-/// Records the outcome of the attempt on notification `id`.
-pub async fn finish(pool: &PgPool, id: i64, outcome: &Outcome) -> Result<(), StoreError> {
-    let (status, code, error, retry_in) = match outcome {
-        Outcome::Delivered { code } => ("DELIVERED", *code, None, None),
-        Outcome::Kept => ("KEPT", None, None, None),
-        Outcome::Failed {
-            code,
-            error,
-            retry_in: Some(delay),
-        } => ("PENDING", *code, Some(error.as_str()), Some(delay.as_secs_f64())),
-        Outcome::Failed {
-            code,
-            error,
-            retry_in: None,
-        } => ("DEAD", *code, Some(error.as_str()), None),
-    };
+/// Records the outcomes of a round of attempts, in one statement.
+pub async fn finish(pool: &PgPool, outcomes: &[(i64, Outcome)]) -> Result<(), StoreError> {
+    let mut ids = Vec::with_capacity(outcomes.len());
+    let mut statuses = Vec::with_capacity(outcomes.len());
+    let mut codes = Vec::with_capacity(outcomes.len());
+    let mut errors = Vec::with_capacity(outcomes.len());
+    let mut retries = Vec::with_capacity(outcomes.len());
+    for (id, outcome) in outcomes {
+        let (status, code, error, retry_in) = match outcome {
+            Outcome::Delivered { code } => ("DELIVERED", *code, None, None),
+            Outcome::Kept => ("KEPT", None, None, None),
+            Outcome::Failed {
+                code,
+                error,
+                retry_in: Some(delay),
+            } => ("PENDING", *code, Some(error.as_str()), Some(delay.as_secs_f64())),
+            Outcome::Failed {
+                code,
+                error,
+                retry_in: None,
+            } => ("DEAD", *code, Some(error.as_str()), None),
+        };
+        ids.push(*id);
+        statuses.push(status);
+        codes.push(code);
+        errors.push(error);
+        retries.push(retry_in);
+    }
     sqlx::query(
-        "UPDATE notifications
-            SET status = $2, last_code = $3, last_error = $4,
-                next_attempt_time = CASE WHEN $5::float8 IS NULL THEN next_attempt_time
-                                         ELSE now() + make_interval(secs => $5) END,
-                done_time = CASE WHEN $2 = 'PENDING' THEN NULL ELSE now() END
-          WHERE id = $1",
+        "UPDATE notifications n
+            SET status = u.status, last_code = u.code, last_error = u.error, claimed_until = NULL,
+                next_attempt_time = CASE WHEN u.retry IS NULL THEN n.next_attempt_time
+                                         ELSE now() + make_interval(secs => u.retry) END,
+                done_time = CASE WHEN u.status = 'PENDING' THEN NULL ELSE now() END
+           FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::float8[])
+                AS u(id, status, code, error, retry)
+          WHERE n.id = u.id",
     )
-    .bind(id)
-    .bind(status)
-    .bind(code)
-    .bind(error)
-    .bind(retry_in)
+    .bind(ids)
+    .bind(statuses)
+    .bind(codes)
+    .bind(errors)
+    .bind(retries)
     .execute(pool)
     .await?;
     Ok(())

@@ -184,6 +184,7 @@ pub async fn deliveries(
 pub async fn redeliver(pool: &PgPool, id: i64) -> Result<Delivery, StoreError> {
     sqlx::query(
         "UPDATE notifications SET status = 'PENDING', next_attempt_time = now(), done_time = NULL, attempts = 0,
+                claimed_until = NULL,
                 create_time = now()
           WHERE id = $1 AND channel = 'webhook' AND status <> 'PENDING'",
     )

@@ -37,14 +37,17 @@ use crate::db::{
 };
 use mail::{Mailer, Sent};
 
-/// Notifications claimed per round (delivered concurrently).
-const BATCH: i64 = 32;
+/// Notifications claimed per round (delivered concurrently, recorded in
+/// one statement).
+const BATCH: i64 = 64;
 /// How long a claim holds a notification: twice every delivery's time
 /// limit (15 s), so a row is only claimed again once its delivery surely
 /// ended (or its process died: then another takes it over after this).
 const LEASE: Duration = Duration::from_secs(30);
-/// How often an idle worker looks for work (a busy one claims again at
-/// once): the most a notification waits for its first attempt.
+/// How often a worker looks for work unless its last round was full (then
+/// it claims again at once): the most a notification waits for its first
+/// attempt. Waiting between partial rounds keeps the outbox's own writes
+/// few while submissions arrive one by one.
 const POLL: Duration = Duration::from_secs(1);
 
 /// How notifications are delivered here.
@@ -98,6 +101,7 @@ pub async fn deliver(pool: PgPool, delivery: Delivery, stats: Arc<Stats>, mut st
     loop {
         match outbox::claim(&pool, BATCH, LEASE).await {
             Ok(claimed) if !claimed.is_empty() => {
+                let full = claimed.len() as i64 == BATCH;
                 let mut round = JoinSet::new();
                 for n in claimed {
                     let (pool, delivery, stats) = (pool.clone(), delivery.clone(), stats.clone());
@@ -107,14 +111,17 @@ pub async fn deliver(pool: PgPool, delivery: Delivery, stats: Arc<Stats>, mut st
                         if let Outcome::Failed { error, retry_in, .. } = &outcome {
                             tracing::warn!(notification = n.id, channel = n.channel, attempts = n.attempts, error, retry_in = ?retry_in, "delivery failed");
                         }
-                        if let Err(e) = outbox::finish(&pool, n.id, &outcome).await {
-                            // The lease runs out and the row is tried again.
-                            tracing::warn!(notification = n.id, error = %e, "could not record a delivery");
-                        }
+                        (n.id, outcome)
                     });
                 }
-                round.join_all().await;
-                continue;
+                let outcomes = round.join_all().await;
+                if let Err(e) = outbox::finish(&pool, &outcomes).await {
+                    // The leases run out and the rows are tried again.
+                    tracing::warn!(error = %e, notifications = outcomes.len(), "could not record deliveries");
+                }
+                if full {
+                    continue;
+                }
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not claim notifications"),
@@ -141,11 +148,11 @@ impl Delivery {
     }
 
     async fn email(&self, n: &Claimed) -> Outcome {
-        let Some(message) = mail::compose(n, self.public_url.as_deref()) else {
-            return failed(n, None, format!("unknown event type {}", n.event_type), None, true);
-        };
         let Some(mailer) = &self.mailer else {
             return Outcome::Kept;
+        };
+        let Some(message) = mail::compose(n, self.public_url.as_deref()) else {
+            return failed(n, None, format!("unknown event type {}", n.event_type), None, true);
         };
         match mailer.send(&n.recipient, n.event_id, &message).await {
             Sent::Ok(code) => Outcome::Delivered {

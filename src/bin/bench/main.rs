@@ -14,6 +14,7 @@ mod baseline;
 mod layers;
 mod lookups;
 mod measure;
+mod notifications;
 mod seed;
 mod servers;
 mod streams;
@@ -112,10 +113,11 @@ enum Section {
     Storm,
     Fanout,
     Submit,
+    Notifications,
 }
 
 impl Section {
-    const ALL: [Section; 10] = [
+    const ALL: [Section; 11] = [
         Self::Load,
         Self::Unary,
         Self::Metrics,
@@ -126,6 +128,7 @@ impl Section {
         Self::Storm,
         Self::Fanout,
         Self::Submit,
+        Self::Notifications,
     ];
 }
 
@@ -231,6 +234,7 @@ impl Bench {
                 println!("## Fan-out replicas (PostgreSQL -> replica -> fan-out -> fan-out)\n");
                 fan_out(&self.pool, self.server, &self.token).await
             }
+            Section::Notifications => self.notifications().await,
             Section::Submit => {
                 println!("## SubmitRegistration (concurrency 16)\n");
                 let ours = submits(&self.pool, self.server, 16, self.duration).await?;

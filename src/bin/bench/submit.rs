@@ -13,6 +13,22 @@ pub(crate) async fn submits(pool: &PgPool, server: SocketAddr, c: usize, duratio
         let token = issue(pool, Role::Institution(id)).await?;
         clients.push((RegistrationServiceClient::new(channel(server).await?), token));
     }
+    // The server learns new credentials a moment after they are written.
+    if let Some((client, token)) = clients.last() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let answer = client
+                .clone()
+                .list_registrations(authed(pb::ListRegistrationsRequest::default(), Some(token)))
+                .await;
+            match answer {
+                Err(s) if s.code() == tonic::Code::Unauthenticated && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                _ => break,
+            }
+        }
+    }
     let clients = Arc::new(clients);
     let valid_until = prost_types::Timestamp {
         seconds: time::OffsetDateTime::now_utc().unix_timestamp() + 86_400 * 365,
