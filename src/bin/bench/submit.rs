@@ -66,7 +66,7 @@ pub(crate) async fn submits(pool: &PgPool, server: SocketAddr, c: usize, duratio
 }
 
 /// The submit transaction as raw SQL: idempotency key, overlap check,
-/// registration row, audit row, commit.
+/// registration row, audit row, event and its e-mail notification, commit.
 pub(crate) async fn raw_submits(pool: &PgPool, c: usize, duration: Duration) -> anyhow::Result<f64> {
     let institution: uuid::Uuid = sqlx::query_scalar("SELECT id FROM institutions LIMIT 1")
         .fetch_one(pool)
@@ -106,10 +106,18 @@ pub(crate) async fn raw_submits(pool: &PgPool, c: usize, duration: Duration) -> 
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "INSERT INTO audit_events (subject_type, subject_id, action, actor_name, actor_role, changes)
-                 VALUES ('registration', $1, 'SUBMITTED', 'bench', 'institution', '[]')",
+                "WITH audit AS (
+                    INSERT INTO audit_events (subject_type, subject_id, action, actor_name, actor_role, changes)
+                    VALUES ('registration', $1, 'SUBMITTED', 'bench', 'institution', '[]')),
+                 event AS (
+                    INSERT INTO events (id, type, institution_id, isp, registration_id, reference, state)
+                    VALUES (gen_random_uuid(), 'registration.submitted', $2, 'ptcl', $1, 'RAW', 'ISP_VERIFICATION')
+                    RETURNING id)
+                 INSERT INTO notifications (event_id, channel, recipient, registration_id)
+                 SELECT id, 'email', 'bench@example.pk', $1 FROM event",
             )
             .bind(id)
+            .bind(institution)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
