@@ -60,6 +60,7 @@ pub const PERMISSIONS: &[(&str, &[RoleKind])] = &[
     ("/vpnregistry.v1.LookupService/WatchChanges", &[Lookup, Isp, Reviewer]),
     ("/vpnregistry.v1.EventService/ListInstitutionEvents", EVENT_READERS),
     ("/vpnregistry.v1.EventService/WatchInstitutionEvents", EVENT_READERS),
+    ("/vpnregistry.v1.EventService/ListNotifications", &[Admin]),
     ("/vpnregistry.v1.WebhookService/CreateWebhook", WEBHOOK_OWNERS),
     ("/vpnregistry.v1.WebhookService/ListWebhooks", WEBHOOK_READERS),
     ("/vpnregistry.v1.WebhookService/DeleteWebhook", WEBHOOK_READERS),

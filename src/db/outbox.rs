@@ -162,3 +162,38 @@ pub async fn depth(pool: &PgPool) -> Result<Depth, StoreError> {
     .fetch_one(pool)
     .await?)
 }
+
+/// A notification as administrators list it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Listed {
+    pub id: i64,
+    pub channel: String,
+    pub recipient: String,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub registration_id: Uuid,
+    pub reference: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_code: Option<i32>,
+    pub last_error: Option<String>,
+    pub next_attempt_time: OffsetDateTime,
+    pub create_time: OffsetDateTime,
+}
+
+/// Notifications in `status` (`None`: all but DELIVERED), newest first,
+/// before `before` (an id).
+pub async fn list(pool: &PgPool, status: Option<&str>, before: i64, limit: i64) -> Result<Vec<Listed>, StoreError> {
+    Ok(sqlx::query_as::<_, Listed>(
+        "SELECT n.id, n.channel, n.recipient, n.event_id, e.type AS event_type, n.registration_id, e.reference,
+                n.status, n.attempts, n.last_code, n.last_error, n.next_attempt_time, n.create_time
+           FROM notifications n JOIN events e ON e.id = n.event_id
+          WHERE n.id < $1 AND (CASE WHEN $2::text IS NULL THEN n.status <> 'DELIVERED' ELSE n.status = $2 END)
+          ORDER BY n.id DESC LIMIT $3",
+    )
+    .bind(before)
+    .bind(status)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}

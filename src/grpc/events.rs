@@ -59,6 +59,25 @@ fn event_to_pb(e: Event) -> pb::InstitutionEvent {
     }
 }
 
+fn notification_to_pb(n: crate::db::outbox::Listed) -> pb::Notification {
+    let pending = n.status == "PENDING";
+    pb::Notification {
+        id: n.id.to_string(),
+        channel: n.channel,
+        recipient: n.recipient,
+        event_id: n.event_id.to_string(),
+        event_type: n.event_type,
+        registration_id: n.registration_id.to_string(),
+        reference: n.reference,
+        status: n.status,
+        attempts: n.attempts,
+        last_code: n.last_code.unwrap_or_default(),
+        last_error: n.last_error.unwrap_or_default(),
+        next_attempt_time: pending.then(|| timestamp(n.next_attempt_time)),
+        create_time: Some(timestamp(n.create_time)),
+    }
+}
+
 #[tonic::async_trait]
 impl EventService for EventApi {
     async fn list_institution_events(
@@ -74,6 +93,37 @@ impl EventService for EventApi {
         Ok(Response::new(pb::ListInstitutionEventsResponse {
             events: events.into_iter().map(event_to_pb).collect(),
             next_cursor: next.render(),
+        }))
+    }
+
+    async fn list_notifications(
+        &self,
+        req: Request<pb::ListNotificationsRequest>,
+    ) -> Result<Response<pb::ListNotificationsResponse>, Status> {
+        principal(&req)?;
+        let msg = req.get_ref();
+        let mut v = Violations::default();
+        let limit = v.check("page_size", page_size(msg.page_size));
+        let before = v.check("page_token", super::convert::parse_seq_cursor(&msg.page_token));
+        let status = match msg.status.as_str() {
+            "" => None,
+            s @ ("PENDING" | "DELIVERED" | "KEPT" | "DEAD") => Some(s),
+            _ => {
+                v.add("status", "must be PENDING, DELIVERED, KEPT or DEAD");
+                None
+            }
+        };
+        let (Some(limit), Some(before), true) = (limit, before, v.is_empty()) else {
+            return Err(v.into());
+        };
+        let page = self.registry.notifications(status, before, limit).await?;
+        let next_page_token = page
+            .resume_after()
+            .map(|n| super::convert::render_seq_cursor(n.id))
+            .unwrap_or_default();
+        Ok(Response::new(pb::ListNotificationsResponse {
+            notifications: page.items.into_iter().map(notification_to_pb).collect(),
+            next_page_token,
         }))
     }
 

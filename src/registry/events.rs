@@ -4,7 +4,7 @@ use crate::db::events::{self, Audience, Event};
 use crate::domain::principal::Role;
 use crate::error::Result;
 
-use super::Registry;
+use super::{Page, Registry};
 
 /// Whose events a principal reads: its institution's, its ISP's
 /// attestation requests, or (staff) all; lookup services none.
@@ -47,6 +47,17 @@ impl Cursor {
 }
 
 impl Registry {
+    /// The outbox for administrators (the permission table admits no one else).
+    pub async fn notifications(
+        &self,
+        status: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Page<crate::db::outbox::Listed>> {
+        let fetched = crate::db::outbox::list(&self.pool, status, before.unwrap_or(i64::MAX), limit + 1).await?;
+        Ok(Page::of(fetched, limit))
+    }
+
     pub async fn events(&self, audience: &Audience, after: Cursor, limit: i64) -> Result<Vec<Event>> {
         Ok(events::list(&self.pool, audience, (after.xid, after.seq), limit).await?)
     }

@@ -715,3 +715,64 @@ async fn a_long_history_is_paged(pool: PgPool) {
         assert!(!later.contains("?events_after="));
     }
 }
+
+#[sqlx::test]
+async fn administrators_see_the_outbox_and_institutions_their_webhooks(pool: PgPool) {
+    let app = TestApp::builder(pool)
+        .options(|o| o.webhook_allow_private = true)
+        .start()
+        .await;
+    let (_, token) = app.enrol(C::Bank).await;
+    // A webhook nobody answers (a closed port): its delivery waits for a retry.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    app.webhooks(Some(&token))
+        .create_webhook(pb::CreateWebhookRequest {
+            webhook: Some(pb::Webhook {
+                url: format!("http://{closed}/hook"),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let r = app.submit(&token, &["8.8.8.0/24"]).await;
+    eventually(
+        "the webhook delivery failed once",
+        std::time::Duration::from_secs(10),
+        || async {
+            let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM notifications WHERE channel = 'webhook'")
+                .fetch_one(&app.pool)
+                .await
+                .ok()?;
+            (attempts > 0).then_some(())
+        },
+    )
+    .await;
+
+    let admin = app.admin().await;
+    let cookie = sign_in(&app, &admin).await;
+    let outbox = call(&app, "GET", "/console/notifications", Some(&cookie), &[]).await;
+    assert_eq!(outbox.status, 200, "{}", outbox.body);
+    assert!(outbox.body.contains(&r.reference), "{}", outbox.body);
+    assert!(outbox.body.contains("registration.submitted"));
+    assert!(outbox.body.contains("KEPT"), "the e-mail, kept without a mail server");
+    assert!(
+        outbox.body.contains("PENDING"),
+        "the webhook delivery, waiting for its retry"
+    );
+
+    let cookie = sign_in(&app, &token).await;
+    let hooks = call(&app, "GET", "/console/webhooks", Some(&cookie), &[]).await;
+    assert_eq!(hooks.status, 200, "{}", hooks.body);
+    assert!(hooks.body.contains(&format!("http://{closed}/hook")), "{}", hooks.body);
+    assert!(
+        hooks.body.contains(&r.reference) && hooks.body.contains("PENDING"),
+        "{}",
+        hooks.body
+    );
+    // The outbox is for administrators only.
+    let refused = call(&app, "GET", "/console/notifications", Some(&cookie), &[]).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+}

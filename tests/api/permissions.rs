@@ -134,6 +134,7 @@ fn sample(path: &str, w: &World) -> Vec<u8> {
         .encode_to_vec(),
         "ListWebhooks" => pb::ListWebhooksRequest::default().encode_to_vec(),
         "ListInstitutionEvents" => pb::ListInstitutionEventsRequest::default().encode_to_vec(),
+        "ListNotifications" => pb::ListNotificationsRequest::default().encode_to_vec(),
         "WatchInstitutionEvents" => pb::WatchInstitutionEventsRequest::default().encode_to_vec(),
         "DeleteWebhook" => pb::DeleteWebhookRequest { id: nobody() }.encode_to_vec(),
         "RotateWebhookSecret" => pb::RotateWebhookSecretRequest { id: nobody() }.encode_to_vec(),

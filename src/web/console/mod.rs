@@ -12,6 +12,7 @@ mod assets;
 mod fields;
 mod history;
 mod isp;
+mod notifications;
 mod page;
 mod registration_form;
 mod review;
@@ -32,7 +33,10 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use self::session::{Session, Sessions};
 use crate::auth::{AuthLayer, permissions};
 use crate::domain::principal::{Principal, RoleKind};
-use crate::grpc::{institutions::InstitutionApi, isps::IspApi, registrations::RegistrationApi, review::ReviewApi};
+use crate::grpc::{
+    events::EventApi, institutions::InstitutionApi, isps::IspApi, registrations::RegistrationApi, review::ReviewApi,
+    webhooks::WebhookApi,
+};
 use crate::pb::{self, isp_service_server::IspService};
 use crate::registry::Registry;
 
@@ -50,6 +54,8 @@ struct Console {
     registrations: Arc<RegistrationApi>,
     review: Arc<ReviewApi>,
     institutions: Arc<InstitutionApi>,
+    events: Arc<EventApi>,
+    webhooks: Arc<WebhookApi>,
 }
 
 /// The `/console` routes.
@@ -60,6 +66,10 @@ pub fn router(registry: Registry, gate: AuthLayer, tls: bool) -> Router {
         isp: Arc::new(IspApi::new(registry.clone())),
         registrations: Arc::new(RegistrationApi::new(registry.clone())),
         review: Arc::new(ReviewApi::new(registry.clone())),
+        events: Arc::new(EventApi::new(registry.clone())),
+        // The console only reads webhooks: whether private targets may be
+        // registered does not arise.
+        webhooks: Arc::new(WebhookApi::new(registry.clone(), false)),
         institutions: Arc::new(InstitutionApi::new(registry)),
     };
     Router::new()
@@ -89,6 +99,8 @@ pub fn router(registry: Registry, gate: AuthLayer, tls: bool) -> Router {
         .route("/console/institutions/new", get(admin::new_form).post(admin::create))
         .route("/console/institutions/{id}", get(admin::edit_form).post(admin::update))
         .route("/console/isps", get(admin::isps))
+        .route("/console/notifications", get(notifications::outbox))
+        .route("/console/webhooks", get(notifications::webhooks))
         .fallback(|| async { page::not_found() })
         .with_state(console)
         .layer(axum::middleware::map_response(move |response: Response| async move {

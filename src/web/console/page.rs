@@ -83,10 +83,15 @@ fn links(role: RoleKind) -> &'static [(&'static str, &'static str)] {
         RoleKind::Institution => &[
             ("/console/registrations", "My registrations"),
             ("/console/registrations/new", "New registration"),
+            ("/console/webhooks", "Webhooks"),
         ],
-        RoleKind::Isp => &[("/console/isp", "Attestations")],
+        RoleKind::Isp => &[("/console/isp", "Attestations"), ("/console/webhooks", "Webhooks")],
         RoleKind::Reviewer => &[("/console/review", "Review queue")],
-        RoleKind::Admin => &[("/console/institutions", "Institutions"), ("/console/isps", "ISPs")],
+        RoleKind::Admin => &[
+            ("/console/institutions", "Institutions"),
+            ("/console/isps", "ISPs"),
+            ("/console/notifications", "Notifications"),
+        ],
         RoleKind::Lookup => &[],
     }
 }
