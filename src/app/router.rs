@@ -25,6 +25,7 @@ use crate::pb::{
     registration_service_server::RegistrationServiceServer, review_service_server::ReviewServiceServer,
     webhook_service_server::WebhookServiceServer,
 };
+use crate::registry::Registry;
 use crate::web::{self, ConsoleRoutes, RdapRoutes};
 
 /// Largest request the registry services decode: a registration with 64
@@ -66,8 +67,7 @@ pub(super) fn router<H: Health>(
         auth.clone(),
         options.tls.is_some(),
     ));
-    let registry_service = |on: bool| on.then(|| registry.clone());
-    Ok(Server::builder()
+    let router = Server::builder()
         // HTTP/1.1 too, for RDAP clients (gRPC stays on HTTP/2).
         .accept_http1(true)
         .max_concurrent_streams(options.max_concurrent_streams)
@@ -91,41 +91,41 @@ pub(super) fn router<H: Health>(
         .add_optional_service(serves_registry.then_some(console))
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
-        .add_optional_service(registry_service(serves_registry).map(|r| {
-            InstitutionServiceServer::new(InstitutionApi::new(r))
-                .max_decoding_message_size(MAX_REGISTRY_REQUEST)
-                .max_encoding_message_size(MAX_RESPONSE)
-        }))
-        .add_optional_service(registry_service(serves_registry).map(|r| {
-            RegistrationServiceServer::new(RegistrationApi::new(r))
-                .max_decoding_message_size(MAX_REGISTRY_REQUEST)
-                .max_encoding_message_size(MAX_RESPONSE)
-        }))
-        .add_optional_service(registry_service(serves_registry).map(|r| {
-            ReviewServiceServer::new(ReviewApi::new(r))
-                .max_decoding_message_size(MAX_REGISTRY_REQUEST)
-                .max_encoding_message_size(MAX_RESPONSE)
-        }))
-        .add_optional_service(registry_service(serves_registry).map(|r| {
-            EventServiceServer::new(EventApi::new(r))
-                .max_decoding_message_size(MAX_REGISTRY_REQUEST)
-                .max_encoding_message_size(MAX_RESPONSE)
-        }))
-        .add_optional_service(registry_service(serves_registry).map(|r| {
-            WebhookServiceServer::new(WebhookApi::new(r, options.webhook_allow_private))
-                .max_decoding_message_size(MAX_REGISTRY_REQUEST)
-                .max_encoding_message_size(MAX_RESPONSE)
-        }))
-        .add_optional_service(registry_service(serves_registry).map(|r| {
-            IspServiceServer::new(IspApi::new(r))
-                .max_decoding_message_size(MAX_REGISTRY_REQUEST)
-                .max_encoding_message_size(MAX_RESPONSE)
-        }))
         .add_service(
             LookupServiceServer::new(LookupApi::new(lookups, upstream))
                 .max_decoding_message_size(MAX_LOOKUP_REQUEST)
                 .max_encoding_message_size(MAX_RESPONSE),
-        ))
+        );
+    let registry = serves_registry.then_some(&registry);
+    Ok(with_registry_services(router, registry, options.webhook_allow_private))
+}
+
+/// The registry's services (none on a fan-out replica: UNIMPLEMENTED), each
+/// with the registry's message size limits.
+fn with_registry_services(
+    router: Router<Layers>,
+    registry: Option<&Registry>,
+    webhook_allow_private: bool,
+) -> Router<Layers> {
+    macro_rules! limited {
+        ($server:ident, $api:expr) => {
+            registry.map(|r| {
+                $server::new($api(r.clone()))
+                    .max_decoding_message_size(MAX_REGISTRY_REQUEST)
+                    .max_encoding_message_size(MAX_RESPONSE)
+            })
+        };
+    }
+    router
+        .add_optional_service(limited!(InstitutionServiceServer, InstitutionApi::new))
+        .add_optional_service(limited!(RegistrationServiceServer, RegistrationApi::new))
+        .add_optional_service(limited!(ReviewServiceServer, ReviewApi::new))
+        .add_optional_service(limited!(EventServiceServer, EventApi::new))
+        .add_optional_service(limited!(IspServiceServer, IspApi::new))
+        .add_optional_service(limited!(WebhookServiceServer, |r| WebhookApi::new(
+            r,
+            webhook_allow_private
+        )))
 }
 
 /// Server reflection over our descriptors and health's.

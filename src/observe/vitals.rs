@@ -204,6 +204,27 @@ impl Vitals {
         }
     }
 
+    /// The outbox's gauges and the deliveries' counters.
+    fn render_notifications(&self, status: &Status) {
+        let m = &self.sources.metrics;
+        if let Some(n) = &status.notifications {
+            m.gauge("vpn_registry_notifications_pending", &[], n.outbox.pending as f64);
+            m.gauge("vpn_registry_notifications_dead", &[], n.outbox.dead as f64);
+            m.gauge(
+                "vpn_registry_notifications_oldest_pending_seconds",
+                &[],
+                n.outbox.oldest_pending_seconds.unwrap_or(0.0),
+            );
+        }
+        for (channel, outcome, n) in self.sources.deliveries.totals() {
+            m.counter(
+                "vpn_registry_notification_deliveries_total",
+                &[("channel", channel.into()), ("outcome", outcome.into())],
+                n,
+            );
+        }
+    }
+
     /// The text exposition with every gauge set from the live state.
     pub fn render_metrics(&self) -> Option<String> {
         let s = &self.sources;
@@ -248,22 +269,7 @@ impl Vitals {
             m.counter("vpn_registry_rate_limited_total", &[("role", role.as_str().into())], n);
         }
         m.counter("vpn_registry_auth_failures_total", &[], s.limits.auth_failures());
-        if let Some(n) = &status.notifications {
-            m.gauge("vpn_registry_notifications_pending", &[], n.outbox.pending as f64);
-            m.gauge("vpn_registry_notifications_dead", &[], n.outbox.dead as f64);
-            m.gauge(
-                "vpn_registry_notifications_oldest_pending_seconds",
-                &[],
-                n.outbox.oldest_pending_seconds.unwrap_or(0.0),
-            );
-        }
-        for (channel, outcome, n) in s.deliveries.totals() {
-            m.counter(
-                "vpn_registry_notification_deliveries_total",
-                &[("channel", channel.into()), ("outcome", outcome.into())],
-                n,
-            );
-        }
+        self.render_notifications(&status);
         let (runs, expired) = s.expiry.totals();
         m.counter("vpn_registry_expiry_runs_total", &[], runs);
         m.counter("vpn_registry_registrations_expired_total", &[], expired);
