@@ -44,11 +44,14 @@ const BATCH: i64 = 64;
 /// limit (15 s), so a row is only claimed again once its delivery surely
 /// ended (or its process died: then another takes it over after this).
 const LEASE: Duration = Duration::from_secs(30);
-/// How often a worker looks for work unless its last round was full (then
-/// it claims again at once): the most a notification waits for its first
-/// attempt. Waiting between partial rounds keeps the outbox's own writes
-/// few while submissions arrive one by one.
+/// How often an idle worker looks for work: the most a notification waits
+/// for its first attempt.
 const POLL: Duration = Duration::from_secs(1);
+/// The pause after a round that was not full (a full one claims again at
+/// once): short, as the next event of a registration just delivered may be
+/// waiting its turn, yet long enough that submissions arriving one by one
+/// are delivered in rounds, not one statement pair each.
+const AFTER_PARTIAL_ROUND: Duration = Duration::from_millis(100);
 
 /// How notifications are delivered here.
 #[derive(Clone)]
@@ -122,14 +125,25 @@ pub async fn deliver(pool: PgPool, delivery: Delivery, stats: Arc<Stats>, mut st
                 if full {
                     continue;
                 }
+                if pause(AFTER_PARTIAL_ROUND, &mut stopping).await {
+                    return;
+                }
+                continue;
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not claim notifications"),
         }
-        tokio::select! {
-            () = tokio::time::sleep(POLL) => {}
-            _ = stopping.changed() => return,
+        if pause(POLL, &mut stopping).await {
+            return;
         }
+    }
+}
+
+/// Sleeps `how_long`; whether the server is stopping meanwhile.
+async fn pause(how_long: Duration, stopping: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(how_long) => false,
+        _ = stopping.changed() => true,
     }
 }
 

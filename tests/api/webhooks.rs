@@ -405,3 +405,151 @@ async fn private_targets_foreign_types_and_other_owners_are_refused(pool: PgPool
             .is_empty()
     );
 }
+
+#[sqlx::test]
+async fn every_event_type_reaches_the_mailbox_and_the_webhook(pool: PgPool) {
+    use crate::notifications::Mailbox;
+    use crate::requests::amend_request;
+    use pb::ReasonCode as R;
+    let mailbox = Mailbox::start(0).await;
+    let mailer = mailbox.mailer();
+    let app = TestApp::builder(pool)
+        .options(|o| {
+            o.webhook_allow_private = true;
+            o.mailer = Some(mailer);
+            o.reminder_interval = Some(Duration::from_millis(100));
+        })
+        .start()
+        .await;
+    let mut receiver = Receiver::start().await;
+    let (_, token) = app.enrol(C::Bank).await;
+    let hook = create(&mut app.webhooks(Some(&token)), &receiver.url, &[])
+        .await
+        .unwrap();
+    receiver.command(&format!("secret {}", hook.secret)).await;
+    let mut mine = app.registrations(Some(&token));
+    let amend = |r: &pb::Registration, purpose: &str| {
+        let mut changed = r.clone();
+        changed.purpose = purpose.into();
+        amend_request(changed, &["purpose"])
+    };
+    let renew = |r: &pb::Registration, days: i64| pb::RenewRegistrationRequest {
+        id: r.id.clone(),
+        etag: r.etag.clone(),
+        valid_until: Some(crate::requests::ts(
+            time::OffsetDateTime::now_utc() + time::Duration::days(days),
+        )),
+        request_id: uuid::Uuid::new_v4().to_string(),
+    };
+
+    // Asked for more, then approved; a revision approved, another rejected;
+    // a renewal approved, another rejected.
+    let a = app.submit(&token, &["8.8.8.0/24"]).await;
+    app.attest(&a, true).await.unwrap();
+    let a = app.get(&a.id).await;
+    let asked = app
+        .decide(
+            Decision::RequestInformation,
+            &a,
+            R::IncompleteInformation,
+            "Describe the peer",
+        )
+        .await
+        .unwrap();
+    let answered = mine
+        .amend_registration(amend(&asked, "Treasury access to the head office"))
+        .await
+        .unwrap();
+    let active = app
+        .decide(Decision::Approve, &answered.into_inner(), R::Compliant, "In order")
+        .await
+        .unwrap();
+    let proposed = mine.amend_registration(amend(&active, "Second purpose")).await.unwrap();
+    let active = app.approve(&proposed.into_inner()).await.unwrap();
+    let proposed = mine.amend_registration(amend(&active, "Third purpose")).await.unwrap();
+    app.attest(&proposed.into_inner(), true).await.unwrap();
+    let current = app.get(&a.id).await;
+    let active = app
+        .decide(Decision::Reject, &current, R::PolicyViolation, "Not needed")
+        .await
+        .unwrap();
+    let renewing = mine.renew_registration(renew(&active, 500)).await.unwrap();
+    let active = app.approve(&renewing.into_inner()).await.unwrap();
+    let renewing = mine.renew_registration(renew(&active, 600)).await.unwrap();
+    app.attest(&renewing.into_inner(), true).await.unwrap();
+    let current = app.get(&a.id).await;
+    let active = app
+        .decide(Decision::Reject, &current, R::PolicyViolation, "Not yet")
+        .await
+        .unwrap();
+    // Suspended, reinstated, revoked.
+    let suspended = app
+        .decide(Decision::Suspend, &active, R::SecurityConcern, "Unregistered peer")
+        .await
+        .unwrap();
+    let reinstated = app
+        .decide(Decision::Reinstate, &suspended, R::Compliant, "Resolved")
+        .await
+        .unwrap();
+    app.decide(Decision::Revoke, &reinstated, R::PolicyViolation, "Repeated")
+        .await
+        .unwrap();
+    // The ISP could not confirm one; a reviewer rejected another.
+    let denied = app.submit(&token, &["9.9.9.0/24"]).await;
+    app.attest(&denied, false).await.unwrap();
+    let rejected = app.submit(&token, &["9.9.8.0/24"]).await;
+    app.attest(&rejected, true).await.unwrap();
+    let rejected = app.get(&rejected.id).await;
+    app.decide(Decision::Reject, &rejected, R::PolicyViolation, "Not a VPN")
+        .await
+        .unwrap();
+    // Reminded, then expired.
+    let expiring = app.approve(&app.submit(&token, &["9.9.7.0/24"]).await).await.unwrap();
+    let id = uuid::Uuid::parse_str(&expiring.id).unwrap();
+    sqlx::query("UPDATE registrations SET valid_until = now() + interval '12 hours' WHERE id = $1")
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    eventually("the reminder", Duration::from_secs(10), || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE type = 'registration.expiry_reminder'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        (n == 1).then_some(())
+    })
+    .await;
+    sqlx::query("UPDATE registrations SET valid_from = now() - interval '2 days', valid_until = now() - interval '1 hour' WHERE id = $1")
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(app.expire_due().await, 1);
+
+    let every: std::collections::BTreeSet<&str> = vpn_registry::domain::event::EventType::ALL
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    let recorded: Vec<String> = sqlx::query_scalar("SELECT type FROM events ORDER BY seq")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    let recorded_types: std::collections::BTreeSet<&str> = recorded.iter().map(String::as_str).collect();
+    assert_eq!(recorded_types, every, "every event type happened");
+    // Every event reached both, the webhook's verified.
+    let hooked = receiver.delivered(recorded.len()).await;
+    assert!(hooked.iter().all(|d| d["verified_by"] == serde_json::json!([0])));
+    let hooked_types: std::collections::BTreeSet<&str> =
+        hooked.iter().map(|d| d["body"]["type"].as_str().unwrap()).collect();
+    assert_eq!(hooked_types, every);
+    let mails = eventually("every mail", Duration::from_secs(30), || async {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM notifications WHERE channel = 'email' AND status = 'DELIVERED'")
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        (n == recorded.len() as i64).then_some(n)
+    })
+    .await;
+    assert_eq!(mails as usize, recorded.len());
+}

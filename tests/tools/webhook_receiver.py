@@ -18,6 +18,13 @@ from standardwebhooks.webhooks import Webhook
 secrets = []
 answer = {"status": 200, "retry_after": None}
 lock = threading.Lock()
+# Requests are served on threads: one line at a time on stdout.
+printing = threading.Lock()
+
+
+def say(line):
+    with printing:
+        print(json.dumps(line), flush=True)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -42,7 +49,7 @@ class Handler(BaseHTTPRequestHandler):
             "status": status,
             "body": json.loads(body) if body else None,
         }
-        print(json.dumps(line), flush=True)
+        say(line)
         self.send_response(status)
         if retry_after is not None:
             self.send_header("Retry-After", str(retry_after))
@@ -62,7 +69,7 @@ def commands():
             elif words[:1] == ["status"]:
                 answer["status"] = int(words[1])
                 answer["retry_after"] = int(words[2]) if len(words) > 2 else None
-        print(json.dumps({"ack": line.strip()}), flush=True)
+        say({"ack": line.strip()})
     server.shutdown()
 
 
