@@ -412,3 +412,62 @@ async fn reminders_go_out_once_however_many_servers_look(pool: PgPool) {
     let mails = mailbox.wait_for(&r.reference, 7).await;
     assert!(mails[6]["subject"].as_str().unwrap().contains("has expired"));
 }
+
+#[sqlx::test]
+async fn deliveries_resume_by_themselves_after_a_database_outage(pool: PgPool) {
+    let mailbox = Mailbox::start(0).await;
+    let mailer = mailbox.mailer();
+    let proxy = crate::proxy::Proxy::to_postgres(&pool).await;
+    let server_pool = crate::harness::runtime_pool_via(&pool, proxy.addr.port()).await;
+    let app = TestApp::builder(pool.clone())
+        .server_pool(server_pool)
+        .options(|o| o.mailer = Some(mailer))
+        .start()
+        .await;
+    let (_, token) = app.enrol(C::Bank).await;
+    let r = app.submit(&token, &["8.8.8.0/24"]).await;
+    mailbox.wait_for(&r.reference, 1).await;
+    // (Recorded as delivered: cut before that, the server could not record
+    // it and would send it again once its claim ran out: at least once.)
+    eventually("the first delivery recorded", Duration::from_secs(10), || async {
+        let status: String = sqlx::query_scalar("SELECT status FROM notifications")
+            .fetch_one(&app.pool)
+            .await
+            .ok()?;
+        (status == "DELIVERED").then_some(())
+    })
+    .await;
+
+    // The server loses PostgreSQL; meanwhile an event is committed (as by
+    // another server that still reaches it).
+    proxy.cut();
+    sqlx::query(
+        "WITH event AS (
+            INSERT INTO events (id, type, institution_id, isp, registration_id, reference, state)
+            SELECT gen_random_uuid(), 'registration.attested', institution_id, isp, id, reference, 'UNDER_REVIEW'
+              FROM registrations WHERE id = $1
+            RETURNING id, registration_id, institution_id)
+         INSERT INTO notifications (event_id, channel, recipient, registration_id)
+         SELECT e.id, 'email', i.contact_email, e.registration_id FROM event e JOIN institutions i ON i.id = e.institution_id",
+    )
+    .bind(Uuid::parse_str(&r.id).unwrap())
+    .execute(&pool)
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        mailbox.about(&r.reference).len(),
+        1,
+        "nothing reaches a server without its database"
+    );
+    proxy.restore();
+    let mails = mailbox.wait_for(&r.reference, 2).await;
+    assert!(
+        mails[1]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("confirmed the connection")
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(mailbox.about(&r.reference).len(), 2, "each once");
+}
