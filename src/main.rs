@@ -103,7 +103,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// once at start when there is none.
 fn mailer(args: &ServeArgs) -> anyhow::Result<Option<vpn_registry::notify::mail::Mailer>> {
     match &args.smtp_url {
-        Some(url) => Ok(Some(vpn_registry::notify::mail::Mailer::new(url, &args.mail_from)?)),
+        Some(url) => {
+            let ca = match &args.smtp_ca {
+                Some(path) => Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?),
+                None => None,
+            };
+            Ok(Some(vpn_registry::notify::mail::Mailer::new(
+                url,
+                &args.mail_from,
+                ca.as_deref(),
+            )?))
+        }
         None => {
             tracing::warn!("no --smtp-url: e-mail notifications are kept (administrators can read them), not sent");
             Ok(None)

@@ -117,6 +117,10 @@ pub struct ServeArgs {
     /// nowhere.
     #[arg(long, env = "VPN_REGISTRY_SMTP_URL")]
     pub smtp_url: Option<String>,
+    /// CA certificate (PEM) the mail server's certificate must chain to,
+    /// for a relay with a private CA (smtps:// or ?tls=required).
+    #[arg(long, env = "VPN_REGISTRY_SMTP_CA", requires = "smtp_url")]
+    pub smtp_ca: Option<std::path::PathBuf>,
     /// The sender of e-mail, as `Name <address>` or an address.
     #[arg(
         long,

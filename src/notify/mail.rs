@@ -8,6 +8,7 @@ use lettre::{
         Mailbox, MultiPart,
         header::{HeaderName, HeaderValue},
     },
+    transport::smtp::client::{Certificate, Tls, TlsParameters},
 };
 use maud::{DOCTYPE, html};
 
@@ -22,6 +23,8 @@ pub enum MailError {
     Url(lettre::transport::smtp::Error),
     #[error("--mail-from {0:?}: {1}")]
     From(String, lettre::address::AddressError),
+    #[error("--smtp-ca: {0}")]
+    Ca(String),
 }
 
 /// One message about one event, ready to send.
@@ -97,6 +100,29 @@ pub struct Mailer {
     from: Mailbox,
 }
 
+/// The TLS mode `url` asks for, trusting `ca` (PEM) for the server's
+/// certificate.
+fn private_ca_tls(url: &str, ca: &[u8]) -> Result<Tls, MailError> {
+    let uri: tonic::codegen::http::Uri = url
+        .parse()
+        .map_err(|_| MailError::Ca("--smtp-url is not a URL".into()))?;
+    let host = uri.host().unwrap_or_default().to_owned();
+    let certificate = Certificate::from_pem(ca).map_err(|e| MailError::Ca(e.to_string()))?;
+    let parameters = TlsParameters::builder(host)
+        .add_root_certificate(certificate)
+        .build_rustls()
+        .map_err(|e| MailError::Ca(e.to_string()))?;
+    let query = uri.query().unwrap_or_default();
+    match uri.scheme_str() {
+        Some("smtps") => Ok(Tls::Wrapper(parameters)),
+        _ if query.contains("tls=required") => Ok(Tls::Required(parameters)),
+        _ if query.contains("tls=opportunistic") => Ok(Tls::Opportunistic(parameters)),
+        _ => Err(MailError::Ca(
+            "applies to smtps:// or smtp://...?tls=required only (this URL sends in plaintext)".into(),
+        )),
+    }
+}
+
 /// What became of one message.
 pub enum Sent {
     Ok(u16),
@@ -107,11 +133,18 @@ pub enum Sent {
 }
 
 impl Mailer {
-    pub fn new(url: &str, from: &str) -> Result<Self, MailError> {
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+    /// A mailer for `url` (`smtp://`, `smtp://...?tls=required` for
+    /// STARTTLS, `smtps://`; `user:password@` for credentials). `ca` (PEM)
+    /// is the authority the server's certificate must chain to instead of
+    /// the public ones (a relay with a private CA).
+    pub fn new(url: &str, from: &str, ca: Option<&[u8]>) -> Result<Self, MailError> {
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(MailError::Url)?
-            .timeout(Some(std::time::Duration::from_secs(15)))
-            .build();
+            .timeout(Some(std::time::Duration::from_secs(15)));
+        if let Some(ca) = ca {
+            builder = builder.tls(private_ca_tls(url, ca)?);
+        }
+        let transport = builder.build();
         let from = from.parse().map_err(|e| MailError::From(from.to_owned(), e))?;
         Ok(Self { transport, from })
     }

@@ -51,6 +51,24 @@ impl Mailbox {
         Self::spawn(&["--fail-first", &fail_first.to_string()]).await
     }
 
+    /// One that requires STARTTLS with the certificate in `dir`
+    /// (`server.pem`, `server-key.pem`) and AUTH as `user`/`password`.
+    pub async fn tls(dir: &std::path::Path, user: &str, password: &str) -> Self {
+        let cert = dir.join("server.pem");
+        let key = dir.join("server-key.pem");
+        Self::spawn(&[
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--user",
+            user,
+            "--password",
+            password,
+        ])
+        .await
+    }
+
     /// One that accepts connections and never answers: deliveries hang.
     pub async fn silent() -> Self {
         Self::spawn(&["--silent"]).await
@@ -86,6 +104,7 @@ impl Mailbox {
         Mailer::new(
             &format!("smtp://127.0.0.1:{}", self.port),
             "VPN Registry <no-reply@registry.test>",
+            None,
         )
         .unwrap()
     }
@@ -470,4 +489,43 @@ async fn deliveries_resume_by_themselves_after_a_database_outage(pool: PgPool) {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(mailbox.about(&r.reference).len(), 2, "each once");
+}
+
+#[sqlx::test]
+async fn mail_goes_over_starttls_with_credentials_to_a_relay_with_a_private_ca(pool: PgPool) {
+    let dir = std::env::temp_dir().join(format!("vpn-registry-smtp-{}", Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let certs = vpn_registry::tls::DevCertificates::generate(&["localhost".into()]).unwrap();
+    certs.write_to(&dir).unwrap();
+    let mailbox = Mailbox::tls(&dir, "registry", "s3cret pass").await;
+    let url = |password: &str| format!("smtp://registry:{password}@localhost:{}?tls=required", mailbox.port);
+    let mailer = Mailer::new(
+        &url("s3cret%20pass"),
+        "no-reply@registry.test",
+        Some(certs.ca_pem.as_bytes()),
+    )
+    .unwrap();
+    let app = TestApp::builder(pool.clone())
+        .options(|o| o.mailer = Some(mailer))
+        .start()
+        .await;
+    let (_, token) = app.enrol(C::Bank).await;
+    let r = app.submit(&token, &["8.8.8.0/24"]).await;
+    let mails = mailbox.wait_for(&r.reference, 1).await;
+    assert!(
+        mails[0]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("We received application")
+    );
+    // Plaintext refuses a CA it would not use.
+    assert!(
+        Mailer::new(
+            "smtp://localhost:25",
+            "no-reply@registry.test",
+            Some(certs.ca_pem.as_bytes())
+        )
+        .is_err()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -14,7 +14,9 @@ import email.policy
 import json
 import sys
 
-from aiosmtpd.smtp import SMTP
+import ssl
+
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 class Handler:
@@ -45,11 +47,30 @@ async def main():
     parser.add_argument("--fail-first", type=int, default=0)
     # Accept connections and never say a word: a delivery to it hangs.
     parser.add_argument("--silent", action="store_true")
+    # STARTTLS required with this certificate and key (PEM), and AUTH with
+    # this user and password before any mail.
+    parser.add_argument("--cert")
+    parser.add_argument("--key")
+    parser.add_argument("--user")
+    parser.add_argument("--password")
     args = parser.parse_args()
     handler = Handler(args.fail_first)
     loop = asyncio.get_running_loop()
     if args.silent:
         server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+    elif args.cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.cert, args.key)
+
+        def authenticate(server, session, envelope, mechanism, auth_data):
+            ok = isinstance(auth_data, LoginPassword) and (
+                auth_data.login.decode(), auth_data.password.decode()) == (args.user, args.password)
+            return AuthResult(success=ok)
+
+        server = await loop.create_server(
+            lambda: SMTP(handler, require_starttls=True, tls_context=context,
+                         authenticator=authenticate, auth_required=True),
+            "127.0.0.1", 0)
     else:
         server = await loop.create_server(lambda: SMTP(handler), "127.0.0.1", 0)
     print(f"port {server.sockets[0].getsockname()[1]}", flush=True)
