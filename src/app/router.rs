@@ -26,7 +26,7 @@ use crate::pb::{
     webhook_service_server::WebhookServiceServer,
 };
 use crate::registry::Registry;
-use crate::web::{self, ConsoleRoutes, RdapRoutes};
+use crate::web::{self, ConsoleRoutes, RdapRoutes, landing::LandingLayer};
 
 /// Largest request the registry services decode: a registration with 64
 /// prefixes and every text field full is a few kilobytes.
@@ -39,7 +39,8 @@ const MAX_RESPONSE: usize = 16 * 1024 * 1024;
 /// HTTP/2 header block limit (tokens and request ids are short).
 const MAX_HEADER_LIST: u32 = 16 * 1024;
 /// The layers every call passes, outermost last in the type (tower's order).
-pub(super) type Layers = Stack<Stack<AuthLayer, Stack<AdmissionLayer, Stack<ObserveLayer, Identity>>>, Identity>;
+pub(super) type Layers =
+    Stack<Stack<AuthLayer, Stack<AdmissionLayer, Stack<ObserveLayer, Stack<LandingLayer, Identity>>>>, Identity>;
 /// The tonic server: transport settings, the layers (outermost first) and
 /// every service (a fan-out replica serves lookups only: UNIMPLEMENTED for
 /// the rest).
@@ -81,6 +82,10 @@ pub(super) fn router<H: Health>(
         // the limit answered at once rather than queued.
         .layer(
             ServiceBuilder::new()
+                // A browser at `/` or `/console/` is sent to the console.
+                .layer(LandingLayer {
+                    console: serves_registry,
+                })
                 .layer(ObserveLayer::new(metrics, summary))
                 .layer(AdmissionLayer::new(options.max_concurrent_requests))
                 .layer(auth)

@@ -3,6 +3,7 @@
 //! address lookups, and the web console.
 
 pub mod console;
+pub mod landing;
 pub mod rdap;
 
 use std::{

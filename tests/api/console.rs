@@ -776,3 +776,23 @@ async fn administrators_see_the_outbox_and_institutions_their_webhooks(pool: PgP
     let refused = call(&app, "GET", "/console/notifications", Some(&cookie), &[]).await;
     assert_eq!(refused.status, 403, "{}", refused.body);
 }
+
+#[sqlx::test]
+async fn a_browser_at_the_front_door_is_sent_to_the_console(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    for path in ["/", "/console", "/console/"] {
+        let page = call(&app, "GET", path, None, &[]).await;
+        assert_eq!(page.status, 303, "{path}: {}", page.body);
+        assert_eq!(page.location.as_deref(), Some("/console/home"), "{path}");
+    }
+    // Followed without a session: the sign-in page.
+    let home = call(&app, "GET", "/console/home", None, &[]).await;
+    assert!(
+        home.status == 200 || home.location.as_deref() == Some("/console/sign-in"),
+        "{}",
+        home.body
+    );
+    // gRPC is untouched (a path that names no method stays UNIMPLEMENTED).
+    let odd = call(&app, "POST", "/", None, &[]).await;
+    assert_ne!(odd.status, 303);
+}
