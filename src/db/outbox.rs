@@ -1,7 +1,7 @@
 //! The outbox: notifications claimed for delivery, and what came of each.
 //!
 //! A claim is a short transaction (SKIP LOCKED, then a lease: the row's
-//! next attempt moves past the delivery's time limit), so no transaction is
+//! `claimed_until` moves past the delivery's time limit), so no transaction is
 //! held open across a network call; a process killed mid-delivery leaves its
 //! rows to be claimed again once the lease runs out (at least once). Within
 //! one recipient and registration, only the oldest pending row is claimable:
