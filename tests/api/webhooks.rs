@@ -107,6 +107,20 @@ async fn app(pool: PgPool) -> TestApp {
         .await
 }
 
+/// The deliveries to `webhook` (in `status`, if not empty), newest first.
+async fn deliveries(app: &TestApp, token: &str, webhook: &str, status: &str) -> Vec<pb::WebhookDelivery> {
+    app.webhooks(Some(token))
+        .list_webhook_deliveries(pb::ListWebhookDeliveriesRequest {
+            webhook_id: webhook.into(),
+            status: status.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .deliveries
+}
+
 async fn create(client: &mut Webhooks, url: &str, types: &[&str]) -> Result<pb::Webhook, tonic::Status> {
     client
         .create_webhook(pb::CreateWebhookRequest {
@@ -178,16 +192,7 @@ async fn every_event_arrives_signed_in_order_once_even_through_an_outage(pool: P
     assert!(receiver.requests().iter().any(|r| r["status"] == 503));
     // Recorded as delivered a moment after the receiver answered.
     let deliveries = eventually("deliveries recorded", Duration::from_secs(10), || async {
-        let deliveries = app
-            .webhooks(Some(&token))
-            .list_webhook_deliveries(pb::ListWebhookDeliveriesRequest {
-                webhook_id: hook.id.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .deliveries;
+        let deliveries = deliveries(&app, &token, &hook.id, "").await;
         let done = deliveries.len() == 4
             && deliveries
                 .iter()
@@ -255,17 +260,7 @@ async fn a_gone_endpoint_is_disabled_and_a_ping_says_what_it_answered(pool: PgPo
     assert!(disabled.disable_reason.contains("410"), "{disabled:?}");
     assert!(disabled.secret.is_empty(), "a secret is shown only when made");
     let dead = eventually("the dead letter", Duration::from_secs(10), || async {
-        let dead = app
-            .webhooks(Some(&token))
-            .list_webhook_deliveries(pb::ListWebhookDeliveriesRequest {
-                webhook_id: hook.id.clone(),
-                status: "DEAD".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .deliveries;
+        let dead = deliveries(&app, &token, &hook.id, "DEAD").await;
         (!dead.is_empty()).then_some(dead)
     })
     .await;
