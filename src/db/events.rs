@@ -116,13 +116,25 @@ pub struct Event {
     pub occur_time: OffsetDateTime,
 }
 
-/// Whose events a reader sees.
+/// Whose events a reader sees (and whose webhooks).
 #[derive(Debug, Clone)]
 pub enum Audience {
     All,
     Institution(Uuid),
     /// An ISP's desk: the events that ask it to attest.
     Isp(String),
+}
+
+impl Audience {
+    /// The owner columns it filters on (institution_id, isp): both `None`
+    /// for all.
+    pub fn columns(&self) -> (Option<Uuid>, Option<&str>) {
+        match self {
+            Audience::All => (None, None),
+            Audience::Institution(id) => (Some(*id), None),
+            Audience::Isp(code) => (None, Some(code.as_str())),
+        }
+    }
 }
 
 /// Events after `after` (a cursor: xid, seq), oldest first, never past a
@@ -133,11 +145,7 @@ pub async fn list(pool: &PgPool, audience: &Audience, after: (i64, i64), limit: 
         .filter(|t| t.asks_isp())
         .map(|t| t.as_str())
         .collect();
-    let (institution, isp) = match audience {
-        Audience::All => (None, None),
-        Audience::Institution(id) => (Some(*id), None),
-        Audience::Isp(code) => (None, Some(code.as_str())),
-    };
+    let (institution, isp) = audience.columns();
     Ok(sqlx::query_as::<_, Event>(
         "SELECT seq, xid::text::bigint AS xid, id, type, institution_id, isp, registration_id, reference, state,
                 reason_code, reason, days_left, occur_time

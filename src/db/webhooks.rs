@@ -26,15 +26,6 @@ pub struct Webhook {
 const COLUMNS: &str = "id, institution_id, isp, url, event_types, secret, previous_secret,
     previous_secret_expire_time, disable_time, disable_reason, create_time";
 
-/// The owner columns of `audience` (an administrator owns nothing).
-fn owner(audience: &Audience) -> (Option<Uuid>, Option<&str>) {
-    match audience {
-        Audience::All => (None, None),
-        Audience::Institution(id) => (Some(*id), None),
-        Audience::Isp(code) => (None, Some(code.as_str())),
-    }
-}
-
 pub async fn insert(
     pool: &PgPool,
     owner_of: &Audience,
@@ -42,7 +33,7 @@ pub async fn insert(
     event_types: &[&str],
     secret: &str,
 ) -> Result<Webhook, StoreError> {
-    let (institution, isp) = owner(owner_of);
+    let (institution, isp) = owner_of.columns();
     Ok(sqlx::query_as::<_, Webhook>(sqlx::AssertSqlSafe(format!(
         "INSERT INTO webhooks (id, institution_id, isp, url, event_types, secret)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
@@ -59,7 +50,7 @@ pub async fn insert(
 
 /// Live (not deleted) endpoints `audience` sees, after `after` (id), oldest first.
 pub async fn list(pool: &PgPool, audience: &Audience, after: Uuid, limit: i64) -> Result<Vec<Webhook>, StoreError> {
-    let (institution, isp) = owner(audience);
+    let (institution, isp) = audience.columns();
     Ok(sqlx::query_as::<_, Webhook>(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM webhooks
           WHERE delete_time IS NULL AND id > $1
@@ -79,7 +70,7 @@ pub async fn list(pool: &PgPool, audience: &Audience, after: Uuid, limit: i64) -
 /// One live endpoint `audience` sees; NOT_FOUND otherwise (another's
 /// endpoint is not told apart from a missing one).
 pub async fn get(pool: &PgPool, audience: &Audience, id: Uuid) -> Result<Webhook, StoreError> {
-    let (institution, isp) = owner(audience);
+    let (institution, isp) = audience.columns();
     sqlx::query_as::<_, Webhook>(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM webhooks
           WHERE delete_time IS NULL AND id = $1

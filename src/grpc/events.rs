@@ -6,10 +6,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::convert::timestamp;
+use super::convert::{reason_code_name_to_pb, state_name_to_pb, timestamp};
 use crate::auth::principal;
 use crate::db::events::{Audience, Event};
-use crate::domain::{Violations, refusal::Refusal, request::page_size, state::State};
+use crate::domain::{Violations, refusal::Refusal, request::page_size};
 use crate::pb::{self, event_service_server::EventService};
 use crate::registry::{
     Registry,
@@ -48,11 +48,8 @@ fn event_to_pb(e: Event) -> pb::InstitutionEvent {
         institution_id: e.institution_id.to_string(),
         registration_id: e.registration_id.to_string(),
         reference: e.reference,
-        state: State::from_db(&e.state).map_or(pb::RegistrationState::Unspecified, super::convert::state_to_pb) as i32,
-        reason_code: e
-            .reason_code
-            .and_then(|c| pb::ReasonCode::from_str_name(&format!("REASON_CODE_{c}")))
-            .unwrap_or(pb::ReasonCode::Unspecified) as i32,
+        state: state_name_to_pb(Some(&e.state)),
+        reason_code: reason_code_name_to_pb(e.reason_code.as_deref()),
         days_left: e.days_left.unwrap_or_default(),
         occur_time: Some(timestamp(e.occur_time)),
         cursor,

@@ -10,10 +10,9 @@ use super::{Page, Registry};
 /// attestation requests, or (staff) all; lookup services none.
 pub fn feed_audience(role: &Role) -> Option<Audience> {
     match role {
-        Role::Admin | Role::Reviewer => Some(Audience::All),
-        Role::Institution(id) => Some(Audience::Institution(*id)),
-        Role::Isp(code) => Some(Audience::Isp(code.as_str().to_owned())),
-        Role::Lookup => None,
+        // Reviewers read every event, though they own no webhooks.
+        Role::Reviewer => Some(Audience::All),
+        _ => super::webhooks::audience(role),
     }
 }
 

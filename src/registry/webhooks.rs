@@ -60,11 +60,16 @@ pub fn event_types(audience: &Audience, wanted: &[String]) -> std::result::Resul
     if v.is_empty() { Ok(types) } else { Err(v) }
 }
 
+/// A fresh signing secret (the system's randomness failing is no caller's fault).
+fn new_secret() -> Result<String> {
+    crate::notify::webhook::new_secret()
+        .map_err(|e| crate::db::StoreError::Corrupt(format!("no randomness: {e}")).into())
+}
+
 impl Registry {
     pub async fn create_webhook(&self, owner: &Audience, url: &str, types: &[&str]) -> Result<Webhook> {
         self.writable()?;
-        let secret = crate::notify::webhook::new_secret()
-            .map_err(|e| crate::db::StoreError::Corrupt(format!("no randomness: {e}")))?;
+        let secret = new_secret()?;
         Ok(webhooks::insert(&self.pool, owner, url, types, &secret).await?)
     }
 
@@ -84,8 +89,7 @@ impl Registry {
 
     pub async fn rotate_webhook_secret(&self, audience: &Audience, id: Uuid) -> Result<Webhook> {
         self.writable()?;
-        let secret = crate::notify::webhook::new_secret()
-            .map_err(|e| crate::db::StoreError::Corrupt(format!("no randomness: {e}")))?;
+        let secret = new_secret()?;
         Ok(webhooks::rotate(&self.pool, audience, id, &secret, ROTATION_GRACE).await?)
     }
 

@@ -22,7 +22,8 @@ fn action_to_pb(action: &str) -> pb::RegistrationAction {
         .unwrap_or(pb::RegistrationAction::Unspecified)
 }
 
-fn state_name_to_pb(s: Option<&str>) -> i32 {
+/// A state as stored (a name, or none) on the wire.
+pub fn state_name_to_pb(s: Option<&str>) -> i32 {
     s.and_then(State::from_db)
         .map_or(pb::RegistrationState::Unspecified, state_to_pb) as i32
 }

@@ -249,7 +249,7 @@ pub fn reason_code_from_pb(value: i32) -> Option<ReasonCode> {
     }
 }
 
-pub(super) fn reason_code_name_to_pb(code: Option<&str>) -> i32 {
+pub fn reason_code_name_to_pb(code: Option<&str>) -> i32 {
     code.and_then(|c| pb::ReasonCode::from_str_name(&format!("REASON_CODE_{c}")))
         .unwrap_or(pb::ReasonCode::Unspecified) as i32
 }
