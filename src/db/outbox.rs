@@ -34,7 +34,6 @@ pub struct Claimed {
     pub days_left: Option<i32>,
     pub occur_time: OffsetDateTime,
     pub language: String,
-    pub institution_name: String,
     /// For a webhook: its URL and the secrets that sign (the previous one
     /// during a rotation's grace), `None` once it is deleted or disabled.
     pub url: Option<String>,
@@ -67,7 +66,7 @@ pub async fn claim(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Cla
           WHERE n.id = due.id
          RETURNING n.id, n.channel, n.recipient, n.attempts, n.create_time, e.id AS event_id,
                    e.type AS event_type, e.registration_id, e.reference, e.state, e.reason_code, e.reason,
-                   e.days_left, e.occur_time, i.language, i.legal_name AS institution_name, w.url, w.secret,
+                   e.days_left, e.occur_time, i.language, w.url, w.secret,
                    CASE WHEN w.previous_secret_expire_time > now() THEN w.previous_secret END AS previous_secret",
     )
     .bind(limit)
