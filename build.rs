@@ -15,6 +15,7 @@ const PROTOS: &[&str] = &[
     "vpnregistry/v1/lookup_service.proto",
     "vpnregistry/v1/webhook_service.proto",
     "vpnregistry/v1/event_service.proto",
+    "vpnregistry/v1/api_key_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -31,6 +31,7 @@
 //!   locks through poison; [`fence`]: whether this process may write (not
 //!   while its write database is behind the feed it applied).
 
+pub mod accounts;
 pub mod admission;
 pub mod app;
 pub mod auth;

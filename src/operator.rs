@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::auth::token;
-use crate::db::{StoreError, isps, tokens};
+use crate::db::{StoreError, events::Audience, isps, tokens};
 use crate::domain::identifiers::IspCode;
 use crate::domain::principal::{Actor, Role};
 use crate::domain::text::LegalName;
@@ -55,6 +55,7 @@ pub async fn issue(pool: &PgPool, args: &IssueArgs) -> anyhow::Result<String> {
         hash,
         expire_time: OffsetDateTime::now_utc() + lifetime,
         cert_sha256,
+        manages_keys: args.manages_keys,
     };
     match tokens::insert(pool, &new, &Actor::operator(&args.operator.name())).await {
         Ok(()) => Ok(secret),
@@ -72,7 +73,17 @@ pub async fn issue(pool: &PgPool, args: &IssueArgs) -> anyhow::Result<String> {
 pub async fn rotate(pool: &PgPool, id: Uuid, grace: Duration, operator: &str) -> anyhow::Result<String> {
     let (secret, hash) = token::generate().map_err(|e| anyhow::anyhow!("no randomness for a token: {e}"))?;
     let grace_until = OffsetDateTime::now_utc() + grace;
-    if !tokens::rotate(pool, id, Uuid::now_v7(), hash, grace_until, &Actor::operator(operator)).await? {
+    if !tokens::rotate(
+        pool,
+        &Audience::All,
+        id,
+        Uuid::now_v7(),
+        hash,
+        grace_until,
+        &Actor::operator(operator),
+    )
+    .await?
+    {
         bail!("no active token with id {id}");
     }
     Ok(secret)
@@ -80,7 +91,7 @@ pub async fn rotate(pool: &PgPool, id: Uuid, grace: Duration, operator: &str) ->
 
 /// Revokes a token; an unknown or already revoked id is an error.
 pub async fn revoke(pool: &PgPool, id: Uuid, operator: &str) -> anyhow::Result<()> {
-    if !tokens::revoke(pool, id, &Actor::operator(operator)).await? {
+    if !tokens::revoke(pool, &Audience::All, id, &Actor::operator(operator)).await? {
         bail!("no active token with id {id}");
     }
     Ok(())

@@ -15,15 +15,15 @@ use super::background::Parts;
 use crate::admission::AdmissionLayer;
 use crate::auth::AuthLayer;
 use crate::grpc::{
-    events::EventApi, institutions::InstitutionApi, isps::IspApi, lookup::LookupApi, registrations::RegistrationApi,
-    review::ReviewApi, webhooks::WebhookApi,
+    api_keys::ApiKeyApi, events::EventApi, institutions::InstitutionApi, isps::IspApi, lookup::LookupApi,
+    registrations::RegistrationApi, review::ReviewApi, webhooks::WebhookApi,
 };
 use crate::observe::ObserveLayer;
 use crate::pb::{
-    self, event_service_server::EventServiceServer, institution_service_server::InstitutionServiceServer,
-    isp_service_server::IspServiceServer, lookup_service_server::LookupServiceServer,
-    registration_service_server::RegistrationServiceServer, review_service_server::ReviewServiceServer,
-    webhook_service_server::WebhookServiceServer,
+    self, api_key_service_server::ApiKeyServiceServer, event_service_server::EventServiceServer,
+    institution_service_server::InstitutionServiceServer, isp_service_server::IspServiceServer,
+    lookup_service_server::LookupServiceServer, registration_service_server::RegistrationServiceServer,
+    review_service_server::ReviewServiceServer, webhook_service_server::WebhookServiceServer,
 };
 use crate::registry::Registry;
 use crate::web::{self, ConsoleRoutes, RdapRoutes, landing::LandingLayer};
@@ -127,6 +127,7 @@ fn with_registry_services(
         .add_optional_service(limited!(ReviewServiceServer, ReviewApi::new))
         .add_optional_service(limited!(EventServiceServer, EventApi::new))
         .add_optional_service(limited!(IspServiceServer, IspApi::new))
+        .add_optional_service(limited!(ApiKeyServiceServer, ApiKeyApi::new))
         .add_optional_service(limited!(WebhookServiceServer, |r| WebhookApi::new(
             r,
             webhook_allow_private

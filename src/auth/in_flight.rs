@@ -79,6 +79,7 @@ mod tests {
             name: "test".into(),
             role,
             institution_category: None,
+            manages_keys: false,
         }))
     }
 

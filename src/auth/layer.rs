@@ -78,6 +78,23 @@ impl AuthLayer {
     }
 }
 
+impl AuthLayer {
+    /// Admits a signed-in person's console action as if `principal` (the
+    /// user's role and scope) called `method`: the same permission table
+    /// row, key managers' rule and rate limit as a token of that role.
+    pub fn admit_user(&self, principal: &Principal, method: &str) -> Result<(), Status> {
+        self.gate.authorize(principal, method)
+    }
+
+    /// Counts a failed console sign-in from `addr` with failed token
+    /// authentications; `Err` with the wait when the address failed too
+    /// often.
+    pub fn failed_sign_in(&self, addr: IpAddr) -> Result<(), Duration> {
+        self.gate.limits.count_auth_failure();
+        self.gate.limits.failed_authentication(addr)
+    }
+}
+
 impl<S> Layer<S> for AuthLayer {
     type Service = Auth<S>;
     fn layer(&self, inner: S) -> Self::Service {
@@ -170,11 +187,25 @@ impl Gate {
         };
         let credential = self.authenticate(req.headers(), &peer)?;
         let principal = &credential.principal;
-        let role = principal.role.kind();
         // For the access log and metrics, even if refused below.
         if let Some(caller) = req.extensions().get::<Caller>() {
-            caller.identify(principal.id, role);
+            caller.identify(principal.id, principal.role.kind());
         }
+        self.authorize(principal, path)?;
+        let role = principal.role.kind();
+        self.in_flight.enter(credential).map_err(|cap| {
+            self.limits.count_limited(role);
+            too_many(
+                &format!("this principal has {cap} calls in flight, the most role {role} may; retry when one ends"),
+                IN_FLIGHT_RETRY,
+            )
+        })
+    }
+
+    /// Whether `principal` may call `path` now: the permission table's row,
+    /// the key managers' rule, the role's rate limit.
+    fn authorize(&self, principal: &Principal, path: &str) -> Result<(), Status> {
+        let role = principal.role.kind();
         let Some(allowed) = permissions::allowed(path) else {
             return Err(Status::unimplemented(format!("no method {path}")));
         };
@@ -186,6 +217,12 @@ impl Gate {
                 names.join(", ")
             )));
         }
+        if permissions::for_key_managers(path) && !principal.manages_keys {
+            let method = path.rsplit('/').next().unwrap_or(path);
+            return Err(Status::permission_denied(format!(
+                "{method} is for the organisation's owners (an institution's owner, an ISP desk user, or a key made to manage keys)"
+            )));
+        }
         if let Err(wait) = self.limits.admit(role, principal.id) {
             self.limits.count_limited(role);
             return Err(too_many(
@@ -193,13 +230,7 @@ impl Gate {
                 wait,
             ));
         }
-        self.in_flight.enter(credential).map_err(|cap| {
-            self.limits.count_limited(role);
-            too_many(
-                &format!("this principal has {cap} calls in flight, the most role {role} may; retry when one ends"),
-                IN_FLIGHT_RETRY,
-            )
-        })
+        Ok(())
     }
 
     fn authenticate(&self, headers: &http::HeaderMap, peer: &Peer<'_>) -> Result<Arc<Credential>, Status> {

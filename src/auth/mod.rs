@@ -8,8 +8,10 @@ pub mod credentials;
 pub mod in_flight;
 mod layer;
 pub mod limits;
+pub mod password;
 pub mod permissions;
 pub mod token;
+pub mod totp;
 
 pub use caller::Caller;
 pub use credentials::Credentials;

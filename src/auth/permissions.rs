@@ -68,7 +68,34 @@ pub const PERMISSIONS: &[(&str, &[RoleKind])] = &[
     ("/vpnregistry.v1.WebhookService/TestWebhook", WEBHOOK_OWNERS),
     ("/vpnregistry.v1.WebhookService/ListWebhookDeliveries", WEBHOOK_READERS),
     ("/vpnregistry.v1.WebhookService/RedeliverWebhook", WEBHOOK_READERS),
+    ("/vpnregistry.v1.ApiKeyService/CreateApiKey", KEY_OWNERS),
+    ("/vpnregistry.v1.ApiKeyService/ListApiKeys", KEY_OWNERS),
+    ("/vpnregistry.v1.ApiKeyService/RotateApiKey", KEY_OWNERS),
+    ("/vpnregistry.v1.ApiKeyService/RevokeApiKey", KEY_OWNERS),
 ];
+
+/// Whose API keys are self-service: institutions' and ISPs' (the
+/// regulator's own services keep the operator's CLI).
+const KEY_OWNERS: &[RoleKind] = &[Institution, Isp];
+
+/// Console actions that are no RPC, admitted by the gate like one.
+pub const CONSOLE_ACTIONS: &[(&str, &[RoleKind])] = &[
+    // An institution's owners manage its members.
+    (CONSOLE_MEMBERS, &[Institution]),
+    // Administrators invite regulator staff, ISP desks and institutions'
+    // first owners.
+    (CONSOLE_PEOPLE, &[Admin]),
+];
+/// Managing an institution's members (key managers only, as for keys).
+pub const CONSOLE_MEMBERS: &str = "/console/members";
+/// Inviting staff, ISP desk users and first owners.
+pub const CONSOLE_PEOPLE: &str = "/console/people";
+
+/// Methods only key managers of their role may call (a member acts as the
+/// institution, but does not manage its keys or members).
+pub fn for_key_managers(path: &str) -> bool {
+    path.starts_with("/vpnregistry.v1.ApiKeyService/") || path == CONSOLE_MEMBERS
+}
 
 /// Who reads the event feed: institutions and ISP desks their own, staff all.
 const EVENT_READERS: &[RoleKind] = &[Admin, Reviewer, Institution, Isp];
@@ -90,6 +117,12 @@ pub fn allowed(path: &str) -> Option<&'static [RoleKind]> {
         .map(|(_, roles)| *roles)
         .or_else(|| Decision::by_rpc(path).map(|_| DECIDERS))
         .or_else(|| (path == CONSOLE_SIGN_IN).then_some(CONSOLE_USERS))
+        .or_else(|| {
+            CONSOLE_ACTIONS
+                .iter()
+                .find(|(p, _)| *p == path)
+                .map(|(_, roles)| *roles)
+        })
 }
 
 /// Every RPC of the API with the roles allowed: [`PERMISSIONS`] and the

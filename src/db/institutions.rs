@@ -17,8 +17,8 @@ use crate::domain::{
 macro_rules! columns {
     () => {
         "id, category, legal_name, cnic, ntn, secp_number, pseb_number, pseb_expiry,
-    sbp_licence, accreditation_ref, country, contact_email, contact_phone, language, version, create_time,
-    update_time"
+    sbp_licence, accreditation_ref, country, contact_email, contact_phone, language, version, self_registered,
+    create_time, update_time"
     };
 }
 
@@ -39,6 +39,7 @@ struct Row {
     contact_phone: String,
     language: String,
     version: i64,
+    self_registered: bool,
     create_time: OffsetDateTime,
     update_time: OffsetDateTime,
 }
@@ -79,6 +80,7 @@ impl TryFrom<Row> for Institution {
             version: r.version,
             create_time: r.create_time,
             update_time: r.update_time,
+            self_registered: r.self_registered,
         })
     }
 }
@@ -101,11 +103,26 @@ pub async fn create(
         tx.rollback().await?;
         return get(pool, original, Visibility::All).await;
     }
+    let created = insert(&mut tx, id, category, profile, false, changes, actor).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// Inserts an institution and audits its enrolment, in `tx`.
+pub async fn insert(
+    tx: &mut PgConnection,
+    id: Uuid,
+    category: Category,
+    profile: &Profile,
+    self_registered: bool,
+    changes: Value,
+    actor: &Actor,
+) -> Result<Institution, StoreError> {
     let row: Row = sqlx::query_as(concat!(
         "INSERT INTO institutions (id, category, legal_name, cnic, ntn, secp_number, pseb_number, pseb_expiry,
                                    sbp_licence, accreditation_ref, country, contact_email, contact_phone,
-                                   language)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                                   language, self_registered)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
          RETURNING ",
         columns!(),
         ""
@@ -113,15 +130,27 @@ pub async fn create(
     .bind(id)
     .bind(category.as_str())
     .bind_profile(profile)
+    .bind(self_registered)
     .fetch_one(&mut *tx)
     .await?;
-    audit::append(
-        &mut tx,
-        audit::Entry::about("institution", id, "CREATED", actor, changes),
-    )
-    .await?;
-    tx.commit().await?;
+    audit::append(tx, audit::Entry::about("institution", id, "CREATED", actor, changes)).await?;
     row.try_into()
+}
+
+/// Whether an institution already holds `cnic` or `ntn` (a sign-up is
+/// refused then, without saying which).
+pub async fn identifiers_taken(
+    conn: &mut PgConnection,
+    cnic: Option<&str>,
+    ntn: Option<&str>,
+) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT FROM institutions WHERE cnic = $1 OR ntn = $2 OR cnic = $2 OR ntn = $1)",
+    )
+    .bind(cnic)
+    .bind(ntn)
+    .fetch_one(conn)
+    .await?)
 }
 
 /// Binds the profile columns in their usual order: legal_name, cnic, ntn,

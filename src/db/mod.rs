@@ -1,6 +1,7 @@
 //! PostgreSQL storage: one file per aggregate, every SQL statement of the
 //! service lives under this module.
 
+pub mod accounts;
 pub mod audit;
 pub mod events;
 pub mod feed;
@@ -10,6 +11,7 @@ pub mod isps;
 pub mod notify;
 pub mod outbox;
 pub mod registrations;
+pub mod sessions;
 pub mod tokens;
 pub mod webhooks;
 
@@ -95,16 +97,22 @@ pub async fn connect(
         .await
 }
 
-/// Tables the runtime role writes: the registry's own records. It appends to
-/// the audit trail and may record a credential's last use; everything else
-/// (credentials, the lifecycle table, the active set, the change feed and
+/// Tables the runtime role writes: the registry's own records and its
+/// people. It appends to the audit trail, records a credential's last use and
+/// manages institutions' and ISPs' API keys; everything else (the operator's
+/// credentials, the lifecycle table, the active set, the change feed and
 /// its state, the history) is written by operators or by the triggers that
 /// follow a registration's state, which run as the schema owner.
 const RUNTIME_WRITES: &[&str] = &[
     "GRANT INSERT, UPDATE ON institutions, registrations, registration_revisions TO {role}",
     "GRANT INSERT ON isps, idempotency_keys, audit_events, events TO {role}",
     "GRANT INSERT, UPDATE ON notifications, webhooks TO {role}",
-    "GRANT UPDATE (last_use_time) ON api_tokens TO {role}",
+    // People and their sessions, links and failed sign-ins.
+    "GRANT INSERT, UPDATE, DELETE ON users, recovery_codes, console_sessions, account_links, sign_in_failures TO {role}",
+    // Institutions' and ISPs' keys only (row-level security), and every
+    // credential's last use through a function.
+    "GRANT INSERT, UPDATE (revoke_time, expire_time) ON api_tokens TO {role}",
+    "GRANT EXECUTE ON FUNCTION api_tokens_record_use(uuid[], timestamptz[]) TO {role}",
     "GRANT EXECUTE ON FUNCTION prune_history(interval, interval) TO {role}",
 ];
 

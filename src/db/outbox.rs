@@ -39,6 +39,9 @@ pub struct Claimed {
     pub url: Option<String>,
     pub secret: Option<String>,
     pub previous_secret: Option<String>,
+    /// An account e-mail's message (it has no event; `event_type` is
+    /// `ACCOUNT`): see `notify::mail::compose_account`.
+    pub message: Option<sqlx::types::Json<serde_json::Value>>,
 }
 
 /// Claims up to `limit` due notifications for `lease`.
@@ -59,15 +62,19 @@ pub async fn claim(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Cla
             SET attempts = n.attempts + 1, last_attempt_time = now(),
                 claimed_until = now() + make_interval(secs => $2)
            FROM due
-           JOIN events e ON e.id = due.event_id
-           JOIN institutions i ON i.id = e.institution_id
+           LEFT JOIN events e ON e.id = due.event_id
+           LEFT JOIN institutions i ON i.id = e.institution_id
            LEFT JOIN webhooks w ON due.channel = 'webhook' AND w.id::text = due.recipient
                                AND w.delete_time IS NULL AND w.disable_time IS NULL
           WHERE n.id = due.id
-         RETURNING n.id, n.channel, n.recipient, n.attempts, n.create_time, e.id AS event_id,
-                   e.type AS event_type, e.registration_id, e.reference, e.state, e.reason_code, e.reason,
-                   e.days_left, e.occur_time, i.language, w.url, w.secret,
-                   CASE WHEN w.previous_secret_expire_time > now() THEN w.previous_secret END AS previous_secret",
+         RETURNING n.id, n.channel, n.recipient, n.attempts, n.create_time, n.event_id,
+                   coalesce(e.type, 'ACCOUNT') AS event_type,
+                   coalesce(e.registration_id, '00000000-0000-0000-0000-000000000000') AS registration_id,
+                   coalesce(e.reference, '') AS reference, coalesce(e.state, '') AS state, e.reason_code, e.reason,
+                   e.days_left, coalesce(e.occur_time, n.create_time) AS occur_time,
+                   coalesce(i.language, n.message->>'language', 'en') AS language, w.url, w.secret,
+                   CASE WHEN w.previous_secret_expire_time > now() THEN w.previous_secret END AS previous_secret,
+                   n.message",
     )
     .bind(limit)
     .bind(lease.as_secs_f64())
@@ -124,7 +131,10 @@ pub async fn finish(pool: &PgPool, outcomes: &[(i64, Outcome)]) -> Result<(), St
             SET status = u.status, last_code = u.code, last_error = u.error, claimed_until = NULL,
                 next_attempt_time = CASE WHEN u.retry IS NULL THEN n.next_attempt_time
                                          ELSE now() + make_interval(secs => u.retry) END,
-                done_time = CASE WHEN u.status = 'PENDING' THEN NULL ELSE now() END
+                done_time = CASE WHEN u.status = 'PENDING' THEN NULL ELSE now() END,
+                -- An account e-mail's link dies with its delivery (kept
+                -- only where no mail server is configured: see SECURITY.md).
+                message = CASE WHEN u.status IN ('DELIVERED', 'DEAD') THEN NULL ELSE n.message END
            FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::float8[])
                 AS u(id, status, code, error, retry)
           WHERE n.id = u.id",
@@ -170,7 +180,7 @@ pub struct Listed {
     pub recipient: String,
     pub event_id: Uuid,
     pub event_type: String,
-    pub registration_id: Uuid,
+    pub registration_id: Option<Uuid>,
     pub reference: String,
     pub status: String,
     pub attempts: i32,
@@ -184,9 +194,11 @@ pub struct Listed {
 /// before `before` (an id).
 pub async fn list(pool: &PgPool, status: Option<&str>, before: i64, limit: i64) -> Result<Vec<Listed>, StoreError> {
     Ok(sqlx::query_as::<_, Listed>(
-        "SELECT n.id, n.channel, n.recipient, n.event_id, e.type AS event_type, n.registration_id, e.reference,
+        "SELECT n.id, n.channel, n.recipient, n.event_id,
+                coalesce(e.type, 'ACCOUNT_' || (n.message->>'kind'), 'ACCOUNT') AS event_type,
+                n.registration_id, coalesce(e.reference, '') AS reference,
                 n.status, n.attempts, n.last_code, n.last_error, n.next_attempt_time, n.create_time
-           FROM notifications n JOIN events e ON e.id = n.event_id
+           FROM notifications n LEFT JOIN events e ON e.id = n.event_id
           WHERE n.id < $1 AND (CASE WHEN $2::text IS NULL THEN n.status <> 'DELIVERED' ELSE n.status = $2 END)
           ORDER BY n.id DESC LIMIT $3",
     )

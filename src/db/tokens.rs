@@ -5,6 +5,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::events::Audience;
 use super::{StoreError, audit, decode, reparse};
 use crate::domain::institution::Category;
 use crate::domain::principal::{Actor, Principal, Role};
@@ -35,6 +36,8 @@ pub struct NewToken<'a> {
     pub expire_time: OffsetDateTime,
     /// SHA-256 of the client certificate the token is bound to.
     pub cert_sha256: Option<[u8; 32]>,
+    /// May manage its organisation's keys.
+    pub manages_keys: bool,
 }
 
 /// Stores a new credential's hash and audits its issue.
@@ -44,7 +47,8 @@ pub async fn insert(pool: &PgPool, token: &NewToken<'_>, actor: &Actor) -> Resul
     let changes = json!([{ "field": "role", "before": null, "after": token.role.as_str() },
                          { "field": "name", "before": null, "after": token.name },
                          { "field": "expire_time", "before": null, "after": token.expire_time.to_string() },
-                         { "field": "bound_to_certificate", "before": null, "after": token.cert_sha256.is_some() }]);
+                         { "field": "bound_to_certificate", "before": null, "after": token.cert_sha256.is_some() },
+                         { "field": "manages_keys", "before": null, "after": token.manages_keys }]);
     audit::append(
         &mut tx,
         audit::Entry::about("token", token.id, "ISSUED", actor, changes),
@@ -66,8 +70,8 @@ async fn insert_row(
     };
     sqlx::query(
         "INSERT INTO api_tokens (id, token_hash, role, institution_id, isp_code, name, expire_time, cert_sha256,
-                                 rotated_from)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                 rotated_from, manages_keys)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(t.id)
     .bind(&t.hash[..])
@@ -78,6 +82,7 @@ async fn insert_row(
     .bind(t.expire_time)
     .bind(t.cert_sha256.as_ref().map(|h| &h[..]))
     .bind(rotated_from)
+    .bind(t.manages_keys)
     .execute(conn)
     .await
     .map_err(|e| match super::violated_constraint(&e) {
@@ -108,6 +113,7 @@ struct ActiveRow {
     category: Option<String>,
     expire_time: OffsetDateTime,
     cert_sha256: Option<Vec<u8>>,
+    manages_keys: bool,
 }
 
 fn hash32(bytes: Vec<u8>, id: Uuid, what: &str) -> Result<[u8; 32], StoreError> {
@@ -120,7 +126,7 @@ fn hash32(bytes: Vec<u8>, id: Uuid, what: &str) -> Result<[u8; 32], StoreError> 
 pub async fn all_active(pool: &PgPool) -> Result<Vec<ActiveToken>, StoreError> {
     let rows: Vec<ActiveRow> = sqlx::query_as(
         "SELECT t.token_hash, t.id, t.role, t.institution_id, t.isp_code, t.name, i.category, t.expire_time,
-                t.cert_sha256
+                t.cert_sha256, t.manages_keys
            FROM api_tokens t LEFT JOIN institutions i ON i.id = t.institution_id
           WHERE t.revoke_time IS NULL AND t.expire_time > now()",
     )
@@ -147,6 +153,7 @@ pub async fn all_active(pool: &PgPool) -> Result<Vec<ActiveToken>, StoreError> {
                     name: r.name,
                     role,
                     institution_category,
+                    manages_keys: r.manages_keys,
                 },
                 expire_time: r.expire_time,
                 cert_sha256: r.cert_sha256.map(|h| hash32(h, r.id, "certificate hash")).transpose()?,
@@ -160,6 +167,7 @@ pub async fn all_active(pool: &PgPool) -> Result<Vec<ActiveToken>, StoreError> {
 /// Returns false when no active credential has that id.
 pub async fn rotate(
     pool: &PgPool,
+    scope: &Audience,
     id: Uuid,
     new_id: Uuid,
     hash: [u8; 32],
@@ -169,13 +177,16 @@ pub async fn rotate(
     let mut tx = pool.begin().await?;
     let copied = sqlx::query(
         "INSERT INTO api_tokens (id, token_hash, role, institution_id, isp_code, name, expire_time, cert_sha256,
-                                 rotated_from)
-         SELECT $2, $3, role, institution_id, isp_code, name, expire_time, cert_sha256, id
-           FROM api_tokens WHERE id = $1 AND revoke_time IS NULL AND expire_time > now()",
+                                 rotated_from, manages_keys)
+         SELECT $2, $3, role, institution_id, isp_code, name, expire_time, cert_sha256, id, manages_keys
+           FROM api_tokens WHERE id = $1 AND revoke_time IS NULL AND expire_time > now()
+            AND ($4::uuid IS NULL OR institution_id = $4) AND ($5::text IS NULL OR isp_code = $5)",
     )
     .bind(id)
     .bind(new_id)
     .bind(&hash[..])
+    .bind(scope.columns().0)
+    .bind(scope.columns().1)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -195,13 +206,19 @@ pub async fn rotate(
 }
 
 /// Revokes a credential; false when no unrevoked credential has that id.
-pub async fn revoke(pool: &PgPool, id: Uuid, actor: &Actor) -> Result<bool, StoreError> {
+pub async fn revoke(pool: &PgPool, scope: &Audience, id: Uuid, actor: &Actor) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await?;
-    let revoked = sqlx::query("UPDATE api_tokens SET revoke_time = now() WHERE id = $1 AND revoke_time IS NULL")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
+    let revoked = sqlx::query(
+        "UPDATE api_tokens SET revoke_time = now()
+          WHERE id = $1 AND revoke_time IS NULL
+            AND ($2::uuid IS NULL OR institution_id = $2) AND ($3::text IS NULL OR isp_code = $3)",
+    )
+    .bind(id)
+    .bind(scope.columns().0)
+    .bind(scope.columns().1)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
         == 1;
     if revoked {
         audit::append(&mut tx, audit::Entry::about("token", id, "REVOKED", actor, json!([]))).await?;
@@ -220,15 +237,11 @@ pub async fn record_last_use(pool: &PgPool, used: &[(Uuid, i64)]) -> Result<(), 
             (id, at)
         })
         .unzip();
-    sqlx::query(
-        "UPDATE api_tokens t SET last_use_time = u.at
-           FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at)
-          WHERE t.id = u.id AND (t.last_use_time IS NULL OR t.last_use_time < u.at)",
-    )
-    .bind(ids)
-    .bind(times)
-    .execute(pool)
-    .await?;
+    sqlx::query("SELECT api_tokens_record_use($1, $2)")
+        .bind(ids)
+        .bind(times)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
@@ -239,6 +252,51 @@ pub async fn list(pool: &PgPool) -> Result<Vec<TokenInfo>, StoreError> {
                 cert_sha256 IS NOT NULL AS bound
            FROM api_tokens ORDER BY create_time, id",
     )
+    .fetch_all(pool)
+    .await?)
+}
+
+/// An organisation's key as ApiKeyService lists it (never the secret).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Key {
+    pub id: Uuid,
+    pub name: String,
+    pub create_time: OffsetDateTime,
+    pub expire_time: OffsetDateTime,
+    pub last_use_time: Option<OffsetDateTime>,
+    pub revoke_time: Option<OffsetDateTime>,
+    pub manages_keys: bool,
+    pub rotated_from: Option<Uuid>,
+}
+
+/// One key of `owner` (an institution or an ISP).
+pub async fn key(pool: &PgPool, owner: &Audience, id: Uuid) -> Result<Key, StoreError> {
+    let (institution, isp) = owner.columns();
+    sqlx::query_as(
+        "SELECT id, name, create_time, expire_time, last_use_time, revoke_time, manages_keys, rotated_from
+           FROM api_tokens WHERE id = $1 AND institution_id IS NOT DISTINCT FROM $2 AND isp_code IS NOT DISTINCT FROM $3",
+    )
+    .bind(id)
+    .bind(institution)
+    .bind(isp)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(StoreError::NotFound("api key"))
+}
+
+/// The keys of `owner`, newest first (ids are time-ordered), before `before`.
+pub async fn keys(pool: &PgPool, owner: &Audience, before: Uuid, limit: i64) -> Result<Vec<Key>, StoreError> {
+    let (institution, isp) = owner.columns();
+    Ok(sqlx::query_as(
+        "SELECT id, name, create_time, expire_time, last_use_time, revoke_time, manages_keys, rotated_from
+           FROM api_tokens
+          WHERE institution_id IS NOT DISTINCT FROM $1 AND isp_code IS NOT DISTINCT FROM $2 AND id < $3
+          ORDER BY id DESC LIMIT $4",
+    )
+    .bind(institution)
+    .bind(isp)
+    .bind(before)
+    .bind(limit)
     .fetch_all(pool)
     .await?)
 }

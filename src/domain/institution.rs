@@ -368,6 +368,8 @@ pub struct Institution {
     pub category: Category,
     pub profile: Profile,
     pub version: i64,
+    /// Signed itself up in the console rather than enrolled by an administrator.
+    pub self_registered: bool,
     pub create_time: OffsetDateTime,
     pub update_time: OffsetDateTime,
 }

@@ -1,6 +1,7 @@
 //! Domain types, validated once at the edge: a value of these types is valid
 //! by construction, so inner code need not check again.
 
+pub mod account;
 pub mod audit;
 pub mod calendar;
 mod db_enum;

@@ -76,6 +76,9 @@ pub struct Principal {
     /// The category of an institution principal's institution (immutable,
     /// so it is loaded with the credential).
     pub institution_category: Option<Category>,
+    /// May manage the organisation's API keys: an institution's owner, an
+    /// ISP desk user, or a key made to manage keys.
+    pub manages_keys: bool,
 }
 
 /// The institution an applicant (an institution principal) acts for.

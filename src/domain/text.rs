@@ -98,6 +98,11 @@ text_type!(
     200
 );
 text_type!(
+    /// A person's name, as a user account shows it.
+    PersonName,
+    200
+);
+text_type!(
     /// Why a registration is needed.
     Purpose,
     1000

@@ -229,6 +229,10 @@ pub struct IssueArgs {
     /// certificate (PEM): a leaked token is useless without its key.
     #[arg(long)]
     pub bind_cert: Option<std::path::PathBuf>,
+    /// An institution or ISP token that may itself manage its
+    /// organisation's API keys (ApiKeyService), for automation.
+    #[arg(long)]
+    pub manages_keys: bool,
     #[command(flatten)]
     pub db: DbArgs,
     #[command(flatten)]

@@ -64,7 +64,7 @@ fn notification_to_pb(n: crate::db::outbox::Listed) -> pb::Notification {
         recipient: n.recipient,
         event_id: n.event_id.to_string(),
         event_type: n.event_type,
-        registration_id: n.registration_id.to_string(),
+        registration_id: n.registration_id.map(|r| r.to_string()).unwrap_or_default(),
         reference: n.reference,
         status: n.status,
         attempts: n.attempts,

@@ -2,6 +2,7 @@
 //! convert. Parsing and conversion live in `convert`; decisions in `domain`
 //! and `lookup`, reached through `registry` and `lookup::Lookups`.
 
+pub mod api_keys;
 pub mod convert;
 pub mod error;
 pub mod events;

@@ -93,6 +93,64 @@ pub fn compose(n: &Claimed, public_url: Option<&str>) -> Option<Composed> {
     })
 }
 
+/// An account e-mail (a link to verify a sign-up, accept an invitation or
+/// reset a password) from the message stored with it; `None` when the
+/// message is not one this version writes.
+pub fn compose_account(message: &serde_json::Value) -> Option<Composed> {
+    let text = |name: &str| {
+        message
+            .get(name)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+    };
+    let (link, name, organisation) = (text("link"), text("name"), text("organisation"));
+    let (subject, lead, validity) = match text("kind") {
+        "SIGN_UP" => (
+            "Confirm your e-mail address to finish signing up",
+            format!("You signed up {organisation} with the national VPN registry. Open this link to confirm your address and create the account:"),
+            "The link works once, for 24 hours. If you did not sign up, ignore this message: nothing is created.",
+        ),
+        "INVITATION" => (
+            "You are invited to the VPN registry",
+            format!("You are invited to join {organisation} in the national VPN registry. Open this link to choose your password:"),
+            "The link works once, for 7 days. If you did not expect this, ignore this message.",
+        ),
+        "PASSWORD_RESET" => (
+            "Reset your VPN registry password",
+            "Someone (we hope you) asked to reset the password of your VPN registry account. Open this link to choose a new one:".to_owned(),
+            "The link works once, for 30 minutes, and signs you out everywhere. If you did not ask, ignore this message: your password stays as it is.",
+        ),
+        _ => return None,
+    };
+    let greeting = if name.is_empty() {
+        "Hello,".to_owned()
+    } else {
+        format!("Hello {name},")
+    };
+    let l = labels(Language::English);
+    let plain = format!("{greeting}\n\n{lead}\n\n{link}\n\n{validity}\n\n-- \n{}\n", l.footer);
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { (subject) } }
+            body {
+                p { (greeting) }
+                p { (lead) }
+                p { a href=(link) { (link) } }
+                p { (validity) }
+                hr;
+                p { small { (l.footer) } }
+            }
+        }
+    };
+    Some(Composed {
+        subject: subject.to_owned(),
+        text: plain,
+        html: page.into_string(),
+        language: Language::English,
+    })
+}
+
 /// Sends mail through one SMTP server.
 #[derive(Clone)]
 pub struct Mailer {

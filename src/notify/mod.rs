@@ -165,7 +165,11 @@ impl Delivery {
         let Some(mailer) = &self.mailer else {
             return Outcome::Kept;
         };
-        let Some(message) = mail::compose(n, self.public_url.as_deref()) else {
+        let composed = match &n.message {
+            Some(account) => mail::compose_account(&account.0),
+            None => mail::compose(n, self.public_url.as_deref()),
+        };
+        let Some(message) = composed else {
             return failed(n, None, format!("unknown event type {}", n.event_type), None, true);
         };
         match mailer.send(&n.recipient, n.event_id, &message).await {

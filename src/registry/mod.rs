@@ -3,6 +3,7 @@
 //! the plan in one transaction. Nothing is decided here; handlers in `grpc`
 //! call these after parsing, and convert what they return.
 
+pub mod api_keys;
 pub mod events;
 mod institutions;
 mod isps;

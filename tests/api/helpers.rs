@@ -21,10 +21,10 @@ use vpn_registry::{
     },
     grpc::review::{self, DecisionFields},
     pb::{
-        self, event_service_client::EventServiceClient, institution_service_client::InstitutionServiceClient,
-        isp_service_client::IspServiceClient, lookup_service_client::LookupServiceClient,
-        registration_service_client::RegistrationServiceClient, review_service_client::ReviewServiceClient,
-        webhook_service_client::WebhookServiceClient,
+        self, api_key_service_client::ApiKeyServiceClient, event_service_client::EventServiceClient,
+        institution_service_client::InstitutionServiceClient, isp_service_client::IspServiceClient,
+        lookup_service_client::LookupServiceClient, registration_service_client::RegistrationServiceClient,
+        review_service_client::ReviewServiceClient, webhook_service_client::WebhookServiceClient,
     },
     registry::Registry,
 };
@@ -51,6 +51,7 @@ pub type Reviews = ReviewServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Isps = IspServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Lookups = LookupServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Webhooks = WebhookServiceClient<InterceptedService<Channel, Bearer>>;
+pub type ApiKeys = ApiKeyServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Events = EventServiceClient<InterceptedService<Channel, Bearer>>;
 
 fn bearer(token: Option<&str>) -> Bearer {
@@ -72,6 +73,10 @@ impl TestApp {
 
     pub fn isps(&self, token: Option<&str>) -> Isps {
         IspServiceClient::with_interceptor(self.channel.clone(), bearer(token))
+    }
+
+    pub fn api_keys(&self, token: Option<&str>) -> ApiKeys {
+        ApiKeyServiceClient::with_interceptor(self.channel.clone(), bearer(token))
     }
 
     pub fn webhooks(&self, token: Option<&str>) -> Webhooks {
@@ -177,6 +182,26 @@ impl TestApp {
         lifetime: std::time::Duration,
         cert_sha256: Option<[u8; 32]>,
     ) -> (Uuid, String) {
+        self.issue_as(role, lifetime, cert_sha256, false).await
+    }
+
+    /// A token of an institution or ISP that may manage its organisation's
+    /// keys (`token issue --manages-keys`), once the server knows it.
+    pub async fn key_manager(&self, role: Role) -> String {
+        let (_, secret) = self
+            .issue_as(role, std::time::Duration::from_secs(3600), None, true)
+            .await;
+        self.wait_until_known(&secret).await;
+        secret
+    }
+
+    async fn issue_as(
+        &self,
+        role: Role,
+        lifetime: std::time::Duration,
+        cert_sha256: Option<[u8; 32]>,
+        manages_keys: bool,
+    ) -> (Uuid, String) {
         let (secret, hash) = token::generate().unwrap();
         let name = format!("test-{}", role.as_str());
         let new = tokens::NewToken {
@@ -186,6 +211,7 @@ impl TestApp {
             hash,
             expire_time: time::OffsetDateTime::now_utc() + lifetime,
             cert_sha256,
+            manages_keys,
         };
         tokens::insert(&self.pool, &new, &Actor::operator("test"))
             .await

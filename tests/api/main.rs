@@ -1,6 +1,7 @@
 //! Integration tests: the real server over a real socket, each test on a
 //! fresh PostgreSQL database (`#[sqlx::test]`, migrations applied).
 
+mod api_keys;
 mod auth;
 mod browser;
 mod change_stream;

@@ -40,8 +40,7 @@ async fn the_runtime_role_cannot_forge_credentials_the_lifecycle_the_feed_or_his
         "INSERT INTO api_tokens (id, token_hash, role, name, expire_time)
          VALUES (gen_random_uuid(), sha256('forged'), 'reviewer', 'forged', now() + interval '1 day')"
             .to_owned(),
-        format!("UPDATE api_tokens SET revoke_time = NULL WHERE id = '{revoked}'"),
-        format!("UPDATE api_tokens SET expire_time = now() + interval '10 years' WHERE id = '{revoked}'"),
+        format!("UPDATE api_tokens SET token_hash = sha256('forged') WHERE id = '{revoked}'"),
         // Loosening the state machine the trigger trusts.
         "INSERT INTO lifecycle_transitions (from_state, to_state) VALUES ('REJECTED', 'ACTIVE')".to_owned(),
         "DELETE FROM lifecycle_transitions".to_owned(),
@@ -72,12 +71,35 @@ async fn the_runtime_role_cannot_forge_credentials_the_lifecycle_the_feed_or_his
     for forgery in &forgeries {
         assert_eq!(refused(&runtime, forgery).await, "42501", "not refused: {forgery}");
     }
-    // What it must write, it can: a credential's last use.
-    sqlx::query("UPDATE api_tokens SET last_use_time = now() WHERE id = $1")
+    // It manages institutions' and ISPs' keys, so it may revoke and expire
+    // keys, but the operator's credentials are not even visible to it for
+    // that (row-level security): un-revoking or prolonging one changes nothing.
+    for statement in [
+        format!("UPDATE api_tokens SET revoke_time = NULL WHERE id = '{revoked}'"),
+        format!("UPDATE api_tokens SET expire_time = now() + interval '10 years' WHERE id = '{revoked}'"),
+    ] {
+        let touched = sqlx::query(sqlx::AssertSqlSafe(statement.clone()))
+            .execute(&runtime)
+            .await
+            .unwrap()
+            .rows_affected();
+        assert_eq!(touched, 0, "{statement}");
+    }
+    // What it must write, it can: a credential's last use, an institution's key.
+    sqlx::query("SELECT api_tokens_record_use(ARRAY[$1], ARRAY[now()])")
         .bind(revoked)
         .execute(&runtime)
         .await
         .unwrap();
+    let (institution, _) = app.enrol(C::ItCompany).await;
+    sqlx::query(
+        "INSERT INTO api_tokens (id, token_hash, role, institution_id, name, expire_time)
+         VALUES (gen_random_uuid(), sha256('key'), 'institution', $1::uuid, 'key', now() + interval '1 day')",
+    )
+    .bind(&institution.id)
+    .execute(&runtime)
+    .await
+    .unwrap();
     assert_eq!(app.last_serial().await, serial_before, "the feed is untouched");
     let lookup = app.token(Role::Lookup).await;
     assert!(!app.check_address(&lookup, "9.9.9.9", 0).await.registered);

@@ -88,6 +88,7 @@ pub(crate) async fn issue(pool: &PgPool, role: Role) -> anyhow::Result<String> {
         hash,
         expire_time: time::OffsetDateTime::now_utc() + time::Duration::days(1),
         cert_sha256: None,
+        manages_keys: false,
     };
     db::tokens::insert(pool, &token, &Actor::operator("bench")).await?;
     Ok(secret)

@@ -128,5 +128,6 @@ pub fn institution_to_pb(i: Institution) -> pb::Institution {
         etag: Etag::render(i.version),
         create_time: Some(timestamp(i.create_time)),
         update_time: Some(timestamp(i.update_time)),
+        self_registered: i.self_registered,
     }
 }
