@@ -5,7 +5,7 @@ use clap::Parser;
 use vpn_registry::{
     app, db,
     domain::principal::Actor,
-    flags::{Cli, Command, DbArgs, FeedCommand, IspCommand, ServeArgs, TokenCommand, redact_url},
+    flags::{Cli, Command, DbArgs, FeedCommand, IspCommand, ServeArgs, TokenCommand, UserCommand, redact_url},
     operator, telemetry,
     tls::{Tls, TlsFiles},
 };
@@ -66,6 +66,10 @@ async fn main() -> anyhow::Result<()> {
             } => operator::add_isp(&connect(&db).await?, &code, &name, &operator.name()).await?,
             IspCommand::List { db } => operator::list_isps(&connect(&db).await?, &mut std::io::stdout()).await?,
         },
+        Command::User(UserCommand::Invite(args)) => {
+            operator::invite(&connect(&args.db).await?, &args).await?;
+            tracing::info!(email = %args.email, "invitation queued: the server e-mails it");
+        }
         Command::Healthcheck(args) => {
             if let Err(why) = operator::healthcheck(&args).await {
                 writeln!(std::io::stderr(), "unhealthy: {why}")?;

@@ -12,10 +12,11 @@ use uuid::Uuid;
 
 use crate::auth::token;
 use crate::db::{StoreError, events::Audience, isps, tokens};
+use crate::domain::account::Membership;
 use crate::domain::identifiers::IspCode;
 use crate::domain::principal::{Actor, Role};
 use crate::domain::text::LegalName;
-use crate::flags::{DevCertsArgs, IssueArgs, RoleArg};
+use crate::flags::{DevCertsArgs, InviteArgs, IssueArgs, RoleArg, UserRoleArg};
 use crate::tls;
 
 /// How long tokens live unless `--expires-in` says otherwise.
@@ -64,6 +65,53 @@ pub async fn issue(pool: &PgPool, args: &IssueArgs) -> anyhow::Result<String> {
             args.isp.as_deref().unwrap_or_default()
         ),
         Err(StoreError::NotFound(what)) => bail!("no such {what}: {:?}", args.institution),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Invites a person (see `vpn-registry user invite`).
+pub async fn invite(pool: &PgPool, args: &InviteArgs) -> anyhow::Result<()> {
+    let membership = match (args.role, args.institution, args.isp.as_deref()) {
+        (UserRoleArg::Owner | UserRoleArg::Member, Some(id), None) => Membership::Institution {
+            id,
+            owner: args.role == UserRoleArg::Owner,
+        },
+        (UserRoleArg::Owner | UserRoleArg::Member, None, _) => bail!("--role owner and member need --institution ID"),
+        (UserRoleArg::Isp, None, Some(code)) => {
+            Membership::Isp(code.parse().map_err(|e| anyhow::anyhow!("--isp: {e}"))?)
+        }
+        (UserRoleArg::Isp, _, None) => bail!("--role isp needs --isp CODE"),
+        (_, Some(_), _) => bail!("--institution applies only to --role owner or member"),
+        (_, _, Some(_)) => bail!("--isp applies only to --role isp"),
+        (UserRoleArg::Admin, None, None) => Membership::Admin,
+        (UserRoleArg::Reviewer, None, None) => Membership::Reviewer,
+    };
+    let organisation = match &membership {
+        Membership::Institution { id, .. } => {
+            let found = crate::db::institutions::get(pool, *id, crate::domain::principal::Visibility::All).await;
+            match found {
+                Ok(i) => i.profile.legal_name.as_str().to_owned(),
+                Err(StoreError::NotFound(_)) => bail!("no such institution: {id}"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Membership::Isp(code) => format!("the ISP desk of {}", code.as_str()),
+        Membership::Reviewer | Membership::Admin => "the regulator".to_owned(),
+    };
+    let passwords = crate::auth::password::Passwords::new()?;
+    let accounts = crate::accounts::Accounts::new(pool.clone(), passwords);
+    let invitee = crate::accounts::Invitee {
+        email: &args.email,
+        membership,
+        organisation: &organisation,
+    };
+    match accounts
+        .invite(&invitee, &args.public_url, &Actor::operator(&args.operator.name()))
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(crate::accounts::LinkError::Invalid(v)) => bail!("{v}"),
+        Err(crate::accounts::LinkError::Taken) => bail!("{} already has an account", args.email),
         Err(e) => Err(e.into()),
     }
 }

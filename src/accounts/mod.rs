@@ -13,8 +13,8 @@ use sqlx::PgPool;
 use crate::auth::password::{HashError, Passwords};
 use crate::db::StoreError;
 
-pub use links::{Invitee, LinkError, SignUp};
-pub use sign_in::{Attempt, CurrentUser, SignInError, SignedIn};
+pub use links::{Invitee, LinkError, SELF_REGISTERED, SignUp};
+pub use sign_in::{Attempt, CurrentUser, SignInError, SignedIn, actor_of};
 
 /// People's accounts over the database; cheap to clone.
 #[derive(Clone)]

@@ -33,6 +33,7 @@ pub(super) struct Parts {
     pub auth: AuthLayer,
     pub metrics: Arc<Metrics>,
     pub summary: Arc<LookupSummary>,
+    pub accounts: crate::accounts::Accounts,
 }
 
 /// Where background tasks start from, and where they are kept until the
@@ -89,6 +90,7 @@ impl Background<'_> {
             auth: AuthLayer::new(credentials, limits, InFlightCaps::new(&self.options.max_in_flight)),
             metrics,
             summary,
+            accounts: crate::accounts::Accounts::new(self.pool.clone(), crate::auth::password::Passwords::new()?),
         })
     }
 

@@ -57,6 +57,7 @@ pub(super) fn router<H: Health>(
         auth,
         metrics,
         summary,
+        accounts,
     } = parts;
     let rdap = RdapRoutes::new(web::rdap::router(
         lookups.clone(),
@@ -66,7 +67,9 @@ pub(super) fn router<H: Health>(
     let console = ConsoleRoutes::new(web::console::router(
         registry.clone(),
         auth.clone(),
+        accounts,
         options.tls.is_some(),
+        options.public_url.clone(),
     ));
     let router = Server::builder()
         // HTTP/1.1 too, for RDAP clients (gRPC stays on HTTP/2).

@@ -17,11 +17,6 @@ const READERS: &[RoleKind] = &[Admin, Reviewer, Institution];
 /// reviewers, and institutions (their own addresses).
 const LOOKERS: &[RoleKind] = &[Lookup, Isp, Reviewer, Institution];
 
-/// Signing in to the console, admitted by the gate like an RPC.
-pub const CONSOLE_SIGN_IN: &str = "/console/sign-in";
-/// The roles with console pages (the lookup services have none).
-const CONSOLE_USERS: &[RoleKind] = &[Admin, Reviewer, Isp, Institution];
-
 /// Who takes review decisions (each decision's RPC is in `domain::decision`).
 const DECIDERS: &[RoleKind] = &[Reviewer];
 
@@ -116,7 +111,6 @@ pub fn allowed(path: &str) -> Option<&'static [RoleKind]> {
         .find(|(p, _)| *p == path)
         .map(|(_, roles)| *roles)
         .or_else(|| Decision::by_rpc(path).map(|_| DECIDERS))
-        .or_else(|| (path == CONSOLE_SIGN_IN).then_some(CONSOLE_USERS))
         .or_else(|| {
             CONSOLE_ACTIONS
                 .iter()

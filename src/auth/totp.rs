@@ -39,6 +39,11 @@ pub fn enrolment(secret: &[u8], account: &str) -> Option<(String, String)> {
     Some((t.get_url(), t.get_secret_base32()))
 }
 
+/// The secret a base32 key (as [`enrolment`] shows it) holds.
+pub fn decode_secret(base32: &str) -> Option<Vec<u8>> {
+    totp_rs::Secret::Encoded(base32.trim().to_uppercase()).to_bytes().ok()
+}
+
 /// The time step whose code `code` is, within one step of `unix_seconds`
 /// and after `last_step` (a code once accepted is never accepted again).
 pub fn check(secret: &[u8], code: &str, unix_seconds: u64, last_step: Option<i64>) -> Option<i64> {
@@ -131,5 +136,9 @@ mod tests {
             "{url}"
         );
         assert_eq!(base32.len(), 32);
+        let secret = new_secret();
+        let (_, shown) = enrolment(&secret, "a@example.pk").unwrap();
+        assert_eq!(decode_secret(&shown).unwrap(), secret);
+        assert_eq!(decode_secret("not base32!"), None);
     }
 }

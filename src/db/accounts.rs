@@ -447,6 +447,25 @@ pub async fn members(pool: &PgPool, institution: Option<Uuid>, isp: Option<&str>
     .await?)
 }
 
+/// Regulator staff and ISP desk users, by role and name.
+pub async fn staff(pool: &PgPool) -> Result<Vec<(Member, String, Option<String>)>, StoreError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        member: Member,
+        role: String,
+        isp_code: Option<String>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, email, name, owner, totp_secret IS NOT NULL AS second_factor, create_time, role, isp_code
+           FROM users WHERE remove_time IS NULL AND role <> 'institution'
+          ORDER BY role, isp_code NULLS FIRST, name, id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.member, r.role, r.isp_code)).collect())
+}
+
 /// Makes a member an owner or an owner a member (`owner`), or removes them
 /// (`None`), under the institution's lock: the institution always keeps an
 /// owner. Removing ends the person's sessions. Audited.

@@ -10,6 +10,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{StoreError, accounts, audit};
+
+/// Sessions one user holds at most (browsers, devices): a new sign-in ends
+/// the user's oldest beyond these, never anyone else's.
+pub const MAX_PER_USER: i64 = 8;
 use crate::domain::account::{SESSION_IDLE, SESSION_LIFETIME};
 use crate::domain::principal::Actor;
 
@@ -46,6 +50,14 @@ pub async fn start(pool: &PgPool, s: &NewSession<'_>, actor: &Actor) -> Result<(
     .bind(s.csrf)
     .bind(s.user_agent)
     .bind(s.address.map(ipnet::IpNet::from))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "DELETE FROM console_sessions WHERE id_hash IN (
+             SELECT id_hash FROM console_sessions WHERE user_id = $1 ORDER BY create_time DESC, id_hash OFFSET $2)",
+    )
+    .bind(s.user)
+    .bind(MAX_PER_USER)
     .execute(&mut *tx)
     .await?;
     accounts::clear_failures(&mut tx, s.email_key).await?;

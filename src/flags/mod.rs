@@ -48,6 +48,9 @@ pub enum Command {
     /// Manage the list of licensed ISPs.
     #[command(subcommand)]
     Isp(IspCommand),
+    /// Manage people's accounts (console users).
+    #[command(subcommand)]
+    User(UserCommand),
     /// Operate the change feed that lookup replicas and gateways follow.
     #[command(subcommand)]
     Feed(FeedCommand),
@@ -98,6 +101,46 @@ pub enum FeedCommand {
         #[command(flatten)]
         operator: OperatorArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// E-mail an invitation (a single-use link, valid 7 days) to regulator
+    /// staff, an ISP desk user, or an institution's first owner. The mail
+    /// goes through the outbox: the server delivers it.
+    Invite(InviteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InviteArgs {
+    /// What the person will do.
+    #[arg(long, value_enum)]
+    pub role: UserRoleArg,
+    /// Where the invitation goes (and the account's address).
+    #[arg(long)]
+    pub email: String,
+    /// The institution an `owner` or `member` joins.
+    #[arg(long)]
+    pub institution: Option<Uuid>,
+    /// The ISP an `isp` desk user works for.
+    #[arg(long)]
+    pub isp: Option<String>,
+    /// The console's address, where the link points.
+    #[arg(long, env = "VPN_REGISTRY_PUBLIC_URL", value_parser = serve::parse_public_url)]
+    pub public_url: String,
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub operator: OperatorArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UserRoleArg {
+    Admin,
+    Reviewer,
+    Isp,
+    Owner,
+    Member,
 }
 
 #[derive(Debug, Subcommand)]

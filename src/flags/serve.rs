@@ -322,7 +322,7 @@ impl ServeArgs {
 }
 
 /// An absolute http(s) URL without a query or fragment.
-fn parse_public_url(s: &str) -> Result<String, String> {
+pub(crate) fn parse_public_url(s: &str) -> Result<String, String> {
     let uri: axum::http::Uri = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
     let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
     if !scheme_ok || uri.authority().is_none() || uri.query().is_some() {

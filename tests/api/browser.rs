@@ -19,6 +19,7 @@ use vpn_registry::domain::principal::Role;
 use vpn_registry::pb::InstitutionCategory as C;
 
 use crate::helpers::*;
+use crate::web::Person;
 
 /// chromedriver on a port it chose (`--port=0`), in a process group of its
 /// own with the browsers it starts: dropping it (also when a test fails
@@ -218,12 +219,15 @@ impl Browser {
         self.find("main h1").await;
     }
 
-    /// Signs in from the keyboard alone: the token, then Enter.
-    async fn sign_in(&self, token: &str) {
+    /// Signs in from the keyboard alone: address, password, the app's
+    /// code, then Enter.
+    async fn sign_in(&self, person: &Person) {
         self.goto("/console/sign-in").await;
         let old = self.find("html").await;
-        self.type_into("#token", &format!("{token}\u{E007}")).await;
-        self.until_replaced(old, "Enter in the token field").await;
+        self.type_into("#email", &person.email).await;
+        self.type_into("#password", &person.password).await;
+        self.type_into("#code", &format!("{}\u{E007}", person.code())).await;
+        self.until_replaced(old, "Enter in the code field").await;
         self.find("header nav").await;
     }
 
@@ -258,7 +262,7 @@ async fn a_registration_from_form_to_active_in_a_browser(pool: PgPool) {
     let two = Browser::open(&driver, &app, "second").await;
 
     // The applicant signs in and opens the form.
-    one.sign_in(&applicant).await;
+    one.sign_in(&app.person_like(&applicant).await).await;
     assert!(one.body().await.contains("You have no registrations yet"));
     one.click_to(
         "header nav a[href='/console/registrations/new']",
@@ -329,7 +333,7 @@ async fn a_registration_from_form_to_active_in_a_browser(pool: PgPool) {
     one.sign_out().await;
 
     // The ISP desk confirms.
-    one.sign_in(&isp).await;
+    one.sign_in(&app.person_like(&isp).await).await;
     assert!(one.body().await.contains(&reference) && one.body().await.contains(&bank.legal_name));
     one.click_to("button[value=confirm]", "/console/isp").await;
     assert!(one.text(".notice").await.contains("confirmed"));
@@ -337,7 +341,7 @@ async fn a_registration_from_form_to_active_in_a_browser(pool: PgPool) {
     one.sign_out().await;
 
     // A reviewer finds it in the queue and asks for information.
-    one.sign_in(&reviewer).await;
+    one.sign_in(&app.person_like(&reviewer).await).await;
     assert!(one.body().await.contains(&reference) && one.body().await.contains("new registration"));
     one.shot("reviewer-queue").await;
     one.click_to(&format!("a[href='/console/review/{id}']"), "/console/review/")
@@ -360,7 +364,7 @@ async fn a_registration_from_form_to_active_in_a_browser(pool: PgPool) {
     one.sign_out().await;
 
     // The applicant reads the question and answers it by amending.
-    one.sign_in(&applicant).await;
+    one.sign_in(&app.person_like(&applicant).await).await;
     one.click_to(
         &format!("a[href='/console/registrations/{id}']"),
         "/console/registrations/",
@@ -386,9 +390,9 @@ async fn a_registration_from_form_to_active_in_a_browser(pool: PgPool) {
 
     // Two reviewers open it; the first approves; the second's approval is
     // refused as stale, and the page shows the registration as it is now.
-    one.sign_in(&reviewer).await;
+    one.sign_in(&app.person_like(&reviewer).await).await;
     one.goto(&format!("/console/review/{id}")).await;
-    two.sign_in(&second_reviewer).await;
+    two.sign_in(&app.person_like(&second_reviewer).await).await;
     two.goto(&format!("/console/review/{id}")).await;
     for b in [&one, &two] {
         b.find("#reason_code").await.select_by_value("COMPLIANT").await.unwrap();
@@ -413,7 +417,7 @@ async fn a_registration_from_form_to_active_in_a_browser(pool: PgPool) {
     one.sign_out().await;
 
     // The applicant sees it ACTIVE, with its history.
-    one.sign_in(&applicant).await;
+    one.sign_in(&app.person_like(&applicant).await).await;
     one.goto(&format!("/console/registrations/{id}")).await;
     let active = one.body().await;
     for expected in [
@@ -436,7 +440,7 @@ async fn a_registration_from_form_to_active_in_a_browser(pool: PgPool) {
 
     // The administrator's pages (labels and phone width checked as for the rest).
     two.sign_out().await;
-    two.sign_in(&app.admin().await).await;
+    two.sign_in(&app.person_like(&app.admin().await).await).await;
     assert!(two.body().await.contains(&bank.legal_name));
     two.shot("admin-institutions").await;
     two.click_to("a[href='/console/institutions/new']", "/console/institutions/new")

@@ -1,125 +1,12 @@
-//! The web console over real HTTP on the gRPC port: sign-in keeps the token
-//! on the server, the ISP desk lists and attests through the same gate and
-//! handlers as the RPCs, refusals are shown plainly.
+//! The web console over real HTTP on the gRPC port: people sign in, the ISP
+//! desk lists and attests through the same gate and handlers as the RPCs,
+//! refusals are shown plainly.
 
-use http_body_util::{BodyExt as _, Full};
 use sqlx::PgPool;
 use vpn_registry::pb::{self, InstitutionCategory as C};
 
 use crate::helpers::*;
-
-struct Page {
-    status: u16,
-    location: Option<String>,
-    set_cookie: Option<String>,
-    /// `X-Content-Type-Options`.
-    nosniff: Option<String>,
-    body: String,
-}
-
-/// One request to the console (HTTP/1.1), with a session cookie and a form.
-async fn call(app: &TestApp, method: &str, path: &str, cookie: Option<&str>, form: &[(&str, &str)]) -> Page {
-    let stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .unwrap();
-    let driver = tokio::spawn(connection);
-    let body: String = form
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{k}={}",
-                v.replace('%', "%25")
-                    .replace('&', "%26")
-                    .replace('+', "%2B")
-                    .replace(' ', "+")
-                    .replace('=', "%3D")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("&");
-    let mut request = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", app.addr.to_string())
-        .header("content-type", "application/x-www-form-urlencoded");
-    if let Some(c) = cookie {
-        request = request.header("cookie", c);
-    }
-    let response = sender
-        .send_request(request.body(Full::new(bytes::Bytes::from(body))).unwrap())
-        .await
-        .unwrap();
-    let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
-    let (status, location, set_cookie) = (response.status().as_u16(), header("location"), header("set-cookie"));
-    let nosniff = header("x-content-type-options");
-    let body = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-    driver.abort();
-    Page {
-        status,
-        location,
-        set_cookie,
-        nosniff,
-        body,
-    }
-}
-
-/// The sign-in form: its nonce cookie (`name=value`) and the form's copy.
-async fn sign_in_form(app: &TestApp) -> (String, String) {
-    let form = call(app, "GET", "/console/sign-in", None, &[]).await;
-    let cookie = form.set_cookie.expect("the sign-in form's cookie");
-    assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
-        "{cookie}"
-    );
-    (cookie.split(';').next().unwrap().to_owned(), input(&form.body, "csrf"))
-}
-
-/// Signs in with `token`; the cookie to send back.
-async fn sign_in(app: &TestApp, token: &str) -> String {
-    let (nonce, csrf) = sign_in_form(app).await;
-    let page = call(
-        app,
-        "POST",
-        "/console/sign-in",
-        Some(&nonce),
-        &[("token", token), ("csrf", &csrf)],
-    )
-    .await;
-    assert_eq!(page.status, 303, "{}", page.body);
-    let cookie = page.set_cookie.expect("a session cookie");
-    assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
-        "{cookie}"
-    );
-    assert!(!cookie.contains(token), "the token stays on the server");
-    cookie.split(';').next().unwrap().to_owned()
-}
-
-/// The text of the page's alert (an error paragraph or a form's summary of
-/// what to correct; empty when there is none).
-fn alert(html: &str) -> &str {
-    let Some(at) = html.find("role=\"alert\"") else {
-        return "";
-    };
-    let opened = html[..at].rfind('<').unwrap_or(at);
-    let end = if html[opened..].starts_with("<div") {
-        "</div>"
-    } else {
-        "</p>"
-    };
-    let rest = &html[at..];
-    &rest[..rest.find(end).unwrap_or(rest.len())]
-}
-
-/// The `value` of the first input named `name` in `html`.
-fn input(html: &str, name: &str) -> String {
-    let at = html
-        .find(&format!("name=\"{name}\" value=\""))
-        .unwrap_or_else(|| panic!("no {name} in {html}"));
-    let rest = &html[at + name.len() + 15..];
-    rest[..rest.find('"').unwrap()].to_owned()
-}
+use crate::web::*;
 
 #[sqlx::test]
 async fn the_isp_desk_signs_in_lists_and_attests_through_the_api(pool: PgPool) {
@@ -132,26 +19,34 @@ async fn the_isp_desk_signs_in_lists_and_attests_through_the_api(pool: PgPool) {
     let start = call(&app, "GET", "/console/sign-in", None, &[]).await;
     assert_eq!(start.status, 200, "{}", start.body);
     assert!(
-        start.body.contains("name=\"token\"") && start.body.contains("<label for=\"token\">"),
+        start.body.contains("<label for=\"email\">") && start.body.contains("<label for=\"password\">"),
         "{}",
         start.body
     );
-    let (nonce, csrf) = sign_in_form(&app).await;
-    let form = [("token", "not-a-token"), ("csrf", csrf.as_str())];
-    let wrong = call(&app, "POST", "/console/sign-in", Some(&nonce), &form).await;
+    assert!(!start.body.contains("name=\"token\""), "tokens are for machines");
+    let person = app.person_like(&isp).await;
+    let wrong = try_sign_in(&app, &person.email, "not the password", &person.code()).await;
     assert_eq!(wrong.status, 401);
     assert!(wrong.body.contains("Not signed in"), "{}", wrong.body);
     // Login CSRF: a form posted from elsewhere (no cookie, or another form's
-    // value) does not sign the browser in, even with a good token.
-    let form = [("token", isp.as_str()), ("csrf", csrf.as_str())];
+    // value) does not sign the browser in, even with the right password.
+    let (form_cookie, csrf) = public_form(&app, "/console/sign-in").await;
+    let code = person.code();
+    let form = [
+        ("email", person.email.as_str()),
+        ("password", person.password.as_str()),
+        ("code", code.as_str()),
+        ("csrf", csrf.as_str()),
+    ];
     let elsewhere = call(&app, "POST", "/console/sign-in", None, &form).await;
     assert_eq!(elsewhere.status, 403, "{}", elsewhere.body);
     assert!(elsewhere.set_cookie.is_none_or(|c| !c.starts_with("vpnr_console=")));
-    let (other_nonce, _) = sign_in_form(&app).await;
-    let mismatched = call(&app, "POST", "/console/sign-in", Some(&other_nonce), &form).await;
+    let (other_cookie, _) = public_form(&app, "/console/sign-in").await;
+    let mismatched = call(&app, "POST", "/console/sign-in", Some(&other_cookie), &form).await;
     assert_eq!(mismatched.status, 403, "{}", mismatched.body);
+    drop(form_cookie);
 
-    let cookie = sign_in(&app, &isp).await;
+    let cookie = sign_in_person(&app, &person).await;
     let desk = call(&app, "GET", "/console/isp", Some(&cookie), &[]).await;
     assert_eq!(desk.status, 200, "{}", desk.body);
     assert!(desk.body.contains(&submitted.reference) && desk.body.contains(&bank.legal_name));
@@ -232,16 +127,6 @@ async fn the_isp_desk_signs_in_lists_and_attests_through_the_api(pool: PgPool) {
     assert!(out.set_cookie.unwrap().contains("Max-Age=0"));
     let gone = call(&app, "GET", "/console/isp", Some(&cookie), &[]).await;
     assert_eq!((gone.status, gone.location.as_deref()), (303, Some("/console/sign-in")));
-}
-
-/// The violation shown beside form field `field` (empty when none).
-fn violation(html: &str, field: &str) -> String {
-    let marker = format!("id=\"f-{field}-error\" aria-live=\"polite\">");
-    let at = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {field} field in {html}"));
-    let rest = &html[at + marker.len()..];
-    rest[..rest.find("</p>").unwrap()].to_owned()
 }
 
 #[sqlx::test]
@@ -566,52 +451,18 @@ async fn administrators_enrol_and_edit_institutions_and_list_isps(pool: PgPool) 
     assert_eq!(denied.status, 403, "{}", denied.body);
     let queue = call(&app, "GET", "/console/review", Some(&applicant), &[]).await;
     assert_eq!(queue.status, 403, "{}", queue.body);
-    // A role without console pages is not signed in at all.
-    let lookup = app.token(vpn_registry::domain::principal::Role::Lookup).await;
-    let (nonce, csrf) = sign_in_form(&app).await;
-    let refused = call(
-        &app,
-        "POST",
-        "/console/sign-in",
-        Some(&nonce),
-        &[("token", lookup.as_str()), ("csrf", csrf.as_str())],
-    )
-    .await;
-    assert_eq!(refused.status, 403, "{}", refused.body);
-    assert!(alert(&refused.body).contains("no console pages"), "{}", refused.body);
-    assert!(refused.set_cookie.is_none_or(|c| !c.starts_with("vpnr_console=")));
-}
-
-/// Signs in with `token` from a fresh form; the answer.
-async fn try_sign_in(app: &TestApp, token: &str) -> Page {
-    let (nonce, csrf) = sign_in_form(app).await;
-    let form = [("token", token), ("csrf", csrf.as_str())];
-    call(app, "POST", "/console/sign-in", Some(&nonce), &form).await
 }
 
 #[sqlx::test]
-async fn sign_ins_count_against_the_principals_rate_limit(pool: PgPool) {
-    let app = TestApp::builder(pool)
-        .options(|o| o.rate_limits = vec![(vpn_registry::domain::principal::RoleKind::Institution, 3)])
-        .start()
-        .await;
-    let (_, bank) = app.enrol(C::Bank).await;
-    let mut statuses = Vec::new();
-    for _ in 0..10 {
-        statuses.push(try_sign_in(&app, &bank).await.status);
-    }
-    assert!(statuses.contains(&303) && statuses.contains(&429), "{statuses:?}");
-}
-
-#[sqlx::test]
-async fn a_principal_signing_in_again_and_again_evicts_only_its_own_oldest_session(pool: PgPool) {
+async fn a_person_signing_in_again_and_again_ends_only_their_own_oldest_session(pool: PgPool) {
     let app = spawn_app(pool).await;
     let reviewer = app.reviewer_token().await.to_owned();
     let kept = sign_in(&app, &reviewer).await;
     let (_, bank) = app.enrol(C::Bank).await;
+    let person = app.person_like(&bank).await;
     let mut sessions = Vec::new();
     for _ in 0..12 {
-        let page = try_sign_in(&app, &bank).await;
+        let page = try_sign_in(&app, &person.email, &person.password, "").await;
         assert_eq!(page.status, 303);
         sessions.push(page.set_cookie.unwrap().split(';').next().unwrap().to_owned());
     }
@@ -630,26 +481,18 @@ async fn a_principal_signing_in_again_and_again_evicts_only_its_own_oldest_sessi
 }
 
 #[sqlx::test]
-async fn a_sign_in_nonce_the_server_did_not_issue_is_refused(pool: PgPool) {
+async fn a_sign_in_form_whose_token_does_not_match_its_cookie_is_refused(pool: PgPool) {
     let app = spawn_app(pool).await;
-    let reviewer = app.reviewer_token().await.to_owned();
-    let form = [("token", reviewer.as_str()), ("csrf", "chosen-by-the-attacker")];
-    let forged = call(
-        &app,
-        "POST",
-        "/console/sign-in",
-        Some("vpnr_sign_in=chosen-by-the-attacker"),
-        &form,
-    )
-    .await;
+    let (_, bank) = app.enrol(C::Bank).await;
+    let person = app.person_like(&bank).await;
+    let (cookie, _) = public_form(&app, "/console/sign-in").await;
+    let form = [
+        ("email", person.email.as_str()),
+        ("password", person.password.as_str()),
+        ("csrf", "chosen-by-the-attacker"),
+    ];
+    let forged = call(&app, "POST", "/console/sign-in", Some(&cookie), &form).await;
     assert_eq!(forged.status, 403, "{}", forged.body);
-    // An issued one works once.
-    let (nonce, csrf) = sign_in_form(&app).await;
-    let form = [("token", reviewer.as_str()), ("csrf", csrf.as_str())];
-    let first = call(&app, "POST", "/console/sign-in", Some(&nonce), &form).await;
-    assert_eq!(first.status, 303);
-    let again = call(&app, "POST", "/console/sign-in", Some(&nonce), &form).await;
-    assert_eq!(again.status, 403, "used up: {}", again.body);
     let page = call(&app, "GET", "/console/sign-in", None, &[]).await;
     assert_eq!(
         page.nosniff.as_deref(),

@@ -1,6 +1,7 @@
 //! Integration tests: the real server over a real socket, each test on a
 //! fresh PostgreSQL database (`#[sqlx::test]`, migrations applied).
 
+mod accounts;
 mod api_keys;
 mod auth;
 mod browser;
@@ -36,4 +37,5 @@ mod restores;
 mod runtime_role;
 mod security;
 mod watchers;
+mod web;
 mod webhooks;

@@ -109,6 +109,28 @@ impl Mailbox {
         .unwrap()
     }
 
+    /// Messages received for `to`.
+    pub fn to(&self, to: &str) -> Vec<Value> {
+        let all = self.received.lock().unwrap();
+        all.iter()
+            .filter(|m| {
+                m["to"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r.as_str() == Some(to)))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until `n` messages for `to` arrived; returns them.
+    pub async fn wait_to(&self, to: &str, n: usize) -> Vec<Value> {
+        eventually("the messages arrive", Duration::from_secs(30), || async {
+            let got = self.to(to);
+            (got.len() >= n).then_some(got)
+        })
+        .await
+    }
+
     /// Messages received whose subject names `reference`.
     pub fn about(&self, reference: &str) -> Vec<Value> {
         let all = self.received.lock().unwrap();
@@ -133,7 +155,7 @@ impl Mailbox {
     }
 }
 
-async fn app_mailing_to(pool: PgPool, mailbox: &Mailbox) -> TestApp {
+pub async fn app_mailing_to(pool: PgPool, mailbox: &Mailbox) -> TestApp {
     let mailer = mailbox.mailer();
     TestApp::builder(pool)
         .options(|o| {

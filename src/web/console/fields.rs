@@ -86,7 +86,7 @@ impl FieldErrors {
         }
     }
 
-    fn of(&self, field: &str) -> &[String] {
+    pub fn of(&self, field: &str) -> &[String] {
         self.by_field.get(field).map(Vec::as_slice).unwrap_or(&[])
     }
 
@@ -117,6 +117,8 @@ pub enum Kind {
     Prefixes,
     /// Free text over several lines.
     Long,
+    /// A new password (never echoed back into the page).
+    NewPassword,
 }
 
 /// One labelled form field with its hint and its violations.
@@ -193,8 +195,11 @@ impl<'a> Field<'a> {
                             data-check=[matches!(self.kind, Kind::Prefixes).then_some("prefixes")] { (self.value) }
                     }
                     _ => {
-                        input id=(id) name=(self.name) value=(self.value) maxlength=(self.max)
-                            type=(match self.kind { Kind::Email => "email", Kind::Tel => "tel", Kind::Date => "date", _ => "text" })
+                        input id=(id) name=(self.name) maxlength=(self.max)
+                            value=[(!matches!(self.kind, Kind::NewPassword)).then_some(self.value)]
+                            autocomplete=[matches!(self.kind, Kind::NewPassword).then_some("new-password")]
+                            type=(match self.kind { Kind::Email => "email", Kind::Tel => "tel", Kind::Date => "date",
+                                                    Kind::NewPassword => "password", _ => "text" })
                             required[self.required] pattern=[self.pattern]
                             aria-describedby=(described) aria-invalid=[invalid];
                     }

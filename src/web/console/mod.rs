@@ -6,12 +6,15 @@
 //! has its pages: applicants (institutions), the ISP desk, reviewers and
 //! administrators.
 
+mod account;
 mod admin;
 mod applicant;
 mod assets;
 mod fields;
 mod history;
 mod isp;
+mod keys;
+mod members;
 mod notifications;
 mod page;
 mod registration_form;
@@ -23,7 +26,7 @@ use std::{sync::Arc, time::Instant};
 use axum::{
     Router,
     extract::{FromRequestParts, State},
-    http::{HeaderMap, StatusCode, header, request::Parts},
+    http::{HeaderMap, request::Parts},
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
 };
@@ -31,11 +34,12 @@ use serde::Deserialize;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use self::session::{Session, Sessions};
-use crate::auth::{AuthLayer, permissions};
+use crate::accounts::Accounts;
+use crate::auth::AuthLayer;
 use crate::domain::principal::{Principal, RoleKind};
 use crate::grpc::{
-    events::EventApi, institutions::InstitutionApi, isps::IspApi, registrations::RegistrationApi, review::ReviewApi,
-    webhooks::WebhookApi,
+    api_keys::ApiKeyApi, events::EventApi, institutions::InstitutionApi, isps::IspApi, registrations::RegistrationApi,
+    review::ReviewApi, webhooks::WebhookApi,
 };
 use crate::pb::{self, isp_service_server::IspService};
 use crate::registry::Registry;
@@ -56,13 +60,25 @@ struct Console {
     institutions: Arc<InstitutionApi>,
     events: Arc<EventApi>,
     webhooks: Arc<WebhookApi>,
+    api_keys: Arc<ApiKeyApi>,
+    /// Where e-mailed links point (`--public-url`); else the address a
+    /// request reached this server at.
+    public_url: Option<Arc<str>>,
 }
 
 /// The `/console` routes.
-pub fn router(registry: Registry, gate: AuthLayer, tls: bool) -> Router {
+pub fn router(
+    registry: Registry,
+    gate: AuthLayer,
+    accounts: Accounts,
+    tls: bool,
+    public_url: Option<String>,
+) -> Router {
     let console = Console {
         gate,
-        sessions: Arc::new(Sessions::new(tls)),
+        sessions: Arc::new(Sessions::new(accounts, tls)),
+        api_keys: Arc::new(ApiKeyApi::new(registry.clone())),
+        public_url: public_url.map(|u| Arc::from(u.trim_end_matches('/'))),
         isp: Arc::new(IspApi::new(registry.clone())),
         registrations: Arc::new(RegistrationApi::new(registry.clone())),
         review: Arc::new(ReviewApi::new(registry.clone())),
@@ -76,8 +92,30 @@ pub fn router(registry: Registry, gate: AuthLayer, tls: bool) -> Router {
         // (`/console/` itself is not routable here: tonic mounts services at
         // `/{name}/{*rest}`, which needs a non-empty rest.)
         .route("/console/home", get(home))
-        .route("/console/sign-in", get(home).post(sign_in))
-        .route("/console/sign-out", post(sign_out))
+        .route("/console/sign-in", get(account::sign_in_form).post(account::sign_in))
+        .route("/console/sign-out", post(account::sign_out))
+        .route("/console/sign-up", get(account::sign_up_form).post(account::sign_up))
+        .route(
+            "/console/sign-up/verify",
+            get(account::verify_form).post(account::verify),
+        )
+        .route(
+            "/console/invitation",
+            get(account::invitation_form).post(account::accept_invitation),
+        )
+        .route("/console/password-reset", get(account::reset_form).post(account::reset))
+        .route("/console/account", get(account::overview))
+        .route("/console/account/password", post(account::change_password))
+        .route("/console/account/sessions", post(account::revoke_session))
+        .route(
+            "/console/account/second-factor",
+            get(account::second_factor_form).post(account::enrol_second_factor),
+        )
+        .route("/console/members", get(members::list).post(members::change))
+        .route("/console/members/invite", post(members::invite))
+        .route("/console/people", get(members::people).post(members::invite_person))
+        .route("/console/keys", get(keys::list).post(keys::create))
+        .route("/console/keys/{id}", post(keys::change))
         .route("/console/assets/form.js", get(assets::form_js))
         .route("/console/isp", get(isp::desk))
         .route("/console/isp/attest", post(isp::attest))
@@ -132,19 +170,16 @@ impl Conn {
         tcp.and_then(TcpConnectInfo::remote_addr).map(|a| a.ip())
     }
 
-    /// A request as the gate sees a gRPC call: this connection, this token.
-    fn call_with(&self, token: &str) -> axum::http::Request<()> {
-        let mut req = axum::http::Request::new(());
-        if let Ok(value) = format!("Bearer {token}").parse() {
-            req.headers_mut().insert(header::AUTHORIZATION, value);
-        }
-        if let Some(tcp) = &self.tcp {
-            req.extensions_mut().insert(tcp.clone());
-        }
-        if let Some(tls) = &self.tls {
-            req.extensions_mut().insert(tls.clone());
-        }
-        req
+    /// This server as the connection reached it (scheme and local
+    /// address): where links point when no public URL is configured (never
+    /// a `Host` header a client chose).
+    fn local_url(&self) -> String {
+        let (scheme, local) = match &self.tls {
+            Some(tls) => ("https", tls.get_ref().local_addr()),
+            None => ("http", self.tcp.as_ref().and_then(TcpConnectInfo::local_addr)),
+        };
+        let host = local.map_or_else(|| "localhost".to_owned(), |a| a.to_string());
+        format!("{scheme}://{host}")
     }
 }
 
@@ -154,18 +189,27 @@ impl Console {
     /// handler), or the page refusing it (a token revoked meanwhile ends the
     /// session).
     fn request<M>(&self, visitor: &Visitor, method: &str, msg: M) -> Result<tonic::Request<M>, Box<Response>> {
-        let principal = self
-            .gate
-            .admit_as(&visitor.conn.call_with(&visitor.session.token), method)
-            .map_err(|status| {
-                Box::new(match status.code() {
-                    tonic::Code::Unauthenticated => Redirect::to(SIGN_IN).into_response(),
-                    _ => page::refused(&status, Some(&visitor.session)),
-                })
-            })?;
+        let principal = &visitor.session.principal;
+        self.admit(visitor, method)?;
         let mut req = tonic::Request::new(msg);
-        req.extensions_mut().insert(principal);
+        req.extensions_mut().insert(principal.clone());
         Ok(req)
+    }
+
+    /// Admits `visitor`'s action as the gate admits `method` from a token of
+    /// the user's role and scope, or the page refusing it.
+    fn admit(&self, visitor: &Visitor, method: &str) -> Result<(), Box<Response>> {
+        self.gate
+            .admit_user(&visitor.session.principal, method)
+            .map_err(|status| Box::new(page::refused(&status, Some(&visitor.session))))
+    }
+
+    /// Where an e-mailed link points.
+    fn base_url(&self, conn: &Conn) -> String {
+        match &self.public_url {
+            Some(url) => url.to_string(),
+            None => conn.local_url(),
+        }
     }
 
     /// Calls an RPC for `visitor`: admitted by the gate as `method`, then
@@ -219,10 +263,6 @@ impl Console {
             Err(_) => Vec::new(),
         }
     }
-
-    fn session(&self, headers: &HeaderMap) -> Option<Session> {
-        self.sessions.find(headers)
-    }
 }
 
 /// Why a console call brought no answer.
@@ -255,9 +295,16 @@ impl FromRequestParts<Console> for Visitor {
 
     async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Self, Self::Rejection> {
         let Ok(conn) = Conn::from_request_parts(parts, console).await;
-        match console.session(&parts.headers) {
-            Some(session) => Ok(Self { session, conn }),
-            None => Err(Redirect::to(SIGN_IN).into_response()),
+        match console.sessions.find(&parts.headers).await {
+            // Staff and ISP desks enrol a second factor before anything else.
+            Ok(Some(session))
+                if session.user.must_enrol_second_factor() && !parts.uri.path().starts_with("/console/account") =>
+            {
+                Err(Redirect::to(account::SECOND_FACTOR).into_response())
+            }
+            Ok(Some(session)) => Ok(Self { session, conn }),
+            Ok(None) => Err(Redirect::to(SIGN_IN).into_response()),
+            Err(failure) => Err(page::unavailable(&failure)),
         }
     }
 }
@@ -293,87 +340,13 @@ fn home_of(role: RoleKind) -> Option<&'static str> {
 }
 
 async fn home(State(c): State<Console>, headers: HeaderMap) -> Response {
-    match c.session(&headers) {
-        Some(s) => match home_of(s.role) {
+    match c.sessions.find(&headers).await {
+        Ok(Some(s)) if s.user.must_enrol_second_factor() => Redirect::to(account::SECOND_FACTOR).into_response(),
+        Ok(Some(s)) => match home_of(s.role) {
             Some(path) => Redirect::to(path).into_response(),
             None => page::no_pages(&s),
         },
-        None => sign_in_page(&c, None, StatusCode::OK),
+        Ok(None) => Redirect::to(SIGN_IN).into_response(),
+        Err(failure) => page::unavailable(&failure),
     }
-}
-
-/// The sign-in page with a fresh form nonce in the form and its cookie.
-fn sign_in_page(c: &Console, error: Option<&str>, status: StatusCode) -> Response {
-    let nonce = c.sessions.issue_nonce();
-    let mut response = page::sign_in(error, status, &nonce);
-    response
-        .headers_mut()
-        .append(header::SET_COOKIE, c.sessions.set_sign_in_cookie(&nonce));
-    response
-}
-
-#[derive(Deserialize)]
-struct SignIn {
-    token: String,
-    #[serde(default)]
-    csrf: String,
-}
-
-async fn sign_in(
-    State(c): State<Console>,
-    conn: Conn,
-    headers: HeaderMap,
-    axum::Form(form): axum::Form<SignIn>,
-) -> Response {
-    if !c.sessions.redeem_nonce(&headers, &form.csrf) {
-        let why = "this sign-in form was not sent by our sign-in page (or it is too old): sign in again here";
-        return sign_in_page(&c, Some(why), StatusCode::FORBIDDEN);
-    }
-    let token = form.token.trim().to_owned();
-    // Admitted as an RPC would be: the token, the permission table's row
-    // (roles with console pages), the principal's rate limit, the address's
-    // failed-attempt limit.
-    let principal = match c.gate.admit_as(&conn.call_with(&token), permissions::CONSOLE_SIGN_IN) {
-        Ok(principal) => principal,
-        Err(status) => {
-            let code = match status.code() {
-                tonic::Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-                tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-                tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
-                _ => StatusCode::UNAUTHORIZED,
-            };
-            let why = match status.code() {
-                tonic::Code::PermissionDenied => "this token's role has no console pages",
-                _ => status.message(),
-            };
-            return sign_in_page(&c, Some(why), code);
-        }
-    };
-    let role = principal.role.kind();
-    let started = c.sessions.start(token, role, principal.id, principal.name.clone());
-    let id = match started {
-        Ok(id) => id,
-        Err(full) => return sign_in_page(&c, Some(&full.to_string()), StatusCode::SERVICE_UNAVAILABLE),
-    };
-    let mut response = Redirect::to(home_of(role).unwrap_or("/console/home")).into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, c.sessions.set_cookie(&id));
-    response
-}
-
-#[derive(Deserialize)]
-struct SignOut {
-    csrf: String,
-}
-
-async fn sign_out(State(c): State<Console>, headers: HeaderMap, axum::Form(form): axum::Form<SignOut>) -> Response {
-    if c.session(&headers).is_some_and(|s| s.csrf == form.csrf) {
-        c.sessions.end(&headers);
-    }
-    let mut response = Redirect::to(SIGN_IN).into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, c.sessions.clear_cookie());
-    response
 }

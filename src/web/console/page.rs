@@ -24,8 +24,9 @@ code{overflow-wrap:anywhere}
 body{font-family:system-ui,sans-serif;margin:0;color:#111;background:#fff;line-height:1.5}
 header{background:#0b3d2e;color:#fff;padding:.75rem 1rem;display:flex;flex-wrap:wrap;gap:1rem;align-items:center;justify-content:space-between}
 header a{color:#fff}
+header form{max-width:100%}header span{overflow-wrap:anywhere}
 header button{color:#fff;background:transparent;border:2px solid #fff}
-nav a{margin-right:1rem}
+nav{display:flex;flex-wrap:wrap}nav a{margin-right:1rem}
 .violation{color:#b91c1c;font-weight:600;margin:.25rem 0}
 input[type=date],select,textarea{padding:.5rem;border:1px solid #333;font-size:1rem}
 textarea{width:100%;max-width:32rem}
@@ -35,7 +36,7 @@ fieldset{border:1px solid #888;margin:1rem 0;padding:.5rem 1rem;min-width:0}
 .filters{display:flex;flex-wrap:wrap;gap:0 1.5rem;align-items:flex-end}
 main{padding:1rem;max-width:72rem;margin:auto}
 table{border-collapse:collapse;width:100%}
-th,td{border-bottom:1px solid #888;padding:.5rem;text-align:left;vertical-align:top}
+th,td{border-bottom:1px solid #888;padding:.5rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 label{display:block;font-weight:600;margin-top:.5rem}
 input[type=text],input[type=password],input[type=email],input[type=tel]{width:100%;max-width:32rem;padding:.5rem;border:1px solid #333;font-size:1rem}
 button{padding:.5rem 1rem;font-size:1rem;margin-top:.5rem;margin-right:.5rem;cursor:pointer}
@@ -63,9 +64,13 @@ pub fn frame(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                     @if let Some(s) = session {
                         nav aria-label="Pages" {
                             @for (href, label) in links(s.role) { a href=(href) { (label) } }
+                            @if s.manages_keys() { a href="/console/keys" { "API keys" } }
+                            @if s.manages_keys() && s.role == RoleKind::Institution { a href="/console/members" { "Members" } }
+                            @if s.role == RoleKind::Admin { a href="/console/people" { "People" } }
+                            a href="/console/account" { "Account" }
                         }
                         form method="post" action="/console/sign-out" {
-                            span { "Signed in as " (s.name) " (" (s.role.as_str()) ") " }
+                            span { "Signed in as " (s.name) " (" (s.user.membership.label()) ") " }
                             input type="hidden" name="csrf" value=(s.csrf);
                             button type="submit" { "Sign out" }
                         }
@@ -134,24 +139,6 @@ pub fn respond(status: StatusCode, markup: Markup) -> Response {
     response
 }
 
-/// The sign-in page; `nonce` goes in the form and, by the caller, in the
-/// sign-in cookie.
-pub fn sign_in(error: Option<&str>, status: StatusCode, nonce: &str) -> Response {
-    let body = html! {
-        p { "Sign in with the token your organisation was issued. It is kept only for this browser session." }
-        @if let Some(e) = error {
-            p class="error" role="alert" { "Not signed in: " (e) }
-        }
-        form method="post" action="/console/sign-in" {
-            input type="hidden" name="csrf" value=(nonce);
-            label for="token" { "Token" }
-            input type="password" id="token" name="token" autocomplete="off" required;
-            button type="submit" { "Sign in" }
-        }
-    };
-    respond(status, frame("Sign in", None, body))
-}
-
 /// A refusal by the rules or the gate, said plainly.
 pub fn refused(status: &tonic::Status, session: Option<&Session>) -> Response {
     let body = html! { p class="error" role="alert" { (status.message()) } p { a href="/console/home" { "Back" } } };
@@ -172,6 +159,14 @@ fn http_status(code: tonic::Code) -> StatusCode {
         C::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
+}
+
+/// The store or the hasher failed: try again later.
+pub fn unavailable(failure: &crate::accounts::Failure) -> Response {
+    tracing::warn!(error = %failure, "console request failed");
+    let body =
+        html! { p class="error" role="alert" { "The registry cannot answer right now. Try again in a moment." } };
+    respond(StatusCode::SERVICE_UNAVAILABLE, frame("Unavailable", None, body))
 }
 
 pub fn not_found() -> Response {

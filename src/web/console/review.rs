@@ -318,6 +318,10 @@ fn institution_summary(i: &pb::Institution) -> Markup {
         dl {
             dt { "Name" } dd { (i.legal_name) }
             dt { "Category" } dd { (page::category(i.category)) }
+            dt { "Enrolment" } dd {
+                @if i.self_registered { strong { "Self-registered" } " (signed itself up; identifiers not yet checked by the regulator)" }
+                @else { "Enrolled by an administrator" }
+            }
             @for (label, value) in rows { @if !value.is_empty() { dt { (label) } dd { (value) } } }
             @if let Some(d) = &i.pseb_expiry { dt { "PSEB expiry" } dd { (convert::from_date(d).map(|d| d.to_string()).unwrap_or_default()) } }
         }
