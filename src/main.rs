@@ -67,8 +67,9 @@ async fn main() -> anyhow::Result<()> {
             IspCommand::List { db } => operator::list_isps(&connect(&db).await?, &mut std::io::stdout()).await?,
         },
         Command::User(UserCommand::Invite(args)) => {
-            operator::invite(&connect(&args.db).await?, &args).await?;
-            tracing::info!(email = %args.email, "invitation queued: the server e-mails it");
+            let link = operator::invite(&connect(&args.db).await?, &args).await?;
+            tracing::info!(email = %args.email, "invitation queued: the server e-mails it (the link, valid 7 days, once, is on stdout)");
+            writeln!(std::io::stdout(), "{link}")?;
         }
         Command::Healthcheck(args) => {
             if let Err(why) = operator::healthcheck(&args).await {

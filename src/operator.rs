@@ -69,8 +69,8 @@ pub async fn issue(pool: &PgPool, args: &IssueArgs) -> anyhow::Result<String> {
     }
 }
 
-/// Invites a person (see `vpn-registry user invite`).
-pub async fn invite(pool: &PgPool, args: &InviteArgs) -> anyhow::Result<()> {
+/// Invites a person (see `vpn-registry user invite`); the link.
+pub async fn invite(pool: &PgPool, args: &InviteArgs) -> anyhow::Result<String> {
     let membership = match (args.role, args.institution, args.isp.as_deref()) {
         (UserRoleArg::Owner | UserRoleArg::Member, Some(id), None) => Membership::Institution {
             id,
@@ -109,7 +109,7 @@ pub async fn invite(pool: &PgPool, args: &InviteArgs) -> anyhow::Result<()> {
         .invite(&invitee, &args.public_url, &Actor::operator(&args.operator.name()))
         .await
     {
-        Ok(()) => Ok(()),
+        Ok(link) => Ok(link),
         Err(crate::accounts::LinkError::Invalid(v)) => bail!("{v}"),
         Err(crate::accounts::LinkError::Taken) => bail!("{} already has an account", args.email),
         Err(e) => Err(e.into()),

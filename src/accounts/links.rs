@@ -238,8 +238,10 @@ impl Accounts {
     }
 
     /// Invites a person to an organisation (by an owner, an administrator
-    /// or an operator at the command line): e-mails a link valid for 7 days.
-    pub async fn invite(&self, invitee: &Invitee<'_>, base_url: &str, actor: &Actor) -> Result<(), LinkError> {
+    /// or an operator at the command line): e-mails a link valid for 7 days,
+    /// and returns it (the operator's CLI prints it, for a first
+    /// administrator where no mail server is configured yet).
+    pub async fn invite(&self, invitee: &Invitee<'_>, base_url: &str, actor: &Actor) -> Result<String, LinkError> {
         let email = invitee
             .email
             .parse::<Email>()
@@ -279,7 +281,7 @@ impl Accounts {
         )
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(url)
     }
 
     /// What an invitation link offers (for the page that accepts it).

@@ -107,7 +107,8 @@ pub enum FeedCommand {
 pub enum UserCommand {
     /// E-mail an invitation (a single-use link, valid 7 days) to regulator
     /// staff, an ISP desk user, or an institution's first owner. The mail
-    /// goes through the outbox: the server delivers it.
+    /// goes through the outbox (the server delivers it); the link is also
+    /// printed, for the first administrator before mail is set up.
     Invite(InviteArgs),
 }
 

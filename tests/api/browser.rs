@@ -454,3 +454,103 @@ async fn a_registration_from_form_to_active_in_a_browser(pool: PgPool) {
     one.client.close().await.unwrap();
     two.client.close().await.unwrap();
 }
+
+#[sqlx::test]
+async fn a_freelancer_signs_up_enrols_a_second_factor_and_submits_in_a_browser(pool: PgPool) {
+    let mailbox = crate::notifications::Mailbox::start(0).await;
+    let mailer = mailbox.mailer();
+    // No public URL: links point where the browser reached the server.
+    let app = TestApp::builder(pool)
+        .options(|o| o.mailer = Some(mailer))
+        .start()
+        .await;
+    let driver = Driver::start();
+    let me = Browser::open(&driver, &app, "freelancer").await;
+
+    // A newcomer at the front door lands on the sign-in page, and signs up.
+    me.goto("/").await;
+    assert_eq!(me.path().await, "/console/sign-in");
+    me.click_to("a[href='/console/sign-up']", "/console/sign-up").await;
+    me.find("#f-category")
+        .await
+        .select_by_value("FREELANCER")
+        .await
+        .unwrap();
+    me.type_into("#f-legal_name", "Ayesha Khan").await;
+    me.type_into("#f-cnic", "35202-1234567-1").await;
+    me.type_into("#f-contact_phone", "0300 1234567").await;
+    me.type_into("#f-name", "Ayesha Khan").await;
+    me.type_into("#f-email", "ayesha@example.pk").await;
+    me.type_into("#f-password", "password1234").await;
+    me.shot("sign-up-form").await;
+    me.click_to("form[data-validate] button[type=submit]", "/console/sign-up")
+        .await;
+    assert!(me.text("#f-password-error").await.contains("too easy to guess"));
+    me.type_into("#f-password", "lantern orbit mango seventy").await;
+    me.click_to("form[data-validate] button[type=submit]", "/console/sign-up")
+        .await;
+    assert!(me.body().await.contains("we sent a link to ayesha@example.pk"));
+    me.shot("sign-up-check-your-mail").await;
+
+    // The e-mailed link, then the button that confirms.
+    let mail = mailbox.wait_to("ayesha@example.pk", 1).await;
+    let text = mail[0]["text"].as_str().unwrap();
+    let at = text.find("http://").expect("a link");
+    let link = text[at..].split_whitespace().next().unwrap();
+    let path = &link[link.find("/console/").unwrap()..];
+    me.goto(path).await;
+    me.click_to("main form button[type=submit]", "/console/sign-in").await;
+    assert!(me.text(".notice").await.contains("confirmed"));
+
+    // Signs in, enrols an authenticator app, keeps the recovery codes.
+    me.type_into("#email", "ayesha@example.pk").await;
+    me.type_into("#password", "lantern orbit mango seventy\u{E007}").await;
+    me.find("header nav").await;
+    assert_eq!(me.path().await, "/console/registrations");
+    me.click_to("header nav a[href='/console/account']", "/console/account")
+        .await;
+    me.shot("account").await;
+    me.click_to(
+        "a[href='/console/account/second-factor']",
+        "/console/account/second-factor",
+    )
+    .await;
+    me.find("main svg").await;
+    me.shot("second-factor-enrolment").await;
+    let key = me.text("#totp-secret").await;
+    let secret = vpn_registry::auth::totp::decode_secret(&key).unwrap();
+    let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap();
+    me.type_into("#code", &vpn_registry::auth::totp::code_at(&secret, now))
+        .await;
+    me.click_to("main form button[type=submit]", "/console/account/second-factor")
+        .await;
+    assert_eq!(
+        me.client
+            .find_all(Locator::Css("#recovery-codes li"))
+            .await
+            .unwrap()
+            .len(),
+        10
+    );
+    me.shot("recovery-codes").await;
+
+    // Submits a registration as any applicant does.
+    me.goto("/console/registrations/new").await;
+    me.find("#f-kind").await.select_by_value("VPN").await.unwrap();
+    me.find("#f-protocol").await.select_by_value("WIREGUARD").await.unwrap();
+    me.type_into("#f-source_prefixes", "8.8.8.0/24").await;
+    me.find("#f-isp").await.select_by_value("ptcl").await.unwrap();
+    me.type_into("#f-isp_subscriber_id", "SUB-0001").await;
+    me.type_into("#f-purpose", "Remote work for a client abroad").await;
+    let next_year = (time::OffsetDateTime::now_utc() + time::Duration::days(365)).date();
+    me.set_date("f-valid_until", &next_year.to_string()).await;
+    me.click_to("form[data-validate] button[type=submit]", "/console/registrations/")
+        .await;
+    assert!(me.text(".notice").await.contains("Submitted"));
+    let institution: (String, bool) = sqlx::query_as("SELECT category, self_registered FROM institutions")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(institution, ("FREELANCER".to_owned(), true));
+    me.client.close().await.unwrap();
+}

@@ -86,6 +86,65 @@ async fn token_issue_prints_one_usable_token_and_list_never_shows_secrets(pool: 
 }
 
 #[sqlx::test]
+async fn user_invite_queues_the_mail_prints_the_link_and_the_invitee_joins(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let url = database_url(&app.pool);
+    let base = format!("http://{}", app.addr);
+    let invite = |args: &[&str]| {
+        let mut all = vec!["user", "invite", "--public-url", base.as_str(), "--operator", "alice"];
+        all.extend_from_slice(args);
+        run(&all, &url)
+    };
+    let out = invite(&["--role", "admin", "--email", "first.admin@pta.example.pk"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let link = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(link.starts_with(&format!("{base}/console/invitation?token=")), "{link}");
+    let queued: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM notifications WHERE recipient = 'first.admin@pta.example.pk' AND message IS NOT NULL",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(queued, 1, "the invitation goes out through the outbox");
+    let actor: String = sqlx::query_scalar("SELECT actor_name FROM audit_events WHERE action = 'INVITED'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(actor, "cli:alice");
+
+    // The invitee follows the link, chooses a password, and must then enrol
+    // a second factor (administrators do).
+    let path = link.trim_start_matches(&base);
+    let token = path.split_once("token=").unwrap().1;
+    let (cookie, csrf) = crate::web::public_form(&app, path).await;
+    let form = [
+        ("token", token),
+        ("csrf", csrf.as_str()),
+        ("name", "First Admin"),
+        ("password", crate::web::GOOD_PASSWORD),
+    ];
+    let joined = crate::web::call(&app, "POST", "/console/invitation", Some(&cookie), &form).await;
+    assert_eq!(joined.status, 303, "{}", joined.body);
+    let page = crate::web::try_sign_in(&app, "first.admin@pta.example.pk", crate::web::GOOD_PASSWORD, "").await;
+    assert_eq!(page.location.as_deref(), Some("/console/account/second-factor"));
+
+    let again = invite(&["--role", "reviewer", "--email", "first.admin@pta.example.pk"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already has an account"));
+    let no_isp = invite(&["--role", "isp", "--email", "desk@ptcl.example.pk"]);
+    assert!(String::from_utf8_lossy(&no_isp.stderr).contains("--isp"));
+    let no_institution = invite(&[
+        "--role",
+        "owner",
+        "--email",
+        "owner@bank.example.pk",
+        "--institution",
+        &uuid::Uuid::now_v7().to_string(),
+    ]);
+    assert!(String::from_utf8_lossy(&no_institution.stderr).contains("no such institution"));
+}
+
+#[sqlx::test]
 async fn isps_are_added_and_listed_from_the_command_line(pool: PgPool) {
     let app = spawn_app(pool).await;
     let url = database_url(&app.pool);

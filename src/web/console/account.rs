@@ -788,9 +788,7 @@ fn second_factor_page(v: &Visitor, secret: &[u8], error: Option<&str>, status: S
     let body = html! {
         @if must { p class="notice" role="status" { "Regulator staff and ISP desks use a second factor: enrol one before anything else." } }
         @if let Some(e) = error { p class="error" role="alert" { (e) } }
-        ol {
-            li { "Open an authenticator app (such as FreeOTP, Google Authenticator or Microsoft Authenticator) and scan this code:" }
-        }
+        p { "Open an authenticator app (such as FreeOTP, Google Authenticator or Microsoft Authenticator) and scan this code:" }
         div role="img" aria-label="QR code of the enrolment link" { (PreEscaped(qr)) }
         p { "Or type this key into the app: " code id="totp-secret" { (base32) } }
         form method="post" action=(SECOND_FACTOR) {

@@ -206,7 +206,7 @@ pub(super) async fn invite(
     };
     let actor = actor_of(&v.session.user);
     match c.sessions.accounts.invite(&invitee, &c.base_url(&conn), &actor).await {
-        Ok(()) => Redirect::to("/console/members?done=invited").into_response(),
+        Ok(_) => Redirect::to("/console/members?done=invited").into_response(),
         Err(e) => match invite_errors(e) {
             Ok(errors) => members_page(&c, &v, "", &errors, StatusCode::UNPROCESSABLE_ENTITY).await,
             Err(page) => *page,
@@ -329,7 +329,7 @@ pub(super) async fn invite_person(
     };
     let actor = actor_of(&v.session.user);
     match c.sessions.accounts.invite(&invitee, &c.base_url(&conn), &actor).await {
-        Ok(()) => Redirect::to("/console/people?done=invited").into_response(),
+        Ok(_) => Redirect::to("/console/people?done=invited").into_response(),
         Err(e) => match invite_errors(e) {
             Ok(errors) => people_page(&c, &v, "", &errors, StatusCode::UNPROCESSABLE_ENTITY).await,
             Err(page) => *page,
