@@ -537,3 +537,24 @@ pub async fn change_member(
     tx.commit().await?;
     Ok(())
 }
+
+/// Forgets what no longer matters: ended sessions, links used or expired a
+/// day ago, failed sign-ins older than `failures_forgotten_after`. The
+/// audit trail keeps their story. Returns the rows removed.
+pub async fn prune(pool: &PgPool, failures_forgotten_after: Duration) -> Result<u64, StoreError> {
+    let sessions = super::sessions::prune(pool).await?;
+    let links = sqlx::query(
+        "DELETE FROM account_links
+          WHERE coalesce(use_time, expire_time) < now() - interval '1 day'",
+    )
+    .execute(pool)
+    .await?
+    .rows_affected();
+    let failures =
+        sqlx::query("DELETE FROM sign_in_failures WHERE last_failure_time < now() - make_interval(secs => $1)")
+            .bind(failures_forgotten_after.as_secs_f64())
+            .execute(pool)
+            .await?
+            .rows_affected();
+    Ok(sessions + links + failures)
+}

@@ -1,6 +1,7 @@
 //! The pruning task: change-feed rows older than --feed-retention and history
 //! intervals that ended before --history-retention go, so neither grows
-//! forever. Several servers may run it against one database: the database
+//! forever; so do ended console sessions, dead e-mailed links and old failed
+//! sign-ins. Several servers may run it against one database: the database
 //! lets one prune at a time and the others skip.
 
 use std::time::Duration;
@@ -8,7 +9,8 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::db::feed;
+use crate::db::{accounts, feed};
+use crate::domain::account::FAILURES_FORGOTTEN_AFTER;
 
 /// How long the feed and the history are kept, and how often to prune.
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +27,11 @@ pub async fn run(pool: PgPool, retention: Retention, mut stopping: watch::Receiv
             Ok((0, 0)) => {}
             Ok((feed_rows, history_rows)) => tracing::info!(feed_rows, history_rows, "feed and history pruned"),
             Err(e) => tracing::warn!(error = %e, "pruning failed; retrying next interval"),
+        }
+        match accounts::prune(&pool, FAILURES_FORGOTTEN_AFTER).await {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "ended sessions, dead links and old failed sign-ins pruned"),
+            Err(e) => tracing::warn!(error = %e, "pruning accounts failed; retrying next interval"),
         }
         tokio::select! {
             () = tokio::time::sleep(retention.every) => {}

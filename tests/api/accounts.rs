@@ -524,3 +524,33 @@ async fn an_owner_makes_a_key_in_the_console_that_works_until_revoked(pool: PgPo
     .unwrap();
     assert_eq!(changes, 2, "key changes are audited under the person");
 }
+
+#[sqlx::test]
+async fn idle_sessions_end_and_pruning_forgets_them(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, token) = app.enrol(C::Company).await;
+    let person = app.person_like(&token).await;
+    let idle = sign_in_person(&app, &person).await;
+    let fresh = sign_in_person(&app, &person).await;
+    // The first one was last seen 31 minutes ago: idle too long.
+    sqlx::query(
+        "UPDATE console_sessions SET last_seen_time = now() - interval '31 minutes'
+          WHERE create_time = (SELECT min(create_time) FROM console_sessions)",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let ended = call(&app, "GET", "/console/registrations", Some(&idle), &[]).await;
+    assert_eq!(ended.location.as_deref(), Some("/console/sign-in"));
+    let open = call(&app, "GET", "/console/registrations", Some(&fresh), &[]).await;
+    assert_eq!(open.status, 200);
+    let pruned = vpn_registry::db::accounts::prune(&app.pool, Duration::from_secs(86_400))
+        .await
+        .unwrap();
+    assert_eq!(pruned, 1);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM console_sessions")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 1);
+}
