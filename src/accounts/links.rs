@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::sign_in::{actor_of, key_of};
 use super::{Accounts, Failure, random_secret, secret_hash};
-use crate::db::{StoreError, accounts, institutions};
+use crate::db::{StoreError, accounts, institutions, links};
 use crate::domain::account::{LinkPurpose, Membership, Password, User, email_key};
 use crate::domain::identifiers::Email;
 use crate::domain::institution::{self, Category};
@@ -81,6 +81,11 @@ fn message(purpose: LinkPurpose, link: &str, name: &str, organisation: &str, lan
     json!({ "kind": purpose.as_str(), "link": link, "name": name, "organisation": organisation, "language": language })
 }
 
+/// A text field of a link's payload (empty when missing).
+fn text(payload: &Value, name: &str) -> String {
+    payload.get(name).and_then(Value::as_str).unwrap_or_default().to_owned()
+}
+
 /// A new link's secret and its URL under `base_url`.
 fn new_link(purpose: LinkPurpose, base_url: &str) -> (String, String) {
     let secret = random_secret();
@@ -145,7 +150,7 @@ impl Accounts {
         let encoded = base64::engine::general_purpose::STANDARD.encode(s.institution.encode_to_vec());
         let (secret, url) = new_link(LinkPurpose::SignUp, base_url);
         let language = profile.language.as_str();
-        let link = accounts::NewLink {
+        let link = links::NewLink {
             hash: secret_hash(&secret),
             purpose: LinkPurpose::SignUp,
             email_key: &key,
@@ -161,7 +166,7 @@ impl Accounts {
             language,
         );
         let mut tx = self.pool.begin().await?;
-        accounts::insert_link(&mut tx, &link, email.as_str(), &mail).await?;
+        links::insert_link(&mut tx, &link, email.as_str(), &mail).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -175,16 +180,10 @@ impl Accounts {
             .bind(SIGN_UP_LOCK)
             .execute(&mut *tx)
             .await?;
-        let Some(link) = accounts::take_link(&mut tx, &secret_hash(secret), LinkPurpose::SignUp).await? else {
+        let Some(link) = links::take_link(&mut tx, &secret_hash(secret), LinkPurpose::SignUp).await? else {
             return Err(LinkError::Dead);
         };
-        let field = |name: &str| {
-            link.payload
-                .get(name)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
+        let field = |name: &str| text(&link.payload, name);
         let institution = base64::engine::general_purpose::STANDARD
             .decode(field("institution"))
             .ok()
@@ -258,7 +257,7 @@ impl Accounts {
             Membership::Admin => ("admin", None, None, false),
         };
         let (secret, url) = new_link(LinkPurpose::Invitation, base_url);
-        let link = accounts::NewLink {
+        let link = links::NewLink {
             hash: secret_hash(&secret),
             purpose: LinkPurpose::Invitation,
             email_key: &key,
@@ -267,7 +266,7 @@ impl Accounts {
                              "owner": owner, "organisation": invitee.organisation }),
         };
         let mail = message(LinkPurpose::Invitation, &url, "", invitee.organisation, "en");
-        accounts::insert_link(&mut tx, &link, email.as_str(), &mail).await?;
+        links::insert_link(&mut tx, &link, email.as_str(), &mail).await?;
         let changes = json!([{ "field": "email", "before": null, "after": email.as_str() },
                              { "field": "role", "before": null, "after": invitee.membership.label() },
                              { "field": "organisation", "before": null, "after": invitee.organisation }]);
@@ -286,16 +285,10 @@ impl Accounts {
 
     /// What an invitation link offers (for the page that accepts it).
     pub async fn invitation(&self, secret: &str) -> Result<(String, String), LinkError> {
-        let link = accounts::peek_link(&self.pool, &secret_hash(secret), LinkPurpose::Invitation)
+        let link = links::peek_link(&self.pool, &secret_hash(secret), LinkPurpose::Invitation)
             .await?
             .ok_or(LinkError::Dead)?;
-        let field = |name: &str| {
-            link.payload
-                .get(name)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
+        let field = |name: &str| text(&link.payload, name);
         Ok((field("email"), field("organisation")))
     }
 
@@ -310,20 +303,20 @@ impl Accounts {
         };
         let password_hash = self.passwords.hash(password.as_str()).await.map_err(Failure::from)?;
         let mut tx = self.pool.begin().await?;
-        let Some(link) = accounts::take_link(&mut tx, &secret_hash(secret), LinkPurpose::Invitation).await? else {
+        let Some(link) = links::take_link(&mut tx, &secret_hash(secret), LinkPurpose::Invitation).await? else {
             return Err(LinkError::Dead);
         };
         let p = &link.payload;
-        let text = |name: &str| p.get(name).and_then(Value::as_str).map(str::to_owned);
-        let membership = match text("role").as_deref() {
+        let optional = |name: &str| p.get(name).and_then(Value::as_str).map(str::to_owned);
+        let membership = match optional("role").as_deref() {
             Some("institution") => Membership::Institution {
-                id: text("institution_id")
+                id: optional("institution_id")
                     .and_then(|s| s.parse().ok())
                     .ok_or_else(|| StoreError::Corrupt("an invitation's institution".into()))?,
                 owner: p.get("owner").and_then(Value::as_bool).unwrap_or(false),
             },
             Some("isp") => Membership::Isp(
-                text("isp")
+                optional("isp")
                     .and_then(|s| s.parse().ok())
                     .ok_or_else(|| StoreError::Corrupt("an invitation's ISP".into()))?,
             ),
@@ -365,7 +358,7 @@ impl Accounts {
             return Ok(());
         };
         let (secret, url) = new_link(LinkPurpose::PasswordReset, base_url);
-        let link = accounts::NewLink {
+        let link = links::NewLink {
             hash: secret_hash(&secret),
             purpose: LinkPurpose::PasswordReset,
             email_key: &key,
@@ -374,7 +367,7 @@ impl Accounts {
         };
         let mail = message(LinkPurpose::PasswordReset, &url, &stored.user.name, "", "en");
         let mut tx = self.pool.begin().await?;
-        accounts::insert_link(&mut tx, &link, &stored.user.email, &mail).await?;
+        links::insert_link(&mut tx, &link, &stored.user.email, &mail).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -382,7 +375,7 @@ impl Accounts {
     /// Whether a reset link still works (for the page that uses it).
     pub async fn reset_works(&self, secret: &str) -> Result<bool, LinkError> {
         Ok(
-            accounts::peek_link(&self.pool, &secret_hash(secret), LinkPurpose::PasswordReset)
+            links::peek_link(&self.pool, &secret_hash(secret), LinkPurpose::PasswordReset)
                 .await?
                 .is_some(),
         )
@@ -391,7 +384,7 @@ impl Accounts {
     /// Sets a new password through a reset link, once; ends every session
     /// of the user and forgets the address's failed sign-ins.
     pub async fn reset_password(&self, secret: &str, password: &str) -> Result<(), LinkError> {
-        let link = accounts::peek_link(&self.pool, &secret_hash(secret), LinkPurpose::PasswordReset)
+        let link = links::peek_link(&self.pool, &secret_hash(secret), LinkPurpose::PasswordReset)
             .await?
             .ok_or(LinkError::Dead)?;
         let user = match link.user_id {
@@ -402,7 +395,7 @@ impl Accounts {
             .map_err(|e| LinkError::Invalid(Violations::one("password", e.0)))?;
         let hash = self.passwords.hash(password.as_str()).await.map_err(Failure::from)?;
         let mut tx = self.pool.begin().await?;
-        if accounts::take_link(&mut tx, &secret_hash(secret), LinkPurpose::PasswordReset)
+        if links::take_link(&mut tx, &secret_hash(secret), LinkPurpose::PasswordReset)
             .await?
             .is_none()
         {

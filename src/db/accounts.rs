@@ -1,16 +1,16 @@
-//! People: users, their recovery codes, e-mailed single-use links, failed
-//! sign-ins, and the organisation's members. Every change is audited in the
+//! People: users, their recovery codes, failed sign-ins, and the
+//! organisation's members. Every change is audited in the
 //! transaction that makes it (subject `user`).
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{StoreError, audit, decode, reparse};
-use crate::domain::account::{LinkPurpose, Membership, User};
+use crate::domain::account::{Membership, User};
 use crate::domain::institution::Category;
 use crate::domain::principal::Actor;
 use crate::domain::refusal::Refusal;
@@ -223,87 +223,6 @@ pub async fn clear_failures(conn: &mut PgConnection, email_key: &str) -> Result<
         .execute(conn)
         .await?;
     Ok(())
-}
-
-/// A link to write and the e-mail that carries it.
-pub struct NewLink<'a> {
-    pub hash: [u8; 32],
-    pub purpose: LinkPurpose,
-    pub email_key: &'a str,
-    pub user: Option<Uuid>,
-    pub payload: Value,
-}
-
-/// Stores a link and queues the e-mail carrying it (`message`, kept in the
-/// outbox until delivered), in `tx`.
-pub async fn insert_link(
-    tx: &mut PgConnection,
-    link: &NewLink<'_>,
-    recipient: &str,
-    message: &Value,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO account_links (token_hash, purpose, email_key, user_id, payload, expire_time)
-         VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))",
-    )
-    .bind(&link.hash[..])
-    .bind(link.purpose.as_str())
-    .bind(link.email_key)
-    .bind(link.user)
-    .bind(&link.payload)
-    .bind(link.purpose.lifetime().as_secs_f64())
-    .execute(&mut *tx)
-    .await?;
-    queue_mail(tx, recipient, message).await
-}
-
-/// Queues an account e-mail in the outbox (no event: its message travels
-/// with it).
-pub async fn queue_mail(tx: &mut PgConnection, recipient: &str, message: &Value) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO notifications (event_id, channel, recipient, message) VALUES ($1, 'email', $2, $3)")
-        .bind(Uuid::new_v4())
-        .bind(recipient)
-        .bind(message)
-        .execute(tx)
-        .await?;
-    Ok(())
-}
-
-/// An unused, unexpired link.
-#[derive(Debug, sqlx::FromRow)]
-pub struct Link {
-    pub email_key: String,
-    pub user_id: Option<Uuid>,
-    pub payload: Value,
-}
-
-/// The link with this hash and purpose if it still works, without using it.
-pub async fn peek_link(pool: &PgPool, hash: &[u8; 32], purpose: LinkPurpose) -> Result<Option<Link>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT email_key, user_id, payload FROM account_links
-          WHERE token_hash = $1 AND purpose = $2 AND use_time IS NULL AND expire_time > now()",
-    )
-    .bind(&hash[..])
-    .bind(purpose.as_str())
-    .fetch_optional(pool)
-    .await?)
-}
-
-/// Uses the link up (in `tx`): `None` when it is unknown, used or expired.
-pub async fn take_link(
-    tx: &mut PgConnection,
-    hash: &[u8; 32],
-    purpose: LinkPurpose,
-) -> Result<Option<Link>, StoreError> {
-    Ok(sqlx::query_as(
-        "UPDATE account_links SET use_time = now()
-          WHERE token_hash = $1 AND purpose = $2 AND use_time IS NULL AND expire_time > now()
-          RETURNING email_key, user_id, payload",
-    )
-    .bind(&hash[..])
-    .bind(purpose.as_str())
-    .fetch_optional(tx)
-    .await?)
 }
 
 /// Ends every console session of `user` but `keep` (the hash of the one
@@ -538,23 +457,14 @@ pub async fn change_member(
     Ok(())
 }
 
-/// Forgets what no longer matters: ended sessions, links used or expired a
-/// day ago, failed sign-ins older than `failures_forgotten_after`. The
-/// audit trail keeps their story. Returns the rows removed.
-pub async fn prune(pool: &PgPool, failures_forgotten_after: Duration) -> Result<u64, StoreError> {
-    let sessions = super::sessions::prune(pool).await?;
-    let links = sqlx::query(
-        "DELETE FROM account_links
-          WHERE coalesce(use_time, expire_time) < now() - interval '1 day'",
-    )
-    .execute(pool)
-    .await?
-    .rows_affected();
+/// Forgets failed sign-ins older than `failures_forgotten_after` (the
+/// audit trail keeps their story). Returns the rows removed.
+pub async fn prune_failures(pool: &PgPool, failures_forgotten_after: Duration) -> Result<u64, StoreError> {
     let failures =
         sqlx::query("DELETE FROM sign_in_failures WHERE last_failure_time < now() - make_interval(secs => $1)")
             .bind(failures_forgotten_after.as_secs_f64())
             .execute(pool)
             .await?
             .rows_affected();
-    Ok(sessions + links + failures)
+    Ok(failures)
 }

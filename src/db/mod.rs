@@ -8,6 +8,7 @@ pub mod feed;
 pub mod idempotency;
 pub mod institutions;
 pub mod isps;
+pub mod links;
 pub mod notify;
 pub mod outbox;
 pub mod registrations;

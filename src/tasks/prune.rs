@@ -9,7 +9,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::db::{accounts, feed};
+use crate::db::{StoreError, accounts, feed, links, sessions};
 use crate::domain::account::FAILURES_FORGOTTEN_AFTER;
 
 /// How long the feed and the history are kept, and how often to prune.
@@ -28,7 +28,7 @@ pub async fn run(pool: PgPool, retention: Retention, mut stopping: watch::Receiv
             Ok((feed_rows, history_rows)) => tracing::info!(feed_rows, history_rows, "feed and history pruned"),
             Err(e) => tracing::warn!(error = %e, "pruning failed; retrying next interval"),
         }
-        match accounts::prune(&pool, FAILURES_FORGOTTEN_AFTER).await {
+        match prune_accounts(&pool).await {
             Ok(0) => {}
             Ok(rows) => tracing::info!(rows, "ended sessions, dead links and old failed sign-ins pruned"),
             Err(e) => tracing::warn!(error = %e, "pruning accounts failed; retrying next interval"),
@@ -38,4 +38,12 @@ pub async fn run(pool: PgPool, retention: Retention, mut stopping: watch::Receiv
             _ = stopping.changed() => return,
         }
     }
+}
+
+/// Ended console sessions, dead links, old failed sign-ins: the rows removed.
+pub async fn prune_accounts(pool: &PgPool) -> Result<u64, StoreError> {
+    let sessions = sessions::prune(pool).await?;
+    let links = links::prune(pool).await?;
+    let failures = accounts::prune_failures(pool, FAILURES_FORGOTTEN_AFTER).await?;
+    Ok(sessions + links + failures)
 }

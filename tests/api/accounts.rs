@@ -544,9 +544,7 @@ async fn idle_sessions_end_and_pruning_forgets_them(pool: PgPool) {
     assert_eq!(ended.location.as_deref(), Some("/console/sign-in"));
     let open = call(&app, "GET", "/console/registrations", Some(&fresh), &[]).await;
     assert_eq!(open.status, 200);
-    let pruned = vpn_registry::db::accounts::prune(&app.pool, Duration::from_secs(86_400))
-        .await
-        .unwrap();
+    let pruned = vpn_registry::tasks::prune::prune_accounts(&app.pool).await.unwrap();
     assert_eq!(pruned, 1);
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM console_sessions")
         .fetch_one(&app.pool)

@@ -44,7 +44,7 @@ pub(super) async fn institutions(State(c): State<Console>, v: Visitor, Query(q):
     };
     let notice = match q.done.as_str() {
         "created" => Some(
-            "Institution enrolled. Issue its token with: vpn-registry token issue --role institution --institution ID (the id is in the list below).",
+            "Institution enrolled. Invite its first owner from People with its id (in the list below); the owner then invites colleagues and makes the back office's API keys.",
         ),
         "updated" => Some("Institution updated."),
         _ => None,
@@ -64,7 +64,7 @@ pub(super) async fn institutions(State(c): State<Console>, v: Visitor, Query(q):
             p { "No institutions." }
         } @else {
             table {
-                thead { tr { th { "Name" } th { "Category" } th { "Contact" } th { "Enrolled" } th { "Id (for its token)" } } }
+                thead { tr { th { "Name" } th { "Category" } th { "Contact" } th { "Enrolled" } th { "Id (for its first owner's invitation)" } } }
                 tbody {
                     @for i in &list.institutions {
                         tr {
@@ -89,38 +89,38 @@ pub(super) async fn institutions(State(c): State<Console>, v: Visitor, Query(q):
 #[derive(Deserialize, Default, Clone)]
 pub(super) struct InstitutionForm {
     #[serde(default)]
-    category: String,
+    pub(super) category: String,
     #[serde(default)]
-    legal_name: String,
+    pub(super) legal_name: String,
     #[serde(default)]
-    cnic: String,
+    pub(super) cnic: String,
     #[serde(default)]
-    ntn: String,
+    pub(super) ntn: String,
     #[serde(default)]
-    secp_number: String,
+    pub(super) secp_number: String,
     #[serde(default)]
-    pseb_number: String,
+    pub(super) pseb_number: String,
     #[serde(default)]
-    pseb_expiry: String,
+    pub(super) pseb_expiry: String,
     #[serde(default)]
-    sbp_licence: String,
+    pub(super) sbp_licence: String,
     #[serde(default)]
-    accreditation_ref: String,
+    pub(super) accreditation_ref: String,
     #[serde(default)]
-    country: String,
+    pub(super) country: String,
     #[serde(default)]
-    contact_email: String,
+    pub(super) contact_email: String,
     #[serde(default)]
-    contact_phone: String,
+    pub(super) contact_phone: String,
     /// ENGLISH or URDU (the API's Language without its prefix).
     #[serde(default)]
-    language: String,
+    pub(super) language: String,
     #[serde(default)]
-    csrf: String,
+    pub(super) csrf: String,
     #[serde(default)]
-    request_id: String,
+    pub(super) request_id: String,
     #[serde(default)]
-    etag: String,
+    pub(super) etag: String,
 }
 
 /// The profile fields (as the API's `Institution` names them), for masks.
@@ -186,7 +186,7 @@ impl InstitutionForm {
         ]
     }
 
-    fn to_pb(&self) -> Result<pb::Institution, FieldErrors> {
+    pub(super) fn to_pb(&self) -> Result<pb::Institution, FieldErrors> {
         let pseb_expiry = match self.pseb_expiry.trim() {
             "" => None,
             day => Some(page::parse_day(day).map(convert::date).map_err(|why| {

@@ -14,12 +14,16 @@ mod fields;
 mod history;
 mod isp;
 mod keys;
+mod links;
 mod members;
 mod notifications;
 mod page;
+mod public;
 mod registration_form;
 mod review;
 pub mod session;
+mod sign_in;
+mod sign_up;
 
 use std::{sync::Arc, time::Instant};
 
@@ -92,18 +96,18 @@ pub fn router(
         // (`/console/` itself is not routable here: tonic mounts services at
         // `/{name}/{*rest}`, which needs a non-empty rest.)
         .route("/console/home", get(home))
-        .route("/console/sign-in", get(account::sign_in_form).post(account::sign_in))
-        .route("/console/sign-out", post(account::sign_out))
-        .route("/console/sign-up", get(account::sign_up_form).post(account::sign_up))
+        .route("/console/sign-in", get(sign_in::sign_in_form).post(sign_in::sign_in))
+        .route("/console/sign-out", post(sign_in::sign_out))
+        .route("/console/sign-up", get(sign_up::sign_up_form).post(sign_up::sign_up))
         .route(
             "/console/sign-up/verify",
-            get(account::verify_form).post(account::verify),
+            get(sign_up::verify_form).post(sign_up::verify),
         )
         .route(
             "/console/invitation",
-            get(account::invitation_form).post(account::accept_invitation),
+            get(links::invitation_form).post(links::accept_invitation),
         )
-        .route("/console/password-reset", get(account::reset_form).post(account::reset))
+        .route("/console/password-reset", get(links::reset_form).post(links::reset))
         .route("/console/account", get(account::overview))
         .route("/console/account/password", post(account::change_password))
         .route("/console/account/sessions", post(account::revoke_session))
