@@ -40,7 +40,11 @@ pub enum LinkError {
 
 impl From<StoreError> for LinkError {
     fn from(e: StoreError) -> Self {
-        Self::Failed(e.into())
+        match e {
+            // An account made meanwhile for the same address.
+            StoreError::AlreadyExists(_) => Self::Taken,
+            e => Self::Failed(e.into()),
+        }
     }
 }
 
@@ -220,12 +224,7 @@ impl Accounts {
             password_hash: &field("password_hash"),
             membership: &membership,
         };
-        accounts::insert_user(&mut tx, &user, &actor)
-            .await
-            .map_err(|e| match e {
-                StoreError::AlreadyExists(_) => LinkError::Taken,
-                e => e.into(),
-            })?;
+        accounts::insert_user(&mut tx, &user, &actor).await?;
         tx.commit().await?;
         Ok(User {
             id: user_id,
@@ -340,12 +339,7 @@ impl Accounts {
             password_hash: &password_hash,
             membership: &user.membership,
         };
-        accounts::insert_user(&mut tx, &new, &actor_of(&user))
-            .await
-            .map_err(|e| match e {
-                StoreError::AlreadyExists(_) => LinkError::Taken,
-                e => e.into(),
-            })?;
+        accounts::insert_user(&mut tx, &new, &actor_of(&user)).await?;
         tx.commit().await?;
         Ok(user)
     }
