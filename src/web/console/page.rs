@@ -36,7 +36,7 @@ fieldset{border:1px solid #888;margin:1rem 0;padding:.5rem 1rem;min-width:0}
 .filters{display:flex;flex-wrap:wrap;gap:0 1.5rem;align-items:flex-end}
 main{padding:1rem;max-width:72rem;margin:auto}
 table{border-collapse:collapse;width:100%}
-th,td{border-bottom:1px solid #888;padding:.5rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+th,td{border-bottom:1px solid #888;padding:.5rem;text-align:left;vertical-align:top}td{overflow-wrap:anywhere}
 label{display:block;font-weight:600;margin-top:.5rem}
 input[type=text],input[type=password],input[type=email],input[type=tel]{width:100%;max-width:32rem;padding:.5rem;border:1px solid #333;font-size:1rem}
 button{padding:.5rem 1rem;font-size:1rem;margin-top:.5rem;margin-right:.5rem;cursor:pointer}
