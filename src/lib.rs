@@ -52,4 +52,5 @@ pub mod sync;
 pub mod tasks;
 pub mod telemetry;
 pub mod tls;
+pub mod vault;
 pub mod web;

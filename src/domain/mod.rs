@@ -7,6 +7,7 @@ pub mod calendar;
 mod db_enum;
 pub mod decision;
 pub mod event;
+pub mod evidence;
 pub mod identifiers;
 pub mod institution;
 pub mod lifecycle;
