@@ -16,6 +16,7 @@ const PROTOS: &[&str] = &[
     "vpnregistry/v1/webhook_service.proto",
     "vpnregistry/v1/event_service.proto",
     "vpnregistry/v1/api_key_service.proto",
+    "vpnregistry/v1/document_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

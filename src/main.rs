@@ -5,7 +5,10 @@ use clap::Parser;
 use vpn_registry::{
     app, db,
     domain::principal::Actor,
-    flags::{Cli, Command, DbArgs, FeedCommand, IspCommand, ServeArgs, TokenCommand, UserCommand, redact_url},
+    flags::{
+        Cli, Command, DbArgs, DocumentKeyCommand, FeedCommand, IspCommand, ServeArgs, TokenCommand, UserCommand,
+        redact_url,
+    },
     operator, telemetry,
     tls::{Tls, TlsFiles},
 };
@@ -66,6 +69,16 @@ async fn main() -> anyhow::Result<()> {
             } => operator::add_isp(&connect(&db).await?, &code, &name, &operator.name()).await?,
             IspCommand::List { db } => operator::list_isps(&connect(&db).await?, &mut std::io::stdout()).await?,
         },
+        Command::DocumentKey(DocumentKeyCommand::Generate { out }) => {
+            let id = vpn_registry::vault::generate_key_file(&out)?;
+            tracing::info!(file = %out.display(), "document key written; keep it out of the database and its backups");
+            writeln!(std::io::stdout(), "{id}")?;
+        }
+        Command::DocumentKey(DocumentKeyCommand::Rotate { from, to, db, operator }) => {
+            let rewrapped = operator::rotate_document_key(&connect(&db).await?, &from, &to, &operator.name()).await?;
+            tracing::info!(rewrapped, "document keys re-wrapped");
+            writeln!(std::io::stdout(), "{rewrapped}")?;
+        }
         Command::User(UserCommand::Invite(args)) => {
             let link = operator::invite(&connect(&args.db).await?, &args).await?;
             tracing::info!(email = %args.email, "invitation queued: the server e-mails it (the link, valid 7 days, once, is on stdout)");
@@ -97,7 +110,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listeners = bind_listeners(&args).await?;
     let options = app::Options {
         read_pool,
-        ..app::Options::from_args(&args, tls, mailer(&args)?)
+        ..app::Options::from_args(&args, tls, mailer(&args)?, document_keys(&args)?)
     };
     app::serve(listeners, pool, options, shutdown_signal()).await?;
     tracing::info!("stopped");
@@ -124,6 +137,17 @@ fn mailer(args: &ServeArgs) -> anyhow::Result<Option<vpn_registry::notify::mail:
             Ok(None)
         }
     }
+}
+
+/// The document keys, if files are given; said once at start when not.
+fn document_keys(args: &ServeArgs) -> anyhow::Result<Option<std::sync::Arc<vpn_registry::vault::Keyring>>> {
+    if args.document_key_files.is_empty() {
+        tracing::warn!("no --document-key-file: document uploads and downloads are refused");
+        return Ok(None);
+    }
+    let keys = vpn_registry::vault::Keyring::load(&args.document_key_files)?;
+    tracing::info!(key_id = keys.current_id(), "document key loaded");
+    Ok(Some(std::sync::Arc::new(keys)))
 }
 
 /// The primary's pool, once its schema is known to be current.

@@ -116,6 +116,29 @@ pub async fn invite(pool: &PgPool, args: &InviteArgs) -> anyhow::Result<String> 
     }
 }
 
+/// Re-wraps every data key wrapped by the key in `from` with the key in
+/// `to`, in one transaction (audited); how many.
+pub async fn rotate_document_key(
+    pool: &PgPool,
+    from: &std::path::Path,
+    to: &std::path::Path,
+    operator: &str,
+) -> anyhow::Result<u64> {
+    let old = crate::vault::Keyring::load(&[from.to_owned()])?;
+    let both = crate::vault::Keyring::load(&[to.to_owned(), from.to_owned()])?;
+    let rewrapped = crate::db::documents::rewrap(
+        pool,
+        old.current_id(),
+        |wrapped| {
+            let data_key = both.unwrap(old.current_id(), wrapped)?;
+            Ok(both.wrap(&data_key))
+        },
+        &Actor::operator(operator),
+    )
+    .await?;
+    Ok(rewrapped)
+}
+
 /// Replaces a token with a new secret, returned; the old one keeps working
 /// for `grace`.
 pub async fn rotate(pool: &PgPool, id: Uuid, grace: Duration, operator: &str) -> anyhow::Result<String> {

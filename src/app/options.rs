@@ -77,11 +77,20 @@ pub struct Options {
     /// Webhooks may target private, loopback and link-local addresses, and
     /// plain http:// (tests, closed networks).
     pub webhook_allow_private: bool,
+    /// The keys documents are encrypted under (`None`: documents refused).
+    pub document_keys: Option<Arc<crate::vault::Keyring>>,
+    /// The largest document accepted, in bytes.
+    pub max_document_bytes: u64,
 }
 
 impl Options {
     /// The options `serve` runs with.
-    pub fn from_args(args: &ServeArgs, tls: Option<Arc<Tls>>, mailer: Option<Mailer>) -> Self {
+    pub fn from_args(
+        args: &ServeArgs,
+        tls: Option<Arc<Tls>>,
+        mailer: Option<Mailer>,
+        document_keys: Option<Arc<crate::vault::Keyring>>,
+    ) -> Self {
         Self {
             shutdown_grace: args.shutdown_grace(),
             expiry_interval: args.expiry_interval(),
@@ -112,6 +121,8 @@ impl Options {
             mailer,
             reminder_interval: (!args.reminder_interval.is_zero()).then_some(args.reminder_interval),
             webhook_allow_private: args.webhook_allow_private,
+            document_keys,
+            max_document_bytes: args.max_document_bytes,
         }
     }
 }
@@ -154,6 +165,8 @@ impl Default for Options {
             mailer: None,
             reminder_interval: Some(Duration::from_secs(600)),
             webhook_allow_private: false,
+            document_keys: None,
+            max_document_bytes: crate::domain::evidence::DEFAULT_MAX_DOCUMENT_BYTES,
         }
     }
 }

@@ -15,22 +15,26 @@ use super::background::Parts;
 use crate::admission::AdmissionLayer;
 use crate::auth::AuthLayer;
 use crate::grpc::{
-    api_keys::ApiKeyApi, events::EventApi, institutions::InstitutionApi, isps::IspApi, lookup::LookupApi,
-    registrations::RegistrationApi, review::ReviewApi, webhooks::WebhookApi,
+    api_keys::ApiKeyApi, documents::DocumentApi, events::EventApi, institutions::InstitutionApi, isps::IspApi,
+    lookup::LookupApi, registrations::RegistrationApi, review::ReviewApi, webhooks::WebhookApi,
 };
 use crate::observe::ObserveLayer;
 use crate::pb::{
-    self, api_key_service_server::ApiKeyServiceServer, event_service_server::EventServiceServer,
-    institution_service_server::InstitutionServiceServer, isp_service_server::IspServiceServer,
-    lookup_service_server::LookupServiceServer, registration_service_server::RegistrationServiceServer,
-    review_service_server::ReviewServiceServer, webhook_service_server::WebhookServiceServer,
+    self, api_key_service_server::ApiKeyServiceServer, document_service_server::DocumentServiceServer,
+    event_service_server::EventServiceServer, institution_service_server::InstitutionServiceServer,
+    isp_service_server::IspServiceServer, lookup_service_server::LookupServiceServer,
+    registration_service_server::RegistrationServiceServer, review_service_server::ReviewServiceServer,
+    webhook_service_server::WebhookServiceServer,
 };
-use crate::registry::Registry;
+use crate::registry::{Registry, documents::Documents};
 use crate::web::{self, ConsoleRoutes, RdapRoutes, landing::LandingLayer};
 
 /// Largest request the registry services decode: a registration with 64
 /// prefixes and every text field full is a few kilobytes.
 const MAX_REGISTRY_REQUEST: usize = 256 * 1024;
+/// A document's content arrives in chunks of at most this (the stream as a
+/// whole is bounded by --max-document-bytes).
+const MAX_DOCUMENT_CHUNK: usize = 1024 * 1024;
 /// Largest lookup request: a full CheckAddresses batch of 100,000 IPv6
 /// addresses in their longest text form is about 4.1 MB.
 const MAX_LOOKUP_REQUEST: usize = 6 * 1024 * 1024;
@@ -105,16 +109,13 @@ pub(super) fn router<H: Health>(
                 .max_encoding_message_size(MAX_RESPONSE),
         );
     let registry = serves_registry.then_some(&registry);
-    Ok(with_registry_services(router, registry, options.webhook_allow_private))
+    Ok(with_registry_services(router, registry, options))
 }
 
 /// The registry's services (none on a fan-out replica: UNIMPLEMENTED), each
 /// with the registry's message size limits.
-fn with_registry_services(
-    router: Router<Layers>,
-    registry: Option<&Registry>,
-    webhook_allow_private: bool,
-) -> Router<Layers> {
+fn with_registry_services(router: Router<Layers>, registry: Option<&Registry>, options: &Options) -> Router<Layers> {
+    let webhook_allow_private = options.webhook_allow_private;
     macro_rules! limited {
         ($server:ident, $api:expr) => {
             registry.map(|r| {
@@ -131,6 +132,12 @@ fn with_registry_services(
         .add_optional_service(limited!(EventServiceServer, EventApi::new))
         .add_optional_service(limited!(IspServiceServer, IspApi::new))
         .add_optional_service(limited!(ApiKeyServiceServer, ApiKeyApi::new))
+        .add_optional_service(registry.map(|r| {
+            let documents = Documents::new(r.clone(), options.document_keys.clone(), options.max_document_bytes);
+            DocumentServiceServer::new(DocumentApi::new(documents))
+                .max_decoding_message_size(MAX_DOCUMENT_CHUNK + 1024)
+                .max_encoding_message_size(MAX_RESPONSE)
+        }))
         .add_optional_service(limited!(WebhookServiceServer, |r| WebhookApi::new(
             r,
             webhook_allow_private

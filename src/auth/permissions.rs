@@ -67,6 +67,13 @@ pub const PERMISSIONS: &[(&str, &[RoleKind])] = &[
     ("/vpnregistry.v1.ApiKeyService/ListApiKeys", KEY_OWNERS),
     ("/vpnregistry.v1.ApiKeyService/RotateApiKey", KEY_OWNERS),
     ("/vpnregistry.v1.ApiKeyService/RevokeApiKey", KEY_OWNERS),
+    // Documents: the institution's own, reviewers all, administrators an
+    // institution's own papers; never ISPs or lookup services.
+    ("/vpnregistry.v1.DocumentService/UploadDocument", &[Institution]),
+    ("/vpnregistry.v1.DocumentService/ListDocuments", READERS),
+    ("/vpnregistry.v1.DocumentService/DownloadDocument", READERS),
+    ("/vpnregistry.v1.DocumentService/DeleteDocument", &[Institution]),
+    ("/vpnregistry.v1.DocumentService/VerifyDocument", &[Reviewer]),
 ];
 
 /// Whose API keys are self-service: institutions' and ISPs' (the

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod documents;
 pub mod events;
 pub mod feed;
 pub mod idempotency;
@@ -114,6 +115,10 @@ const RUNTIME_WRITES: &[&str] = &[
     // credential's last use through a function.
     "GRANT INSERT, UPDATE (revoke_time, expire_time) ON api_tokens TO {role}",
     "GRANT EXECUTE ON FUNCTION api_tokens_record_use(uuid[], timestamptz[]) TO {role}",
+    // Documents: uploaded, decided on, deleted (content destroyed) by their
+    // owners before a decision; re-wrapped keys are the operator's.
+    "GRANT INSERT, UPDATE ON documents TO {role}",
+    "GRANT INSERT, DELETE ON document_segments TO {role}",
     "GRANT EXECUTE ON FUNCTION prune_history(interval, interval) TO {role}",
 ];
 

@@ -70,12 +70,8 @@ pub fn required(category: Category, kind: Kind) -> Vec<Requirement> {
             needs.push(INCORPORATED);
             needs.push(Requirement(&[D::PsebCertificate]));
         }
-        (Kind::VideoConferencing, Category::Government) => {
-            needs.push(Requirement(&[D::GovernmentLetter]))
-        }
-        (Kind::VideoConferencing, _) => {
-            needs.push(Requirement(&[D::IncorporationLetter, D::GovernmentLetter]))
-        }
+        (Kind::VideoConferencing, Category::Government) => needs.push(Requirement(&[D::GovernmentLetter])),
+        (Kind::VideoConferencing, _) => needs.push(Requirement(&[D::IncorporationLetter, D::GovernmentLetter])),
         (Kind::Vpn, Category::Freelancer) => needs.push(Requirement(&[D::EmployerLetter])),
         (Kind::Vpn, Category::Government | Category::ForeignMission) => {}
         (Kind::Vpn, _) => needs.push(INCORPORATED),
@@ -84,6 +80,43 @@ pub fn required(category: Category, kind: Kind) -> Vec<Requirement> {
         needs.push(Requirement(&[D::SbpLicenceLetter]));
     }
     needs
+}
+
+db_enum!(
+    /// Why a requirement is not met yet.
+    Gap {
+        Missing => "MISSING",
+        Pending => "PENDING",
+        Rejected => "REJECTED",
+    }
+);
+
+/// Each requirement with what stands in its way (`None`: a verified
+/// document meets it), given the current documents (type, status).
+pub fn checklist(
+    needs: &[Requirement],
+    documents: &[(DocumentType, DocumentStatus)],
+) -> Vec<(Requirement, Option<Gap>)> {
+    needs
+        .iter()
+        .map(|need| {
+            let statuses: Vec<DocumentStatus> = documents
+                .iter()
+                .filter(|(t, _)| need.0.contains(t))
+                .map(|(_, s)| *s)
+                .collect();
+            let gap = if statuses.contains(&DocumentStatus::Verified) {
+                None
+            } else if statuses.contains(&DocumentStatus::Pending) {
+                Some(Gap::Pending)
+            } else if statuses.contains(&DocumentStatus::Rejected) {
+                Some(Gap::Rejected)
+            } else {
+                Some(Gap::Missing)
+            };
+            (*need, gap)
+        })
+        .collect()
 }
 
 /// The largest document accepted unless configured (`--max-document-bytes`).
@@ -135,7 +168,11 @@ mod tests {
         };
         assert_eq!(
             types(Category::ItCompany, Kind::Vpn),
-            [vec!["CNIC_FRONT"], vec!["CNIC_BACK"], vec!["INCORPORATION_LETTER", "TAXPAYER_PROOF"]]
+            [
+                vec!["CNIC_FRONT"],
+                vec!["CNIC_BACK"],
+                vec!["INCORPORATION_LETTER", "TAXPAYER_PROOF"]
+            ]
         );
         assert_eq!(
             types(Category::Freelancer, Kind::Vpn),
@@ -152,16 +189,50 @@ mod tests {
         );
         assert_eq!(
             types(Category::Company, Kind::VideoConferencing),
-            [vec!["CNIC_FRONT"], vec!["CNIC_BACK"], vec!["INCORPORATION_LETTER", "GOVERNMENT_LETTER"]]
+            [
+                vec!["CNIC_FRONT"],
+                vec!["CNIC_BACK"],
+                vec!["INCORPORATION_LETTER", "GOVERNMENT_LETTER"]
+            ]
         );
         assert!(types(Category::Bank, Kind::Vpn).contains(&vec!["SBP_LICENCE_LETTER"]));
         assert_eq!(types(Category::ForeignMission, Kind::Vpn), [vec!["ACCREDITATION_NOTE"]]);
     }
 
     #[test]
+    fn a_requirement_is_met_by_any_verified_alternative() {
+        let needs = required(Category::Company, Kind::Vpn);
+        let gaps = |docs: &[(DocumentType, DocumentStatus)]| -> Vec<Option<Gap>> {
+            checklist(&needs, docs).into_iter().map(|(_, g)| g).collect()
+        };
+        assert_eq!(gaps(&[]), [Some(Gap::Missing); 3]);
+        assert_eq!(
+            gaps(&[
+                (D::CnicFront, DocumentStatus::Verified),
+                (D::CnicBack, DocumentStatus::Rejected),
+                (D::TaxpayerProof, DocumentStatus::Pending),
+            ]),
+            [None, Some(Gap::Rejected), Some(Gap::Pending)]
+        );
+        assert_eq!(
+            gaps(&[
+                (D::CnicFront, DocumentStatus::Verified),
+                (D::CnicBack, DocumentStatus::Verified),
+                (D::IncorporationLetter, DocumentStatus::Rejected),
+                (D::TaxpayerProof, DocumentStatus::Verified),
+            ]),
+            [None, None, None],
+            "either alternative"
+        );
+    }
+
+    #[test]
     fn content_decides_the_type_and_names_what_it_refuses() {
         assert_eq!(sniff(b"%PDF-1.7\n..."), Ok(MediaType::Pdf));
-        assert_eq!(sniff(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F']), Ok(MediaType::Jpeg));
+        assert_eq!(
+            sniff(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F']),
+            Ok(MediaType::Jpeg)
+        );
         assert_eq!(sniff(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), Ok(MediaType::Png));
         let padded = |head: &[u8]| [head, &[0u8; 64]].concat();
         let elf = sniff(&padded(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0")).unwrap_err();

@@ -51,6 +51,9 @@ pub enum Command {
     /// Manage people's accounts (console users).
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage the key files documents are encrypted under.
+    #[command(subcommand)]
+    DocumentKey(DocumentKeyCommand),
     /// Operate the change feed that lookup replicas and gateways follow.
     #[command(subcommand)]
     Feed(FeedCommand),
@@ -96,6 +99,30 @@ pub enum FeedCommand {
     /// serials already handed out may now name different changes, so every
     /// replica reloads and every WatchChanges client gets a fresh snapshot.
     NewSession {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DocumentKeyCommand {
+    /// Write a new random key file (readable by its owner only; never
+    /// overwrites one); prints its id.
+    Generate {
+        /// Where the key goes.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Re-wrap every document's data key from the key in `--from` to the
+    /// key in `--to` (content is not re-encrypted); prints how many. Serve
+    /// with `--document-key-file NEW,OLD` meanwhile, then with NEW alone.
+    Rotate {
+        #[arg(long)]
+        from: std::path::PathBuf,
+        #[arg(long)]
+        to: std::path::PathBuf,
         #[command(flatten)]
         db: DbArgs,
         #[command(flatten)]

@@ -138,6 +138,19 @@ pub struct ServeArgs {
     /// webhook could make this server call into its own network).
     #[arg(long, env = "VPN_REGISTRY_WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: bool,
+    /// The key file that encrypts documents (`vpn-registry document-key
+    /// generate`); repeat it during a rotation: the first wraps new
+    /// documents' keys, the others still open older ones. Without one,
+    /// DocumentService refuses.
+    #[arg(
+        long = "document-key-file",
+        env = "VPN_REGISTRY_DOCUMENT_KEY_FILE",
+        value_delimiter = ','
+    )]
+    pub document_key_files: Vec<std::path::PathBuf>,
+    /// The largest document accepted, in bytes.
+    #[arg(long, env = "VPN_REGISTRY_MAX_DOCUMENT_BYTES", default_value_t = crate::domain::evidence::DEFAULT_MAX_DOCUMENT_BYTES)]
+    pub max_document_bytes: u64,
     /// Connections one source address may hold open (TLS or not).
     #[arg(long, env = "VPN_REGISTRY_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = crate::admission::peers::DEFAULT_CONNECTIONS_PER_ADDRESS)]
     pub max_connections_per_address: u32,
@@ -261,6 +274,8 @@ impl ServeArgs {
             mail_from = args.mail_from,
             reminder_interval = ?args.reminder_interval,
             webhook_allow_private = args.webhook_allow_private,
+            document_key_files = ?args.document_key_files,
+            max_document_bytes = args.max_document_bytes,
             max_connections_per_address = args.max_connections_per_address,
             max_handshakes_per_address = args.max_handshakes_per_address,
             handshake_timeout = ?args.handshake_timeout,

@@ -4,6 +4,7 @@
 
 pub mod api_keys;
 pub mod convert;
+pub mod documents;
 pub mod error;
 pub mod events;
 pub mod institutions;

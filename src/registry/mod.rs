@@ -4,6 +4,7 @@
 //! call these after parsing, and convert what they return.
 
 pub mod api_keys;
+pub mod documents;
 pub mod events;
 mod institutions;
 mod isps;
@@ -35,6 +36,11 @@ impl Registry {
     /// A registry that refuses writes while `fence` is closed.
     pub fn fenced(pool: PgPool, fence: Fence) -> Self {
         Self { pool, fence }
+    }
+
+    /// The database (for use cases kept beside the registry's own).
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// Whether a write may begin: refused (UNAVAILABLE) while fenced.

@@ -45,7 +45,10 @@ fn id_of(key: &[u8; 32]) -> String {
 
 fn parse(path: &Path, text: &str) -> Result<[u8; 32], KeyError> {
     let bad = |why: &str| KeyError::File(path.to_owned(), why.to_owned());
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'));
     if lines.next() != Some(HEADER) {
         return Err(bad(&format!("not a document key (its first line must be {HEADER:?})")));
     }
@@ -77,7 +80,8 @@ pub fn generate_key_file(path: &Path) -> Result<String, KeyError> {
     let mut file = options
         .open(path)
         .map_err(|e| KeyError::File(path.to_owned(), e.to_string()))?;
-    writeln!(file, "{HEADER}\n# id {}\n{hex}", id_of(&key)).map_err(|e| KeyError::File(path.to_owned(), e.to_string()))?;
+    writeln!(file, "{HEADER}\n# id {}\n{hex}", id_of(&key))
+        .map_err(|e| KeyError::File(path.to_owned(), e.to_string()))?;
     Ok(id_of(&key))
 }
 

@@ -14,7 +14,7 @@ use crate::helpers::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_vpn-registry");
 
-fn database_url(pool: &PgPool) -> String {
+pub fn database_url(pool: &PgPool) -> String {
     let o = pool.connect_options();
     format!(
         "postgres://{}@{}:{}/{}",
@@ -25,7 +25,7 @@ fn database_url(pool: &PgPool) -> String {
     )
 }
 
-fn run(args: &[&str], url: &str) -> std::process::Output {
+pub fn run(args: &[&str], url: &str) -> std::process::Output {
     Command::new(BIN)
         .args(args)
         .env("DATABASE_URL", url)

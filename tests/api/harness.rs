@@ -43,8 +43,25 @@ pub fn test_options() -> app::Options {
         failed_auth_rate: 1_000_000,
         // The pruning tests prune when they choose.
         retention: None,
+        document_keys: Some(std::sync::Arc::new(
+            vpn_registry::vault::Keyring::load(&[test_key_file().to_owned()]).unwrap(),
+        )),
         ..app::Options::default()
     }
+}
+
+/// The document key file of this test run (made once, in the target's
+/// temporary directory).
+pub fn test_key_file() -> &'static std::path::Path {
+    static FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("documents.key");
+        let _ = std::fs::remove_file(&file);
+        vpn_registry::vault::generate_key_file(&file).unwrap();
+        file
+    })
 }
 
 /// A server with [`test_options`] over `pool` (a fresh, migrated database).

@@ -21,10 +21,11 @@ use vpn_registry::{
     },
     grpc::review::{self, DecisionFields},
     pb::{
-        self, api_key_service_client::ApiKeyServiceClient, event_service_client::EventServiceClient,
-        institution_service_client::InstitutionServiceClient, isp_service_client::IspServiceClient,
-        lookup_service_client::LookupServiceClient, registration_service_client::RegistrationServiceClient,
-        review_service_client::ReviewServiceClient, webhook_service_client::WebhookServiceClient,
+        self, api_key_service_client::ApiKeyServiceClient, document_service_client::DocumentServiceClient,
+        event_service_client::EventServiceClient, institution_service_client::InstitutionServiceClient,
+        isp_service_client::IspServiceClient, lookup_service_client::LookupServiceClient,
+        registration_service_client::RegistrationServiceClient, review_service_client::ReviewServiceClient,
+        webhook_service_client::WebhookServiceClient,
     },
     registry::Registry,
 };
@@ -52,9 +53,10 @@ pub type Isps = IspServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Lookups = LookupServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Webhooks = WebhookServiceClient<InterceptedService<Channel, Bearer>>;
 pub type ApiKeys = ApiKeyServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Documents = DocumentServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Events = EventServiceClient<InterceptedService<Channel, Bearer>>;
 
-fn bearer(token: Option<&str>) -> Bearer {
+pub fn bearer(token: Option<&str>) -> Bearer {
     Bearer(token.map(|t| format!("Bearer {t}").parse().unwrap()))
 }
 
@@ -73,6 +75,10 @@ impl TestApp {
 
     pub fn isps(&self, token: Option<&str>) -> Isps {
         IspServiceClient::with_interceptor(self.channel.clone(), bearer(token))
+    }
+
+    pub fn documents(&self, token: Option<&str>) -> Documents {
+        DocumentServiceClient::with_interceptor(self.channel.clone(), bearer(token))
     }
 
     pub fn api_keys(&self, token: Option<&str>) -> ApiKeys {

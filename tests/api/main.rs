@@ -9,6 +9,7 @@ mod change_stream;
 mod cli;
 mod console;
 mod deploy;
+mod documents;
 mod events;
 mod expiry;
 mod fairness;

@@ -163,6 +163,29 @@ fn sample(path: &str, w: &World) -> Vec<u8> {
         }
         .encode_to_vec(),
         "RevokeApiKey" => pb::RevokeApiKeyRequest { id: nobody() }.encode_to_vec(),
+        "UploadDocument" => pb::UploadDocumentRequest {
+            part: Some(pb::upload_document_request::Part::Header(pb::DocumentHeader {
+                registration_id: nobody(),
+                institution_id: String::new(),
+                r#type: pb::DocumentType::CnicFront as i32,
+                file_name: "walk.pdf".into(),
+                request_id: Uuid::new_v4().to_string(),
+            })),
+        }
+        .encode_to_vec(),
+        "ListDocuments" => pb::ListDocumentsRequest {
+            registration_id: nobody(),
+            institution_id: String::new(),
+        }
+        .encode_to_vec(),
+        "DownloadDocument" => pb::DownloadDocumentRequest { id: nobody() }.encode_to_vec(),
+        "DeleteDocument" => pb::DeleteDocumentRequest { id: nobody() }.encode_to_vec(),
+        "VerifyDocument" => pb::VerifyDocumentRequest {
+            id: nobody(),
+            status: pb::DocumentStatus::Verified as i32,
+            reason: String::new(),
+        }
+        .encode_to_vec(),
         other => panic!("no sample request for {other}: add one"),
     }
 }

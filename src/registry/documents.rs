@@ -1,0 +1,390 @@
+//! Documents: who may upload, read, delete and judge which, uploads sealed
+//! as they stream in (never held whole), and what an application still
+//! lacks. Owners are the institution (its registrations' documents and its
+//! own); reviewers read and judge every one; administrators read an
+//! institution's own documents; nobody else sees any (their calls find
+//! nothing).
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::Registry;
+use crate::db::{StoreError, documents as store};
+use crate::domain::evidence::{self, DocumentStatus, DocumentType, Gap, MediaType, Requirement};
+use crate::domain::principal::{Actor, Principal, Role, Visibility};
+use crate::domain::refusal::Refusal;
+use crate::domain::state::State;
+use crate::domain::{Violations, request::RequestId};
+use crate::error::{Error, Result};
+use crate::vault::{Keyring, NONCE_PREFIX_LEN, Opener, Sealer, new_document_key};
+
+/// Bytes the content type is decided on (all of a shorter document).
+const SNIFF_BYTES: usize = 64;
+
+/// The documents of this server: the registry's rules, the key files, the
+/// size limit.
+#[derive(Clone)]
+pub struct Documents {
+    registry: Registry,
+    keys: Option<Arc<Keyring>>,
+    max_bytes: u64,
+}
+
+/// Whose documents an upload or a list names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub institution: Uuid,
+    pub registration: Option<Uuid>,
+}
+
+/// What an upload says it is.
+pub struct Header<'a> {
+    pub owner: Owner,
+    pub r#type: DocumentType,
+    pub file_name: &'a str,
+    pub request_id: RequestId,
+}
+
+/// How a caller stands to a document's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Owner,
+    Reviewer,
+    Admin,
+}
+
+fn not_found() -> Error {
+    Refusal::NotFound("document").into()
+}
+
+impl Documents {
+    pub fn new(registry: Registry, keys: Option<Arc<Keyring>>, max_bytes: u64) -> Self {
+        Self {
+            registry,
+            keys,
+            max_bytes,
+        }
+    }
+
+    fn keys(&self) -> Result<&Keyring> {
+        self.keys.as_deref().ok_or_else(|| {
+            Refusal::Precondition {
+                kind: "NO_DOCUMENT_KEY",
+                subject: "documents".into(),
+                message: "this server has no document key (--document-key-file): documents are unavailable".into(),
+            }
+            .into()
+        })
+    }
+
+    /// How `p` stands to `owner`'s documents, checking the owner exists in
+    /// `p`'s sight; ISPs and lookup services have no access at all.
+    async fn access(&self, p: &Principal, owner: Owner) -> Result<Access> {
+        let access = match &p.role {
+            Role::Institution(id) if *id == owner.institution => Access::Owner,
+            Role::Reviewer => Access::Reviewer,
+            Role::Admin if owner.registration.is_none() => Access::Admin,
+            Role::Isp(_) | Role::Lookup => {
+                return Err(
+                    Refusal::PermissionDenied("documents are not shown to ISPs or lookup services".into()).into(),
+                );
+            }
+            _ => return Err(not_found()),
+        };
+        if let Some(registration) = owner.registration {
+            let vis = match access {
+                Access::Owner => Visibility::Institution(owner.institution),
+                _ => Visibility::All,
+            };
+            let r = self.registry.registration(vis, registration).await?;
+            if r.institution_id != owner.institution {
+                return Err(not_found());
+            }
+        } else {
+            self.registry.institution(Visibility::All, owner.institution).await?;
+        }
+        Ok(access)
+    }
+
+    /// The owner of a registration's documents, as `p` sees it.
+    pub async fn owner_of_registration(&self, p: &Principal, registration: Uuid) -> Result<Owner> {
+        let r = self.registry.registration(p.visibility(), registration).await?;
+        Ok(Owner {
+            institution: r.institution_id,
+            registration: Some(registration),
+        })
+    }
+
+    /// Starts an upload: the document already stored under this request id,
+    /// or an upload to feed.
+    pub async fn begin_upload(&self, p: &Principal, h: &Header<'_>, actor: Actor) -> Result<Begun> {
+        if self.access(p, h.owner).await? != Access::Owner {
+            return Err(Refusal::PermissionDenied("only the institution uploads its documents".into()).into());
+        }
+        if let Some(registration) = h.owner.registration {
+            let r = self.registry.registration(p.visibility(), registration).await?;
+            if matches!(r.state, State::Withdrawn | State::Rejected | State::Revoked) {
+                return Err(Refusal::WrongState {
+                    current: r.state,
+                    action: "given documents",
+                }
+                .into());
+            }
+        }
+        let keys = self.keys()?;
+        let pool = self.registry.pool();
+        if let Some(done) = store::by_request(pool, h.owner.institution, h.request_id.as_str()).await? {
+            return Ok(Begun::Done(Box::new(done)));
+        }
+        let (data_key, prefix) = new_document_key();
+        let (key_id, wrapped_key) = keys.wrap(&data_key);
+        let id = Uuid::now_v7();
+        Ok(Begun::Upload(Box::new(Upload {
+            db: store::Upload::begin(pool, id).await?,
+            id,
+            owner: h.owner,
+            r#type: h.r#type,
+            file_name: h.file_name.to_owned(),
+            request_id: h.request_id.as_str().to_owned(),
+            key_id,
+            wrapped_key,
+            prefix,
+            sealer: Sealer::new(&data_key, &prefix),
+            head: Vec::with_capacity(SNIFF_BYTES),
+            media_type: None,
+            size: 0,
+            sha: Sha256::new(),
+            max_bytes: self.max_bytes,
+            actor,
+            pool: pool.clone(),
+        })))
+    }
+
+    /// The documents of `owner` as `p` may see them, with the checklist of
+    /// a registration.
+    pub async fn list(
+        &self,
+        p: &Principal,
+        owner: Owner,
+    ) -> Result<(Vec<store::Document>, Vec<(Requirement, Option<Gap>)>)> {
+        self.access(p, owner).await?;
+        let pool = self.registry.pool();
+        let documents = store::list(pool, owner.institution, owner.registration).await?;
+        let checklist = match owner.registration {
+            Some(id) => {
+                let r = self.registry.registration(Visibility::All, id).await?;
+                let i = self.registry.institution(Visibility::All, owner.institution).await?;
+                let held: Vec<(DocumentType, DocumentStatus)> = documents
+                    .iter()
+                    .filter_map(|d| Some((DocumentType::from_db(&d.r#type)?, DocumentStatus::from_db(&d.status)?)))
+                    .collect();
+                evidence::checklist(&evidence::required(i.category, r.spec.kind), &held)
+            }
+            None => Vec::new(),
+        };
+        Ok((documents, checklist))
+    }
+
+    /// A document `p` may see.
+    async fn visible(&self, p: &Principal, id: Uuid) -> Result<(store::Document, Access)> {
+        let d = store::get(self.registry.pool(), id).await?.ok_or_else(not_found)?;
+        let owner = Owner {
+            institution: d.institution_id,
+            registration: d.registration_id,
+        };
+        let access = self.access(p, owner).await.map_err(|e| match e {
+            Error::Refused(Refusal::NotFound(_)) => not_found(),
+            e => e,
+        })?;
+        Ok((d, access))
+    }
+
+    /// Opens a document for reading: its record and what decrypts it; the
+    /// read is audited with why (the owner's own, a review).
+    pub async fn open(&self, p: &Principal, id: Uuid, actor: &Actor) -> Result<(store::Document, Opener)> {
+        let (d, access) = self.visible(p, id).await?;
+        if d.delete_time.is_some() {
+            return Err(Refusal::Precondition {
+                kind: "DOCUMENT_DELETED",
+                subject: format!("documents/{id}"),
+                message: "this document was deleted; its content is destroyed".into(),
+            }
+            .into());
+        }
+        let data_key = self
+            .keys()?
+            .unwrap(&d.key_id, &d.wrapped_key)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let prefix: [u8; NONCE_PREFIX_LEN] = d
+            .nonce_prefix
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt(format!("document {id}'s nonce prefix")))?;
+        let why = match (access, d.registration_id) {
+            (Access::Owner, _) => "the institution's own document".to_owned(),
+            (Access::Reviewer, Some(r)) => format!("review of registration {r}"),
+            (Access::Reviewer, None) => "review of the institution's documents".to_owned(),
+            (Access::Admin, _) => "administration of the institution".to_owned(),
+        };
+        store::record_view(self.registry.pool(), id, &why, actor).await?;
+        Ok((d, Opener::new(&data_key, &prefix)))
+    }
+
+    /// One sealed segment of a document's content.
+    pub async fn segment(&self, id: Uuid, seq: i32) -> Result<Vec<u8>> {
+        Ok(store::segment(self.registry.pool(), id, seq).await?)
+    }
+
+    /// Deletes a document: its owner, before the registration is decided.
+    pub async fn delete(&self, p: &Principal, id: Uuid, actor: &Actor) -> Result<store::Document> {
+        let (d, access) = self.visible(p, id).await?;
+        if access != Access::Owner {
+            return Err(Refusal::PermissionDenied("only the institution deletes its documents".into()).into());
+        }
+        if d.delete_time.is_some() {
+            return Err(not_found());
+        }
+        if let Some(registration) = d.registration_id {
+            let r = self.registry.registration(p.visibility(), registration).await?;
+            if !r.state.is_undecided() {
+                return Err(Refusal::WrongState {
+                    current: r.state,
+                    action: "changed in its documents (upload a new version instead)",
+                }
+                .into());
+            }
+        }
+        store::delete(self.registry.pool(), id, actor).await?;
+        store::get(self.registry.pool(), id).await?.ok_or_else(not_found)
+    }
+
+    /// A reviewer's verdict; a rejection needs a reason.
+    pub async fn decide(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        status: DocumentStatus,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<store::Document> {
+        p.require(&[crate::domain::principal::RoleKind::Reviewer], "judge documents")?;
+        let (d, _) = self.visible(p, id).await?;
+        if d.delete_time.is_some() || d.segments == 0 {
+            return Err(not_found());
+        }
+        let reason = reason.trim();
+        if status == DocumentStatus::Rejected && reason.is_empty() {
+            return Err(Violations::one("reason", "is required to reject a document").into());
+        }
+        let reason = (!reason.is_empty()).then_some(reason);
+        store::decide(self.registry.pool(), id, status, reason, actor).await?;
+        store::get(self.registry.pool(), id).await?.ok_or_else(not_found)
+    }
+}
+
+/// An upload's start: already done (a retry), or to be fed.
+pub enum Begun {
+    Done(Box<store::Document>),
+    Upload(Box<Upload>),
+}
+
+/// An upload in progress: content is typed on its first bytes, hashed,
+/// sealed and stored segment by segment; dropped unfinished, it leaves
+/// nothing.
+pub struct Upload {
+    db: store::Upload,
+    id: Uuid,
+    owner: Owner,
+    r#type: DocumentType,
+    file_name: String,
+    request_id: String,
+    key_id: String,
+    wrapped_key: Vec<u8>,
+    prefix: [u8; NONCE_PREFIX_LEN],
+    sealer: Sealer,
+    head: Vec<u8>,
+    media_type: Option<MediaType>,
+    size: u64,
+    sha: Sha256,
+    max_bytes: u64,
+    actor: Actor,
+    pool: sqlx::PgPool,
+}
+
+impl Upload {
+    /// Takes the next piece of content.
+    pub async fn push(&mut self, content: &[u8]) -> Result<()> {
+        self.size += content.len() as u64;
+        if self.size > self.max_bytes {
+            return Err(
+                Violations::one("content", format!("a document may be at most {} bytes", self.max_bytes)).into(),
+            );
+        }
+        self.sha.update(content);
+        if self.media_type.is_none() {
+            self.head.extend_from_slice(content);
+            if self.head.len() < SNIFF_BYTES {
+                return Ok(());
+            }
+            self.type_head()?;
+            let head = std::mem::take(&mut self.head);
+            return self.seal(&head).await;
+        }
+        self.seal(content).await
+    }
+
+    fn type_head(&mut self) -> Result<()> {
+        let media_type = evidence::sniff(&self.head).map_err(|why| Violations::one("content", why))?;
+        self.media_type = Some(media_type);
+        Ok(())
+    }
+
+    async fn seal(&mut self, content: &[u8]) -> Result<()> {
+        for segment in self.sealer.push(content) {
+            self.db.segment(&segment).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the upload: an empty one is refused; the rest stored at once.
+    pub async fn finish(mut self) -> Result<store::Document> {
+        if self.size == 0 {
+            return Err(Violations::one("content", "is empty: send the document's bytes after the header").into());
+        }
+        if self.media_type.is_none() {
+            self.type_head()?;
+            let head = std::mem::take(&mut self.head);
+            self.seal(&head).await?;
+        }
+        let last = self.sealer.finish();
+        self.db.segment(&last).await?;
+        let new = store::NewDocument {
+            id: self.id,
+            institution_id: self.owner.institution,
+            registration_id: self.owner.registration,
+            r#type: self.r#type,
+            file_name: &self.file_name,
+            request_id: &self.request_id,
+            key_id: &self.key_id,
+            wrapped_key: &self.wrapped_key,
+            nonce_prefix: &self.prefix,
+        };
+        let sha: [u8; 32] = self.sha.finalize().into();
+        let media_type = self.media_type.expect("typed above");
+        let size = i64::try_from(self.size).unwrap_or(i64::MAX);
+        let id = self.id;
+        match self.db.finish(&new, media_type, size, &sha, &self.actor).await {
+            Ok(()) => {}
+            // The same request, finished first by another attempt.
+            Err(StoreError::AlreadyExists(_)) => {
+                return store::by_request(&self.pool, new.institution_id, new.request_id)
+                    .await?
+                    .ok_or_else(not_found);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        store::get(&self.pool, id).await?.ok_or_else(not_found)
+    }
+}

@@ -1,0 +1,378 @@
+//! DocumentService: uploads typed by content, sealed at rest, streamed both
+//! ways; who sees what; verdicts; key rotation.
+
+use sqlx::PgPool;
+use tonic::Code;
+use uuid::Uuid;
+use vpn_registry::pb::{self, DocumentType as T, InstitutionCategory as C};
+
+use crate::helpers::*;
+
+/// A PDF of `len` bytes with `marker` inside.
+fn pdf(len: usize, marker: &[u8]) -> Vec<u8> {
+    let mut content = b"%PDF-1.7\n".to_vec();
+    content.extend_from_slice(marker);
+    content.resize(len.max(content.len()), b'.');
+    content
+}
+
+fn header(registration: &str, t: T, file_name: &str, request_id: &str) -> pb::UploadDocumentRequest {
+    pb::UploadDocumentRequest {
+        part: Some(pb::upload_document_request::Part::Header(pb::DocumentHeader {
+            registration_id: registration.into(),
+            institution_id: String::new(),
+            r#type: t as i32,
+            file_name: file_name.into(),
+            request_id: request_id.into(),
+        })),
+    }
+}
+
+/// Uploads `content` in 256 KiB chunks after the header.
+async fn upload(
+    app: &TestApp,
+    token: &str,
+    header: pb::UploadDocumentRequest,
+    content: &[u8],
+) -> Result<pb::Document, tonic::Status> {
+    let mut parts = vec![header];
+    parts.extend(content.chunks(256 * 1024).map(|c| pb::UploadDocumentRequest {
+        part: Some(pb::upload_document_request::Part::Content(c.to_vec())),
+    }));
+    app.documents(Some(token))
+        .upload_document(tokio_stream::iter(parts))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn download(app: &TestApp, token: &str, id: &str) -> Result<(pb::Document, Vec<u8>), tonic::Status> {
+    let mut stream = app
+        .documents(Some(token))
+        .download_document(pb::DownloadDocumentRequest { id: id.into() })
+        .await?
+        .into_inner();
+    let mut document = None;
+    let mut content = Vec::new();
+    while let Some(part) = stream.message().await? {
+        match part.part {
+            Some(pb::download_document_response::Part::Document(d)) => document = Some(d),
+            Some(pb::download_document_response::Part::Content(c)) => content.extend(c),
+            None => {}
+        }
+    }
+    Ok((document.expect("the document first"), content))
+}
+
+async fn stored(app: &TestApp) -> (i64, i64) {
+    let documents: i64 = sqlx::query_scalar("SELECT count(*) FROM documents")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let segments: i64 = sqlx::query_scalar("SELECT count(*) FROM document_segments")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    (documents, segments)
+}
+
+#[sqlx::test]
+async fn a_document_is_typed_by_its_content_sealed_at_rest_and_read_back_whole(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, token) = app.enrol(C::Company).await;
+    let r = app.submit(&token, &["8.8.8.0/24"]).await;
+    let marker = b"MARKER-CNIC-35202-1234567-1";
+    let content = pdf(3 * 64 * 1024 + 100, marker);
+    let request_id = Uuid::new_v4().to_string();
+    let made = upload(
+        &app,
+        &token,
+        header(&r.id, T::CnicFront, "cnic.png", &request_id),
+        &content,
+    )
+    .await
+    .unwrap();
+    assert_eq!(made.media_type, "application/pdf", "the content decides, not the name");
+    assert_eq!(made.size_bytes, content.len() as i64);
+    assert_eq!(made.status, pb::DocumentStatus::Pending as i32);
+    // A retry with the same request id is the same document.
+    let again = upload(
+        &app,
+        &token,
+        header(&r.id, T::CnicFront, "cnic.png", &request_id),
+        &content,
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.id, made.id);
+    assert_eq!(stored(&app).await.0, 1);
+
+    // The marker is nowhere in the database's tables.
+    let found: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT FROM document_segments WHERE position($1 in sealed) > 0)
+             OR EXISTS (SELECT FROM documents d WHERE position($1 in convert_to(d::text, 'UTF8')) > 0)",
+    )
+    .bind(&marker[..])
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(!found, "the content is sealed at rest");
+
+    let (document, read) = download(&app, &token, &made.id).await.unwrap();
+    assert_eq!(read, content);
+    assert_eq!(document.sha256.len(), 64);
+    let reviewer = app.reviewer_token().await.to_owned();
+    let (_, as_reviewer) = download(&app, &reviewer, &made.id).await.unwrap();
+    assert_eq!(as_reviewer, content);
+    let views: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE subject_type = 'document' AND action = 'VIEWED'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(views, 2, "every read is audited");
+
+    let listed = app
+        .documents(Some(&token))
+        .list_documents(pb::ListDocumentsRequest {
+            registration_id: r.id.clone(),
+            institution_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.documents.len(), 1);
+    let gaps: Vec<&str> = listed.checklist.iter().map(|c| c.gap.as_str()).collect();
+    assert_eq!(
+        gaps,
+        ["PENDING", "MISSING", "MISSING"],
+        "CNIC front uploaded, back and incorporation missing"
+    );
+
+    // The reviewer's verdict: a rejection needs a reason.
+    let mut review = app.documents(Some(&reviewer));
+    let no_reason = review
+        .verify_document(pb::VerifyDocumentRequest {
+            id: made.id.clone(),
+            status: pb::DocumentStatus::Rejected as i32,
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&no_reason), ["reason"]);
+    let verified = review
+        .verify_document(pb::VerifyDocumentRequest {
+            id: made.id.clone(),
+            status: pb::DocumentStatus::Verified as i32,
+            reason: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(verified.status, pb::DocumentStatus::Verified as i32);
+    let applicant_verifies = app
+        .documents(Some(&token))
+        .verify_document(pb::VerifyDocumentRequest {
+            id: made.id.clone(),
+            status: pb::DocumentStatus::Verified as i32,
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(applicant_verifies.code(), Code::PermissionDenied);
+}
+
+#[sqlx::test]
+async fn oversized_empty_and_foreign_content_is_refused_and_leaves_nothing(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, token) = app.enrol(C::Company).await;
+    let r = app.submit(&token, &["8.8.8.0/24"]).await;
+    let ten = pdf(10 * 1024 * 1024, b"");
+    let accepted = upload(
+        &app,
+        &token,
+        header(&r.id, T::TaxpayerProof, "tax.pdf", &Uuid::new_v4().to_string()),
+        &ten,
+    )
+    .await
+    .unwrap();
+    assert_eq!(accepted.size_bytes, 10 * 1024 * 1024);
+    let before = stored(&app).await;
+    let eleven = pdf(11 * 1024 * 1024, b"");
+    let refused = upload(
+        &app,
+        &token,
+        header(&r.id, T::CnicBack, "big.pdf", &Uuid::new_v4().to_string()),
+        &eleven,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (refused.code(), violated_fields(&refused)),
+        (Code::InvalidArgument, vec!["content".to_owned()])
+    );
+    let mut elf = b"\x7fELF\x02\x01\x01\0".to_vec();
+    elf.resize(4096, 0);
+    let exe = upload(
+        &app,
+        &token,
+        header(&r.id, T::CnicBack, "cnic.pdf", &Uuid::new_v4().to_string()),
+        &elf,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        exe.message().contains("only PDF, JPEG and PNG") || format!("{exe:?}").contains("elf"),
+        "{exe:?}"
+    );
+    let html = upload(
+        &app,
+        &token,
+        header(&r.id, T::CnicBack, "cnic.pdf", &Uuid::new_v4().to_string()),
+        b"<!DOCTYPE html><html><script>alert(1)</script></html>",
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{html:?}").contains("text/html"), "{html:?}");
+    let empty = upload(
+        &app,
+        &token,
+        header(&r.id, T::CnicBack, "cnic.pdf", &Uuid::new_v4().to_string()),
+        b"",
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{empty:?}").contains("empty"), "{empty:?}");
+    assert_eq!(stored(&app).await, before, "nothing of the refused uploads is left");
+
+    // A connection cut mid-upload leaves nothing either.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(header(&r.id, T::CnicBack, "cut.pdf", &Uuid::new_v4().to_string()))
+        .await
+        .unwrap();
+    tx.send(pb::UploadDocumentRequest {
+        part: Some(pb::upload_document_request::Part::Content(pdf(200_000, b""))),
+    })
+    .await
+    .unwrap();
+    let channel = app.new_connection();
+    let mut client =
+        pb::document_service_client::DocumentServiceClient::with_interceptor(channel, bearer(Some(&token)));
+    let call = tokio::spawn(async move {
+        client
+            .upload_document(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    call.abort();
+    drop(tx);
+    eventually(
+        "the cut upload is rolled back",
+        std::time::Duration::from_secs(5),
+        || async { (stored(&app).await == before).then_some(()) },
+    )
+    .await;
+}
+
+#[sqlx::test]
+async fn documents_are_their_institutions_and_reviewers_and_nobody_elses(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, token) = app.enrol(C::Freelancer).await;
+    let (_, other) = app.enrol(C::Company).await;
+    let r = app.submit(&token, &["8.8.8.0/24"]).await;
+    let made = upload(
+        &app,
+        &token,
+        header(&r.id, T::EmployerLetter, "letter.pdf", &Uuid::new_v4().to_string()),
+        &pdf(1000, b""),
+    )
+    .await
+    .unwrap();
+    let theirs = download(&app, &other, &made.id).await.unwrap_err();
+    assert_eq!(theirs.code(), Code::NotFound);
+    let listed = app
+        .documents(Some(&other))
+        .list_documents(pb::ListDocumentsRequest {
+            registration_id: r.id.clone(),
+            institution_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(listed.code(), Code::NotFound);
+    let into_theirs = upload(
+        &app,
+        &other,
+        header(&r.id, T::CnicFront, "x.pdf", &Uuid::new_v4().to_string()),
+        &pdf(100, b""),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(into_theirs.code(), Code::NotFound);
+    let isp = app.isp_token().await.to_owned();
+    let lookup = app.token(vpn_registry::domain::principal::Role::Lookup).await;
+    for t in [&isp, &lookup] {
+        let refused = download(&app, t, &made.id).await.unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied);
+    }
+    // Deleted by its owner before a decision: the content goes.
+    let deleted = app
+        .documents(Some(&token))
+        .delete_document(pb::DeleteDocumentRequest { id: made.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deleted.id, made.id);
+    assert_eq!(stored(&app).await.1, 0, "the sealed content is destroyed");
+    let gone = download(&app, &token, &made.id).await.unwrap_err();
+    assert_eq!(gone.code(), Code::FailedPrecondition);
+}
+
+/// A server over the same database with only `keys` to open documents.
+async fn server_with_keys(pool: PgPool, keys: &[std::path::PathBuf]) -> TestApp {
+    let keyring = std::sync::Arc::new(vpn_registry::vault::Keyring::load(keys).unwrap());
+    TestApp::builder(pool)
+        .options(|o| o.document_keys = Some(keyring))
+        .start()
+        .await
+}
+
+#[sqlx::test]
+async fn a_rotated_key_keeps_every_document_readable_and_another_key_reads_none(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let (_, token) = app.enrol(C::Company).await;
+    let r = app.submit(&token, &["8.8.8.0/24"]).await;
+    let content = pdf(200_000, b"rotation");
+    let made = upload(
+        &app,
+        &token,
+        header(&r.id, T::CnicFront, "cnic.pdf", &Uuid::new_v4().to_string()),
+        &content,
+    )
+    .await
+    .unwrap();
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("rotation-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (new, stranger) = (dir.join("new.key"), dir.join("stranger.key"));
+    let url = crate::cli::database_url(&app.pool);
+    for out in [&new, &stranger] {
+        let made = crate::cli::run(&["document-key", "generate", "--out", out.to_str().unwrap()], &url);
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    }
+    let old = test_key_file().to_str().unwrap().to_owned();
+    let rotated = crate::cli::run(
+        &["document-key", "rotate", "--from", &old, "--to", new.to_str().unwrap()],
+        &url,
+    );
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    assert_eq!(String::from_utf8_lossy(&rotated.stdout).trim(), "1");
+
+    let after = server_with_keys(pool.clone(), &[new]).await;
+    let (_, read) = download(&after, &token, &made.id).await.unwrap();
+    assert_eq!(read, content, "readable under the new key; content untouched");
+    let wrong = server_with_keys(pool, &[stranger]).await;
+    let refused = download(&wrong, &token, &made.id).await.unwrap_err();
+    assert_ne!(refused.code(), Code::Ok);
+    assert!(
+        refused.message().contains("no configured document key") || refused.code() == Code::Internal,
+        "{refused:?}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
