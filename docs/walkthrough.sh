@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The README walk-through as a script: enrol, submit, attest, approve, read the
-# history. Run it against a fresh `scripts/run` (it adds the ISP ptcl).
+# The README walk-through as a script: enrol, submit, attest, upload and verify
+# the documents, approve, read the history. Run it against a fresh `scripts/run` (it adds the ISP ptcl).
 # Needs `buf` (npm i -g @bufbuild/buf) and python3 for picking fields from JSON.
 cd "$(dirname "$0")/.."
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/vpn_registry}"
@@ -19,6 +19,16 @@ REG=$(api $BANK RegistrationService/SubmitRegistration '{"request_id":"sub-0001"
 api $PTCL IspService/ListPendingAttestations '{}'
 ETAG=$(api $PTCL IspService/ListPendingAttestations '{}' | field '["attestations"][0]["etag"]')
 api $PTCL IspService/AttestRegistration "{\"id\":\"$REG\",\"etag\":\"$ETAG\",\"confirmed\":true}" | field '["state"]'
+# The bank's documents (a one-page PDF each, here), each verified by the reviewer:
+# approval needs every one its category and kind require.
+PDF=$(printf '%%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%%%EOF\n' | base64 -w0)
+for T in CNIC_FRONT CNIC_BACK INCORPORATION_LETTER SBP_LICENCE_LETTER; do
+  DOC=$(printf '{"header":{"registration_id":"%s","type":"DOCUMENT_TYPE_%s","file_name":"%s.pdf","request_id":"doc-%s"}}\n{"content":"%s"}\n' \
+          "$REG" "$T" "$T" "$T" "$PDF" \
+        | buf curl --protocol grpc --http2-prior-knowledge -H "authorization: Bearer $BANK" -d @- \
+            http://127.0.0.1:50051/vpnregistry.v1.DocumentService/UploadDocument | field '["id"]')
+  api $REVIEWER DocumentService/VerifyDocument "{\"id\":\"$DOC\",\"status\":\"DOCUMENT_STATUS_VERIFIED\"}" | field '["status"]'
+done
 ETAG=$(api $REVIEWER ReviewService/ListReviewQueue '{}' | field '["registrations"][0]["etag"]')
 api $REVIEWER ReviewService/ApproveRegistration "{\"id\":\"$REG\",\"etag\":\"$ETAG\",\"reason_code\":\"REASON_CODE_COMPLIANT\",\"reason\":\"Documents verified\"}" | field '["state"], d["feedSerial"]'
 api $BANK RegistrationService/ListRegistrationEvents "{\"id\":\"$REG\"}" | python3 -c 'import json,sys; [print(e["action"], e.get("fromState"), "->", e.get("toState"), e["actor"]["name"]) for e in json.load(sys.stdin)["events"]]'

@@ -119,6 +119,39 @@ pub fn checklist(
         .collect()
 }
 
+/// Whether an application may be approved: every requirement met by a
+/// verified document, or the refusal naming each gap.
+pub fn ready_to_approve(checklist: &[(Requirement, Option<Gap>)]) -> Result<(), super::refusal::Refusal> {
+    let gaps: Vec<(&'static str, String, String)> = checklist
+        .iter()
+        .filter_map(|(need, gap)| {
+            let gap = (*gap)?;
+            let names: Vec<&str> = need.0.iter().map(|t| t.as_str()).collect();
+            let labels: Vec<&str> = need.0.iter().map(|t| t.label()).collect();
+            let what = match gap {
+                Gap::Missing => "is missing",
+                Gap::Pending => "is not verified yet",
+                Gap::Rejected => "was rejected",
+            };
+            let kind = match gap {
+                Gap::Missing => "DOCUMENT_MISSING",
+                Gap::Pending => "DOCUMENT_UNVERIFIED",
+                Gap::Rejected => "DOCUMENT_REJECTED",
+            };
+            Some((
+                kind,
+                format!("documents/{}", names.join("|")),
+                format!("{} {what}", labels.join(" or ")),
+            ))
+        })
+        .collect();
+    if gaps.is_empty() {
+        Ok(())
+    } else {
+        Err(super::refusal::Refusal::Incomplete(gaps))
+    }
+}
+
 /// The largest document accepted unless configured (`--max-document-bytes`).
 pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 10 * 1024 * 1024;
 

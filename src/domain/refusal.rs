@@ -22,6 +22,9 @@ pub enum Refusal {
     WrongState { current: State, action: &'static str },
     #[error("a revision of this registration is already pending; amend or withdraw it first")]
     RevisionPending,
+    /// Not complete enough to decide: every gap, as (kind, subject, what).
+    #[error("not ready to approve: {}", .0.iter().map(|(_, _, what)| what.as_str()).collect::<Vec<_>>().join("; "))]
+    Incomplete(Vec<(&'static str, String, String)>),
     /// Any other unmet precondition, named by kind (`PREFIX_SIZE`) and subject.
     #[error("{message}")]
     Precondition {

@@ -71,6 +71,13 @@ fn refusal(r: Refusal) -> Status {
         Refusal::WrongState { current, .. } => precondition("STATE", current.as_str(), msg),
         Refusal::RevisionPending => precondition("REVISION_PENDING", "pending_revision", msg),
         Refusal::Precondition { kind, subject, message } => precondition(kind, subject, message),
+        Refusal::Incomplete(gaps) => {
+            let mut details = ErrorDetails::new();
+            for (kind, subject, what) in gaps {
+                details.add_precondition_failure_violation(kind, subject, what);
+            }
+            Status::with_error_details(Code::FailedPrecondition, msg, details)
+        }
     }
 }
 

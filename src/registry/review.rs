@@ -12,6 +12,7 @@ use crate::db::{
     StoreError, institutions,
     registrations::{self as store, QueueCursor, QueueFilter},
 };
+use crate::domain::evidence::{self, DocumentStatus, DocumentType};
 use crate::domain::{
     identifiers::IspCode,
     institution::Category,
@@ -58,10 +59,28 @@ impl Registry {
         };
         check_etag(Some(etag), w.current.version)?;
         let plan = workflow::decide(&w.current, decision, OffsetDateTime::now_utc())?;
+        // Complete before decided: allowed by the rules, then by the evidence.
+        if decision.event == crate::domain::lifecycle::Event::Approve {
+            self.check_evidence(&w.current).await?;
+        }
         w.execute(&plan, &ctx.actor).await?;
         let (registration, serial) = w.commit(vis).await?;
         tracing::info!(state = %registration.state, "decision recorded");
         Ok((registration, serial))
+    }
+
+    /// Refuses an approval until every document the registration (as it
+    /// would be approved: its pending revision, if any) needs is verified.
+    async fn check_evidence(&self, r: &Registration) -> Result<()> {
+        let kind = r.pending_revision.as_ref().map_or(r.spec.kind, |p| p.spec.kind);
+        let institution = self.institution(Visibility::All, r.institution_id).await?;
+        let documents = crate::db::documents::list(&self.pool, r.institution_id, Some(r.id)).await?;
+        let held: Vec<_> = documents
+            .iter()
+            .filter_map(|d| Some((DocumentType::from_db(&d.r#type)?, DocumentStatus::from_db(&d.status)?)))
+            .collect();
+        let checklist = evidence::checklist(&evidence::required(institution.category, kind), &held);
+        Ok(evidence::ready_to_approve(&checklist)?)
     }
 
     /// An ISP's attestation: a decision limited to what names its ISP.

@@ -390,6 +390,8 @@ async fn a_registration_from_form_to_active_in_a_browser(pool: PgPool) {
 
     // Two reviewers open it; the first approves; the second's approval is
     // refused as stale, and the page shows the registration as it is now.
+    // (Its documents were verified meanwhile: approvals need them.)
+    app.verified_evidence(&id).await;
     one.sign_in(&app.person_like(&reviewer).await).await;
     one.goto(&format!("/console/review/{id}")).await;
     two.sign_in(&app.person_like(&second_reviewer).await).await;

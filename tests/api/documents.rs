@@ -376,3 +376,86 @@ async fn a_rotated_key_keeps_every_document_readable_and_another_key_reads_none(
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[sqlx::test]
+async fn approval_waits_for_every_required_document_verified_and_names_each_gap(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, token) = app.enrol(C::Freelancer).await;
+    let r = app.submit(&token, &["8.8.8.0/24"]).await;
+    app.attest(&r, true).await.unwrap();
+    let attested = app.get(&r.id).await;
+    let front = upload(
+        &app,
+        &token,
+        header(&r.id, T::CnicFront, "front.jpg", &Uuid::new_v4().to_string()),
+        &pdf(500, b""),
+    )
+    .await
+    .unwrap();
+    let approve = |on: pb::Registration| {
+        let app = &app;
+        async move {
+            let reviewer = app.reviewer_token().await.to_owned();
+            let fields = vpn_registry::grpc::review::DecisionFields {
+                id: on.id.clone(),
+                etag: on.etag.clone(),
+                reason_code: pb::ReasonCode::Compliant as i32,
+                reason: "In order".into(),
+                ..Default::default()
+            };
+            let d = vpn_registry::domain::decision::Decision::Approve;
+            crate::raw::call(
+                &app.channel,
+                d.about().rpc,
+                Some(&reviewer),
+                vpn_registry::grpc::review::encode(d, fields),
+            )
+            .await
+        }
+    };
+    let refused = approve(attested.clone()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    use tonic_types::StatusExt;
+    let gaps: Vec<(String, String)> = refused
+        .get_details_precondition_failure()
+        .expect("a PreconditionFailure")
+        .violations
+        .into_iter()
+        .map(|v| (v.r#type, v.subject))
+        .collect();
+    assert_eq!(
+        gaps,
+        [
+            ("DOCUMENT_UNVERIFIED".to_owned(), "documents/CNIC_FRONT".to_owned()),
+            ("DOCUMENT_MISSING".to_owned(), "documents/CNIC_BACK".to_owned()),
+            ("DOCUMENT_MISSING".to_owned(), "documents/EMPLOYER_LETTER".to_owned()),
+        ]
+    );
+    let mut made = vec![front];
+    for (t, name) in [(T::CnicBack, "back.pdf"), (T::EmployerLetter, "letter.pdf")] {
+        made.push(
+            upload(
+                &app,
+                &token,
+                header(&r.id, t, name, &Uuid::new_v4().to_string()),
+                &pdf(500, b""),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let reviewer = app.reviewer_token().await.to_owned();
+    for d in &made {
+        app.documents(Some(&reviewer))
+            .verify_document(pb::VerifyDocumentRequest {
+                id: d.id.clone(),
+                status: pb::DocumentStatus::Verified as i32,
+                reason: String::new(),
+            })
+            .await
+            .unwrap();
+    }
+    let approved = approve(attested).await.expect("complete: approved");
+    let approved = <pb::Registration as prost::Message>::decode(&approved[..]).unwrap();
+    assert_eq!(approved.state, pb::RegistrationState::Active as i32);
+}

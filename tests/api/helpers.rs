@@ -344,6 +344,9 @@ impl TestApp {
         code: pb::ReasonCode,
         reason: &str,
     ) -> Result<pb::Registration, Status> {
+        if d == Decision::Approve {
+            self.verified_evidence(on.id()).await;
+        }
         let fields = DecisionFields {
             id: on.id().into(),
             etag: on.etag().into(),
@@ -353,6 +356,45 @@ impl TestApp {
         };
         let answer = crate::raw::call(&self.channel, d.about().rpc, Some(token), review::encode(d, fields)).await?;
         Ok(pb::Registration::decode(&answer[..]).expect("a Registration"))
+    }
+
+    /// Records, as a reviewer's verdicts would, a verified document for every
+    /// requirement of the registration (whatever kind it is amended to):
+    /// approvals need them. Records only (no content): the tests of
+    /// documents themselves upload real ones.
+    pub async fn verified_evidence(&self, registration: &str) {
+        use vpn_registry::domain::{evidence, institution::Category, registration::Kind};
+        let id: Uuid = registration.parse().unwrap();
+        let (category, institution): (String, Uuid) = sqlx::query_as(
+            "SELECT i.category, i.id FROM registrations r JOIN institutions i ON i.id = r.institution_id WHERE r.id = $1",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap();
+        let category = Category::from_db(&category).unwrap();
+        let mut types: Vec<&str> = Kind::ALL
+            .iter()
+            .flat_map(|k| evidence::required(category, *k))
+            .map(|need| need.0[0].as_str())
+            .collect();
+        types.sort_unstable();
+        types.dedup();
+        sqlx::query(
+            "INSERT INTO documents (id, institution_id, registration_id, type, file_name, media_type, size_bytes, sha256,
+                                    key_id, wrapped_key, nonce_prefix, status, decide_time, request_id)
+             SELECT gen_random_uuid(), $1, $2, t, 'fixture.pdf', 'application/pdf', 1, sha256('fixture'),
+                    'fixture', '\\x00', '\\x00000000000000', 'VERIFIED', now(), gen_random_uuid()::text
+               FROM unnest($3::text[]) AS t
+              WHERE NOT EXISTS (SELECT FROM documents d WHERE d.registration_id = $2 AND d.type = t
+                                   AND d.status = 'VERIFIED' AND d.delete_time IS NULL AND d.supersede_time IS NULL)",
+        )
+        .bind(institution)
+        .bind(id)
+        .bind(types)
+        .execute(&self.pool)
+        .await
+        .unwrap();
     }
 
     /// Takes a submitted registration through ISP attestation (as `ptcl`) and

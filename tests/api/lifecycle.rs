@@ -452,6 +452,7 @@ async fn large_prefixes_need_a_justification_and_the_reviewers_override(pool: Pg
     let err = review.approve_registration(approve_request(&r)).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains("override_size_limits"));
+    app.verified_evidence(&r.id).await;
 
     let later = r.valid_until.map(|mut t| {
         t.seconds += 86_400;
@@ -513,6 +514,9 @@ async fn feed_serials_never_show_a_gap_while_approvals_commit_concurrently(pool:
             looks
         })
     };
+    for r in &submitted {
+        app.verified_evidence(&r.id).await;
+    }
     let reviewer = app.reviewer_token().await;
     let approvals = submitted.iter().map(|r| {
         let mut review = app.review(Some(reviewer));
