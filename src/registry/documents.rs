@@ -280,7 +280,50 @@ impl Documents {
         }
         let reason = (!reason.is_empty()).then_some(reason);
         store::decide(self.registry.pool(), id, status, reason, actor).await?;
+        if let (DocumentStatus::Rejected, Some(registration), Some(reason)) = (status, d.registration_id, reason) {
+            self.send_back(registration, &d, reason, actor).await?;
+        }
         store::get(self.registry.pool(), id).await?.ok_or_else(not_found)
+    }
+
+    /// A rejected document sends a registration under review back to its
+    /// applicant, as a request for information with the reason (a
+    /// registration not under review keeps its state: the rejected document
+    /// still stands in the way of an approval).
+    async fn send_back(&self, registration: Uuid, d: &store::Document, reason: &str, actor: &Actor) -> Result<()> {
+        let r = self.registry.registration(Visibility::All, registration).await?;
+        let under_review = r.state == State::UnderReview
+            || r.pending_revision
+                .as_ref()
+                .is_some_and(|p| p.state == State::UnderReview);
+        if !under_review {
+            return Ok(());
+        }
+        let label = DocumentType::from_db(&d.r#type).map_or(d.r#type.as_str(), |t| t.label());
+        let said: String = format!("{label} rejected: {reason}").chars().take(1000).collect();
+        let ruling = crate::domain::workflow::Ruling {
+            event: crate::domain::lifecycle::Event::RequestInformation,
+            reason_code: Some(crate::domain::state::ReasonCode::InvalidDocuments),
+            reason: Some(
+                said.parse()
+                    .map_err(|e: crate::domain::Invalid| Violations::one("reason", e.0))?,
+            ),
+            approve: Default::default(),
+        };
+        let ctx = super::WriteContext {
+            actor: actor.clone(),
+            key: None,
+        };
+        self.registry
+            .decide(
+                registration,
+                crate::domain::request::Etag(r.version),
+                &ruling,
+                None,
+                ctx,
+            )
+            .await?;
+        Ok(())
     }
 }
 

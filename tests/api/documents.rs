@@ -459,3 +459,63 @@ async fn approval_waits_for_every_required_document_verified_and_names_each_gap(
     let approved = <pb::Registration as prost::Message>::decode(&approved[..]).unwrap();
     assert_eq!(approved.state, pb::RegistrationState::Active as i32);
 }
+
+#[sqlx::test]
+async fn a_rejected_document_sends_the_registration_back_and_a_new_version_replaces_it(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, token) = app.enrol(C::Freelancer).await;
+    let r = app.submit(&token, &["8.8.8.0/24"]).await;
+    app.attest(&r, true).await.unwrap();
+    assert_eq!(app.get(&r.id).await.state, pb::RegistrationState::UnderReview as i32);
+    let first = upload(
+        &app,
+        &token,
+        header(&r.id, T::CnicFront, "front.pdf", &Uuid::new_v4().to_string()),
+        &pdf(500, b""),
+    )
+    .await
+    .unwrap();
+    let reviewer = app.reviewer_token().await.to_owned();
+    app.documents(Some(&reviewer))
+        .verify_document(pb::VerifyDocumentRequest {
+            id: first.id.clone(),
+            status: pb::DocumentStatus::Rejected as i32,
+            reason: "The photo is blurred".into(),
+        })
+        .await
+        .unwrap();
+    let back = app.get(&r.id).await;
+    assert_eq!(
+        back.state,
+        pb::RegistrationState::NeedsInfo as i32,
+        "sent back to the applicant"
+    );
+    let asked = app.events(&r.id).await.pop().unwrap();
+    assert_eq!(asked.reason_code, pb::ReasonCode::InvalidDocuments as i32);
+    assert!(
+        asked.reason.contains("CNIC (front) rejected: The photo is blurred"),
+        "{asked:?}"
+    );
+
+    let second = upload(
+        &app,
+        &token,
+        header(&r.id, T::CnicFront, "front-2.pdf", &Uuid::new_v4().to_string()),
+        &pdf(600, b""),
+    )
+    .await
+    .unwrap();
+    assert_eq!(second.replaces, first.id, "the history keeps which version was judged");
+    let listed = app
+        .documents(Some(&token))
+        .list_documents(pb::ListDocumentsRequest {
+            registration_id: r.id.clone(),
+            institution_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<&str> = listed.documents.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, [second.id.as_str()], "the current version only");
+    assert_eq!(listed.checklist[0].gap, "PENDING");
+}
