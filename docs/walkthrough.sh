@@ -22,9 +22,10 @@ api $PTCL IspService/AttestRegistration "{\"id\":\"$REG\",\"etag\":\"$ETAG\",\"c
 # The bank's documents (a one-page PDF each, here), each verified by the reviewer:
 # approval needs every one its category and kind require.
 PDF=$(printf '%%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%%%EOF\n' | base64 -w0)
+SIZE=$(printf '%s' "$PDF" | base64 -d | wc -c)
 for T in CNIC_FRONT CNIC_BACK INCORPORATION_LETTER SBP_LICENCE_LETTER; do
-  DOC=$(printf '{"header":{"registration_id":"%s","type":"DOCUMENT_TYPE_%s","file_name":"%s.pdf","request_id":"doc-%s"}}\n{"content":"%s"}\n' \
-          "$REG" "$T" "$T" "$T" "$PDF" \
+  DOC=$(printf '{"header":{"registration_id":"%s","type":"DOCUMENT_TYPE_%s","file_name":"%s.pdf","request_id":"doc-%s","size_bytes":"%s"}}\n{"content":"%s"}\n' \
+          "$REG" "$T" "$T" "$T" "$SIZE" "$PDF" \
         | buf curl --protocol grpc --http2-prior-knowledge -H "authorization: Bearer $BANK" -d @- \
             http://127.0.0.1:50051/vpnregistry.v1.DocumentService/UploadDocument | field '["id"]')
   api $REVIEWER DocumentService/VerifyDocument "{\"id\":\"$DOC\",\"status\":\"DOCUMENT_STATUS_VERIFIED\"}" | field '["status"]'

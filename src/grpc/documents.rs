@@ -90,6 +90,19 @@ async fn owner(
     }))
 }
 
+/// A SHA-256 in hex.
+fn parse_sha256(hex: &str) -> Result<[u8; 32], Invalid> {
+    let bad = || Invalid::new("must be 64 hex digits (a SHA-256)");
+    if hex.len() != 64 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
 type DownloadStream = Pin<Box<dyn Stream<Item = Result<pb::DownloadDocumentResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -121,8 +134,16 @@ impl DocumentService for DocumentApi {
         let r#type = document_type(h.r#type, &mut v, "header.type");
         let file_name = v.check("header.file_name", crate::domain::text::bounded_text(&h.file_name, 200));
         let request_id = v.check("header.request_id", h.request_id.parse::<RequestId>());
-        let (Some(owner), Some(r#type), Some(file_name), Some(request_id), true) =
-            (owner, r#type, file_name, request_id, v.is_empty())
+        let size = u64::try_from(h.size_bytes).ok().filter(|s| *s > 0);
+        if size.is_none() {
+            v.add("header.size_bytes", "is required: the content's length in bytes");
+        }
+        let sha256 = match h.sha256.as_str() {
+            "" => Some(None),
+            hex => v.check("header.sha256", parse_sha256(hex)).map(Some),
+        };
+        let (Some(owner), Some(r#type), Some(file_name), Some(request_id), Some(size), Some(sha256), true) =
+            (owner, r#type, file_name, request_id, size, sha256, v.is_empty())
         else {
             return Err(v.into());
         };
@@ -131,6 +152,8 @@ impl DocumentService for DocumentApi {
             r#type,
             file_name: &file_name,
             request_id,
+            size,
+            sha256,
         };
         let actor = p.actor(&h.request_id);
         let mut upload = match self.documents.begin_upload(&p, &header, actor).await? {

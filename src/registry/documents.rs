@@ -45,6 +45,10 @@ pub struct Header<'a> {
     pub r#type: DocumentType,
     pub file_name: &'a str,
     pub request_id: RequestId,
+    /// The length the content must have.
+    pub size: u64,
+    /// The SHA-256 it must have, if the client said.
+    pub sha256: Option<[u8; 32]>,
 }
 
 /// How a caller stands to a document's owner.
@@ -140,8 +144,16 @@ impl Documents {
         }
         let (data_key, prefix) = new_document_key();
         let (key_id, wrapped_key) = keys.wrap(&data_key);
+        if h.size > self.max_bytes {
+            return Err(Violations::one(
+                "header.size_bytes",
+                format!("a document may be at most {} bytes", self.max_bytes),
+            )
+            .into());
+        }
         let id = Uuid::now_v7();
         Ok(Begun::Upload(Box::new(Upload {
+            declared: (h.size, h.sha256),
             db: store::Upload::begin(pool, id).await?,
             id,
             owner: h.owner,
@@ -337,6 +349,8 @@ pub enum Begun {
 /// sealed and stored segment by segment; dropped unfinished, it leaves
 /// nothing.
 pub struct Upload {
+    /// What the header said the content is: its length and maybe its hash.
+    declared: (u64, Option<[u8; 32]>),
     db: store::Upload,
     id: Uuid,
     owner: Owner,
@@ -360,6 +374,13 @@ impl Upload {
     /// Takes the next piece of content.
     pub async fn push(&mut self, content: &[u8]) -> Result<()> {
         self.size += content.len() as u64;
+        if self.size > self.declared.0 {
+            return Err(Violations::one(
+                "content",
+                format!("runs past the {} bytes the header declared", self.declared.0),
+            )
+            .into());
+        }
         if self.size > self.max_bytes {
             return Err(
                 Violations::one("content", format!("a document may be at most {} bytes", self.max_bytes)).into(),
@@ -396,6 +417,16 @@ impl Upload {
         if self.size == 0 {
             return Err(Violations::one("content", "is empty: send the document's bytes after the header").into());
         }
+        if self.size != self.declared.0 {
+            return Err(Violations::one(
+                "content",
+                format!(
+                    "ended after {} of the {} bytes the header declared (a cut upload is not stored)",
+                    self.size, self.declared.0
+                ),
+            )
+            .into());
+        }
         if self.media_type.is_none() {
             self.type_head()?;
             let head = std::mem::take(&mut self.head);
@@ -415,6 +446,9 @@ impl Upload {
             nonce_prefix: &self.prefix,
         };
         let sha: [u8; 32] = self.sha.finalize().into();
+        if self.declared.1.is_some_and(|declared| declared != sha) {
+            return Err(Violations::one("header.sha256", "does not match the content received").into());
+        }
         let media_type = self.media_type.expect("typed above");
         let size = i64::try_from(self.size).unwrap_or(i64::MAX);
         let id = self.id;

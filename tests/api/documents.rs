@@ -24,17 +24,23 @@ fn header(registration: &str, t: T, file_name: &str, request_id: &str) -> pb::Up
             r#type: t as i32,
             file_name: file_name.into(),
             request_id: request_id.into(),
+            size_bytes: 0,
+            sha256: String::new(),
         })),
     }
 }
 
-/// Uploads `content` in 256 KiB chunks after the header.
+/// Uploads `content` in 256 KiB chunks after the header (which declares
+/// the content's length).
 async fn upload(
     app: &TestApp,
     token: &str,
-    header: pb::UploadDocumentRequest,
+    mut header: pb::UploadDocumentRequest,
     content: &[u8],
 ) -> Result<pb::Document, tonic::Status> {
+    if let Some(pb::upload_document_request::Part::Header(h)) = &mut header.part {
+        h.size_bytes = content.len() as i64;
+    }
     let mut parts = vec![header];
     parts.extend(content.chunks(256 * 1024).map(|c| pb::UploadDocumentRequest {
         part: Some(pb::upload_document_request::Part::Content(c.to_vec())),
@@ -207,8 +213,27 @@ async fn oversized_empty_and_foreign_content_is_refused_and_leaves_nothing(pool:
     .unwrap_err();
     assert_eq!(
         (refused.code(), violated_fields(&refused)),
-        (Code::InvalidArgument, vec!["content".to_owned()])
+        (Code::InvalidArgument, vec!["header.size_bytes".to_owned()])
     );
+    // Declared short, sent long: refused as soon as it runs past.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut short = header(&r.id, T::CnicBack, "short.pdf", &Uuid::new_v4().to_string());
+    if let Some(pb::upload_document_request::Part::Header(h)) = &mut short.part {
+        h.size_bytes = 1000;
+    }
+    tx.send(short).await.unwrap();
+    tx.send(pb::UploadDocumentRequest {
+        part: Some(pb::upload_document_request::Part::Content(pdf(2000, b""))),
+    })
+    .await
+    .unwrap();
+    drop(tx);
+    let long = app
+        .documents(Some(&token))
+        .upload_document(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&long), ["content"]);
     let mut elf = b"\x7fELF\x02\x01\x01\0".to_vec();
     elf.resize(4096, 0);
     let exe = upload(
@@ -240,14 +265,18 @@ async fn oversized_empty_and_foreign_content_is_refused_and_leaves_nothing(pool:
     )
     .await
     .unwrap_err();
-    assert!(format!("{empty:?}").contains("empty"), "{empty:?}");
+    assert_eq!(violated_fields(&empty), ["header.size_bytes"], "an empty document is refused");
     assert_eq!(stored(&app).await, before, "nothing of the refused uploads is left");
 
     // A connection cut mid-upload leaves nothing either.
+    // (The header declares more than is ever sent: however the connection
+    // ends, the short upload is refused.)
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(header(&r.id, T::CnicBack, "cut.pdf", &Uuid::new_v4().to_string()))
-        .await
-        .unwrap();
+    let mut cut = header(&r.id, T::CnicBack, "cut.pdf", &Uuid::new_v4().to_string());
+    if let Some(pb::upload_document_request::Part::Header(h)) = &mut cut.part {
+        h.size_bytes = 400_000;
+    }
+    tx.send(cut).await.unwrap();
     tx.send(pb::UploadDocumentRequest {
         part: Some(pb::upload_document_request::Part::Content(pdf(200_000, b""))),
     })

@@ -170,6 +170,8 @@ fn sample(path: &str, w: &World) -> Vec<u8> {
                 r#type: pb::DocumentType::CnicFront as i32,
                 file_name: "walk.pdf".into(),
                 request_id: Uuid::new_v4().to_string(),
+                size_bytes: 100,
+                sha256: String::new(),
             })),
         }
         .encode_to_vec(),
