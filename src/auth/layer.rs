@@ -57,18 +57,7 @@ impl AuthLayer {
         }
     }
 
-    /// Who an HTTP request's bearer token acts as, whatever it may call (the
-    /// console's sign-in): the same token check and failed-auth limit.
-    pub fn identify<B>(&self, req: &http::Request<B>) -> Result<Arc<Principal>, Status> {
-        let (addr, certs) = peer(req);
-        let peer = Peer {
-            addr,
-            leaf_certificate: certs.as_ref().and_then(|c| c.first()).map(|c| c.as_ref()),
-        };
-        Ok(self.gate.authenticate(req.headers(), &peer)?.principal.clone())
-    }
-
-    /// Admits an HTTP request (RDAP, the console) as if it called `method`:
+    /// Admits an HTTP request (RDAP) as if it called `method`:
     /// the same tokens, permission table row, rate limits and in-flight cap
     /// as the RPC (the request itself is short: it is not held in flight).
     pub fn admit_as<B>(&self, req: &http::Request<B>, method: &str) -> Result<Arc<Principal>, Status> {

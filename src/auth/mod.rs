@@ -21,7 +21,7 @@ use tonic::Status;
 
 use crate::domain::principal::Principal;
 
-/// The principal the auth layer (or, for the console and RDAP, the gate)
+/// The principal the auth layer (or, for RDAP and the console, the gate)
 /// attached to a request.
 pub fn principal<T>(req: &tonic::Request<T>) -> Result<&Principal, Status> {
     let ext = req.extensions();

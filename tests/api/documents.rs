@@ -265,7 +265,11 @@ async fn oversized_empty_and_foreign_content_is_refused_and_leaves_nothing(pool:
     )
     .await
     .unwrap_err();
-    assert_eq!(violated_fields(&empty), ["header.size_bytes"], "an empty document is refused");
+    assert_eq!(
+        violated_fields(&empty),
+        ["header.size_bytes"],
+        "an empty document is refused"
+    );
     assert_eq!(stored(&app).await, before, "nothing of the refused uploads is left");
 
     // A connection cut mid-upload leaves nothing either.
