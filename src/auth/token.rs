@@ -18,6 +18,12 @@ pub fn generate() -> Result<(String, [u8; 32]), getrandom::Error> {
     Ok((token, hash))
 }
 
+/// Whether two secrets are equal, in time that does not depend on where
+/// they differ (codes, form tokens).
+pub fn secrets_equal(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// The stored form of a token.
 pub fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()

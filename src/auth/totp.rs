@@ -57,17 +57,15 @@ pub fn check(secret: &[u8], code: &str, unix_seconds: u64, last_step: Option<i64
         .into_iter()
         .filter_map(|step| i64::try_from(step).ok().map(|s| (step, s)))
         .filter(|(_, s)| last_step.is_none_or(|last| *s > last))
-        .find(|(step, _)| constant_time_eq(t.generate(step * STEP_SECONDS).as_bytes(), code.as_bytes()))
+        .find(|(step, _)| {
+            crate::auth::token::secrets_equal(t.generate(step * STEP_SECONDS).as_bytes(), code.as_bytes())
+        })
         .map(|(_, s)| s)
 }
 
 /// The code for `unix_seconds` (tests and the bench act as an authenticator).
 pub fn code_at(secret: &[u8], unix_seconds: u64) -> String {
     totp(secret, "-").map(|t| t.generate(unix_seconds)).unwrap_or_default()
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Ten recovery codes (`xxxx-xxxx-xxxx`, 60 random bits each) and the

@@ -187,12 +187,7 @@ impl Documents {
         let checklist = match owner.registration {
             Some(id) => {
                 let r = self.registry.registration(Visibility::All, id).await?;
-                let i = self.registry.institution(Visibility::All, owner.institution).await?;
-                let held: Vec<(DocumentType, DocumentStatus)> = documents
-                    .iter()
-                    .filter_map(|d| Some((DocumentType::from_db(&d.r#type)?, DocumentStatus::from_db(&d.status)?)))
-                    .collect();
-                evidence::checklist(&evidence::required(i.category, r.spec.kind), &held)
+                self.registry.evidence_checklist(&r, &documents).await?
             }
             None => Vec::new(),
         };
@@ -336,6 +331,27 @@ impl Documents {
             )
             .await?;
         Ok(())
+    }
+}
+
+impl Registry {
+    /// What `r` (as an approval would judge it: its pending revision's kind,
+    /// if any) still lacks, given its current `documents`.
+    pub(super) async fn evidence_checklist(
+        &self,
+        r: &crate::domain::registration::Registration,
+        documents: &[store::Document],
+    ) -> Result<Vec<(Requirement, Option<Gap>)>> {
+        let kind = r.pending_revision.as_ref().map_or(r.spec.kind, |p| p.spec.kind);
+        let institution = self.institution(Visibility::All, r.institution_id).await?;
+        let held: Vec<(DocumentType, DocumentStatus)> = documents
+            .iter()
+            .filter_map(|d| Some((DocumentType::from_db(&d.r#type)?, DocumentStatus::from_db(&d.status)?)))
+            .collect();
+        Ok(evidence::checklist(
+            &evidence::required(institution.category, kind),
+            &held,
+        ))
     }
 }
 

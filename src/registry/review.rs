@@ -12,7 +12,7 @@ use crate::db::{
     StoreError, institutions,
     registrations::{self as store, QueueCursor, QueueFilter},
 };
-use crate::domain::evidence::{self, DocumentStatus, DocumentType};
+use crate::domain::evidence;
 use crate::domain::{
     identifiers::IspCode,
     institution::Category,
@@ -72,14 +72,8 @@ impl Registry {
     /// Refuses an approval until every document the registration (as it
     /// would be approved: its pending revision, if any) needs is verified.
     async fn check_evidence(&self, r: &Registration) -> Result<()> {
-        let kind = r.pending_revision.as_ref().map_or(r.spec.kind, |p| p.spec.kind);
-        let institution = self.institution(Visibility::All, r.institution_id).await?;
         let documents = crate::db::documents::list(&self.pool, r.institution_id, Some(r.id)).await?;
-        let held: Vec<_> = documents
-            .iter()
-            .filter_map(|d| Some((DocumentType::from_db(&d.r#type)?, DocumentStatus::from_db(&d.status)?)))
-            .collect();
-        let checklist = evidence::checklist(&evidence::required(institution.category, kind), &held);
+        let checklist = self.evidence_checklist(r, &documents).await?;
         Ok(evidence::ready_to_approve(&checklist)?)
     }
 

@@ -30,18 +30,23 @@ fn header(registration: &str, t: T, file_name: &str, request_id: &str) -> pb::Up
     }
 }
 
+/// `header` declaring `size` bytes of content.
+fn sized(mut header: pb::UploadDocumentRequest, size: i64) -> pb::UploadDocumentRequest {
+    if let Some(pb::upload_document_request::Part::Header(h)) = &mut header.part {
+        h.size_bytes = size;
+    }
+    header
+}
+
 /// Uploads `content` in 256 KiB chunks after the header (which declares
 /// the content's length).
 async fn upload(
     app: &TestApp,
     token: &str,
-    mut header: pb::UploadDocumentRequest,
+    header: pb::UploadDocumentRequest,
     content: &[u8],
 ) -> Result<pb::Document, tonic::Status> {
-    if let Some(pb::upload_document_request::Part::Header(h)) = &mut header.part {
-        h.size_bytes = content.len() as i64;
-    }
-    let mut parts = vec![header];
+    let mut parts = vec![sized(header, content.len() as i64)];
     parts.extend(content.chunks(256 * 1024).map(|c| pb::UploadDocumentRequest {
         part: Some(pb::upload_document_request::Part::Content(c.to_vec())),
     }));
@@ -217,10 +222,10 @@ async fn oversized_empty_and_foreign_content_is_refused_and_leaves_nothing(pool:
     );
     // Declared short, sent long: refused as soon as it runs past.
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let mut short = header(&r.id, T::CnicBack, "short.pdf", &Uuid::new_v4().to_string());
-    if let Some(pb::upload_document_request::Part::Header(h)) = &mut short.part {
-        h.size_bytes = 1000;
-    }
+    let short = sized(
+        header(&r.id, T::CnicBack, "short.pdf", &Uuid::new_v4().to_string()),
+        1000,
+    );
     tx.send(short).await.unwrap();
     tx.send(pb::UploadDocumentRequest {
         part: Some(pb::upload_document_request::Part::Content(pdf(2000, b""))),
@@ -276,10 +281,10 @@ async fn oversized_empty_and_foreign_content_is_refused_and_leaves_nothing(pool:
     // (The header declares more than is ever sent: however the connection
     // ends, the short upload is refused.)
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let mut cut = header(&r.id, T::CnicBack, "cut.pdf", &Uuid::new_v4().to_string());
-    if let Some(pb::upload_document_request::Part::Header(h)) = &mut cut.part {
-        h.size_bytes = 400_000;
-    }
+    let cut = sized(
+        header(&r.id, T::CnicBack, "cut.pdf", &Uuid::new_v4().to_string()),
+        400_000,
+    );
     tx.send(cut).await.unwrap();
     tx.send(pb::UploadDocumentRequest {
         part: Some(pb::upload_document_request::Part::Content(pdf(200_000, b""))),

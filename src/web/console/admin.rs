@@ -124,7 +124,7 @@ pub(super) struct InstitutionForm {
 }
 
 /// The profile fields (as the API's `Institution` names them), for masks.
-const PROFILE_FIELDS: &[&str] = &[
+pub(super) const PROFILE_FIELDS: &[&str] = &[
     "legal_name",
     "cnic",
     "ntn",

@@ -82,8 +82,9 @@ impl Sessions {
 
     /// Whether a session-less form's `posted` token equals its cookie's.
     pub fn check_form_token(&self, headers: &HeaderMap, posted: &str) -> bool {
-        named_cookie(headers, self.form_cookie())
-            .is_some_and(|cookie| !posted.is_empty() && constant_time_eq(cookie.as_bytes(), posted.as_bytes()))
+        named_cookie(headers, self.form_cookie()).is_some_and(|cookie| {
+            !posted.is_empty() && crate::auth::token::secrets_equal(cookie.as_bytes(), posted.as_bytes())
+        })
     }
 
     /// The session cookie's name (`__Host-` under TLS).
@@ -126,10 +127,6 @@ impl Sessions {
         let value = format!("{}=; Max-Age=0{}", self.session_cookie(), self.attributes());
         HeaderValue::try_from(value).expect("a valid header")
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn named_cookie(headers: &HeaderMap, name: &str) -> Option<String> {

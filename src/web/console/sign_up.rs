@@ -9,7 +9,7 @@ use axum::{
 use maud::html;
 use serde::Deserialize;
 
-use super::admin::InstitutionForm;
+use super::admin::{InstitutionForm, PROFILE_FIELDS};
 use super::fields::{Field, FieldErrors, Kind, select};
 use super::public::{LinkForm, LinkQuery, dead_link, foreign_form, hex_only, public_form, violation_errors};
 use super::{Conn, Console, SIGN_IN, page};
@@ -31,20 +31,6 @@ pub(super) struct SignUpForm {
     #[serde(default)]
     password: String,
 }
-
-/// The institution fields a sign-up carries (as CreateInstitution names them).
-const SIGN_UP_FIELDS: &[&str] = &[
-    "category",
-    "legal_name",
-    "cnic",
-    "ntn",
-    "secp_number",
-    "pseb_number",
-    "pseb_expiry",
-    "contact_email",
-    "contact_phone",
-    "language",
-];
 
 impl SignUpForm {
     fn institution(&self) -> Result<pb::Institution, FieldErrors> {
@@ -135,7 +121,8 @@ pub(super) async fn sign_up(
             page::respond(StatusCode::OK, page::frame("Check your e-mail", None, body))
         }
         Err(LinkError::Invalid(v)) => {
-            let mut fields = SIGN_UP_FIELDS.to_vec();
+            let mut fields = PROFILE_FIELDS.to_vec();
+            fields.push("category");
             fields.extend(["name", "email", "password"]);
             let mut errors = violation_errors(v, "institution.", &fields);
             // The contact address is the account's.
