@@ -17,6 +17,7 @@ const PROTOS: &[&str] = &[
     "vpnregistry/v1/event_service.proto",
     "vpnregistry/v1/api_key_service.proto",
     "vpnregistry/v1/document_service.proto",
+    "vpnregistry/v1/payment_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

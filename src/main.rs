@@ -110,7 +110,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listeners = bind_listeners(&args).await?;
     let options = app::Options {
         read_pool,
-        ..app::Options::from_args(&args, tls, mailer(&args)?, document_keys(&args)?)
+        ..app::Options::from_args(&args, tls, mailer(&args)?, document_keys(&args)?, fee_schedule(&args)?)
     };
     app::serve(listeners, pool, options, shutdown_signal()).await?;
     tracing::info!("stopped");
@@ -148,6 +148,18 @@ fn document_keys(args: &ServeArgs) -> anyhow::Result<Option<std::sync::Arc<vpn_r
     let keys = vpn_registry::vault::Keyring::load(&args.document_key_files)?;
     tracing::info!(key_id = keys.current_id(), "document key loaded");
     Ok(Some(std::sync::Arc::new(keys)))
+}
+
+/// The fee schedule: `--fee-schedule`'s, or the regulation's default.
+fn fee_schedule(args: &ServeArgs) -> anyhow::Result<std::sync::Arc<vpn_registry::domain::fees::FeeSchedule>> {
+    let Some(path) = &args.fee_schedule else {
+        return Ok(std::sync::Arc::default());
+    };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let schedule = text
+        .parse()
+        .map_err(|e| anyhow::anyhow!("fee schedule {}: {e}", path.display()))?;
+    Ok(std::sync::Arc::new(schedule))
 }
 
 /// The primary's pool, once its schema is known to be current.

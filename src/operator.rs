@@ -36,6 +36,7 @@ pub async fn issue(pool: &PgPool, args: &IssueArgs) -> anyhow::Result<String> {
         (RoleArg::Admin, None, None) => Role::Admin,
         (RoleArg::Reviewer, None, None) => Role::Reviewer,
         (RoleArg::Lookup, None, None) => Role::Lookup,
+        (RoleArg::Payments, None, None) => Role::Payments,
     };
     let name = args.name.clone().unwrap_or_else(|| role.as_str().to_owned());
     let lifetime = args.expires_in.unwrap_or(match role {

@@ -54,7 +54,7 @@ impl Background<'_> {
         let following = Following::choose(&self.reads, self.options.notifications).await;
         let (credentials, limits) = self.follow_credentials(following).await?;
         let fence = Fence::default();
-        let registry = Registry::fenced(self.pool.clone(), fence.clone());
+        let registry = Registry::fenced(self.pool.clone(), fence.clone()).with_fees(self.options.fee_schedule.clone());
         let expiry = Arc::new(expiry::Stats::default());
         let deliveries = Arc::new(notify::Stats::default());
         let upstream = self.options.upstream.clone().map(Upstream::new).transpose()?;

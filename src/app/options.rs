@@ -81,6 +81,8 @@ pub struct Options {
     pub document_keys: Option<Arc<crate::vault::Keyring>>,
     /// The largest document accepted, in bytes.
     pub max_document_bytes: u64,
+    /// What applications owe.
+    pub fee_schedule: Arc<crate::domain::fees::FeeSchedule>,
 }
 
 impl Options {
@@ -90,6 +92,7 @@ impl Options {
         tls: Option<Arc<Tls>>,
         mailer: Option<Mailer>,
         document_keys: Option<Arc<crate::vault::Keyring>>,
+        fee_schedule: Arc<crate::domain::fees::FeeSchedule>,
     ) -> Self {
         Self {
             shutdown_grace: args.shutdown_grace(),
@@ -123,6 +126,7 @@ impl Options {
             webhook_allow_private: args.webhook_allow_private,
             document_keys,
             max_document_bytes: args.max_document_bytes,
+            fee_schedule,
         }
     }
 }
@@ -157,6 +161,7 @@ impl Default for Options {
             retention: Some(Retention {
                 feed: parse(flags::DEFAULT_FEED_RETENTION),
                 history: parse(flags::DEFAULT_HISTORY_RETENTION),
+                documents: parse(flags::DEFAULT_DOCUMENT_RETENTION),
                 every: parse(flags::DEFAULT_PRUNE_INTERVAL),
             }),
             upstream: None,
@@ -167,6 +172,7 @@ impl Default for Options {
             webhook_allow_private: false,
             document_keys: None,
             max_document_bytes: crate::domain::evidence::DEFAULT_MAX_DOCUMENT_BYTES,
+            fee_schedule: Arc::default(),
         }
     }
 }

@@ -16,15 +16,15 @@ use crate::admission::AdmissionLayer;
 use crate::auth::AuthLayer;
 use crate::grpc::{
     api_keys::ApiKeyApi, documents::DocumentApi, events::EventApi, institutions::InstitutionApi, isps::IspApi,
-    lookup::LookupApi, registrations::RegistrationApi, review::ReviewApi, webhooks::WebhookApi,
+    lookup::LookupApi, payments::PaymentApi, registrations::RegistrationApi, review::ReviewApi, webhooks::WebhookApi,
 };
 use crate::observe::ObserveLayer;
 use crate::pb::{
     self, api_key_service_server::ApiKeyServiceServer, document_service_server::DocumentServiceServer,
     event_service_server::EventServiceServer, institution_service_server::InstitutionServiceServer,
     isp_service_server::IspServiceServer, lookup_service_server::LookupServiceServer,
-    registration_service_server::RegistrationServiceServer, review_service_server::ReviewServiceServer,
-    webhook_service_server::WebhookServiceServer,
+    payment_service_server::PaymentServiceServer, registration_service_server::RegistrationServiceServer,
+    review_service_server::ReviewServiceServer, webhook_service_server::WebhookServiceServer,
 };
 use crate::registry::{Registry, documents::Documents};
 use crate::web::{self, ConsoleRoutes, RdapRoutes, landing::LandingLayer};
@@ -132,6 +132,7 @@ fn with_registry_services(router: Router<Layers>, registry: Option<&Registry>, o
         .add_optional_service(limited!(EventServiceServer, EventApi::new))
         .add_optional_service(limited!(IspServiceServer, IspApi::new))
         .add_optional_service(limited!(ApiKeyServiceServer, ApiKeyApi::new))
+        .add_optional_service(limited!(PaymentServiceServer, PaymentApi::new))
         .add_optional_service(registry.map(|r| {
             let documents = Documents::new(r.clone(), options.document_keys.clone(), options.max_document_bytes);
             DocumentServiceServer::new(DocumentApi::new(documents))

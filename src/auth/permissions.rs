@@ -3,7 +3,7 @@
 //! further by tenant (an institution's own records, an ISP's own subscribers).
 
 use crate::domain::decision::Decision;
-use crate::domain::principal::RoleKind::{self, Admin, Institution, Isp, Lookup, Reviewer};
+use crate::domain::principal::RoleKind::{self, Admin, Institution, Isp, Lookup, Payments, Reviewer};
 
 /// Paths that answer without credentials: health checks and reflection.
 /// (RDAP is HTTP: it answers refusals as RDAP errors, so it authorises
@@ -74,6 +74,16 @@ pub const PERMISSIONS: &[(&str, &[RoleKind])] = &[
     ("/vpnregistry.v1.DocumentService/DownloadDocument", READERS),
     ("/vpnregistry.v1.DocumentService/DeleteDocument", &[Institution]),
     ("/vpnregistry.v1.DocumentService/VerifyDocument", &[Reviewer]),
+    ("/vpnregistry.v1.DocumentService/ListDocumentViews", READERS),
+    // Fees: applicants and staff read challans, the collecting banks'
+    // systems look them up and confirm payments and refunds.
+    ("/vpnregistry.v1.PaymentService/ListChallans", READERS),
+    (
+        "/vpnregistry.v1.PaymentService/GetChallan",
+        &[Payments, Admin, Reviewer, Institution],
+    ),
+    ("/vpnregistry.v1.PaymentService/ConfirmPayment", &[Payments]),
+    ("/vpnregistry.v1.PaymentService/ConfirmRefund", &[Payments]),
 ];
 
 /// Whose API keys are self-service: institutions' and ISPs' (the

@@ -27,6 +27,8 @@ pub struct Document {
     pub decide_time: Option<OffsetDateTime>,
     pub replaces: Option<Uuid>,
     pub delete_time: Option<OffsetDateTime>,
+    /// When its content and data key were destroyed (deleted, or past retention).
+    pub destroy_time: Option<OffsetDateTime>,
     pub create_time: OffsetDateTime,
     /// The wrapped data key, the id of the key that wraps it, the nonce prefix.
     pub key_id: String,
@@ -37,7 +39,7 @@ pub struct Document {
 }
 
 const COLUMNS: &str = "d.id, d.institution_id, d.registration_id, d.type, d.file_name, d.media_type, d.size_bytes,
-    d.sha256, d.status, d.status_reason, d.decide_time, d.replaces, d.delete_time, d.create_time, d.key_id,
+    d.sha256, d.status, d.status_reason, d.decide_time, d.replaces, d.delete_time, d.destroy_time, d.create_time, d.key_id,
     d.wrapped_key, d.nonce_prefix,
     (SELECT count(*) FROM document_segments s WHERE s.document_id = d.id) AS segments";
 
@@ -192,17 +194,15 @@ impl Upload {
     }
 }
 
-/// Deletes a document's content (its record stays, marked deleted); audited.
+/// Deletes a document: its content and data key are destroyed, its record
+/// stays, marked deleted; audited.
 pub async fn delete(pool: &PgPool, id: Uuid, actor: &Actor) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
     sqlx::query("UPDATE documents SET delete_time = now() WHERE id = $1 AND delete_time IS NULL")
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM document_segments WHERE document_id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    destroy(&mut tx, &[id]).await?;
     audit::append(
         &mut tx,
         audit::Entry::about("document", id, "DELETED", actor, json!([])),
@@ -210,6 +210,49 @@ pub async fn delete(pool: &PgPool, id: Uuid, actor: &Actor) -> Result<(), StoreE
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Destroys the content and the data key of `ids` (without its data key a
+/// segment left in a backup opens to no one).
+async fn destroy(tx: &mut Transaction<'_, Postgres>, ids: &[Uuid]) -> Result<(), StoreError> {
+    sqlx::query("UPDATE documents SET wrapped_key = '', destroy_time = now() WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM document_segments WHERE document_id = ANY($1)")
+        .bind(ids)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Destroys (as [`delete`] does, audited as DESTROYED) up to `limit`
+/// documents of registrations that ended (withdrawn, rejected, revoked,
+/// expired) more than `keep` ago. How many.
+pub async fn destroy_ended(pool: &PgPool, keep: std::time::Duration, limit: i64) -> Result<usize, StoreError> {
+    let mut tx = pool.begin().await?;
+    let due: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT d.id FROM documents d JOIN registrations r ON r.id = d.registration_id
+          WHERE d.destroy_time IS NULL AND r.state IN ('WITHDRAWN', 'REJECTED', 'REVOKED', 'EXPIRED')
+            AND r.state_time < now() - $1::interval
+          LIMIT $2 FOR UPDATE OF d SKIP LOCKED",
+    )
+    .bind(format!("{} milliseconds", keep.as_millis()))
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    destroy(&mut tx, &due).await?;
+    let actor = Actor::system("document-retention");
+    for id in &due {
+        let changes = json!([{ "field": "retention", "before": null, "after": format!("{}s", keep.as_secs()) }]);
+        audit::append(
+            &mut tx,
+            audit::Entry::about("document", *id, "DESTROYED", &actor, changes),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(due.len())
 }
 
 /// Records a reviewer's verdict; audited.
@@ -244,6 +287,44 @@ pub async fn record_view(pool: &PgPool, id: Uuid, why: &str, actor: &Actor) -> R
     audit::append(&mut conn, audit::Entry::about("document", id, "VIEWED", actor, changes)).await
 }
 
+/// One read of a document, from the audit trail.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct View {
+    pub sequence: i64,
+    pub document_id: Uuid,
+    pub document_type: String,
+    pub viewer: String,
+    pub viewer_role: String,
+    pub purpose: Option<String>,
+    pub view_time: OffsetDateTime,
+}
+
+/// Reads of `institution`'s documents (of `registration`, or its own),
+/// newest first, before audit sequence `before`.
+pub async fn views(
+    pool: &PgPool,
+    institution: Uuid,
+    registration: Option<Uuid>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<View>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT a.sequence, d.id AS document_id, d.type AS document_type, a.actor_name AS viewer,
+                a.actor_role AS viewer_role, a.changes -> 0 ->> 'after' AS purpose, a.create_time AS view_time
+           FROM documents d
+           JOIN audit_events a ON a.subject_id = d.id AND a.subject_type = 'document' AND a.action = 'VIEWED'
+          WHERE d.institution_id = $1 AND d.registration_id IS NOT DISTINCT FROM $2 AND a.sequence < $3
+          ORDER BY a.sequence DESC
+          LIMIT $4",
+    )
+    .bind(institution)
+    .bind(registration)
+    .bind(before.unwrap_or(i64::MAX))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// Re-wraps every data key wrapped by key `old_id` through `rewrap` (which
 /// returns the new key id and wrapped key), in one transaction; audited.
 /// How many.
@@ -255,7 +336,7 @@ pub async fn rewrap(
 ) -> Result<u64, RewrapError> {
     let mut tx = pool.begin().await.map_err(StoreError::from)?;
     let rows: Vec<(Uuid, Vec<u8>)> =
-        sqlx::query_as("SELECT id, wrapped_key FROM documents WHERE key_id = $1 FOR UPDATE")
+        sqlx::query_as("SELECT id, wrapped_key FROM documents WHERE key_id = $1 AND destroy_time IS NULL FOR UPDATE")
             .bind(old_id)
             .fetch_all(&mut *tx)
             .await

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod documents;
 pub mod events;
 pub mod feed;
+pub mod fees;
 pub mod idempotency;
 pub mod institutions;
 pub mod isps;
@@ -120,6 +121,9 @@ const RUNTIME_WRITES: &[&str] = &[
     "GRANT INSERT, UPDATE ON documents TO {role}",
     "GRANT INSERT, DELETE ON document_segments TO {role}",
     "GRANT EXECUTE ON FUNCTION prune_history(interval, interval) TO {role}",
+    // Fees: challans assessed and settled, confirmations recorded.
+    "GRANT INSERT, UPDATE ON challans TO {role}",
+    "GRANT INSERT ON payment_attempts TO {role}",
 ];
 
 /// Grants `role` (the role `serve` runs as) exactly what it needs: reading

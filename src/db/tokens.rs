@@ -138,6 +138,7 @@ pub async fn all_active(pool: &PgPool) -> Result<Vec<ActiveToken>, StoreError> {
                 ("admin", ..) => Role::Admin,
                 ("reviewer", ..) => Role::Reviewer,
                 ("lookup", ..) => Role::Lookup,
+                ("payments", ..) => Role::Payments,
                 ("institution", Some(inst), _) => Role::Institution(inst),
                 ("isp", _, Some(code)) => Role::Isp(reparse(&code, "isp code")?),
                 _ => return Err(StoreError::Corrupt(format!("token {} has role {:?}", r.id, r.role))),

@@ -119,10 +119,20 @@ pub fn checklist(
         .collect()
 }
 
+/// A fee the application owes and nobody has paid yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnpaidFee {
+    pub psid: String,
+    pub amount_pkr: i64,
+}
+
 /// Whether an application may be approved: every requirement met by a
-/// verified document, or the refusal naming each gap.
-pub fn ready_to_approve(checklist: &[(Requirement, Option<Gap>)]) -> Result<(), super::refusal::Refusal> {
-    let gaps: Vec<(&'static str, String, String)> = checklist
+/// verified document and every fee paid, or the refusal naming each gap.
+pub fn ready_to_approve(
+    checklist: &[(Requirement, Option<Gap>)],
+    unpaid: &[UnpaidFee],
+) -> Result<(), super::refusal::Refusal> {
+    let mut gaps: Vec<(&'static str, String, String)> = checklist
         .iter()
         .filter_map(|(need, gap)| {
             let gap = (*gap)?;
@@ -145,6 +155,13 @@ pub fn ready_to_approve(checklist: &[(Requirement, Option<Gap>)]) -> Result<(), 
             ))
         })
         .collect();
+    gaps.extend(unpaid.iter().map(|fee| {
+        (
+            "FEE_UNPAID",
+            format!("challans/{}", fee.psid),
+            format!("the fee of PKR {} (challan {}) is unpaid", fee.amount_pkr, fee.psid),
+        )
+    }));
     if gaps.is_empty() {
         Ok(())
     } else {

@@ -8,6 +8,7 @@ mod db_enum;
 pub mod decision;
 pub mod event;
 pub mod evidence;
+pub mod fees;
 pub mod identifiers;
 pub mod institution;
 pub mod lifecycle;

@@ -16,6 +16,8 @@ pub enum Role {
     Isp(IspCode),
     Lookup,
     Institution(Uuid),
+    /// A collecting bank's or payment aggregator's system: confirms payments.
+    Payments,
 }
 
 db_enum!(
@@ -26,6 +28,7 @@ db_enum!(
         Isp => "isp",
         Lookup => "lookup",
         Institution => "institution",
+        Payments => "payments",
     }
 );
 
@@ -58,6 +61,7 @@ impl Role {
             Self::Isp(_) => RoleKind::Isp,
             Self::Lookup => RoleKind::Lookup,
             Self::Institution(_) => RoleKind::Institution,
+            Self::Payments => RoleKind::Payments,
         }
     }
 

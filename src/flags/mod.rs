@@ -317,6 +317,8 @@ pub enum RoleArg {
     Isp,
     Lookup,
     Institution,
+    /// A collecting bank's or payment aggregator's system.
+    Payments,
 }
 
 /// The URL with any password replaced, for logs.

@@ -51,6 +51,8 @@ pub const DEFAULT_FEED_RETENTION: &str = "7d";
 pub const DEFAULT_HISTORY_RETENTION: &str = "400d";
 /// How often the feed and the history are pruned.
 pub const DEFAULT_PRUNE_INTERVAL: &str = "1h";
+/// How long documents outlive the end of their registration.
+pub const DEFAULT_DOCUMENT_RETENTION: &str = "3years";
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -148,6 +150,15 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub document_key_files: Vec<std::path::PathBuf>,
+    /// Documents of registrations that ended (withdrawn, rejected, revoked,
+    /// expired) longer ago are destroyed by the pruning task: content and
+    /// data key; the record and the audit trail stay.
+    #[arg(long, env = "VPN_REGISTRY_DOCUMENT_RETENTION", default_value = DEFAULT_DOCUMENT_RETENTION, value_parser = duration)]
+    pub document_retention: Duration,
+    /// The fee schedule (TOML: which kinds pay, from how many addresses,
+    /// how much; see `docs/fees.md`). Without one, the regulation's default.
+    #[arg(long, env = "VPN_REGISTRY_FEE_SCHEDULE")]
+    pub fee_schedule: Option<std::path::PathBuf>,
     /// The largest document accepted, in bytes.
     #[arg(long, env = "VPN_REGISTRY_MAX_DOCUMENT_BYTES", default_value_t = crate::domain::evidence::DEFAULT_MAX_DOCUMENT_BYTES)]
     pub max_document_bytes: u64,
@@ -276,6 +287,8 @@ impl ServeArgs {
             webhook_allow_private = args.webhook_allow_private,
             document_key_files = ?args.document_key_files,
             max_document_bytes = args.max_document_bytes,
+            document_retention = ?args.document_retention,
+            fee_schedule = ?args.fee_schedule.as_deref().unwrap_or(std::path::Path::new("(the default)")),
             max_connections_per_address = args.max_connections_per_address,
             max_handshakes_per_address = args.max_handshakes_per_address,
             handshake_timeout = ?args.handshake_timeout,
@@ -327,6 +340,7 @@ impl ServeArgs {
         (!self.prune_interval.is_zero()).then_some(crate::tasks::prune::Retention {
             feed: self.feed_retention,
             history: self.history_retention,
+            documents: self.document_retention,
             every: self.prune_interval,
         })
     }

@@ -12,7 +12,7 @@ use super::convert::timestamp;
 use crate::auth::principal;
 use crate::db::documents::Document;
 use crate::domain::evidence::{DocumentStatus, DocumentType};
-use crate::domain::request::{RequestId, parse_id};
+use crate::domain::request::{RequestId, page_size, parse_id};
 use crate::domain::{Invalid, Violations};
 use crate::pb::{self, document_service_server::DocumentService, download_document_response, upload_document_request};
 use crate::registry::documents::{Begun, Documents, Header, Owner};
@@ -88,6 +88,17 @@ async fn owner(
         institution,
         registration: None,
     }))
+}
+
+fn view_to_pb(view: crate::db::documents::View) -> pb::DocumentView {
+    pb::DocumentView {
+        document_id: view.document_id.to_string(),
+        document_type: type_to_pb(&view.document_type),
+        viewer: view.viewer,
+        viewer_role: super::convert::role_to_pb(&view.viewer_role) as i32,
+        purpose: view.purpose.unwrap_or_default(),
+        view_time: Some(super::convert::timestamp(view.view_time)),
+    }
 }
 
 /// A SHA-256 in hex.
@@ -250,6 +261,38 @@ impl DocumentService for DocumentApi {
         let id = parse_id(&req.get_ref().id).map_err(|e| Violations::one("id", e.0))?;
         let deleted = self.documents.delete(p, id, &p.actor("")).await?;
         Ok(Response::new(document_to_pb(&deleted)))
+    }
+
+    async fn list_document_views(
+        &self,
+        req: Request<pb::ListDocumentViewsRequest>,
+    ) -> Result<Response<pb::ListDocumentViewsResponse>, Status> {
+        let p = principal(&req)?;
+        let msg = req.get_ref();
+        let mut v = Violations::default();
+        let owner = owner(
+            &self.documents,
+            p,
+            &msg.registration_id,
+            &msg.institution_id,
+            "",
+            &mut v,
+        )
+        .await?;
+        let limit = v.check("page_size", page_size(msg.page_size));
+        let before = v.check("page_token", super::convert::parse_seq_cursor(&msg.page_token));
+        let (Some(owner), Some(limit), Some(before), true) = (owner, limit, before, v.is_empty()) else {
+            return Err(v.into());
+        };
+        let page = self.documents.views(p, owner, before, limit).await?;
+        let next_page_token = page
+            .resume_after()
+            .map(|view| super::convert::render_seq_cursor(view.sequence))
+            .unwrap_or_default();
+        Ok(Response::new(pb::ListDocumentViewsResponse {
+            views: page.items.into_iter().map(view_to_pb).collect(),
+            next_page_token,
+        }))
     }
 
     async fn verify_document(&self, req: Request<pb::VerifyDocumentRequest>) -> Result<Response<pb::Document>, Status> {

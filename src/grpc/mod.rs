@@ -11,6 +11,7 @@ pub mod institutions;
 pub mod isps;
 pub mod lookup;
 mod one_at_a_time;
+pub mod payments;
 pub mod registrations;
 pub mod review;
 pub mod upstream;

@@ -43,13 +43,16 @@ pub struct Terms {
 
 /// Who may look up what: the regulator's lookup services and reviewers
 /// everything, an ISP the registrations that name it, an institution its
-/// own addresses, administrators nothing.
+/// own addresses, administrators and payments systems nothing.
 pub fn scope(p: &Principal) -> Result<Scope, Refusal> {
     match &p.role {
         Role::Lookup | Role::Reviewer => Ok(Scope::All),
         Role::Isp(code) => Ok(Scope::Isp(code.as_str().into())),
         Role::Institution(id) => Ok(Scope::Institution(*id)),
-        Role::Admin => Err(Refusal::PermissionDenied("role admin may not use lookups".into())),
+        Role::Admin | Role::Payments => Err(Refusal::PermissionDenied(format!(
+            "role {} may not use lookups",
+            p.role.as_str()
+        ))),
     }
 }
 

@@ -90,10 +90,11 @@ impl Documents {
             Role::Institution(id) if *id == owner.institution => Access::Owner,
             Role::Reviewer => Access::Reviewer,
             Role::Admin if owner.registration.is_none() => Access::Admin,
-            Role::Isp(_) | Role::Lookup => {
-                return Err(
-                    Refusal::PermissionDenied("documents are not shown to ISPs or lookup services".into()).into(),
-                );
+            Role::Isp(_) | Role::Lookup | Role::Payments => {
+                return Err(Refusal::PermissionDenied(
+                    "documents are not shown to ISPs, lookup services or payments systems".into(),
+                )
+                .into());
             }
             _ => return Err(not_found()),
         };
@@ -194,6 +195,27 @@ impl Documents {
         Ok((documents, checklist))
     }
 
+    /// Who read `owner`'s documents, newest first (a page of `limit`,
+    /// before audit sequence `before`).
+    pub async fn views(
+        &self,
+        p: &Principal,
+        owner: Owner,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<super::Page<store::View>> {
+        self.access(p, owner).await?;
+        let fetched = store::views(
+            self.registry.pool(),
+            owner.institution,
+            owner.registration,
+            before,
+            limit + 1,
+        )
+        .await?;
+        Ok(super::Page::of(fetched, limit))
+    }
+
     /// A document `p` may see.
     async fn visible(&self, p: &Principal, id: Uuid) -> Result<(store::Document, Access)> {
         let d = store::get(self.registry.pool(), id).await?.ok_or_else(not_found)?;
@@ -217,6 +239,14 @@ impl Documents {
                 kind: "DOCUMENT_DELETED",
                 subject: format!("documents/{id}"),
                 message: "this document was deleted; its content is destroyed".into(),
+            }
+            .into());
+        }
+        if d.destroy_time.is_some() {
+            return Err(Refusal::Precondition {
+                kind: "DOCUMENT_DESTROYED",
+                subject: format!("documents/{id}"),
+                message: "its registration ended longer ago than the retention period: the content is destroyed".into(),
             }
             .into());
         }

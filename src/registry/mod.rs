@@ -8,13 +8,17 @@ pub mod documents;
 pub mod events;
 mod institutions;
 mod isps;
+pub mod payments;
 mod registrations;
 mod review;
 pub mod webhooks;
 
+use std::sync::Arc;
+
 use sqlx::PgPool;
 
 use crate::db::idempotency;
+use crate::domain::fees::FeeSchedule;
 use crate::domain::principal::Actor;
 use crate::fence::Fence;
 
@@ -25,6 +29,7 @@ pub use review::Attestation;
 pub struct Registry {
     pool: PgPool,
     fence: Fence,
+    fees: Arc<FeeSchedule>,
 }
 
 impl Registry {
@@ -35,7 +40,17 @@ impl Registry {
 
     /// A registry that refuses writes while `fence` is closed.
     pub fn fenced(pool: PgPool, fence: Fence) -> Self {
-        Self { pool, fence }
+        Self {
+            pool,
+            fence,
+            fees: Arc::default(),
+        }
+    }
+
+    /// The same registry assessing fees by `schedule` (default: the
+    /// regulation's, [`FeeSchedule::default`]).
+    pub fn with_fees(self, schedule: Arc<FeeSchedule>) -> Self {
+        Self { fees: schedule, ..self }
     }
 
     /// The database (for use cases kept beside the registry's own).

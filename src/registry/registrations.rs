@@ -33,6 +33,7 @@ impl Registry {
             &record,
             &ctx.actor,
             ctx.key.as_ref(),
+            &self.fees,
         )
         .await?;
         tracing::info!(registration = %created.id, reference = %created.reference, "registration submitted");
@@ -130,6 +131,7 @@ impl Registry {
         check_etag(etag, w.current.version)?;
         let plan = plan(&w.current)?;
         w.execute(&plan, &ctx.actor).await?;
+        w.reassess_fees(&self.fees, &ctx.actor).await?;
         w.commit(vis).await.map_err(Error::from)
     }
 }

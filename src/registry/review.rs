@@ -64,17 +64,28 @@ impl Registry {
             self.check_evidence(&w.current).await?;
         }
         w.execute(&plan, &ctx.actor).await?;
+        w.reassess_fees(&self.fees, &ctx.actor).await?;
         let (registration, serial) = w.commit(vis).await?;
         tracing::info!(state = %registration.state, "decision recorded");
         Ok((registration, serial))
     }
 
     /// Refuses an approval until every document the registration (as it
-    /// would be approved: its pending revision, if any) needs is verified.
+    /// would be approved: its pending revision, if any) needs is verified,
+    /// and the fee that application owes is paid.
     async fn check_evidence(&self, r: &Registration) -> Result<()> {
         let documents = crate::db::documents::list(&self.pool, r.institution_id, Some(r.id)).await?;
         let checklist = self.evidence_checklist(r, &documents).await?;
-        Ok(evidence::ready_to_approve(&checklist)?)
+        let revision = r.pending_revision.as_ref().map(|v| v.id);
+        let unpaid: Vec<evidence::UnpaidFee> = crate::db::fees::unpaid(&self.pool, r.id, revision)
+            .await?
+            .into_iter()
+            .map(|c| evidence::UnpaidFee {
+                psid: c.psid,
+                amount_pkr: c.amount_pkr,
+            })
+            .collect();
+        Ok(evidence::ready_to_approve(&checklist, &unpaid)?)
     }
 
     /// An ISP's attestation: a decision limited to what names its ISP.

@@ -22,7 +22,7 @@ pub fn audience(role: &Role) -> Option<Audience> {
         Role::Admin => Some(Audience::All),
         Role::Institution(id) => Some(Audience::Institution(*id)),
         Role::Isp(code) => Some(Audience::Isp(code.as_str().to_owned())),
-        Role::Reviewer | Role::Lookup => None,
+        Role::Reviewer | Role::Lookup | Role::Payments => None,
     }
 }
 

@@ -430,25 +430,13 @@ async fn approval_waits_for_every_required_document_verified_and_names_each_gap(
     )
     .await
     .unwrap();
+    let reviewer = app.reviewer_token().await.to_owned();
     let approve = |on: pb::Registration| {
-        let app = &app;
+        let (app, reviewer) = (&app, &reviewer);
         async move {
-            let reviewer = app.reviewer_token().await.to_owned();
-            let fields = vpn_registry::grpc::review::DecisionFields {
-                id: on.id.clone(),
-                etag: on.etag.clone(),
-                reason_code: pb::ReasonCode::Compliant as i32,
-                reason: "In order".into(),
-                ..Default::default()
-            };
             let d = vpn_registry::domain::decision::Decision::Approve;
-            crate::raw::call(
-                &app.channel,
-                d.about().rpc,
-                Some(&reviewer),
-                vpn_registry::grpc::review::encode(d, fields),
-            )
-            .await
+            app.decide_as_is(reviewer, d, &on, pb::ReasonCode::Compliant, "In order")
+                .await
         }
     };
     let refused = approve(attested.clone()).await.unwrap_err();
@@ -482,7 +470,6 @@ async fn approval_waits_for_every_required_document_verified_and_names_each_gap(
             .unwrap(),
         );
     }
-    let reviewer = app.reviewer_token().await.to_owned();
     for d in &made {
         app.documents(Some(&reviewer))
             .verify_document(pb::VerifyDocumentRequest {
@@ -494,7 +481,6 @@ async fn approval_waits_for_every_required_document_verified_and_names_each_gap(
             .unwrap();
     }
     let approved = approve(attested).await.expect("complete: approved");
-    let approved = <pb::Registration as prost::Message>::decode(&approved[..]).unwrap();
     assert_eq!(approved.state, pb::RegistrationState::Active as i32);
 }
 
@@ -556,4 +542,120 @@ async fn a_rejected_document_sends_the_registration_back_and_a_new_version_repla
     let ids: Vec<&str> = listed.documents.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(ids, [second.id.as_str()], "the current version only");
     assert_eq!(listed.checklist[0].gap, "PENDING");
+}
+
+#[sqlx::test]
+async fn the_institution_sees_who_read_its_documents(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, token) = app.enrol(C::Freelancer).await;
+    let (_, other) = app.enrol(C::Company).await;
+    let r = app.submit(&token, &["8.8.8.0/24"]).await;
+    let made = upload(
+        &app,
+        &token,
+        header(&r.id, T::EmployerLetter, "letter.pdf", &Uuid::new_v4().to_string()),
+        &pdf(1000, b""),
+    )
+    .await
+    .unwrap();
+    let reviewer = app.reviewer_token().await.to_owned();
+    download(&app, &reviewer, &made.id).await.unwrap();
+    download(&app, &token, &made.id).await.unwrap();
+    let views = |token: String, page_token: String| {
+        let (app, id) = (&app, r.id.clone());
+        async move {
+            app.documents(Some(&token))
+                .list_document_views(pb::ListDocumentViewsRequest {
+                    registration_id: id,
+                    page_size: 1,
+                    page_token,
+                    ..Default::default()
+                })
+                .await
+        }
+    };
+    let first = views(token.clone(), String::new()).await.unwrap().into_inner();
+    assert_eq!(first.views.len(), 1);
+    assert_eq!(first.views[0].viewer_role, pb::Role::Institution as i32, "newest first");
+    let second = views(token.clone(), first.next_page_token).await.unwrap().into_inner();
+    let by_reviewer = &second.views[0];
+    assert_eq!(
+        (by_reviewer.document_id.as_str(), by_reviewer.viewer_role),
+        (made.id.as_str(), pb::Role::Reviewer as i32)
+    );
+    assert_eq!(
+        by_reviewer.purpose,
+        format!("review of registration {}", r.id),
+        "why: the open review"
+    );
+    assert!(second.next_page_token.is_empty());
+    let theirs = views(other, String::new()).await.unwrap_err();
+    assert_eq!(theirs.code(), Code::NotFound);
+}
+
+#[sqlx::test]
+async fn documents_of_registrations_ended_past_retention_are_destroyed(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, token) = app.enrol(C::Freelancer).await;
+    let mut made = Vec::new();
+    for prefix in ["8.8.8.0/24", "8.8.9.0/24", "8.8.10.0/24"] {
+        let r = app.submit(&token, &[prefix]).await;
+        let d = upload(
+            &app,
+            &token,
+            header(&r.id, T::EmployerLetter, "letter.pdf", &Uuid::new_v4().to_string()),
+            &pdf(200_000, b""),
+        )
+        .await
+        .unwrap();
+        made.push((r, d));
+    }
+    // Two withdrawn, one of them four years ago; one still pending.
+    for (r, _) in &made[..2] {
+        app.registrations(Some(&token))
+            .withdraw_registration(pb::WithdrawRegistrationRequest {
+                id: r.id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    sqlx::query("UPDATE registrations SET state_time = now() - interval '4 years' WHERE id = $1")
+        .bind(made[0].0.id.parse::<Uuid>().unwrap())
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let three_years = vpn_registry::flags::duration(vpn_registry::flags::DEFAULT_DOCUMENT_RETENTION).unwrap();
+    let destroyed = vpn_registry::tasks::prune::destroy_documents(&app.pool, three_years)
+        .await
+        .unwrap();
+    assert_eq!(destroyed, 1);
+    let (key, segments): (Vec<u8>, i64) = sqlx::query_as(
+        "SELECT wrapped_key, (SELECT count(*) FROM document_segments WHERE document_id = d.id)
+           FROM documents d WHERE id = $1",
+    )
+    .bind(made[0].1.id.parse::<Uuid>().unwrap())
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!((key.len(), segments), (0, 0), "content and data key destroyed");
+    let gone = download(&app, &token, &made[0].1.id).await.unwrap_err();
+    assert_eq!(gone.code(), Code::FailedPrecondition);
+    for (_, kept) in &made[1..] {
+        download(&app, &token, &kept.id).await.expect("inside retention: kept");
+    }
+    let trail: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE subject_id = $1 AND action IN ('UPLOADED', 'DESTROYED')",
+    )
+    .bind(made[0].1.id.parse::<Uuid>().unwrap())
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(trail, 2, "the record of its existence stays");
+    assert_eq!(
+        vpn_registry::tasks::prune::destroy_documents(&app.pool, three_years)
+            .await
+            .unwrap(),
+        0
+    );
 }

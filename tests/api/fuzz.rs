@@ -90,6 +90,7 @@ async fn hostile_bytes_to_every_rpc_get_no_internal_error_and_no_panic(pool: PgP
         (RoleKind::Isp, app.isp_token().await.to_owned()),
         (RoleKind::Lookup, app.token(Role::Lookup).await),
         (RoleKind::Institution, institution),
+        (RoleKind::Payments, app.token(Role::Payments).await),
     ];
     let mut rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
     let mut tally = std::collections::BTreeMap::<String, usize>::new();

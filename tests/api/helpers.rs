@@ -24,8 +24,8 @@ use vpn_registry::{
         self, api_key_service_client::ApiKeyServiceClient, document_service_client::DocumentServiceClient,
         event_service_client::EventServiceClient, institution_service_client::InstitutionServiceClient,
         isp_service_client::IspServiceClient, lookup_service_client::LookupServiceClient,
-        registration_service_client::RegistrationServiceClient, review_service_client::ReviewServiceClient,
-        webhook_service_client::WebhookServiceClient,
+        payment_service_client::PaymentServiceClient, registration_service_client::RegistrationServiceClient,
+        review_service_client::ReviewServiceClient, webhook_service_client::WebhookServiceClient,
     },
     registry::Registry,
 };
@@ -55,6 +55,7 @@ pub type Webhooks = WebhookServiceClient<InterceptedService<Channel, Bearer>>;
 pub type ApiKeys = ApiKeyServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Documents = DocumentServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Events = EventServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Payments = PaymentServiceClient<InterceptedService<Channel, Bearer>>;
 
 pub fn bearer(token: Option<&str>) -> Bearer {
     Bearer(token.map(|t| format!("Bearer {t}").parse().unwrap()))
@@ -79,6 +80,10 @@ impl TestApp {
 
     pub fn documents(&self, token: Option<&str>) -> Documents {
         DocumentServiceClient::with_interceptor(self.channel.clone(), bearer(token))
+    }
+
+    pub fn payments(&self, token: Option<&str>) -> Payments {
+        PaymentServiceClient::with_interceptor(self.channel.clone(), bearer(token))
     }
 
     pub fn api_keys(&self, token: Option<&str>) -> ApiKeys {
@@ -347,6 +352,18 @@ impl TestApp {
         if d == Decision::Approve {
             self.verified_evidence(on.id()).await;
         }
+        self.decide_as_is(token, d, on, code, reason).await
+    }
+
+    /// [`Self::decide_as`] on the evidence as it stands (no fixtures).
+    pub async fn decide_as_is(
+        &self,
+        token: &str,
+        d: Decision,
+        on: &impl Versioned,
+        code: pb::ReasonCode,
+        reason: &str,
+    ) -> Result<pb::Registration, Status> {
         let fields = DecisionFields {
             id: on.id().into(),
             etag: on.etag().into(),
@@ -358,11 +375,25 @@ impl TestApp {
         Ok(pb::Registration::decode(&answer[..]).expect("a Registration"))
     }
 
-    /// Records, as a reviewer's verdicts would, a verified document for every
-    /// requirement of the registration (whatever kind it is amended to):
-    /// approvals need them. Records only (no content): the tests of
-    /// documents themselves upload real ones.
+    /// Records, as a reviewer's verdicts and a collecting bank would, a
+    /// verified document for every requirement of the registration
+    /// (whatever kind it is amended to) and its fees paid: approvals need
+    /// them. Records only (no content): the tests of documents and fees
+    /// themselves upload real ones and pay through PaymentService.
     pub async fn verified_evidence(&self, registration: &str) {
+        self.verified_documents(registration).await;
+        sqlx::query(
+            "UPDATE challans SET status = 'PAID', pay_time = now(), transaction_reference = 'fixture-' || psid
+              WHERE registration_id = $1 AND status = 'UNPAID'",
+        )
+        .bind(registration.parse::<Uuid>().unwrap())
+        .execute(&self.pool)
+        .await
+        .unwrap();
+    }
+
+    /// Verified documents only (see [`Self::verified_evidence`]).
+    pub async fn verified_documents(&self, registration: &str) {
         use vpn_registry::domain::{evidence, institution::Category, registration::Kind};
         let id: Uuid = registration.parse().unwrap();
         let (category, institution): (String, Uuid) = sqlx::query_as(

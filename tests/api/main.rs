@@ -14,6 +14,7 @@ mod events;
 mod expiry;
 mod fairness;
 mod fanout;
+mod fees;
 mod following;
 mod fuzz;
 mod gateway;

@@ -188,6 +188,27 @@ fn sample(path: &str, w: &World) -> Vec<u8> {
             reason: String::new(),
         }
         .encode_to_vec(),
+        "ListDocumentViews" => pb::ListDocumentViewsRequest {
+            registration_id: id,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "ListChallans" => pb::ListChallansRequest { registration_id: id }.encode_to_vec(),
+        "GetChallan" => pb::GetChallanRequest {
+            payment_id: vpn_registry::domain::fees::Psid::issue("1001", 7).to_string(),
+        }
+        .encode_to_vec(),
+        "ConfirmPayment" => pb::ConfirmPaymentRequest {
+            payment_id: vpn_registry::domain::fees::Psid::issue("1001", 7).to_string(),
+            amount_pkr: 5000,
+            transaction_reference: "walk".into(),
+        }
+        .encode_to_vec(),
+        "ConfirmRefund" => pb::ConfirmRefundRequest {
+            payment_id: vpn_registry::domain::fees::Psid::issue("1001", 7).to_string(),
+            transaction_reference: "walk".into(),
+        }
+        .encode_to_vec(),
         other => panic!("no sample request for {other}: add one"),
     }
 }
@@ -207,6 +228,8 @@ const TENANT_SCOPED: &[&str] = &[
     "RenewRegistration",
     "ListRegistrationEvents",
     "AttestRegistration",
+    "ListChallans",
+    "ListDocumentViews",
 ];
 
 #[sqlx::test]
@@ -232,14 +255,16 @@ async fn every_cell_of_the_permission_table_holds(pool: PgPool) {
     let isp = app.isp_token().await.to_owned();
     let other_isp = app.token(Role::Isp("nayatel".parse().unwrap())).await;
     let lookup = app.token(Role::Lookup).await;
+    let payments = app.token(Role::Payments).await;
     let (_, expired) = app.token_with(Role::Admin, Duration::ZERO, None).await;
     let isp_manager = app.key_manager(Role::Isp("ptcl".parse().unwrap())).await;
-    let principals: [(RoleKind, &str, Option<&str>); 5] = [
+    let principals: [(RoleKind, &str, Option<&str>); 6] = [
         (RoleKind::Admin, &admin, None),
         (RoleKind::Reviewer, &reviewer, None),
         (RoleKind::Isp, &isp, Some(&other_isp)),
         (RoleKind::Lookup, &lookup, None),
         (RoleKind::Institution, &own, Some(&other)),
+        (RoleKind::Payments, &payments, None),
     ];
 
     let rows: Vec<_> = permissions::rows().collect();
@@ -291,5 +316,5 @@ async fn every_cell_of_the_permission_table_holds(pool: PgPool) {
             cells += 1;
         }
     }
-    assert_eq!(cells, rows.len() * 7);
+    assert_eq!(cells, rows.len() * 8);
 }

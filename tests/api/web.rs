@@ -155,7 +155,7 @@ fn membership(role: &Role) -> Membership {
         Role::Isp(code) => Membership::Isp(code.clone()),
         Role::Reviewer => Membership::Reviewer,
         Role::Admin => Membership::Admin,
-        Role::Lookup => panic!("lookup services have no people"),
+        Role::Lookup | Role::Payments => panic!("lookup and payments systems have no people"),
     }
 }
 

@@ -12,6 +12,7 @@ use crate::domain::{
     Violations,
     audit::Record,
     event::EventType,
+    fees::FeeSchedule,
     lifecycle,
     prefix::PublicPrefix,
     principal::{Actor, Visibility},
@@ -150,8 +151,9 @@ async fn append(
     }
 }
 
-/// Stores a new submission for `institution_id` with its record, or returns
-/// the one an earlier call with the same idempotency key submitted.
+/// Stores a new submission for `institution_id` with its record and the fee
+/// it owes under `fees`, or returns the one an earlier call with the same
+/// idempotency key submitted.
 pub async fn insert(
     pool: &PgPool,
     institution_id: Uuid,
@@ -159,6 +161,7 @@ pub async fn insert(
     record: &Record,
     actor: &Actor,
     key: Option<&idempotency::Key>,
+    fees: &FeeSchedule,
 ) -> Result<Registration, StoreError> {
     let id = Uuid::now_v7();
     let vis = Visibility::Institution(institution_id);
@@ -194,6 +197,7 @@ pub async fn insert(
     stored.valid_until = inserted.try_get("valid_until")?;
     let create_time: OffsetDateTime = inserted.try_get("create_time")?;
     append(&mut tx, id, record, actor, false).await?;
+    crate::db::fees::reassess(&mut tx, fees, id, actor).await?;
     tx.commit().await?;
     Ok(Registration {
         id,
@@ -319,6 +323,12 @@ impl<'c> Write<'c> {
             append(&mut self.tx, id, record, actor, renewal).await?;
         }
         Ok(())
+    }
+
+    /// Re-assesses the registration's fees after the plan was carried out
+    /// (the application it opened, changed or decided).
+    pub async fn reassess_fees(&mut self, schedule: &FeeSchedule, actor: &Actor) -> Result<(), StoreError> {
+        crate::db::fees::reassess(&mut self.tx, schedule, self.current.id, actor).await
     }
 
     /// Commits and returns the registration as stored, with the feed serial

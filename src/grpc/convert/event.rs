@@ -5,13 +5,14 @@ use crate::db::audit::Event;
 use crate::domain::state::State;
 use crate::pb;
 
-fn role_to_pb(role: &str) -> pb::Role {
+pub fn role_to_pb(role: &str) -> pb::Role {
     match role {
         "admin" => pb::Role::Admin,
         "reviewer" => pb::Role::Reviewer,
         "isp" => pb::Role::Isp,
         "lookup" => pb::Role::Lookup,
         "institution" => pb::Role::Institution,
+        "payments" => pb::Role::Payments,
         "system" => pb::Role::System,
         _ => pb::Role::Unspecified,
     }

@@ -24,7 +24,7 @@ use crate::domain::{
 use crate::pb;
 use crate::registry::WriteContext;
 
-pub use event::{event_to_pb, state_name_to_pb};
+pub use event::{event_to_pb, role_to_pb, state_name_to_pb};
 pub use institution::*;
 pub use lookup::*;
 pub use page_token::*;

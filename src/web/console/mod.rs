@@ -339,7 +339,7 @@ fn home_of(role: RoleKind) -> Option<&'static str> {
         RoleKind::Institution => Some("/console/registrations"),
         RoleKind::Reviewer => Some("/console/review"),
         RoleKind::Admin => Some("/console/institutions"),
-        RoleKind::Lookup => None,
+        RoleKind::Lookup | RoleKind::Payments => None,
     }
 }
 

@@ -97,7 +97,7 @@ fn links(role: RoleKind) -> &'static [(&'static str, &'static str)] {
             ("/console/isps", "ISPs"),
             ("/console/notifications", "Notifications"),
         ],
-        RoleKind::Lookup => &[],
+        RoleKind::Lookup | RoleKind::Payments => &[],
     }
 }
 
