@@ -118,15 +118,18 @@ impl Upload {
         })
     }
 
-    /// Stores the next sealed segment.
-    pub async fn segment(&mut self, sealed: &[u8]) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO document_segments (document_id, seq, sealed) VALUES ($1, $2, $3)")
-            .bind(self.id)
-            .bind(self.next)
-            .bind(sealed)
-            .execute(&mut *self.tx)
-            .await?;
-        self.next += 1;
+    /// Stores the next sealed segments, in order.
+    pub async fn segments(&mut self, sealed: &[Vec<u8>]) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO document_segments (document_id, seq, sealed)
+             SELECT $1, $2 + s.n - 1, s.sealed FROM unnest($3::bytea[]) WITH ORDINALITY AS s(sealed, n)",
+        )
+        .bind(self.id)
+        .bind(self.next)
+        .bind(sealed)
+        .execute(&mut *self.tx)
+        .await?;
+        self.next += sealed.len() as i32;
         Ok(())
     }
 

@@ -451,9 +451,12 @@ impl Upload {
         Ok(())
     }
 
+    /// Seals what `content` completes and stores it in one statement (a
+    /// message's worth of segments: one round trip, not one per segment).
     async fn seal(&mut self, content: &[u8]) -> Result<()> {
-        for segment in self.sealer.push(content) {
-            self.db.segment(&segment).await?;
+        let sealed = self.sealer.push(content);
+        if !sealed.is_empty() {
+            self.db.segments(&sealed).await?;
         }
         Ok(())
     }
@@ -479,7 +482,7 @@ impl Upload {
             self.seal(&head).await?;
         }
         let last = self.sealer.finish();
-        self.db.segment(&last).await?;
+        self.db.segments(&[last]).await?;
         let new = store::NewDocument {
             id: self.id,
             institution_id: self.owner.institution,

@@ -742,3 +742,69 @@ async fn kill_9_of_the_delivering_process_loses_no_notification(pool: PgPool) {
     .await;
     assert_eq!(mailbox.about(&r.reference).len(), 1);
 }
+
+/// The server's peak resident memory so far (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+/// A document size well above the allocator's own noise (a few MiB of
+/// per-thread caches that come and go with scheduling): were the content held
+/// whole, the server's peak would grow by at least this much.
+const LARGE_DOCUMENT: usize = 64 << 20;
+
+#[sqlx::test]
+async fn documents_stream_through_the_server_without_being_held_whole(pool: PgPool) {
+    use crate::documents::{header, pdf, sized, upload};
+    use pb::DocumentType as T;
+    let key = test_key_file().to_str().unwrap().to_owned();
+    let limit = LARGE_DOCUMENT.to_string();
+    let args = ["--document-key-file", &key, "--max-document-bytes", &limit];
+    let served = serve(&args, &database_url(&pool));
+    let http = served.http.as_deref().unwrap().parse().unwrap();
+    let app = TestApp::attach(served.addr.parse().unwrap(), http, pool.clone()).await;
+    let (_, token) = app.enrol(pb::InstitutionCategory::Company).await;
+    let r = app.submit(&token, &["8.8.8.0/24"]).await;
+    let id = || uuid::Uuid::new_v4().to_string();
+    // Warm up the paths an upload takes (HTTP/2, the pool, the cipher).
+    upload(
+        &app,
+        &token,
+        header(&r.id, T::CnicFront, "a.pdf", &id()),
+        &pdf(1 << 20, b""),
+    )
+    .await
+    .unwrap();
+    let pid = served.child().id();
+    let before = peak_rss_kib(pid);
+    let large = pdf(LARGE_DOCUMENT, b"");
+    upload(&app, &token, header(&r.id, T::CnicBack, "large.pdf", &id()), &large)
+        .await
+        .expect("at the limit: accepted");
+    // Declared at the limit, sent longer: refused when it runs past.
+    let longer = pdf(LARGE_DOCUMENT + (1 << 20), b"");
+    let mut parts = vec![sized(
+        header(&r.id, T::TaxpayerProof, "lying.pdf", &id()),
+        LARGE_DOCUMENT as i64,
+    )];
+    parts.extend(longer.chunks(256 * 1024).map(|c| pb::UploadDocumentRequest {
+        part: Some(pb::upload_document_request::Part::Content(c.to_vec())),
+    }));
+    let lying = app
+        .documents(Some(&token))
+        .upload_document(tokio_stream::iter(parts))
+        .await
+        .unwrap_err();
+    assert_eq!(lying.code(), tonic::Code::InvalidArgument);
+    let growth = peak_rss_kib(pid).saturating_sub(before);
+    eprintln!("server peak RSS {before} KiB; grew by {growth} KiB over a 64 MiB upload and a refused 65 MiB one");
+    assert!(
+        growth < (LARGE_DOCUMENT as u64 / 1024) / 3,
+        "the server's peak memory grew by {growth} KiB: documents are held, not streamed"
+    );
+}

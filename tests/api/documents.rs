@@ -9,14 +9,14 @@ use vpn_registry::pb::{self, DocumentType as T, InstitutionCategory as C};
 use crate::helpers::*;
 
 /// A PDF of `len` bytes with `marker` inside.
-fn pdf(len: usize, marker: &[u8]) -> Vec<u8> {
+pub(crate) fn pdf(len: usize, marker: &[u8]) -> Vec<u8> {
     let mut content = b"%PDF-1.7\n".to_vec();
     content.extend_from_slice(marker);
     content.resize(len.max(content.len()), b'.');
     content
 }
 
-fn header(registration: &str, t: T, file_name: &str, request_id: &str) -> pb::UploadDocumentRequest {
+pub(crate) fn header(registration: &str, t: T, file_name: &str, request_id: &str) -> pb::UploadDocumentRequest {
     pb::UploadDocumentRequest {
         part: Some(pb::upload_document_request::Part::Header(pb::DocumentHeader {
             registration_id: registration.into(),
@@ -31,7 +31,7 @@ fn header(registration: &str, t: T, file_name: &str, request_id: &str) -> pb::Up
 }
 
 /// `header` declaring `size` bytes of content.
-fn sized(mut header: pb::UploadDocumentRequest, size: i64) -> pb::UploadDocumentRequest {
+pub(crate) fn sized(mut header: pb::UploadDocumentRequest, size: i64) -> pb::UploadDocumentRequest {
     if let Some(pb::upload_document_request::Part::Header(h)) = &mut header.part {
         h.size_bytes = size;
     }
@@ -40,7 +40,7 @@ fn sized(mut header: pb::UploadDocumentRequest, size: i64) -> pb::UploadDocument
 
 /// Uploads `content` in 256 KiB chunks after the header (which declares
 /// the content's length).
-async fn upload(
+pub(crate) async fn upload(
     app: &TestApp,
     token: &str,
     header: pb::UploadDocumentRequest,

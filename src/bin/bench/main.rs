@@ -11,6 +11,7 @@
 //! `lookups`, `layers`, `streams`, `submit`.
 
 mod baseline;
+mod documents;
 mod layers;
 mod lookups;
 mod measure;
@@ -41,6 +42,7 @@ use vpn_registry::{
     lookup::Replica,
     pb::{
         self,
+        document_service_client::DocumentServiceClient,
         lookup_service_client::LookupServiceClient,
         lookup_service_server::{LookupService, LookupServiceServer},
         registration_service_client::RegistrationServiceClient,
@@ -49,6 +51,7 @@ use vpn_registry::{
 };
 
 use baseline::*;
+use documents::*;
 use lookups::*;
 use measure::*;
 use seed::*;
@@ -113,11 +116,12 @@ enum Section {
     Storm,
     Fanout,
     Submit,
+    Documents,
     Notifications,
 }
 
 impl Section {
-    const ALL: [Section; 11] = [
+    const ALL: [Section; 12] = [
         Self::Load,
         Self::Unary,
         Self::Metrics,
@@ -128,6 +132,7 @@ impl Section {
         Self::Storm,
         Self::Fanout,
         Self::Submit,
+        Self::Documents,
         Self::Notifications,
     ];
 }
@@ -233,6 +238,20 @@ impl Bench {
             Section::Fanout => {
                 println!("## Fan-out replicas (PostgreSQL -> replica -> fan-out -> fan-out)\n");
                 fan_out(&self.pool, self.server, &self.token).await
+            }
+            Section::Documents => {
+                println!("## UploadDocument, 1 MiB documents (concurrency 4)\n");
+                println!("| round | ours documents/s | raw INSERT rows/s | ours/raw |\n|---:|---:|---:|---:|");
+                let mut ratios = Vec::new();
+                for round in 1..=self.args.rounds {
+                    let ours = uploads(&self.pool, self.server, 4, self.duration).await?;
+                    let raw = raw_inserts(&self.pool, 4, self.duration).await?;
+                    ratios.push(ours / raw);
+                    println!("| {round} | {ours:.1} | {raw:.1} | {:.2} |", ours / raw);
+                }
+                ratios.sort_by(f64::total_cmp);
+                println!("\nmedian ours/raw: {:.2}\n", ratios[ratios.len() / 2]);
+                Ok(())
             }
             Section::Notifications => self.notifications().await,
             Section::Submit => {

@@ -70,6 +70,8 @@ pub(crate) async fn start_server_with(
         upstream,
         // The notifications section drains to a receiver on this machine.
         webhook_allow_private: true,
+        // The documents section uploads institutions' papers.
+        document_keys: Some(document_keys()?),
         ..app::Options::default()
     };
     let listeners = app::Listeners { grpc: listener, http };
@@ -92,6 +94,41 @@ pub(crate) async fn issue(pool: &PgPool, role: Role) -> anyhow::Result<String> {
     };
     db::tokens::insert(pool, &token, &Actor::operator("bench")).await?;
     Ok(secret)
+}
+
+/// Waits until `server` knows `token` (it learns new credentials a moment
+/// after they are written), at most 10 s.
+pub(crate) async fn await_credential(server: SocketAddr, token: &str) -> anyhow::Result<()> {
+    let client = RegistrationServiceClient::new(channel(server).await?);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = client
+            .clone()
+            .list_registrations(authed(pb::ListRegistrationsRequest::default(), Some(token)))
+            .await;
+        match answer {
+            Err(s) if s.code() == tonic::Code::Unauthenticated && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// This run's document key (made once, beside its certificates).
+fn document_keys() -> anyhow::Result<Arc<vpn_registry::vault::Keyring>> {
+    static KEYS: std::sync::OnceLock<Arc<vpn_registry::vault::Keyring>> = std::sync::OnceLock::new();
+    if let Some(keys) = KEYS.get() {
+        return Ok(keys.clone());
+    }
+    let dir = tls_dir();
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("documents.key");
+    if !path.exists() {
+        vpn_registry::vault::generate_key_file(&path)?;
+    }
+    let keys = Arc::new(vpn_registry::vault::Keyring::load(&[path])?);
+    Ok(KEYS.get_or_init(|| keys).clone())
 }
 
 pub(crate) async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {

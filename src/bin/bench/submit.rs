@@ -13,21 +13,8 @@ pub(crate) async fn submits(pool: &PgPool, server: SocketAddr, c: usize, duratio
         let token = issue(pool, Role::Institution(id)).await?;
         clients.push((RegistrationServiceClient::new(channel(server).await?), token));
     }
-    // The server learns new credentials a moment after they are written.
-    if let Some((client, token)) = clients.last() {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let answer = client
-                .clone()
-                .list_registrations(authed(pb::ListRegistrationsRequest::default(), Some(token)))
-                .await;
-            match answer {
-                Err(s) if s.code() == tonic::Code::Unauthenticated && Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                _ => break,
-            }
-        }
+    if let Some((_, token)) = clients.last() {
+        await_credential(server, token).await?;
     }
     let clients = Arc::new(clients);
     let valid_until = prost_types::Timestamp {
