@@ -70,6 +70,7 @@ pub(super) fn router<H: Health>(
     ));
     let console = ConsoleRoutes::new(web::console::router(
         registry.clone(),
+        documents(&registry, options),
         auth.clone(),
         accounts,
         options.tls.is_some(),
@@ -134,8 +135,7 @@ fn with_registry_services(router: Router<Layers>, registry: Option<&Registry>, o
         .add_optional_service(limited!(ApiKeyServiceServer, ApiKeyApi::new))
         .add_optional_service(limited!(PaymentServiceServer, PaymentApi::new))
         .add_optional_service(registry.map(|r| {
-            let documents = Documents::new(r.clone(), options.document_keys.clone(), options.max_document_bytes);
-            DocumentServiceServer::new(DocumentApi::new(documents))
+            DocumentServiceServer::new(DocumentApi::new(documents(r, options)))
                 .max_decoding_message_size(MAX_DOCUMENT_CHUNK + 1024)
                 .max_encoding_message_size(MAX_RESPONSE)
         }))
@@ -143,6 +143,15 @@ fn with_registry_services(router: Router<Layers>, registry: Option<&Registry>, o
             r,
             webhook_allow_private
         )))
+}
+
+/// Documents as the options keep them.
+fn documents(registry: &Registry, options: &Options) -> Documents {
+    Documents::new(
+        registry.clone(),
+        options.document_keys.clone(),
+        options.max_document_bytes,
+    )
 }
 
 /// Server reflection over our descriptors and health's.

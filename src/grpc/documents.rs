@@ -4,8 +4,7 @@
 
 use std::pin::Pin;
 
-use tokio::sync::mpsc;
-use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::timestamp;
@@ -226,34 +225,19 @@ impl DocumentService for DocumentApi {
     ) -> Result<Response<DownloadStream>, Status> {
         let p = principal(&req)?;
         let id = parse_id(&req.get_ref().id).map_err(|e| Violations::one("id", e.0))?;
-        let (document, mut opener) = self.documents.open(p, id, &p.actor("")).await?;
-        let (tx, rx) = mpsc::channel(2);
-        let documents = self.documents.clone();
-        tokio::spawn(async move {
-            let header = pb::DownloadDocumentResponse {
-                part: Some(download_document_response::Part::Document(document_to_pb(&document))),
-            };
-            if tx.send(Ok(header)).await.is_err() {
-                return;
-            }
-            let segments = i32::try_from(document.segments).unwrap_or(0);
-            for seq in 0..segments {
-                let opened = match documents.segment(document.id, seq).await {
-                    Ok(sealed) => opener
-                        .open(&sealed, seq + 1 == segments)
-                        .map_err(|e| Status::data_loss(e.to_string())),
-                    Err(e) => Err(Status::from(e)),
-                };
-                let failed = opened.is_err();
-                let part = opened.map(|content| pb::DownloadDocumentResponse {
+        let (document, opener) = self.documents.open(p, id, &p.actor("")).await?;
+        let header = pb::DownloadDocumentResponse {
+            part: Some(download_document_response::Part::Document(document_to_pb(&document))),
+        };
+        let content = ReceiverStream::new(self.documents.content(&document, opener)).map(|opened| {
+            opened
+                .map(|content| pb::DownloadDocumentResponse {
                     part: Some(download_document_response::Part::Content(content)),
-                });
-                if tx.send(part).await.is_err() || failed {
-                    return;
-                }
-            }
+                })
+                .map_err(Status::from)
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let parts = tokio_stream::once(Ok(header)).chain(content);
+        Ok(Response::new(Box::pin(parts)))
     }
 
     async fn delete_document(&self, req: Request<pb::DeleteDocumentRequest>) -> Result<Response<pb::Document>, Status> {

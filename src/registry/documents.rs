@@ -269,9 +269,32 @@ impl Documents {
         Ok((d, Opener::new(&data_key, &prefix)))
     }
 
-    /// One sealed segment of a document's content.
-    pub async fn segment(&self, id: Uuid, seq: i32) -> Result<Vec<u8>> {
-        Ok(store::segment(self.registry.pool(), id, seq).await?)
+    /// The content of an opened document, decrypted a segment at a time
+    /// (two in flight at most), read by a task of its own; a segment that
+    /// does not open ends the stream with the error.
+    pub fn content(
+        &self,
+        document: &store::Document,
+        mut opener: Opener,
+    ) -> tokio::sync::mpsc::Receiver<Result<Vec<u8>>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let pool = self.registry.pool().clone();
+        let (id, segments) = (document.id, i32::try_from(document.segments).unwrap_or(0));
+        tokio::spawn(async move {
+            for seq in 0..segments {
+                let opened = match store::segment(&pool, id, seq).await {
+                    Ok(sealed) => opener
+                        .open(&sealed, seq + 1 == segments)
+                        .map_err(|e| StoreError::Corrupt(format!("document {id} segment {seq}: {e}")).into()),
+                    Err(e) => Err(e.into()),
+                };
+                let failed = opened.is_err();
+                if tx.send(opened).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        rx
     }
 
     /// Deletes a document: its owner, before the registration is decided.

@@ -556,3 +556,117 @@ async fn a_freelancer_signs_up_enrols_a_second_factor_and_submits_in_a_browser(p
     assert_eq!(institution, ("FREELANCER".to_owned(), true));
     me.client.close().await.unwrap();
 }
+
+#[sqlx::test]
+async fn documents_are_uploaded_viewed_and_verified_in_a_browser(pool: PgPool) {
+    use crate::documents::{header, pdf, upload};
+    use vpn_registry::pb::DocumentType as T;
+    let app = spawn_app(pool).await;
+    let (_, applicant) = app.enrol(C::Freelancer).await;
+    let reviewer = app.reviewer_token().await.to_owned();
+    let r = app.submit(&applicant, &["8.8.8.0/24"]).await;
+    let attested = app.attest(&r, true).await.unwrap();
+    let files = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-documents");
+    std::fs::create_dir_all(&files).unwrap();
+    let scan = files.join("cnic-front.pdf");
+    std::fs::write(&scan, pdf(300 * 1024, b"browser scan")).unwrap();
+    let page = files.join("cnic-front.png");
+    std::fs::write(&page, b"<!DOCTYPE html><html><script>alert(1)</script></html>").unwrap();
+    // The other two papers arrive through the API.
+    for (t, name) in [(T::CnicBack, "back.pdf"), (T::EmployerLetter, "letter.pdf")] {
+        let id = uuid::Uuid::new_v4().to_string();
+        upload(&app, &applicant, header(&r.id, t, name, &id), &pdf(2000, b""))
+            .await
+            .unwrap();
+    }
+
+    let driver = Driver::start();
+    let b = Browser::open(&driver, &app, "documents").await;
+    b.sign_in(&app.person_like(&applicant).await).await;
+    b.goto(&format!("/console/registrations/{}", r.id)).await;
+    assert!(b.body().await.contains("Missing"), "the CNIC front is missing");
+    // An HTML page named .png is refused before it is sent.
+    let field = b.find("form.upload input[type=file]").await;
+    field.send_keys(page.to_str().unwrap()).await.unwrap();
+    b.find("form.upload button").await.click().await.unwrap();
+    let said = eventually("the type check answers", Duration::from_secs(10), || async {
+        let text = b.text("form.upload .error").await;
+        (!text.is_empty()).then_some(text)
+    })
+    .await;
+    assert!(said.contains("not a PDF, JPEG or PNG"), "{said}");
+    assert_eq!(app.count("documents").await, 2, "nothing was sent");
+    // The scan goes up with its progress bar; the page comes back with it.
+    let old = b.find("html").await;
+    let field = b.find("form.upload input[type=file]").await;
+    field.send_keys(scan.to_str().unwrap()).await.unwrap();
+    b.find("form.upload button").await.click().await.unwrap();
+    b.until_replaced(old, "the upload").await;
+    let listed = b.body().await;
+    assert!(
+        listed.contains("cnic-front.pdf") && !listed.contains("Missing"),
+        "{listed}"
+    );
+    b.shot("applicant-documents").await;
+    b.sign_out().await;
+
+    // The reviewer: approval blocked and saying why; each document viewable.
+    b.sign_in(&app.person_like(&reviewer).await).await;
+    b.goto(&format!("/console/review/{}", attested.registration_id)).await;
+    let approve = b.find("button[value=approve]").await;
+    assert_eq!(approve.attr("disabled").await.unwrap().as_deref(), Some("true"));
+    let why = b.text("#approve-blocked").await;
+    assert!(why.contains("CNIC (front): not verified yet"), "{why}");
+    b.shot("reviewer-checklist").await;
+    let href = b
+        .find("a[href^='/console/documents/']")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let served = b
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch(arguments[0]).then(async r => {
+               const bytes = new Uint8Array(await r.arrayBuffer());
+               done({status: r.status, type: r.headers.get('content-type'),
+                     disposition: r.headers.get('content-disposition'),
+                     nosniff: r.headers.get('x-content-type-options'),
+                     policy: r.headers.get('content-security-policy'),
+                     head: String.fromCharCode(...bytes.slice(0, 5)), length: bytes.length});
+             });",
+            vec![href.clone().into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(served["status"], 200);
+    assert_eq!(served["type"], "application/pdf");
+    assert!(served["disposition"].as_str().unwrap().starts_with("inline; filename="));
+    assert_eq!(served["nosniff"], "nosniff");
+    assert!(served["policy"].as_str().unwrap().starts_with("default-src 'none'"));
+    assert_eq!(served["head"], "%PDF-");
+    let views: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'VIEWED'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(views, 1, "the view is audited");
+    // Verify each document, one click each; then approval opens.
+    for _ in 0..3 {
+        b.click_to(
+            "form[action$='/verdict'] button[value=VERIFIED]",
+            &format!("/console/review/{}", r.id),
+        )
+        .await;
+    }
+    assert!(b.client.find(Locator::Css("#approve-blocked")).await.is_err());
+    b.find("#reason_code").await.select_by_value("COMPLIANT").await.unwrap();
+    b.type_into("#reason", "Identity and employer letter verified").await;
+    b.click_to("button[value=approve]", "/console/review").await;
+    assert_eq!(
+        app.get(&r.id).await.state,
+        vpn_registry::pb::RegistrationState::Active as i32
+    );
+    b.client.close().await.unwrap();
+}

@@ -11,6 +11,7 @@ use axum::{
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use super::evidence::Evidence;
 use super::fields::FieldErrors;
 use super::registration_form::{FormPage, RegistrationForm, form_page, refusal_errors};
 use super::{Console, Id, Refused, Visitor, history, page};
@@ -184,8 +185,15 @@ async fn show(
         Ok(loaded) => loaded,
         Err(refused) => return refused.page("Registration", v),
     };
+    let evidence = match Evidence::load(c, v, id).await {
+        Ok(evidence) => evidence,
+        Err(refused) => return refused.page("Registration", v),
+    };
     let (state, revision) = states(&r);
     let needs_info = state == RegistrationState::NeedsInfo || revision == Some(RegistrationState::NeedsInfo);
+    // Documents are uploaded for an application still open: the
+    // registration's own, or its amendment's or renewal's.
+    let uploads = state.is_undecided() || revision.is_some();
     let question = needs_info
         .then(|| {
             events
@@ -216,6 +224,7 @@ async fn show(
             p { "State: " (page::state(rev.state)) ". The version above stays in force until it is approved." }
             (revision_summary(rev))
         }
+        (evidence.panel(&r.id, uploads.then_some(v.session.csrf.as_str()), None))
         h2 { "What you can do" }
         (actions(&r, needs_info, &v.session.csrf))
         h2 { "History" }

@@ -10,6 +10,7 @@ mod account;
 mod admin;
 mod applicant;
 mod assets;
+mod evidence;
 mod fields;
 mod history;
 mod isp;
@@ -42,11 +43,11 @@ use crate::accounts::Accounts;
 use crate::auth::AuthLayer;
 use crate::domain::principal::{Principal, RoleKind};
 use crate::grpc::{
-    api_keys::ApiKeyApi, events::EventApi, institutions::InstitutionApi, isps::IspApi, registrations::RegistrationApi,
-    review::ReviewApi, webhooks::WebhookApi,
+    api_keys::ApiKeyApi, documents::DocumentApi, events::EventApi, institutions::InstitutionApi, isps::IspApi,
+    payments::PaymentApi, registrations::RegistrationApi, review::ReviewApi, webhooks::WebhookApi,
 };
 use crate::pb::{self, isp_service_server::IspService};
-use crate::registry::Registry;
+use crate::registry::{Registry, documents::Documents};
 
 const ISPS: &str = "/vpnregistry.v1.IspService/ListIsps";
 
@@ -65,6 +66,10 @@ struct Console {
     events: Arc<EventApi>,
     webhooks: Arc<WebhookApi>,
     api_keys: Arc<ApiKeyApi>,
+    documents: Arc<DocumentApi>,
+    payments: Arc<PaymentApi>,
+    /// Uploads and views, which stream (the API's handlers take gRPC streams).
+    document_store: Documents,
     /// Where e-mailed links point (`--public-url`); else the address a
     /// request reached this server at.
     public_url: Option<Arc<str>>,
@@ -73,6 +78,7 @@ struct Console {
 /// The `/console` routes.
 pub fn router(
     registry: Registry,
+    documents: Documents,
     gate: AuthLayer,
     accounts: Accounts,
     tls: bool,
@@ -82,6 +88,9 @@ pub fn router(
         gate,
         sessions: Arc::new(Sessions::new(accounts, tls)),
         api_keys: Arc::new(ApiKeyApi::new(registry.clone())),
+        documents: Arc::new(DocumentApi::new(documents.clone())),
+        payments: Arc::new(PaymentApi::new(registry.clone())),
+        document_store: documents,
         public_url: public_url.map(|u| Arc::from(u.trim_end_matches('/'))),
         isp: Arc::new(IspApi::new(registry.clone())),
         registrations: Arc::new(RegistrationApi::new(registry.clone())),
@@ -135,6 +144,9 @@ pub fn router(
         )
         .route("/console/registrations/{id}/withdraw", post(applicant::withdraw))
         .route("/console/registrations/{id}/renew", post(applicant::renew))
+        .route("/console/documents/upload", post(evidence::upload))
+        .route("/console/documents/{id}", get(evidence::view))
+        .route("/console/documents/{id}/verdict", post(evidence::verdict))
         .route("/console/review", get(review::queue))
         .route("/console/review/{id}", get(review::detail).post(review::decide))
         .route("/console/institutions", get(admin::institutions))

@@ -43,6 +43,7 @@ button{padding:.5rem 1rem;font-size:1rem;margin-top:.5rem;margin-right:.5rem;cur
 :focus{outline:3px solid #d97706;outline-offset:2px}
 .notice{border-left:4px solid #0b3d2e;background:#ecfdf5;padding:.5rem 1rem}
 .error{border-left:4px solid #b91c1c;background:#fef2f2;padding:.5rem 1rem}
+.error:empty{display:none}
 @media (max-width:40rem){table,thead,tbody,tr,th,td{display:block}thead{display:none}td{border:none}tr{border-bottom:1px solid #888;padding:.5rem 0}}
 ";
 
@@ -132,7 +133,7 @@ pub fn respond(status: StatusCode, markup: Markup) -> Response {
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
         ),
     );
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));

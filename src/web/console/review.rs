@@ -16,6 +16,7 @@ use maud::{Markup, html};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
+use super::evidence::Evidence;
 use super::fields::FieldErrors;
 use super::{Console, Id, Refused, Visitor, applicant, history, page};
 use crate::domain::{decision::Decision, state::ReasonCode};
@@ -257,6 +258,10 @@ async fn show(c: &Console, v: &Visitor, id: &str, events_after: String, errors: 
         e.action == pb::RegistrationAction::Attested as i32
             || e.action == pb::RegistrationAction::AttestationDenied as i32
     });
+    let evidence = match Evidence::load(c, v, id).await {
+        Ok(evidence) => evidence,
+        Err(refused) => return refused.page("Review", v),
+    };
     let decisions = open_decisions(&r);
     let status = errors.status(StatusCode::CONFLICT);
     let body = html! {
@@ -284,11 +289,12 @@ async fn show(c: &Console, v: &Visitor, id: &str, events_after: String, errors: 
             p { "State: " (page::state(rev.state)) ". Changed rows are marked; the version in force stays until approved." }
             (diff(&r, rev))
         }
+        (evidence.panel(&r.id, None, Some(&v.session.csrf)))
         h2 { "Decide" }
         @if decisions.is_empty() {
             p { "No decision is open: the registration is " (page::state(r.state).to_lowercase()) "." }
         } @else {
-            (decision_form(&r, &decisions, &v.session.csrf))
+            (decision_form(&r, &decisions, &evidence.gaps(), &v.session.csrf))
         }
         h2 { "History" }
         (history::table(&events.events))
@@ -380,7 +386,9 @@ fn diff(r: &pb::Registration, rev: &pb::RegistrationRevision) -> Markup {
     }
 }
 
-fn decision_form(r: &pb::Registration, decisions: &[Decision], csrf: &str) -> Markup {
+/// The decisions open on `r`; approval disabled, saying why, while
+/// `gaps` (documents or fees) stand in its way.
+fn decision_form(r: &pb::Registration, decisions: &[Decision], gaps: &[String], csrf: &str) -> Markup {
     let approving = decisions.contains(&Decision::Approve);
     // The codes that justify any decision offered, in the domain's order.
     let codes = ReasonCode::ALL
@@ -406,7 +414,19 @@ fn decision_form(r: &pb::Registration, decisions: &[Decision], csrf: &str) -> Ma
                     label { input type="checkbox" name="override_size_limits" value="true"; " Allow prefixes wider than the default limits" }
                 }
             }
-            @for d in decisions { button type="submit" name="decision" value=(d.about().name) { (d.about().label) } }
+            @for d in decisions {
+                @if *d == Decision::Approve && !gaps.is_empty() {
+                    button type="submit" name="decision" value=(d.about().name) disabled aria-describedby="approve-blocked" { (d.about().label) }
+                } @else {
+                    button type="submit" name="decision" value=(d.about().name) { (d.about().label) }
+                }
+            }
+        }
+        @if approving && !gaps.is_empty() {
+            div id="approve-blocked" class="notice" role="note" {
+                p { strong { "Approval is not possible yet:" } }
+                ul { @for gap in gaps { li { (gap) } } }
+            }
         }
     }
 }
