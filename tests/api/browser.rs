@@ -98,6 +98,14 @@ impl Browser {
             .connect(&driver.url)
             .await
             .expect("a browser session");
+        // This browser's screenshots of an earlier run go (only its own:
+        // the browser tests run side by side).
+        let mine = format!("-{name}-");
+        for shot in std::fs::read_dir(shots_dir()).into_iter().flatten().flatten() {
+            if shot.file_name().to_string_lossy().contains(&mine) {
+                let _ = std::fs::remove_file(shot.path());
+            }
+        }
         Self {
             client,
             base: format!("http://{}", app.addr),
@@ -255,7 +263,6 @@ async fn a_registration_from_form_to_active_in_a_browser(pool: PgPool) {
     let isp = app.isp_token().await.to_owned();
     let reviewer = app.reviewer_token().await.to_owned();
     let second_reviewer = app.token(Role::Reviewer).await;
-    let _ = std::fs::remove_dir_all(shots_dir());
 
     let driver = Driver::start();
     let one = Browser::open(&driver, &app, "first").await;
