@@ -285,3 +285,40 @@ async fn amendments_reassess_and_a_withdrawn_application_is_refunded(pool: PgPoo
         assert!(history.contains(&wanted), "{wanted:?} in {history:?}");
     }
 }
+
+#[sqlx::test]
+async fn a_renewal_is_a_new_term_and_pays_for_every_address(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, bpo) = app.enrol(C::CallCenterBpo).await;
+    let r = app.submit_as(&bpo, voip(&["8.8.8.8/29"])).await;
+    // Approved with its documents verified and its fee paid (fixtures).
+    let approved = app.approve(&r).await.unwrap();
+    assert_eq!(summary(&challans(&app, &bpo, &r.id).await), [(8, 40_000, S::Paid)]);
+    let until = ts(time::OffsetDateTime::now_utc() + time::Duration::days(730));
+    let renewed = app
+        .registrations(Some(&bpo))
+        .renew_registration(pb::RenewRegistrationRequest {
+            id: r.id.clone(),
+            etag: approved.etag.clone(),
+            valid_until: Some(until),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let after = challans(&app, &bpo, &r.id).await;
+    assert_eq!(summary(&after), [(8, 40_000, S::Paid), (8, 40_000, S::Unpaid)]);
+    let renewal = renewed.pending_revision.as_ref().unwrap();
+    assert!(renewal.is_renewal);
+    assert_eq!(after[1].revision_id, renewal.id, "charged to the renewal");
+    // The renewal's approval waits for its own fee; the first stays earned.
+    let attested = app.attest(&renewed, true).await.unwrap();
+    app.verified_documents(&r.id).await;
+    let refused = approve_as_is(&app, &attested).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains(&after[1].payment_id),
+        "{}",
+        refused.message()
+    );
+}
