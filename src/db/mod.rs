@@ -13,6 +13,7 @@ pub mod isps;
 pub mod links;
 pub mod notify;
 pub mod outbox;
+pub mod payments;
 pub mod registrations;
 pub mod sessions;
 pub mod tokens;

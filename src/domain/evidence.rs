@@ -3,6 +3,8 @@
 //! document's content is (decided by its bytes, never its name), and how
 //! large it may be.
 
+use uuid::Uuid;
+
 use super::db_enum::db_enum;
 use super::institution::Category;
 use super::registration::Kind;
@@ -47,6 +49,14 @@ db_enum!(
         Rejected => "REJECTED",
     }
 );
+
+/// Whose documents an upload or a list names: a registration's, or an
+/// institution's own (`registration` empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub institution: Uuid,
+    pub registration: Option<Uuid>,
+}
 
 /// One requirement: any one of these documents satisfies it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -68,8 +68,7 @@ fn document_type(value: i32, v: &mut Violations, field: &str) -> Option<Document
 async fn owner(
     documents: &Documents,
     p: &crate::domain::principal::Principal,
-    registration: &str,
-    institution: &str,
+    (registration, institution): (&str, &str),
     prefix: &str,
     v: &mut Violations,
 ) -> Result<Option<Owner>, Status> {
@@ -135,8 +134,7 @@ impl DocumentService for DocumentApi {
         let owner = owner(
             &self.documents,
             &p,
-            &h.registration_id,
-            &h.institution_id,
+            (&h.registration_id, &h.institution_id),
             "header.",
             &mut v,
         )
@@ -195,8 +193,7 @@ impl DocumentService for DocumentApi {
         let owner = owner(
             &self.documents,
             p,
-            &msg.registration_id,
-            &msg.institution_id,
+            (&msg.registration_id, &msg.institution_id),
             "",
             &mut v,
         )
@@ -257,8 +254,7 @@ impl DocumentService for DocumentApi {
         let owner = owner(
             &self.documents,
             p,
-            &msg.registration_id,
-            &msg.institution_id,
+            (&msg.registration_id, &msg.institution_id),
             "",
             &mut v,
         )

@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::timestamp;
 use crate::auth::principal;
-use crate::db::fees::{Challan, Confirmation};
+use crate::db::{fees::Challan, payments::Confirmation};
 use crate::domain::{
     Violations,
     fees::{ChallanStatus, Psid},

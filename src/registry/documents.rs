@@ -11,17 +11,17 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::Registry;
+use super::upload::SNIFF_BYTES;
+pub use super::upload::{Begun, Upload};
 use crate::db::{StoreError, documents as store};
-use crate::domain::evidence::{self, DocumentStatus, DocumentType, Gap, MediaType, Requirement};
+pub use crate::domain::evidence::Owner;
+use crate::domain::evidence::{self, DocumentStatus, DocumentType, Gap, Requirement};
 use crate::domain::principal::{Actor, Principal, Role, Visibility};
 use crate::domain::refusal::Refusal;
 use crate::domain::state::State;
 use crate::domain::{Violations, request::RequestId};
 use crate::error::{Error, Result};
 use crate::vault::{Keyring, NONCE_PREFIX_LEN, Opener, Sealer, new_document_key};
-
-/// Bytes the content type is decided on (all of a shorter document).
-const SNIFF_BYTES: usize = 64;
 
 /// The documents of this server: the registry's rules, the key files, the
 /// size limit.
@@ -30,13 +30,6 @@ pub struct Documents {
     registry: Registry,
     keys: Option<Arc<Keyring>>,
     max_bytes: u64,
-}
-
-/// Whose documents an upload or a list names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Owner {
-    pub institution: Uuid,
-    pub registration: Option<Uuid>,
 }
 
 /// What an upload says it is.
@@ -405,135 +398,5 @@ impl Registry {
             &evidence::required(institution.category, kind),
             &held,
         ))
-    }
-}
-
-/// An upload's start: already done (a retry), or to be fed.
-pub enum Begun {
-    Done(Box<store::Document>),
-    Upload(Box<Upload>),
-}
-
-/// An upload in progress: content is typed on its first bytes, hashed,
-/// sealed and stored segment by segment; dropped unfinished, it leaves
-/// nothing.
-pub struct Upload {
-    /// What the header said the content is: its length and maybe its hash.
-    declared: (u64, Option<[u8; 32]>),
-    db: store::Upload,
-    id: Uuid,
-    owner: Owner,
-    r#type: DocumentType,
-    file_name: String,
-    request_id: String,
-    key_id: String,
-    wrapped_key: Vec<u8>,
-    prefix: [u8; NONCE_PREFIX_LEN],
-    sealer: Sealer,
-    head: Vec<u8>,
-    media_type: Option<MediaType>,
-    size: u64,
-    sha: Sha256,
-    max_bytes: u64,
-    actor: Actor,
-    pool: sqlx::PgPool,
-}
-
-impl Upload {
-    /// Takes the next piece of content.
-    pub async fn push(&mut self, content: &[u8]) -> Result<()> {
-        self.size += content.len() as u64;
-        if self.size > self.declared.0 {
-            return Err(Violations::one(
-                "content",
-                format!("runs past the {} bytes the header declared", self.declared.0),
-            )
-            .into());
-        }
-        if self.size > self.max_bytes {
-            return Err(
-                Violations::one("content", format!("a document may be at most {} bytes", self.max_bytes)).into(),
-            );
-        }
-        self.sha.update(content);
-        if self.media_type.is_none() {
-            self.head.extend_from_slice(content);
-            if self.head.len() < SNIFF_BYTES {
-                return Ok(());
-            }
-            self.type_head()?;
-            let head = std::mem::take(&mut self.head);
-            return self.seal(&head).await;
-        }
-        self.seal(content).await
-    }
-
-    fn type_head(&mut self) -> Result<()> {
-        let media_type = evidence::sniff(&self.head).map_err(|why| Violations::one("content", why))?;
-        self.media_type = Some(media_type);
-        Ok(())
-    }
-
-    /// Seals what `content` completes and stores it in one statement (a
-    /// message's worth of segments: one round trip, not one per segment).
-    async fn seal(&mut self, content: &[u8]) -> Result<()> {
-        let sealed = self.sealer.push(content);
-        if !sealed.is_empty() {
-            self.db.segments(&sealed).await?;
-        }
-        Ok(())
-    }
-
-    /// Ends the upload: an empty one is refused; the rest stored at once.
-    pub async fn finish(mut self) -> Result<store::Document> {
-        if self.size == 0 {
-            return Err(Violations::one("content", "is empty: send the document's bytes after the header").into());
-        }
-        if self.size != self.declared.0 {
-            return Err(Violations::one(
-                "content",
-                format!(
-                    "ended after {} of the {} bytes the header declared (a cut upload is not stored)",
-                    self.size, self.declared.0
-                ),
-            )
-            .into());
-        }
-        if self.media_type.is_none() {
-            self.type_head()?;
-            let head = std::mem::take(&mut self.head);
-            self.seal(&head).await?;
-        }
-        let last = self.sealer.finish();
-        self.db.segments(&[last]).await?;
-        let new = store::NewDocument {
-            id: self.id,
-            institution_id: self.owner.institution,
-            registration_id: self.owner.registration,
-            r#type: self.r#type,
-            file_name: &self.file_name,
-            request_id: &self.request_id,
-            key_id: &self.key_id,
-            wrapped_key: &self.wrapped_key,
-            nonce_prefix: &self.prefix,
-        };
-        let sha: [u8; 32] = self.sha.finalize().into();
-        if self.declared.1.is_some_and(|declared| declared != sha) {
-            return Err(Violations::one("header.sha256", "does not match the content received").into());
-        }
-        let media_type = self.media_type.expect("typed above");
-        let size = i64::try_from(self.size).unwrap_or(i64::MAX);
-        let id = self.id;
-        match self.db.finish(&new, media_type, size, &sha, &self.actor).await {
-            Ok(()) => {}
-            // The same request, finished first by another attempt.
-            Err(StoreError::AlreadyExists(_)) => {
-                return store::by_request(&self.pool, new.institution_id, new.request_id)
-                    .await?
-                    .ok_or_else(not_found);
-            }
-            Err(e) => return Err(e.into()),
-        }
-        store::get(&self.pool, id).await?.ok_or_else(not_found)
     }
 }

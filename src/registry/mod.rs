@@ -11,6 +11,7 @@ mod isps;
 pub mod payments;
 mod registrations;
 mod review;
+mod upload;
 pub mod webhooks;
 
 use std::sync::Arc;

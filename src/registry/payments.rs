@@ -4,7 +4,8 @@
 use uuid::Uuid;
 
 use super::Registry;
-use crate::db::fees::{self, Challan, Confirmation};
+use crate::db::fees::{self, Challan};
+use crate::db::payments::{self, Confirmation};
 use crate::db::registrations as store;
 use crate::domain::fees::Psid;
 use crate::domain::principal::{Actor, Principal, Role, Visibility};
@@ -31,12 +32,12 @@ impl Registry {
     /// A collecting bank's confirmation that a challan was paid.
     pub async fn confirm_payment(&self, c: &Confirmation<'_>, actor: &Actor) -> Result<Challan> {
         self.writable()?;
-        Ok(fees::confirm_payment(&self.pool, c, actor).await?)
+        Ok(payments::confirm_payment(&self.pool, c, actor).await?)
     }
 
     /// A collecting bank's confirmation that a fee owed back was repaid.
     pub async fn confirm_refund(&self, c: &Confirmation<'_>, actor: &Actor) -> Result<Challan> {
         self.writable()?;
-        Ok(fees::confirm_refund(&self.pool, c, actor).await?)
+        Ok(payments::confirm_refund(&self.pool, c, actor).await?)
     }
 }

@@ -74,6 +74,32 @@ async fn download(app: &TestApp, token: &str, id: &str) -> Result<(pb::Document,
     Ok((document.expect("the document first"), content))
 }
 
+/// A freelancer's registration with its employer's letter uploaded, and
+/// another institution.
+struct Letter {
+    token: String,
+    other: String,
+    r: pb::Registration,
+    made: pb::Document,
+}
+
+impl Letter {
+    async fn upload(app: &TestApp) -> Self {
+        let (_, token) = app.enrol(C::Freelancer).await;
+        let (_, other) = app.enrol(C::Company).await;
+        let r = app.submit(&token, &["8.8.8.0/24"]).await;
+        let made = upload(
+            app,
+            &token,
+            header(&r.id, T::EmployerLetter, "letter.pdf", &Uuid::new_v4().to_string()),
+            &pdf(1000, b""),
+        )
+        .await
+        .unwrap();
+        Self { token, other, r, made }
+    }
+}
+
 async fn stored(app: &TestApp) -> (i64, i64) {
     let documents: i64 = sqlx::query_scalar("SELECT count(*) FROM documents")
         .fetch_one(&app.pool)
@@ -313,17 +339,7 @@ async fn oversized_empty_and_foreign_content_is_refused_and_leaves_nothing(pool:
 #[sqlx::test]
 async fn documents_are_their_institutions_and_reviewers_and_nobody_elses(pool: PgPool) {
     let app = spawn_app(pool).await;
-    let (_, token) = app.enrol(C::Freelancer).await;
-    let (_, other) = app.enrol(C::Company).await;
-    let r = app.submit(&token, &["8.8.8.0/24"]).await;
-    let made = upload(
-        &app,
-        &token,
-        header(&r.id, T::EmployerLetter, "letter.pdf", &Uuid::new_v4().to_string()),
-        &pdf(1000, b""),
-    )
-    .await
-    .unwrap();
+    let Letter { token, other, r, made } = Letter::upload(&app).await;
     let theirs = download(&app, &other, &made.id).await.unwrap_err();
     assert_eq!(theirs.code(), Code::NotFound);
     let listed = app
@@ -441,16 +457,8 @@ async fn approval_waits_for_every_required_document_verified_and_names_each_gap(
     };
     let refused = approve(attested.clone()).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
-    use tonic_types::StatusExt;
-    let gaps: Vec<(String, String)> = refused
-        .get_details_precondition_failure()
-        .expect("a PreconditionFailure")
-        .violations
-        .into_iter()
-        .map(|v| (v.r#type, v.subject))
-        .collect();
     assert_eq!(
-        gaps,
+        precondition_gaps(&refused),
         [
             ("DOCUMENT_UNVERIFIED".to_owned(), "documents/CNIC_FRONT".to_owned()),
             ("DOCUMENT_MISSING".to_owned(), "documents/CNIC_BACK".to_owned()),
@@ -547,17 +555,7 @@ async fn a_rejected_document_sends_the_registration_back_and_a_new_version_repla
 #[sqlx::test]
 async fn the_institution_sees_who_read_its_documents(pool: PgPool) {
     let app = spawn_app(pool).await;
-    let (_, token) = app.enrol(C::Freelancer).await;
-    let (_, other) = app.enrol(C::Company).await;
-    let r = app.submit(&token, &["8.8.8.0/24"]).await;
-    let made = upload(
-        &app,
-        &token,
-        header(&r.id, T::EmployerLetter, "letter.pdf", &Uuid::new_v4().to_string()),
-        &pdf(1000, b""),
-    )
-    .await
-    .unwrap();
+    let Letter { token, other, r, made } = Letter::upload(&app).await;
     let reviewer = app.reviewer_token().await.to_owned();
     download(&app, &reviewer, &made.id).await.unwrap();
     download(&app, &token, &made.id).await.unwrap();

@@ -4,7 +4,6 @@
 
 use sqlx::PgPool;
 use tonic::Code;
-use tonic_types::StatusExt;
 use vpn_registry::domain::{decision::Decision, fees::Psid, principal::Role};
 use vpn_registry::pb::{self, ChallanStatus as S, InstitutionCategory as C, RegistrationAction as A};
 
@@ -116,14 +115,10 @@ async fn the_fifth_address_is_charged_and_approval_waits_for_payment(pool: PgPoo
     app.verified_documents(&r.id).await;
     let refused = approve_as_is(&app, &attested).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
-    let gaps: Vec<(String, String)> = refused
-        .get_details_precondition_failure()
-        .expect("a PreconditionFailure")
-        .violations
-        .into_iter()
-        .map(|v| (v.r#type, v.subject))
-        .collect();
-    assert_eq!(gaps, [("FEE_UNPAID".to_owned(), format!("challans/{psid}"))]);
+    assert_eq!(
+        precondition_gaps(&refused),
+        [("FEE_UNPAID".to_owned(), format!("challans/{psid}"))]
+    );
 
     // The bank looks the challan up, then pays; wrong amounts and unknown
     // ids are refused, and every attempt is recorded.

@@ -92,6 +92,18 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The (type, subject) of each violation in a status's PreconditionFailure.
+pub fn precondition_gaps(status: &Status) -> Vec<(String, String)> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_precondition_failure()
+        .expect("a PreconditionFailure")
+        .violations
+        .into_iter()
+        .map(|v| (v.r#type, v.subject))
+        .collect()
+}
+
 /// What a decision names: a registration and the version decided on.
 pub trait Versioned {
     fn id(&self) -> &str;

@@ -22,6 +22,7 @@ mod page;
 mod public;
 mod registration_form;
 mod review;
+mod review_queue;
 pub mod session;
 mod sign_in;
 mod sign_up;
@@ -101,6 +102,17 @@ pub fn router(
         webhooks: Arc::new(WebhookApi::new(registry.clone(), false)),
         institutions: Arc::new(InstitutionApi::new(registry)),
     };
+    people_routes()
+        .merge(work_routes())
+        .fallback(|| async { page::not_found() })
+        .with_state(console)
+        .layer(axum::middleware::map_response(move |response: Response| async move {
+            page::hardened(response, tls)
+        }))
+}
+
+/// Signing up and in, accounts, members, people and keys.
+fn people_routes() -> Router<Console> {
     Router::new()
         // (`/console/` itself is not routable here: tonic mounts services at
         // `/{name}/{*rest}`, which needs a non-empty rest.)
@@ -129,6 +141,11 @@ pub fn router(
         .route("/console/people", get(members::people).post(members::invite_person))
         .route("/console/keys", get(keys::list).post(keys::create))
         .route("/console/keys/{id}", post(keys::change))
+}
+
+/// Each role's work: applicants, ISP desks, reviewers, administrators.
+fn work_routes() -> Router<Console> {
+    Router::new()
         .route("/console/assets/form.js", get(assets::form_js))
         .route("/console/isp", get(isp::desk))
         .route("/console/isp/attest", post(isp::attest))
@@ -147,7 +164,7 @@ pub fn router(
         .route("/console/documents/upload", post(evidence::upload))
         .route("/console/documents/{id}", get(evidence::view))
         .route("/console/documents/{id}/verdict", post(evidence::verdict))
-        .route("/console/review", get(review::queue))
+        .route("/console/review", get(review_queue::queue))
         .route("/console/review/{id}", get(review::detail).post(review::decide))
         .route("/console/institutions", get(admin::institutions))
         .route("/console/institutions/new", get(admin::new_form).post(admin::create))
@@ -155,11 +172,6 @@ pub fn router(
         .route("/console/isps", get(admin::isps))
         .route("/console/notifications", get(notifications::outbox))
         .route("/console/webhooks", get(notifications::webhooks))
-        .fallback(|| async { page::not_found() })
-        .with_state(console)
-        .layer(axum::middleware::map_response(move |response: Response| async move {
-            page::hardened(response, tls)
-        }))
 }
 
 /// The connection a request came on (peer address, client certificate),
