@@ -2,6 +2,7 @@
 //! fresh PostgreSQL database (`#[sqlx::test]`, migrations applied).
 
 mod accounts;
+mod agent;
 mod api_keys;
 mod auth;
 mod browser;

@@ -1,0 +1,171 @@
+//! The agent's settings: flags with environment fallbacks, over an optional
+//! TOML file (`--config`) with the same names; flags win.
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::output::Output;
+
+/// Flags (and `VPN_REGISTRY_AGENT_*` variables).
+#[derive(Debug, Parser, Default)]
+#[command(
+    name = "vpn-registry-agent",
+    about = "Keeps a gateway's allow-list in sync with the national VPN registry"
+)]
+pub struct Args {
+    /// A TOML file with any of the settings below (flags win).
+    #[arg(long, env = "VPN_REGISTRY_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The registry (or a replica) to follow; repeat for failover, in order.
+    #[arg(long = "upstream", env = "VPN_REGISTRY_AGENT_UPSTREAM", value_delimiter = ',')]
+    pub upstreams: Vec<String>,
+    /// The CA that signed the upstreams' certificates (PEM).
+    #[arg(long, env = "VPN_REGISTRY_AGENT_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
+    /// This gateway's client certificate and key (PEM), where the upstream asks for one.
+    #[arg(long, env = "VPN_REGISTRY_AGENT_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    #[arg(long, env = "VPN_REGISTRY_AGENT_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// A file holding an `isp` or `lookup` token.
+    #[arg(long, env = "VPN_REGISTRY_AGENT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Where the session, serial and entries are kept across restarts.
+    #[arg(long, env = "VPN_REGISTRY_AGENT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// A file to keep current: FORMAT:PATH (plain, json, csv); repeatable.
+    #[arg(long = "output", env = "VPN_REGISTRY_AGENT_OUTPUT", value_delimiter = ',')]
+    pub outputs: Vec<String>,
+    /// A command run (by `sh -c`) after the files changed, to reload their reader.
+    #[arg(long, env = "VPN_REGISTRY_AGENT_ON_CHANGE")]
+    pub on_change: Option<String>,
+}
+
+/// The same settings in a TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct File {
+    #[serde(default)]
+    upstream: Vec<String>,
+    upstream_ca: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    #[serde(default)]
+    output: Vec<String>,
+    on_change: Option<String>,
+}
+
+/// The settings the agent runs with, checked and read.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub upstreams: Vec<String>,
+    /// PEM of the upstreams' CA.
+    pub upstream_ca: Option<Vec<u8>>,
+    /// PEM of the client certificate and key.
+    pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
+    pub token: String,
+    pub state_dir: PathBuf,
+    pub outputs: Vec<Output>,
+    pub on_change: Option<String>,
+}
+
+impl Config {
+    /// Flags over the file `--config` names, checked: what is missing or
+    /// unreadable is said by name.
+    pub fn from_args(args: Args) -> anyhow::Result<Self> {
+        let file: File = match &args.config {
+            Some(path) => toml::from_str(&read_text(path)?).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            None => File::default(),
+        };
+        let pick = |flag: Option<PathBuf>, file: Option<PathBuf>| flag.or(file);
+        let upstreams = if args.upstreams.is_empty() {
+            file.upstream
+        } else {
+            args.upstreams
+        };
+        if upstreams.is_empty() {
+            anyhow::bail!(
+                "no --upstream: name the registry (or a replica) to follow, such as https://registry.example.pk:50051"
+            );
+        }
+        let outputs = if args.outputs.is_empty() {
+            file.output
+        } else {
+            args.outputs
+        };
+        let token_file = pick(args.token_file, file.token_file)
+            .ok_or_else(|| anyhow::anyhow!("no --token-file: an isp or lookup token is needed"))?;
+        let state_dir = pick(args.state_dir, file.state_dir)
+            .ok_or_else(|| anyhow::anyhow!("no --state-dir: the agent keeps its state there across restarts"))?;
+        let client_identity = match (
+            pick(args.client_cert, file.client_cert),
+            pick(args.client_key, file.client_key),
+        ) {
+            (Some(cert), Some(key)) => Some((read(&cert)?, read(&key)?)),
+            (None, None) => None,
+            _ => anyhow::bail!("--client-cert and --client-key go together"),
+        };
+        Ok(Self {
+            upstreams,
+            upstream_ca: pick(args.upstream_ca, file.upstream_ca).map(|p| read(&p)).transpose()?,
+            client_identity,
+            token: read_text(&token_file)?.trim().to_owned(),
+            state_dir,
+            outputs: outputs
+                .iter()
+                .map(|o| o.parse().map_err(|e: String| anyhow::anyhow!("--output {e}")))
+                .collect::<anyhow::Result<_>>()?,
+            on_change: args.on_change.or(file.on_change),
+        })
+    }
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn read_text(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_what_is_missing_is_named() {
+        let dir = std::env::temp_dir().join(format!("agent-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("token"), "vpr_abc\n").unwrap();
+        let file = dir.join("agent.toml");
+        let toml = format!(
+            "upstream = [\"http://a:1\", \"http://b:2\"]\ntoken-file = {:?}\nstate-dir = \"/var/lib/x\"\noutput = [\"plain:/tmp/p.txt\"]\n",
+            dir.join("token")
+        );
+        std::fs::write(&file, toml).unwrap();
+        let args = Args {
+            config: Some(file.clone()),
+            state_dir: Some("/srv/agent".into()),
+            ..Args::default()
+        };
+        let config = Config::from_args(args).unwrap();
+        assert_eq!(config.upstreams, ["http://a:1", "http://b:2"]);
+        assert_eq!(config.token, "vpr_abc");
+        assert_eq!(config.state_dir, PathBuf::from("/srv/agent"), "the flag wins");
+        assert_eq!(config.outputs.len(), 1);
+        let missing = Config::from_args(Args::default()).unwrap_err().to_string();
+        assert!(missing.contains("--upstream"), "{missing}");
+        std::fs::write(&file, "upstreams = []").unwrap();
+        let unknown = Config::from_args(Args {
+            config: Some(file),
+            ..Args::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(unknown.contains("unknown field"), "{unknown}");
+    }
+}

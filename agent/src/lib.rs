@@ -1,0 +1,64 @@
+//! `vpn-registry-agent`: keeps an ISP gateway's allow-list in sync with the
+//! national VPN registry. It follows the registry's change stream, keeps its
+//! state on disk (enforcing from it at once after a restart, before the
+//! registry answers), and writes the current set to the files the
+//! gateway's tools read. Errors, restarts and outages never empty what it
+//! enforces: the last good set stays.
+
+pub mod config;
+pub mod follow;
+pub mod output;
+pub mod pb;
+pub mod set;
+pub mod state;
+
+use config::Config;
+use follow::Follower;
+use set::ActiveSet;
+
+/// Runs the agent until `stop` resolves: state first, then the upstreams.
+/// Returns the follower as it stopped (what it held, how many resets).
+pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Result<Follower> {
+    std::fs::create_dir_all(&config.state_dir)
+        .map_err(|e| anyhow::anyhow!("--state-dir {}: {e}", config.state_dir.display()))?;
+    let held = match state::load(&config.state_dir)? {
+        Some(held) => {
+            tracing::info!(
+                entries = held.len(),
+                serial = held.position.serial,
+                "state loaded; enforcing it"
+            );
+            publish(&config, &held);
+            held
+        }
+        None => ActiveSet::default(),
+    };
+    let mut follower = Follower::new(held);
+    follower.follow(&config, |held| commit(&config, held), stop).await;
+    Ok(follower)
+}
+
+/// After a change: the state saved, then the files rewritten.
+fn commit(config: &Config, held: &ActiveSet) {
+    if let Err(e) = state::save(&config.state_dir, held) {
+        tracing::error!(error = %e, dir = %config.state_dir.display(), "saving the state failed");
+    }
+    publish(config, held);
+}
+
+/// Writes every output, then runs `--on-change` (not waited for).
+fn publish(config: &Config, held: &ActiveSet) {
+    for output in &config.outputs {
+        if let Err(e) = output.write(held) {
+            tracing::error!(error = %e, path = %output.path.display(), "writing an output failed; the old file stays");
+        }
+    }
+    if let Some(command) = &config.on_change {
+        match tokio::process::Command::new("sh").arg("-c").arg(command).spawn() {
+            Ok(mut child) => {
+                tokio::spawn(async move { child.wait().await });
+            }
+            Err(e) => tracing::error!(error = %e, "--on-change did not start"),
+        }
+    }
+}

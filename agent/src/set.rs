@@ -1,0 +1,124 @@
+//! The active set as the gateway holds it: one entry per (registration
+//! reference, prefix), as the registry announces them, at a session and
+//! serial of the registry's change feed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::pb;
+
+/// One registered prefix of one registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub prefix: IpNet,
+    pub reference: String,
+    /// `VPN`, `CALL_CENTER_VOIP` or `VIDEO_CONFERENCING`.
+    pub kind: String,
+    /// Where the flows may go; empty: anywhere.
+    pub peers: Vec<IpNet>,
+    /// Unix seconds; entries lapse then even if the registry is unreachable.
+    pub valid_until: Option<i64>,
+}
+
+impl Entry {
+    /// An announced entry, or why it cannot be held (a prefix that does not parse).
+    pub fn from_pb(e: &pb::ActiveEntry) -> Result<Self, String> {
+        let parse = |p: &str| p.parse::<IpNet>().map_err(|_| format!("{p:?} is not a prefix"));
+        Ok(Self {
+            prefix: parse(&e.prefix)?,
+            reference: e.reference.clone(),
+            kind: pb::RegistrationKind::try_from(e.kind)
+                .map(|k| k.as_str_name().trim_start_matches("REGISTRATION_KIND_").to_owned())
+                .unwrap_or_default(),
+            peers: e.peer_prefixes.iter().map(|p| parse(p)).collect::<Result<_, _>>()?,
+            valid_until: e.valid_until.as_ref().map(|t| t.seconds),
+        })
+    }
+
+    fn key(&self) -> (String, IpNet) {
+        (self.reference.clone(), self.prefix)
+    }
+}
+
+/// Where the copy stands in the registry's feed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    pub session: String,
+    pub serial: i64,
+}
+
+/// The entries at a position.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActiveSet {
+    pub position: Position,
+    entries: BTreeMap<(String, IpNet), Entry>,
+}
+
+impl ActiveSet {
+    pub fn new(position: Position, entries: impl IntoIterator<Item = Entry>) -> Self {
+        Self {
+            position,
+            entries: entries.into_iter().map(|e| (e.key(), e)).collect(),
+        }
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Announces (or re-announces, replacing) an entry.
+    pub fn announce(&mut self, entry: Entry) {
+        self.entries.insert(entry.key(), entry);
+    }
+
+    /// Withdraws an entry; whether it was held.
+    pub fn withdraw(&mut self, reference: &str, prefix: IpNet) -> bool {
+        self.entries.remove(&(reference.to_owned(), prefix)).is_some()
+    }
+
+    /// Every prefix once, however many registrations hold it (what a plain
+    /// allow-list needs), in order.
+    pub fn prefixes(&self) -> BTreeSet<IpNet> {
+        self.entries.values().map(|e| e.prefix).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(reference: &str, prefix: &str) -> Entry {
+        Entry {
+            prefix: prefix.parse().unwrap(),
+            reference: reference.into(),
+            kind: "VPN".into(),
+            peers: vec![],
+            valid_until: None,
+        }
+    }
+
+    #[test]
+    fn a_prefix_two_registrations_hold_stays_until_both_withdraw() {
+        let mut set = ActiveSet::default();
+        set.announce(entry("VPN-1", "203.0.113.0/24"));
+        set.announce(entry("VPN-2", "203.0.113.0/24"));
+        set.announce(entry("VPN-2", "198.51.100.7/32"));
+        assert_eq!(set.len(), 3);
+        assert_eq!(set.prefixes().len(), 2);
+        assert!(set.withdraw("VPN-1", "203.0.113.0/24".parse().unwrap()));
+        assert!(set.prefixes().contains(&"203.0.113.0/24".parse().unwrap()));
+        assert!(set.withdraw("VPN-2", "203.0.113.0/24".parse().unwrap()));
+        assert!(!set.prefixes().contains(&"203.0.113.0/24".parse().unwrap()));
+        assert!(!set.withdraw("VPN-2", "203.0.113.0/24".parse().unwrap()), "once");
+    }
+}

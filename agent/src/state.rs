@@ -1,0 +1,158 @@
+//! The agent's state on disk: the feed position and the entries, written
+//! atomically (a temporary file, fsync, rename, fsync of the directory), so
+//! a crash leaves the old state or the new, never a mix. On start the agent
+//! enforces from it before the registry answers. A file that is not ours, of
+//! another format version, or whose checksum fails is refused whole.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::set::{ActiveSet, Entry, Position};
+
+/// The first line of every state file.
+const MAGIC: &str = "vpn-registry-agent state";
+/// The layout this agent writes and reads.
+const VERSION: u32 = 1;
+/// The state file's name inside `--state-dir`.
+pub const FILE: &str = "state.json";
+
+/// Why a state file was refused (nothing of it is applied).
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{0}: reading it failed: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error(
+        "{0} is not a vpn-registry-agent state file (it does not start with {MAGIC:?}); move it away or point --state-dir elsewhere"
+    )]
+    Foreign(PathBuf),
+    #[error("{0} is state format version {1}; this agent reads version {VERSION}")]
+    Version(PathBuf, u32),
+    #[error("{0} is damaged ({1}); it was not applied: remove it and the agent starts from a full snapshot")]
+    Corrupt(PathBuf, String),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    version: u32,
+    /// SHA-256 of the body, hex.
+    sha256: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Body {
+    position: Position,
+    entries: Vec<Entry>,
+}
+
+/// Reads the state in `dir`; `None` when there is none yet.
+pub fn load(dir: &Path) -> Result<Option<ActiveSet>, StateError> {
+    let path = dir.join(FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Err(StateError::Foreign(path)),
+        Err(e) => return Err(StateError::Io(path, e)),
+    };
+    let mut lines = text.splitn(3, '\n');
+    if lines.next() != Some(MAGIC) {
+        return Err(StateError::Foreign(path));
+    }
+    let corrupt = |why: String| StateError::Corrupt(path.clone(), why);
+    let header: Header = serde_json::from_str(lines.next().unwrap_or_default()).map_err(|e| corrupt(e.to_string()))?;
+    if header.version != VERSION {
+        return Err(StateError::Version(path, header.version));
+    }
+    let body = lines.next().unwrap_or_default();
+    if hex(&Sha256::digest(body.as_bytes())) != header.sha256 {
+        return Err(corrupt("its checksum does not match".into()));
+    }
+    let body: Body = serde_json::from_str(body).map_err(|e| corrupt(e.to_string()))?;
+    Ok(Some(ActiveSet::new(body.position, body.entries)))
+}
+
+/// Writes `set` as the state in `dir`, atomically.
+pub fn save(dir: &Path, set: &ActiveSet) -> std::io::Result<()> {
+    let body = serde_json::to_string(&Body {
+        position: set.position.clone(),
+        entries: set.entries().cloned().collect(),
+    })?;
+    let header = serde_json::to_string(&Header {
+        version: VERSION,
+        sha256: hex(&Sha256::digest(body.as_bytes())),
+    })?;
+    write_atomically(&dir.join(FILE), format!("{MAGIC}\n{header}\n{body}").as_bytes())
+}
+
+/// Replaces `path` with `content` so that a reader (or a crash) sees the
+/// old file or the new one, whole.
+pub fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(content)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("agent-state-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn a_set() -> ActiveSet {
+        let entry = Entry {
+            prefix: "203.0.113.0/24".parse().unwrap(),
+            reference: "VPN-2026-000001".into(),
+            kind: "VPN".into(),
+            peers: vec!["198.51.100.0/24".parse().unwrap()],
+            valid_until: Some(1_800_000_000),
+        };
+        let position = Position {
+            session: "s-1".into(),
+            serial: 42,
+        };
+        ActiveSet::new(position, [entry])
+    }
+
+    #[test]
+    fn state_is_read_back_as_written() {
+        let dir = dir("roundtrip");
+        assert!(load(&dir).unwrap().is_none(), "none yet");
+        save(&dir, &a_set()).unwrap();
+        assert_eq!(load(&dir).unwrap(), Some(a_set()));
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temporary file left");
+    }
+
+    #[test]
+    fn a_foreign_or_damaged_file_is_refused_whole() {
+        let dir = dir("refused");
+        std::fs::write(dir.join(FILE), "{\"some\": \"other tool\"}").unwrap();
+        assert!(matches!(load(&dir), Err(StateError::Foreign(_))));
+        save(&dir, &a_set()).unwrap();
+        let text = std::fs::read_to_string(dir.join(FILE)).unwrap();
+        std::fs::write(dir.join(FILE), text.replace("203.0.113.0/24", "203.0.113.0/25")).unwrap();
+        let refused = load(&dir).unwrap_err();
+        assert!(matches!(refused, StateError::Corrupt(..)), "{refused}");
+        assert!(refused.to_string().contains("checksum"));
+        std::fs::write(dir.join(FILE), text.replace("\"version\":1", "\"version\":9")).unwrap();
+        assert!(matches!(load(&dir), Err(StateError::Version(_, 9))));
+        std::fs::write(dir.join(FILE), &text[..text.len() / 2]).unwrap();
+        assert!(matches!(load(&dir), Err(StateError::Corrupt(..))), "cut short");
+    }
+}
