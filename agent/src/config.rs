@@ -35,7 +35,8 @@ pub struct Args {
     /// Where the session, serial and entries are kept across restarts.
     #[arg(long, env = "VPN_REGISTRY_AGENT_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
-    /// A file to keep current: FORMAT:PATH (plain, json, csv); repeatable.
+    /// A file to keep current: FORMAT:PATH (plain, json, csv, mikrotik,
+    /// suricata, zeek); repeatable.
     #[arg(long = "output", env = "VPN_REGISTRY_AGENT_OUTPUT", value_delimiter = ',')]
     pub outputs: Vec<String>,
     /// A command run (by `sh -c`) after the files changed, to reload their reader.
