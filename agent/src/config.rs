@@ -42,6 +42,10 @@ pub struct Args {
     /// A command run (by `sh -c`) after the files changed, to reload their reader.
     #[arg(long, env = "VPN_REGISTRY_AGENT_ON_CHANGE")]
     pub on_change: Option<String>,
+    /// Answer the current set over HTTP here (plain at `/`, `/json`, and
+    /// `/json-delta?session=S&serial=N`), with an ETag.
+    #[arg(long, env = "VPN_REGISTRY_AGENT_SERVE")]
+    pub serve: Option<std::net::SocketAddr>,
 }
 
 /// The same settings in a TOML file.
@@ -58,6 +62,7 @@ struct File {
     #[serde(default)]
     output: Vec<String>,
     on_change: Option<String>,
+    serve: Option<std::net::SocketAddr>,
 }
 
 /// The settings the agent runs with, checked and read.
@@ -72,6 +77,7 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub outputs: Vec<Output>,
     pub on_change: Option<String>,
+    pub serve: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -121,6 +127,7 @@ impl Config {
                 .map(|o| o.parse().map_err(|e: String| anyhow::anyhow!("--output {e}")))
                 .collect::<anyhow::Result<_>>()?,
             on_change: args.on_change.or(file.on_change),
+            serve: args.serve.or(file.serve),
         })
     }
 }

@@ -5,6 +5,7 @@
 //! snapshot is collected aside and replaces the held set only once complete,
 //! so nothing downstream ever sees a half-filled set.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio_stream::StreamExt;
@@ -39,6 +40,18 @@ pub enum StreamError {
     Ended,
 }
 
+/// Changes kept for `--serve`'s JSON deltas (older ones answer with the
+/// whole set).
+pub const JOURNAL_CAPACITY: usize = 100_000;
+
+/// One applied change, for clients that ask what changed since a serial.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Change {
+    pub serial: i64,
+    pub announced: bool,
+    pub entry: Entry,
+}
+
 /// The held set and the snapshot being collected.
 #[derive(Debug, Default)]
 pub struct Follower {
@@ -46,14 +59,21 @@ pub struct Follower {
     staging: Option<ActiveSet>,
     /// Resets received (each followed by a full snapshot).
     pub resets: u64,
+    /// The latest changes, oldest first; complete after `journal_since`.
+    pub journal: std::collections::VecDeque<Change>,
+    /// The serial the journal starts after (the last snapshot's, at first).
+    pub journal_since: i64,
 }
 
 impl Follower {
     pub fn new(held: ActiveSet) -> Self {
+        let journal_since = held.position.serial;
         Self {
             held,
             staging: None,
             resets: 0,
+            journal: std::collections::VecDeque::new(),
+            journal_since,
         }
     }
 
@@ -86,6 +106,8 @@ impl Follower {
                     .ok_or_else(|| protocol("a snapshot end without a reset"))?;
                 complete.position.serial = end.serial;
                 self.held = complete;
+                self.journal.clear();
+                self.journal_since = end.serial;
                 Ok(Applied::Changed)
             }
             Event::Deltas(batch) => {
@@ -95,80 +117,124 @@ impl Follower {
                 for d in batch.deltas {
                     let entry = d.entry.as_ref().ok_or_else(|| protocol("a delta without its entry"))?;
                     let entry = Entry::from_pb(entry).map_err(protocol)?;
-                    match pb::ChangeOperation::try_from(d.operation) {
-                        Ok(pb::ChangeOperation::Announce) => self.held.announce(entry),
+                    let announced = match pb::ChangeOperation::try_from(d.operation) {
+                        Ok(pb::ChangeOperation::Announce) => {
+                            self.held.announce(entry.clone());
+                            true
+                        }
                         Ok(pb::ChangeOperation::Withdraw) => {
                             self.held.withdraw(&entry.reference, entry.prefix);
+                            false
                         }
                         _ => return Err(protocol("a delta that neither announces nor withdraws")),
-                    }
+                    };
                     self.held.position.serial = d.serial;
+                    self.record(Change {
+                        serial: d.serial,
+                        announced,
+                        entry,
+                    });
                 }
                 Ok(Applied::Changed)
             }
         }
     }
 
-    /// Follows one upstream until the stream breaks; `changed` runs after
-    /// every message that changed the held set.
-    pub async fn follow_one(
-        &mut self,
-        url: &str,
-        config: &Config,
-        changed: &mut impl FnMut(&ActiveSet),
-    ) -> Result<(), StreamError> {
-        let channel = endpoint(url, config)?.connect().await?;
-        let mut client = LookupServiceClient::new(channel).max_decoding_message_size(64 << 20);
-        let mut request = tonic::Request::new(pb::WatchChangesRequest {
-            session_id: self.held.position.session.clone(),
-            since_serial: self.held.position.serial,
-            include_scoping: false,
-        });
-        let bearer = format!("Bearer {}", config.token)
-            .parse()
-            .map_err(|_| protocol("the token is not a valid header value"))?;
-        request.metadata_mut().insert("authorization", bearer);
-        let mut stream = client.watch_changes(request).await?.into_inner();
-        tracing::info!(upstream = url, session = %self.held.position.session, serial = self.held.position.serial, "following");
-        while let Some(message) = stream.next().await {
-            let Some(event) = message?.event else { continue };
-            if self.apply(event)? == Applied::Changed {
-                changed(&self.held);
-            }
+    fn record(&mut self, change: Change) {
+        if self.journal.len() == JOURNAL_CAPACITY
+            && let Some(oldest) = self.journal.pop_front()
+        {
+            self.journal_since = oldest.serial;
         }
-        Err(StreamError::Ended)
+        self.journal.push_back(change);
     }
 
-    /// Follows the upstreams in order, over and over, until `stop` resolves.
-    pub async fn follow(
-        &mut self,
-        config: &Config,
-        mut changed: impl FnMut(&ActiveSet),
-        stop: impl Future<Output = ()>,
-    ) {
-        tokio::pin!(stop);
-        let mut backoff = Duration::from_secs(1);
-        loop {
-            for url in &config.upstreams {
-                let started = tokio::time::Instant::now();
-                let ended = tokio::select! {
-                    ended = self.follow_one(url, config, &mut changed) => ended,
-                    () = &mut stop => return,
-                };
-                if let Err(e) = ended {
-                    tracing::warn!(upstream = %url, error = %e, "upstream lost; trying the next");
-                }
-                if started.elapsed() > MAX_BACKOFF {
-                    backoff = Duration::from_secs(1);
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                () = &mut stop => return,
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+    /// The changes after `serial` of `session`, or `None` when the journal
+    /// does not reach back that far (or the session is another): the client
+    /// then needs the whole set.
+    pub fn changes_since(&self, session: &str, serial: i64) -> Option<Vec<Change>> {
+        if session != self.held.position.session || serial < self.journal_since || serial > self.held.position.serial {
+            return None;
+        }
+        Some(self.journal.iter().filter(|c| c.serial > serial).cloned().collect())
+    }
+}
+
+/// The follower as the stream and `--serve` share it: the stream writes
+/// one message at a time, readers copy what they answer with.
+pub type Shared = Arc<RwLock<Follower>>;
+
+/// Follows one upstream until the stream breaks; `changed` runs after
+/// every message that changed the held set.
+async fn follow_one(
+    shared: &Shared,
+    url: &str,
+    config: &Config,
+    changed: &mut impl FnMut(&ActiveSet),
+) -> Result<(), StreamError> {
+    let channel = endpoint(url, config)?.connect().await?;
+    let mut client = LookupServiceClient::new(channel).max_decoding_message_size(64 << 20);
+    let position = read(shared).held.position.clone();
+    let mut request = tonic::Request::new(pb::WatchChangesRequest {
+        session_id: position.session.clone(),
+        since_serial: position.serial,
+        include_scoping: false,
+    });
+    let bearer = format!("Bearer {}", config.token)
+        .parse()
+        .map_err(|_| protocol("the token is not a valid header value"))?;
+    request.metadata_mut().insert("authorization", bearer);
+    let mut stream = client.watch_changes(request).await?.into_inner();
+    tracing::info!(upstream = url, session = %position.session, serial = position.serial, "following");
+    while let Some(message) = stream.next().await {
+        let Some(event) = message?.event else { continue };
+        let applied = write(shared).apply(event)?;
+        if applied == Applied::Changed {
+            changed(&read(shared).held);
         }
     }
+    Err(StreamError::Ended)
+}
+
+/// Follows the upstreams in order, over and over, until `stop` resolves.
+pub async fn follow(
+    shared: &Shared,
+    config: &Config,
+    mut changed: impl FnMut(&ActiveSet),
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        for url in &config.upstreams {
+            let started = tokio::time::Instant::now();
+            let ended = tokio::select! {
+                ended = follow_one(shared, url, config, &mut changed) => ended,
+                () = &mut stop => return,
+            };
+            if let Err(e) = ended {
+                tracing::warn!(upstream = %url, error = %e, "upstream lost; trying the next");
+            }
+            if started.elapsed() > MAX_BACKOFF {
+                backoff = Duration::from_secs(1);
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = &mut stop => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Reads the shared follower (a panic elsewhere leaves it usable: every
+/// write is one whole message applied or refused).
+pub fn read(shared: &Shared) -> std::sync::RwLockReadGuard<'_, Follower> {
+    shared.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write(shared: &Shared) -> std::sync::RwLockWriteGuard<'_, Follower> {
+    shared.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn protocol(why: impl Into<String>) -> StreamError {
@@ -195,4 +261,64 @@ fn endpoint(url: &str, config: &Config) -> Result<Endpoint, StreamError> {
         endpoint = endpoint.tls_config(tls)?;
     }
     Ok(endpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(prefix: &str) -> pb::ActiveEntry {
+        pb::ActiveEntry {
+            prefix: prefix.into(),
+            reference: "VPN-1".into(),
+            kind: pb::RegistrationKind::Vpn as i32,
+            ..Default::default()
+        }
+    }
+
+    fn delta(serial: i64, op: pb::ChangeOperation, prefix: &str) -> Event {
+        Event::Deltas(pb::DeltaBatch {
+            deltas: vec![pb::Delta {
+                serial,
+                operation: op as i32,
+                entry: Some(entry(prefix)),
+            }],
+        })
+    }
+
+    #[test]
+    fn a_snapshot_counts_only_when_complete_and_deltas_are_journalled() {
+        let mut f = Follower::default();
+        let reset = pb::Reset {
+            session_id: "s".into(),
+            serial: 10,
+        };
+        assert_eq!(f.apply(Event::Reset(reset)).unwrap(), Applied::Pending);
+        let chunk = pb::SnapshotChunk {
+            entries: vec![entry("203.0.113.0/24")],
+        };
+        assert_eq!(f.apply(Event::Snapshot(chunk)).unwrap(), Applied::Pending);
+        assert!(f.held.is_empty(), "nothing held before the snapshot ends");
+        let end = pb::SnapshotEnd { serial: 10 };
+        assert_eq!(f.apply(Event::SnapshotEnd(end)).unwrap(), Applied::Changed);
+        assert_eq!(f.held.len(), 1);
+        f.apply(delta(11, pb::ChangeOperation::Announce, "198.51.100.0/24"))
+            .unwrap();
+        f.apply(delta(12, pb::ChangeOperation::Withdraw, "203.0.113.0/24"))
+            .unwrap();
+        assert_eq!(f.held.position.serial, 12);
+        let since_10: Vec<(i64, bool)> = f
+            .changes_since("s", 10)
+            .unwrap()
+            .iter()
+            .map(|c| (c.serial, c.announced))
+            .collect();
+        assert_eq!(since_10, [(11, true), (12, false)]);
+        assert_eq!(f.changes_since("s", 11).unwrap().len(), 1);
+        assert!(f.changes_since("s", 9).is_none(), "before the journal: the whole set");
+        assert!(f.changes_since("other", 11).is_none(), "another session: the whole set");
+        assert!(f.changes_since("s", 13).is_none(), "ahead of us: the whole set");
+        let stray = f.apply(Event::Snapshot(pb::SnapshotChunk::default())).unwrap_err();
+        assert!(matches!(stray, StreamError::Protocol(_)), "a chunk without a reset");
+    }
 }

@@ -9,16 +9,37 @@ pub mod config;
 pub mod follow;
 pub mod output;
 pub mod pb;
+pub mod serve;
 pub mod set;
 pub mod state;
 
+use std::sync::{Arc, RwLock};
+
 use config::Config;
-use follow::Follower;
+use follow::{Follower, Shared};
 use set::ActiveSet;
 
-/// Runs the agent until `stop` resolves: state first, then the upstreams.
+/// Runs the agent until `stop` resolves: state first, then `--serve`'s
+/// listener (if any), then the upstreams.
+pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Result<Shared> {
+    let listener = match config.serve {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("--serve {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    run_with(config, listener, stop).await
+}
+
+/// [`run`] serving on `listener` (tests bind port 0 and read it back).
 /// Returns the follower as it stopped (what it held, how many resets).
-pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Result<Follower> {
+pub async fn run_with(
+    config: Config,
+    listener: Option<tokio::net::TcpListener>,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<Shared> {
     std::fs::create_dir_all(&config.state_dir)
         .map_err(|e| anyhow::anyhow!("--state-dir {}: {e}", config.state_dir.display()))?;
     let held = match state::load(&config.state_dir)? {
@@ -33,9 +54,13 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
         }
         None => ActiveSet::default(),
     };
-    let mut follower = Follower::new(held);
-    follower.follow(&config, |held| commit(&config, held), stop).await;
-    Ok(follower)
+    let shared: Shared = Arc::new(RwLock::new(Follower::new(held)));
+    let server = listener.map(|l| tokio::spawn(serve::serve(l, shared.clone())));
+    follow::follow(&shared, &config, |held| commit(&config, held), stop).await;
+    if let Some(server) = server {
+        server.abort();
+    }
+    Ok(shared)
 }
 
 /// After a change: the state saved, then the files rewritten.

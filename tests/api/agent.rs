@@ -6,9 +6,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::PgPool;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vpn_registry::domain::principal::Role;
 use vpn_registry::pb::InstitutionCategory as C;
-use vpn_registry_agent::{config::Config, follow::Follower, output::Output};
+use vpn_registry_agent::{
+    config::Config,
+    follow::{Shared, read},
+    output::Output,
+};
 
 use crate::helpers::*;
 
@@ -36,18 +41,24 @@ fn config(app: &TestApp, token: &str, dir: &Path) -> Config {
                 .unwrap(),
         ],
         on_change: Some(format!("date +%s%N >> {}", dir.join("reloads").display())),
+        serve: None,
     }
 }
 
-/// An agent running until its sender is dropped or sent to.
-fn start(
-    config: Config,
-) -> (
+type Running = (
     tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<Follower>>,
-) {
+    tokio::task::JoinHandle<anyhow::Result<Shared>>,
+);
+
+/// An agent running until its sender is dropped or sent to.
+fn start(config: Config) -> Running {
+    start_serving(config, None)
+}
+
+/// [`start`], answering HTTP on `listener`.
+fn start_serving(config: Config, listener: Option<tokio::net::TcpListener>) -> Running {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(vpn_registry_agent::run(config, async {
+    let agent = tokio::spawn(vpn_registry_agent::run_with(config, listener, async {
         let _ = stopped.await;
     }));
     (stop, agent)
@@ -86,7 +97,7 @@ async fn the_agent_follows_into_its_files_fails_over_and_resumes_after_a_restart
     assert!(dir.join("reloads").exists(), "--on-change ran");
     stop.send(()).unwrap();
     let first_run = agent.await.unwrap().unwrap();
-    assert_eq!(first_run.resets, 1, "one snapshot, then deltas");
+    assert_eq!(read(&first_run).resets, 1, "one snapshot, then deltas");
 
     // While it is down: one more approved, one revoked.
     app.active(&bank, &["7.7.7.0/24"]).await;
@@ -103,8 +114,9 @@ async fn the_agent_follows_into_its_files_fails_over_and_resumes_after_a_restart
     until_listed(&dir, &["7.7.7.0/24", "8.8.8.0/24"]).await;
     stop.send(()).unwrap();
     let second_run = agent.await.unwrap().unwrap();
-    assert_eq!(second_run.resets, 0, "resumed from its serial, no snapshot");
-    assert_eq!(second_run.held.position.serial, app.last_serial().await);
+    assert_eq!(read(&second_run).resets, 0, "resumed from its serial, no snapshot");
+    let last = app.last_serial().await;
+    assert_eq!(read(&second_run).held.position.serial, last);
 }
 
 #[sqlx::test]
@@ -120,4 +132,67 @@ async fn a_damaged_state_file_is_refused_and_the_files_stay(pool: PgPool) {
     let refused = agent.await.unwrap().unwrap_err().to_string();
     assert!(refused.contains("is not a vpn-registry-agent state file"), "{refused}");
     assert_eq!(listed(&dir).await, ["8.8.8.0/24"], "nothing was applied or rewritten");
+}
+
+/// A GET to the agent's HTTP endpoint: (status, ETag, body).
+async fn get(addr: std::net::SocketAddr, path: &str, if_none_match: &str) -> (u16, String, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let condition = if if_none_match.is_empty() {
+        String::new()
+    } else {
+        format!("If-None-Match: {if_none_match}\r\n")
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: agent\r\n{condition}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let status = head[9..12].parse().unwrap();
+    let etag = head
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: ").or_else(|| l.strip_prefix("ETag: ")))
+        .unwrap_or_default()
+        .to_owned();
+    (status, etag, body.to_owned())
+}
+
+#[sqlx::test]
+async fn the_agent_serves_its_set_with_an_etag_and_json_deltas(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, bank) = app.enrol(C::Bank).await;
+    let lookup = app.token(Role::Lookup).await;
+    app.active(&bank, &["8.8.8.0/24"]).await;
+    let dir = scratch("serve");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, _agent) = start_serving(config(&app, &lookup, &dir), Some(listener));
+    until_listed(&dir, &["8.8.8.0/24"]).await;
+    let (status, first, body) = get(addr, "/", "").await;
+    assert_eq!((status, body.as_str()), (200, "8.8.8.0/24\n"));
+    let (status, _, body) = get(addr, "/", &first).await;
+    assert_eq!((status, body.as_str()), (304, ""), "unchanged: not modified");
+    let (session, serial) = first.trim_matches('"').rsplit_once('-').unwrap();
+
+    app.active(&bank, &["9.9.9.0/24"]).await;
+    until_listed(&dir, &["8.8.8.0/24", "9.9.9.0/24"]).await;
+    let (status, second, _) = get(addr, "/", &first).await;
+    assert_eq!(status, 200);
+    assert_ne!(second, first);
+    let (_, _, delta) = get(addr, &format!("/json-delta?session={session}&serial={serial}"), "").await;
+    let delta: serde_json::Value = serde_json::from_str(&delta).unwrap();
+    assert_eq!(delta["reset"], false);
+    let announced: Vec<&str> = delta["announced"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["prefix"].as_str().unwrap())
+        .collect();
+    assert_eq!(announced, ["9.9.9.0/24"], "only what changed");
+    let (_, _, whole) = get(addr, "/json-delta?session=another&serial=1", "").await;
+    let whole: serde_json::Value = serde_json::from_str(&whole).unwrap();
+    assert_eq!(
+        (whole["reset"].clone(), whole["announced"].as_array().unwrap().len()),
+        (serde_json::json!(true), 2)
+    );
+    assert_eq!(get(addr, "/nothing", "").await.0, 404);
 }
