@@ -197,7 +197,11 @@ pub async fn insert(
     stored.valid_until = inserted.try_get("valid_until")?;
     let create_time: OffsetDateTime = inserted.try_get("create_time")?;
     append(&mut tx, id, record, actor, false).await?;
-    crate::db::fees::reassess(&mut tx, fees, id, actor).await?;
+    // A new registration has no challans to settle: one of a kind the
+    // schedule does not charge (a VPN) needs no assessment at all.
+    if fees.rule(spec.kind).is_some() {
+        crate::db::fees::reassess(&mut tx, fees, id, actor).await?;
+    }
     tx.commit().await?;
     Ok(Registration {
         id,
