@@ -56,11 +56,52 @@ pub async fn run_with(
     };
     let shared: Shared = Arc::new(RwLock::new(Follower::new(held)));
     let server = listener.map(|l| tokio::spawn(serve::serve(l, shared.clone())));
-    follow::follow(&shared, &config, |held| commit(&config, held), stop).await;
+    let pending = Arc::new(Pending::default());
+    let writer = tokio::spawn(write_behind(config.clone(), shared.clone(), pending.clone()));
+    follow::follow(&shared, &config, |_| pending.mark(), stop).await;
+    writer.abort();
+    // What changed since the last write is written before stopping.
+    if pending.take() {
+        commit(&config, &follow::read(&shared).held);
+    }
     if let Some(server) = server {
         server.abort();
     }
     Ok(shared)
+}
+
+/// Changes closer together than this are written once: a burst of deltas
+/// costs one state file, one set of outputs and one `--on-change`.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Whether the held set changed since it was last written.
+#[derive(Default)]
+struct Pending {
+    dirty: std::sync::atomic::AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+impl Pending {
+    fn mark(&self) {
+        self.dirty.store(true, std::sync::atomic::Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Whether there is something to write (and now nothing is pending).
+    fn take(&self) -> bool {
+        self.dirty.swap(false, std::sync::atomic::Ordering::AcqRel)
+    }
+}
+
+/// Writes the state and the outputs after changes, once they settle.
+async fn write_behind(config: Config, shared: Shared, pending: Arc<Pending>) {
+    loop {
+        pending.wake.notified().await;
+        tokio::time::sleep(SETTLE).await;
+        if pending.take() {
+            commit(&config, &follow::read(&shared).held);
+        }
+    }
 }
 
 /// After a change: the state saved, then the files rewritten.
