@@ -293,14 +293,7 @@ fn refusal(e: crate::error::Error) -> Response {
             message = format!("The file {}", details.join("; "));
         }
     }
-    let code = match status.code() {
-        tonic::Code::InvalidArgument => StatusCode::UNPROCESSABLE_ENTITY,
-        tonic::Code::NotFound => StatusCode::NOT_FOUND,
-        tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
-        tonic::Code::FailedPrecondition => StatusCode::CONFLICT,
-        _ => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    answered(code, &message)
+    answered(page::http_status(status.code()), &message)
 }
 
 /// `GET /console/documents/{id}`: the document in the browser, inline,

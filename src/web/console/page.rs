@@ -147,7 +147,7 @@ pub fn refused(status: &tonic::Status, session: Option<&Session>) -> Response {
 }
 
 /// The HTTP status a page refused with `code` answers.
-fn http_status(code: tonic::Code) -> StatusCode {
+pub fn http_status(code: tonic::Code) -> StatusCode {
     use tonic::Code as C;
     match code {
         C::InvalidArgument | C::OutOfRange => StatusCode::BAD_REQUEST,
