@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod follow;
+pub mod nft;
 pub mod output;
 pub mod pb;
 pub mod serve;

@@ -37,8 +37,8 @@ impl Entry {
         })
     }
 
-    fn key(&self) -> (String, IpNet) {
-        (self.reference.clone(), self.prefix)
+    fn key(&self) -> (IpNet, String) {
+        (self.prefix, self.reference.clone())
     }
 }
 
@@ -49,11 +49,12 @@ pub struct Position {
     pub serial: i64,
 }
 
-/// The entries at a position.
+/// The entries at a position, in prefix order (so the entries inside a
+/// prefix are one range: what the kernel sets are recomputed from).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ActiveSet {
     pub position: Position,
-    entries: BTreeMap<(String, IpNet), Entry>,
+    entries: BTreeMap<(IpNet, String), Entry>,
 }
 
 impl ActiveSet {
@@ -83,7 +84,50 @@ impl ActiveSet {
 
     /// Withdraws an entry; whether it was held.
     pub fn withdraw(&mut self, reference: &str, prefix: IpNet) -> bool {
-        self.entries.remove(&(reference.to_owned(), prefix)).is_some()
+        self.entries.remove(&(prefix, reference.to_owned())).is_some()
+    }
+
+    /// The entries whose prefix lies inside `net` (itself included).
+    pub fn within(&self, net: IpNet) -> impl Iterator<Item = &Entry> {
+        let (first, last) = match net {
+            IpNet::V4(n) => (
+                IpNet::V4(ipnet::Ipv4Net::new_assert(n.network(), 0)),
+                IpNet::V4(ipnet::Ipv4Net::new_assert(n.broadcast(), 32)),
+            ),
+            IpNet::V6(n) => (
+                IpNet::V6(ipnet::Ipv6Net::new_assert(n.network(), 0)),
+                IpNet::V6(ipnet::Ipv6Net::new_assert(n.broadcast(), 128)),
+            ),
+        };
+        let len = net.prefix_len();
+        self.entries
+            .range((first, String::new())..=(last, "\u{10FFFF}".repeat(4)))
+            .map(|(_, e)| e)
+            .filter(move |e| e.prefix.prefix_len() >= len)
+    }
+
+    /// The widest held prefix that contains `net` (or `net` itself): the
+    /// region a change to `net` can affect, since prefixes either nest or
+    /// are disjoint.
+    pub fn region(&self, net: IpNet) -> IpNet {
+        let mut widest = net;
+        for len in (0..net.prefix_len()).rev() {
+            let Ok(wider) = IpNet::new(net.network(), len).map(|n| n.trunc()) else {
+                continue;
+            };
+            if self.holds(wider) {
+                widest = wider;
+            }
+        }
+        widest
+    }
+
+    /// Whether some registration holds exactly `net`.
+    pub fn holds(&self, net: IpNet) -> bool {
+        self.entries
+            .range((net, String::new())..)
+            .next()
+            .is_some_and(|((p, _), _)| *p == net)
     }
 
     /// Every prefix once, however many registrations hold it (what a plain

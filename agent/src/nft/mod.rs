@@ -1,0 +1,3 @@
+//! The gateway's nftables sets, kept through netlink.
+
+pub mod layout;
