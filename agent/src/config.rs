@@ -15,6 +15,8 @@ use crate::output::Output;
     about = "Keeps a gateway's allow-list in sync with the national VPN registry"
 )]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// A TOML file with any of the settings below (flags win).
     #[arg(long, env = "VPN_REGISTRY_AGENT_CONFIG")]
     pub config: Option<PathBuf>,
@@ -46,6 +48,34 @@ pub struct Args {
     /// `/json-delta?session=S&serial=N`), with an ETag.
     #[arg(long, env = "VPN_REGISTRY_AGENT_SERVE")]
     pub serve: Option<std::net::SocketAddr>,
+    /// `sets`: keep the nftables sets (and the files); `files`: only the
+    /// files and `--serve` (no kernel access needed).
+    #[arg(long, env = "VPN_REGISTRY_AGENT_MODE", value_parser = ["sets", "files"])]
+    pub mode: Option<String>,
+    /// The table the sets live in: FAMILY NAME (default `inet vpn_registry`).
+    /// The ISP's own rules that use the sets go in this table.
+    #[arg(long, env = "VPN_REGISTRY_AGENT_NFT_TABLE")]
+    pub nft_table: Option<String>,
+    /// Set names start with this (default `registered`): `registered_hosts4`,
+    /// `registered_nets4`, `registered_flows4` and the same with 6.
+    #[arg(long, env = "VPN_REGISTRY_AGENT_NFT_SET_PREFIX")]
+    pub nft_set_prefix: Option<String>,
+    /// Keep the sets of this network namespace (a name under /run/netns
+    /// or a path) while talking to the registry from the agent's own.
+    #[arg(long, env = "VPN_REGISTRY_AGENT_NFT_NETNS")]
+    pub nft_netns: Option<String>,
+    /// How often the kernel's sets are compared with the expected set
+    /// (and repaired), in seconds (default 300).
+    #[arg(long, env = "VPN_REGISTRY_AGENT_VERIFY_INTERVAL")]
+    pub verify_interval: Option<u64>,
+}
+
+/// What to do (default: run).
+#[derive(Debug, Clone, Copy, clap::Subcommand)]
+pub enum Command {
+    /// Compare the kernel's sets with the state the agent last saved
+    /// (counts and digests per set); exit 1 on a difference.
+    Verify,
 }
 
 /// The same settings in a TOML file.
@@ -63,6 +93,48 @@ struct File {
     output: Vec<String>,
     on_change: Option<String>,
     serve: Option<std::net::SocketAddr>,
+    mode: Option<String>,
+    nft_table: Option<String>,
+    nft_set_prefix: Option<String>,
+    nft_netns: Option<String>,
+    verify_interval: Option<u64>,
+}
+
+/// Where and how the kernel sets are kept (`--mode sets`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NftConfig {
+    pub target: crate::nft::kernel::Target,
+    /// The namespace file, when not the agent's own.
+    pub netns: Option<PathBuf>,
+    pub verify_interval: std::time::Duration,
+}
+
+impl NftConfig {
+    /// `inet vpn_registry` and `registered`, in the agent's namespace.
+    pub fn new(table: &str, set_prefix: &str, netns: Option<&str>) -> anyhow::Result<Self> {
+        let (family, name) = table
+            .split_once(' ')
+            .ok_or_else(|| anyhow::anyhow!("--nft-table {table:?}: give FAMILY NAME, such as \"inet vpn_registry\""))?;
+        if !["inet", "ip", "ip6", "bridge", "netdev"].contains(&family) {
+            anyhow::bail!("--nft-table {table:?}: the family is one of inet, ip, ip6, bridge, netdev");
+        }
+        let netns = netns.map(|n| {
+            if n.contains('/') {
+                PathBuf::from(n)
+            } else {
+                Path::new("/run/netns").join(n)
+            }
+        });
+        Ok(Self {
+            target: crate::nft::kernel::Target {
+                family: family.to_owned(),
+                table: name.trim().to_owned(),
+                set_prefix: set_prefix.to_owned(),
+            },
+            netns,
+            verify_interval: std::time::Duration::from_secs(300),
+        })
+    }
 }
 
 /// The settings the agent runs with, checked and read.
@@ -78,6 +150,8 @@ pub struct Config {
     pub outputs: Vec<Output>,
     pub on_change: Option<String>,
     pub serve: Option<std::net::SocketAddr>,
+    /// The kernel sets; `None` with `--mode files`.
+    pub nft: Option<NftConfig>,
 }
 
 impl Config {
@@ -128,6 +202,27 @@ impl Config {
                 .collect::<anyhow::Result<_>>()?,
             on_change: args.on_change.or(file.on_change),
             serve: args.serve.or(file.serve),
+            nft: match args.mode.or(file.mode).as_deref().unwrap_or("sets") {
+                "files" => None,
+                "sets" => {
+                    let mut nft = NftConfig::new(
+                        args.nft_table
+                            .or(file.nft_table)
+                            .as_deref()
+                            .unwrap_or("inet vpn_registry"),
+                        args.nft_set_prefix
+                            .or(file.nft_set_prefix)
+                            .as_deref()
+                            .unwrap_or("registered"),
+                        args.nft_netns.or(file.nft_netns).as_deref(),
+                    )?;
+                    if let Some(secs) = args.verify_interval.or(file.verify_interval) {
+                        nft.verify_interval = std::time::Duration::from_secs(secs.max(1));
+                    }
+                    Some(nft)
+                }
+                other => anyhow::bail!("--mode {other:?}: sets or files"),
+            },
         })
     }
 }

@@ -56,11 +56,27 @@ pub async fn run_with(
         None => ActiveSet::default(),
     };
     let shared: Shared = Arc::new(RwLock::new(Follower::new(held)));
+    // The kernel's sets hold the state before the upstream is asked.
+    let kernel = match &config.nft {
+        Some(nft) => Some(kernel_side(nft.clone(), shared.clone())?),
+        None => None,
+    };
     let server = listener.map(|l| tokio::spawn(serve::serve(l, shared.clone())));
     let pending = Arc::new(Pending::default());
     let writer = tokio::spawn(write_behind(config.clone(), shared.clone(), pending.clone()));
-    follow::follow(&shared, &config, |_| pending.mark(), stop).await;
+    let changed = |_: &ActiveSet| {
+        pending.mark();
+        if let Some((wake, _)) = &kernel {
+            let _ = wake.send(());
+        }
+    };
+    follow::follow(&shared, &config, changed, stop).await;
     writer.abort();
+    if let Some((wake, thread)) = kernel {
+        // The sets keep their contents: stopping never flushes them.
+        drop(wake);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
     // What changed since the last write is written before stopping.
     if pending.take() {
         commit(&config, &follow::read(&shared).held);
@@ -69,6 +85,49 @@ pub async fn run_with(
         server.abort();
     }
     Ok(shared)
+}
+
+/// `vpn-registry-agent verify`: the kernel's sets against the state the
+/// agent last saved (counts and digests per set).
+pub fn verify(config: &Config) -> anyhow::Result<nft::enforce::Report> {
+    let nft = config
+        .nft
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("verify compares the nftables sets: not with --mode files"))?;
+    let held = state::load(&config.state_dir)?
+        .ok_or_else(|| anyhow::anyhow!("{}: no state yet; nothing to compare with", config.state_dir.display()))?;
+    let mut enforcer = nft::enforce::Enforcer::attach(nft, &held)?;
+    Ok(enforcer.verify()?)
+}
+
+/// The kernel's sets, kept by a thread of their own (netlink calls block):
+/// adopted and reconciled now, then brought up to the follower whenever
+/// woken, and compared (and repaired) every verify interval.
+fn kernel_side(
+    config: config::NftConfig,
+    shared: Shared,
+) -> anyhow::Result<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> {
+    let mut enforcer = nft::enforce::Enforcer::start(&config, &follow::read(&shared).held)
+        .map_err(|e| anyhow::anyhow!("nftables ({} {}): {e}", config.target.family, config.target.table))?;
+    tracing::info!(sets = ?enforcer.stats.elements, "the kernel's sets hold the state");
+    let (wake, woken) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::Builder::new().name("nft".into()).spawn(move || {
+        loop {
+            match woken.recv_timeout(config.verify_interval) {
+                Ok(()) => {
+                    while woken.try_recv().is_ok() {}
+                    let _ = enforcer.sync(&follow::read(&shared));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Err(e) = enforcer.repair() {
+                        tracing::error!(error = %e, "comparing the kernel's sets failed");
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    })?;
+    Ok((wake, thread))
 }
 
 /// Changes closer together than this are written once: a burst of deltas

@@ -9,12 +9,23 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    let config = vpn_registry_agent::config::Config::from_args(vpn_registry_agent::config::Args::parse())?;
+    let args = vpn_registry_agent::config::Args::parse();
+    let command = args.command;
+    let config = vpn_registry_agent::config::Config::from_args(args)?;
+    if let Some(vpn_registry_agent::config::Command::Verify) = command {
+        let report = vpn_registry_agent::verify(&config)?;
+        // The report is the command's output (the operator's terminal or a
+        // monitoring check), not a log line.
+        use std::io::Write;
+        writeln!(std::io::stdout(), "{report}")?;
+        std::process::exit(if report.matches() { 0 } else { 1 });
+    }
     tracing::info!(
         upstreams = ?config.upstreams,
         state_dir = %config.state_dir.display(),
         outputs = ?config.outputs.iter().map(|o| o.path.display().to_string()).collect::<Vec<_>>(),
         on_change = config.on_change.as_deref().unwrap_or("(none)"),
+        nft = ?config.nft,
         "starting"
     );
     vpn_registry_agent::run(config, shutdown()).await?;

@@ -42,6 +42,7 @@ fn config(app: &TestApp, token: &str, dir: &Path) -> Config {
         ],
         on_change: Some(format!("date +%s%N >> {}", dir.join("reloads").display())),
         serve: None,
+        nft: None,
     }
 }
 

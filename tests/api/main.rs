@@ -3,6 +3,7 @@
 
 mod accounts;
 mod agent;
+mod agent_nft;
 mod api_keys;
 mod auth;
 mod browser;
@@ -27,6 +28,7 @@ mod institutions;
 mod isps;
 mod lifecycle;
 mod lookup;
+mod netns;
 mod notifications;
 mod operations;
 mod permissions;

@@ -103,6 +103,29 @@ impl Diff {
     pub fn is_empty(&self) -> bool {
         self.remove.is_empty() && self.add.is_empty()
     }
+
+    /// Elements taken out or put in.
+    pub fn len(&self) -> usize {
+        self.remove.len() + self.add.len()
+    }
+
+    /// Adds the diff of another region (regions are disjoint).
+    pub fn merge(&mut self, other: Diff) {
+        self.remove.extend(other.remove);
+        self.add.extend(other.add);
+    }
+}
+
+/// The three kinds of set, per family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SetKind {
+    Hosts,
+    Nets,
+    Flows,
+}
+
+impl SetKind {
+    pub const ALL: [SetKind; 3] = [SetKind::Hosts, SetKind::Nets, SetKind::Flows];
 }
 
 impl Layout {
@@ -175,6 +198,101 @@ impl Layout {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    fn extend(&mut self, other: Layout) {
+        for (i, (h, (n, f))) in other
+            .hosts
+            .into_iter()
+            .zip(other.nets.into_iter().zip(other.flows))
+            .enumerate()
+        {
+            self.hosts[i].extend(h);
+            self.nets[i].extend(n);
+            self.flows[i].extend(f);
+        }
+    }
+
+    /// Without the elements that lapsed by `now` (the kernel no longer
+    /// lists them).
+    pub fn without_expired(&self, now: i64) -> Layout {
+        let live = |e: &Expiry| e.is_none_or(|t| t > now);
+        let mut out = Layout::default();
+        for i in 0..2 {
+            out.hosts[i] = self.hosts[i]
+                .iter()
+                .filter(|(_, e)| live(e))
+                .map(|(k, e)| (*k, *e))
+                .collect();
+            out.nets[i] = self.nets[i]
+                .iter()
+                .filter(|(_, (_, e))| live(e))
+                .map(|(k, v)| (*k, *v))
+                .collect();
+            out.flows[i] = self.flows[i]
+                .iter()
+                .filter(|(_, e)| live(e))
+                .map(|(k, e)| (*k, *e))
+                .collect();
+        }
+        out
+    }
+
+    /// Takes `expected`'s expiry for elements whose expiry read back from
+    /// the kernel is within `tolerance` seconds of it (the kernel answers
+    /// in remaining milliseconds, so a read-back expiry is approximate).
+    pub fn align_expiries(&mut self, expected: &Layout, tolerance: i64) {
+        let close = |a: &mut Expiry, b: Expiry| {
+            if let (Some(x), Some(y)) = (*a, b)
+                && (x - y).abs() <= tolerance
+            {
+                *a = b;
+            }
+        };
+        for i in 0..2 {
+            for (k, e) in self.hosts[i].iter_mut() {
+                if let Some(want) = expected.hosts[i].get(k) {
+                    close(e, *want);
+                }
+            }
+            for (k, (h, e)) in self.nets[i].iter_mut() {
+                if let Some((wh, want)) = expected.nets[i].get(k)
+                    && wh == h
+                {
+                    close(e, *want);
+                }
+            }
+            for (k, e) in self.flows[i].iter_mut() {
+                if let Some(want) = expected.flows[i].get(k) {
+                    close(e, *want);
+                }
+            }
+        }
+    }
+
+    /// Elements in one set, and a digest of them (keys and whether they
+    /// expire): what `verify` compares without listing a large set.
+    pub fn summary(&self, kind: SetKind, family: Family) -> (usize, String) {
+        use sha2::{Digest, Sha256};
+        let i = family.index();
+        let mut h = Sha256::new();
+        let mut n = 0;
+        let mut add = |parts: &[u128], e: &Expiry| {
+            for p in parts {
+                h.update(p.to_be_bytes());
+            }
+            h.update([e.is_some() as u8]);
+            n += 1;
+        };
+        match kind {
+            SetKind::Hosts => self.hosts[i].iter().for_each(|(k, e)| add(&[*k], e)),
+            SetKind::Nets => self.nets[i].iter().for_each(|(k, (hi, e))| add(&[*k, *hi], e)),
+            SetKind::Flows => self.flows[i]
+                .iter()
+                .for_each(|((a, b, c, d), e)| add(&[*a, *b, *c, *d], e)),
+        }
+        let digest = h.finalize();
+        (n, digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
     }
 
     /// Elements in all six sets.

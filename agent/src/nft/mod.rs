@@ -1,3 +1,5 @@
 //! The gateway's nftables sets, kept through netlink.
 
+pub mod enforce;
+pub mod kernel;
 pub mod layout;

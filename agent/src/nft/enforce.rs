@@ -1,0 +1,272 @@
+//! Keeps the kernel's sets equal to the held set. At start it adopts what
+//! the kernel already holds and changes only what differs (a restart never
+//! empties a set); deltas change only the regions they touch, in one
+//! transaction; a reset replaces the sets' contents in one transaction;
+//! and a periodic comparison repairs what was changed behind its back.
+//! Nothing here ever flushes a set on an error: a failed change leaves the
+//! last good contents, and the next pass repairs.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+
+use super::kernel::{Kernel, NftError};
+use super::layout::{Diff, Family, Layout, SetKind};
+use crate::config::NftConfig;
+use crate::follow::Follower;
+use crate::set::{ActiveSet, Position};
+
+/// Seconds an expiry read back from the kernel may differ from ours.
+const EXPIRY_TOLERANCE: i64 = 5;
+
+/// What the last passes did, for the metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub applies: u64,
+    pub failures: u64,
+    pub last_apply: Duration,
+    /// Elements that differed at the last comparison (0 when equal).
+    pub verify_differences: u64,
+    /// Elements per set: (set name, count), as expected.
+    pub elements: Vec<(String, usize)>,
+}
+
+/// The kernel side of the agent.
+pub struct Enforcer {
+    kernel: Kernel,
+    /// What the kernel should hold.
+    layout: Layout,
+    /// The follower's position `layout` is at.
+    position: Position,
+    /// A change failed: compare and repair at the next pass.
+    damaged: bool,
+    pub stats: Stats,
+}
+
+/// One set compared: counts and digests, never a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetReport {
+    pub set: String,
+    pub expected: (usize, String),
+    pub kernel: (usize, String),
+}
+
+/// The comparison of all six sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub sets: Vec<SetReport>,
+    /// Elements to take out or put in to make the kernel right.
+    pub differences: usize,
+}
+
+impl Report {
+    pub fn matches(&self) -> bool {
+        self.differences == 0
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for s in &self.sets {
+            let mark = if s.expected == s.kernel { "ok" } else { "DIFFERS" };
+            writeln!(
+                f,
+                "{:<24} expected {:>9} {}  kernel {:>9} {}  {mark}",
+                s.set, s.expected.0, s.expected.1, s.kernel.0, s.kernel.1
+            )?;
+        }
+        write!(f, "{} element(s) differ", self.differences)
+    }
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Enforcer {
+    /// Opens the sets (creating them if missing) and makes them hold
+    /// `held`, changing only what differs from what they hold now.
+    pub fn start(config: &NftConfig, held: &ActiveSet) -> Result<Self, NftError> {
+        let kernel = Kernel::open(config.target.clone(), config.netns.as_deref())?;
+        let mut enforcer = Enforcer {
+            kernel,
+            layout: Layout::of(held),
+            position: held.position.clone(),
+            damaged: true,
+            stats: Stats::default(),
+        };
+        enforcer.repair()?;
+        Ok(enforcer)
+    }
+
+    /// For comparing only: reads the kernel, creates and changes nothing.
+    pub fn attach(config: &NftConfig, held: &ActiveSet) -> Result<Self, NftError> {
+        Ok(Enforcer {
+            kernel: Kernel::connect(config.target.clone(), config.netns.as_deref())?,
+            layout: Layout::of(held),
+            position: held.position.clone(),
+            damaged: false,
+            stats: Stats::default(),
+        })
+    }
+
+    /// Brings the kernel up to the follower: the changes since the last
+    /// pass, or (after a reset, or when the journal no longer reaches
+    /// back) the whole set in one transaction.
+    pub fn sync(&mut self, follower: &Follower) -> Result<(), NftError> {
+        let held = &follower.held;
+        if held.position == self.position && !self.damaged {
+            return Ok(());
+        }
+        if self.damaged {
+            self.layout = Layout::of(held);
+            self.position = held.position.clone();
+            return self.repair();
+        }
+        let started = Instant::now();
+        let result = match follower.changes_since(&self.position.session, self.position.serial) {
+            Some(changes) => {
+                let regions: BTreeSet<IpNet> = changes.iter().map(|c| held.region(c.entry.prefix)).collect();
+                let mut diff = Diff::default();
+                for region in widest(regions) {
+                    diff.merge(self.layout.refresh(held, region));
+                }
+                self.position = held.position.clone();
+                tracing::debug!(
+                    changes = changes.len(),
+                    elements = diff.len(),
+                    "applying deltas to the sets"
+                );
+                self.kernel.apply(&diff.remove, &diff.add, false, now())
+            }
+            None => {
+                self.layout = Layout::of(held);
+                self.position = held.position.clone();
+                tracing::info!(elements = self.layout.len(), "replacing the sets' contents (a reset)");
+                self.kernel.apply(&Layout::default(), &self.layout, true, now())
+            }
+        };
+        self.finish(started, result)
+    }
+
+    /// Compares the kernel's sets with the expected set.
+    pub fn verify(&mut self) -> Result<Report, NftError> {
+        let (report, _) = self.compare()?;
+        Ok(report)
+    }
+
+    /// Compares, and changes what differs (one transaction); if that is
+    /// refused, replaces the sets' contents (one transaction).
+    pub fn repair(&mut self) -> Result<(), NftError> {
+        let started = Instant::now();
+        let (report, diff) = self.compare()?;
+        self.stats.verify_differences = report.differences as u64;
+        if report.matches() {
+            self.damaged = false;
+            self.record_sizes();
+            return Ok(());
+        }
+        tracing::warn!(
+            differences = report.differences,
+            "the kernel's sets differ from the expected set; repairing\n{report}"
+        );
+        let result = match self.kernel.apply(&diff.remove, &diff.add, false, now()) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "repairing element by element was refused; replacing the sets' contents");
+                self.kernel.apply(&Layout::default(), &self.layout, true, now())
+            }
+        };
+        self.finish(started, result)
+    }
+
+    fn finish(&mut self, started: Instant, result: Result<(), NftError>) -> Result<(), NftError> {
+        self.stats.last_apply = started.elapsed();
+        match &result {
+            Ok(()) => {
+                self.stats.applies += 1;
+                self.damaged = false;
+            }
+            Err(e) => {
+                self.stats.failures += 1;
+                self.damaged = true;
+                tracing::error!(error = %e, "changing the kernel's sets failed; they keep their last contents until the next pass repairs them");
+            }
+        }
+        self.record_sizes();
+        result
+    }
+
+    fn record_sizes(&mut self) {
+        let target = self.kernel.target();
+        self.stats.elements = Family::BOTH
+            .iter()
+            .flat_map(|f| SetKind::ALL.map(|k| (*f, k)))
+            .map(|(f, k)| (target.set_name(k, f), self.layout.summary(k, f).0))
+            .collect();
+    }
+
+    fn compare(&mut self) -> Result<(Report, Diff), NftError> {
+        let now = now();
+        let expected = self.layout.without_expired(now);
+        let mut kernel = self.kernel.read(now)?;
+        kernel.align_expiries(&expected, EXPIRY_TOLERANCE);
+        let diff = kernel.diff_to(&expected);
+        let target = self.kernel.target();
+        let sets = Family::BOTH
+            .iter()
+            .flat_map(|f| SetKind::ALL.map(|k| (*f, k)))
+            .map(|(f, k)| SetReport {
+                set: target.set_name(k, f),
+                expected: expected.summary(k, f),
+                kernel: kernel.summary(k, f),
+            })
+            .collect();
+        Ok((
+            Report {
+                sets,
+                differences: diff.len(),
+            },
+            diff,
+        ))
+    }
+}
+
+/// The regions that are not inside another of them. In prefix order a
+/// region comes after the one containing it, and nothing that is not
+/// inside it comes between them (prefixes nest or are disjoint).
+fn widest(regions: BTreeSet<IpNet>) -> Vec<IpNet> {
+    let mut out: Vec<IpNet> = Vec::new();
+    for r in regions {
+        if !out.last().is_some_and(|w| w.contains(&r)) {
+            out.push(r);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_outermost_regions_are_recomputed() {
+        let nets: BTreeSet<IpNet> = [
+            "10.0.0.0/8",
+            "10.1.0.0/16",
+            "10.1.2.0/24",
+            "11.0.0.0/24",
+            "2001:db8::/32",
+            "2001:db8:1::/48",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        let kept: Vec<String> = widest(nets).iter().map(|n| n.to_string()).collect();
+        assert_eq!(kept, ["10.0.0.0/8", "11.0.0.0/24", "2001:db8::/32"]);
+    }
+}
