@@ -109,14 +109,16 @@ fn kernel_side(
 ) -> anyhow::Result<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> {
     let mut enforcer = nft::enforce::Enforcer::start(&config, &follow::read(&shared).held)
         .map_err(|e| anyhow::anyhow!("nftables ({} {}): {e}", config.target.family, config.target.table))?;
-    tracing::info!(sets = ?enforcer.stats.elements, "the kernel's sets hold the state");
+    tracing::info!(sets = ?enforcer.sizes(), "the kernel's sets hold the state");
     let (wake, woken) = std::sync::mpsc::channel::<()>();
     let thread = std::thread::Builder::new().name("nft".into()).spawn(move || {
         loop {
             match woken.recv_timeout(config.verify_interval) {
                 Ok(()) => {
                     while woken.try_recv().is_ok() {}
-                    let _ = enforcer.sync(&follow::read(&shared));
+                    // Planned under the follower's lock, done without it.
+                    let plan = enforcer.plan(&follow::read(&shared));
+                    let _ = enforcer.execute(plan);
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     if let Err(e) = enforcer.repair() {

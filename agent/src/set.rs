@@ -101,7 +101,8 @@ impl ActiveSet {
         };
         let len = net.prefix_len();
         self.entries
-            .range((first, String::new())..=(last, "\u{10FFFF}".repeat(4)))
+            .range((first, String::new())..)
+            .take_while(move |((p, _), _)| *p <= last)
             .map(|(_, e)| e)
             .filter(move |e| e.prefix.prefix_len() >= len)
     }

@@ -29,9 +29,7 @@ impl Netns {
 
     /// `nft ARGS` inside the namespace; its standard output.
     pub fn nft(&self, args: &[&str]) -> String {
-        let mut all = vec!["netns", "exec", &self.name, "nft"];
-        all.extend_from_slice(args);
-        run("ip", &all)
+        self.exec("nft", args)
     }
 
     /// [`Netns::nft`], or `None` when it fails (a table not created yet).

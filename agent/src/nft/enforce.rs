@@ -8,30 +8,17 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
 use super::kernel::{Kernel, NftError};
-use super::layout::{Diff, Family, Layout, SetKind};
+use super::layout::{Diff, Layout, SetKind};
 use crate::config::NftConfig;
 use crate::follow::Follower;
 use crate::set::{ActiveSet, Position};
 
 /// Seconds an expiry read back from the kernel may differ from ours.
 const EXPIRY_TOLERANCE: i64 = 5;
-
-/// What the last passes did, for the metrics.
-#[derive(Debug, Clone, Default)]
-pub struct Stats {
-    pub applies: u64,
-    pub failures: u64,
-    pub last_apply: Duration,
-    /// Elements that differed at the last comparison (0 when equal).
-    pub verify_differences: u64,
-    /// Elements per set: (set name, count), as expected.
-    pub elements: Vec<(String, usize)>,
-}
 
 /// The kernel side of the agent.
 pub struct Enforcer {
@@ -42,7 +29,20 @@ pub struct Enforcer {
     position: Position,
     /// A change failed: compare and repair at the next pass.
     damaged: bool,
-    pub stats: Stats,
+}
+
+/// What a pass must do to the kernel: decided from the follower (under its
+/// lock), then done without holding it, so the stream is never held up by
+/// kernel work.
+#[derive(Debug)]
+pub enum Plan {
+    Nothing,
+    /// Deltas: these elements out and in.
+    Apply(Box<Diff>),
+    /// A reset: the sets' contents replaced by the layout.
+    Replace,
+    /// After a failure: compare with the kernel and repair.
+    Repair,
 }
 
 /// One set compared: counts and digests, never a listing.
@@ -97,7 +97,6 @@ impl Enforcer {
             layout: Layout::of(held),
             position: held.position.clone(),
             damaged: true,
-            stats: Stats::default(),
         };
         enforcer.repair()?;
         Ok(enforcer)
@@ -110,25 +109,24 @@ impl Enforcer {
             layout: Layout::of(held),
             position: held.position.clone(),
             damaged: false,
-            stats: Stats::default(),
         })
     }
 
-    /// Brings the kernel up to the follower: the changes since the last
-    /// pass, or (after a reset, or when the journal no longer reaches
-    /// back) the whole set in one transaction.
-    pub fn sync(&mut self, follower: &Follower) -> Result<(), NftError> {
+    /// What it takes to bring the kernel up to the follower: the changes
+    /// since the last pass, or (after a reset, or when the journal no
+    /// longer reaches back) the whole set. The layout moves to the
+    /// follower's position now; [`Enforcer::execute`] changes the kernel.
+    pub fn plan(&mut self, follower: &Follower) -> Plan {
         let held = &follower.held;
         if held.position == self.position && !self.damaged {
-            return Ok(());
+            return Plan::Nothing;
         }
         if self.damaged {
             self.layout = Layout::of(held);
             self.position = held.position.clone();
-            return self.repair();
+            return Plan::Repair;
         }
-        let started = Instant::now();
-        let result = match follower.changes_since(&self.position.session, self.position.serial) {
+        match follower.changes_since(&self.position.session, self.position.serial) {
             Some(changes) => {
                 let regions: BTreeSet<IpNet> = changes.iter().map(|c| held.region(c.entry.prefix)).collect();
                 let mut diff = Diff::default();
@@ -141,16 +139,26 @@ impl Enforcer {
                     elements = diff.len(),
                     "applying deltas to the sets"
                 );
-                self.kernel.apply(&diff.remove, &diff.add, false, now())
+                Plan::Apply(Box::new(diff))
             }
             None => {
                 self.layout = Layout::of(held);
                 self.position = held.position.clone();
                 tracing::info!(elements = self.layout.len(), "replacing the sets' contents (a reset)");
-                self.kernel.apply(&Layout::default(), &self.layout, true, now())
+                Plan::Replace
             }
+        }
+    }
+
+    /// Changes the kernel as planned, each change one transaction.
+    pub fn execute(&mut self, plan: Plan) -> Result<(), NftError> {
+        let result = match plan {
+            Plan::Nothing => return Ok(()),
+            Plan::Repair => return self.repair(),
+            Plan::Apply(diff) => self.kernel.apply(&diff.remove, &diff.add, false, now()),
+            Plan::Replace => self.kernel.apply(&Layout::default(), &self.layout, true, now()),
         };
-        self.finish(started, result)
+        self.finish(result)
     }
 
     /// Compares the kernel's sets with the expected set.
@@ -162,12 +170,9 @@ impl Enforcer {
     /// Compares, and changes what differs (one transaction); if that is
     /// refused, replaces the sets' contents (one transaction).
     pub fn repair(&mut self) -> Result<(), NftError> {
-        let started = Instant::now();
         let (report, diff) = self.compare()?;
-        self.stats.verify_differences = report.differences as u64;
         if report.matches() {
             self.damaged = false;
-            self.record_sizes();
             return Ok(());
         }
         tracing::warn!(
@@ -181,33 +186,26 @@ impl Enforcer {
                 self.kernel.apply(&Layout::default(), &self.layout, true, now())
             }
         };
-        self.finish(started, result)
+        self.finish(result)
     }
 
-    fn finish(&mut self, started: Instant, result: Result<(), NftError>) -> Result<(), NftError> {
-        self.stats.last_apply = started.elapsed();
+    fn finish(&mut self, result: Result<(), NftError>) -> Result<(), NftError> {
         match &result {
-            Ok(()) => {
-                self.stats.applies += 1;
-                self.damaged = false;
-            }
+            Ok(()) => self.damaged = false,
             Err(e) => {
-                self.stats.failures += 1;
                 self.damaged = true;
                 tracing::error!(error = %e, "changing the kernel's sets failed; they keep their last contents until the next pass repairs them");
             }
         }
-        self.record_sizes();
         result
     }
 
-    fn record_sizes(&mut self) {
+    /// Elements per set, as expected: (set name, count).
+    pub fn sizes(&self) -> Vec<(String, usize)> {
         let target = self.kernel.target();
-        self.stats.elements = Family::BOTH
-            .iter()
-            .flat_map(|f| SetKind::ALL.map(|k| (*f, k)))
-            .map(|(f, k)| (target.set_name(k, f), self.layout.summary(k, f).0))
-            .collect();
+        SetKind::each()
+            .map(|(f, k)| (target.set_name(k, f), self.layout.count(k, f)))
+            .collect()
     }
 
     fn compare(&mut self) -> Result<(Report, Diff), NftError> {
@@ -217,9 +215,7 @@ impl Enforcer {
         kernel.align_expiries(&expected, EXPIRY_TOLERANCE);
         let diff = kernel.diff_to(&expected);
         let target = self.kernel.target();
-        let sets = Family::BOTH
-            .iter()
-            .flat_map(|f| SetKind::ALL.map(|k| (*f, k)))
+        let sets = SetKind::each()
             .map(|(f, k)| SetReport {
                 set: target.set_name(k, f),
                 expected: expected.summary(k, f),

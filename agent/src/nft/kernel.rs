@@ -115,9 +115,8 @@ impl Kernel {
         let mut socket = socket;
         socket.bind_auto()?;
         socket.connect(&SocketAddr::new(0, 0))?;
-        // A batch is one datagram, however large; room for the kernel's
-        // answers to a dump.
-        force_buffer(&socket, libc::SO_SNDBUFFORCE, 64 << 20);
+        // Room for the kernel's answers to a dump (a batch's room is made
+        // as it is sent).
         force_buffer(&socket, libc::SO_RCVBUFFORCE, 16 << 20);
         Ok(Kernel { socket, seq: 1, target })
     }
@@ -206,8 +205,7 @@ impl Kernel {
                         format!("flushing set {set}"),
                     ));
                 } else {
-                    let gone = elements(remove, kind, family, None);
-                    for chunk in gone.chunks(ELEMENTS_PER_MESSAGE) {
+                    for chunk in chunks(elements(remove, kind, family, None)) {
                         batch.push((
                             self.destroy(&set, chunk),
                             0,
@@ -215,14 +213,13 @@ impl Kernel {
                         ));
                     }
                 }
-                let new = elements(add, kind, family, Some(now));
-                for chunk in new.chunks(ELEMENTS_PER_MESSAGE) {
+                for chunk in chunks(elements(add, kind, family, Some(now))) {
                     batch.push((
                         NfTablesMessage::NewSetElement(SetElementMessage {
                             attributes: vec![
                                 SetElementList::Table(self.target.table.clone()),
                                 SetElementList::Set(set.clone()),
-                                SetElementList::Elements(chunk.to_vec()),
+                                SetElementList::Elements(chunk),
                             ],
                         }),
                         NLM_F_CREATE,
@@ -235,7 +232,7 @@ impl Kernel {
     }
 
     /// A removal that ignores elements already gone.
-    fn destroy(&self, set: &str, chunk: &[ListAttribute<SetElementAttribute>]) -> NfTablesMessage {
+    fn destroy(&self, set: &str, chunk: Vec<ListAttribute<SetElementAttribute>>) -> NfTablesMessage {
         let raw = |nla: &SetElementList| {
             let mut value = vec![0u8; nla.value_len()];
             nla.emit_value(&mut value);
@@ -246,7 +243,7 @@ impl Kernel {
             attributes: vec![
                 raw(&SetElementList::Table(self.target.table.clone())),
                 raw(&SetElementList::Set(set.to_owned())),
-                raw(&SetElementList::Elements(chunk.to_vec())),
+                raw(&SetElementList::Elements(chunk)),
             ],
         }
     }
@@ -255,12 +252,9 @@ impl Kernel {
     /// lifetimes back into expiries).
     pub fn read(&mut self, now: i64) -> Result<Layout, NftError> {
         let mut layout = Layout::default();
-        for family in Family::BOTH {
-            for kind in SetKind::ALL {
-                let set = self.target.set_name(kind, family);
-                let raw = self.dump(&set)?;
-                decode(&mut layout, kind, family, raw, now).map_err(NftError::Decode)?;
-            }
+        for (family, kind) in SetKind::each() {
+            let raw = self.dump(&self.target.set_name(kind, family))?;
+            decode(&mut layout, kind, family, raw, now).map_err(NftError::Decode)?;
         }
         Ok(layout)
     }
@@ -280,9 +274,7 @@ impl Kernel {
         let mut out = Vec::new();
         let mut datagram = Vec::with_capacity(1 << 20);
         loop {
-            datagram.clear();
-            self.socket.recv(&mut datagram, 0)?;
-            for message in messages(&datagram)? {
+            for message in self.receive(&mut datagram)? {
                 if message.seq != seq {
                     continue;
                 }
@@ -319,6 +311,13 @@ impl Kernel {
         }
         let end = self.next_seq();
         self.control(&mut buf, ControlMessage::BatchEnd, end);
+        // A batch is one datagram, however large (a full load of a million
+        // elements is tens of megabytes).
+        force_buffer(
+            &self.socket,
+            libc::SO_SNDBUFFORCE,
+            (buf.len() + (1 << 20)).try_into().unwrap_or(libc::c_int::MAX),
+        );
         self.socket.send(&buf, 0)?;
         // The kernel processes the batch while we send it (and ignores
         // whatever follows its end in the same datagram); a request sent
@@ -331,9 +330,7 @@ impl Kernel {
         let mut refused = None;
         let mut datagram = Vec::with_capacity(1 << 16);
         loop {
-            datagram.clear();
-            self.socket.recv(&mut datagram, 0)?;
-            for message in messages(&datagram)? {
+            for message in self.receive(&mut datagram)? {
                 if message.seq == fence {
                     return refused.map_or(Ok(()), Err);
                 }
@@ -349,6 +346,13 @@ impl Kernel {
                 }
             }
         }
+    }
+
+    /// The messages of the next datagram, read into `datagram`.
+    fn receive<'a>(&self, datagram: &'a mut Vec<u8>) -> Result<Vec<Received<'a>>, NftError> {
+        datagram.clear();
+        self.socket.recv(datagram, 0)?;
+        messages(datagram)
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -494,6 +498,17 @@ fn parse_elements(body: &[u8], out: &mut Vec<RawElement>) -> Result<(), String> 
         }
     }
     Ok(())
+}
+
+/// Elements split into messages, moved rather than copied (a full load is
+/// a million of them).
+fn chunks<T>(all: Vec<T>) -> Vec<Vec<T>> {
+    let mut out = Vec::with_capacity(all.len().div_ceil(ELEMENTS_PER_MESSAGE));
+    let mut rest = all.into_iter().peekable();
+    while rest.peek().is_some() {
+        out.push(rest.by_ref().take(ELEMENTS_PER_MESSAGE).collect());
+    }
+    out
 }
 
 fn push(buf: &mut Vec<u8>, message: NetfilterMessage, flags: u16, seq: u32) {

@@ -126,6 +126,11 @@ pub enum SetKind {
 
 impl SetKind {
     pub const ALL: [SetKind; 3] = [SetKind::Hosts, SetKind::Nets, SetKind::Flows];
+
+    /// The six sets, IPv4 first.
+    pub fn each() -> impl Iterator<Item = (Family, SetKind)> {
+        Family::BOTH.into_iter().flat_map(|f| SetKind::ALL.map(|k| (f, k)))
+    }
 }
 
 impl Layout {
@@ -153,32 +158,39 @@ impl Layout {
             fresh.flows.extend(p.flows);
         }
         let old = self.take(family, lo, hi);
-        let diff = Layout::between(family, &old, &fresh);
-        self.insert(family, fresh);
-        diff
+        self.insert(family, fresh.clone());
+        Layout::between(family, old, fresh)
     }
 
     /// What turns `self` into `target` (for a reconciliation with the kernel).
     pub fn diff_to(&self, target: &Layout) -> Diff {
         let mut diff = Diff::default();
-        for family in Family::BOTH {
-            let i = family.index();
-            let d = Layout::between(
-                family,
-                &Pieces::from_layout(self, family),
-                &Pieces::from_layout(target, family),
+        for i in 0..2 {
+            changes(
+                &self.hosts[i],
+                &target.hosts[i],
+                &mut diff.remove.hosts[i],
+                &mut diff.add.hosts[i],
             );
-            diff.remove.hosts[i] = d.remove.hosts[i].clone();
-            diff.remove.nets[i] = d.remove.nets[i].clone();
-            diff.remove.flows[i] = d.remove.flows[i].clone();
-            diff.add.hosts[i] = d.add.hosts[i].clone();
-            diff.add.nets[i] = d.add.nets[i].clone();
-            diff.add.flows[i] = d.add.flows[i].clone();
+            changes(
+                &self.nets[i],
+                &target.nets[i],
+                &mut diff.remove.nets[i],
+                &mut diff.add.nets[i],
+            );
+            changes(
+                &self.flows[i],
+                &target.flows[i],
+                &mut diff.remove.flows[i],
+                &mut diff.add.flows[i],
+            );
         }
         diff
     }
 
-    /// Applies a diff (what the kernel does with it).
+    /// Applies a diff (what the kernel does with it; the model the
+    /// property tests replay diffs on).
+    #[cfg(test)]
     pub fn apply(&mut self, diff: &Diff) {
         for i in 0..2 {
             for k in diff.remove.hosts[i].keys() {
@@ -270,6 +282,16 @@ impl Layout {
         }
     }
 
+    /// Elements in one set.
+    pub fn count(&self, kind: SetKind, family: Family) -> usize {
+        let i = family.index();
+        match kind {
+            SetKind::Hosts => self.hosts[i].len(),
+            SetKind::Nets => self.nets[i].len(),
+            SetKind::Flows => self.flows[i].len(),
+        }
+    }
+
     /// Elements in one set, and a digest of them (keys and whether they
     /// expire): what `verify` compares without listing a large set.
     pub fn summary(&self, kind: SetKind, family: Family) -> (usize, String) {
@@ -334,29 +356,12 @@ impl Layout {
         }
     }
 
-    fn between(family: Family, old: &Pieces, new: &Pieces) -> Diff {
-        let i = family.index();
-        let mut diff = Diff::default();
-        let old_hosts: BTreeMap<_, _> = old.hosts.iter().copied().collect();
-        let new_hosts: BTreeMap<_, _> = new.hosts.iter().copied().collect();
-        changes(
-            &old_hosts,
-            &new_hosts,
-            &mut diff.remove.hosts[i],
-            &mut diff.add.hosts[i],
-        );
-        let old_nets: BTreeMap<_, _> = old.nets.iter().map(|(l, h, e)| (*l, (*h, *e))).collect();
-        let new_nets: BTreeMap<_, _> = new.nets.iter().map(|(l, h, e)| (*l, (*h, *e))).collect();
-        changes(&old_nets, &new_nets, &mut diff.remove.nets[i], &mut diff.add.nets[i]);
-        let old_flows: BTreeMap<_, _> = old.flows.iter().copied().collect();
-        let new_flows: BTreeMap<_, _> = new.flows.iter().copied().collect();
-        changes(
-            &old_flows,
-            &new_flows,
-            &mut diff.remove.flows[i],
-            &mut diff.add.flows[i],
-        );
-        diff
+    /// What turns one region's `old` pieces into its `new` ones.
+    fn between(family: Family, old: Pieces, new: Pieces) -> Diff {
+        let (mut before, mut after) = (Layout::default(), Layout::default());
+        before.insert(family, old);
+        after.insert(family, new);
+        before.diff_to(&after)
     }
 }
 
@@ -380,22 +385,11 @@ fn changes<K: Ord + Copy, V: PartialEq + Copy>(
 }
 
 /// The elements of one family inside one region.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Pieces {
     hosts: Vec<(u128, Expiry)>,
     nets: Vec<(u128, u128, Expiry)>,
     flows: Vec<(Rect, Expiry)>,
-}
-
-impl Pieces {
-    fn from_layout(layout: &Layout, family: Family) -> Self {
-        let i = family.index();
-        Pieces {
-            hosts: layout.hosts[i].iter().map(|(k, v)| (*k, *v)).collect(),
-            nets: layout.nets[i].iter().map(|(l, (h, e))| (*l, *h, *e)).collect(),
-            flows: layout.flows[i].iter().map(|(k, v)| (*k, *v)).collect(),
-        }
-    }
 }
 
 /// Entries (in prefix order) grouped by region: a prefix and everything
