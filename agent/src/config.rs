@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::health::OnStale;
 use crate::output::Output;
 
 /// Flags (and `VPN_REGISTRY_AGENT_*` variables).
@@ -68,6 +69,18 @@ pub struct Args {
     /// (and repaired), in seconds (default 300).
     #[arg(long, env = "VPN_REGISTRY_AGENT_VERIFY_INTERVAL")]
     pub verify_interval: Option<u64>,
+    /// Seconds without any upstream before the agent calls its set stale
+    /// (default 86400: a day): not ready, the alarm raised, `--on-stale`.
+    #[arg(long, env = "VPN_REGISTRY_AGENT_MAX_STALE")]
+    pub max_stale: Option<u64>,
+    /// What the kernel's sets hold once stale: `hold` the last good set
+    /// (entries still lapse at their valid_until), `open` (every address
+    /// counts as registered) or `closed` (none does). Default hold.
+    #[arg(long, env = "VPN_REGISTRY_AGENT_ON_STALE", value_enum)]
+    pub on_stale: Option<OnStale>,
+    /// Answer /metrics (Prometheus), /readyz and /livez here.
+    #[arg(long, env = "VPN_REGISTRY_AGENT_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// What to do (default: run).
@@ -98,6 +111,9 @@ struct File {
     nft_set_prefix: Option<String>,
     nft_netns: Option<String>,
     verify_interval: Option<u64>,
+    max_stale: Option<u64>,
+    on_stale: Option<OnStale>,
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Where and how the kernel sets are kept (`--mode sets`).
@@ -152,6 +168,33 @@ pub struct Config {
     pub serve: Option<std::net::SocketAddr>,
     /// The kernel sets; `None` with `--mode files`.
     pub nft: Option<NftConfig>,
+    pub max_stale: std::time::Duration,
+    pub on_stale: OnStale,
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+/// A day without the registry before the set is called stale.
+pub const DEFAULT_MAX_STALE: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+impl Config {
+    /// Following `upstreams` with `token`, state in `state_dir`, every
+    /// other setting at its default (files only: no kernel sets).
+    pub fn new(upstreams: Vec<String>, token: String, state_dir: PathBuf) -> Self {
+        Self {
+            upstreams,
+            upstream_ca: None,
+            client_identity: None,
+            token,
+            state_dir,
+            outputs: Vec::new(),
+            on_change: None,
+            serve: None,
+            nft: None,
+            max_stale: DEFAULT_MAX_STALE,
+            on_stale: OnStale::Hold,
+            metrics_listen: None,
+        }
+    }
 }
 
 impl Config {
@@ -223,6 +266,12 @@ impl Config {
                 }
                 other => anyhow::bail!("--mode {other:?}: sets or files"),
             },
+            max_stale: args
+                .max_stale
+                .or(file.max_stale)
+                .map_or(DEFAULT_MAX_STALE, std::time::Duration::from_secs),
+            on_stale: args.on_stale.or(file.on_stale).unwrap_or_default(),
+            metrics_listen: args.metrics_listen.or(file.metrics_listen),
         })
     }
 }

@@ -12,6 +12,8 @@ use tokio_stream::StreamExt;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::config::Config;
+use crate::health::Health;
+use crate::metrics::{Metrics, seconds_since};
 use crate::pb::{self, lookup_service_client::LookupServiceClient, watch_changes_response::Event};
 use crate::set::{ActiveSet, Entry, Position};
 
@@ -50,6 +52,10 @@ pub struct Change {
     pub serial: i64,
     pub announced: bool,
     pub entry: Entry,
+    /// When the registry committed an announcement (Unix microseconds):
+    /// what the lag to the gateway and to the kernel is measured from.
+    #[serde(skip)]
+    pub announced_at: Option<i64>,
 }
 
 /// The held set and the snapshot being collected.
@@ -129,10 +135,20 @@ impl Follower {
                         _ => return Err(protocol("a delta that neither announces nor withdraws")),
                     };
                     self.held.position.serial = d.serial;
+                    let announced_at = match (announced, &d.entry) {
+                        (
+                            true,
+                            Some(pb::ActiveEntry {
+                                last_changed: Some(t), ..
+                            }),
+                        ) => Some(t.seconds * 1_000_000 + i64::from(t.nanos / 1000)),
+                        _ => None,
+                    };
                     self.record(Change {
                         serial: d.serial,
                         announced,
                         entry,
+                        announced_at,
                     });
                 }
                 Ok(Applied::Changed)
@@ -170,6 +186,7 @@ async fn follow_one(
     shared: &Shared,
     url: &str,
     config: &Config,
+    watch: &Watch<'_>,
     changed: &mut impl FnMut(&ActiveSet),
 ) -> Result<(), StreamError> {
     let channel = endpoint(url, config)?.connect().await?;
@@ -185,21 +202,45 @@ async fn follow_one(
         .map_err(|_| protocol("the token is not a valid header value"))?;
     request.metadata_mut().insert("authorization", bearer);
     let mut stream = client.watch_changes(request).await?.into_inner();
+    watch.health.connected();
     tracing::info!(upstream = url, session = %position.session, serial = position.serial, "following");
     while let Some(message) = stream.next().await {
         let Some(event) = message?.event else { continue };
-        let applied = write(shared).apply(event)?;
+        let is_reset = matches!(event, Event::Reset(_));
+        let mut follower = write(shared);
+        let before = follower.held.position.serial;
+        let applied = follower.apply(event)?;
+        drop(follower);
+        if is_reset {
+            watch.metrics.resets.inc();
+        }
         if applied == Applied::Changed {
-            changed(&read(shared).held);
+            let follower = read(shared);
+            let fresh = follower.journal.iter().rev().take_while(|c| c.serial > before);
+            for change in fresh {
+                if let Some(at) = change.announced_at {
+                    watch.metrics.upstream_lag.observe(seconds_since(at));
+                }
+            }
+            watch.health.set_holds_set();
+            changed(&follower.held);
         }
     }
     Err(StreamError::Ended)
+}
+
+/// What the stream reports to: contact for the stale clock, lag and
+/// resets for the metrics.
+pub struct Watch<'a> {
+    pub health: &'a Health,
+    pub metrics: &'a Metrics,
 }
 
 /// Follows the upstreams in order, over and over, until `stop` resolves.
 pub async fn follow(
     shared: &Shared,
     config: &Config,
+    watch: Watch<'_>,
     mut changed: impl FnMut(&ActiveSet),
     stop: impl Future<Output = ()>,
 ) {
@@ -209,9 +250,16 @@ pub async fn follow(
         for url in &config.upstreams {
             let started = tokio::time::Instant::now();
             let ended = tokio::select! {
-                ended = follow_one(shared, url, config, &mut changed) => ended,
-                () = &mut stop => return,
+                ended = follow_one(shared, url, config, &watch, &mut changed) => ended,
+                () = &mut stop => {
+                    watch.health.disconnected();
+                    return;
+                }
             };
+            if watch.health.is_connected() {
+                watch.metrics.stream_breaks.inc();
+            }
+            watch.health.disconnected();
             if let Err(e) = ended {
                 tracing::warn!(upstream = %url, error = %e, "upstream lost; trying the next");
             }

@@ -7,7 +7,10 @@
 
 pub mod config;
 pub mod follow;
+pub mod health;
+pub mod metrics;
 pub mod nft;
+pub mod ops;
 pub mod output;
 pub mod pb;
 pub mod serve;
@@ -15,32 +18,53 @@ pub mod set;
 pub mod state;
 
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use config::Config;
-use follow::{Follower, Shared};
+use follow::{Follower, Shared, Watch};
+use health::Health;
+use metrics::Metrics;
 use set::ActiveSet;
 
-/// Runs the agent until `stop` resolves: state first, then `--serve`'s
-/// listener (if any), then the upstreams.
-pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Result<Shared> {
-    let listener = match config.serve {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| anyhow::anyhow!("--serve {addr}: {e}"))?,
-        ),
-        None => None,
-    };
-    run_with(config, listener, stop).await
+/// The listeners the agent answers on (tests bind port 0 and read it back).
+#[derive(Default)]
+pub struct Listeners {
+    /// `--serve`: the current set.
+    pub serve: Option<tokio::net::TcpListener>,
+    /// `--metrics-listen`: metrics and health.
+    pub metrics: Option<tokio::net::TcpListener>,
 }
 
-/// [`run`] serving on `listener` (tests bind port 0 and read it back).
-/// Returns the follower as it stopped (what it held, how many resets).
-pub async fn run_with(
-    config: Config,
-    listener: Option<tokio::net::TcpListener>,
-    stop: impl Future<Output = ()>,
-) -> anyhow::Result<Shared> {
+/// The agent as it stopped: what it held, and what it reported.
+#[derive(Debug)]
+pub struct Stopped {
+    pub follower: Shared,
+    pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Runs the agent until `stop` resolves: state first, then the listeners,
+/// then the upstreams.
+pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Result<Stopped> {
+    async fn bind(addr: Option<std::net::SocketAddr>, flag: &str) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+        match addr {
+            Some(addr) => Ok(Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{flag} {addr}: {e}"))?,
+            )),
+            None => Ok(None),
+        }
+    }
+    let listeners = Listeners {
+        serve: bind(config.serve, "--serve").await?,
+        metrics: bind(config.metrics_listen, "--metrics-listen").await?,
+    };
+    run_with(config, listeners, stop).await
+}
+
+/// [`run`] answering on `listeners`.
+pub async fn run_with(config: Config, listeners: Listeners, stop: impl Future<Output = ()>) -> anyhow::Result<Stopped> {
     std::fs::create_dir_all(&config.state_dir)
         .map_err(|e| anyhow::anyhow!("--state-dir {}: {e}", config.state_dir.display()))?;
     let held = match state::load(&config.state_dir)? {
@@ -55,36 +79,78 @@ pub async fn run_with(
         }
         None => ActiveSet::default(),
     };
+    let health = Arc::new(Health::new(
+        &config.state_dir,
+        config.max_stale,
+        !held.position.session.is_empty(),
+        config.nft.is_some(),
+    ));
+    let metrics = Arc::new(Metrics::new());
     let shared: Shared = Arc::new(RwLock::new(Follower::new(held)));
     // The kernel's sets hold the state before the upstream is asked.
-    let kernel = match &config.nft {
-        Some(nft) => Some(kernel_side(nft.clone(), shared.clone())?),
+    let keeper = match &config.nft {
+        Some(nft) => Some(nft::keeper::start(
+            nft.clone(),
+            config.on_stale,
+            shared.clone(),
+            health.clone(),
+            metrics.clone(),
+        )?),
         None => None,
     };
-    let server = listener.map(|l| tokio::spawn(serve::serve(l, shared.clone())));
+    let mut tasks = Vec::new();
+    if let Some(listener) = listeners.serve {
+        tasks.push(tokio::spawn(serve::serve(listener, shared.clone())));
+    }
+    if let Some(listener) = listeners.metrics {
+        tasks.push(tokio::spawn(ops::serve(
+            listener,
+            shared.clone(),
+            health.clone(),
+            metrics.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(keep_contact(health.clone())));
+    if let Some(every) = sd_notify::watchdog_enabled() {
+        tasks.push(tokio::spawn(watchdog(health.clone(), every)));
+    }
     let pending = Arc::new(Pending::default());
-    let writer = tokio::spawn(write_behind(config.clone(), shared.clone(), pending.clone()));
+    tasks.push(tokio::spawn(write_behind(
+        config.clone(),
+        shared.clone(),
+        pending.clone(),
+    )));
+    // Ready for systemd: the sets hold the state, the listeners answer.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let changed = |_: &ActiveSet| {
         pending.mark();
-        if let Some((wake, _)) = &kernel {
-            let _ = wake.send(());
+        if let Some(keeper) = &keeper {
+            let _ = keeper.wake.send(());
         }
     };
-    follow::follow(&shared, &config, changed, stop).await;
-    writer.abort();
-    if let Some((wake, thread)) = kernel {
+    let watch = Watch {
+        health: &health,
+        metrics: &metrics,
+    };
+    follow::follow(&shared, &config, watch, changed, stop).await;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    for task in &tasks {
+        task.abort();
+    }
+    if let Some(keeper) = keeper {
         // The sets keep their contents: stopping never flushes them.
-        drop(wake);
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        drop(keeper.wake);
+        let _ = tokio::task::spawn_blocking(move || keeper.thread.join()).await;
     }
     // What changed since the last write is written before stopping.
     if pending.take() {
         commit(&config, &follow::read(&shared).held);
     }
-    if let Some(server) = server {
-        server.abort();
-    }
-    Ok(shared)
+    Ok(Stopped {
+        follower: shared,
+        health,
+        metrics,
+    })
 }
 
 /// `vpn-registry-agent verify`: the kernel's sets against the state the
@@ -100,36 +166,31 @@ pub fn verify(config: &Config) -> anyhow::Result<nft::enforce::Report> {
     Ok(enforcer.verify()?)
 }
 
-/// The kernel's sets, kept by a thread of their own (netlink calls block):
-/// adopted and reconciled now, then brought up to the follower whenever
-/// woken, and compared (and repaired) every verify interval.
-fn kernel_side(
-    config: config::NftConfig,
-    shared: Shared,
-) -> anyhow::Result<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> {
-    let mut enforcer = nft::enforce::Enforcer::start(&config, &follow::read(&shared).held)
-        .map_err(|e| anyhow::anyhow!("nftables ({} {}): {e}", config.target.family, config.target.table))?;
-    tracing::info!(sets = ?enforcer.sizes(), "the kernel's sets hold the state");
-    let (wake, woken) = std::sync::mpsc::channel::<()>();
-    let thread = std::thread::Builder::new().name("nft".into()).spawn(move || {
-        loop {
-            match woken.recv_timeout(config.verify_interval) {
-                Ok(()) => {
-                    while woken.try_recv().is_ok() {}
-                    // Planned under the follower's lock, done without it.
-                    let plan = enforcer.plan(&follow::read(&shared));
-                    let _ = enforcer.execute(plan);
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    if let Err(e) = enforcer.repair() {
-                        tracing::error!(error = %e, "comparing the kernel's sets failed");
-                    }
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
-            }
+/// How often the time of contact is saved while connected.
+const CONTACT_SAVE: Duration = Duration::from_secs(60);
+
+/// Saves the time of contact now and then, so a crash loses little of
+/// the stale clock.
+async fn keep_contact(health: Arc<Health>) {
+    loop {
+        tokio::time::sleep(CONTACT_SAVE).await;
+        health.touch();
+    }
+}
+
+/// Pings systemd's watchdog at half its interval while the kernel's thread
+/// goes round; a stuck thread stops the pings and systemd restarts the
+/// agent (which adopts the sets as they are: nothing is flushed).
+async fn watchdog(health: Arc<Health>, every: Duration) {
+    let limit = i64::try_from(every.as_secs()).unwrap_or(i64::MAX).max(1);
+    loop {
+        tokio::time::sleep(every / 2).await;
+        if health.alive(nft::enforce::now(), limit) {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+        } else {
+            tracing::error!("the kernel's thread is stuck; no watchdog ping");
         }
-    })?;
-    Ok((wake, thread))
+    }
 }
 
 /// Changes closer together than this are written once: a burst of deltas

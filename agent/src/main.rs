@@ -26,6 +26,10 @@ async fn main() -> anyhow::Result<()> {
         outputs = ?config.outputs.iter().map(|o| o.path.display().to_string()).collect::<Vec<_>>(),
         on_change = config.on_change.as_deref().unwrap_or("(none)"),
         nft = ?config.nft,
+        max_stale_secs = config.max_stale.as_secs(),
+        on_stale = ?config.on_stale,
+        serve = ?config.serve,
+        metrics_listen = ?config.metrics_listen,
         "starting"
     );
     vpn_registry_agent::run(config, shutdown()).await?;

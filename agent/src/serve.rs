@@ -6,6 +6,7 @@
 //! `If-None-Match` gets 304 and no body.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -15,23 +16,33 @@ use hyper_util::rt::TokioIo;
 use crate::follow::{Follower, Shared, read};
 use crate::output::{Format, render};
 
-/// Accepts connections until the task is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, shared: Shared) {
+/// Answers HTTP/1.1 on `listener` with `handler` until the task is dropped
+/// (`--serve` and `--metrics-listen` alike: small answers built in memory).
+pub async fn accept<F>(listener: tokio::net::TcpListener, handler: F)
+where
+    F: Fn(&Request<hyper::body::Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static,
+{
+    let handler = Arc::new(handler);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let shared = shared.clone();
+        let handler = handler.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(answer(&req, &shared)) }
+                let answer = handler(&req);
+                async move { Ok::<_, Infallible>(answer) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
     }
+}
+
+/// `--serve`: the current set.
+pub async fn serve(listener: tokio::net::TcpListener, shared: Shared) {
+    accept(listener, move |req| answer(req, &shared)).await;
 }
 
 fn answer<B>(req: &Request<B>, shared: &Shared) -> Response<Full<Bytes>> {
@@ -97,13 +108,20 @@ fn delta(query: &str, follower: &Follower) -> String {
 }
 
 fn respond(status: StatusCode, content_type: &'static str, etag: &str, body: String) -> Response<Full<Bytes>> {
+    let mut response = plain(status, content_type, body);
+    let headers = response.headers_mut();
+    if let Ok(etag) = header::HeaderValue::from_str(etag) {
+        headers.insert(header::ETAG, etag);
+    }
+    response
+}
+
+/// An answer with a body and its type, never cached.
+pub fn plain(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
-    if let Ok(etag) = header::HeaderValue::from_str(etag) {
-        headers.insert(header::ETAG, etag);
-    }
     headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
     response
 }

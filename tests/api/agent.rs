@@ -9,11 +9,7 @@ use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vpn_registry::domain::principal::Role;
 use vpn_registry::pb::InstitutionCategory as C;
-use vpn_registry_agent::{
-    config::Config,
-    follow::{Shared, read},
-    output::Output,
-};
+use vpn_registry_agent::{Listeners, Stopped, config::Config, follow::read, output::Output};
 
 use crate::helpers::*;
 
@@ -26,12 +22,6 @@ fn scratch(name: &str) -> PathBuf {
 
 fn config(app: &TestApp, token: &str, dir: &Path) -> Config {
     Config {
-        // The first upstream answers nothing: the agent fails over.
-        upstreams: vec!["http://127.0.0.1:9".into(), format!("http://{}", app.addr)],
-        upstream_ca: None,
-        client_identity: None,
-        token: token.to_owned(),
-        state_dir: dir.join("state"),
         outputs: vec![
             format!("plain:{}", dir.join("allow.txt").display())
                 .parse::<Output>()
@@ -41,14 +31,18 @@ fn config(app: &TestApp, token: &str, dir: &Path) -> Config {
                 .unwrap(),
         ],
         on_change: Some(format!("date +%s%N >> {}", dir.join("reloads").display())),
-        serve: None,
-        nft: None,
+        ..Config::new(
+            // The first upstream answers nothing: the agent fails over.
+            vec!["http://127.0.0.1:9".into(), format!("http://{}", app.addr)],
+            token.to_owned(),
+            dir.join("state"),
+        )
     }
 }
 
 type Running = (
     tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<Shared>>,
+    tokio::task::JoinHandle<anyhow::Result<Stopped>>,
 );
 
 /// An agent running until its sender is dropped or sent to.
@@ -59,7 +53,11 @@ fn start(config: Config) -> Running {
 /// [`start`], answering HTTP on `listener`.
 fn start_serving(config: Config, listener: Option<tokio::net::TcpListener>) -> Running {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(vpn_registry_agent::run_with(config, listener, async {
+    let listeners = Listeners {
+        serve: listener,
+        metrics: None,
+    };
+    let agent = tokio::spawn(vpn_registry_agent::run_with(config, listeners, async {
         let _ = stopped.await;
     }));
     (stop, agent)
@@ -98,7 +96,7 @@ async fn the_agent_follows_into_its_files_fails_over_and_resumes_after_a_restart
     assert!(dir.join("reloads").exists(), "--on-change ran");
     stop.send(()).unwrap();
     let first_run = agent.await.unwrap().unwrap();
-    assert_eq!(read(&first_run).resets, 1, "one snapshot, then deltas");
+    assert_eq!(read(&first_run.follower).resets, 1, "one snapshot, then deltas");
 
     // While it is down: one more approved, one revoked.
     app.active(&bank, &["7.7.7.0/24"]).await;
@@ -115,9 +113,13 @@ async fn the_agent_follows_into_its_files_fails_over_and_resumes_after_a_restart
     until_listed(&dir, &["7.7.7.0/24", "8.8.8.0/24"]).await;
     stop.send(()).unwrap();
     let second_run = agent.await.unwrap().unwrap();
-    assert_eq!(read(&second_run).resets, 0, "resumed from its serial, no snapshot");
+    assert_eq!(
+        read(&second_run.follower).resets,
+        0,
+        "resumed from its serial, no snapshot"
+    );
     let last = app.last_serial().await;
-    assert_eq!(read(&second_run).held.position.serial, last);
+    assert_eq!(read(&second_run.follower).held.position.serial, last);
 }
 
 #[sqlx::test]
@@ -136,7 +138,7 @@ async fn a_damaged_state_file_is_refused_and_the_files_stay(pool: PgPool) {
 }
 
 /// A GET to the agent's HTTP endpoint: (status, ETag, body).
-async fn get(addr: std::net::SocketAddr, path: &str, if_none_match: &str) -> (u16, String, String) {
+pub(crate) async fn get(addr: std::net::SocketAddr, path: &str, if_none_match: &str) -> (u16, String, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let condition = if if_none_match.is_empty() {
         String::new()

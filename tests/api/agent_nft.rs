@@ -10,11 +10,11 @@ use sqlx::PgPool;
 use vpn_registry::domain::principal::Role;
 use vpn_registry::pb::InstitutionCategory as C;
 use vpn_registry_agent::config::{Config, NftConfig};
-use vpn_registry_agent::follow::Shared;
 use vpn_registry_agent::nft::enforce::Enforcer;
 use vpn_registry_agent::nft::kernel::{Kernel, Target};
 use vpn_registry_agent::nft::layout::Layout;
 use vpn_registry_agent::set::{ActiveSet, Entry, Position};
+use vpn_registry_agent::{Listeners, Stopped};
 
 use crate::helpers::*;
 use crate::netns::Netns;
@@ -91,28 +91,30 @@ fn nft_config(ns: &Netns) -> NftConfig {
     NftConfig::new("inet vpn_registry", "registered", Some(ns.path().to_str().unwrap())).unwrap()
 }
 
-fn agent_config(app: &TestApp, token: &str, dir: &Path, ns: &Netns) -> Config {
+pub(crate) fn agent_config(app: &TestApp, token: &str, dir: &Path, ns: &Netns) -> Config {
     Config {
-        upstreams: vec![format!("http://{}", app.addr)],
-        upstream_ca: None,
-        client_identity: None,
-        token: token.to_owned(),
-        state_dir: dir.join("state"),
-        outputs: vec![],
-        on_change: None,
-        serve: None,
         nft: Some(nft_config(ns)),
+        ..Config::new(
+            vec![format!("http://{}", app.addr)],
+            token.to_owned(),
+            dir.join("state"),
+        )
     }
 }
 
-type Running = (
+pub(crate) type Running = (
     tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<Shared>>,
+    tokio::task::JoinHandle<anyhow::Result<Stopped>>,
 );
 
 fn start(config: Config) -> Running {
+    start_with(config, Listeners::default())
+}
+
+/// [`start`], answering on `listeners`.
+pub(crate) fn start_with(config: Config, listeners: Listeners) -> Running {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(vpn_registry_agent::run_with(config, None, async {
+    let agent = tokio::spawn(vpn_registry_agent::run_with(config, listeners, async {
         let _ = stopped.await;
     }));
     (stop, agent)
@@ -130,7 +132,7 @@ fn listed(ns: &Netns, set: &str) -> String {
 
 /// Whether the kernel's set matches `address` (`nft get element`: the
 /// kernel's own lookup, whatever pieces the range is stored as).
-fn matches(ns: &Netns, set: &str, address: &str) -> bool {
+pub(crate) fn matches(ns: &Netns, set: &str, address: &str) -> bool {
     ns.try_nft(&[
         "get",
         "element",
@@ -142,7 +144,7 @@ fn matches(ns: &Netns, set: &str, address: &str) -> bool {
     .is_some()
 }
 
-async fn until_matching(ns: &Netns, set: &str, inside: &[&str], outside: &[&str]) {
+pub(crate) async fn until_matching(ns: &Netns, set: &str, inside: &[&str], outside: &[&str]) {
     eventually(
         &format!("{set} to match {inside:?} and not {outside:?}"),
         Duration::from_secs(15),
@@ -154,9 +156,9 @@ async fn until_matching(ns: &Netns, set: &str, inside: &[&str], outside: &[&str]
 }
 
 /// The test registrations' peer.
-const FLOWS: &str = "registered_flows4";
+pub(crate) const FLOWS: &str = "registered_flows4";
 
-fn flow(source: &str) -> String {
+pub(crate) fn flow(source: &str) -> String {
     format!("{source} . 185.60.216.1")
 }
 

@@ -4,6 +4,7 @@
 mod accounts;
 mod agent;
 mod agent_nft;
+mod agent_stale;
 mod api_keys;
 mod auth;
 mod browser;

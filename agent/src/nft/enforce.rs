@@ -15,6 +15,7 @@ use super::kernel::{Kernel, NftError};
 use super::layout::{Diff, Layout, SetKind};
 use crate::config::NftConfig;
 use crate::follow::Follower;
+use crate::health::OnStale;
 use crate::set::{ActiveSet, Position};
 
 /// Seconds an expiry read back from the kernel may differ from ours.
@@ -29,6 +30,9 @@ pub struct Enforcer {
     position: Position,
     /// A change failed: compare and repair at the next pass.
     damaged: bool,
+    /// What the kernel holds instead of `layout` while out of contact for
+    /// too long under `--on-stale open` or `closed`.
+    fallback: Option<Layout>,
 }
 
 /// What a pass must do to the kernel: decided from the follower (under its
@@ -37,8 +41,9 @@ pub struct Enforcer {
 #[derive(Debug)]
 pub enum Plan {
     Nothing,
-    /// Deltas: these elements out and in.
-    Apply(Box<Diff>),
+    /// Deltas: these elements out and in; when the announcements among
+    /// them were committed in the registry (Unix microseconds).
+    Apply(Box<Diff>, Vec<i64>),
     /// A reset: the sets' contents replaced by the layout.
     Replace,
     /// After a failure: compare with the kernel and repair.
@@ -97,6 +102,7 @@ impl Enforcer {
             layout: Layout::of(held),
             position: held.position.clone(),
             damaged: true,
+            fallback: None,
         };
         enforcer.repair()?;
         Ok(enforcer)
@@ -109,6 +115,7 @@ impl Enforcer {
             layout: Layout::of(held),
             position: held.position.clone(),
             damaged: false,
+            fallback: None,
         })
     }
 
@@ -139,7 +146,8 @@ impl Enforcer {
                     elements = diff.len(),
                     "applying deltas to the sets"
                 );
-                Plan::Apply(Box::new(diff))
+                let announced = changes.iter().filter_map(|c| c.announced_at).collect();
+                Plan::Apply(Box::new(diff), announced)
             }
             None => {
                 self.layout = Layout::of(held);
@@ -150,15 +158,52 @@ impl Enforcer {
         }
     }
 
-    /// Changes the kernel as planned, each change one transaction.
+    /// Changes the kernel as planned, each change one transaction. While a
+    /// fallback holds the sets, the layout follows the stream but the
+    /// kernel is left alone until the fallback ends.
     pub fn execute(&mut self, plan: Plan) -> Result<(), NftError> {
+        if self.fallback.is_some() && !matches!(plan, Plan::Repair) {
+            return Ok(());
+        }
         let result = match plan {
             Plan::Nothing => return Ok(()),
-            Plan::Repair => return self.repair(),
-            Plan::Apply(diff) => self.kernel.apply(&diff.remove, &diff.add, false, now()),
+            Plan::Repair => return self.repair().map(|_| ()),
+            Plan::Apply(diff, _) => self.kernel.apply(&diff.remove, &diff.add, false, now()),
             Plan::Replace => self.kernel.apply(&Layout::default(), &self.layout, true, now()),
         };
         self.finish(result)
+    }
+
+    /// Whether the sets hold what `fallback` asks for already.
+    pub fn has_fallback(&self, fallback: Option<OnStale>) -> bool {
+        fallback_layout(fallback) == self.fallback
+    }
+
+    /// Under `--on-stale open` or `closed` (`Some`), replaces the sets'
+    /// contents with every address or none, in one transaction; back in
+    /// contact (`None`), with the held set.
+    pub fn set_fallback(&mut self, fallback: Option<OnStale>) -> Result<(), NftError> {
+        let wanted = fallback_layout(fallback);
+        let result = self
+            .kernel
+            .apply(&Layout::default(), wanted.as_ref().unwrap_or(&self.layout), true, now());
+        if result.is_ok() {
+            match &wanted {
+                Some(w) => tracing::warn!(
+                    elements = w.len(),
+                    policy = ?fallback,
+                    "stale: the sets now hold the --on-stale fallback"
+                ),
+                None => tracing::info!(elements = self.layout.len(), "the sets hold the held set again"),
+            }
+            self.fallback = wanted;
+        }
+        self.finish(result)
+    }
+
+    /// Whether the kernel's last change succeeded.
+    pub fn in_step(&self) -> bool {
+        !self.damaged
     }
 
     /// Compares the kernel's sets with the expected set.
@@ -168,12 +213,13 @@ impl Enforcer {
     }
 
     /// Compares, and changes what differs (one transaction); if that is
-    /// refused, replaces the sets' contents (one transaction).
-    pub fn repair(&mut self) -> Result<(), NftError> {
+    /// refused, replaces the sets' contents (one transaction). Answers how
+    /// many elements differed.
+    pub fn repair(&mut self) -> Result<usize, NftError> {
         let (report, diff) = self.compare()?;
         if report.matches() {
             self.damaged = false;
-            return Ok(());
+            return Ok(0);
         }
         tracing::warn!(
             differences = report.differences,
@@ -183,10 +229,11 @@ impl Enforcer {
             Ok(()) => Ok(()),
             Err(e) => {
                 tracing::warn!(error = %e, "repairing element by element was refused; replacing the sets' contents");
-                self.kernel.apply(&Layout::default(), &self.layout, true, now())
+                let target = self.fallback.as_ref().unwrap_or(&self.layout);
+                self.kernel.apply(&Layout::default(), target, true, now())
             }
         };
-        self.finish(result)
+        self.finish(result).map(|()| report.differences)
     }
 
     fn finish(&mut self, result: Result<(), NftError>) -> Result<(), NftError> {
@@ -200,17 +247,18 @@ impl Enforcer {
         result
     }
 
-    /// Elements per set, as expected: (set name, count).
+    /// Elements per set, as the kernel should hold them: (set name, count).
     pub fn sizes(&self) -> Vec<(String, usize)> {
         let target = self.kernel.target();
+        let layout = self.fallback.as_ref().unwrap_or(&self.layout);
         SetKind::each()
-            .map(|(f, k)| (target.set_name(k, f), self.layout.count(k, f)))
+            .map(|(f, k)| (target.set_name(k, f), layout.count(k, f)))
             .collect()
     }
 
     fn compare(&mut self) -> Result<(Report, Diff), NftError> {
         let now = now();
-        let expected = self.layout.without_expired(now);
+        let expected = self.fallback.as_ref().unwrap_or(&self.layout).without_expired(now);
         let mut kernel = self.kernel.read(now)?;
         kernel.align_expiries(&expected, EXPIRY_TOLERANCE);
         let diff = kernel.diff_to(&expected);
@@ -229,6 +277,15 @@ impl Enforcer {
             },
             diff,
         ))
+    }
+}
+
+/// What the sets hold instead of the held set under a stale policy.
+fn fallback_layout(fallback: Option<OnStale>) -> Option<Layout> {
+    match fallback {
+        None | Some(OnStale::Hold) => None,
+        Some(OnStale::Open) => Some(Layout::everything()),
+        Some(OnStale::Closed) => Some(Layout::default()),
     }
 }
 

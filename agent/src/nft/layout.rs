@@ -134,6 +134,18 @@ impl SetKind {
 }
 
 impl Layout {
+    /// Every address and every pair registered, with no timeout: what
+    /// `--on-stale open` puts in the sets.
+    pub fn everything() -> Self {
+        let mut layout = Layout::default();
+        for family in Family::BOTH {
+            let (i, max) = (family.index(), family.max());
+            layout.nets[i].insert(0, (max, None));
+            layout.flows[i].insert((0, max, 0, max), None);
+        }
+        layout
+    }
+
     /// The sets for every entry of `set`.
     pub fn of(set: &ActiveSet) -> Self {
         let mut layout = Layout::default();
