@@ -83,7 +83,7 @@ fn main() {
 
     // 1,000 changes (half withdrawn, half new), one transaction.
     let mut layout = layout;
-    let held: Vec<(String, IpNet)> = set.entries().map(|e| (e.reference.clone(), e.prefix)).collect();
+    let held: Vec<(std::sync::Arc<str>, IpNet)> = set.entries().map(|e| (e.reference.clone(), e.prefix)).collect();
     let t = Instant::now();
     let mut diff = Diff::default();
     let mut touched = Vec::new();
@@ -155,7 +155,7 @@ fn entry(rng: &mut fastrand::Rng, i: usize, valid_until: Option<i64>) -> Entry {
     };
     Entry {
         prefix,
-        reference: format!("VPN-2026-{i:07}"),
+        reference: format!("VPN-2026-{i:07}").into(),
         kind: "VPN".into(),
         peers: vec![],
         valid_until,

@@ -125,7 +125,7 @@ pub async fn run_with(config: Config, listeners: Listeners, stop: impl Future<Ou
     let changed = |_: &ActiveSet| {
         pending.mark();
         if let Some(keeper) = &keeper {
-            let _ = keeper.wake.send(());
+            let _ = keeper.wake.send(nft::keeper::Message::Wake);
         }
     };
     let watch = Watch {
@@ -139,7 +139,7 @@ pub async fn run_with(config: Config, listeners: Listeners, stop: impl Future<Ou
     }
     if let Some(keeper) = keeper {
         // The sets keep their contents: stopping never flushes them.
-        drop(keeper.wake);
+        let _ = keeper.wake.send(nft::keeper::Message::Stop);
         let _ = tokio::task::spawn_blocking(move || keeper.thread.join()).await;
     }
     // What changed since the last write is written before stopping.

@@ -40,6 +40,8 @@ pub struct Metrics {
     /// Elements that differed at the last comparison with the kernel.
     pub verify_differences: Gauge,
     pub verify_runs: Counter,
+    /// Listings of the sets that changes overtook (read again later).
+    pub verify_overtaken: Counter,
 }
 
 impl Default for Metrics {
@@ -70,6 +72,7 @@ impl Metrics {
             holding: Family::default(),
             verify_differences: Gauge::default(),
             verify_runs: Counter::default(),
+            verify_overtaken: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("serial", "The feed serial of the held set", m.serial.clone());
@@ -131,6 +134,11 @@ impl Metrics {
             "verify_runs",
             "Comparisons of the kernel's sets with the expected set",
             m.verify_runs.clone(),
+        );
+        registry.register(
+            "verify_overtaken",
+            "Listings of the kernel's sets that changes overtook (listed again 10 s later)",
+            m.verify_overtaken.clone(),
         );
         Self { registry, ..m }
     }

@@ -3,19 +3,22 @@
 //! serial of the registry's change feed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::{Arc, LazyLock};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::pb;
 
-/// One registered prefix of one registration.
+/// One registered prefix of one registration. Held a million times on a
+/// large gateway: the reference is shared with the set's key, the kind is
+/// a byte.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub prefix: IpNet,
-    pub reference: String,
-    /// `VPN`, `CALL_CENTER_VOIP` or `VIDEO_CONFERENCING`.
-    pub kind: String,
+    pub reference: Arc<str>,
+    pub kind: Kind,
     /// Where the flows may go; empty: anywhere.
     pub peers: Vec<IpNet>,
     /// Unix seconds; entries lapse then even if the registry is unreachable.
@@ -28,19 +31,60 @@ impl Entry {
         let parse = |p: &str| p.parse::<IpNet>().map_err(|_| format!("{p:?} is not a prefix"));
         Ok(Self {
             prefix: parse(&e.prefix)?,
-            reference: e.reference.clone(),
-            kind: pb::RegistrationKind::try_from(e.kind)
-                .map(|k| k.as_str_name().trim_start_matches("REGISTRATION_KIND_").to_owned())
-                .unwrap_or_default(),
+            reference: e.reference.as_str().into(),
+            kind: Kind(pb::RegistrationKind::try_from(e.kind).unwrap_or_default()),
             peers: e.peer_prefixes.iter().map(|p| parse(p)).collect::<Result<_, _>>()?,
             valid_until: e.valid_until.as_ref().map(|t| t.seconds),
         })
     }
 
-    fn key(&self) -> (IpNet, String) {
+    fn key(&self) -> (IpNet, Arc<str>) {
         (self.prefix, self.reference.clone())
     }
 }
+
+/// The kind of registration: `VPN`, `CALL_CENTER_VOIP` or
+/// `VIDEO_CONFERENCING` in files and state (empty for one this agent does
+/// not know).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Kind(pub pb::RegistrationKind);
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            pb::RegistrationKind::Unspecified => "",
+            k => k.as_str_name().trim_start_matches("REGISTRATION_KIND_"),
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<&str> for Kind {
+    fn from(name: &str) -> Self {
+        Kind(pb::RegistrationKind::from_str_name(&format!("REGISTRATION_KIND_{name}")).unwrap_or_default())
+    }
+}
+
+impl Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(Kind::from(name.as_ref()))
+    }
+}
+
+/// The smallest reference, for range bounds.
+static NO_REFERENCE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
 
 /// Where the copy stands in the registry's feed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +98,7 @@ pub struct Position {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ActiveSet {
     pub position: Position,
-    entries: BTreeMap<(IpNet, String), Entry>,
+    entries: BTreeMap<(IpNet, Arc<str>), Entry>,
 }
 
 impl ActiveSet {
@@ -84,7 +128,7 @@ impl ActiveSet {
 
     /// Withdraws an entry; whether it was held.
     pub fn withdraw(&mut self, reference: &str, prefix: IpNet) -> bool {
-        self.entries.remove(&(prefix, reference.to_owned())).is_some()
+        self.entries.remove(&(prefix, Arc::from(reference))).is_some()
     }
 
     /// The entries whose prefix lies inside `net` (itself included).
@@ -101,7 +145,7 @@ impl ActiveSet {
         };
         let len = net.prefix_len();
         self.entries
-            .range((first, String::new())..)
+            .range((first, NO_REFERENCE.clone())..)
             .take_while(move |((p, _), _)| *p <= last)
             .map(|(_, e)| e)
             .filter(move |e| e.prefix.prefix_len() >= len)
@@ -126,7 +170,7 @@ impl ActiveSet {
     /// Whether some registration holds exactly `net`.
     pub fn holds(&self, net: IpNet) -> bool {
         self.entries
-            .range((net, String::new())..)
+            .range((net, NO_REFERENCE.clone())..)
             .next()
             .is_some_and(|((p, _), _)| *p == net)
     }

@@ -41,10 +41,18 @@ struct Header {
     sha256: String,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Body {
     position: Position,
     entries: Vec<Entry>,
+}
+
+/// [`Body`] as written: borrowed, so saving a million entries does not
+/// copy them first.
+#[derive(Serialize)]
+struct BodyRef<'a> {
+    position: &'a Position,
+    entries: Vec<&'a Entry>,
 }
 
 /// Reads the state in `dir`; `None` when there is none yet.
@@ -75,25 +83,34 @@ pub fn load(dir: &Path) -> Result<Option<ActiveSet>, StateError> {
 
 /// Writes `set` as the state in `dir`, atomically.
 pub fn save(dir: &Path, set: &ActiveSet) -> std::io::Result<()> {
-    let body = serde_json::to_string(&Body {
-        position: set.position.clone(),
-        entries: set.entries().cloned().collect(),
+    let body = serde_json::to_string(&BodyRef {
+        position: &set.position,
+        entries: set.entries().collect(),
     })?;
     let header = serde_json::to_string(&Header {
         version: VERSION,
         sha256: hex(&Sha256::digest(body.as_bytes())),
     })?;
-    write_atomically(&dir.join(FILE), format!("{MAGIC}\n{header}\n{body}").as_bytes())
+    let head = format!("{MAGIC}\n{header}\n");
+    write_parts_atomically(&dir.join(FILE), &[head.as_bytes(), body.as_bytes()])
 }
 
 /// Replaces `path` with `content` so that a reader (or a crash) sees the
 /// old file or the new one, whole.
 pub fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    write_parts_atomically(path, &[content])
+}
+
+/// [`write_atomically`] of the parts one after another (no joined copy).
+fn write_parts_atomically(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
     let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(content)?;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&temporary)?);
+    for part in parts {
+        file.write_all(part)?;
+    }
+    let file = file.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     drop(file);
     std::fs::rename(&temporary, path)?;

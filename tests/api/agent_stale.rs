@@ -2,7 +2,8 @@
 //! it fails over to the next upstream and keeps following; past
 //! `--max-stale` without any, it reports not ready, raises its alarm and
 //! holds, opens or empties the kernel's sets as `--on-stale` says; back in
-//! contact, the sets hold the registry's set again.
+//! contact, the sets hold the registry's set again. And it compares the
+//! kernel's sets with what they should hold while it runs.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -162,4 +163,45 @@ async fn stale_under_open_lets_every_address_count_as_registered(pool: PgPool) {
 #[sqlx::test]
 async fn stale_under_closed_empties_the_sets(pool: PgPool) {
     outage_under(pool, OnStale::Closed).await;
+}
+
+#[sqlx::test]
+async fn the_running_agent_lists_its_sets_aside_and_repairs_what_was_changed(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, bank) = app.enrol(C::Bank).await;
+    let lookup = app.token(Role::Lookup).await;
+    app.active(&bank, &["8.8.8.0/24", "8.8.4.4/32"]).await;
+    let ns = Netns::new();
+    let mut config = agent_config(&app, &lookup, &scratch(), &ns);
+    config.nft.as_mut().unwrap().verify_interval = Duration::from_secs(1);
+    let ((stop, agent), ops) = start_observed(config).await;
+    until_matching(&ns, FLOWS, &[&flow("8.8.8.1"), &flow("8.8.4.4")], &[]).await;
+
+    // Behind the agent's back, while it runs: one element removed, a
+    // stray one added. The next listing finds both and puts them right.
+    ns.nft(&[
+        "delete",
+        "element",
+        "inet",
+        "vpn_registry",
+        FLOWS,
+        "{ 8.8.4.4 . 185.60.216.0/24 }",
+    ]);
+    ns.nft(&[
+        "add",
+        "element",
+        "inet",
+        "vpn_registry",
+        "registered_hosts4",
+        "{ 1.1.1.1 }",
+    ]);
+    until_matching(&ns, FLOWS, &[&flow("8.8.4.4")], &[]).await;
+    until_matching(&ns, "registered_hosts4", &[], &["1.1.1.1"]).await;
+    let runs = metric(ops, "vpn_registry_agent_verify_runs_total").await;
+    assert!(runs >= Some(1.0), "{runs:?}");
+    // Changes go on while the sets are listed (on a socket of their own).
+    app.active(&bank, &["9.9.9.0/24"]).await;
+    until_matching(&ns, FLOWS, &[&flow("9.9.9.1")], &[]).await;
+    stop.send(()).unwrap();
+    agent.await.unwrap().unwrap();
 }

@@ -19,7 +19,7 @@ use crate::health::OnStale;
 use crate::set::{ActiveSet, Position};
 
 /// Seconds an expiry read back from the kernel may differ from ours.
-const EXPIRY_TOLERANCE: i64 = 5;
+const EXPIRY_TOLERANCE: i64 = 30;
 
 /// The kernel side of the agent.
 pub struct Enforcer {
@@ -217,6 +217,10 @@ impl Enforcer {
     /// many elements differed.
     pub fn repair(&mut self) -> Result<usize, NftError> {
         let (report, diff) = self.compare()?;
+        self.repair_diff(report, diff)
+    }
+
+    fn repair_diff(&mut self, report: Report, diff: Diff) -> Result<usize, NftError> {
         if report.matches() {
             self.damaged = false;
             return Ok(0);
@@ -256,12 +260,40 @@ impl Enforcer {
             .collect()
     }
 
+    /// The ruleset's generation, as this enforcer's socket sees it.
+    pub fn generation(&mut self) -> Result<u32, NftError> {
+        self.kernel.generation()
+    }
+
+    /// [`Enforcer::repair`] from a listing read elsewhere (on another
+    /// socket, while changes went on) at `generation`: compared and
+    /// repaired only when no transaction happened since, so the listing is
+    /// still what the kernel holds. `None`: the sets changed since; the
+    /// listing is of no use.
+    pub fn repair_from(&mut self, kernel: Layout, generation: u32) -> Result<Option<usize>, NftError> {
+        if self.kernel.generation()? != generation || self.damaged {
+            return Ok(None);
+        }
+        let (report, diff) = self.compare_with(kernel);
+        self.repair_diff(report, diff).map(Some)
+    }
+
     fn compare(&mut self) -> Result<(Report, Diff), NftError> {
+        let kernel = self.kernel.read(now())?;
+        Ok(self.compare_with(kernel))
+    }
+
+    fn compare_with(&mut self, mut kernel: Layout) -> (Report, Diff) {
         let now = now();
-        let expected = self.fallback.as_ref().unwrap_or(&self.layout).without_expired(now);
-        let mut kernel = self.kernel.read(now)?;
-        kernel.align_expiries(&expected, EXPIRY_TOLERANCE);
-        let diff = kernel.diff_to(&expected);
+        // Compared in place, not copied (a million elements on a large
+        // gateway): what lapsed is gone from the kernel and the layout alike.
+        self.layout.prune_expired(now);
+        if let Some(fallback) = &mut self.fallback {
+            fallback.prune_expired(now);
+        }
+        let expected = self.fallback.as_ref().unwrap_or(&self.layout);
+        kernel.align_expiries(expected, EXPIRY_TOLERANCE);
+        let diff = kernel.diff_to(expected);
         let target = self.kernel.target();
         let sets = SetKind::each()
             .map(|(f, k)| SetReport {
@@ -270,13 +302,13 @@ impl Enforcer {
                 kernel: kernel.summary(k, f),
             })
             .collect();
-        Ok((
+        (
             Report {
                 sets,
                 differences: diff.len(),
             },
             diff,
-        ))
+        )
     }
 }
 

@@ -3,12 +3,19 @@
 //! fallback and back as contact is lost and found, compared with the
 //! expected set (and repaired) every verify interval. It reports to the
 //! health (in step or not, alive) and the metrics after every pass.
+//!
+//! Reading a million-element set back takes the kernel tens of seconds, so
+//! a second thread reads on a socket of its own while changes go on; the
+//! listing is compared only if no transaction happened meanwhile (the
+//! ruleset's generation is the same), and otherwise read again later.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::time::{Duration, Instant};
 
 use super::enforce::{Enforcer, Plan, now};
+use super::kernel::Kernel;
+use super::layout::Layout;
 use crate::config::NftConfig;
 use crate::follow::{Shared, read};
 use crate::health::{Health, OnStale};
@@ -17,9 +24,23 @@ use crate::metrics::{Metrics, seconds_since};
 /// How often the thread looks at the stale clock without being woken.
 const TICK: Duration = Duration::from_secs(1);
 
-/// The running thread: wake it after a change; drop `wake` to stop it.
+/// How soon a listing overtaken by changes is read again.
+const REREAD: Duration = Duration::from_secs(10);
+
+/// What the keeper's thread is told.
+pub enum Message {
+    /// The follower changed.
+    Wake,
+    /// The kernel's sets as listed at a generation.
+    Listed(Box<Layout>, u32),
+    /// The agent stops (the sets keep their contents).
+    Stop,
+}
+
+/// The running thread: wake it after a change; send [`Message::Stop`] to
+/// stop it.
 pub struct Keeper {
-    pub wake: Sender<()>,
+    pub wake: Sender<Message>,
     pub thread: std::thread::JoinHandle<()>,
 }
 
@@ -38,7 +59,14 @@ pub fn start(
     health.set_kernel_in_step(true);
     health.beat();
     metrics.set_elements(&enforcer.sizes());
-    let (wake, woken) = std::sync::mpsc::channel::<()>();
+    let (wake, woken) = std::sync::mpsc::channel::<Message>();
+    let (outcome, outcomes) = std::sync::mpsc::sync_channel::<bool>(1);
+    let reader = Kernel::connect(config.target.clone(), config.netns.as_deref())
+        .map_err(|e| anyhow::anyhow!("nftables, a second socket for verifying: {e}"))?;
+    let listed = wake.clone();
+    std::thread::Builder::new()
+        .name("nft-verify".into())
+        .spawn(move || verifier(reader, &listed, &outcomes, config.verify_interval))?;
     let thread = std::thread::Builder::new().name("nft".into()).spawn(move || {
         let pass = Pass {
             shared,
@@ -46,9 +74,48 @@ pub fn start(
             metrics,
             on_stale,
         };
-        pass.run(&mut enforcer, &woken, config.verify_interval);
+        pass.run(&mut enforcer, &woken, &outcome);
     })?;
     Ok(Keeper { wake, thread })
+}
+
+/// Lists the kernel's sets every `interval` (or [`REREAD`] after a listing
+/// that changes overtook), between two readings of the generation, and
+/// hands the listing to the keeper, which answers whether it was of use.
+/// Ends when the keeper does.
+fn verifier(mut kernel: Kernel, keeper: &Sender<Message>, outcomes: &Receiver<bool>, interval: Duration) {
+    let mut wait = interval;
+    loop {
+        match outcomes.recv_timeout(wait) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(_) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let listing = (|| {
+            let before = kernel.generation()?;
+            let layout = kernel.read(now())?;
+            Ok::<_, super::kernel::NftError>((before == kernel.generation()?).then_some((layout, before)))
+        })();
+        wait = match listing {
+            Ok(Some((layout, generation))) => {
+                if keeper.send(Message::Listed(Box::new(layout), generation)).is_err() {
+                    return;
+                }
+                match outcomes.recv() {
+                    Ok(true) => interval,
+                    Ok(false) => REREAD,
+                    Err(_) => return,
+                }
+            }
+            Ok(None) => {
+                tracing::debug!("the sets changed while being listed; listing again soon");
+                REREAD
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "listing the kernel's sets failed");
+                REREAD
+            }
+        };
+    }
 }
 
 struct Pass {
@@ -59,17 +126,23 @@ struct Pass {
 }
 
 impl Pass {
-    fn run(&self, enforcer: &mut Enforcer, woken: &Receiver<()>, verify_interval: Duration) {
-        let mut verified = Instant::now();
+    fn run(&self, enforcer: &mut Enforcer, woken: &Receiver<Message>, outcome: &SyncSender<bool>) {
         loop {
-            let woke = match woken.recv_timeout(TICK) {
-                Ok(()) => {
-                    while woken.try_recv().is_ok() {}
-                    true
+            let mut woke = false;
+            let mut listed = None;
+            match woken.recv_timeout(TICK) {
+                Ok(first) => {
+                    for message in std::iter::once(first).chain(woken.try_iter()) {
+                        match message {
+                            Message::Wake => woke = true,
+                            Message::Listed(layout, generation) => listed = Some((layout, generation)),
+                            Message::Stop => return,
+                        }
+                    }
                 }
-                Err(RecvTimeoutError::Timeout) => false,
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
-            };
+            }
             self.health.beat();
             let fallback = self.health.stale(now()).then_some(self.on_stale);
             if !enforcer.has_fallback(fallback) {
@@ -99,17 +172,27 @@ impl Pass {
                     }
                 }
             }
-            if verified.elapsed() >= verify_interval {
-                verified = Instant::now();
-                self.metrics.verify_runs.inc();
-                match enforcer.repair() {
-                    Ok(differences) => {
+            if let Some((layout, generation)) = listed {
+                // After this pass's own changes: a listing from before them
+                // is overtaken, and read again.
+                let used = match enforcer.repair_from(*layout, generation) {
+                    Ok(Some(differences)) => {
+                        self.metrics.verify_runs.inc();
                         self.metrics
                             .verify_differences
                             .set(i64::try_from(differences).unwrap_or(i64::MAX));
+                        true
                     }
-                    Err(e) => tracing::error!(error = %e, "comparing the kernel's sets failed"),
-                }
+                    Ok(None) => {
+                        self.metrics.verify_overtaken.inc();
+                        false
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "comparing the kernel's sets failed");
+                        false
+                    }
+                };
+                let _ = outcome.send(used);
             }
             self.health.set_kernel_in_step(enforcer.in_step());
             self.metrics.set_elements(&enforcer.sizes());

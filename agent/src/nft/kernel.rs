@@ -128,14 +128,14 @@ impl Kernel {
     /// The table and the six sets, created if missing (a set that exists
     /// with another type is refused by the kernel, and named).
     fn create(&mut self) -> Result<(), NftError> {
-        let t = &self.target;
-        let mut batch = vec![(
-            NfTablesMessage::NewTable(TableMessage {
-                attributes: vec![TableAttribute::Name(t.table.clone())],
-            }),
-            NLM_F_CREATE,
-            format!("creating table {} {}", t.family, t.table),
-        )];
+        let t = self.target.clone();
+        let mut batch = Batch::begin(self);
+        let table = NfTablesMessage::NewTable(TableMessage {
+            attributes: vec![TableAttribute::Name(t.table.clone())],
+        });
+        batch.push(self, table, NLM_F_CREATE, || {
+            format!("creating table {} {}", t.family, t.table)
+        });
         let mut id = 1;
         for family in Family::BOTH {
             let (ty, width) = match family {
@@ -174,11 +174,10 @@ impl Kernel {
                 }
                 attributes.push(SetAttribute::Id(id));
                 id += 1;
-                batch.push((
-                    NfTablesMessage::NewSet(SetMessage { attributes }),
-                    NLM_F_CREATE,
-                    format!("creating set {}", t.set_name(kind, family)),
-                ));
+                let set = NfTablesMessage::NewSet(SetMessage { attributes });
+                batch.push(self, set, NLM_F_CREATE, || {
+                    format!("creating set {}", t.set_name(kind, family))
+                });
             }
         }
         self.transact(batch)
@@ -189,42 +188,37 @@ impl Kernel {
     /// gateway never sees a half-filled set). `now` turns expiries into
     /// timeouts; elements already expired are not added.
     pub fn apply(&mut self, remove: &Layout, add: &Layout, flush: bool, now: i64) -> Result<(), NftError> {
-        let mut batch = Vec::new();
+        // Encoded as they are made, a message of elements at a time: a full
+        // load never holds more than one message's element structures.
+        let mut batch = Batch::begin(self);
         for family in Family::BOTH {
             for kind in SetKind::ALL {
                 let set = self.target.set_name(kind, family);
                 if flush {
-                    batch.push((
-                        NfTablesMessage::DeleteSetElement(SetElementMessage {
-                            attributes: vec![
-                                SetElementList::Table(self.target.table.clone()),
-                                SetElementList::Set(set.clone()),
-                            ],
-                        }),
-                        0,
-                        format!("flushing set {set}"),
-                    ));
+                    let message = NfTablesMessage::DeleteSetElement(SetElementMessage {
+                        attributes: vec![
+                            SetElementList::Table(self.target.table.clone()),
+                            SetElementList::Set(set.clone()),
+                        ],
+                    });
+                    batch.push(self, message, 0, || format!("flushing set {set}"));
                 } else {
-                    for chunk in chunks(elements(remove, kind, family, None)) {
-                        batch.push((
-                            self.destroy(&set, chunk),
-                            0,
-                            format!("removing elements from set {set}"),
-                        ));
+                    let mut out = elements(remove, kind, family, None);
+                    while let Some(chunk) = next_chunk(&mut out) {
+                        let message = self.destroy(&set, chunk);
+                        batch.push(self, message, 0, || format!("removing elements from set {set}"));
                     }
                 }
-                for chunk in chunks(elements(add, kind, family, Some(now))) {
-                    batch.push((
-                        NfTablesMessage::NewSetElement(SetElementMessage {
-                            attributes: vec![
-                                SetElementList::Table(self.target.table.clone()),
-                                SetElementList::Set(set.clone()),
-                                SetElementList::Elements(chunk),
-                            ],
-                        }),
-                        NLM_F_CREATE,
-                        format!("adding elements to set {set}"),
-                    ));
+                let mut ins = elements(add, kind, family, Some(now));
+                while let Some(chunk) = next_chunk(&mut ins) {
+                    let message = NfTablesMessage::NewSetElement(SetElementMessage {
+                        attributes: vec![
+                            SetElementList::Table(self.target.table.clone()),
+                            SetElementList::Set(set.clone()),
+                            SetElementList::Elements(chunk),
+                        ],
+                    });
+                    batch.push(self, message, NLM_F_CREATE, || format!("adding elements to set {set}"));
                 }
             }
         }
@@ -252,15 +246,55 @@ impl Kernel {
     /// lifetimes back into expiries).
     pub fn read(&mut self, now: i64) -> Result<Layout, NftError> {
         let mut layout = Layout::default();
+        let started = std::time::Instant::now();
         for (family, kind) in SetKind::each() {
-            let raw = self.dump(&self.target.set_name(kind, family))?;
-            decode(&mut layout, kind, family, raw, now).map_err(NftError::Decode)?;
+            // Decoded as each message arrives: a million elements are never
+            // held twice.
+            let mut decoder = Decoder::new(kind, family, now, started);
+            self.dump(&self.target.set_name(kind, family), |raw| {
+                decoder.push(&mut layout, raw)
+            })?;
+            decoder.finish(&mut layout).map_err(NftError::Decode)?;
         }
         Ok(layout)
     }
 
-    /// Every element of one set, as the kernel lists them.
-    fn dump(&mut self, set: &str) -> Result<Vec<RawElement>, NftError> {
+    /// The ruleset's generation: every transaction (ours or anyone's)
+    /// moves it, so a read between two equal generations is consistent.
+    pub fn generation(&mut self) -> Result<u32, NftError> {
+        let seq = self.next_seq();
+        let mut buf = Vec::new();
+        let request = NfTablesMessage::GetGen(GenMessage { attributes: vec![] });
+        self.encode(&mut buf, request.into(), NLM_F_REQUEST, seq);
+        self.socket.send(&buf, 0)?;
+        let mut datagram = Vec::with_capacity(1 << 16);
+        loop {
+            for message in self.receive(&mut datagram)? {
+                if message.seq != seq {
+                    continue;
+                }
+                if message.kind == NLMSG_ERROR {
+                    return Err(NftError::Refused {
+                        what: "reading the ruleset's generation".into(),
+                        source: message.error().unwrap_or_else(|| io::Error::other("no answer")),
+                    });
+                }
+                for a in attributes(message.body) {
+                    let (kind, value) = a.map_err(NftError::Decode)?;
+                    if kind == NFTA_GEN_ID {
+                        let id = value
+                            .try_into()
+                            .map_err(|_| NftError::Decode("a generation of another size".into()))?;
+                        return Ok(u32::from_be_bytes(id));
+                    }
+                }
+                return Err(NftError::Decode("a generation without its id".into()));
+            }
+        }
+    }
+
+    /// Every element of one set, as the kernel lists them, to `each`.
+    fn dump(&mut self, set: &str, mut each: impl FnMut(RawElement) -> Result<(), String>) -> Result<(), NftError> {
         let seq = self.next_seq();
         let request = NfTablesMessage::GetSetElement(SetElementMessage {
             attributes: vec![
@@ -271,7 +305,6 @@ impl Kernel {
         let mut buf = Vec::new();
         self.encode(&mut buf, request.into(), NLM_F_REQUEST | NLM_F_DUMP, seq);
         self.socket.send(&buf, 0)?;
-        let mut out = Vec::new();
         let mut datagram = Vec::with_capacity(1 << 20);
         loop {
             for message in self.receive(&mut datagram)? {
@@ -279,7 +312,7 @@ impl Kernel {
                     continue;
                 }
                 match message.kind {
-                    NLMSG_DONE => return Ok(out),
+                    NLMSG_DONE => return Ok(()),
                     NLMSG_ERROR => {
                         if let Some(source) = message.error() {
                             return Err(NftError::Refused {
@@ -288,7 +321,7 @@ impl Kernel {
                             });
                         }
                     }
-                    _ => parse_elements(message.body, &mut out).map_err(NftError::Decode)?,
+                    _ => parse_elements(message.body, &mut each).map_err(NftError::Decode)?,
                 }
             }
         }
@@ -296,18 +329,10 @@ impl Kernel {
 
     /// Sends one batch and waits for the kernel's verdict on it: the first
     /// refusal (with what it was), or success.
-    fn transact(&mut self, batch: Vec<(NfTablesMessage, u16, String)>) -> Result<(), NftError> {
-        if batch.is_empty() {
+    fn transact(&mut self, batch: Batch) -> Result<(), NftError> {
+        let Batch { mut buf, whats } = batch;
+        if whats.is_empty() {
             return Ok(());
-        }
-        let mut buf = Vec::new();
-        let begin = self.next_seq();
-        self.control(&mut buf, ControlMessage::BatchBegin, begin);
-        let mut whats = Vec::with_capacity(batch.len());
-        for (message, flags, what) in batch {
-            let seq = self.next_seq();
-            self.encode(&mut buf, message.into(), NLM_F_REQUEST | flags, seq);
-            whats.push((seq, what));
         }
         let end = self.next_seq();
         self.control(&mut buf, ControlMessage::BatchEnd, end);
@@ -380,6 +405,7 @@ const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_FLAGS: u16 = 3;
 const NFTA_SET_ELEM_EXPIRATION: u16 = 5;
 const NFTA_SET_ELEM_KEY_END: u16 = 10;
+const NFTA_GEN_ID: u16 = 1;
 
 /// One message of a datagram from the kernel.
 struct Received<'a> {
@@ -468,7 +494,7 @@ fn data_value(nested: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// Appends the elements of one NEWSETELEM message.
-fn parse_elements(body: &[u8], out: &mut Vec<RawElement>) -> Result<(), String> {
+fn parse_elements(body: &[u8], each: &mut impl FnMut(RawElement) -> Result<(), String>) -> Result<(), String> {
     for list in attributes(body) {
         let (kind, list) = list?;
         if kind != NFTA_SET_ELEM_LIST_ELEMENTS {
@@ -494,21 +520,38 @@ fn parse_elements(body: &[u8], out: &mut Vec<RawElement>) -> Result<(), String> 
                     _ => {}
                 }
             }
-            out.push(e);
+            each(e)?;
         }
     }
     Ok(())
 }
 
-/// Elements split into messages, moved rather than copied (a full load is
-/// a million of them).
-fn chunks<T>(all: Vec<T>) -> Vec<Vec<T>> {
-    let mut out = Vec::with_capacity(all.len().div_ceil(ELEMENTS_PER_MESSAGE));
-    let mut rest = all.into_iter().peekable();
-    while rest.peek().is_some() {
-        out.push(rest.by_ref().take(ELEMENTS_PER_MESSAGE).collect());
+/// The next message's worth of elements, or `None` when none are left.
+fn next_chunk<T>(elements: &mut impl Iterator<Item = T>) -> Option<Vec<T>> {
+    let chunk: Vec<T> = elements.by_ref().take(ELEMENTS_PER_MESSAGE).collect();
+    (!chunk.is_empty()).then_some(chunk)
+}
+
+/// A transaction being encoded: the batch's bytes so far, and what each
+/// message does (named in a refusal).
+struct Batch {
+    buf: Vec<u8>,
+    whats: Vec<(u32, String)>,
+}
+
+impl Batch {
+    fn begin(kernel: &mut Kernel) -> Self {
+        let mut buf = Vec::new();
+        let seq = kernel.next_seq();
+        kernel.control(&mut buf, ControlMessage::BatchBegin, seq);
+        Batch { buf, whats: Vec::new() }
     }
-    out
+
+    fn push(&mut self, kernel: &mut Kernel, message: NfTablesMessage, flags: u16, what: impl FnOnce() -> String) {
+        let seq = kernel.next_seq();
+        kernel.encode(&mut self.buf, message.into(), NLM_F_REQUEST | flags, seq);
+        self.whats.push((seq, what()));
+    }
 }
 
 fn push(buf: &mut Vec<u8>, message: NetfilterMessage, flags: u16, seq: u32) {
@@ -582,86 +625,108 @@ fn addr_from(family: Family, bytes: &[u8]) -> Option<u128> {
     }
 }
 
-/// The element attributes of one set of `layout`. With `now`, elements
-/// get their timeouts (and expired ones are left out); without, only keys
-/// (for a removal).
+/// The element attributes of one set of `layout`, made as they are
+/// consumed. With `now`, elements get their timeouts (and expired ones are
+/// left out); without, only keys (for a removal).
 fn elements(
     layout: &Layout,
     kind: SetKind,
     family: Family,
     now: Option<i64>,
-) -> Vec<ListAttribute<SetElementAttribute>> {
+) -> Box<dyn Iterator<Item = ListAttribute<SetElementAttribute>> + '_> {
     let i = family.index();
-    let mut out = Vec::new();
     // None: leave the element out (expired).
-    let timeout = |e: Expiry| -> Option<Option<SetElementAttribute>> {
+    let timeout = move |e: Expiry| -> Option<Option<SetElementAttribute>> {
         match (now, e) {
             (Some(now), Some(until)) if until <= now => None,
             (Some(now), Some(until)) => Some(Some(SetElementAttribute::Timeout((until - now) as u64 * 1000))),
             _ => Some(None),
         }
     };
+    let element = |attributes: Vec<SetElementAttribute>| ListAttribute::Element(attributes);
     match kind {
-        SetKind::Hosts => {
-            for (a, e) in &layout.hosts[i] {
-                let Some(t) = timeout(*e) else { continue };
-                out.push(ListAttribute::Element(
-                    [key(addr_bytes(family, *a))].into_iter().chain(t).collect(),
-                ));
-            }
-        }
-        SetKind::Nets => {
-            for (lo, (hi, e)) in &layout.nets[i] {
-                let Some(t) = timeout(*e) else { continue };
-                out.push(ListAttribute::Element(
-                    [key(addr_bytes(family, *lo))].into_iter().chain(t).collect(),
-                ));
-                // The range closes at the next address, unless it reaches the last one.
-                if *hi < family.max() {
-                    out.push(ListAttribute::Element(vec![
-                        key(addr_bytes(family, hi + 1)),
-                        SetElementAttribute::Flags(SetElementFlags::IntervalEnd),
-                    ]));
-                }
-            }
-        }
-        SetKind::Flows => {
-            for ((slo, shi, plo, phi), e) in &layout.flows[i] {
-                let Some(t) = timeout(*e) else { continue };
-                let mut start = addr_bytes(family, *slo);
-                start.extend(addr_bytes(family, *plo));
-                let mut end = addr_bytes(family, *shi);
-                end.extend(addr_bytes(family, *phi));
-                out.push(ListAttribute::Element(
-                    [
-                        key(start),
-                        SetElementAttribute::KeyEnd(vec![DefaultNla::new(NFTA_DATA_VALUE, end)]),
-                    ]
-                    .into_iter()
-                    .chain(t)
-                    .collect(),
-                ));
-            }
-        }
+        SetKind::Hosts => Box::new(layout.hosts[i].iter().filter_map(move |(a, e)| {
+            let t = timeout(*e)?;
+            Some(element([key(addr_bytes(family, *a))].into_iter().chain(t).collect()))
+        })),
+        SetKind::Nets => Box::new(
+            layout.nets[i]
+                .iter()
+                .flat_map(move |(lo, (hi, e))| {
+                    let Some(t) = timeout(*e) else {
+                        return [None, None];
+                    };
+                    let start = element([key(addr_bytes(family, *lo))].into_iter().chain(t).collect());
+                    // The range closes at the next address, unless it reaches the last one.
+                    let end = (*hi < family.max()).then(|| {
+                        element(vec![
+                            key(addr_bytes(family, hi + 1)),
+                            SetElementAttribute::Flags(SetElementFlags::IntervalEnd),
+                        ])
+                    });
+                    [Some(start), end]
+                })
+                .flatten(),
+        ),
+        SetKind::Flows => Box::new(layout.flows[i].iter().filter_map(move |((slo, shi, plo, phi), e)| {
+            let t = timeout(*e)?;
+            let mut start = addr_bytes(family, *slo);
+            start.extend(addr_bytes(family, *plo));
+            let mut end = addr_bytes(family, *shi);
+            end.extend(addr_bytes(family, *phi));
+            Some(element(
+                [
+                    key(start),
+                    SetElementAttribute::KeyEnd(vec![DefaultNla::new(NFTA_DATA_VALUE, end)]),
+                ]
+                .into_iter()
+                .chain(t)
+                .collect(),
+            ))
+        })),
     }
-    out
 }
 
-/// Turns one set's listed elements into `layout`'s.
-fn decode(layout: &mut Layout, kind: SetKind, family: Family, raw: Vec<RawElement>, now: i64) -> Result<(), String> {
-    let i = family.index();
-    let w = family.width();
-    // Range starts and ends, for pairing: (address, is_end, expiry).
-    let mut bounds: Vec<(u128, bool, Expiry)> = Vec::new();
-    for e in raw {
-        let expiry = e.expiration_ms.map(|ms| now + ms.div_ceil(1000) as i64);
+/// Turns one set's listed elements into `layout`'s, as they arrive.
+struct Decoder {
+    kind: SetKind,
+    family: Family,
+    now: i64,
+    /// When the listing began: a large set takes the kernel tens of
+    /// seconds to list, and each element's remaining lifetime is counted
+    /// from when it was listed, not from `now`.
+    started: std::time::Instant,
+    /// Range starts and ends, for pairing: (address, is_end, expiry).
+    bounds: Vec<(u128, bool, Expiry)>,
+}
+
+impl Decoder {
+    fn new(kind: SetKind, family: Family, now: i64, started: std::time::Instant) -> Self {
+        Decoder {
+            kind,
+            family,
+            now,
+            started,
+            bounds: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, layout: &mut Layout, e: RawElement) -> Result<(), String> {
+        let (kind, family) = (self.kind, self.family);
+        let (i, w) = (family.index(), family.width());
+        let listed_after = self.started.elapsed().as_millis() as u64;
+        let expiry = e
+            .expiration_ms
+            .map(|ms| self.now + (listed_after + ms).div_ceil(1000) as i64);
         let k = e.key;
         let bad = || format!("an element of {} bytes in a {kind:?} set", k.len());
         match kind {
             SetKind::Hosts => {
                 layout.hosts[i].insert(addr_from(family, &k).ok_or_else(bad)?, expiry);
             }
-            SetKind::Nets => bounds.push((addr_from(family, &k).ok_or_else(bad)?, e.end, expiry)),
+            SetKind::Nets => self
+                .bounds
+                .push((addr_from(family, &k).ok_or_else(bad)?, e.end, expiry)),
             SetKind::Flows => {
                 let k_end = e.key_end.ok_or("a flow element without its end")?;
                 if k.len() != 2 * w || k_end.len() != 2 * w {
@@ -672,31 +737,37 @@ fn decode(layout: &mut Layout, kind: SetKind, family: Family, raw: Vec<RawElemen
                 layout.flows[i].insert(rect, expiry);
             }
         }
+        Ok(())
     }
-    // Ends sort before starts at the same address (adjacent ranges).
-    bounds.sort_by_key(|(a, end, _)| (*a, !*end));
-    let mut open: Option<(u128, Expiry)> = None;
-    for (a, end, expiry) in bounds {
-        match (open, end) {
-            (Some((lo, e)), true) if a > lo => {
-                layout.nets[i].insert(lo, (a - 1, e));
-                open = None;
+
+    /// Pairs the ranges' starts and ends.
+    fn finish(mut self, layout: &mut Layout) -> Result<(), String> {
+        let i = self.family.index();
+        // Ends sort before starts at the same address (adjacent ranges).
+        self.bounds.sort_by_key(|(a, end, _)| (*a, !*end));
+        let mut open: Option<(u128, Expiry)> = None;
+        for (a, end, expiry) in self.bounds {
+            match (open, end) {
+                (Some((lo, e)), true) if a > lo => {
+                    layout.nets[i].insert(lo, (a - 1, e));
+                    open = None;
+                }
+                (None, false) => open = Some((a, expiry)),
+                (Some((lo, e)), false) => {
+                    // A start without an end: reaches the last address only if
+                    // nothing follows; otherwise the set is damaged.
+                    return Err(format!(
+                        "a range starting at {lo:#x} (expiry {e:?}) has no end before {a:#x}"
+                    ));
+                }
+                // An end without a start (the kernel lists these for ranges
+                // cut by a removal in progress): ignored.
+                _ => {}
             }
-            (None, false) => open = Some((a, expiry)),
-            (Some((lo, e)), false) => {
-                // A start without an end: reaches the last address only if
-                // nothing follows; otherwise the set is damaged.
-                return Err(format!(
-                    "a range starting at {lo:#x} (expiry {e:?}) has no end before {a:#x}"
-                ));
-            }
-            // An end without a start (the kernel lists these for ranges
-            // cut by a removal in progress): ignored.
-            _ => {}
         }
+        if let Some((lo, e)) = open {
+            layout.nets[i].insert(lo, (self.family.max(), e));
+        }
+        Ok(())
     }
-    if let Some((lo, e)) = open {
-        layout.nets[i].insert(lo, (family.max(), e));
-    }
-    Ok(())
 }

@@ -237,29 +237,15 @@ impl Layout {
         }
     }
 
-    /// Without the elements that lapsed by `now` (the kernel no longer
-    /// lists them).
-    pub fn without_expired(&self, now: i64) -> Layout {
+    /// Drops the elements that lapsed by `now`: the kernel has dropped
+    /// them too (a renewal recomputes its region and puts them back).
+    pub fn prune_expired(&mut self, now: i64) {
         let live = |e: &Expiry| e.is_none_or(|t| t > now);
-        let mut out = Layout::default();
         for i in 0..2 {
-            out.hosts[i] = self.hosts[i]
-                .iter()
-                .filter(|(_, e)| live(e))
-                .map(|(k, e)| (*k, *e))
-                .collect();
-            out.nets[i] = self.nets[i]
-                .iter()
-                .filter(|(_, (_, e))| live(e))
-                .map(|(k, v)| (*k, *v))
-                .collect();
-            out.flows[i] = self.flows[i]
-                .iter()
-                .filter(|(_, e)| live(e))
-                .map(|(k, e)| (*k, *e))
-                .collect();
+            self.hosts[i].retain(|_, e| live(e));
+            self.nets[i].retain(|_, (_, e)| live(e));
+            self.flows[i].retain(|_, e| live(e));
         }
-        out
     }
 
     /// Takes `expected`'s expiry for elements whose expiry read back from
@@ -621,7 +607,7 @@ mod tests {
             };
             Entry {
                 prefix: net(addr, len),
-                reference: format!("VPN-{r}"),
+                reference: format!("VPN-{r}").into(),
                 kind: "VPN".into(),
                 peers: peers.into_iter().map(|(a, l)| net(a, l)).collect(),
                 valid_until,
