@@ -21,7 +21,7 @@ use vpn_registry_agent::follow::Follower;
 use vpn_registry_agent::nft::enforce::Enforcer;
 use vpn_registry_agent::pb::{self, watch_changes_response::Event};
 use vpn_registry_agent::set::ActiveSet;
-use vpn_registry_agent::state;
+use vpn_registry_agent::{memory, state};
 
 const NETNS: &str = "vpnreg-bench-memory";
 
@@ -79,23 +79,30 @@ fn first(n: usize, dir: &std::path::Path) {
     follower
         .apply(Event::SnapshotEnd(pb::SnapshotEnd { serial: 1 }))
         .unwrap();
+    // Where the agent gives freed memory back, so does the bench.
+    memory::release();
     report("first: snapshot held", &t);
     state::save(dir, &follower.held).unwrap();
     report("first: state saved", &t);
     let plan = enforcer.plan(&follower);
     enforcer.execute(plan).expect("the sets filled");
+    memory::release();
     report(&format!("first: sets filled {:?}", enforcer.sizes()), &t);
     let differences = enforcer.repair().expect("compared");
+    memory::release();
     report(&format!("first: compared with the kernel ({differences} differ)"), &t);
 }
 
 fn restart(dir: &std::path::Path) {
     let t = Instant::now();
     let held = state::load(dir).unwrap().expect("the first phase's state");
+    memory::release();
     report(&format!("restart: state loaded ({} entries)", held.len()), &t);
     let mut enforcer = Enforcer::start(&nft(), &held).expect("adopted");
+    memory::release();
     report("restart: sets adopted and compared", &t);
     let differences = enforcer.repair().expect("compared");
+    memory::release();
     report(&format!("restart: compared again ({differences} differ)"), &t);
 }
 
@@ -123,9 +130,6 @@ fn entry(rng: &mut fastrand::Rng, i: usize, until: &prost_types::Timestamp) -> p
 }
 
 fn report(what: &str, since: &Instant) {
-    if std::env::var_os("TRIM").is_some() {
-        unsafe { libc::malloc_trim(0) };
-    }
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| -> u64 {
         status

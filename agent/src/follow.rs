@@ -207,6 +207,7 @@ async fn follow_one(
     while let Some(message) = stream.next().await {
         let Some(event) = message?.event else { continue };
         let is_reset = matches!(event, Event::Reset(_));
+        let is_snapshot_end = matches!(event, Event::SnapshotEnd(_));
         let mut follower = write(shared);
         let before = follower.held.position.serial;
         let applied = follower.apply(event)?;
@@ -224,6 +225,11 @@ async fn follow_one(
             }
             watch.health.set_holds_set();
             changed(&follower.held);
+            drop(follower);
+            if is_snapshot_end {
+                // The old set and the snapshot's messages are gone.
+                crate::memory::release();
+            }
         }
     }
     Err(StreamError::Ended)

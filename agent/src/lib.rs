@@ -8,6 +8,7 @@
 pub mod config;
 pub mod follow;
 pub mod health;
+pub mod memory;
 pub mod metrics;
 pub mod nft;
 pub mod ops;
@@ -75,6 +76,7 @@ pub async fn run_with(config: Config, listeners: Listeners, stop: impl Future<Ou
                 "state loaded; enforcing it"
             );
             publish(&config, &held);
+            memory::release();
             held
         }
         None => ActiveSet::default(),

@@ -2,7 +2,7 @@
 //! reference, prefix), as the registry announces them, at a session and
 //! serial of the registry's change feed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
@@ -38,8 +38,46 @@ impl Entry {
         })
     }
 
-    fn key(&self) -> (IpNet, Arc<str>) {
-        (self.prefix, self.reference.clone())
+    /// A stand-in with only the key, for looking up by key.
+    fn probe(prefix: IpNet, reference: Arc<str>) -> Keyed {
+        Keyed(Entry {
+            prefix,
+            reference,
+            kind: Kind::default(),
+            peers: Vec::new(),
+            valid_until: None,
+        })
+    }
+}
+
+/// An entry as the set holds it: ordered and compared by its key
+/// (prefix, reference) alone, so the key is not stored twice.
+#[derive(Debug, Clone)]
+struct Keyed(Entry);
+
+impl Keyed {
+    fn key(&self) -> (&IpNet, &str) {
+        (&self.0.prefix, &self.0.reference)
+    }
+}
+
+impl PartialEq for Keyed {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Keyed {}
+
+impl PartialOrd for Keyed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Keyed {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
     }
 }
 
@@ -95,22 +133,31 @@ pub struct Position {
 
 /// The entries at a position, in prefix order (so the entries inside a
 /// prefix are one range: what the kernel sets are recomputed from).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct ActiveSet {
     pub position: Position,
-    entries: BTreeMap<(IpNet, Arc<str>), Entry>,
+    entries: BTreeSet<Keyed>,
 }
+
+/// Equal when at the same position with the same entries, field by field.
+impl PartialEq for ActiveSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.position == other.position && self.entries().eq(other.entries())
+    }
+}
+
+impl Eq for ActiveSet {}
 
 impl ActiveSet {
     pub fn new(position: Position, entries: impl IntoIterator<Item = Entry>) -> Self {
         Self {
             position,
-            entries: entries.into_iter().map(|e| (e.key(), e)).collect(),
+            entries: entries.into_iter().map(Keyed).collect(),
         }
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.values()
+        self.entries.iter().map(|k| &k.0)
     }
 
     pub fn len(&self) -> usize {
@@ -123,12 +170,12 @@ impl ActiveSet {
 
     /// Announces (or re-announces, replacing) an entry.
     pub fn announce(&mut self, entry: Entry) {
-        self.entries.insert(entry.key(), entry);
+        self.entries.replace(Keyed(entry));
     }
 
     /// Withdraws an entry; whether it was held.
     pub fn withdraw(&mut self, reference: &str, prefix: IpNet) -> bool {
-        self.entries.remove(&(prefix, Arc::from(reference))).is_some()
+        self.entries.remove(&Entry::probe(prefix, Arc::from(reference)))
     }
 
     /// The entries whose prefix lies inside `net` (itself included).
@@ -145,9 +192,9 @@ impl ActiveSet {
         };
         let len = net.prefix_len();
         self.entries
-            .range((first, NO_REFERENCE.clone())..)
-            .take_while(move |((p, _), _)| *p <= last)
-            .map(|(_, e)| e)
+            .range(Entry::probe(first, NO_REFERENCE.clone())..)
+            .map(|k| &k.0)
+            .take_while(move |e| e.prefix <= last)
             .filter(move |e| e.prefix.prefix_len() >= len)
     }
 
@@ -170,15 +217,15 @@ impl ActiveSet {
     /// Whether some registration holds exactly `net`.
     pub fn holds(&self, net: IpNet) -> bool {
         self.entries
-            .range((net, NO_REFERENCE.clone())..)
+            .range(Entry::probe(net, NO_REFERENCE.clone())..)
             .next()
-            .is_some_and(|((p, _), _)| *p == net)
+            .is_some_and(|k| k.0.prefix == net)
     }
 
     /// Every prefix once, however many registrations hold it (what a plain
     /// allow-list needs), in order.
     pub fn prefixes(&self) -> BTreeSet<IpNet> {
-        self.entries.values().map(|e| e.prefix).collect()
+        self.entries().map(|e| e.prefix).collect()
     }
 }
 

@@ -4,7 +4,7 @@
 //! enforces from it before the registry answers. A file that is not ours, of
 //! another format version, or whose checksum fails is refused whole.
 
-use std::io::Write;
+use std::io::{BufRead, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -41,10 +41,13 @@ struct Header {
     sha256: String,
 }
 
+/// The body as read: the entries go straight into the set, never into an
+/// intermediate list (a large gateway holds a million).
 #[derive(Deserialize)]
 struct Body {
     position: Position,
-    entries: Vec<Entry>,
+    #[serde(deserialize_with = "into_set")]
+    entries: ActiveSet,
 }
 
 /// [`Body`] as written: borrowed, so saving a million entries does not
@@ -55,61 +58,112 @@ struct BodyRef<'a> {
     entries: Vec<&'a Entry>,
 }
 
-/// Reads the state in `dir`; `None` when there is none yet.
+fn into_set<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ActiveSet, D::Error> {
+    struct Entries;
+    impl<'de> serde::de::Visitor<'de> for Entries {
+        type Value = ActiveSet;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of entries")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ActiveSet, A::Error> {
+            let mut set = ActiveSet::default();
+            while let Some(entry) = seq.next_element::<Entry>()? {
+                set.announce(entry);
+            }
+            Ok(set)
+        }
+    }
+    d.deserialize_seq(Entries)
+}
+
+/// Reads the state in `dir`; `None` when there is none yet. The file is
+/// read twice, streaming: once for its checksum, then (only if it
+/// matches) into the set.
 pub fn load(dir: &Path) -> Result<Option<ActiveSet>, StateError> {
     let path = dir.join(FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
+    let io = |e: std::io::Error| StateError::Io(path.clone(), e);
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Err(StateError::Foreign(path)),
-        Err(e) => return Err(StateError::Io(path, e)),
+        Err(e) => return Err(io(e)),
     };
-    let mut lines = text.splitn(3, '\n');
-    if lines.next() != Some(MAGIC) {
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+    let mut magic = Vec::new();
+    (&mut reader)
+        .take(MAGIC.len() as u64 + 1)
+        .read_to_end(&mut magic)
+        .map_err(io)?;
+    if magic != format!("{MAGIC}\n").as_bytes() {
         return Err(StateError::Foreign(path));
     }
     let corrupt = |why: String| StateError::Corrupt(path.clone(), why);
-    let header: Header = serde_json::from_str(lines.next().unwrap_or_default()).map_err(|e| corrupt(e.to_string()))?;
+    let mut header = String::new();
+    (&mut reader).take(4096).read_line(&mut header).map_err(io)?;
+    let header: Header = serde_json::from_str(&header).map_err(|e| corrupt(e.to_string()))?;
     if header.version != VERSION {
         return Err(StateError::Version(path, header.version));
     }
-    let body = lines.next().unwrap_or_default();
-    if hex(&Sha256::digest(body.as_bytes())) != header.sha256 {
+    let body_at = reader.stream_position().map_err(io)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut reader, &mut HashWriter(&mut hasher)).map_err(io)?;
+    if hex(&hasher.finalize()) != header.sha256 {
         return Err(corrupt("its checksum does not match".into()));
     }
-    let body: Body = serde_json::from_str(body).map_err(|e| corrupt(e.to_string()))?;
-    Ok(Some(ActiveSet::new(body.position, body.entries)))
+    reader.seek(std::io::SeekFrom::Start(body_at)).map_err(io)?;
+    let body: Body = serde_json::from_reader(reader).map_err(|e| corrupt(e.to_string()))?;
+    let mut set = body.entries;
+    set.position = body.position;
+    Ok(Some(set))
 }
 
-/// Writes `set` as the state in `dir`, atomically.
+/// Writes `set` as the state in `dir`, atomically. Serialised twice,
+/// streaming (once for the checksum the header carries, once into the
+/// file): no copy of the whole body in memory.
 pub fn save(dir: &Path, set: &ActiveSet) -> std::io::Result<()> {
-    let body = serde_json::to_string(&BodyRef {
+    let body = BodyRef {
         position: &set.position,
         entries: set.entries().collect(),
-    })?;
+    };
+    let mut hasher = Sha256::new();
+    serde_json::to_writer(HashWriter(&mut hasher), &body)?;
     let header = serde_json::to_string(&Header {
         version: VERSION,
-        sha256: hex(&Sha256::digest(body.as_bytes())),
+        sha256: hex(&hasher.finalize()),
     })?;
-    let head = format!("{MAGIC}\n{header}\n");
-    write_parts_atomically(&dir.join(FILE), &[head.as_bytes(), body.as_bytes()])
+    write_with(&dir.join(FILE), |file| {
+        write!(file, "{MAGIC}\n{header}\n")?;
+        serde_json::to_writer(&mut *file, &body)?;
+        Ok(())
+    })
+}
+
+/// Feeds what is written to a hash.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Replaces `path` with `content` so that a reader (or a crash) sees the
 /// old file or the new one, whole.
 pub fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
-    write_parts_atomically(path, &[content])
+    write_with(path, |file| file.write_all(content))
 }
 
-/// [`write_atomically`] of the parts one after another (no joined copy).
-fn write_parts_atomically(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
+/// [`write_atomically`] of what `write` writes (buffered).
+fn write_with(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
     let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&temporary)?);
-    for part in parts {
-        file.write_all(part)?;
-    }
+    let mut file = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(&temporary)?);
+    write(&mut file)?;
     let file = file.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     drop(file);

@@ -55,6 +55,7 @@ pub fn start(
 ) -> anyhow::Result<Keeper> {
     let mut enforcer = Enforcer::start(&config, &read(&shared).held)
         .map_err(|e| anyhow::anyhow!("nftables ({} {}): {e}", config.target.family, config.target.table))?;
+    crate::memory::release();
     tracing::info!(sets = ?enforcer.sizes(), "the kernel's sets hold the state");
     health.set_kernel_in_step(true);
     health.beat();
@@ -164,12 +165,16 @@ impl Pass {
                     Plan::Apply(_, announced) => Some(announced.clone()),
                     Plan::Replace | Plan::Repair => Some(Vec::new()),
                 };
+                let whole = matches!(plan, Plan::Replace | Plan::Repair);
                 if let Some(announced) = announced
                     && self.timed(|| enforcer.execute(plan))
                 {
                     for at in announced {
                         self.metrics.commit_to_kernel.observe(seconds_since(at));
                     }
+                }
+                if whole {
+                    crate::memory::release();
                 }
             }
             if let Some((layout, generation)) = listed {
@@ -193,6 +198,8 @@ impl Pass {
                     }
                 };
                 let _ = outcome.send(used);
+                // The listing is gone.
+                crate::memory::release();
             }
             self.health.set_kernel_in_step(enforcer.in_step());
             self.metrics.set_elements(&enforcer.sizes());
