@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The README walk-through as a script: enrol, submit, attest, upload and verify
 # the documents, approve, read the history. Run it against a fresh `scripts/run` (it adds the ISP ptcl).
-# Needs `buf` (npm i -g @bufbuild/buf) and python3 for picking fields from JSON.
+# Uses buf (scripts/buf installs it) and python3 for picking fields from JSON.
+# REGISTRY (default 127.0.0.1:50051) is where the service listens; DATABASE_URL
+# the database the admin commands use (default the one scripts/run makes).
 cd "$(dirname "$0")/.."
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/vpn_registry}"
+REGISTRY="${REGISTRY:-127.0.0.1:50051}"
 cargo build -q --release --locked --bin vpn-registry
 set -euo pipefail
 vr() { ./target/release/vpn-registry "$@"; }
-api() { buf curl --protocol grpc --http2-prior-knowledge -H "authorization: Bearer $1" -d "$3" "http://127.0.0.1:50051/vpnregistry.v1.$2"; }
+buf() { scripts/buf "$@"; }
+api() { buf curl --protocol grpc --http2-prior-knowledge -H "authorization: Bearer $1" -d "$3" "http://$REGISTRY/vpnregistry.v1.$2"; }
 field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval('d'+sys.argv[1]))" "$1"; }
 vr isp add ptcl --name "Pakistan Telecommunication Company Ltd"
 ADMIN=$(vr token issue --role admin --name "registry desk")
@@ -27,7 +31,7 @@ for T in CNIC_FRONT CNIC_BACK INCORPORATION_LETTER SBP_LICENCE_LETTER; do
   DOC=$(printf '{"header":{"registration_id":"%s","type":"DOCUMENT_TYPE_%s","file_name":"%s.pdf","request_id":"doc-%s","size_bytes":"%s"}}\n{"content":"%s"}\n' \
           "$REG" "$T" "$T" "$T" "$SIZE" "$PDF" \
         | buf curl --protocol grpc --http2-prior-knowledge -H "authorization: Bearer $BANK" -d @- \
-            http://127.0.0.1:50051/vpnregistry.v1.DocumentService/UploadDocument | field '["id"]')
+            http://$REGISTRY/vpnregistry.v1.DocumentService/UploadDocument | field '["id"]')
   api $REVIEWER DocumentService/VerifyDocument "{\"id\":\"$DOC\",\"status\":\"DOCUMENT_STATUS_VERIFIED\"}" | field '["status"]'
 done
 ETAG=$(api $REVIEWER ReviewService/ListReviewQueue '{}' | field '["registrations"][0]["etag"]')
