@@ -105,7 +105,7 @@ async fn a_cursor_never_skips_an_event_committed_out_of_order(pool: PgPool) {
     // Caught up with the submission (a writer in another database on this
     // server can hold the feed back a moment: it waits for every older
     // transaction).
-    let cursor = eventually("the submission", Duration::from_secs(10), || async {
+    let cursor = eventually("the submission", Duration::from_secs(30), || async {
         let (events, cursor) = all(&app, &reviewer, "").await;
         (!events.is_empty()).then_some(cursor)
     })
@@ -141,7 +141,7 @@ async fn a_cursor_never_skips_an_event_committed_out_of_order(pool: PgPool) {
     slow.commit().await.unwrap();
     // (Another database's writer on this server may hold the feed back a
     // moment longer: it waits for every transaction older than its own.)
-    let events = eventually("both events", Duration::from_secs(10), || async {
+    let events = eventually("both events", Duration::from_secs(30), || async {
         let (events, _) = all(&app, &reviewer, &held).await;
         (events.len() >= 2).then_some(events)
     })
