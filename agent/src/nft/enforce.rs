@@ -12,7 +12,7 @@ use std::fmt;
 use ipnet::IpNet;
 
 use super::kernel::{Kernel, NftError};
-use super::layout::{Diff, Layout, SetKind};
+use super::layout::{Diff, Family, Layout, SetKind};
 use crate::config::NftConfig;
 use crate::follow::Follower;
 use crate::health::OnStale;
@@ -270,20 +270,41 @@ impl Enforcer {
     /// repaired only when no transaction happened since, so the listing is
     /// still what the kernel holds. `None`: the sets changed since; the
     /// listing is of no use.
-    pub fn repair_from(&mut self, kernel: Layout, generation: u32) -> Result<Option<usize>, NftError> {
+    /// The listing is of one set (`family`, `kind`): one set at a time
+    /// keeps a large gateway's listing small.
+    pub fn repair_from(
+        &mut self,
+        kernel: Layout,
+        generation: u32,
+        family: Family,
+        kind: SetKind,
+    ) -> Result<Option<usize>, NftError> {
         if self.kernel.generation()? != generation || self.damaged {
             return Ok(None);
         }
-        let (report, diff) = self.compare_with(kernel);
+        let (report, diff) = self.compare_with(kernel, |f, k| (f, k) == (family, kind));
         self.repair_diff(report, diff).map(Some)
     }
 
+    /// All six sets compared, listed one at a time (a listing of all six
+    /// at once would cost a large gateway tens of megabytes more).
     fn compare(&mut self) -> Result<(Report, Diff), NftError> {
-        let kernel = self.kernel.read(now())?;
-        Ok(self.compare_with(kernel))
+        let mut report = Report {
+            sets: Vec::new(),
+            differences: 0,
+        };
+        let mut diff = Diff::default();
+        for (family, kind) in SetKind::each() {
+            let kernel = self.kernel.read_set(family, kind, now())?;
+            let (one, d) = self.compare_with(kernel, |f, k| (f, k) == (family, kind));
+            report.sets.extend(one.sets);
+            report.differences += one.differences;
+            diff.merge(d);
+        }
+        Ok((report, diff))
     }
 
-    fn compare_with(&mut self, mut kernel: Layout) -> (Report, Diff) {
+    fn compare_with(&mut self, mut kernel: Layout, within: impl Fn(Family, SetKind) -> bool + Copy) -> (Report, Diff) {
         let now = now();
         // Compared in place, not copied (a million elements on a large
         // gateway): what lapsed is gone from the kernel and the layout alike.
@@ -293,9 +314,10 @@ impl Enforcer {
         }
         let expected = self.fallback.as_ref().unwrap_or(&self.layout);
         kernel.align_expiries(expected, EXPIRY_TOLERANCE);
-        let diff = kernel.diff_to(expected);
+        let diff = kernel.diff_to_in(expected, within);
         let target = self.kernel.target();
         let sets = SetKind::each()
+            .filter(|(f, k)| within(*f, *k))
             .map(|(f, k)| SetReport {
                 set: target.set_name(k, f),
                 expected: expected.summary(k, f),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::enforce::{Enforcer, Plan, now};
 use super::kernel::Kernel;
-use super::layout::Layout;
+use super::layout::{Family, Layout, SetKind};
 use crate::config::NftConfig;
 use crate::follow::{Shared, read};
 use crate::health::{Health, OnStale};
@@ -31,8 +31,8 @@ const REREAD: Duration = Duration::from_secs(10);
 pub enum Message {
     /// The follower changed.
     Wake,
-    /// The kernel's sets as listed at a generation.
-    Listed(Box<Layout>, u32),
+    /// One of the kernel's sets as listed at a generation.
+    Listed(Box<Layout>, u32, Family, SetKind),
     /// The agent stops (the sets keep their contents).
     Stop,
 }
@@ -74,6 +74,7 @@ pub fn start(
             health,
             metrics,
             on_stale,
+            differences: std::cell::Cell::new([0; 6]),
         };
         pass.run(&mut enforcer, &woken, &outcome);
     })?;
@@ -81,9 +82,9 @@ pub fn start(
 }
 
 /// Lists the kernel's sets every `interval` (or [`REREAD`] after a listing
-/// that changes overtook), between two readings of the generation, and
-/// hands the listing to the keeper, which answers whether it was of use.
-/// Ends when the keeper does.
+/// that changes overtook), one set at a time between two readings of the
+/// generation, and hands each listing to the keeper, which answers whether
+/// it was of use. Ends when the keeper does.
 fn verifier(mut kernel: Kernel, keeper: &Sender<Message>, outcomes: &Receiver<bool>, interval: Duration) {
     let mut wait = interval;
     loop {
@@ -91,31 +92,35 @@ fn verifier(mut kernel: Kernel, keeper: &Sender<Message>, outcomes: &Receiver<bo
             Err(RecvTimeoutError::Timeout) => {}
             Ok(_) | Err(RecvTimeoutError::Disconnected) => return,
         }
-        let listing = (|| {
-            let before = kernel.generation()?;
-            let layout = kernel.read(now())?;
-            Ok::<_, super::kernel::NftError>((before == kernel.generation()?).then_some((layout, before)))
-        })();
-        wait = match listing {
-            Ok(Some((layout, generation))) => {
-                if keeper.send(Message::Listed(Box::new(layout), generation)).is_err() {
-                    return;
+        let mut complete = true;
+        for (family, kind) in SetKind::each() {
+            let listing = (|| {
+                let before = kernel.generation()?;
+                let layout = kernel.read_set(family, kind, now())?;
+                Ok::<_, super::kernel::NftError>((before == kernel.generation()?).then_some((layout, before)))
+            })();
+            complete &= match listing {
+                Ok(Some((layout, generation))) => {
+                    let listed = Message::Listed(Box::new(layout), generation, family, kind);
+                    if keeper.send(listed).is_err() {
+                        return;
+                    }
+                    match outcomes.recv() {
+                        Ok(used) => used,
+                        Err(_) => return,
+                    }
                 }
-                match outcomes.recv() {
-                    Ok(true) => interval,
-                    Ok(false) => REREAD,
-                    Err(_) => return,
+                Ok(None) => false,
+                Err(e) => {
+                    tracing::error!(error = %e, "listing the kernel's sets failed");
+                    false
                 }
-            }
-            Ok(None) => {
-                tracing::debug!("the sets changed while being listed; listing again soon");
-                REREAD
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "listing the kernel's sets failed");
-                REREAD
-            }
-        };
+            };
+        }
+        if !complete {
+            tracing::debug!("the sets changed while being listed; listing again soon");
+        }
+        wait = if complete { interval } else { REREAD };
     }
 }
 
@@ -124,19 +129,24 @@ struct Pass {
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     on_stale: OnStale,
+    /// Per set (IPv4 hosts, nets, flows, then IPv6), the elements that
+    /// differed at its last comparison.
+    differences: std::cell::Cell<[usize; 6]>,
 }
 
 impl Pass {
     fn run(&self, enforcer: &mut Enforcer, woken: &Receiver<Message>, outcome: &SyncSender<bool>) {
         loop {
             let mut woke = false;
-            let mut listed = None;
+            let mut listed = Vec::new();
             match woken.recv_timeout(TICK) {
                 Ok(first) => {
                     for message in std::iter::once(first).chain(woken.try_iter()) {
                         match message {
                             Message::Wake => woke = true,
-                            Message::Listed(layout, generation) => listed = Some((layout, generation)),
+                            Message::Listed(layout, generation, family, kind) => {
+                                listed.push((layout, generation, family, kind));
+                            }
                             Message::Stop => return,
                         }
                     }
@@ -177,15 +187,22 @@ impl Pass {
                     crate::memory::release();
                 }
             }
-            if let Some((layout, generation)) = listed {
+            for (layout, generation, family, kind) in listed {
                 // After this pass's own changes: a listing from before them
                 // is overtaken, and read again.
-                let used = match enforcer.repair_from(*layout, generation) {
+                let used = match enforcer.repair_from(*layout, generation, family, kind) {
                     Ok(Some(differences)) => {
-                        self.metrics.verify_runs.inc();
+                        let mut each = self.differences.get();
+                        each[family.index() * 3 + kind as usize] = differences;
+                        self.differences.set(each);
+                        if (family, kind) == (Family::V6, SetKind::Flows) {
+                            // The last of the six: one comparison done.
+                            self.metrics.verify_runs.inc();
+                        }
+                        let total: usize = each.iter().sum();
                         self.metrics
                             .verify_differences
-                            .set(i64::try_from(differences).unwrap_or(i64::MAX));
+                            .set(i64::try_from(total).unwrap_or(i64::MAX));
                         true
                     }
                     Ok(None) => {

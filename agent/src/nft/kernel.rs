@@ -248,15 +248,32 @@ impl Kernel {
         let mut layout = Layout::default();
         let started = std::time::Instant::now();
         for (family, kind) in SetKind::each() {
-            // Decoded as each message arrives: a million elements are never
-            // held twice.
-            let mut decoder = Decoder::new(kind, family, now, started);
-            self.dump(&self.target.set_name(kind, family), |raw| {
-                decoder.push(&mut layout, raw)
-            })?;
-            decoder.finish(&mut layout).map_err(NftError::Decode)?;
+            self.read_into(&mut layout, family, kind, now, started)?;
         }
         Ok(layout)
+    }
+
+    /// [`Kernel::read`] of one set (the others left empty).
+    pub fn read_set(&mut self, family: Family, kind: SetKind, now: i64) -> Result<Layout, NftError> {
+        let mut layout = Layout::default();
+        self.read_into(&mut layout, family, kind, now, std::time::Instant::now())?;
+        Ok(layout)
+    }
+
+    /// Lists one set into `layout`; `now` was the time at `started`.
+    fn read_into(
+        &mut self,
+        layout: &mut Layout,
+        family: Family,
+        kind: SetKind,
+        now: i64,
+        started: std::time::Instant,
+    ) -> Result<(), NftError> {
+        // Decoded as each message arrives: a million elements are never
+        // held twice.
+        let mut decoder = Decoder::new(kind, family, now, started);
+        self.dump(&self.target.set_name(kind, family), |raw| decoder.push(layout, raw))?;
+        decoder.finish(layout).map_err(NftError::Decode)
     }
 
     /// The ruleset's generation: every transaction (ours or anyone's)

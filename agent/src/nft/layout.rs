@@ -176,26 +176,34 @@ impl Layout {
 
     /// What turns `self` into `target` (for a reconciliation with the kernel).
     pub fn diff_to(&self, target: &Layout) -> Diff {
+        self.diff_to_in(target, |_, _| true)
+    }
+
+    /// [`Layout::diff_to`] in the sets `within` names only.
+    pub fn diff_to_in(&self, target: &Layout, within: impl Fn(Family, SetKind) -> bool) -> Diff {
         let mut diff = Diff::default();
-        for i in 0..2 {
-            changes(
-                &self.hosts[i],
-                &target.hosts[i],
-                &mut diff.remove.hosts[i],
-                &mut diff.add.hosts[i],
-            );
-            changes(
-                &self.nets[i],
-                &target.nets[i],
-                &mut diff.remove.nets[i],
-                &mut diff.add.nets[i],
-            );
-            changes(
-                &self.flows[i],
-                &target.flows[i],
-                &mut diff.remove.flows[i],
-                &mut diff.add.flows[i],
-            );
+        for family in Family::BOTH {
+            let i = family.index();
+            let (remove, add) = (&mut diff.remove, &mut diff.add);
+            if within(family, SetKind::Hosts) {
+                changes(
+                    &self.hosts[i],
+                    &target.hosts[i],
+                    &mut remove.hosts[i],
+                    &mut add.hosts[i],
+                );
+            }
+            if within(family, SetKind::Nets) {
+                changes(&self.nets[i], &target.nets[i], &mut remove.nets[i], &mut add.nets[i]);
+            }
+            if within(family, SetKind::Flows) {
+                changes(
+                    &self.flows[i],
+                    &target.flows[i],
+                    &mut remove.flows[i],
+                    &mut add.flows[i],
+                );
+            }
         }
         diff
     }
