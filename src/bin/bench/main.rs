@@ -10,6 +10,7 @@
 //! runs), `measure` (load driver and statistics), and the sections:
 //! `lookups`, `layers`, `streams`, `submit`.
 
+mod agent;
 mod baseline;
 mod documents;
 mod layers;
@@ -118,6 +119,9 @@ enum Section {
     Submit,
     Documents,
     Notifications,
+    /// The gateway agent end to end (root, nftables; not in the default
+    /// run: `--only agent`, after `cargo build --release -p vpn-registry-agent`).
+    Agent,
 }
 
 impl Section {
@@ -134,6 +138,22 @@ impl Section {
         Self::Submit,
         Self::Documents,
         Self::Notifications,
+    ];
+    /// Every section, in the order they run when asked for.
+    const EVERY: [Section; 13] = [
+        Self::Load,
+        Self::Unary,
+        Self::Metrics,
+        Self::Layers,
+        Self::Batches,
+        Self::Watch,
+        Self::SnapshotLoad,
+        Self::Storm,
+        Self::Fanout,
+        Self::Submit,
+        Self::Documents,
+        Self::Notifications,
+        Self::Agent,
     ];
 }
 
@@ -181,7 +201,7 @@ async fn main() -> anyhow::Result<()> {
         canned,
         token,
     };
-    for section in Section::ALL.into_iter().filter(|s| bench.args.only.contains(s)) {
+    for section in Section::EVERY.into_iter().filter(|s| bench.args.only.contains(s)) {
         bench.run(section).await?;
     }
     let Bench { args, pool, .. } = bench;
@@ -254,6 +274,7 @@ impl Bench {
                 Ok(())
             }
             Section::Notifications => self.notifications().await,
+            Section::Agent => self.agent().await,
             Section::Submit => {
                 println!("## SubmitRegistration (concurrency 16)\n");
                 let ours = submits(&self.pool, self.server, 16, self.duration).await?;

@@ -226,7 +226,7 @@ pub(crate) struct Flipper<'a> {
 }
 
 impl<'a> Flipper<'a> {
-    async fn new(pool: &'a PgPool) -> anyhow::Result<Self> {
+    pub(crate) async fn new(pool: &'a PgPool) -> anyhow::Result<Self> {
         let id = sqlx::query_scalar("SELECT registration_id FROM active_prefixes LIMIT 1")
             .fetch_one(pool)
             .await?;
@@ -234,7 +234,7 @@ impl<'a> Flipper<'a> {
     }
 
     /// The `i`th change: even ones suspend, odd ones reinstate.
-    async fn commit(&self, i: usize) -> anyhow::Result<()> {
+    pub(crate) async fn commit(&self, i: usize) -> anyhow::Result<()> {
         let state = if i.is_multiple_of(2) { "SUSPENDED" } else { "ACTIVE" };
         sqlx::query("UPDATE registrations SET state = $2 WHERE id = $1")
             .bind(self.id)
