@@ -127,6 +127,8 @@ pub async fn run_with(config: Config, listeners: Listeners, stop: impl Future<Ou
     let changed = |_: &ActiveSet| {
         pending.mark();
         if let Some(keeper) = &keeper {
+            // Not ready until the kernel holds this change too.
+            health.set_kernel_in_step(false);
             let _ = keeper.wake.send(nft::keeper::Message::Wake);
         }
     };
@@ -146,7 +148,7 @@ pub async fn run_with(config: Config, listeners: Listeners, stop: impl Future<Ou
     }
     // What changed since the last write is written before stopping.
     if pending.take() {
-        commit(&config, &follow::read(&shared).held);
+        commit(&config, &shared);
     }
     Ok(Stopped {
         follower: shared,
@@ -218,23 +220,48 @@ impl Pending {
     }
 }
 
-/// Writes the state and the outputs after changes, once they settle.
+/// Writing the state may take at most this share of the time: a million
+/// entries take about a second to write, and changes keep coming.
+const SAVE_SHARE: u32 = 5;
+
+/// Writes the state and the outputs after changes, once they settle, and
+/// no more often than [`SAVE_SHARE`] allows (a bounded interval: one write's
+/// time times five).
 async fn write_behind(config: Config, shared: Shared, pending: Arc<Pending>) {
+    let mut last: Option<(tokio::time::Instant, Duration)> = None;
     loop {
         pending.wake.notified().await;
         tokio::time::sleep(SETTLE).await;
+        if let Some((started, took)) = last {
+            tokio::time::sleep_until(started + took * SAVE_SHARE).await;
+        }
         if pending.take() {
-            commit(&config, &follow::read(&shared).held);
+            let started = tokio::time::Instant::now();
+            let (config, shared) = (config.clone(), shared.clone());
+            // Blocking file work, off the runtime's workers.
+            let _ = tokio::task::spawn_blocking(move || commit(&config, &shared)).await;
+            last = Some((started, started.elapsed()));
         }
     }
 }
 
-/// After a change: the state saved, then the files rewritten.
-fn commit(config: &Config, held: &ActiveSet) {
-    if let Err(e) = state::save(&config.state_dir, held) {
+/// After a change: the state saved, then the files rewritten. The state is
+/// copied a chunk at a time, so the stream is never held up for long.
+fn commit(config: &Config, shared: &Shared) {
+    let position = follow::read(shared).held.position.clone();
+    let mut after = None;
+    let saved = state::save_with(&config.state_dir, &position, |chunk| {
+        after = follow::read(shared)
+            .held
+            .copy_after(after.as_ref(), state::CHUNK, chunk);
+        after.is_some()
+    });
+    if let Err(e) = saved {
         tracing::error!(error = %e, dir = %config.state_dir.display(), "saving the state failed");
     }
-    publish(config, held);
+    if !config.outputs.is_empty() || config.on_change.is_some() {
+        publish(config, &follow::read(shared).held);
+    }
 }
 
 /// Writes every output, then runs `--on-change` (not waited for).

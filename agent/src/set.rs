@@ -17,6 +17,7 @@ use crate::pb;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub prefix: IpNet,
+    #[serde(deserialize_with = "shared_str")]
     pub reference: Arc<str>,
     pub kind: Kind,
     /// Where the flows may go; empty: anywhere.
@@ -116,8 +117,28 @@ impl Serialize for Kind {
 
 impl<'de> Deserialize<'de> for Kind {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Ok(Kind::from(name.as_ref()))
+        d.deserialize_str(StrVisitor(|s: &str| Kind::from(s)))
+    }
+}
+
+/// Reads an `Arc<str>` with one allocation (serde's own goes through a
+/// `String`, and a million freed strings leave the heap full of holes).
+fn shared_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
+    d.deserialize_str(StrVisitor(|s: &str| Arc::from(s)))
+}
+
+/// Makes a value from a string as the deserializer lends it.
+struct StrVisitor<F>(F);
+
+impl<T, F: FnOnce(&str) -> T> serde::de::Visitor<'_> for StrVisitor<F> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<T, E> {
+        Ok((self.0)(s))
     }
 }
 
@@ -166,6 +187,31 @@ impl ActiveSet {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Copies up to `n` entries after `after` (from the first with `None`)
+    /// into `out`; the key to continue after, or `None` at the end. Lets a
+    /// writer take a large set a chunk at a time, under short locks.
+    pub fn copy_after(
+        &self,
+        after: Option<&(IpNet, Arc<str>)>,
+        n: usize,
+        out: &mut Vec<Entry>,
+    ) -> Option<(IpNet, Arc<str>)> {
+        use std::ops::Bound;
+        let start = match after {
+            Some((prefix, reference)) => Bound::Excluded(Entry::probe(*prefix, reference.clone())),
+            None => Bound::Unbounded,
+        };
+        let before = out.len();
+        out.extend(
+            self.entries
+                .range((start, Bound::Unbounded))
+                .take(n)
+                .map(|k| k.0.clone()),
+        );
+        let last = out.last().filter(|_| out.len() - before == n)?;
+        Some((last.prefix, last.reference.clone()))
     }
 
     /// Announces (or re-announces, replacing) an entry.
@@ -241,6 +287,23 @@ mod tests {
             peers: vec![],
             valid_until: None,
         }
+    }
+
+    #[test]
+    fn copying_in_chunks_yields_every_entry_once_in_order() {
+        let mut set = ActiveSet::default();
+        for i in 0..25u8 {
+            set.announce(entry("VPN-1", &format!("10.0.{i}.0/24")));
+            set.announce(entry("VPN-2", &format!("10.0.{i}.0/24")));
+        }
+        let (mut out, mut after) = (Vec::new(), None);
+        loop {
+            after = set.copy_after(after.as_ref(), 7, &mut out);
+            if after.is_none() {
+                break;
+            }
+        }
+        assert_eq!(out, set.entries().cloned().collect::<Vec<_>>());
     }
 
     #[test]

@@ -50,14 +50,6 @@ struct Body {
     entries: ActiveSet,
 }
 
-/// [`Body`] as written: borrowed, so saving a million entries does not
-/// copy them first.
-#[derive(Serialize)]
-struct BodyRef<'a> {
-    position: &'a Position,
-    entries: Vec<&'a Entry>,
-}
-
 fn into_set<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ActiveSet, D::Error> {
     struct Entries;
     impl<'de> serde::de::Visitor<'de> for Entries {
@@ -116,25 +108,82 @@ pub fn load(dir: &Path) -> Result<Option<ActiveSet>, StateError> {
     Ok(Some(set))
 }
 
-/// Writes `set` as the state in `dir`, atomically. Serialised twice,
-/// streaming (once for the checksum the header carries, once into the
-/// file): no copy of the whole body in memory.
+/// Writes `set` as the state in `dir`, atomically.
 pub fn save(dir: &Path, set: &ActiveSet) -> std::io::Result<()> {
-    let body = BodyRef {
-        position: &set.position,
-        entries: set.entries().collect(),
+    let mut entries = set.entries();
+    save_with(dir, &set.position, |chunk| {
+        chunk.extend(entries.by_ref().take(CHUNK).cloned());
+        chunk.len() == CHUNK
+    })
+}
+
+/// Entries serialised per call of the source in [`save_with`].
+pub const CHUNK: usize = 10_000;
+
+/// Writes the state at `position`, atomically, in one streaming pass: the
+/// entries come from `next`, a chunk at a time (it fills the vector and
+/// says whether more may follow), so a caller can hold its lock for a
+/// chunk, not for the whole set. The header's checksum is written last,
+/// over a placeholder of the same length.
+///
+/// Entries copied after `position` may already reflect later changes:
+/// resuming from `position` replays those changes, and replaying an
+/// announcement or a withdrawal twice changes nothing.
+pub fn save_with(
+    dir: &Path,
+    position: &Position,
+    mut next: impl FnMut(&mut Vec<Entry>) -> bool,
+) -> std::io::Result<()> {
+    let header = |sha256: String| {
+        serde_json::to_string(&Header {
+            version: VERSION,
+            sha256,
+        })
     };
-    let mut hasher = Sha256::new();
-    serde_json::to_writer(HashWriter(&mut hasher), &body)?;
-    let header = serde_json::to_string(&Header {
-        version: VERSION,
-        sha256: hex(&hasher.finalize()),
-    })?;
     write_with(&dir.join(FILE), |file| {
-        write!(file, "{MAGIC}\n{header}\n")?;
-        serde_json::to_writer(&mut *file, &body)?;
+        writeln!(file, "{MAGIC}")?;
+        let header_at = file.stream_position()?;
+        writeln!(file, "{}", header("0".repeat(64))?)?;
+        let mut hasher = Sha256::new();
+        let mut body = Tee(file, &mut hasher);
+        body.write_all(b"{\"position\":")?;
+        serde_json::to_writer(&mut body, position)?;
+        body.write_all(b",\"entries\":[")?;
+        let (mut chunk, mut first) = (Vec::with_capacity(CHUNK), true);
+        loop {
+            let more = next(&mut chunk);
+            for entry in chunk.drain(..) {
+                if !first {
+                    body.write_all(b",")?;
+                }
+                first = false;
+                serde_json::to_writer(&mut body, &entry)?;
+            }
+            if !more {
+                break;
+            }
+        }
+        body.write_all(b"]}")?;
+        let sha256 = hex(&hasher.finalize());
+        file.seek(std::io::SeekFrom::Start(header_at))?;
+        write!(file, "{}", header(sha256)?)?;
         Ok(())
     })
+}
+
+/// Writes to a file and a hash alike.
+struct Tee<'a, W>(&'a mut W, &'a mut Sha256);
+
+impl<W: Write> Write for Tee<'_, W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let n = self.0.write(bytes)?;
+        self.1.update(&bytes[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// Feeds what is written to a hash.
@@ -158,7 +207,10 @@ pub fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
 }
 
 /// [`write_atomically`] of what `write` writes (buffered).
-fn write_with(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<()> {
+fn write_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
     let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
@@ -208,6 +260,21 @@ mod tests {
         save(&dir, &a_set()).unwrap();
         assert_eq!(load(&dir).unwrap(), Some(a_set()));
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temporary file left");
+    }
+
+    #[test]
+    fn a_set_larger_than_a_chunk_is_written_whole_and_read_back() {
+        let dir = dir("chunks");
+        let entries = (0..CHUNK as u32 * 2 + 7).map(|i| Entry {
+            prefix: ipnet::IpNet::new(std::net::Ipv4Addr::from(0x0a00_0000 + i).into(), 32).unwrap(),
+            reference: format!("VPN-2026-{i:07}").into(),
+            kind: "VPN".into(),
+            peers: vec![],
+            valid_until: Some(1_800_000_000),
+        });
+        let set = ActiveSet::new(a_set().position, entries);
+        save(&dir, &set).unwrap();
+        assert_eq!(load(&dir).unwrap(), Some(set));
     }
 
     #[test]

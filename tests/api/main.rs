@@ -3,8 +3,8 @@
 
 mod accounts;
 mod agent;
+mod agent_lifecycle;
 mod agent_nft;
-mod agent_stale;
 mod api_keys;
 mod auth;
 mod browser;

@@ -201,6 +201,11 @@ impl Enforcer {
         self.finish(result)
     }
 
+    /// Whether the sets were last brought to `position`.
+    pub fn is_at(&self, position: &Position) -> bool {
+        self.position == *position
+    }
+
     /// Whether the kernel's last change succeeded.
     pub fn in_step(&self) -> bool {
         !self.damaged

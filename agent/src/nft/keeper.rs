@@ -218,7 +218,8 @@ impl Pass {
                 // The listing is gone.
                 crate::memory::release();
             }
-            self.health.set_kernel_in_step(enforcer.in_step());
+            let caught_up = enforcer.is_at(&read(&self.shared).held.position);
+            self.health.set_kernel_in_step(enforcer.in_step() && caught_up);
             self.metrics.set_elements(&enforcer.sizes());
         }
     }

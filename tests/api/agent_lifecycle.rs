@@ -1,9 +1,10 @@
-//! The gateway agent when its upstreams go away (a proxy the test cuts):
-//! it fails over to the next upstream and keeps following; past
-//! `--max-stale` without any, it reports not ready, raises its alarm and
-//! holds, opens or empties the kernel's sets as `--on-stale` says; back in
-//! contact, the sets hold the registry's set again. And it compares the
-//! kernel's sets with what they should hold while it runs.
+//! The gateway agent's kernel sets while it runs, as its upstreams come and
+//! go (a proxy the test cuts): it fails over to the next upstream and keeps
+//! following; past `--max-stale` without any, it reports not ready, raises
+//! its alarm and holds, opens or empties the sets as `--on-stale` says; back
+//! in contact, the sets hold the registry's set again. A reset from the
+//! registry replaces the sets' contents; and the agent compares the sets
+//! with what they should hold, and repairs them, while changes go on.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -202,6 +203,44 @@ async fn the_running_agent_lists_its_sets_aside_and_repairs_what_was_changed(poo
     // Changes go on while the sets are listed (on a socket of their own).
     app.active(&bank, &["9.9.9.0/24"]).await;
     until_matching(&ns, FLOWS, &[&flow("9.9.9.1")], &[]).await;
+    stop.send(()).unwrap();
+    agent.await.unwrap().unwrap();
+}
+
+#[sqlx::test]
+async fn a_reset_from_the_registry_replaces_the_sets_contents(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, bank) = app.enrol(C::Bank).await;
+    let lookup = app.token(Role::Lookup).await;
+    app.active(&bank, &["8.8.8.0/24"]).await;
+    let ns = Netns::new();
+    let config = agent_config(&app, &lookup, &scratch(), &ns);
+    let ((stop, agent), ops) = start_observed(config).await;
+    until_matching(&ns, FLOWS, &[&flow("8.8.8.1")], &[]).await;
+    assert_eq!(metric(ops, "vpn_registry_agent_resets_total").await, Some(1.0));
+    // A stray element: a reset's replacement leaves only the registry's set.
+    ns.nft(&[
+        "add",
+        "element",
+        "inet",
+        "vpn_registry",
+        "registered_hosts4",
+        "{ 1.1.1.1 }",
+    ]);
+
+    // The registry starts a new feed session (after a restore from backup):
+    // the agent gets a reset and a full snapshot while it runs.
+    let out = crate::cli::run(&["feed", "new-session"], &crate::cli::database_url(&app.pool));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    eventually("the agent's second reset", Duration::from_secs(20), || async {
+        (metric(ops, "vpn_registry_agent_resets_total").await == Some(2.0)).then_some(())
+    })
+    .await;
+    until_matching(&ns, "registered_hosts4", &[], &["1.1.1.1"]).await;
+    until_matching(&ns, FLOWS, &[&flow("8.8.8.1")], &[]).await;
+    // And it follows the new session's deltas.
+    app.active(&bank, &["9.9.9.0/24"]).await;
+    until_matching(&ns, FLOWS, &[&flow("8.8.8.1"), &flow("9.9.9.1")], &[]).await;
     stop.send(()).unwrap();
     agent.await.unwrap().unwrap();
 }
