@@ -200,6 +200,10 @@ async fn the_running_agent_lists_its_sets_aside_and_repairs_what_was_changed(poo
     until_matching(&ns, "registered_hosts4", &[], &["1.1.1.1"]).await;
     let runs = metric(ops, "vpn_registry_agent_verify_runs_total").await;
     assert!(runs >= Some(1.0), "{runs:?}");
+    // The whole table deleted (a ruleset file with `flush ruleset`
+    // reloaded): made again and refilled.
+    ns.nft(&["delete", "table", "inet", "vpn_registry"]);
+    until_matching(&ns, FLOWS, &[&flow("8.8.8.1"), &flow("8.8.4.4")], &[]).await;
     // Changes go on while the sets are listed (on a socket of their own).
     app.active(&bank, &["9.9.9.0/24"]).await;
     until_matching(&ns, FLOWS, &[&flow("9.9.9.1")], &[]).await;

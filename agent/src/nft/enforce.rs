@@ -221,8 +221,20 @@ impl Enforcer {
     /// refused, replaces the sets' contents (one transaction). Answers how
     /// many elements differed.
     pub fn repair(&mut self) -> Result<usize, NftError> {
+        if self.damaged {
+            // Someone may have deleted the table or a set (`flush ruleset`
+            // in a reloaded ruleset file): made again if missing.
+            self.kernel.create()?;
+        }
         let (report, diff) = self.compare()?;
         self.repair_diff(report, diff)
+    }
+
+    /// Something went wrong outside a change of ours (a listing failed):
+    /// the next pass compares and repairs, making the sets again if
+    /// they are gone.
+    pub fn mark_damaged(&mut self) {
+        self.damaged = true;
     }
 
     fn repair_diff(&mut self, report: Report, diff: Diff) -> Result<usize, NftError> {

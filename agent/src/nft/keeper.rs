@@ -33,6 +33,8 @@ pub enum Message {
     Wake,
     /// One of the kernel's sets as listed at a generation.
     Listed(Box<Layout>, u32, Family, SetKind),
+    /// Listing a set failed (it may be gone).
+    ListingFailed,
     /// The agent stops (the sets keep their contents).
     Stop,
 }
@@ -112,7 +114,10 @@ fn verifier(mut kernel: Kernel, keeper: &Sender<Message>, outcomes: &Receiver<bo
                 }
                 Ok(None) => false,
                 Err(e) => {
-                    tracing::error!(error = %e, "listing the kernel's sets failed");
+                    tracing::error!(error = %e, "listing the kernel's sets failed; repairing");
+                    if keeper.send(Message::ListingFailed).is_err() {
+                        return;
+                    }
                     false
                 }
             };
@@ -147,6 +152,7 @@ impl Pass {
                             Message::Listed(layout, generation, family, kind) => {
                                 listed.push((layout, generation, family, kind));
                             }
+                            Message::ListingFailed => enforcer.mark_damaged(),
                             Message::Stop => return,
                         }
                     }

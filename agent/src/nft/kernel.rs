@@ -127,7 +127,7 @@ impl Kernel {
 
     /// The table and the six sets, created if missing (a set that exists
     /// with another type is refused by the kernel, and named).
-    fn create(&mut self) -> Result<(), NftError> {
+    pub fn create(&mut self) -> Result<(), NftError> {
         let t = self.target.clone();
         let mut batch = Batch::begin(self);
         let table = NfTablesMessage::NewTable(TableMessage {
