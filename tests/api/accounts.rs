@@ -334,10 +334,11 @@ async fn an_unknown_address_and_a_wrong_password_answer_alike(pool: PgPool) {
     let sign_in = durations[durations.len() / 2];
     // Both verify one argon2id hash (tens of milliseconds) and record one
     // failure: what differs is noise. A leak would be the hash itself
-    // missing from one side, so the bound is a share of a sign-in's time
-    // (which a machine busy with other tests stretches alike).
+    // missing from one side (the whole of a sign-in's time), so the bound
+    // is a share of it (which a machine busy with other tests stretches
+    // alike, and its database writes more than its hashing).
     assert!(
-        median.abs() < 0.010_f64.max(0.25 * sign_in),
+        median.abs() < 0.010_f64.max(0.35 * sign_in),
         "median difference {median:.4} s (a sign-in: {sign_in:.4} s) over {differences:?}"
     );
 }

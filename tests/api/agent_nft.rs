@@ -144,15 +144,21 @@ pub(crate) fn matches(ns: &Netns, set: &str, address: &str) -> bool {
     .is_some()
 }
 
+/// Polls (every 100 ms: each look runs `nft` twice or more, and the
+/// namespace tests run side by side with the rest) until `set` matches the
+/// addresses `inside` and none `outside`.
 pub(crate) async fn until_matching(ns: &Netns, set: &str, inside: &[&str], outside: &[&str]) {
-    eventually(
-        &format!("{set} to match {inside:?} and not {outside:?}"),
-        Duration::from_secs(15),
-        || async {
-            (inside.iter().all(|a| matches(ns, set, a)) && outside.iter().all(|a| !matches(ns, set, a))).then_some(())
-        },
-    )
-    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if inside.iter().all(|a| matches(ns, set, a)) && outside.iter().all(|a| !matches(ns, set, a)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{set} to match {inside:?} and not {outside:?}: not within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The test registrations' peer.

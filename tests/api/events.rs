@@ -26,7 +26,7 @@ async fn list(app: &TestApp, token: &str, after: &str) -> pb::ListInstitutionEve
 /// them (a writer in another database on this server can hold it back a
 /// moment: the feed waits for every older transaction).
 async fn at_least(app: &TestApp, token: &str, n: usize) -> Vec<pb::InstitutionEvent> {
-    eventually("the events", Duration::from_secs(10), || async {
+    eventually("the events", Duration::from_secs(30), || async {
         let (events, _) = all(app, token, "").await;
         (events.len() >= n).then_some(events)
     })

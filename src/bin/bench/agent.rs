@@ -58,30 +58,8 @@ impl Bench {
         // A free port for its metrics (taken back a moment before the agent binds it).
         let metrics = TcpListener::bind("127.0.0.1:0").await?.local_addr()?;
         let started = Instant::now();
-        let mut agent = Agent(
-            std::process::Command::new(&binary)
-                .arg("--upstream")
-                .arg(format!("http://{}", self.server))
-                .arg("--token-file")
-                .arg(dir.join("token"))
-                .arg("--state-dir")
-                .arg(dir.join("state"))
-                .args(["--nft-netns", NETNS, "--metrics-listen", &metrics.to_string()])
-                .env("RUST_LOG", "warn")
-                .spawn()?,
-        );
+        let agent = self.start_agent(&binary, &dir, metrics).await?;
         let pid = agent.0.id();
-        loop {
-            if get(metrics, "/readyz").await.is_some_and(|(status, _)| status == 200) {
-                break;
-            }
-            anyhow::ensure!(agent.0.try_wait()?.is_none(), "the agent stopped");
-            anyhow::ensure!(
-                started.elapsed() < Duration::from_secs(900),
-                "the agent was not ready in 15 min"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
         let ready = started.elapsed();
         let (held, elements) = scrape(metrics, "vpn_registry_agent_entries")
             .await
@@ -95,32 +73,7 @@ impl Bench {
         let (rss, peak) = memory_of(pid);
         println!("| agent resident memory after the first load (peak) | {rss} MiB ({peak} MiB) |");
 
-        // One registration suspended and reinstated in turn: each commit is
-        // one delta, one kernel transaction.
-        let flipper = Flipper::new(&self.pool).await?;
-        let mut latencies = Vec::new();
-        for i in 0..400 {
-            let before = scrape(metrics, "vpn_registry_agent_apply_duration_seconds_count")
-                .await
-                .unwrap_or(0.0);
-            flipper.commit(i).await?;
-            let committed = Instant::now();
-            loop {
-                let now = scrape(metrics, "vpn_registry_agent_apply_duration_seconds_count")
-                    .await
-                    .unwrap_or(0.0);
-                if now > before {
-                    break;
-                }
-                anyhow::ensure!(
-                    committed.elapsed() < Duration::from_secs(30),
-                    "change {i} never reached the kernel"
-                );
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            latencies.push(committed.elapsed());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let mut latencies = commit_to_kernel(&self.pool, metrics, 400).await?;
         latencies.sort();
         println!(
             "| commit -> kernel transaction done (400 changes, 20 ms apart) | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms |",
@@ -134,6 +87,66 @@ impl Bench {
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }
+}
+
+impl Bench {
+    /// The agent following our server into the namespace's sets, once
+    /// ready (its snapshot in the kernel).
+    async fn start_agent(
+        &self,
+        binary: &std::path::Path,
+        dir: &std::path::Path,
+        metrics: SocketAddr,
+    ) -> anyhow::Result<Agent> {
+        let started = Instant::now();
+        let mut agent = Agent(
+            std::process::Command::new(binary)
+                .arg("--upstream")
+                .arg(format!("http://{}", self.server))
+                .arg("--token-file")
+                .arg(dir.join("token"))
+                .arg("--state-dir")
+                .arg(dir.join("state"))
+                .args(["--nft-netns", NETNS, "--metrics-listen", &metrics.to_string()])
+                .env("RUST_LOG", "warn")
+                .spawn()?,
+        );
+        loop {
+            if get(metrics, "/readyz").await.is_some_and(|(status, _)| status == 200) {
+                return Ok(agent);
+            }
+            anyhow::ensure!(agent.0.try_wait()?.is_none(), "the agent stopped");
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(900),
+                "the agent was not ready in 15 min"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// One registration suspended and reinstated in turn, `n` times: each
+/// commit is one delta, one kernel transaction, timed from the commit to
+/// the agent's transaction counter moving.
+async fn commit_to_kernel(pool: &PgPool, metrics: SocketAddr, n: usize) -> anyhow::Result<Vec<Duration>> {
+    const APPLIED: &str = "vpn_registry_agent_apply_duration_seconds_count";
+    let flipper = Flipper::new(pool).await?;
+    let mut latencies = Vec::new();
+    for i in 0..n {
+        let before = scrape(metrics, APPLIED).await.unwrap_or(0.0);
+        flipper.commit(i).await?;
+        let committed = Instant::now();
+        while scrape(metrics, APPLIED).await.unwrap_or(0.0) <= before {
+            anyhow::ensure!(
+                committed.elapsed() < Duration::from_secs(30),
+                "change {i} never reached the kernel"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        latencies.push(committed.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(latencies)
 }
 
 /// (status, body) of a GET, or `None` if nothing answers.
