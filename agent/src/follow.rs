@@ -111,6 +111,7 @@ impl Follower {
                     .take()
                     .ok_or_else(|| protocol("a snapshot end without a reset"))?;
                 complete.position.serial = end.serial;
+                complete.compact();
                 self.held = complete;
                 self.journal.clear();
                 self.journal_since = end.serial;

@@ -148,7 +148,7 @@ pub async fn run_with(config: Config, listeners: Listeners, stop: impl Future<Ou
     }
     // What changed since the last write is written before stopping.
     if pending.take() {
-        commit(&config, &shared);
+        commit(&config, &shared, &pending);
     }
     Ok(Stopped {
         follower: shared,
@@ -206,6 +206,8 @@ const SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
 struct Pending {
     dirty: std::sync::atomic::AtomicBool,
     wake: tokio::sync::Notify,
+    /// One write at a time (the last one, at stop, may meet one under way).
+    writing: std::sync::Mutex<()>,
 }
 
 impl Pending {
@@ -237,9 +239,9 @@ async fn write_behind(config: Config, shared: Shared, pending: Arc<Pending>) {
         }
         if pending.take() {
             let started = tokio::time::Instant::now();
-            let (config, shared) = (config.clone(), shared.clone());
+            let (config, shared, pending) = (config.clone(), shared.clone(), pending.clone());
             // Blocking file work, off the runtime's workers.
-            let _ = tokio::task::spawn_blocking(move || commit(&config, &shared)).await;
+            let _ = tokio::task::spawn_blocking(move || commit(&config, &shared, &pending)).await;
             last = Some((started, started.elapsed()));
         }
     }
@@ -247,7 +249,11 @@ async fn write_behind(config: Config, shared: Shared, pending: Arc<Pending>) {
 
 /// After a change: the state saved, then the files rewritten. The state is
 /// copied a chunk at a time, so the stream is never held up for long.
-fn commit(config: &Config, shared: &Shared) {
+fn commit(config: &Config, shared: &Shared, pending: &Pending) {
+    let _one = pending
+        .writing
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let position = follow::read(shared).held.position.clone();
     let mut after = None;
     let saved = state::save_with(&config.state_dir, &position, |chunk| {

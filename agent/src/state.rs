@@ -58,11 +58,13 @@ fn into_set<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ActiveSet, D::Erro
             f.write_str("a list of entries")
         }
         fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ActiveSet, A::Error> {
-            let mut set = ActiveSet::default();
+            // Built in bulk (full nodes), not entry by entry in key order
+            // (half-full nodes).
+            let mut entries = Vec::with_capacity(seq.size_hint().unwrap_or(0));
             while let Some(entry) = seq.next_element::<Entry>()? {
-                set.announce(entry);
+                entries.push(entry);
             }
-            Ok(set)
+            Ok(ActiveSet::new(Position::default(), entries))
         }
     }
     d.deserialize_seq(Entries)

@@ -287,6 +287,7 @@ impl Enforcer {
     /// repaired only when no transaction happened since, so the listing is
     /// still what the kernel holds. `None`: the sets changed since; the
     /// listing is of no use.
+    ///
     /// The listing is of one set (`family`, `kind`): one set at a time
     /// keeps a large gateway's listing small.
     pub fn repair_from(

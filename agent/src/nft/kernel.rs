@@ -189,8 +189,12 @@ impl Kernel {
     /// timeouts; elements already expired are not added.
     pub fn apply(&mut self, remove: &Layout, add: &Layout, flush: bool, now: i64) -> Result<(), NftError> {
         // Encoded as they are made, a message of elements at a time: a full
-        // load never holds more than one message's element structures.
+        // load never holds more than one message's element structures. The
+        // buffer is sized up front (about 40 bytes an element, ranges two),
+        // not doubled as it fills: a full load is tens of megabytes.
         let mut batch = Batch::begin(self);
+        let ranges: usize = (0..2).map(|i| add.nets[i].len()).sum();
+        batch.buf.reserve(40 * (add.len() + ranges) + 16 * remove.len());
         for family in Family::BOTH {
             for kind in SetKind::ALL {
                 let set = self.target.set_name(kind, family);
@@ -704,6 +708,9 @@ fn elements(
     }
 }
 
+/// A bound without a timeout.
+const NO_EXPIRY: i64 = i64::MIN;
+
 /// Turns one set's listed elements into `layout`'s, as they arrive.
 struct Decoder {
     kind: SetKind,
@@ -713,8 +720,9 @@ struct Decoder {
     /// seconds to list, and each element's remaining lifetime is counted
     /// from when it was listed, not from `now`.
     started: std::time::Instant,
-    /// Range starts and ends, for pairing: (address, is_end, expiry).
-    bounds: Vec<(u128, bool, Expiry)>,
+    /// Range starts and ends, for pairing: (address, expiry or
+    /// [`NO_EXPIRY`], is_end); 32 bytes each, a million of them at most.
+    bounds: Vec<(u128, i64, bool)>,
 }
 
 impl Decoder {
@@ -741,9 +749,11 @@ impl Decoder {
             SetKind::Hosts => {
                 layout.hosts[i].insert(addr_from(family, &k).ok_or_else(bad)?, expiry);
             }
-            SetKind::Nets => self
-                .bounds
-                .push((addr_from(family, &k).ok_or_else(bad)?, e.end, expiry)),
+            SetKind::Nets => self.bounds.push((
+                addr_from(family, &k).ok_or_else(bad)?,
+                expiry.unwrap_or(NO_EXPIRY),
+                e.end,
+            )),
             SetKind::Flows => {
                 let k_end = e.key_end.ok_or("a flow element without its end")?;
                 if k.len() != 2 * w || k_end.len() != 2 * w {
@@ -761,9 +771,10 @@ impl Decoder {
     fn finish(mut self, layout: &mut Layout) -> Result<(), String> {
         let i = self.family.index();
         // Ends sort before starts at the same address (adjacent ranges).
-        self.bounds.sort_by_key(|(a, end, _)| (*a, !*end));
+        self.bounds.sort_unstable_by_key(|(a, _, end)| (*a, !*end));
         let mut open: Option<(u128, Expiry)> = None;
-        for (a, end, expiry) in self.bounds {
+        for (a, expiry, end) in self.bounds {
+            let expiry = (expiry != NO_EXPIRY).then_some(expiry);
             match (open, end) {
                 (Some((lo, e)), true) if a > lo => {
                     layout.nets[i].insert(lo, (a - 1, e));
