@@ -62,7 +62,9 @@ pub struct Change {
 #[derive(Debug, Default)]
 pub struct Follower {
     pub held: ActiveSet,
-    staging: Option<ActiveSet>,
+    /// A snapshot being collected: its position and entries, made a set
+    /// in bulk (full B-tree nodes) once complete.
+    staging: Option<(Position, Vec<Entry>)>,
     /// Resets received (each followed by a full snapshot).
     pub resets: u64,
     /// The latest changes, oldest first; complete after `journal_since`.
@@ -91,28 +93,29 @@ impl Follower {
                     session: r.session_id,
                     serial: r.serial,
                 };
-                self.staging = Some(ActiveSet::new(position, []));
+                self.staging = Some((position, Vec::new()));
                 self.resets += 1;
                 Ok(Applied::Pending)
             }
             Event::Snapshot(chunk) => {
-                let staging = self
+                let (_, staging) = self
                     .staging
                     .as_mut()
                     .ok_or_else(|| protocol("a snapshot chunk without a reset"))?;
                 for e in &chunk.entries {
-                    staging.announce(Entry::from_pb(e).map_err(protocol)?);
+                    staging.push(Entry::from_pb(e).map_err(protocol)?);
                 }
                 Ok(Applied::Pending)
             }
             Event::SnapshotEnd(end) => {
-                let mut complete = self
+                let (mut position, entries) = self
                     .staging
                     .take()
                     .ok_or_else(|| protocol("a snapshot end without a reset"))?;
-                complete.position.serial = end.serial;
-                complete.compact();
-                self.held = complete;
+                position.serial = end.serial;
+                // The old set goes before the new one is built.
+                self.held = ActiveSet::default();
+                self.held = ActiveSet::new(position, entries);
                 self.journal.clear();
                 self.journal_since = end.serial;
                 Ok(Applied::Changed)
