@@ -16,7 +16,9 @@ use vpn_registry_agent::Listeners;
 use vpn_registry_agent::health::OnStale;
 
 use crate::agent::get;
-use crate::agent_nft::{FLOWS, Running, agent_config, flow, matches, start_with, until_matching};
+use crate::agent_nft::{
+    FLOWS, Running, add_stray_host, agent_config, flow, matches, remove_flow_of_8_8_4_4, start_with, until_matching,
+};
 use crate::helpers::*;
 use crate::netns::Netns;
 use crate::proxy::Proxy;
@@ -180,22 +182,8 @@ async fn the_running_agent_lists_its_sets_aside_and_repairs_what_was_changed(poo
 
     // Behind the agent's back, while it runs: one element removed, a
     // stray one added. The next listing finds both and puts them right.
-    ns.nft(&[
-        "delete",
-        "element",
-        "inet",
-        "vpn_registry",
-        FLOWS,
-        "{ 8.8.4.4 . 185.60.216.0/24 }",
-    ]);
-    ns.nft(&[
-        "add",
-        "element",
-        "inet",
-        "vpn_registry",
-        "registered_hosts4",
-        "{ 1.1.1.1 }",
-    ]);
+    remove_flow_of_8_8_4_4(&ns);
+    add_stray_host(&ns);
     until_matching(&ns, FLOWS, &[&flow("8.8.4.4")], &[]).await;
     until_matching(&ns, "registered_hosts4", &[], &["1.1.1.1"]).await;
     let runs = metric(ops, "vpn_registry_agent_verify_runs_total").await;
@@ -223,14 +211,7 @@ async fn a_reset_from_the_registry_replaces_the_sets_contents(pool: PgPool) {
     until_matching(&ns, FLOWS, &[&flow("8.8.8.1")], &[]).await;
     assert_eq!(metric(ops, "vpn_registry_agent_resets_total").await, Some(1.0));
     // A stray element: a reset's replacement leaves only the registry's set.
-    ns.nft(&[
-        "add",
-        "element",
-        "inet",
-        "vpn_registry",
-        "registered_hosts4",
-        "{ 1.1.1.1 }",
-    ]);
+    add_stray_host(&ns);
 
     // The registry starts a new feed session (after a restore from backup):
     // the agent gets a reset and a full snapshot while it runs.

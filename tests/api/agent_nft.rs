@@ -161,6 +161,30 @@ pub(crate) async fn until_matching(ns: &Netns, set: &str, inside: &[&str], outsi
     }
 }
 
+/// Behind the agent's back: the flow of the registered 8.8.4.4 removed.
+pub(crate) fn remove_flow_of_8_8_4_4(ns: &Netns) {
+    ns.nft(&[
+        "delete",
+        "element",
+        "inet",
+        "vpn_registry",
+        FLOWS,
+        "{ 8.8.4.4 . 185.60.216.0/24 }",
+    ]);
+}
+
+/// Behind the agent's back: the unregistered 1.1.1.1 added.
+pub(crate) fn add_stray_host(ns: &Netns) {
+    ns.nft(&[
+        "add",
+        "element",
+        "inet",
+        "vpn_registry",
+        "registered_hosts4",
+        "{ 1.1.1.1 }",
+    ]);
+}
+
 /// The test registrations' peer.
 pub(crate) const FLOWS: &str = "registered_flows4";
 
@@ -208,22 +232,8 @@ async fn the_sets_follow_the_registry_and_survive_restarts_and_tampering(pool: P
     );
 
     // Behind the agent's back: an element removed, a stray one added.
-    ns.nft(&[
-        "delete",
-        "element",
-        "inet",
-        "vpn_registry",
-        FLOWS,
-        "{ 8.8.4.4 . 185.60.216.0/24 }",
-    ]);
-    ns.nft(&[
-        "add",
-        "element",
-        "inet",
-        "vpn_registry",
-        "registered_hosts4",
-        "{ 1.1.1.1 }",
-    ]);
+    remove_flow_of_8_8_4_4(&ns);
+    add_stray_host(&ns);
     let config = agent_config(&app, &lookup, &dir, &ns);
     let report = vpn_registry_agent::verify(&config).unwrap();
     assert_eq!(report.differences, 2, "verify sees both:\n{report}");
