@@ -8,7 +8,9 @@
 //!   development certificates); [`telemetry`]: logs.
 //! - [`app`]: `serve`: starts the background work, builds the router, runs
 //!   until shutdown.
-//! - [`observe`]: the outermost layer (metrics, access log), the health
+//! - [`protocols`]: Connect (JSON over HTTP) and gRPC-Web calls turned
+//!   into gRPC calls, in front of everything below.
+//! - [`observe`]: the outermost gRPC layer (metrics, access log), the health
 //!   probe, and the vitals behind `/readyz`, `/status` and gRPC health.
 //! - [`admission`]: the server-wide cap on calls in flight (health checks
 //!   never refused), before authentication.
@@ -47,6 +49,7 @@ pub mod notify;
 pub mod observe;
 pub mod operator;
 pub mod pb;
+pub mod protocols;
 pub mod registry;
 pub mod sync;
 pub mod tasks;

@@ -26,6 +26,7 @@ use crate::pb::{
     payment_service_server::PaymentServiceServer, registration_service_server::RegistrationServiceServer,
     review_service_server::ReviewServiceServer, webhook_service_server::WebhookServiceServer,
 };
+use crate::protocols::ProtocolsLayer;
 use crate::registry::{Registry, documents::Documents};
 use crate::web::{self, ConsoleRoutes, RdapRoutes, landing::LandingLayer};
 
@@ -43,8 +44,10 @@ const MAX_RESPONSE: usize = 16 * 1024 * 1024;
 /// HTTP/2 header block limit (tokens and request ids are short).
 const MAX_HEADER_LIST: u32 = 16 * 1024;
 /// The layers every call passes, outermost last in the type (tower's order).
-pub(super) type Layers =
-    Stack<Stack<AuthLayer, Stack<AdmissionLayer, Stack<ObserveLayer, Stack<LandingLayer, Identity>>>>, Identity>;
+pub(super) type Layers = Stack<
+    Stack<AuthLayer, Stack<AdmissionLayer, Stack<ObserveLayer, Stack<ProtocolsLayer, Stack<LandingLayer, Identity>>>>>,
+    Identity,
+>;
 /// The tonic server: transport settings, the layers (outermost first) and
 /// every service (a fan-out replica serves lookups only: UNIMPLEMENTED for
 /// the rest).
@@ -77,7 +80,8 @@ pub(super) fn router<H: Health>(
         options.public_url.clone(),
     ));
     let router = Server::builder()
-        // HTTP/1.1 too, for RDAP clients (gRPC stays on HTTP/2).
+        // HTTP/1.1 too, for RDAP clients, Connect and gRPC-Web (gRPC stays
+        // on HTTP/2).
         .accept_http1(true)
         .max_concurrent_streams(options.max_concurrent_streams)
         .http2_keepalive_interval(Some(options.keepalive_interval))
@@ -94,6 +98,8 @@ pub(super) fn router<H: Health>(
                 .layer(LandingLayer {
                     console: serves_registry,
                 })
+                // Connect and gRPC-Web calls become gRPC calls here.
+                .layer(ProtocolsLayer)
                 .layer(ObserveLayer::new(metrics, summary))
                 .layer(AdmissionLayer::new(options.max_concurrent_requests))
                 .layer(auth)

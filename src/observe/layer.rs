@@ -23,6 +23,7 @@ use super::methods::{self, Method};
 use super::metrics::{CODE_NAMES, Metrics};
 use super::summary::LookupSummary;
 use crate::auth::Caller;
+use crate::protocols::Protocol;
 
 /// Counts and logs every call.
 #[derive(Clone)]
@@ -103,6 +104,7 @@ where
         // A path naming no method is logged as sent (within reason).
         let unknown_path = (!method.is_known()).then(|| path.chars().take(128).collect());
         let caller = Caller::default();
+        let protocol = req.extensions().get::<Protocol>().map_or("grpc", |p| p.as_str());
         req.extensions_mut().insert(caller.clone());
         let layer = self.layer.clone();
         let call = Call {
@@ -112,6 +114,7 @@ where
             unknown_path,
             peer: crate::auth::peer_addr(&req),
             request_id,
+            protocol,
             caller,
             span: span.clone(),
             layer,
@@ -153,6 +156,8 @@ struct Call {
     unknown_path: Option<String>,
     peer: Option<IpAddr>,
     request_id: String,
+    /// grpc, connect or grpc-web.
+    protocol: &'static str,
     caller: Caller,
     span: tracing::Span,
     layer: ObserveLayer,
@@ -184,11 +189,12 @@ impl Call {
         let latency_ms = latency.as_secs_f64() * 1e3;
         let method = self.unknown_path.as_deref().unwrap_or(self.method.path);
         let request_id = self.request_id.as_str();
+        let protocol = self.protocol;
         let _entered = self.span.enter();
         if self.method.is_quiet() {
-            tracing::debug!(target: "vpn_registry::access", method, request_id, token_id, role, peer, code = code_name, latency_ms, "call");
+            tracing::debug!(target: "vpn_registry::access", method, protocol, request_id, token_id, role, peer, code = code_name, latency_ms, "call");
         } else {
-            tracing::info!(target: "vpn_registry::access", method, request_id, token_id, role, peer, code = code_name, latency_ms, "call");
+            tracing::info!(target: "vpn_registry::access", method, protocol, request_id, token_id, role, peer, code = code_name, latency_ms, "call");
         }
     }
 }
