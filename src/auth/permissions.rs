@@ -31,6 +31,10 @@ pub const PERMISSIONS: &[(&str, &[RoleKind])] = &[
         &[Admin, Institution],
     ),
     ("/vpnregistry.v1.RegistrationService/SubmitRegistration", &[Institution]),
+    (
+        "/vpnregistry.v1.RegistrationService/BatchSubmitRegistrations",
+        &[Institution],
+    ),
     ("/vpnregistry.v1.RegistrationService/GetRegistration", READERS),
     ("/vpnregistry.v1.RegistrationService/ListRegistrations", READERS),
     ("/vpnregistry.v1.RegistrationService/AmendRegistration", &[Institution]),

@@ -6,7 +6,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{StoreError, audit, decode, idempotency, reparse};
+use super::{StoreError, WriteContext, audit, decode, idempotency, reparse};
 use crate::domain::{
     institution::{Category, Institution, Profile, Pseb},
     principal::{Actor, Visibility},
@@ -92,19 +92,18 @@ pub async fn create(
     category: Category,
     profile: &Profile,
     changes: Value,
-    actor: &Actor,
-    key: Option<&idempotency::Key>,
+    ctx: &WriteContext,
 ) -> Result<Institution, StoreError> {
     let id = Uuid::now_v7();
     let mut tx = pool.begin().await?;
-    if let Some(key) = key
+    if let Some(key) = &ctx.key
         && let Some(original) = idempotency::claim(&mut tx, key, id).await?
     {
         tx.rollback().await?;
         return get(pool, original, Visibility::All).await;
     }
-    let created = insert(&mut tx, id, category, profile, false, changes, actor).await?;
-    tx.commit().await?;
+    let created = insert(&mut tx, id, category, profile, false, changes, &ctx.actor).await?;
+    ctx.end(tx).await?;
     Ok(created)
 }
 
@@ -271,8 +270,16 @@ pub struct Write<'c> {
 }
 
 impl Write<'_> {
-    /// Stores `profile` with the audit event listing `changes`, and commits.
-    pub async fn store(mut self, profile: &Profile, changes: Value, actor: &Actor) -> Result<Institution, StoreError> {
+    /// Stores `profile` with the audit event listing `changes`, and commits
+    /// (a dry run: answers what would be stored, with the current version,
+    /// and keeps nothing).
+    pub async fn store(
+        mut self,
+        profile: &Profile,
+        changes: Value,
+        ctx: &WriteContext,
+    ) -> Result<Institution, StoreError> {
+        let actor = &ctx.actor;
         let id = self.current.id;
         let row: Row = sqlx::query_as(concat!(
             "UPDATE institutions
@@ -293,8 +300,12 @@ impl Write<'_> {
             audit::Entry::about("institution", id, "UPDATED", actor, changes),
         )
         .await?;
-        self.tx.commit().await?;
-        row.try_into()
+        ctx.end(self.tx).await?;
+        let mut stored: Institution = row.try_into()?;
+        if ctx.dry_run {
+            stored.version = self.current.version;
+        }
+        Ok(stored)
     }
 }
 

@@ -19,9 +19,35 @@ pub mod sessions;
 pub mod tokens;
 pub mod webhooks;
 
-use sqlx::{PgPool, postgres::PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction, postgres::PgPoolOptions};
 
+use crate::domain::principal::Actor;
 use crate::domain::refusal::Refusal;
+
+/// Who writes, the idempotency key of the write (if the caller sent one),
+/// and whether the write is kept.
+#[derive(Debug, Clone)]
+pub struct WriteContext {
+    pub actor: Actor,
+    pub key: Option<idempotency::Key>,
+    /// A dry run (AIP-163's `validate_only`): every check and statement runs
+    /// in the transaction, which is then rolled back, so the answer is the
+    /// real call's and nothing (record, audit, outbox, idempotency key) is
+    /// kept.
+    pub dry_run: bool,
+}
+
+impl WriteContext {
+    /// Ends the write's transaction: committed, or rolled back for a dry run.
+    pub async fn end(&self, tx: Transaction<'_, Postgres>) -> Result<(), StoreError> {
+        if self.dry_run {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
 
 /// Everything that can go wrong in a store call.
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +135,7 @@ pub async fn connect(
 /// follow a registration's state, which run as the schema owner.
 const RUNTIME_WRITES: &[&str] = &[
     "GRANT INSERT, UPDATE ON institutions, registrations, registration_revisions TO {role}",
-    "GRANT INSERT ON isps, idempotency_keys, audit_events, events TO {role}",
+    "GRANT INSERT ON isps, idempotency_keys, audit_events, events, registration_batches TO {role}",
     "GRANT INSERT, UPDATE ON notifications, webhooks TO {role}",
     // People and their sessions, links and failed sign-ins.
     "GRANT INSERT, UPDATE, DELETE ON users, recovery_codes, console_sessions, account_links, sign_in_failures TO {role}",

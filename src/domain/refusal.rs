@@ -49,6 +49,27 @@ impl From<Illegal> for Refusal {
     }
 }
 
+impl Refusal {
+    /// The refusal of one item of a batch, naming it (`requests[7]`): field
+    /// paths and messages start with `item`.
+    pub fn in_item(self, item: &str) -> Self {
+        match self {
+            Self::Invalid(v) => Self::Invalid(v.nested(item)),
+            Self::Precondition { kind, subject, message } => Self::Precondition {
+                kind,
+                subject,
+                message: format!("{item}: {message}"),
+            },
+            Self::Overlap { prefix } => Self::Precondition {
+                kind: "PREFIX_OVERLAP",
+                message: format!("{item}: {}", Self::Overlap { prefix: prefix.clone() }),
+                subject: prefix,
+            },
+            other => other,
+        }
+    }
+}
+
 /// Refuses a write based on an older version than `version` (optimistic
 /// concurrency); no etag means "whatever is current".
 pub fn check_etag(etag: Option<Etag>, version: i64) -> Result<(), Refusal> {

@@ -47,8 +47,14 @@ impl InstitutionService for InstitutionApi {
         let (Some((category, profile)), true) = (parsed, v.is_empty()) else {
             return Err(v.into());
         };
-        let created = self.registry.enrol(category, profile, ctx).await?;
-        Ok(Response::new(institution_to_pb(created)))
+        let dry_run = ctx.dry_run;
+        let mut created = institution_to_pb(self.registry.enrol(category, profile, ctx).await?);
+        if dry_run {
+            // Nothing was enrolled: nothing to name.
+            created.id.clear();
+            created.etag.clear();
+        }
+        Ok(Response::new(created))
     }
 
     async fn get_institution(

@@ -42,8 +42,39 @@ impl RegistrationService for RegistrationApi {
         let p = principal(&req)?;
         let applicant = p.applicant("submit registrations")?;
         let (spec, ctx) = parse_submit(p, applicant, req.get_ref())?;
-        let created = self.registry.submit(applicant, spec, ctx).await?;
-        Ok(Response::new(registration_to_pb(created, 0)))
+        let dry_run = ctx.dry_run;
+        let mut created = registration_to_pb(self.registry.submit(applicant, spec, ctx).await?, 0);
+        if dry_run {
+            // Nothing was submitted: nothing to name.
+            created.id.clear();
+            created.reference.clear();
+            created.etag.clear();
+        }
+        Ok(Response::new(created))
+    }
+
+    async fn batch_submit_registrations(
+        &self,
+        req: Request<pb::BatchSubmitRegistrationsRequest>,
+    ) -> Result<Response<pb::BatchSubmitRegistrationsResponse>, Status> {
+        let p = principal(&req)?;
+        let applicant = p.applicant("submit registrations")?;
+        let (specs, ctx) = parse_batch(p, applicant, req.get_ref())?;
+        let dry_run = ctx.dry_run;
+        let created = self.registry.submit_batch(applicant, specs, ctx).await?;
+        let registrations = created
+            .into_iter()
+            .map(|r| {
+                let mut r = registration_to_pb(r, 0);
+                if dry_run {
+                    r.id.clear();
+                    r.reference.clear();
+                    r.etag.clear();
+                }
+                r
+            })
+            .collect();
+        Ok(Response::new(pb::BatchSubmitRegistrationsResponse { registrations }))
     }
 
     async fn get_registration(
@@ -185,20 +216,92 @@ fn parse_submit(
 ) -> Result<(Spec, WriteContext), Status> {
     let mut v = Violations::default();
     let ctx = convert::write_context(p, msg, true, &mut v);
+    match parse_submission(applicant, msg) {
+        Ok(spec) => Ok((v.and(Ok(spec))?, ctx)),
+        Err(SubmissionError::Invalid(e)) => {
+            v.extend(e);
+            Err(v.into())
+        }
+        Err(SubmissionError::Refused(status)) => Err(status),
+    }
+}
+
+/// Why a submission's registration does not parse.
+enum SubmissionError {
+    Invalid(Violations),
+    /// It names another institution: as if it did not exist.
+    Refused(Status),
+}
+
+/// The registration of a submission (the write context aside).
+fn parse_submission(applicant: Applicant, msg: &pb::SubmitRegistrationRequest) -> Result<Spec, SubmissionError> {
+    let mut v = Violations::default();
     let Some(reg) = msg.registration.as_ref() else {
         v.add("registration", "is required");
-        return Err(v.into());
+        return Err(SubmissionError::Invalid(v));
     };
     if !reg.institution_id.is_empty() {
         match parse_id(&reg.institution_id) {
             Ok(id) if id == applicant.institution_id => {}
-            Ok(_) => return Err(Refusal::NotFound("institution").into()),
+            Ok(_) => return Err(SubmissionError::Refused(Refusal::NotFound("institution").into())),
             Err(e) => v.add("registration.institution_id", e.0),
         }
     }
     let spec =
         convert::new_spec(reg, applicant.category, OffsetDateTime::now_utc()).map_err(|e| e.nested("registration"));
-    Ok((v.and(spec)?, ctx))
+    v.and(spec).map_err(SubmissionError::Invalid)
+}
+
+/// Most registrations one batch submits (AIP-233 batches are bounded).
+const MAX_BATCH: usize = 100;
+
+/// A BatchSubmitRegistrations request: each item parsed as a submission,
+/// its violations named by its place (`requests[7].registration...`).
+fn parse_batch(
+    p: &Principal,
+    applicant: Applicant,
+    msg: &pb::BatchSubmitRegistrationsRequest,
+) -> Result<(Vec<Spec>, WriteContext), Status> {
+    let mut v = Violations::default();
+    let ctx = convert::write_context(p, msg, true, &mut v);
+    match msg.requests.len() {
+        0 => v.add("requests", "must hold at least one submission"),
+        n if n > MAX_BATCH => v.add(
+            "requests",
+            format!("holds {n} submissions; at most {MAX_BATCH} per batch"),
+        ),
+        _ => {}
+    }
+    let mut specs = Vec::with_capacity(msg.requests.len());
+    for (i, item) in msg.requests.iter().enumerate().take(MAX_BATCH) {
+        let at = format!("requests[{i}]");
+        if !item.request_id.is_empty() {
+            v.add(
+                format!("{at}.request_id"),
+                "must be empty: the batch's request_id applies",
+            );
+        }
+        if item.validate_only {
+            v.add(
+                format!("{at}.validate_only"),
+                "must be unset: the batch's validate_only applies",
+            );
+        }
+        let item = pb::SubmitRegistrationRequest {
+            request_id: String::new(),
+            validate_only: false,
+            registration: item.registration.clone(),
+        };
+        match parse_submission(applicant, &item) {
+            Ok(spec) => specs.push(spec),
+            Err(SubmissionError::Invalid(e)) => v.extend(e.nested(&at)),
+            Err(SubmissionError::Refused(status)) => return Err(status),
+        }
+    }
+    if !v.is_empty() {
+        return Err(v.into());
+    }
+    Ok((specs, ctx))
 }
 
 /// An AmendRegistration request: id, etag, the patch and the write context.

@@ -366,6 +366,7 @@ impl Documents {
         let ctx = super::WriteContext {
             actor: actor.clone(),
             key: None,
+            dry_run: false,
         };
         self.registry
             .decide(

@@ -19,8 +19,12 @@ impl Registry {
     pub async fn enrol(&self, category: Category, profile: Profile, ctx: WriteContext) -> Result<Institution> {
         self.writable()?;
         let changes = institution::enrolment_changes(category, &profile);
-        let created = store::create(&self.pool, category, &profile, changes, &ctx.actor, ctx.key.as_ref()).await?;
-        tracing::info!(institution = %created.id, "institution enrolled");
+        let created = store::create(&self.pool, category, &profile, changes, &ctx).await?;
+        if ctx.dry_run {
+            tracing::info!("enrolment checked (validate_only): nothing written");
+        } else {
+            tracing::info!(institution = %created.id, "institution enrolled");
+        }
         Ok(created)
     }
 
@@ -56,6 +60,6 @@ impl Registry {
         };
         check_etag(etag, w.current.version)?;
         let (profile, changes) = institution::update(&w.current, &patch)?;
-        Ok(w.store(&profile, changes, &ctx.actor).await?)
+        Ok(w.store(&profile, changes, &ctx).await?)
     }
 }

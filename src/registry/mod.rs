@@ -18,11 +18,10 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
-use crate::db::idempotency;
 use crate::domain::fees::FeeSchedule;
-use crate::domain::principal::Actor;
 use crate::fence::Fence;
 
+pub use crate::db::WriteContext;
 pub use review::Attestation;
 
 /// The registry over its database; cheap to clone.
@@ -66,13 +65,6 @@ impl Registry {
             None => Ok(()),
         }
     }
-}
-
-/// Who writes, and the idempotency key of the write (if the caller sent one).
-#[derive(Debug, Clone)]
-pub struct WriteContext {
-    pub actor: Actor,
-    pub key: Option<idempotency::Key>,
 }
 
 /// One page of a list, fetched with one extra item to tell whether more follow.

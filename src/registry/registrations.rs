@@ -26,17 +26,38 @@ impl Registry {
     pub async fn submit(&self, applicant: Applicant, spec: Spec, ctx: WriteContext) -> Result<Registration> {
         self.writable()?;
         let record = workflow::submit(&spec);
-        let created = store::insert(
-            &self.pool,
-            applicant.institution_id,
-            &spec,
-            &record,
-            &ctx.actor,
-            ctx.key.as_ref(),
-            &self.fees,
-        )
-        .await?;
-        tracing::info!(registration = %created.id, reference = %created.reference, "registration submitted");
+        let created = store::insert(&self.pool, applicant.institution_id, &spec, &record, &ctx, &self.fees).await?;
+        if ctx.dry_run {
+            tracing::info!("registration checked (validate_only): nothing written");
+        } else {
+            tracing::info!(registration = %created.id, reference = %created.reference, "registration submitted");
+        }
+        Ok(created)
+    }
+
+    /// Submits a batch of registrations for the applicant, all or none (or
+    /// returns the ones an earlier call with the batch's key submitted).
+    #[tracing::instrument(skip_all, fields(institution = %applicant.institution_id, items = specs.len()))]
+    pub async fn submit_batch(
+        &self,
+        applicant: Applicant,
+        specs: Vec<Spec>,
+        ctx: WriteContext,
+    ) -> Result<Vec<Registration>> {
+        self.writable()?;
+        let items: Vec<_> = specs
+            .into_iter()
+            .map(|spec| {
+                let record = workflow::submit(&spec);
+                (spec, record)
+            })
+            .collect();
+        let created = store::insert_batch(&self.pool, applicant.institution_id, &items, &ctx, &self.fees).await?;
+        if ctx.dry_run {
+            tracing::info!("batch checked (validate_only): nothing written");
+        } else {
+            tracing::info!(registrations = created.len(), "batch submitted");
+        }
         Ok(created)
     }
 
@@ -132,6 +153,11 @@ impl Registry {
         let plan = plan(&w.current)?;
         w.execute(&plan, &ctx.actor).await?;
         w.reassess_fees(&self.fees, &ctx.actor).await?;
-        w.commit(vis).await.map_err(Error::from)
+        let written = if ctx.dry_run {
+            w.roll_back(vis).await
+        } else {
+            w.commit(vis).await
+        };
+        written.map_err(Error::from)
     }
 }

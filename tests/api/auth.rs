@@ -158,6 +158,7 @@ async fn institutions_and_reviewers_may_not_enrol_institutions(pool: PgPool) {
             .create_institution(pb::CreateInstitutionRequest {
                 institution: Some(valid_institution(pb::InstitutionCategory::Company)),
                 request_id: "r-1".into(),
+                validate_only: false,
             })
             .await
             .unwrap_err();

@@ -539,6 +539,7 @@ async fn access_logs_carry_the_call_and_never_personal_data(pool: PgPool) {
     let mut create = tonic::Request::new(pb::CreateInstitutionRequest {
         institution: Some(person),
         request_id: uuid::Uuid::new_v4().to_string(),
+        validate_only: false,
     });
     create
         .metadata_mut()
@@ -563,6 +564,7 @@ async fn access_logs_carry_the_call_and_never_personal_data(pool: PgPool) {
             }),
             update_mask: mask(&["contact_email"]),
             request_id: uuid::Uuid::new_v4().to_string(),
+            validate_only: false,
         })
         .await
         .unwrap_err();
@@ -572,6 +574,8 @@ async fn access_logs_carry_the_call_and_never_personal_data(pool: PgPool) {
         .lookups(Some(&lookup))
         .check_address(pb::CheckAddressRequest {
             address: "8.8.12.1".into(),
+            // Answered once the lookup index holds the approval.
+            min_serial: registration.feed_serial,
             ..Default::default()
         })
         .await

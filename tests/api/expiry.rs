@@ -34,6 +34,7 @@ async fn an_expired_registration_comes_back_only_through_a_reviewed_renewal(pool
             etag: current.etag.clone(),
             valid_until: Some(ts(renewal_end)),
             request_id: "renew-1".into(),
+            validate_only: false,
         })
         .await
         .unwrap()
@@ -46,6 +47,7 @@ async fn an_expired_registration_comes_back_only_through_a_reviewed_renewal(pool
             etag: renewing.etag.clone(),
             valid_until: Some(ts(renewal_end)),
             request_id: String::new(),
+            validate_only: false,
         })
         .await
         .unwrap_err();

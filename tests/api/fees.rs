@@ -297,6 +297,7 @@ async fn a_renewal_is_a_new_term_and_pays_for_every_address(pool: PgPool) {
             etag: approved.etag.clone(),
             valid_until: Some(until),
             request_id: String::new(),
+            validate_only: false,
         })
         .await
         .unwrap()

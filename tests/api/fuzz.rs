@@ -29,6 +29,7 @@ fn seeds(r: &pb::Registration) -> Vec<Vec<u8>> {
         pb::CreateInstitutionRequest {
             institution: Some(valid_institution(C::ItCompany)),
             request_id: "fuzz".into(),
+            validate_only: false,
         }
         .encode_to_vec(),
         amend_request(r.clone(), &["purpose", "source_prefixes"]).encode_to_vec(),

@@ -283,6 +283,7 @@ impl TestApp {
             .create_institution(pb::CreateInstitutionRequest {
                 institution: Some(valid_institution(category)),
                 request_id: Uuid::new_v4().to_string(),
+                validate_only: false,
             })
             .await
             .unwrap()

@@ -50,6 +50,7 @@ async fn racing_duplicate_enrolments_create_one_institution(pool: PgPool) {
     let req = pb::CreateInstitutionRequest {
         institution: Some(valid_institution(C::Company)),
         request_id: "enrol-42".into(),
+        validate_only: false,
     };
     let calls = (0..8).map(|_| {
         let mut client = app.institutions(Some(&admin));

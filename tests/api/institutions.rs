@@ -8,6 +8,7 @@ fn create(i: pb::Institution) -> pb::CreateInstitutionRequest {
     pb::CreateInstitutionRequest {
         institution: Some(i),
         request_id: uuid::Uuid::new_v4().to_string(),
+        validate_only: false,
     }
 }
 
@@ -245,6 +246,7 @@ async fn updates_apply_the_mask_check_the_etag_and_are_audited(pool: PgPool) {
             institution: Some(changed.clone()),
             update_mask: mask(&["legal_name"]),
             request_id: String::new(),
+            validate_only: false,
         })
         .await
         .unwrap()
@@ -262,6 +264,7 @@ async fn updates_apply_the_mask_check_the_etag_and_are_audited(pool: PgPool) {
             institution: Some(changed.clone()),
             update_mask: mask(&["legal_name"]),
             request_id: String::new(),
+            validate_only: false,
         })
         .await
         .unwrap_err();
@@ -275,6 +278,7 @@ async fn updates_apply_the_mask_check_the_etag_and_are_audited(pool: PgPool) {
             institution: Some(cleared),
             update_mask: mask(&["sbp_licence", "category"]),
             request_id: String::new(),
+            validate_only: false,
         })
         .await
         .unwrap_err();
@@ -306,6 +310,7 @@ async fn institutions_may_change_only_their_contact_details(pool: PgPool) {
             institution: Some(changed.clone()),
             update_mask: mask(&["contact_phone"]),
             request_id: String::new(),
+            validate_only: false,
         })
         .await
         .unwrap()
@@ -319,6 +324,7 @@ async fn institutions_may_change_only_their_contact_details(pool: PgPool) {
             institution: Some(changed),
             update_mask: mask(&["cnic"]),
             request_id: String::new(),
+            validate_only: false,
         })
         .await
         .unwrap_err();
@@ -333,6 +339,7 @@ async fn institutions_may_change_only_their_contact_details(pool: PgPool) {
             institution: Some(renewed.clone()),
             update_mask: mask(&["pseb_expiry"]),
             request_id: String::new(),
+            validate_only: false,
         })
         .await
         .unwrap_err();
@@ -343,6 +350,7 @@ async fn institutions_may_change_only_their_contact_details(pool: PgPool) {
             institution: Some(renewed.clone()),
             update_mask: mask(&["pseb_expiry"]),
             request_id: String::new(),
+            validate_only: false,
         })
         .await
         .unwrap()
@@ -355,6 +363,7 @@ async fn institutions_may_change_only_their_contact_details(pool: PgPool) {
             institution: Some(updated),
             update_mask: mask(&["contact_phone"]),
             request_id: String::new(),
+            validate_only: false,
         })
         .await
         .unwrap_err();

@@ -569,6 +569,7 @@ async fn the_review_queue_filters_by_isp_and_by_how_long_items_have_waited(pool:
                 ..valid_registration(&["8.8.4.0/24"])
             }),
             request_id: uuid::Uuid::new_v4().to_string(),
+            validate_only: false,
         })
         .await
         .unwrap()

@@ -283,6 +283,7 @@ async fn an_institution_that_chose_urdu_is_written_to_in_urdu(pool: PgPool) {
                 paths: vec!["language".into()],
             }),
             request_id: String::new(),
+            validate_only: false,
         })
         .await
         .unwrap()

@@ -394,6 +394,7 @@ async fn an_old_primary_behind_the_feed_gets_no_writes_and_no_reads_of_own_write
         .create_institution(pb::CreateInstitutionRequest {
             institution: Some(valid_institution(pb::InstitutionCategory::Company)),
             request_id: uuid::Uuid::new_v4().to_string(),
+            validate_only: false,
         })
         .await
         .unwrap_err();

@@ -45,6 +45,7 @@ fn sample(path: &str, w: &World) -> Vec<u8> {
         "CreateInstitution" => pb::CreateInstitutionRequest {
             institution: Some(valid_institution(C::Company)),
             request_id: Uuid::new_v4().to_string(),
+            validate_only: false,
         }
         .encode_to_vec(),
         "GetInstitution" => pb::GetInstitutionRequest {
@@ -60,10 +61,20 @@ fn sample(path: &str, w: &World) -> Vec<u8> {
                 institution: Some(changed),
                 update_mask: mask(&["contact_phone"]),
                 request_id: String::new(),
+                validate_only: false,
             }
             .encode_to_vec()
         }
         "SubmitRegistration" => submit_request(&["7.7.7.0/24"]).encode_to_vec(),
+        "BatchSubmitRegistrations" => pb::BatchSubmitRegistrationsRequest {
+            requests: vec![pb::SubmitRegistrationRequest {
+                registration: Some(valid_registration(&["7.7.8.0/24"])),
+                ..Default::default()
+            }],
+            request_id: Uuid::new_v4().to_string(),
+            validate_only: false,
+        }
+        .encode_to_vec(),
         "GetRegistration" => pb::GetRegistrationRequest { id }.encode_to_vec(),
         "ListRegistrations" => pb::ListRegistrationsRequest::default().encode_to_vec(),
         "AmendRegistration" => {

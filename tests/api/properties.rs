@@ -124,6 +124,7 @@ async fn apply(app: &TestApp, actors: &Actors, regs: &mut Vec<(usize, String)>, 
                         paths: vec!["source_prefixes".into()],
                     }),
                     request_id: String::new(),
+                    validate_only: false,
                 })
                 .await?;
             }
@@ -145,6 +146,7 @@ async fn apply(app: &TestApp, actors: &Actors, regs: &mut Vec<(usize, String)>, 
                     etag,
                     valid_until: until,
                     request_id: String::new(),
+                    validate_only: false,
                 })
                 .await?;
             }

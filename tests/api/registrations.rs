@@ -76,6 +76,7 @@ async fn submission_names_every_invalid_field_and_writes_nothing(pool: PgPool) {
         .submit_registration(pb::SubmitRegistrationRequest {
             registration: Some(reg),
             request_id: "x".into(),
+            validate_only: false,
         })
         .await
         .unwrap_err();
@@ -121,6 +122,7 @@ async fn a_freelancer_may_register_a_mobile_number_instead_of_a_prefix(pool: PgP
         .submit_registration(pb::SubmitRegistrationRequest {
             registration: Some(reg),
             request_id: "m".into(),
+            validate_only: false,
         })
         .await
         .unwrap()
@@ -133,6 +135,7 @@ async fn a_freelancer_may_register_a_mobile_number_instead_of_a_prefix(pool: PgP
         .submit_registration(pb::SubmitRegistrationRequest {
             registration: Some(valid_registration(&[])),
             request_id: "n".into(),
+            validate_only: false,
         })
         .await
         .unwrap_err();
@@ -390,6 +393,7 @@ async fn amendments_change_masked_fields_check_etags_and_record_before_and_after
             registration: Some(changed.clone()),
             update_mask: mask(&["source_prefixes"]),
             request_id: "amend-1".into(),
+            validate_only: false,
         })
         .await
         .unwrap()
@@ -403,6 +407,7 @@ async fn amendments_change_masked_fields_check_etags_and_record_before_and_after
             registration: Some(changed.clone()),
             update_mask: mask(&["purpose"]),
             request_id: String::new(),
+            validate_only: false,
         })
         .await
         .unwrap_err();

@@ -80,6 +80,7 @@ pub fn submit_request(prefixes: &[&str]) -> pb::SubmitRegistrationRequest {
     pb::SubmitRegistrationRequest {
         registration: Some(valid_registration(prefixes)),
         request_id: Uuid::new_v4().to_string(),
+        validate_only: false,
     }
 }
 
@@ -134,6 +135,7 @@ pub fn amend_request(changed: pb::Registration, paths: &[&str]) -> pb::AmendRegi
         registration: Some(changed),
         update_mask: mask(paths),
         request_id: String::new(),
+        validate_only: false,
     }
 }
 

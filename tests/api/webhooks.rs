@@ -435,6 +435,7 @@ async fn every_event_type_reaches_the_mailbox_and_the_webhook(pool: PgPool) {
             time::OffsetDateTime::now_utc() + time::Duration::days(days),
         )),
         request_id: uuid::Uuid::new_v4().to_string(),
+        validate_only: false,
     };
 
     // Asked for more, then approved; a revision approved, another rejected;

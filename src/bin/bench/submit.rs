@@ -40,6 +40,7 @@ pub(crate) async fn submits(pool: &PgPool, server: SocketAddr, c: usize, duratio
             pb::SubmitRegistrationRequest {
                 registration: Some(registration),
                 request_id: uuid::Uuid::new_v4().to_string(),
+                validate_only: false,
             },
             Some(token),
         );

@@ -19,7 +19,7 @@ use crate::domain::{
     state::State,
 };
 use row::Row;
-pub use write::{Expiring, Locked, OVERLAP_SQL, Write, claim_expiring, insert, lock};
+pub use write::{Expiring, Locked, OVERLAP_SQL, Write, claim_expiring, insert, insert_batch, lock};
 
 /// The columns every registration query returns, in `Row`'s order, with the
 /// pending revision (if any) joined as `v`. A macro so SQL stays `&'static str`.

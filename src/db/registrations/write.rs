@@ -7,7 +7,7 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use super::{due_for_expiry, fetch};
-use crate::db::{StoreError, audit, events, idempotency};
+use crate::db::{StoreError, WriteContext, audit, events, idempotency};
 use crate::domain::{
     Violations,
     audit::Record,
@@ -154,32 +154,115 @@ async fn append(
 /// Stores a new submission for `institution_id` with its record and the fee
 /// it owes under `fees`, or returns the one an earlier call with the same
 /// idempotency key submitted.
+///
+/// A dry run takes no reference number (a sequence would not give it back)
+/// and keeps nothing.
 pub async fn insert(
     pool: &PgPool,
     institution_id: Uuid,
     spec: &Spec,
     record: &Record,
-    actor: &Actor,
-    key: Option<&idempotency::Key>,
+    ctx: &WriteContext,
     fees: &FeeSchedule,
 ) -> Result<Registration, StoreError> {
     let id = Uuid::now_v7();
     let vis = Visibility::Institution(institution_id);
     let mut tx = pool.begin().await?;
-    if let Some(key) = key
+    if let Some(key) = &ctx.key
         && let Some(original) = idempotency::claim(&mut tx, key, id).await?
     {
         tx.rollback().await?;
         return super::get(pool, original, vis).await;
     }
     check_overlap(&mut tx, institution_id, &spec.source_prefixes).await?;
+    let created = insert_in(&mut tx, id, institution_id, spec, record, ctx, fees).await?;
+    ctx.end(tx).await?;
+    Ok(created)
+}
+
+/// Stores a batch of submissions in one transaction, all or none: a refusal
+/// names the item (`requests[7]...`). A retry with the batch's idempotency
+/// key answers the registrations the batch submitted, in its order.
+pub async fn insert_batch(
+    pool: &PgPool,
+    institution_id: Uuid,
+    items: &[(Spec, Record)],
+    ctx: &WriteContext,
+    fees: &FeeSchedule,
+) -> Result<Vec<Registration>, StoreError> {
+    let batch = Uuid::now_v7();
+    let vis = Visibility::Institution(institution_id);
+    let mut tx = pool.begin().await?;
+    if let Some(key) = &ctx.key
+        && let Some(original) = idempotency::claim(&mut tx, key, batch).await?
+    {
+        tx.rollback().await?;
+        return batch_members(pool, original, vis).await;
+    }
+    let item = |position: usize| {
+        move |e: StoreError| match e {
+            StoreError::Refused(r) => StoreError::Refused(r.in_item(&format!("requests[{position}]"))),
+            e => e,
+        }
+    };
+    // Every item's overlaps first: a refused batch spends no reference numbers.
+    for (position, (spec, _)) in items.iter().enumerate() {
+        check_overlap(&mut tx, institution_id, &spec.source_prefixes)
+            .await
+            .map_err(item(position))?;
+    }
+    let mut created = Vec::with_capacity(items.len());
+    for (position, (spec, record)) in items.iter().enumerate() {
+        let id = Uuid::now_v7();
+        let registration = insert_in(&mut tx, id, institution_id, spec, record, ctx, fees)
+            .await
+            .map_err(item(position))?;
+        sqlx::query("INSERT INTO registration_batches (batch_id, position, registration_id) VALUES ($1, $2, $3)")
+            .bind(batch)
+            .bind(i16::try_from(position).map_err(|_| StoreError::Corrupt("batch of over 32767".into()))?)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        created.push(registration);
+    }
+    ctx.end(tx).await?;
+    Ok(created)
+}
+
+/// The registrations batch `batch` submitted, in its order, as they are now.
+async fn batch_members(pool: &PgPool, batch: Uuid, vis: Visibility) -> Result<Vec<Registration>, StoreError> {
+    let ids: Vec<Uuid> =
+        sqlx::query_scalar("SELECT registration_id FROM registration_batches WHERE batch_id = $1 ORDER BY position")
+            .bind(batch)
+            .fetch_all(pool)
+            .await?;
+    let mut members = Vec::with_capacity(ids.len());
+    for id in ids {
+        members.push(super::get(pool, id, vis).await?);
+    }
+    Ok(members)
+}
+
+/// One submission in `tx`, its overlaps checked: the row (a dry run takes
+/// no reference number), its record, its fee.
+async fn insert_in(
+    tx: &mut PgConnection,
+    id: Uuid,
+    institution_id: Uuid,
+    spec: &Spec,
+    record: &Record,
+    ctx: &WriteContext,
+    fees: &FeeSchedule,
+) -> Result<Registration, StoreError> {
+    let actor = &ctx.actor;
     let state = lifecycle::INITIAL;
     let inserted = sqlx::query(
         "INSERT INTO registrations (id, reference, institution_id, kind, protocol, source_prefixes, msisdn,
                                     peer_prefixes, isp, isp_subscriber_id, purpose, valid_from, valid_until,
                                     large_prefix_justification, state)
-         VALUES ($1, 'VPN-' || to_char(now() AT TIME ZONE 'Asia/Karachi', 'YYYY') || '-'
-                     || lpad(nextval('registration_reference_seq')::text, 6, '0'),
+         VALUES ($1, CASE WHEN $15 THEN 'dry-run-' || $1::text
+                          ELSE 'VPN-' || to_char(now() AT TIME ZONE 'Asia/Karachi', 'YYYY') || '-'
+                               || lpad(nextval('registration_reference_seq')::text, 6, '0') END,
                  $2, $3, $4, $5::cidr[], $6, $7::cidr[], $8, $9, $10, $11, $12, $13, $14)
          RETURNING reference, valid_from, valid_until, state_time, create_time",
     )
@@ -188,6 +271,7 @@ pub async fn insert(
     .bind(spec.kind.as_str())
     .bind_spec(spec)
     .bind(state.as_str())
+    .bind(ctx.dry_run)
     .fetch_one(&mut *tx)
     .await
     .map_err(write_error)?;
@@ -196,16 +280,19 @@ pub async fn insert(
     stored.valid_from = inserted.try_get("valid_from")?;
     stored.valid_until = inserted.try_get("valid_until")?;
     let create_time: OffsetDateTime = inserted.try_get("create_time")?;
-    append(&mut tx, id, record, actor, false).await?;
+    append(&mut *tx, id, record, actor, false).await?;
     // A new registration has no challans to settle: one of a kind the
     // schedule does not charge (a VPN) needs no assessment at all.
     if fees.rule(spec.kind).is_some() {
-        crate::db::fees::reassess(&mut tx, fees, id, actor).await?;
+        crate::db::fees::reassess(&mut *tx, fees, id, actor).await?;
     }
-    tx.commit().await?;
     Ok(Registration {
         id,
-        reference: inserted.try_get("reference")?,
+        reference: if ctx.dry_run {
+            String::new()
+        } else {
+            inserted.try_get("reference")?
+        },
         institution_id,
         spec: stored,
         state,
@@ -342,6 +429,16 @@ impl<'c> Write<'c> {
         let stored = fetch(&mut self.tx, self.current.id, vis, false).await?;
         self.tx.commit().await?;
         Ok((stored, serial))
+    }
+
+    /// Ends a dry run: the registration as the write would have left it,
+    /// with its current version (the etag a real call must send), and
+    /// nothing kept.
+    pub async fn roll_back(mut self, vis: Visibility) -> Result<(Registration, i64), StoreError> {
+        let mut stored = fetch(&mut self.tx, self.current.id, vis, false).await?;
+        stored.version = self.current.version;
+        self.tx.rollback().await?;
+        Ok((stored, 0))
     }
 }
 

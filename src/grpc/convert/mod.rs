@@ -35,7 +35,12 @@ pub trait WriteRequest: Message + Clone {
     /// The RPC's name, part of the key: a key reused for another RPC is refused.
     const OPERATION: &'static str;
     fn request_id(&self) -> &str;
-    fn clear_request_id(&mut self);
+    /// Whether the caller asked for a dry run (`validate_only`).
+    fn validate_only(&self) -> bool;
+    /// What the idempotency key's hash covers: the request without the key
+    /// and without `validate_only` (a dry run and the real call are one
+    /// request).
+    fn payload(&self) -> Self;
 }
 
 macro_rules! write_requests {
@@ -45,20 +50,45 @@ macro_rules! write_requests {
             fn request_id(&self) -> &str {
                 &self.request_id
             }
-            fn clear_request_id(&mut self) {
-                self.request_id.clear();
+            fn validate_only(&self) -> bool {
+                false
+            }
+            fn payload(&self) -> Self {
+                Self { request_id: String::new(), ..self.clone() }
             }
         }
     )+};
 }
 
-write_requests! {
+/// Writes that offer a dry run.
+macro_rules! dry_runnable_write_requests {
+    ($($req:ty => $op:literal,)+) => {$(
+        impl WriteRequest for $req {
+            const OPERATION: &'static str = $op;
+            fn request_id(&self) -> &str {
+                &self.request_id
+            }
+            fn validate_only(&self) -> bool {
+                self.validate_only
+            }
+            fn payload(&self) -> Self {
+                Self { request_id: String::new(), validate_only: false, ..self.clone() }
+            }
+        }
+    )+};
+}
+
+dry_runnable_write_requests! {
     pb::CreateInstitutionRequest => "CreateInstitution",
     pb::UpdateInstitutionRequest => "UpdateInstitution",
     pb::SubmitRegistrationRequest => "SubmitRegistration",
     pb::AmendRegistrationRequest => "AmendRegistration",
-    pb::WithdrawRegistrationRequest => "WithdrawRegistration",
     pb::RenewRegistrationRequest => "RenewRegistration",
+    pb::BatchSubmitRegistrationsRequest => "BatchSubmitRegistrations",
+}
+
+write_requests! {
+    pb::WithdrawRegistrationRequest => "WithdrawRegistration",
     pb::AttestRegistrationRequest => "AttestRegistration",
     pb::ApproveRegistrationRequest => "ApproveRegistration",
     pb::RejectRegistrationRequest => "RejectRegistration",
@@ -80,24 +110,32 @@ pub fn write_context<M: WriteRequest>(
 ) -> WriteContext {
     let request_id = request.request_id();
     let actor = principal.actor(request_id);
+    let dry_run = request.validate_only();
+    let unkeyed = |actor| WriteContext {
+        actor,
+        key: None,
+        dry_run,
+    };
     if request_id.is_empty() {
         if required {
             v.add("request_id", "is required (an idempotency key, a UUID is best)");
         }
-        return WriteContext { actor, key: None };
+        return unkeyed(actor);
     }
     let Some(id) = v.check("request_id", RequestId::from_str(request_id)) else {
-        return WriteContext { actor, key: None };
+        return unkeyed(actor);
     };
-    let mut payload = request.clone();
-    payload.clear_request_id();
     let key = idempotency::Key {
         scope: principal.idempotency_scope(),
         request_id: id.into_string(),
         operation: M::OPERATION,
-        request_hash: Sha256::digest(payload.encode_to_vec()).into(),
+        request_hash: Sha256::digest(request.payload().encode_to_vec()).into(),
     };
-    WriteContext { actor, key: Some(key) }
+    WriteContext {
+        actor,
+        key: Some(key),
+        dry_run,
+    }
 }
 
 /// Parses a filter on an enum: UNSPECIFIED means any.

@@ -314,6 +314,7 @@ pub(super) async fn create(
     let msg = pb::CreateInstitutionRequest {
         institution: Some(institution),
         request_id: form.request_id.clone(),
+        validate_only: false,
     };
     match c
         .call(&v, CREATE, msg, |req| c.institutions.create_institution(req))
@@ -382,6 +383,7 @@ pub(super) async fn update(
         institution: Some(institution),
         update_mask: Some(prost_types::FieldMask { paths }),
         request_id: form.request_id.clone(),
+        validate_only: false,
     };
     match c
         .call(&v, UPDATE, msg, |req| c.institutions.update_institution(req))

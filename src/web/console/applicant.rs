@@ -117,6 +117,7 @@ pub(super) async fn submit(
     let msg = pb::SubmitRegistrationRequest {
         registration: Some(registration),
         request_id: form.request_id.clone(),
+        validate_only: false,
     };
     match c
         .call(&v, SUBMIT, msg, |req| c.registrations.submit_registration(req))
@@ -394,6 +395,7 @@ pub(super) async fn amend(
         registration: Some(registration),
         update_mask: Some(prost_types::FieldMask { paths }),
         request_id: form.request_id.clone(),
+        validate_only: false,
     };
     match c
         .call(&v, AMEND, msg, |req| c.registrations.amend_registration(req))
@@ -484,6 +486,7 @@ pub(super) async fn renew(
         etag: form.etag,
         valid_until,
         request_id: String::new(),
+        validate_only: false,
     };
     match c
         .call(&v, RENEW, msg, |req| c.registrations.renew_registration(req))
