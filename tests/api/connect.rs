@@ -56,7 +56,35 @@ pub async fn curl(app: &TestApp, method: &str, token: Option<&str>, body: &[u8],
     });
     let output = child.wait_with_output().await.unwrap();
     let _ = writer.await;
+    assert!(
+        !output.stdout.is_empty(),
+        "curl {args:?} got no answer ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
     parse(&output.stdout)
+}
+
+/// POSTs `body` as Connect JSON over HTTP/2 (prior knowledge) with hyper.
+async fn post_over_http2(app: &TestApp, method: &str, token: &str, body: Vec<u8>) -> Answer {
+    use http_body_util::BodyExt as _;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let request = hyper::Request::post(format!("http://{}/{method}", app.addr))
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
+        .collect();
+    let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+    Answer { status, headers, body }
 }
 
 /// curl's `-D - -o -` output: header blocks (1xx ones skipped), then the body.
@@ -224,4 +252,63 @@ async fn errors_carry_their_details_and_connect_http_statuses(pool: PgPool) {
     )
     .await;
     assert_eq!(answer.json()["code"], "unimplemented");
+}
+
+#[sqlx::test]
+async fn malformed_bodies_get_the_documented_errors_never_a_500(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let (_, token) = app.enrol(C::Company).await;
+    let before = crate::dry_runs::snapshot(&pool).await;
+    let expect = |answer: &Answer, status: u16, code: &str, mentions: &str| {
+        let body = String::from_utf8_lossy(&answer.body);
+        assert_eq!(answer.status, status, "{body}");
+        let error = answer.json();
+        assert_eq!(error["code"], code, "{body}");
+        assert!(error["message"].as_str().unwrap().contains(mentions), "{body}");
+    };
+
+    let mut unknown = submission_json("u-1", "81.2.69.0/24");
+    unknown["registration"]["sourcePrefixs"] = json!(["81.2.70.0/24"]);
+    let answer = curl(&app, SUBMIT, Some(&token), &serde_json::to_vec(&unknown).unwrap(), &[]).await;
+    expect(&answer, 400, "invalid_argument", "sourcePrefixs");
+
+    let mut wrong = submission_json("w-1", "81.2.69.0/24");
+    wrong["registration"]["sourcePrefixes"] = json!(7);
+    let answer = curl(&app, SUBMIT, Some(&token), &serde_json::to_vec(&wrong).unwrap(), &[]).await;
+    expect(&answer, 400, "invalid_argument", "line 1");
+
+    let mut bad_utf8 = serde_json::to_vec(&submission_json("b-1", "81.2.69.0/24")).unwrap();
+    let at = bad_utf8.windows(6).position(|w| w == b"Branch").unwrap();
+    bad_utf8[at] = 0xff;
+    let answer = curl(&app, SUBMIT, Some(&token), &bad_utf8, &[]).await;
+    expect(&answer, 400, "invalid_argument", "");
+
+    let answer = curl(&app, SUBMIT, Some(&token), b"{\"requestId\": ", &[]).await;
+    expect(&answer, 400, "invalid_argument", "EOF");
+
+    // Malformed protobuf.
+    let args = ["-H", "content-type: application/proto"];
+    let answer = curl(&app, SUBMIT, Some(&token), b"\xff\xff\xff", &args).await;
+    expect(&answer, 400, "invalid_argument", "protobuf");
+
+    // 100 MiB: refused from its declared length, unread, over HTTP/1.1
+    // (curl) and HTTP/2 (hyper: Debian's curl counts the stream reset that
+    // ends an unread upload as a failure, even after the whole answer).
+    let huge = vec![b' '; 100 * 1024 * 1024];
+    let answer = curl(&app, SUBMIT, Some(&token), &huge, &["--http1.1"]).await;
+    expect(&answer, 400, "out_of_range", "larger than");
+    let answer = post_over_http2(&app, SUBMIT, &token, huge).await;
+    expect(&answer, 400, "out_of_range", "larger than");
+
+    // Not Connect at all: a content type no protocol here speaks.
+    let args = ["-H", "content-type: text/plain"];
+    let answer = curl(&app, SUBMIT, Some(&token), b"hello", &args).await;
+    assert!(answer.status < 500, "{} {:?}", answer.status, answer.headers);
+    // A compressed body (not offered), and a protocol version not known.
+    let args = ["-H", "content-encoding: br"];
+    expect(&curl(&app, SUBMIT, Some(&token), b"{}", &args).await, 501, "unimplemented", "br");
+    let args = ["-H", "connect-protocol-version: 2"];
+    expect(&curl(&app, SUBMIT, Some(&token), b"{}", &args).await, 400, "invalid_argument", "version");
+
+    assert_eq!(crate::dry_runs::snapshot(&pool).await, before, "a malformed call wrote");
 }
