@@ -28,6 +28,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(PROTOS, ["proto"])?;
     let out = PathBuf::from(env::var("OUT_DIR")?);
     fs::write(out.join("vpnregistry_descriptor.bin"), fds.encode_to_vec())?;
+    // The .proto files as written, for the API reference's downloads.
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("proto");
+    let mut sources =
+        String::from("/// Every file under `proto/` (path, text).\npub const PROTO_SOURCES: &[(&str, &str)] = &[\n");
+    for file in fds.file.iter().filter(|f| root.join(f.name()).is_file()) {
+        let path = root.join(file.name());
+        sources.push_str(&format!(
+            "    ({:?}, include_str!({:?})),\n",
+            file.name(),
+            path.display().to_string()
+        ));
+    }
+    sources.push_str("];\n");
+    fs::write(out.join("proto_sources.rs"), sources)?;
 
     tonic_prost_build::configure()
         .build_client(true)

@@ -28,7 +28,7 @@ use crate::pb::{
 };
 use crate::protocols::ProtocolsLayer;
 use crate::registry::{Registry, documents::Documents};
-use crate::web::{self, ConsoleRoutes, RdapRoutes, landing::LandingLayer};
+use crate::web::{self, ApiRoutes, ConsoleRoutes, RdapRoutes, landing::LandingLayer};
 
 /// Largest request the registry services decode: a registration with 64
 /// prefixes and every text field full is a few kilobytes.
@@ -107,6 +107,7 @@ pub(super) fn router<H: Health>(
         )
         .add_service(health)
         .add_service(rdap)
+        .add_service(ApiRoutes::new(web::api::router()))
         .add_optional_service(serves_registry.then_some(console))
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)

@@ -9,7 +9,14 @@ use crate::domain::principal::RoleKind::{self, Admin, Institution, Isp, Lookup, 
 /// (RDAP is HTTP: it answers refusals as RDAP errors, so it authorises
 /// itself, through the same gate, as `CheckAddress`: `AuthLayer::admit_as`.)
 /// The console likewise admits each action through the gate as its RPC.
-pub const PUBLIC_PREFIXES: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection.", "/rdap/", "/console"];
+pub const PUBLIC_PREFIXES: &[&str] = &[
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.",
+    "/rdap/",
+    "/console",
+    // The API reference: it describes the API, it holds no one's data.
+    "/api/",
+];
 
 /// Staff and applicants read records (institutions only their own).
 const READERS: &[RoleKind] = &[Admin, Reviewer, Institution];

@@ -16,5 +16,7 @@ pub use delta_batch::DeltaBatch;
 pub use generated::google;
 pub use generated::vpnregistry::v1::*;
 
+include!(concat!(env!("OUT_DIR"), "/proto_sources.rs"));
+
 /// Encoded `FileDescriptorSet` of `proto/`, for tonic-reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vpnregistry_descriptor.bin"));

@@ -70,9 +70,10 @@ pub fn refusal<B>(req: &http::Request<B>, path: &str) -> Option<Status> {
     }
     if let Some(encoding) = headers.get(http::header::CONTENT_ENCODING)
         && encoding != "identity"
+        && encoding != "gzip"
     {
         return Some(Status::unimplemented(format!(
-            "content-encoding {} is not supported; send the body uncompressed (identity)",
+            "content-encoding {} is not supported; send the body as identity or gzip",
             String::from_utf8_lossy(encoding.as_bytes())
         )));
     }
@@ -89,6 +90,7 @@ pub fn to_grpc(req: http::Request<Body>, format: Format, unary: Option<&'static 
     let (mut parts, body) = req.into_parts();
     let headers = &mut parts.headers;
     let timeout = headers.remove("connect-timeout-ms");
+    let gzip = headers.get(http::header::CONTENT_ENCODING).is_some_and(|e| e == "gzip");
     for name in [
         http::header::CONTENT_LENGTH,
         http::header::CONTENT_ENCODING,
@@ -114,6 +116,7 @@ pub fn to_grpc(req: http::Request<Body>, format: Format, unary: Option<&'static 
     let body = Transcode {
         body,
         format,
+        gzip,
         input: unary,
         read: BytesMut::new(),
         done: false,
@@ -127,6 +130,8 @@ pub fn to_grpc(req: http::Request<Body>, format: Format, unary: Option<&'static 
 struct Transcode {
     body: Body,
     format: Format,
+    /// The body is gzipped (`Content-Encoding: gzip`).
+    gzip: bool,
     /// The method's types (none for a path that names no method: the
     /// server answers that without reading the body).
     input: Option<&'static Unary>,
@@ -143,7 +148,10 @@ impl Transcode {
 
     /// The whole body as one gRPC frame (uncompressed, length-prefixed).
     fn frame(&mut self) -> Result<Bytes, Status> {
-        let read = std::mem::take(&mut self.read);
+        let mut read = std::mem::take(&mut self.read);
+        if self.gzip {
+            read = gunzip(&read)?;
+        }
         let message = match (self.format, self.input) {
             (Format::Json, Some(unary)) => schema::json_to_proto(&unary.input, &read)?.into(),
             _ => read.freeze(),
@@ -155,6 +163,20 @@ impl Transcode {
         frame.put(message);
         Ok(frame.freeze())
     }
+}
+
+/// A gzipped body, refused when it expands beyond [`MAX_BODY`].
+fn gunzip(compressed: &[u8]) -> Result<BytesMut, Status> {
+    use std::io::Read as _;
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(compressed)
+        .take(MAX_BODY as u64 + 1)
+        .read_to_end(&mut plain)
+        .map_err(|e| Status::invalid_argument(format!("the body is not valid gzip: {e}")))?;
+    if plain.len() > MAX_BODY {
+        return Err(Transcode::too_large());
+    }
+    Ok(BytesMut::from(&plain[..]))
 }
 
 impl HttpBody for Transcode {
@@ -291,6 +313,22 @@ mod tests {
         assert_eq!(format("application/grpc"), None);
         assert_eq!(format("application/grpc-web+proto"), None);
         assert_eq!(format("application/connect+json"), None);
+    }
+
+    #[test]
+    fn gzipped_bodies_are_read_within_the_limit() {
+        use std::io::Write as _;
+        let gzip = |plain: &[u8]| {
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            encoder.write_all(plain).unwrap();
+            encoder.finish().unwrap()
+        };
+        assert_eq!(&gunzip(&gzip(b"{\"id\": \"x\"}")).unwrap()[..], b"{\"id\": \"x\"}");
+        // A small body that expands past the limit (a "zip bomb").
+        let bomb = gzip(&vec![b' '; MAX_BODY + 1]);
+        assert!(bomb.len() < 100_000);
+        assert_eq!(gunzip(&bomb).unwrap_err().code(), tonic::Code::OutOfRange);
+        assert_eq!(gunzip(b"not gzip").unwrap_err().code(), tonic::Code::InvalidArgument);
     }
 
     #[test]

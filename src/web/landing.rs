@@ -1,7 +1,7 @@
 //! Where a browser lands: `/`, `/console` and `/console/` (paths tonic
 //! cannot route: it mounts services at `/{name}/{*rest}`) redirect to the
 //! console, which signs people in; without this a newcomer following the
-//! README saw an empty gRPC answer. Outermost on the server, so that gRPC
+//! README saw an empty gRPC answer. `/api/` shows the API reference. Outermost on the server, so that gRPC
 //! calls pay one short path comparison and nothing else.
 
 use std::{
@@ -15,6 +15,8 @@ use tower::{Layer, Service};
 
 /// Where the landing paths send a browser (it signs in, or goes home).
 const CONSOLE_HOME: &str = "/console/home";
+/// What `/api/` shows.
+const API_REFERENCE: &str = "/api/reference";
 
 /// Redirects the landing paths when this server has a console.
 #[derive(Clone, Copy)]
@@ -57,7 +59,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
+        if matches!(req.uri().path(), "/api" | "/api/") {
+            // The API reference's page, under a path tonic can route.
+            *req.uri_mut() = http::Uri::from_static(API_REFERENCE);
+        }
         if self.console && landing(&req) {
             let mut response = http::Response::new(Body::empty());
             *response.status_mut() = http::StatusCode::SEE_OTHER;

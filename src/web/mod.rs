@@ -1,7 +1,8 @@
 //! HTTP for people and tools on the gRPC port (so it is served over the
 //! same TLS, behind the same access log, metrics and limits): RDAP for
-//! address lookups, and the web console.
+//! address lookups, the web console, and the API reference.
 
+pub mod api;
 pub mod console;
 pub mod landing;
 pub mod rdap;
@@ -69,5 +70,13 @@ impl Mount for AtConsole {
     const NAME: &'static str = "console";
 }
 
+/// `/api/...`
+pub struct AtApi;
+
+impl Mount for AtApi {
+    const NAME: &'static str = "api";
+}
+
+pub type ApiRoutes = Mounted<AtApi>;
 pub type RdapRoutes = Mounted<AtRdap>;
 pub type ConsoleRoutes = Mounted<AtConsole>;

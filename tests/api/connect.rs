@@ -114,7 +114,7 @@ fn parse(out: &[u8]) -> Answer {
     }
 }
 
-fn submission_json(request_id: &str, prefix: &str) -> Value {
+pub fn submission_json(request_id: &str, prefix: &str) -> Value {
     json!({
         "requestId": request_id,
         "registration": {
@@ -306,9 +306,19 @@ async fn malformed_bodies_get_the_documented_errors_never_a_500(pool: PgPool) {
     assert!(answer.status < 500, "{} {:?}", answer.status, answer.headers);
     // A compressed body (not offered), and a protocol version not known.
     let args = ["-H", "content-encoding: br"];
-    expect(&curl(&app, SUBMIT, Some(&token), b"{}", &args).await, 501, "unimplemented", "br");
+    expect(
+        &curl(&app, SUBMIT, Some(&token), b"{}", &args).await,
+        501,
+        "unimplemented",
+        "br",
+    );
     let args = ["-H", "connect-protocol-version: 2"];
-    expect(&curl(&app, SUBMIT, Some(&token), b"{}", &args).await, 400, "invalid_argument", "version");
+    expect(
+        &curl(&app, SUBMIT, Some(&token), b"{}", &args).await,
+        400,
+        "invalid_argument",
+        "version",
+    );
 
     assert_eq!(crate::dry_runs::snapshot(&pool).await, before, "a malformed call wrote");
 }
