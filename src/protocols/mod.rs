@@ -8,6 +8,7 @@
 
 pub mod connect;
 pub mod connect_error;
+pub mod deprecation;
 pub mod schema;
 
 use std::{
@@ -117,8 +118,13 @@ where
                 }
                 req.extensions_mut().insert(Protocol::Connect);
                 let unary = schema::unary(&path);
+                let retiring = deprecation::headers(&path);
                 let call = self.inner.call(connect::to_grpc(req, format, unary));
-                Box::pin(async move { Ok(connect::to_connect(call.await?, format, unary).await) })
+                Box::pin(async move {
+                    let mut response = connect::to_connect(call.await?, format, unary).await;
+                    response.headers_mut().extend(retiring.unwrap_or_default());
+                    Ok(response)
+                })
             }
         }
     }
