@@ -78,9 +78,16 @@ mod tests {
             .map(|m| format!("/{}/{}", m.parent_service().full_name(), m.name()))
             .collect();
         let listed: Vec<String> = RETIREMENTS.iter().map(|r| r.path.to_owned()).collect();
-        assert_eq!(marked, listed, "mark the RPC deprecated in its .proto and list it here, both");
+        assert_eq!(
+            marked, listed,
+            "mark the RPC deprecated in its .proto and list it here, both"
+        );
         for r in RETIREMENTS {
-            assert!(r.sunset - r.deprecated >= MIN_NOTICE_DAYS * 86_400, "{} gives too little notice", r.path);
+            assert!(
+                r.sunset - r.deprecated >= MIN_NOTICE_DAYS * 86_400,
+                "{} gives too little notice",
+                r.path
+            );
         }
     }
 }

@@ -15,6 +15,7 @@ mod cli;
 mod connect;
 mod connect_clients;
 mod console;
+mod csv_import;
 mod deploy;
 mod documents;
 mod dry_runs;

@@ -8,10 +8,11 @@
 //!
 //! One module per part: `seed` (the data), `servers` and `baseline` (what
 //! runs), `measure` (load driver and statistics), and the sections:
-//! `lookups`, `layers`, `streams`, `submit`.
+//! `lookups`, `connect`, `layers`, `streams`, `submit`.
 
 mod agent;
 mod baseline;
+mod connect;
 mod documents;
 mod layers;
 mod lookups;
@@ -109,6 +110,8 @@ struct Args {
 enum Section {
     Load,
     Unary,
+    /// CheckAddress over Connect JSON against gRPC.
+    Connect,
     Layers,
     Metrics,
     Batches,
@@ -125,9 +128,10 @@ enum Section {
 }
 
 impl Section {
-    const ALL: [Section; 12] = [
+    const ALL: [Section; 13] = [
         Self::Load,
         Self::Unary,
+        Self::Connect,
         Self::Metrics,
         Self::Layers,
         Self::Batches,
@@ -232,6 +236,7 @@ impl Bench {
             // Measured before the servers start, in main.
             Section::Load => Ok(()),
             Section::Unary => self.unary_lookups().await,
+            Section::Connect => self.connect().await,
             Section::Metrics => self.metrics_on_and_off().await,
             Section::Layers => self.layers().await,
             Section::Batches => self.batches().await,

@@ -28,42 +28,10 @@ pub fn document() -> Value {
         let service = method.parent_service();
         tags.entry(service.name().to_owned())
             .or_insert_with(|| comments::of_service(service));
-        let description = comments::of_method(&method);
-        let summary = description
-            .lines()
-            .next()
-            .unwrap_or(method.name())
-            .trim_end_matches('.')
-            .to_owned();
-        let mut operation = json!({
-            "operationId": format!("{}_{}", service.name(), method.name()),
-            "tags": [service.name()],
-            "summary": summary,
-            "description": description,
-            "parameters": [{"$ref": "#/components/parameters/ConnectProtocolVersion"}],
-            "requestBody": {
-                "required": true,
-                "content": {"application/json": {"schema": schemas.reference(&types.input)}},
-            },
-            "responses": {
-                "200": {
-                    "description": format!("The {} (proto3 JSON).", types.output.name()),
-                    "content": {"application/json": {"schema": schemas.reference(&types.output)}},
-                },
-                "4XX": {"$ref": "#/components/responses/Error"},
-                "5XX": {"$ref": "#/components/responses/Error"},
-            },
-        });
-        if method
-            .method_descriptor_proto()
-            .options
-            .as_ref()
-            .and_then(|o| o.deprecated)
-            == Some(true)
-        {
-            operation["deprecated"] = Value::Bool(true);
-        }
-        paths.insert(path.to_owned(), json!({ "post": operation }));
+        paths.insert(
+            path.to_owned(),
+            json!({ "post": operation(&method, types, &mut schemas) }),
+        );
     }
     let mut components = schemas.into_components();
     components.insert("ConnectError".into(), connect_error());
@@ -80,37 +48,83 @@ pub fn document() -> Value {
         "security": [{"bearer": []}],
         "tags": tags.into_iter().map(|(name, description)| json!({"name": name, "description": description})).collect::<Vec<_>>(),
         "paths": paths,
-        "components": {
-            "securitySchemes": {
-                "bearer": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "An API key or token the registry issued: `Authorization: Bearer <token>`.",
-                },
-            },
-            "parameters": {
-                "ConnectProtocolVersion": {
-                    "name": "Connect-Protocol-Version",
-                    "in": "header",
-                    "required": false,
-                    "description": "The Connect protocol's version; Connect clients send 1. Optional for curl.",
-                    "schema": {"type": "string", "enum": ["1"]},
-                },
-            },
-            "responses": {
-                "Error": {
-                    "description": "A Connect error. The HTTP status follows the code (invalid_argument and failed_precondition 400, unauthenticated 401, permission_denied 403, not_found 404, already_exists and aborted 409, resource_exhausted 429 with Retry-After, unimplemented 501, unavailable 503).",
-                    "headers": {
-                        "Retry-After": {
-                            "description": "Seconds to wait before retrying (rate limits).",
-                            "schema": {"type": "integer"},
-                        },
-                    },
-                    "content": {"application/json": {"schema": {"$ref": format!("{SCHEMAS}ConnectError")}}},
-                },
-            },
-            "schemas": components,
+        "components": shared_components(components),
+    })
+}
+
+/// One RPC as a POST operation.
+fn operation(method: &prost_reflect::MethodDescriptor, types: &schema::Unary, schemas: &mut Schemas) -> Value {
+    let service = method.parent_service();
+    let description = comments::of_method(method);
+    let summary = description
+        .lines()
+        .next()
+        .unwrap_or(method.name())
+        .trim_end_matches('.')
+        .to_owned();
+    let mut operation = json!({
+        "operationId": format!("{}_{}", service.name(), method.name()),
+        "tags": [service.name()],
+        "summary": summary,
+        "description": description,
+        "parameters": [{"$ref": "#/components/parameters/ConnectProtocolVersion"}],
+        "requestBody": {
+            "required": true,
+            "content": {"application/json": {"schema": schemas.reference(&types.input)}},
         },
+        "responses": {
+            "200": {
+                "description": format!("The {} (proto3 JSON).", types.output.name()),
+                "content": {"application/json": {"schema": schemas.reference(&types.output)}},
+            },
+            "4XX": {"$ref": "#/components/responses/Error"},
+            "5XX": {"$ref": "#/components/responses/Error"},
+        },
+    });
+    if method
+        .method_descriptor_proto()
+        .options
+        .as_ref()
+        .and_then(|o| o.deprecated)
+        == Some(true)
+    {
+        operation["deprecated"] = Value::Bool(true);
+    }
+    operation
+}
+
+/// The components every operation shares, around the message `schemas`.
+fn shared_components(schemas: Map<String, Value>) -> Value {
+    json!({
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API key or token the registry issued: `Authorization: Bearer <token>`.",
+            },
+        },
+        "parameters": {
+            "ConnectProtocolVersion": {
+                "name": "Connect-Protocol-Version",
+                "in": "header",
+                "required": false,
+                "description": "The Connect protocol's version; Connect clients send 1. Optional for curl.",
+                "schema": {"type": "string", "enum": ["1"]},
+            },
+        },
+        "responses": {
+            "Error": {
+                "description": "A Connect error. The HTTP status follows the code (invalid_argument and failed_precondition 400, unauthenticated 401, permission_denied 403, not_found 404, already_exists and aborted 409, resource_exhausted 429 with Retry-After, unimplemented 501, unavailable 503).",
+                "headers": {
+                    "Retry-After": {
+                        "description": "Seconds to wait before retrying (rate limits).",
+                        "schema": {"type": "integer"},
+                    },
+                },
+                "content": {"application/json": {"schema": {"$ref": format!("{SCHEMAS}ConnectError")}}},
+            },
+        },
+        "schemas": schemas,
     })
 }
 

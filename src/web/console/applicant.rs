@@ -47,7 +47,7 @@ pub(super) async fn list(State(c): State<Console>, v: Visitor, Query(q): Query<L
         Err(refused) => return refused.page("Your registrations", &v),
     };
     let body = html! {
-        p { a href="/console/registrations/new" { "Register a VPN or service" } }
+        p { a href="/console/registrations/new" { "Register a VPN or service" } " · " a href="/console/registrations/import" { "Import many from a spreadsheet (CSV)" } }
         @if list.registrations.is_empty() {
             p { "You have no registrations yet." }
         } @else {
@@ -485,8 +485,7 @@ pub(super) async fn renew(
         id: id.clone(),
         etag: form.etag,
         valid_until,
-        request_id: String::new(),
-        validate_only: false,
+        ..Default::default()
     };
     match c
         .call(&v, RENEW, msg, |req| c.registrations.renew_registration(req))

@@ -86,6 +86,14 @@ impl FieldErrors {
         }
     }
 
+    /// Every violation, as (field, text), fields in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.by_field
+            .iter()
+            .flat_map(|(field, texts)| texts.iter().map(move |t| (field.as_str(), t.as_str())))
+            .chain(self.other.iter().map(|t| ("", t.as_str())))
+    }
+
     pub fn of(&self, field: &str) -> &[String] {
         self.by_field.get(field).map(Vec::as_slice).unwrap_or(&[])
     }

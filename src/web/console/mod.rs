@@ -13,6 +13,7 @@ mod assets;
 mod evidence;
 mod fields;
 mod history;
+mod import;
 mod isp;
 mod keys;
 mod links;
@@ -154,6 +155,8 @@ fn work_routes() -> Router<Console> {
             "/console/registrations/new",
             get(applicant::new_form).post(applicant::submit),
         )
+        .route("/console/registrations/import", get(import::form).post(import::import))
+        .route("/console/registrations/import/template.csv", get(import::template))
         .route("/console/registrations/{id}", get(applicant::detail))
         .route(
             "/console/registrations/{id}/amend",

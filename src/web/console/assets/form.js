@@ -3,7 +3,8 @@
 // while one is wrong. The server checks everything again; its violations
 // arrive in the same elements. Document uploads (`form.upload`) are typed
 // by their first bytes before they are sent, then streamed as the request
-// body with a progress bar. No build step, no dependencies.
+// body with a progress bar; a CSV chosen for the import is read into its
+// text area. No build step, no dependencies.
 (function () {
   'use strict';
 
@@ -163,6 +164,16 @@
       xhr.send(file);
     });
   }
+
+  // A chosen file (the CSV import) read into the text area it names.
+  document.addEventListener('change', function (event) {
+    var input = event.target;
+    var target = input.getAttribute && document.getElementById(input.getAttribute('data-fill') || '');
+    if (!target || !input.files || !input.files[0]) return;
+    var reader = new FileReader();
+    reader.onload = function () { target.value = reader.result; };
+    reader.readAsText(input.files[0]);
+  });
 
   document.addEventListener('submit', function (event) {
     var form = event.target;
