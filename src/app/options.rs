@@ -70,6 +70,8 @@ pub struct Options {
     /// The registry's address as its clients and people reach it (behind a
     /// proxy, say): RDAP links name it. `None`: the listener's own address.
     pub public_url: Option<String>,
+    /// Web origins whose pages may call the API from a browser (CORS).
+    pub cors_origins: Vec<String>,
     /// Where e-mail goes (`None`: kept, not sent).
     pub mailer: Option<Mailer>,
     /// How often reminders are looked for; `None` disables the pass here.
@@ -121,6 +123,7 @@ impl Options {
             upstream: args.upstream(),
             clock: Clock::default(),
             public_url: args.public_url.clone(),
+            cors_origins: args.cors_origins.clone(),
             mailer,
             reminder_interval: (!args.reminder_interval.is_zero()).then_some(args.reminder_interval),
             webhook_allow_private: args.webhook_allow_private,
@@ -167,6 +170,7 @@ impl Default for Options {
             upstream: None,
             clock: Clock::default(),
             public_url: None,
+            cors_origins: Vec::new(),
             mailer: None,
             reminder_interval: Some(Duration::from_secs(600)),
             webhook_allow_private: false,

@@ -8,7 +8,9 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 use tower::{
     ServiceBuilder,
     layer::util::{Identity, Stack},
+    util::Either,
 };
+use tower_http::cors::CorsLayer;
 
 use super::Options;
 use super::background::Parts;
@@ -45,7 +47,16 @@ const MAX_RESPONSE: usize = 16 * 1024 * 1024;
 const MAX_HEADER_LIST: u32 = 16 * 1024;
 /// The layers every call passes, outermost last in the type (tower's order).
 pub(super) type Layers = Stack<
-    Stack<AuthLayer, Stack<AdmissionLayer, Stack<ObserveLayer, Stack<ProtocolsLayer, Stack<LandingLayer, Identity>>>>>,
+    Stack<
+        AuthLayer,
+        Stack<
+            AdmissionLayer,
+            Stack<
+                ObserveLayer,
+                Stack<ProtocolsLayer, Stack<Either<CorsLayer, Identity>, Stack<LandingLayer, Identity>>>,
+            >,
+        >,
+    >,
     Identity,
 >;
 /// The tonic server: transport settings, the layers (outermost first) and
@@ -98,6 +109,8 @@ pub(super) fn router<H: Health>(
                 .layer(LandingLayer {
                     console: serves_registry,
                 })
+                // Browsers' preflights for the origins allowed (none by default).
+                .option_layer(crate::protocols::cors::layer(&options.cors_origins))
                 // Connect and gRPC-Web calls become gRPC calls here.
                 .layer(ProtocolsLayer)
                 .layer(ObserveLayer::new(metrics, summary))

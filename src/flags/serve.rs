@@ -113,6 +113,11 @@ pub struct ServeArgs {
     /// it. Without it, links name the address the request came in on.
     #[arg(long, env = "VPN_REGISTRY_PUBLIC_URL", value_parser = parse_public_url)]
     pub public_url: Option<String>,
+    /// Web origins whose pages may call the API from a browser (gRPC-Web
+    /// and JSON), such as https://portal.example.pk (repeatable). Without
+    /// one, browsers allow only pages the registry itself serves.
+    #[arg(long = "cors-origin", env = "VPN_REGISTRY_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<String>,
     /// Where e-mail is sent: smtp://host:port (add ?tls=required for
     /// STARTTLS), smtps://host:port, with user:password@ for credentials.
     /// Without it, messages are kept (visible to administrators) and sent
@@ -281,6 +286,7 @@ impl ServeArgs {
             max_in_flight = ?args.max_in_flight,
             failed_auth_rate = args.failed_auth_rate,
             public_url = args.public_url.as_deref().unwrap_or("(the listener's address)"),
+            cors_origins = ?args.cors_origins,
             smtp_url = %args.smtp_url.as_deref().map(redact_url).unwrap_or_else(|| "(none: e-mail is kept, not sent)".into()),
             mail_from = args.mail_from,
             reminder_interval = ?args.reminder_interval,
@@ -348,6 +354,18 @@ impl ServeArgs {
     pub fn expiry_interval(&self) -> Option<Duration> {
         (self.expiry_interval_secs > 0).then(|| Duration::from_secs(self.expiry_interval_secs))
     }
+}
+
+/// A web origin: scheme, host and port only (`https://portal.example.pk`).
+pub(crate) fn parse_origin(s: &str) -> Result<String, String> {
+    let uri: axum::http::Uri = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    let bare = uri.path() == "/" && !s.ends_with('/') && uri.query().is_none();
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() || !bare {
+        return Err(format!(
+            "{s:?}: expected an origin such as https://portal.example.pk (no path)"
+        ));
+    }
+    Ok(s.to_owned())
 }
 
 /// An absolute http(s) URL without a query or fragment.

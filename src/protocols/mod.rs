@@ -8,6 +8,7 @@
 
 pub mod connect;
 pub mod connect_error;
+pub mod cors;
 pub mod deprecation;
 pub mod schema;
 

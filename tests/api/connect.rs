@@ -322,3 +322,40 @@ async fn malformed_bodies_get_the_documented_errors_never_a_500(pool: PgPool) {
 
     assert_eq!(crate::dry_runs::snapshot(&pool).await, before, "a malformed call wrote");
 }
+
+#[sqlx::test]
+async fn a_rate_limited_json_call_is_told_when_to_retry(pool: PgPool) {
+    use vpn_registry::domain::principal::{Role, RoleKind};
+    let app = TestApp::builder(pool)
+        .options(|o| o.rate_limits = vec![(RoleKind::Lookup, 5)])
+        .start()
+        .await;
+    let token = app.token(Role::Lookup).await;
+    let path = "vpnregistry.v1.LookupService/CheckAddress";
+    let mut limited = None;
+    for _ in 0..20 {
+        let answer = curl(&app, path, Some(&token), br#"{"address": "8.8.8.8"}"#, &[]).await;
+        if answer.status != 200 {
+            limited = Some(answer);
+            break;
+        }
+        assert_eq!(
+            answer.json()["registered"],
+            Value::Null,
+            "a miss leaves `registered` out (false)"
+        );
+    }
+    let answer = limited.expect("the principal hits its limit");
+    assert_eq!(answer.status, 429, "{}", String::from_utf8_lossy(&answer.body));
+    let wait: u64 = answer.header("retry-after").expect("Retry-After").parse().unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    let error = answer.json();
+    assert_eq!(error["code"], "resource_exhausted");
+    assert_eq!(error["details"][0]["type"], "google.rpc.RetryInfo");
+    assert!(
+        error["details"][0]["debug"]["retryDelay"]
+            .as_str()
+            .unwrap()
+            .ends_with('s')
+    );
+}

@@ -216,6 +216,10 @@ async fn dry_run_amendments_and_renewals_answer_as_the_real_ones(pool: PgPool) {
     assert_eq!(refused.code(), tonic::Code::Aborted);
     let refused = same_as_real(&pool, amended, amend(amended_once, "")).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let mut missing = pending.clone();
+    missing.id = uuid::Uuid::now_v7().to_string();
+    let refused = same_as_real(&pool, amended, amend(missing, "Gone")).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::NotFound);
 
     let active = app.active(&token, &["81.2.70.0/24"]).await;
     let renew = |until: time::OffsetDateTime| {

@@ -76,3 +76,71 @@ async fn grpc_web_submits_what_grpc_submits_and_refuses_alike(pool: PgPool) {
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
 }
+
+/// The CORS headers curl saw for `method` with `Origin: origin`.
+async fn cors(app: &TestApp, method: &str, origin: &str) -> Vec<(String, String)> {
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-D", "-", "-X", method])
+        .args([
+            "-H",
+            &format!("origin: {origin}"),
+            "-H",
+            "content-type: application/json",
+        ])
+        .args(["-H", "access-control-request-method: POST"])
+        .args([
+            "-H",
+            "access-control-request-headers: authorization,content-type,x-grpc-web",
+        ])
+        .args(["--data-binary", "{}"])
+        .arg(format!(
+            "http://{}/vpnregistry.v1.RegistrationService/GetRegistration",
+            app.addr
+        ))
+        .output()
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .filter(|(n, _)| n.starts_with("access-control-"))
+        .collect()
+}
+
+#[sqlx::test]
+async fn browsers_on_the_origins_named_may_call_and_others_may_not(pool: PgPool) {
+    let portal = "https://portal.example.pk";
+    let app = TestApp::builder(pool.clone())
+        .options(|o| o.cors_origins = vec![portal.into()])
+        .start()
+        .await;
+    let get =
+        |headers: &[(String, String)], name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    // The preflight is answered without a token.
+    let preflight = cors(&app, "OPTIONS", portal).await;
+    assert_eq!(get(&preflight, "access-control-allow-origin").as_deref(), Some(portal));
+    let allowed = get(&preflight, "access-control-allow-headers").unwrap();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("x-grpc-web"),
+        "{allowed}"
+    );
+    // The call itself (refused: no token) tells the page what it may read.
+    let call = cors(&app, "POST", portal).await;
+    assert_eq!(get(&call, "access-control-allow-origin").as_deref(), Some(portal));
+    assert!(
+        get(&call, "access-control-expose-headers")
+            .unwrap()
+            .contains("grpc-status-details-bin")
+    );
+    // Another origin, and a server that names none.
+    assert_eq!(
+        get(
+            &cors(&app, "OPTIONS", "https://elsewhere.example").await,
+            "access-control-allow-origin"
+        ),
+        None
+    );
+    let closed = spawn_app(pool).await;
+    assert!(cors(&closed, "OPTIONS", portal).await.is_empty());
+}
