@@ -677,3 +677,63 @@ async fn documents_are_uploaded_viewed_and_verified_in_a_browser(pool: PgPool) {
     );
     b.client.close().await.unwrap();
 }
+
+#[sqlx::test]
+async fn a_spreadsheet_is_imported_and_the_api_reference_read_in_a_browser(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (_, applicant) = app.enrol(C::ItCompany).await;
+    let files = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-import");
+    std::fs::create_dir_all(&files).unwrap();
+    let header = "kind,protocol,source_prefixes,peer_prefixes,msisdn,isp,isp_subscriber_id,purpose,valid_from,valid_until,large_prefix_justification";
+    let line = |prefix: &str| format!("VPN,WIREGUARD,{prefix},185.60.216.0/24,,ptcl,SUB-1,Member office,,2030-12-31,");
+    let csv = files.join("members.csv");
+    std::fs::write(
+        &csv,
+        [header.to_owned(), line("8.8.8.0/24"), line("10.0.0.0/24")].join("\n"),
+    )
+    .unwrap();
+
+    let driver = Driver::start();
+    let b = Browser::open(&driver, &app, "import").await;
+    b.sign_in(&app.person_like(&applicant).await).await;
+    b.goto("/console/registrations").await;
+    b.click_to(
+        "a[href='/console/registrations/import']",
+        "/console/registrations/import",
+    )
+    .await;
+    // The chosen file fills the text area; checking shows line 3's problem.
+    b.find("#csv-file")
+        .await
+        .send_keys(csv.to_str().unwrap())
+        .await
+        .unwrap();
+    eventually("the file is read into the page", Duration::from_secs(10), || async {
+        let value = b.find("#csv").await.prop("value").await.unwrap().unwrap_or_default();
+        value.contains("10.0.0.0/24").then_some(())
+    })
+    .await;
+    b.click_to("button[value=check]", "/console/registrations/import").await;
+    assert!(b.text("table").await.contains("source_prefixes[0]"));
+    b.shot("import-checked").await;
+    // Mended in the page, checked again, submitted.
+    let mended = [header.to_owned(), line("8.8.8.0/24"), line("8.8.9.0/24")].join("\n");
+    b.client
+        .execute(
+            "document.getElementById('csv').value = arguments[0];",
+            vec![mended.into()],
+        )
+        .await
+        .unwrap();
+    b.click_to("button[value=check]", "/console/registrations/import").await;
+    b.click_to("button[value=submit]", "/console/registrations/import")
+        .await;
+    assert!(b.text(".notice").await.contains("2 registrations submitted"));
+    b.shot("import-submitted").await;
+
+    // The API reference, as an integrator first sees it.
+    b.goto("/api/").await;
+    assert!(b.text("h1").await.contains("API reference"));
+    b.find("a[href='/api/openapi.json']").await;
+    b.shot("api-reference").await;
+}

@@ -14,12 +14,12 @@ body{font-family:system-ui,sans-serif;margin:0;color:#111;line-height:1.5}
 header{background:#0b3d2e;color:#fff;padding:1rem}header a{color:#fff}
 main{padding:1rem;max-width:72rem;margin:auto}
 code{background:#f3f4f6;padding:0 .2rem;overflow-wrap:anywhere}
-pre{background:#f3f4f6;padding:.75rem;overflow-x:auto}
-table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #ccc;padding:.4rem;text-align:left;vertical-align:top}
+pre{background:#f3f4f6;padding:.75rem;white-space:pre-wrap;overflow-wrap:anywhere}
+table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #ccc;padding:.4rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 .method{border-left:4px solid #0b3d2e;padding-left:1rem;margin:1.5rem 0}
 .deprecated{color:#b91c1c;font-weight:600}
-.doc{white-space:pre-line}
 :focus{outline:3px solid #d97706}
+@media (max-width:40rem){table,thead,tbody,tr,th,td{display:block}thead{display:none}td{border:none}tr{border-bottom:1px solid #ccc;padding:.4rem 0}}
 ";
 
 /// The packages whose types the reference lists.
@@ -57,7 +57,7 @@ pub fn render() -> Markup {
                     @for service in &services {
                         section {
                             h3 id=(service.full_name()) { (service.name()) }
-                            p class="doc" { (comments::of_service(service)) }
+                            (prose(&comments::of_service(service)))
                             @for method in service.methods() { (method_entry(&method)) }
                         }
                     }
@@ -67,7 +67,7 @@ pub fn render() -> Markup {
                     @for e in &enums {
                         section {
                             h3 id=(e.full_name()) { (e.full_name()) }
-                            p class="doc" { (comments::of_enum(e)) }
+                            (prose(&comments::of_enum(e)))
                             ul { @for v in e.values() { li { code { (v.name()) } } } }
                         }
                     }
@@ -75,6 +75,16 @@ pub fn render() -> Markup {
             }
         }
     }
+}
+
+/// A comment's paragraphs (its lines were wrapped for the .proto file).
+fn prose(comment: &str) -> Markup {
+    html! { @for paragraph in comment.split("\n\n") { p { (joined(paragraph)) } } }
+}
+
+/// A comment's lines as one.
+fn joined(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn introduction() -> Markup {
@@ -124,7 +134,7 @@ fn method_entry(method: &MethodDescriptor) -> Markup {
                 " → response " (type_link(&method.output()))
                 @if method.is_server_streaming() { " (a stream)" }
             }
-            p class="doc" { (comments::of_method(method)) }
+            (prose(&comments::of_method(method)))
         }
     }
 }
@@ -143,7 +153,7 @@ fn message_entry(message: &MessageDescriptor) -> Markup {
     html! {
         section {
             h3 id=(message.full_name()) { (message.full_name()) }
-            p class="doc" { (comments::of_message(message)) }
+            (prose(&comments::of_message(message)))
             @if message.fields().len() > 0 {
                 table {
                     thead { tr { th { "Field (JSON)" } th { "Type" } th { "Description" } } }
@@ -152,11 +162,11 @@ fn message_entry(message: &MessageDescriptor) -> Markup {
                             tr {
                                 td { code { (field.json_name()) } }
                                 td { (field_type(&field)) }
-                                td class="doc" {
+                                td {
                                     @if field.field_descriptor_proto().options.as_ref().and_then(|o| o.deprecated) == Some(true) {
                                         span class="deprecated" { "Deprecated. " }
                                     }
-                                    (comments::of_field(&field))
+                                    (joined(&comments::of_field(&field)))
                                 }
                             }
                         }
