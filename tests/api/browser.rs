@@ -684,8 +684,8 @@ async fn a_spreadsheet_is_imported_and_the_api_reference_read_in_a_browser(pool:
     let (_, applicant) = app.enrol(C::ItCompany).await;
     let files = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-import");
     std::fs::create_dir_all(&files).unwrap();
-    let header = "kind,protocol,source_prefixes,peer_prefixes,msisdn,isp,isp_subscriber_id,purpose,valid_from,valid_until,large_prefix_justification";
-    let line = |prefix: &str| format!("VPN,WIREGUARD,{prefix},185.60.216.0/24,,ptcl,SUB-1,Member office,,2030-12-31,");
+    let header = "kind,protocol,source_prefixes,msisdn,peer_prefixes,isp,isp_subscriber_id,purpose,valid_from,valid_until,large_prefix_justification";
+    let line = |prefix: &str| format!("VPN,WIREGUARD,{prefix},,185.60.216.0/24,ptcl,SUB-1,Member office,,2030-12-31,");
     let csv = files.join("members.csv");
     std::fs::write(
         &csv,

@@ -9,10 +9,10 @@ use vpn_registry::pb::{self, InstitutionCategory as C};
 use crate::helpers::*;
 use crate::web::*;
 
-const HEADER: &str = "kind,protocol,source_prefixes,peer_prefixes,msisdn,isp,isp_subscriber_id,purpose,valid_from,valid_until,large_prefix_justification";
+const HEADER: &str = "kind,protocol,source_prefixes,msisdn,peer_prefixes,isp,isp_subscriber_id,purpose,valid_from,valid_until,large_prefix_justification";
 
 fn line(prefix: &str, purpose: &str) -> String {
-    format!("VPN,WIREGUARD,{prefix},185.60.216.0/24,,ptcl,SUB-1,{purpose},,2030-12-31,")
+    format!("VPN,WIREGUARD,{prefix},,185.60.216.0/24,ptcl,SUB-1,{purpose},,2030-12-31,")
 }
 
 async fn registrations(app: &TestApp, token: &str) -> Vec<pb::Registration> {

@@ -14,7 +14,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::registration_form::RegistrationForm;
+use super::registration_form::{FORM_FIELDS, RegistrationForm};
 use super::{Console, Refused, Visitor, page};
 use crate::pb::{self, registration_service_server::RegistrationService};
 
@@ -24,27 +24,15 @@ const PER_BATCH: usize = 100;
 /// The most lines one file may hold.
 const MAX_LINES: usize = 1000;
 
-/// The template's columns, as the registration form names its fields.
-const COLUMNS: [&str; 11] = [
-    "kind",
-    "protocol",
-    "source_prefixes",
-    "peer_prefixes",
-    "msisdn",
-    "isp",
-    "isp_subscriber_id",
-    "purpose",
-    "valid_from",
-    "valid_until",
-    "large_prefix_justification",
-];
+/// The template's columns: the registration form's fields.
+const COLUMNS: &[&str] = FORM_FIELDS;
+/// The template's example line.
+const EXAMPLE: &str =
+    "VPN,WIREGUARD,203.0.114.0/24,,185.60.216.0/24,ptcl,PTCL-778812,Branch-to-head-office VPN,,2027-12-31,";
 
 /// `GET /console/registrations/import/template.csv`
 pub(super) async fn template() -> Response {
-    let mut csv = COLUMNS.join(",");
-    csv.push_str(
-        "\r\nVPN,WIREGUARD,203.0.114.0/24,185.60.216.0/24,,ptcl,PTCL-778812,Branch-to-head-office VPN,,2027-12-31,\r\n",
-    );
+    let csv = format!("{}\r\n{EXAMPLE}\r\n", COLUMNS.join(","));
     let mut response = csv.into_response();
     let h = response.headers_mut();
     h.insert(
@@ -325,10 +313,12 @@ mod tests {
     fn the_template_reads_back_as_one_registration() {
         let header = COLUMNS.join(",");
         let text = format!(
-            "{header}\nVPN,WIREGUARD,203.0.114.0/24 203.0.115.0/24,185.60.216.0/24,,ptcl,S-1,Payroll,,2027-12-31,\n"
+            "{header}\nVPN,WIREGUARD,203.0.114.0/24 203.0.115.0/24,,185.60.216.0/24,ptcl,S-1,Payroll,,2027-12-31,\n"
         );
         let lines = parse(&text).unwrap();
         assert_eq!(lines.len(), 1);
+        let example = parse(&format!("{header}\r\n{EXAMPLE}\r\n")).unwrap();
+        assert!(example[0].problems.is_empty(), "{:?}", example[0].problems);
         let r = lines[0].registration.as_ref().unwrap();
         assert_eq!(r.source_prefixes, ["203.0.114.0/24", "203.0.115.0/24"]);
         assert_eq!(r.kind, pb::RegistrationKind::Vpn as i32);

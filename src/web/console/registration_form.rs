@@ -45,8 +45,9 @@ pub(super) struct RegistrationForm {
     etag: String,
 }
 
-/// The form's fields (as the API's `Registration` names them).
-const FORM_FIELDS: &[&str] = &[
+/// The form's fields (as the API's `Registration` names them); also the
+/// CSV import's columns.
+pub(super) const FORM_FIELDS: &[&str] = &[
     "kind",
     "protocol",
     "source_prefixes",
