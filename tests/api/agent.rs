@@ -90,10 +90,18 @@ async fn the_agent_follows_into_its_files_fails_over_and_resumes_after_a_restart
     until_listed(&dir, &["8.8.8.0/24"]).await;
     let second = app.active(&bank, &["9.9.9.0/24"]).await;
     until_listed(&dir, &["8.8.8.0/24", "9.9.9.0/24"]).await;
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("allow.json")).unwrap()).unwrap();
-    assert_eq!(json["entries"].as_array().unwrap().len(), 2);
-    assert!(dir.join("reloads").exists(), "--on-change ran");
+    // The outputs are rewritten one after another, then --on-change runs:
+    // the JSON and the command may follow the text list.
+    eventually(
+        "the JSON output to hold both, and --on-change to run",
+        Duration::from_secs(15),
+        || async {
+            let text = std::fs::read_to_string(dir.join("allow.json")).ok()?;
+            let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+            (json["entries"].as_array()?.len() == 2 && dir.join("reloads").exists()).then_some(())
+        },
+    )
+    .await;
     stop.send(()).unwrap();
     let first_run = agent.await.unwrap().unwrap();
     assert_eq!(read(&first_run.follower).resets, 1, "one snapshot, then deltas");

@@ -59,7 +59,9 @@ async fn the_openapi_document_lists_every_unary_rpc_and_passes_redocly(pool: PgP
     let file =
         std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("openapi-{}.json", std::process::id()));
     std::fs::write(&file, &body).unwrap();
-    let lint = tokio::process::Command::new(integrator_tools().join("node_modules/.bin/redocly"))
+    let tools = integrator_tools();
+    let lint = tokio::process::Command::new(tools.join("node"))
+        .arg(tools.join("node_modules/@redocly/cli/bin/cli.js"))
         .args(["lint", "--format", "json"])
         .arg(&file)
         .output()

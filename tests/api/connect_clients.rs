@@ -48,7 +48,7 @@ async fn call(client: Client, app: &TestApp, token: &str, procedure: &str, reque
                 &script,
             )
             .unwrap();
-            let mut c = tokio::process::Command::new("node");
+            let mut c = tokio::process::Command::new(dir.join("node"));
             c.arg(script).args([
                 base.as_str(),
                 token,

@@ -1,7 +1,7 @@
 // One unary call with the official Connect client for Node
 // (@connectrpc/connect-node), over code @bufbuild/protoc-gen-es generated
 // from proto/ (scripts/integrator-tools). Copied next to that code to run.
-// Usage: node connect_client.mjs BASE_URL TOKEN PROCEDURE json|binary 1.1|2 < request.json
+// Usage: target/integrators/node connect_client.mjs BASE_URL TOKEN PROCEDURE json|binary 1.1|2 < request.json
 // Prints {"ok": {"json", "binary"}} or {"error": {"code", "message", "details"}}.
 import { readFileSync } from "node:fs";
 import { createClient, ConnectError } from "@connectrpc/connect";
