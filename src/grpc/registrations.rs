@@ -43,14 +43,8 @@ impl RegistrationService for RegistrationApi {
         let applicant = p.applicant("submit registrations")?;
         let (spec, ctx) = parse_submit(p, applicant, req.get_ref())?;
         let dry_run = ctx.dry_run;
-        let mut created = registration_to_pb(self.registry.submit(applicant, spec, ctx).await?, 0);
-        if dry_run {
-            // Nothing was submitted: nothing to name.
-            created.id.clear();
-            created.reference.clear();
-            created.etag.clear();
-        }
-        Ok(Response::new(created))
+        let created = registration_to_pb(self.registry.submit(applicant, spec, ctx).await?, 0);
+        Ok(Response::new(if dry_run { unnamed(created) } else { created }))
     }
 
     async fn batch_submit_registrations(
@@ -64,15 +58,8 @@ impl RegistrationService for RegistrationApi {
         let created = self.registry.submit_batch(applicant, specs, ctx).await?;
         let registrations = created
             .into_iter()
-            .map(|r| {
-                let mut r = registration_to_pb(r, 0);
-                if dry_run {
-                    r.id.clear();
-                    r.reference.clear();
-                    r.etag.clear();
-                }
-                r
-            })
+            .map(|r| registration_to_pb(r, 0))
+            .map(|r| if dry_run { unnamed(r) } else { r })
             .collect();
         Ok(Response::new(pb::BatchSubmitRegistrationsResponse { registrations }))
     }
@@ -250,6 +237,14 @@ fn parse_submission(applicant: Applicant, msg: &pb::SubmitRegistrationRequest) -
     let spec =
         convert::new_spec(reg, applicant.category, OffsetDateTime::now_utc()).map_err(|e| e.nested("registration"));
     v.and(spec).map_err(SubmissionError::Invalid)
+}
+
+/// A dry run's answer: nothing was submitted, so nothing is named.
+fn unnamed(mut r: pb::Registration) -> pb::Registration {
+    r.id.clear();
+    r.reference.clear();
+    r.etag.clear();
+    r
 }
 
 /// Most registrations one batch submits (AIP-233 batches are bounded).

@@ -582,6 +582,17 @@ async fn access_logs_carry_the_call_and_never_personal_data(pool: PgPool) {
         .unwrap()
         .into_inner();
     assert_eq!(hit.reference, registration.reference);
+    // The same write over JSON: the same access event, naming the protocol.
+    let json = serde_json::json!({"id": registration.id});
+    let got = crate::connect::curl(
+        &app,
+        "vpnregistry.v1.RegistrationService/GetRegistration",
+        Some(&token),
+        json.to_string().as_bytes(),
+        &["-H", "x-request-id: over-json-1"],
+    )
+    .await;
+    assert_eq!(got.status, 200);
     // The last interval's summary is logged as the server stops.
     let (_, lines) = served.stop().await;
 
@@ -609,7 +620,19 @@ async fn access_logs_carry_the_call_and_never_personal_data(pool: PgPool) {
     assert_eq!(create["fields"]["role"], "admin");
     assert_eq!(create["fields"]["peer"], "127.0.0.1");
     assert_eq!(create["fields"]["code"], "OK");
+    assert_eq!(create["fields"]["protocol"], "grpc");
     assert!(create["fields"]["latency_ms"].as_f64().unwrap() > 0.0);
+    let over_json = calls
+        .iter()
+        .find(|e| e["fields"]["request_id"] == "over-json-1")
+        .expect("an access event for the JSON call");
+    assert_eq!(over_json["fields"]["protocol"], "connect");
+    assert_eq!(
+        over_json["fields"]["method"],
+        "/vpnregistry.v1.RegistrationService/GetRegistration"
+    );
+    assert_eq!(over_json["fields"]["role"], "institution");
+    assert_eq!(over_json["fields"]["code"], "OK");
     let update = calls
         .iter()
         .find(|e| e["fields"]["method"] == "/vpnregistry.v1.InstitutionService/UpdateInstitution")
