@@ -54,8 +54,8 @@ impl Format {
     }
 }
 
-/// Why a request is answered before it reaches the server's layers (it
-/// cannot be a call: nothing to authenticate or count yet).
+/// Why a request cannot be carried as a Connect unary call (its handler
+/// answers with this instead of reading the body).
 pub fn refusal<B>(req: &http::Request<B>, path: &str) -> Option<Status> {
     if req.method() != http::Method::POST {
         return Some(Status::unimplemented(
@@ -86,7 +86,12 @@ pub fn refusal<B>(req: &http::Request<B>, path: &str) -> Option<Status> {
 }
 
 /// The Connect request as a gRPC request to the same path.
-pub fn to_grpc(req: http::Request<Body>, format: Format, unary: Option<&'static Unary>) -> http::Request<Body> {
+pub fn to_grpc(
+    req: http::Request<Body>,
+    format: Format,
+    unary: Option<&'static Unary>,
+    refused: Option<Status>,
+) -> http::Request<Body> {
     let (mut parts, body) = req.into_parts();
     let headers = &mut parts.headers;
     let timeout = headers.remove("connect-timeout-ms");
@@ -118,6 +123,7 @@ pub fn to_grpc(req: http::Request<Body>, format: Format, unary: Option<&'static 
         format,
         gzip,
         input: unary,
+        refused,
         read: BytesMut::new(),
         done: false,
     };
@@ -135,6 +141,8 @@ struct Transcode {
     /// The method's types (none for a path that names no method: the
     /// server answers that without reading the body).
     input: Option<&'static Unary>,
+    /// Why the call cannot be carried ([`refusal`]): the body is this error.
+    refused: Option<Status>,
     read: BytesMut,
     done: bool,
 }
@@ -187,6 +195,10 @@ impl HttpBody for Transcode {
         let this = &mut *self;
         if this.done {
             return Poll::Ready(None);
+        }
+        if let Some(refused) = this.refused.take() {
+            this.done = true;
+            return Poll::Ready(Some(Err(refused)));
         }
         // A declared length over the limit is refused before reading any.
         if this.read.is_empty() && this.body.size_hint().lower() > MAX_BODY as u64 {

@@ -113,14 +113,13 @@ where
             }
             Kind::Connect(format) => {
                 let path = req.uri().path().to_owned();
-                if let Some(status) = connect::refusal(&req, &path) {
-                    let response = connect_error::error_response(&status, http::HeaderMap::new());
-                    return Box::pin(async move { Ok(response) });
-                }
+                // A request Connect cannot carry is still a call: refused by
+                // its handler (after authentication), counted and logged.
+                let refused = connect::refusal(&req, &path);
                 req.extensions_mut().insert(Protocol::Connect);
                 let unary = schema::unary(&path);
                 let retiring = deprecation::headers(&path);
-                let call = self.inner.call(connect::to_grpc(req, format, unary));
+                let call = self.inner.call(connect::to_grpc(req, format, unary, refused));
                 Box::pin(async move {
                     let mut response = connect::to_connect(call.await?, format, unary).await;
                     response.headers_mut().extend(retiring.unwrap_or_default());

@@ -233,15 +233,11 @@ async fn errors_carry_their_details_and_connect_http_statuses(pool: PgPool) {
     assert_eq!(answer.status, 401);
     assert_eq!(answer.json()["code"], "unauthenticated");
     // A streaming method is not a Connect unary call.
-    let answer = curl(
-        &app,
-        "vpnregistry.v1.LookupService/WatchChanges",
-        Some(&token),
-        b"{}",
-        &[],
-    )
-    .await;
+    let lookup = app.token(vpn_registry::domain::principal::Role::Lookup).await;
+    let watch = "vpnregistry.v1.LookupService/WatchChanges";
+    let answer = curl(&app, watch, Some(&lookup), b"{}", &[]).await;
     assert_eq!(answer.status, 501);
+    assert!(answer.json()["message"].as_str().unwrap().contains("gRPC-Web"));
     // A method that does not exist: as gRPC answers it.
     let answer = curl(
         &app,
