@@ -74,7 +74,7 @@ mod tests {
         let marked: Vec<String> = schema::pool()
             .services()
             .flat_map(|s| s.methods().collect::<Vec<_>>())
-            .filter(|m| m.method_descriptor_proto().options.as_ref().and_then(|o| o.deprecated) == Some(true))
+            .filter(schema::is_deprecated)
             .map(|m| format!("/{}/{}", m.parent_service().full_name(), m.name()))
             .collect();
         let listed: Vec<String> = RETIREMENTS.iter().map(|r| r.path.to_owned()).collect();

@@ -9,12 +9,17 @@ use std::{
 };
 
 use prost::Message as _;
-use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor, SerializeOptions};
+use prost_reflect::{
+    DescriptorPool, DeserializeOptions, DynamicMessage, FieldDescriptor, MessageDescriptor, MethodDescriptor,
+    SerializeOptions,
+};
 use tonic::Status;
 
-/// One unary method's request and response types.
+/// One unary method, with its request and response types at hand (the
+/// transcoding path reads them on every call).
 #[derive(Debug, Clone)]
 pub struct Unary {
+    pub method: MethodDescriptor,
     pub input: MessageDescriptor,
     pub output: MessageDescriptor,
 }
@@ -51,6 +56,7 @@ static SCHEMA: LazyLock<Schema> = LazyLock::new(|| {
                 let types = Unary {
                     input: method.input(),
                     output: method.output(),
+                    method,
                 };
                 unary.insert(path, types);
             }
@@ -77,6 +83,26 @@ pub fn all_unary() -> impl Iterator<Item = (&'static str, &'static Unary)> {
 /// The descriptors (for the API reference).
 pub fn pool() -> &'static DescriptorPool {
     &SCHEMA.pool
+}
+
+/// Whether the .proto marks `method` deprecated.
+pub fn is_deprecated(method: &MethodDescriptor) -> bool {
+    method
+        .method_descriptor_proto()
+        .options
+        .as_ref()
+        .and_then(|o| o.deprecated)
+        == Some(true)
+}
+
+/// Whether the .proto marks `field` deprecated.
+pub fn is_deprecated_field(field: &FieldDescriptor) -> bool {
+    field
+        .field_descriptor_proto()
+        .options
+        .as_ref()
+        .and_then(|o| o.deprecated)
+        == Some(true)
 }
 
 /// A JSON request body as the protobuf message the handlers decode.

@@ -277,7 +277,7 @@ async fn malformed_bodies_get_the_documented_errors_never_a_500(pool: PgPool) {
     let at = bad_utf8.windows(6).position(|w| w == b"Branch").unwrap();
     bad_utf8[at] = 0xff;
     let answer = curl(&app, SUBMIT, Some(&token), &bad_utf8, &[]).await;
-    expect(&answer, 400, "invalid_argument", "");
+    expect(&answer, 400, "invalid_argument", "line 1");
 
     let answer = curl(&app, SUBMIT, Some(&token), b"{\"requestId\": ", &[]).await;
     expect(&answer, 400, "invalid_argument", "EOF");

@@ -54,19 +54,49 @@ pub async fn snapshot(pool: &PgPool) -> Vec<(String, String)> {
     state
 }
 
-/// Runs the dry run, checks it left everything as it was, then runs the real
-/// call: both must give the same answer (`comparable` strips what names a
-/// new resource), or refuse alike.
-async fn same_as_real<T, F, Fut>(pool: &PgPool, comparable: impl Fn(T) -> T, call: F) -> Result<T, Status>
+/// The requests that offer a dry run.
+pub trait DryRunnable: Clone {
+    fn validate_only(self, on: bool) -> Self;
+}
+
+macro_rules! dry_runnable {
+    ($($t:ty),+) => {$(
+        impl DryRunnable for $t {
+            fn validate_only(mut self, on: bool) -> Self {
+                self.validate_only = on;
+                self
+            }
+        }
+    )+};
+}
+
+dry_runnable!(
+    pb::SubmitRegistrationRequest,
+    pb::AmendRegistrationRequest,
+    pb::RenewRegistrationRequest,
+    pb::CreateInstitutionRequest,
+    pb::UpdateInstitutionRequest
+);
+
+/// Sends `request` as a dry run, checks it left everything as it was, then
+/// for real: both must give the same answer (`comparable` strips what names
+/// a new resource), or refuse alike.
+async fn same_as_real<R, T, F, Fut>(
+    pool: &PgPool,
+    comparable: impl Fn(T) -> T,
+    request: R,
+    send: F,
+) -> Result<T, Status>
 where
+    R: DryRunnable,
     T: PartialEq + Debug + Clone,
-    F: Fn(bool) -> Fut,
+    F: Fn(R) -> Fut,
     Fut: Future<Output = Result<T, Status>>,
 {
     let before = snapshot(pool).await;
-    let dry = call(true).await;
+    let dry = send(request.clone().validate_only(true)).await;
     assert_eq!(snapshot(pool).await, before, "the dry run left something behind");
-    let real = call(false).await;
+    let real = send(request.validate_only(false)).await;
     match (dry, &real) {
         (Ok(dry), Ok(real)) => assert_eq!(comparable(dry), comparable(real.clone())),
         (Err(dry), Err(real)) => {
@@ -122,34 +152,25 @@ async fn a_dry_run_submission_answers_as_the_real_one_and_writes_nothing(pool: P
     let (_, token) = app.enrol(C::Company).await;
     let (_, other) = app.enrol(C::Company).await;
     app.active(&other, &["81.2.80.0/24"]).await;
-    let submit = |request: pb::SubmitRegistrationRequest| {
-        let app = &app;
-        let token = token.clone();
-        move |validate_only: bool| {
-            let mut request = request.clone();
-            request.validate_only = validate_only;
-            let mut client = app.registrations(Some(&token));
+    let submit_as = |token: &str| {
+        let client = app.registrations(Some(token));
+        move |request: pb::SubmitRegistrationRequest| {
+            let mut client = client.clone();
             async move { client.submit_registration(request).await.map(|r| r.into_inner()) }
         }
     };
+    let submit = submit_as(&token);
 
     // Accepted: the same registration, without a name; the key is not spent.
     let request = submit_request(&["81.2.69.0/24"]);
-    let real = same_as_real(&pool, registration, submit(request.clone()))
+    let real = same_as_real(&pool, registration, request.clone(), &submit)
         .await
         .unwrap();
     assert!(!real.id.is_empty() && !real.reference.is_empty());
-    let dry = {
-        let mut r = request.clone();
-        r.request_id = uuid::Uuid::new_v4().to_string();
-        r.registration.as_mut().unwrap().source_prefixes = vec!["81.2.70.0/24".into()];
-        r.validate_only = true;
-        app.registrations(Some(&token))
-            .submit_registration(r)
-            .await
-            .unwrap()
-            .into_inner()
-    };
+    let mut another = request.clone().validate_only(true);
+    another.request_id = uuid::Uuid::new_v4().to_string();
+    another.registration.as_mut().unwrap().source_prefixes = vec!["81.2.70.0/24".into()];
+    let dry = submit(another).await.unwrap();
     assert_eq!(
         (dry.id.as_str(), dry.reference.as_str(), dry.etag.as_str()),
         ("", "", "")
@@ -158,22 +179,20 @@ async fn a_dry_run_submission_answers_as_the_real_one_and_writes_nothing(pool: P
     // Refused: a field, an overlap with an active registration, a role.
     let mut invalid = submit_request(&["10.0.0.0/24", "not-a-prefix"]);
     invalid.registration.as_mut().unwrap().purpose.clear();
-    let refused = same_as_real(&pool, registration, submit(invalid)).await.unwrap_err();
+    let refused = same_as_real(&pool, registration, invalid, &submit).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     assert!(violated_fields(&refused).len() >= 2, "{refused:?}");
-    let refused = same_as_real(&pool, registration, submit(submit_request(&["81.2.80.128/25"])))
+    let overlapping = submit_request(&["81.2.80.128/25"]);
+    let refused = same_as_real(&pool, registration, overlapping, &submit)
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
     let reviewer = app.reviewer_token().await.to_owned();
-    let as_reviewer = |validate_only: bool| {
-        let mut request = submit_request(&["81.2.71.0/24"]);
-        request.request_id = "reviewer-1".into();
-        request.validate_only = validate_only;
-        let mut client = app.registrations(Some(&reviewer));
-        async move { client.submit_registration(request).await.map(|r| r.into_inner()) }
-    };
-    let refused = same_as_real(&pool, registration, as_reviewer).await.unwrap_err();
+    let mut by_reviewer = submit_request(&["81.2.71.0/24"]);
+    by_reviewer.request_id = "reviewer-1".into();
+    let refused = same_as_real(&pool, registration, by_reviewer, submit_as(&reviewer))
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
 }
 
@@ -181,69 +200,57 @@ async fn a_dry_run_submission_answers_as_the_real_one_and_writes_nothing(pool: P
 async fn dry_run_amendments_and_renewals_answer_as_the_real_ones(pool: PgPool) {
     let app = spawn_app(pool.clone()).await;
     let (_, token) = app.enrol(C::Company).await;
+    let client = app.registrations(Some(&token));
     let pending = app.submit(&token, &["81.2.69.0/24"]).await;
-    let amend = |registration: pb::Registration, purpose: &str| {
-        let mut changed = registration;
+    let amendment = |mut changed: pb::Registration, purpose: &str| {
         changed.purpose = purpose.into();
-        let request = amend_request(changed, &["purpose"]);
-        let app = &app;
-        let token = token.clone();
-        move |validate_only: bool| {
-            let mut request = request.clone();
-            request.validate_only = validate_only;
-            let mut client = app.registrations(Some(&token));
-            async move { client.amend_registration(request).await.map(|r| r.into_inner()) }
-        }
+        amend_request(changed, &["purpose"])
     };
-    let amended_once = same_as_real(&pool, amended, amend(pending.clone(), "Payroll VPN"))
+    let amend = |request: pb::AmendRegistrationRequest| {
+        let mut client = client.clone();
+        async move { client.amend_registration(request).await.map(|r| r.into_inner()) }
+    };
+    let amended_once = same_as_real(&pool, amended, amendment(pending.clone(), "Payroll VPN"), amend)
         .await
         .unwrap();
     assert_eq!(amended_once.purpose, "Payroll VPN");
     // The dry run keeps the current etag: the one the real call must send.
-    let mut dry = amend_request(amended_once.clone(), &["purpose"]);
-    dry.validate_only = true;
-    let answer = app
-        .registrations(Some(&token))
-        .amend_registration(dry)
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(answer.etag, amended_once.etag);
-    // A stale etag, and an empty purpose.
-    let refused = same_as_real(&pool, amended, amend(pending.clone(), "Stale"))
+    let dry = amend_request(amended_once.clone(), &["purpose"]).validate_only(true);
+    assert_eq!(amend(dry).await.unwrap().etag, amended_once.etag);
+    // A stale etag, an empty purpose, a registration that does not exist.
+    let refused = same_as_real(&pool, amended, amendment(pending.clone(), "Stale"), amend)
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Aborted);
-    let refused = same_as_real(&pool, amended, amend(amended_once, "")).await.unwrap_err();
+    let refused = same_as_real(&pool, amended, amendment(amended_once, ""), amend)
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     let mut missing = pending.clone();
     missing.id = uuid::Uuid::now_v7().to_string();
-    let refused = same_as_real(&pool, amended, amend(missing, "Gone")).await.unwrap_err();
+    let refused = same_as_real(&pool, amended, amendment(missing, "Gone"), amend)
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::NotFound);
 
     let active = app.active(&token, &["81.2.70.0/24"]).await;
-    let renew = |until: time::OffsetDateTime| {
-        let request = pb::RenewRegistrationRequest {
-            id: active.id.clone(),
-            etag: active.etag.clone(),
-            valid_until: Some(ts(until)),
-            ..Default::default()
-        };
-        let app = &app;
-        let token = token.clone();
-        move |validate_only: bool| {
-            let mut request = request.clone();
-            request.validate_only = validate_only;
-            let mut client = app.registrations(Some(&token));
-            async move { client.renew_registration(request).await.map(|r| r.into_inner()) }
-        }
+    let renewal = |until: time::OffsetDateTime| pb::RenewRegistrationRequest {
+        id: active.id.clone(),
+        etag: active.etag.clone(),
+        valid_until: Some(ts(until)),
+        ..Default::default()
+    };
+    let renew = |request: pb::RenewRegistrationRequest| {
+        let mut client = client.clone();
+        async move { client.renew_registration(request).await.map(|r| r.into_inner()) }
     };
     let now = time::OffsetDateTime::now_utc();
-    let refused = same_as_real(&pool, amended, renew(now + time::Duration::days(30)))
+    let refused = same_as_real(&pool, amended, renewal(now + time::Duration::days(30)), renew)
         .await
         .unwrap_err();
-    assert_ne!(refused.code(), tonic::Code::Ok);
-    let renewed = same_as_real(&pool, amended, renew(now + time::Duration::days(700)))
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert_eq!(violated_fields(&refused), ["valid_until"]);
+    let renewed = same_as_real(&pool, amended, renewal(now + time::Duration::days(700)), renew)
         .await
         .unwrap();
     assert!(renewed.pending_revision.is_some());
@@ -253,60 +260,56 @@ async fn dry_run_amendments_and_renewals_answer_as_the_real_ones(pool: PgPool) {
 async fn dry_run_enrolments_and_profile_updates_answer_as_the_real_ones(pool: PgPool) {
     let app = spawn_app(pool.clone()).await;
     let admin = app.admin().await;
-    let enrol = |i: pb::Institution, request_id: &str| {
-        let request = pb::CreateInstitutionRequest {
-            institution: Some(i),
-            request_id: request_id.into(),
-            validate_only: false,
-        };
-        let app = &app;
-        let admin = admin.clone();
-        move |validate_only: bool| {
-            let mut request = request.clone();
-            request.validate_only = validate_only;
-            let mut client = app.institutions(Some(&admin));
-            async move { client.create_institution(request).await.map(|r| r.into_inner()) }
-        }
+    let client = app.institutions(Some(&admin));
+    let enrolment = |i: pb::Institution, request_id: &str| pb::CreateInstitutionRequest {
+        institution: Some(i),
+        request_id: request_id.into(),
+        validate_only: false,
     };
-    let bank = same_as_real(&pool, institution, enrol(valid_institution(C::Bank), "enrol-1"))
-        .await
-        .unwrap();
+    let enrol = |request: pb::CreateInstitutionRequest| {
+        let mut client = client.clone();
+        async move { client.create_institution(request).await.map(|r| r.into_inner()) }
+    };
+    let bank = same_as_real(
+        &pool,
+        institution,
+        enrolment(valid_institution(C::Bank), "enrol-1"),
+        enrol,
+    )
+    .await
+    .unwrap();
     let mut invalid = valid_institution(C::Bank);
     invalid.sbp_licence.clear();
     invalid.contact_email = "not an address".into();
-    let refused = same_as_real(&pool, institution, enrol(invalid, "enrol-2"))
+    let refused = same_as_real(&pool, institution, enrolment(invalid, "enrol-2"), enrol)
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
 
-    let update = |etag: &str, email: &str| {
+    let change = |etag: &str, email: &str| {
         let mut changed = bank.clone();
         changed.etag = etag.into();
         changed.contact_email = email.into();
-        let request = pb::UpdateInstitutionRequest {
+        pb::UpdateInstitutionRequest {
             institution: Some(changed),
             update_mask: mask(&["contact_email"]),
             ..Default::default()
-        };
-        let app = &app;
-        let admin = admin.clone();
-        move |validate_only: bool| {
-            let mut request = request.clone();
-            request.validate_only = validate_only;
-            let mut client = app.institutions(Some(&admin));
-            async move { client.update_institution(request).await.map(|r| r.into_inner()) }
         }
+    };
+    let update = |request: pb::UpdateInstitutionRequest| {
+        let mut client = client.clone();
+        async move { client.update_institution(request).await.map(|r| r.into_inner()) }
     };
     let keep_id = |mut i: pb::Institution| {
         i.etag.clear();
         i.update_time = None;
         i
     };
-    let updated = same_as_real(&pool, keep_id, update(&bank.etag, "desk@example.pk"))
+    let updated = same_as_real(&pool, keep_id, change(&bank.etag, "desk@example.pk"), update)
         .await
         .unwrap();
     assert_eq!(updated.contact_email, "desk@example.pk");
-    let refused = same_as_real(&pool, keep_id, update(&bank.etag, "other@example.pk"))
+    let refused = same_as_real(&pool, keep_id, change(&bank.etag, "other@example.pk"), update)
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Aborted);

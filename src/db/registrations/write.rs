@@ -244,7 +244,8 @@ async fn batch_members(pool: &PgPool, batch: Uuid, vis: Visibility) -> Result<Ve
 }
 
 /// One submission in `tx`, its overlaps checked: the row (a dry run takes
-/// no reference number), its record, its fee.
+/// no reference number: it holds a placeholder the answer does not show),
+/// its record, its fee.
 async fn insert_in(
     tx: &mut PgConnection,
     id: Uuid,
@@ -288,11 +289,7 @@ async fn insert_in(
     }
     Ok(Registration {
         id,
-        reference: if ctx.dry_run {
-            String::new()
-        } else {
-            inserted.try_get("reference")?
-        },
+        reference: inserted.try_get("reference")?,
         institution_id,
         spec: stored,
         state,

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use prost_reflect::{DescriptorPool, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor};
+use prost_reflect::{EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value, json};
 
 use super::comments;
@@ -17,21 +17,16 @@ const SCHEMAS: &str = "#/components/schemas/";
 
 /// The whole document.
 pub fn document() -> Value {
-    let pool = schema::pool();
     let mut methods: Vec<_> = schema::all_unary().collect();
     methods.sort_by_key(|(path, _)| *path);
     let mut schemas = Schemas::default();
     let mut paths = Map::new();
     let mut tags = BTreeMap::new();
     for (path, types) in methods {
-        let Some(method) = method_of(pool, path) else { continue };
-        let service = method.parent_service();
+        let service = types.method.parent_service();
         tags.entry(service.name().to_owned())
             .or_insert_with(|| comments::of_service(service));
-        paths.insert(
-            path.to_owned(),
-            json!({ "post": operation(&method, types, &mut schemas) }),
-        );
+        paths.insert(path.to_owned(), json!({ "post": operation(types, &mut schemas) }));
     }
     let mut components = schemas.into_components();
     components.insert("ConnectError".into(), connect_error());
@@ -53,7 +48,8 @@ pub fn document() -> Value {
 }
 
 /// One RPC as a POST operation.
-fn operation(method: &prost_reflect::MethodDescriptor, types: &schema::Unary, schemas: &mut Schemas) -> Value {
+fn operation(types: &schema::Unary, schemas: &mut Schemas) -> Value {
+    let method = &types.method;
     let service = method.parent_service();
     let description = comments::of_method(method);
     let summary = description
@@ -81,13 +77,7 @@ fn operation(method: &prost_reflect::MethodDescriptor, types: &schema::Unary, sc
             "5XX": {"$ref": "#/components/responses/Error"},
         },
     });
-    if method
-        .method_descriptor_proto()
-        .options
-        .as_ref()
-        .and_then(|o| o.deprecated)
-        == Some(true)
-    {
+    if schema::is_deprecated(method) {
         operation["deprecated"] = Value::Bool(true);
     }
     operation
@@ -134,13 +124,6 @@ request message in proto3's JSON mapping; the answer is the response message, or
 error object. The same calls are served over gRPC and gRPC-Web on the same port, with the same \
 authentication, permissions, rate limits and answers. Writes that create take a `requestId` \
 (idempotency key); writes to an existing record take the `etag` it was read with.";
-
-fn method_of(pool: &DescriptorPool, path: &str) -> Option<prost_reflect::MethodDescriptor> {
-    let (service, method) = path.trim_start_matches('/').split_once('/')?;
-    pool.get_service_by_name(service)?
-        .methods()
-        .find(|m| m.name() == method)
-}
 
 /// The Connect error object.
 fn connect_error() -> Value {
@@ -235,12 +218,7 @@ impl Schemas {
             self.single(field)
         };
         let description = comments::of_field(field);
-        let deprecated = field
-            .field_descriptor_proto()
-            .options
-            .as_ref()
-            .and_then(|o| o.deprecated)
-            == Some(true);
+        let deprecated = schema::is_deprecated_field(field);
         if let Value::Object(map) = &mut schema {
             // A $ref with siblings is allowed in 3.1.
             if !description.is_empty() {

@@ -114,12 +114,7 @@ fn introduction() -> Markup {
 fn method_entry(method: &MethodDescriptor) -> Markup {
     let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
     let streams = method.is_client_streaming() || method.is_server_streaming();
-    let deprecated = method
-        .method_descriptor_proto()
-        .options
-        .as_ref()
-        .and_then(|o| o.deprecated)
-        == Some(true);
+    let deprecated = schema::is_deprecated(method);
     html! {
         div class="method" id=(path.trim_start_matches('/')) {
             h4 { (method.name()) @if deprecated { " " span class="deprecated" { "deprecated" } } }
@@ -163,7 +158,7 @@ fn message_entry(message: &MessageDescriptor) -> Markup {
                                 td { code { (field.json_name()) } }
                                 td { (field_type(&field)) }
                                 td {
-                                    @if field.field_descriptor_proto().options.as_ref().and_then(|o| o.deprecated) == Some(true) {
+                                    @if schema::is_deprecated_field(&field) {
                                         span class="deprecated" { "Deprecated. " }
                                     }
                                     (joined(&comments::of_field(&field)))

@@ -71,7 +71,7 @@ struct Line {
 }
 
 /// `GET /console/registrations/import`
-pub(super) async fn form(State(_c): State<Console>, v: Visitor) -> Response {
+pub(super) async fn form(v: Visitor) -> Response {
     let form = ImportForm::default();
     let markup = page::frame("Import registrations", Some(&v.session), body(&v, &form, &[], None));
     page::respond(StatusCode::OK, markup)
