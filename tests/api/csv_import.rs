@@ -45,13 +45,16 @@ async fn a_spreadsheet_is_checked_line_by_line_then_submitted_once(pool: PgPool)
     assert_eq!(page.status, 200);
     let csrf = input(&page.body, "csrf");
 
-    // Line 3 is private space, line 5 has no purpose: shown, nothing submitted.
+    // Line 3 is private space, line 5 has no purpose, line 6's date does
+    // not read: each shown (the others in its batch checked all the same),
+    // nothing submitted.
     let bad = [
         HEADER.to_owned(),
         line("81.2.69.0/24", "Payroll"),
         line("10.0.0.0/24", "Office"),
         line("81.2.70.0/24 81.2.71.0/24", "Branches"),
         line("81.2.72.0/24", ""),
+        line("81.2.74.0/24", "Depot").replace("2030-12-31", "next year"),
     ]
     .join("\n");
     let form = [
@@ -74,6 +77,7 @@ async fn a_spreadsheet_is_checked_line_by_line_then_submitted_once(pool: PgPool)
     assert!(row(3).contains("source_prefixes[0]"), "{}", row(3));
     assert!(row(4).contains("Ready"), "{}", row(4));
     assert!(row(5).contains("purpose"), "{}", row(5));
+    assert!(row(6).contains("valid_until"), "{}", row(6));
     assert!(
         !checked.body.contains("value=\"submit\""),
         "offered to submit a file with errors"

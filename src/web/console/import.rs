@@ -103,11 +103,14 @@ pub(super) async fn import(
     let submit = form.action == "submit" && lines.iter().all(|l| l.problems.is_empty());
     let mut failure = None;
     for (index, chunk) in lines.chunks_mut(PER_BATCH).enumerate() {
-        if chunk.iter().any(|l| l.registration.is_none()) {
+        // The lines that read as registrations are checked; one whose dates
+        // do not read already says why.
+        let mut readable: Vec<&mut Line> = chunk.iter_mut().filter(|l| l.registration.is_some()).collect();
+        if readable.is_empty() {
             continue;
         }
         let msg = pb::BatchSubmitRegistrationsRequest {
-            requests: chunk
+            requests: readable
                 .iter()
                 .map(|l| pb::SubmitRegistrationRequest {
                     registration: l.registration.clone(),
@@ -122,14 +125,14 @@ pub(super) async fn import(
             .await
         {
             Ok(done) if submit => {
-                for (line, r) in chunk.iter_mut().zip(done.registrations) {
+                for (line, r) in readable.iter_mut().zip(done.registrations) {
                     line.reference = Some(r.reference);
                 }
             }
             Ok(_) => {}
             Err(Refused::Page(page)) => return *page,
             Err(Refused::Status(status)) => {
-                place(chunk, &status);
+                place(&mut readable, &status);
                 if submit {
                     failure = Some(status.message().to_owned());
                     break;
@@ -213,8 +216,9 @@ fn parse(text: &str) -> Result<Vec<Line>, String> {
 }
 
 /// Puts a refused batch's violations on the lines they name
-/// (`requests[7].registration.purpose`, or a message `requests[4]: ...`).
-fn place(chunk: &mut [Line], status: &tonic::Status) {
+/// (`requests[7].registration.purpose`, or a message `requests[4]: ...`);
+/// `chunk` holds the batch's lines in its order.
+fn place(chunk: &mut [&mut Line], status: &tonic::Status) {
     use tonic_types::StatusExt as _;
     let item = |text: &str| -> Option<(usize, String)> {
         let rest = text.strip_prefix("requests[")?;
@@ -358,11 +362,11 @@ mod tests {
         let mut details = tonic_types::ErrorDetails::new();
         details.add_bad_request_violation("requests[2].registration.source_prefixes[0]", "is private");
         let status = tonic::Status::with_error_details(tonic::Code::InvalidArgument, "bad", details);
-        place(&mut chunk, &status);
+        place(&mut chunk.iter_mut().collect::<Vec<_>>(), &status);
         assert!(chunk[0].problems.is_empty());
         assert_eq!(chunk[2].problems, ["source_prefixes[0]: is private"]);
         let overlap = tonic::Status::failed_precondition("requests[1]: source prefix 8.8.8.0/24 overlaps");
-        place(&mut chunk, &overlap);
+        place(&mut chunk.iter_mut().collect::<Vec<_>>(), &overlap);
         assert_eq!(chunk[1].problems, ["source prefix 8.8.8.0/24 overlaps"]);
     }
 }
