@@ -336,9 +336,10 @@ async fn an_unknown_address_and_a_wrong_password_answer_alike(pool: PgPool) {
     // failure: what differs is noise. A leak would be the hash itself
     // missing from one side (the whole of a sign-in's time), so the bound
     // is a share of it (which a machine busy with other tests stretches
-    // alike, and its database writes more than its hashing).
+    // alike, and its database writes more than its hashing): half of it,
+    // as a clean-clone CI run under load measured 43% once.
     assert!(
-        median.abs() < 0.010_f64.max(0.35 * sign_in),
+        median.abs() < 0.010_f64.max(0.5 * sign_in),
         "median difference {median:.4} s (a sign-in: {sign_in:.4} s) over {differences:?}"
     );
 }
